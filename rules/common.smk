@@ -1,0 +1,64 @@
+# Start-up: validate the config, then derive every path the rules need.
+import sys
+
+from snakemake.utils import validate
+
+from traitscope import ConfigError
+from traitscope.config import SCHEMA_PATH, capture_layers, extract_layers, load_config, trait_position
+from traitscope.models import embedded_name, looks_local
+
+try:
+    CFG = load_config(config, base_dir=".", resources_dir="resources")
+except ConfigError as exc:
+    sys.exit(str(exc))
+validate(config, str(SCHEMA_PATH))  # the same schema through Snakemake (passes once load_config did)
+
+R = CFG["results_dir"]
+SEED = CFG["seed"]
+EXTRACT_VARIANT = CFG["extract"]["variant"]
+TRAITS = sorted(CFG["traits"])
+CAPTURE = CFG["capture"]
+
+
+wildcard_constraints:
+    variant="[A-Za-z0-9_]+",
+    pset="[A-Za-z0-9_]+",
+    category="[a-z0-9_]+",
+    trait="[a-z0-9_]+",
+    shard=r"\d+",
+    name="[a-z0-9_.-]+",
+
+
+def model_inputs(variant):
+    """Files a variant's model depends on: the converted embedded folder, local folders."""
+    spec = CFG["variants"][variant]
+    deps = []
+    name = embedded_name(spec["model"])
+    if name is not None:
+        deps.append(f"resources/models/{name}")
+    elif looks_local(spec["model"]):
+        deps.append(spec["model"])
+    if spec.get("adapter") and looks_local(spec["adapter"]):
+        deps.append(spec["adapter"])
+    return deps
+
+
+def n_shards(pset):
+    return int(CFG["prompt_sets"][pset].get("shards", 1))
+
+
+def shard_paths(pattern, variants=None, psets=None):
+    return [pattern.format(R=R, variant=v, pset=s, shard=i)
+            for v in (variants or CAPTURE["variants"])
+            for s in (psets or CAPTURE["prompt_sets"])
+            for i in range(n_shards(s))]
+
+
+def vector_files(kind):
+    return [f"{R}/vectors/{EXTRACT_VARIANT}/{t}/{kind}" for t in TRAITS]
+
+
+def local_prompt_file(pset):
+    spec = CFG["prompt_sets"][pset]
+    return [spec["path"]] if spec["source"] == "local" else []
+

@@ -1,0 +1,18 @@
+"""traitscope: trait vectors, activation capture and projection for AI-safety research."""
+
+from __future__ import annotations
+
+import os
+
+# litellm must never fetch its model cost map from the network at import time.
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+
+__version__ = "0.1.0"
+
+
+class TraitscopeError(Exception):
+    """Base class for user-facing errors that carry a one-line message with the fix."""
+
+
+class ConfigError(TraitscopeError):
+    """The configuration is invalid; the message names the key and the fix."""

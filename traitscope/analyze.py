@@ -1,0 +1,112 @@
+"""Analyses that turn vectors and projections into tables, JSON and figures."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import platform
+import subprocess
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from . import __version__
+from .extract import position_activations
+from .io import file_sha256, read_safetensors
+from .stats import auc, bootstrap_auc_ci, cohens_d
+
+
+def load_activations(paths: list[str | Path]) -> tuple[list[dict[str, torch.Tensor]], list[dict[str, Any]]]:
+    loaded = [read_safetensors(p) for p in paths]
+    return [t for t, _ in loaded], [m for _, m in loaded]
+
+
+def harm_check(vectors: dict[str, torch.Tensor], sidecar: dict[str, Any], harmful: list[dict[str, torch.Tensor]],
+               harmless: list[dict[str, torch.Tensor]], layers: list[int], *, position: str, min_auc: float,
+               method: str, seed: int) -> tuple[dict[str, Any], pd.DataFrame, pd.DataFrame]:
+    """Does the trait vector separate held-out harmful from harmless prompts?
+
+    Two held-out views: the extraction split (metrics stored in the sidecar) and independent eval
+    prompt sets that were never used for extraction, projected at every captured layer.
+    """
+    best = sidecar["best"]["layer"]
+    rows = [{"layer": v["layer"], "auc": v["metrics"]["auc"], "data": f"extraction held-out split ({m})"}
+            for v in sidecar["vectors"] for m in [v["method"]]]
+
+    def scores(shards: list[dict[str, torch.Tensor]], layer: int, u: torch.Tensor) -> np.ndarray:
+        out = []
+        for t in shards:
+            x, ok = position_activations(t, position, layer)
+            out.append((x[ok] @ u.numpy()))
+        return np.concatenate(out)
+
+    per_layer_scores: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+    for layer in layers:
+        key = f"{method}.layer_{layer}"
+        if key not in vectors:
+            continue
+        u = vectors[key].float() / vectors[key].float().norm()
+        h, b = scores(harmful, layer, u), scores(harmless, layer, u)
+        per_layer_scores[layer] = (h, b)
+        y = np.r_[np.ones(len(h)), np.zeros(len(b))]
+        rows.append({"layer": layer, "auc": auc(y, np.r_[h, b]), "data": f"independent eval sets ({method})"})
+    if best not in per_layer_scores:
+        raise ValueError(f"best layer {best} was not captured for the eval sets; add it to capture.layers")
+    h, b = per_layer_scores[best]
+    y, s = np.r_[np.ones(len(h)), np.zeros(len(b))], np.r_[h, b]
+    eval_auc = auc(y, s)
+    lo, hi = bootstrap_auc_ci(y, s, seed=seed)
+    extraction_auc = float(next(v["metrics"]["auc"] for v in sidecar["vectors"]
+                                if v["layer"] == best and v["method"] == sidecar["best"]["method"]))
+    result = {
+        "trait": sidecar["trait"], "model": sidecar["model"], "position": position, "method": method,
+        "best_layer": best, "best_layer_reason": sidecar["best"]["reason"],
+        "extraction_heldout_auc": extraction_auc,
+        "eval_auc": eval_auc, "eval_auc_ci95": [lo, hi], "eval_cohens_d": cohens_d(h, b),
+        "n_eval_harmful": int(len(h)), "n_eval_harmless": int(len(b)),
+        "min_auc": min_auc, "passed": bool(extraction_auc >= min_auc and eval_auc >= min_auc),
+        "criterion": "held-out ROC-AUC >= min_auc at the best layer, on the extraction test split and on the eval sets",
+    }
+    dist = pd.DataFrame({"score": s, "group": np.where(y == 1, "harmful", "harmless")})
+    return result, pd.DataFrame(rows), dist
+
+
+def score_summary(frames: list[tuple[str, str, pd.DataFrame]], best_layers: dict[str, int], positions: dict[str, str],
+                  method: str) -> pd.DataFrame:
+    """Per-prompt pooled scores at each trait's best layer and extraction position."""
+    out = []
+    for variant, prompt_set, df in frames:
+        for trait, layer in best_layers.items():
+            want = positions[trait]
+            m = df[(df["trait"] == trait) & (df["layer"] == layer) & (df["method"] == method)]
+            pos = want if want in set(m["position"]) else ("last" if "last" in set(m["position"]) else None)
+            if pos is None:
+                continue
+            sel = m[m["position"] == pos]
+            out.append(sel.assign(variant=variant, prompt_set=prompt_set))
+    return pd.concat(out, ignore_index=True) if out else pd.DataFrame()
+
+
+def provenance(config: dict[str, Any], outputs: list[str | Path]) -> dict[str, Any]:
+    """What produced the results: versions, git commit, config, and a checksum of every output."""
+    pkgs = {}
+    for name in ("torch", "transformers", "snakemake", "scikit-learn", "statsmodels", "pandas", "numpy", "peft",
+                 "safetensors"):
+        try:
+            pkgs[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            pkgs[name] = None
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=False).stdout.strip()
+    except OSError:
+        commit = ""
+    return {
+        "traitscope": __version__, "git_commit": commit or None, "python": platform.python_version(),
+        "platform": platform.platform(), "packages": pkgs,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "config": {k: v for k, v in config.items() if not k.startswith("_")},
+        "outputs": {str(p): file_sha256(p) for p in sorted(map(str, outputs)) if Path(p).is_file()},
+    }

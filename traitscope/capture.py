@@ -1,0 +1,289 @@
+"""Batched activation capture over a prompt table, with optional generation.
+
+Positions (``capture.positions``):
+
+``last``      the last token of the templated prompt (the end of the assistant header, right
+              before the first response token)  -> ``last.layer_<L>``  ``[n, d]``
+``mean``      mean over all templated prompt tokens  -> ``mean.layer_<L>``  ``[n, d]``
+``response``  every assistant-turn token: the prefill, then the replayed or generated response,
+              per token  -> ``response.layer_<L>``  ``[T, d]`` with ``response.token_ids`` ``[T]``,
+              ``response.is_prefill`` ``[T]`` and ``response.offsets`` ``[n + 1]`` (row ``i`` owns
+              tokens ``offsets[i]:offsets[i+1]``)
+
+Activations are stored as float16. Work is split into chunks of ``chunk_size`` prompts; each
+chunk is cached under a key derived from the model, the chunk's prompts and the settings, so a
+killed job resumes at the first missing chunk and identical work is never redone.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+
+from . import __version__
+from .hooks import ResidualCapture
+from .io import content_hash, read_safetensors, write_parquet, write_safetensors
+from .models import input_device
+
+log = logging.getLogger(__name__)
+POSITIONS = ("last", "mean", "response")
+
+
+@dataclass
+class CaptureSettings:
+    layers: list[int]
+    positions: list[str] = field(default_factory=lambda: ["last", "mean", "response"])
+    batch_size: int = 16
+    max_length: int = 512
+    chunk_size: int = 256
+    generate: bool = False
+    max_new_tokens: int = 32
+    do_sample: bool = False
+    temperature: float = 1.0
+    top_p: float = 1.0
+    seed: int = 1234
+
+    def key(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+# ------------------------------------------------------------------------------------ tokenising
+
+def prompt_token_ids(tokenizer: Any, prompt: str, system: str | None) -> list[int]:
+    """Token ids of the prompt in the model's chat template, ending with the assistant header."""
+    messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": prompt}]
+    if getattr(tokenizer, "chat_template", None):
+        text = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    else:  # base models without a template: plain text, system prompt first
+        text = (f"{system}\n\n" if system else "") + prompt + "\n"
+    return list(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+
+def text_token_ids(tokenizer: Any, text: str | None) -> list[int]:
+    return list(tokenizer(text, add_special_tokens=False)["input_ids"]) if text else []
+
+
+@dataclass
+class Encoded:
+    prompt: list[int]
+    prefill: list[int]
+    response: list[int]
+    truncated: bool = False
+
+
+def encode_rows(tokenizer: Any, df: pd.DataFrame, max_length: int) -> list[Encoded]:
+    out = []
+    for row in df.itertuples():
+        p = prompt_token_ids(tokenizer, row.prompt, row.system)
+        truncated = len(p) > max_length
+        if truncated:  # keep the end: the assistant header and the question's last tokens
+            p = p[-max_length:]
+        out.append(Encoded(p, text_token_ids(tokenizer, row.prefill), text_token_ids(tokenizer, row.response), truncated))
+    return out
+
+
+def _eos_ids(model: Any, tokenizer: Any) -> set[int]:
+    ids: set[int] = set()
+    for src in (getattr(model.generation_config, "eos_token_id", None), tokenizer.eos_token_id):
+        if isinstance(src, int):
+            ids.add(src)
+        elif src:
+            ids.update(int(i) for i in src)
+    return ids
+
+
+# ------------------------------------------------------------------------------------ generating
+
+def generate_responses(model: Any, tokenizer: Any, encoded: list[Encoded], settings: CaptureSettings,
+                       seed: int) -> list[list[int]]:
+    """Greedy or sampled continuation after prompt + prefill, for rows without a given response."""
+    device = input_device(model)
+    eos = _eos_ids(model, tokenizer)
+    pad = tokenizer.pad_token_id
+    results: list[list[int]] = [[] for _ in encoded]
+    todo = [i for i, e in enumerate(encoded) if not e.response]
+    todo.sort(key=lambda i: len(encoded[i].prompt) + len(encoded[i].prefill))
+    torch.manual_seed(seed)
+    for start in range(0, len(todo), settings.batch_size):
+        idx = todo[start:start + settings.batch_size]
+        seqs = [encoded[i].prompt + encoded[i].prefill for i in idx]
+        width = max(len(s) for s in seqs)
+        ids = torch.full((len(seqs), width), pad, dtype=torch.long)
+        mask = torch.zeros((len(seqs), width), dtype=torch.long)
+        for b, s in enumerate(seqs):  # left padding for generation
+            ids[b, width - len(s):] = torch.tensor(s)
+            mask[b, width - len(s):] = 1
+        gen_kwargs: dict[str, Any] = {"max_new_tokens": settings.max_new_tokens, "do_sample": settings.do_sample,
+                                      "pad_token_id": pad, "eos_token_id": sorted(eos) or None}
+        if settings.do_sample:
+            gen_kwargs.update(temperature=settings.temperature, top_p=settings.top_p)
+        else:
+            gen_kwargs.update(temperature=None, top_p=None, top_k=None)
+        with torch.no_grad():
+            out = model.generate(input_ids=ids.to(device), attention_mask=mask.to(device), **gen_kwargs)
+        for b, i in enumerate(idx):
+            new = out[b, width:].tolist()
+            cut = next((k for k, t in enumerate(new) if t in eos), len(new))
+            results[i] = new[:cut]
+    return results
+
+
+# ------------------------------------------------------------------------------------- capturing
+
+def capture_batch(model: Any, batch: list[tuple[list[int], list[int]]], layers: list[int], positions: list[str],
+                  pad_id: int) -> dict[str, Any]:
+    """One right-padded forward pass; returns gathered float16 CPU tensors per position and layer.
+
+    ``batch`` holds (prompt ids, assistant-turn ids) per row.
+    """
+    device = input_device(model)
+    plen = torch.tensor([len(p) for p, _ in batch])
+    rlen = torch.tensor([len(r) for _, r in batch])
+    width = int((plen + rlen).max())
+    ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
+    for b, (p, r) in enumerate(batch):
+        ids[b, : len(p) + len(r)] = torch.tensor(p + r, dtype=torch.long)
+    pos = torch.arange(width)[None, :]
+    attn = (pos < (plen + rlen)[:, None]).long()
+    pmask = (pos < plen[:, None]).to(device)
+    rmask = ((pos >= plen[:, None]) & (pos < (plen + rlen)[:, None])).to(device)
+    last_idx = (plen - 1).to(device)
+    rows = torch.arange(len(batch), device=device)
+    denom = plen.to(device)[:, None].float()
+
+    def reduce(_layer: int, h: torch.Tensor) -> dict[str, torch.Tensor]:
+        out: dict[str, torch.Tensor] = {}
+        if "last" in positions:
+            out["last"] = h[rows, last_idx].to(torch.float16).cpu()
+        if "mean" in positions:
+            out["mean"] = ((h.float() * pmask[..., None]).sum(1) / denom).to(torch.float16).cpu()
+        if "response" in positions:
+            out["response"] = h[rmask].to(torch.float16).cpu()
+        return out
+
+    with ResidualCapture(model, layers, reduce=reduce, stop=True) as cap:
+        outputs = cap.forward(input_ids=ids.to(device), attention_mask=attn.to(device))
+    return {"outputs": outputs, "plen": plen, "rlen": rlen}
+
+
+def _capture_chunk(model: Any, tokenizer: Any, df: pd.DataFrame, settings: CaptureSettings,
+                   seed: int) -> tuple[dict[str, torch.Tensor], pd.DataFrame]:
+    encoded = encode_rows(tokenizer, df, settings.max_length)
+    needs_response = "response" in settings.positions and settings.generate
+    generated = generate_responses(model, tokenizer, encoded, settings, seed) if needs_response else [[] for _ in encoded]
+    turns = [e.prefill + (e.response or g) for e, g in zip(encoded, generated)]
+    order = sorted(range(len(encoded)), key=lambda i: len(encoded[i].prompt) + len(turns[i]))
+    pad = tokenizer.pad_token_id
+    per_row: list[dict[str, Any]] = [dict() for _ in encoded]
+    for start in range(0, len(order), settings.batch_size):
+        idx = order[start:start + settings.batch_size]
+        res = capture_batch(model, [(encoded[i].prompt, turns[i]) for i in idx], settings.layers, settings.positions, pad)
+        rl = res["rlen"].tolist()
+        for layer, got in res["outputs"].items():
+            splits = torch.split(got["response"], rl) if "response" in got else None
+            for b, i in enumerate(idx):
+                if "last" in got:
+                    per_row[i][f"last.layer_{layer}"] = got["last"][b]
+                if "mean" in got:
+                    per_row[i][f"mean.layer_{layer}"] = got["mean"][b]
+                if splits is not None:
+                    per_row[i][f"response.layer_{layer}"] = splits[b]
+    tensors = _stack_rows(per_row, settings, encoded, turns)
+    responses = pd.DataFrame({
+        "id": df["id"].tolist(),
+        "response": [tokenizer.decode(g if g else e.response, skip_special_tokens=True) if (g or e.response) else None
+                     for e, g in zip(encoded, generated)],
+        "generated": [bool(g) for g in generated],
+        "n_prompt_tokens": [len(e.prompt) for e in encoded],
+        "n_prefill_tokens": [len(e.prefill) for e in encoded],
+        "n_response_tokens": [len(t) - len(e.prefill) for e, t in zip(encoded, turns)],
+        "truncated": [e.truncated for e in encoded],
+    })
+    return tensors, responses
+
+
+def _stack_rows(per_row: list[dict[str, Any]], settings: CaptureSettings, encoded: list[Encoded],
+                turns: list[list[int]]) -> dict[str, torch.Tensor]:
+    tensors: dict[str, torch.Tensor] = {}
+    for layer in settings.layers:
+        for position in ("last", "mean"):
+            if position in settings.positions:
+                tensors[f"{position}.layer_{layer}"] = torch.stack([r[f"{position}.layer_{layer}"] for r in per_row])
+        if "response" in settings.positions:
+            tensors[f"response.layer_{layer}"] = torch.cat([r[f"response.layer_{layer}"] for r in per_row])
+    if "response" in settings.positions:
+        lengths = torch.tensor([len(t) for t in turns], dtype=torch.long)
+        tensors["response.offsets"] = torch.cat([torch.zeros(1, dtype=torch.long), lengths.cumsum(0)])
+        tensors["response.token_ids"] = torch.tensor([t for turn in turns for t in turn], dtype=torch.long)
+        tensors["response.is_prefill"] = torch.tensor(
+            [k < len(e.prefill) for e, turn in zip(encoded, turns) for k in range(len(turn))], dtype=torch.bool)
+    tensors["prompt.length"] = torch.tensor([len(e.prompt) for e in encoded], dtype=torch.long)
+    return tensors
+
+
+def merge_chunks(chunks: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """Concatenate chunk tensors; offsets are re-based so they index the merged token arrays."""
+    merged: dict[str, torch.Tensor] = {}
+    for name in chunks[0]:
+        if name == "response.offsets":
+            parts, base = [torch.zeros(1, dtype=torch.long)], 0
+            for c in chunks:
+                parts.append(c[name][1:] + base)
+                base += int(c[name][-1])
+            merged[name] = torch.cat(parts)
+        else:
+            merged[name] = torch.cat([c[name] for c in chunks])
+    return merged
+
+
+def capture_prompts(model: Any, tokenizer: Any, df: pd.DataFrame, settings: CaptureSettings, *,
+                    model_key: Any, cache_dir: str | Path | None = None,
+                    progress_label: str = "capture") -> tuple[dict[str, torch.Tensor], dict[str, Any], pd.DataFrame]:
+    """Capture a whole prompt table; resumable through ``cache_dir``. Returns (tensors, meta, responses)."""
+    unknown = set(settings.positions) - set(POSITIONS)
+    if unknown:
+        raise ValueError(f"unknown positions {sorted(unknown)}; use {POSITIONS}")
+    base_key = content_hash(model_key, settings.key(), __version__)
+    chunks: list[dict[str, torch.Tensor]] = []
+    responses: list[pd.DataFrame] = []
+    n_chunks = max(1, -(-len(df) // settings.chunk_size))
+    started = time.time()
+    for j in range(n_chunks):
+        part = df.iloc[j * settings.chunk_size:(j + 1) * settings.chunk_size]
+        key = content_hash(base_key, part[["id", "prompt", "system", "prefill", "response"]].to_dict(orient="list"))
+        path = Path(cache_dir) / f"chunk-{key}.safetensors" if cache_dir else None
+        if path is not None and path.exists() and path.with_suffix(".parquet").exists():
+            tensors, _ = read_safetensors(path)
+            resp = pd.read_parquet(path.with_suffix(".parquet"))
+            status = "cached"
+        else:
+            tensors, resp = _capture_chunk(model, tokenizer, part, settings, seed=settings.seed + j)
+            if path is not None:
+                write_parquet(path.with_suffix(".parquet"), resp)
+                write_safetensors(path, tensors, {"key": key})
+            status = "done"
+        chunks.append(tensors)
+        responses.append(resp)
+        elapsed = time.time() - started
+        print(f"[{progress_label}] chunk {j + 1}/{n_chunks} {status} ({min((j + 1) * settings.chunk_size, len(df))}"
+              f"/{len(df)} prompts, {elapsed:.1f}s)", file=sys.stderr, flush=True)
+    meta = {"ids": df["id"].tolist(), "layers": settings.layers, "positions": settings.positions,
+            "settings": settings.key(), "model": model_key, "key": base_key, "traitscope": __version__}
+    return merge_chunks(chunks), meta, pd.concat(responses, ignore_index=True)
+
+
+def model_fingerprint(variant: dict[str, Any], resolved_path: str) -> dict[str, Any]:
+    """What identifies the weights: the spec plus sizes and mtimes of local weight files."""
+    fp: dict[str, Any] = {k: variant.get(k) for k in ("model", "adapter", "dtype", "quantization", "revision")}
+    for label, p in (("model_files", resolved_path), ("adapter_files", variant.get("adapter"))):
+        if p and Path(p).is_dir():
+            fp[label] = sorted((f.name, f.stat().st_size, int(f.stat().st_mtime)) for f in Path(p).iterdir()
+                               if f.suffix in (".safetensors", ".bin", ".json"))
+    return fp

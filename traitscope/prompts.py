@@ -1,0 +1,293 @@
+"""Prompt sets: builtin sets, loaders for real dataset formats, one normalised parquet schema.
+
+Every prompt set becomes a table with the columns of :data:`COLUMNS`:
+
+``id``        stable id: the source's own id where it has one, else a content hash
+``prompt``    user message
+``system``    system prompt or null
+``prefill``   start of the assistant turn forced on the model, or null
+``response``  a given assistant response to replay (scored token by token), or null
+``label``     integer label (e.g. 1 harmful / 0 harmless) or null
+``category``  category string or null
+``group``     grouping key for train/test splits (paraphrases of one question share a group)
+``source``    where the row came from
+``meta``      JSON string with the source's other fields (nothing is dropped)
+``shard``     capture shard index
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from . import ConfigError, TraitscopeError
+
+log = logging.getLogger(__name__)
+
+DATA_DIR = Path(__file__).parent / "data"
+COLUMNS = ["id", "prompt", "system", "prefill", "response", "label", "category", "group", "source", "meta", "shard"]
+BUILTIN_SPLITS = ("extract", "eval", "all")
+PROMPT_CANDIDATES = ("prompt", "instruction", "goal", "question", "Behavior", "behavior", "text", "query")
+FORMATS = ("table", "advbench", "refusal_direction", "em_questions", "persona_questions", "chat_jsonl")
+
+
+class PromptSetError(TraitscopeError):
+    """A prompt set could not be read or is empty."""
+
+
+def builtin_names() -> list[str]:
+    return sorted(p.stem for p in (DATA_DIR / "prompts").glob("*.yaml"))
+
+
+def stable_id(*parts: Any) -> str:
+    text = "\x1f".join("" if p is None or (isinstance(p, float) and np.isnan(p)) else str(p) for p in parts)
+    return hashlib.sha1(text.encode()).hexdigest()[:16]
+
+
+# ------------------------------------------------------------------------------------------ readers
+
+def _open_text(path: Path) -> str:
+    raw = path.read_bytes()
+    if path.suffix == ".gz":
+        raw = gzip.decompress(raw)
+    return raw.decode("utf-8")
+
+
+def _inner_suffix(path: Path) -> str:
+    return Path(path.stem).suffix.lower() if path.suffix == ".gz" else path.suffix.lower()
+
+
+def read_records(path: Path) -> Any:
+    """Parse a local file into Python objects (list of dicts or a dict) or a DataFrame."""
+    suffix = _inner_suffix(path)
+    if suffix == ".parquet":
+        return pd.read_parquet(path)
+    if suffix in (".csv", ".tsv"):
+        # a real CSV parser: fields may hold quoted newlines (HarmBench ContextString)
+        return pd.read_csv(io.StringIO(_open_text(path)), sep="\t" if suffix == ".tsv" else ",",
+                           dtype=str, keep_default_na=False)
+    text = _open_text(path)
+    if suffix == ".jsonl":
+        return [json.loads(line) for line in text.splitlines() if line.strip()]
+    if suffix == ".json":
+        return json.loads(text)
+    if suffix in (".yaml", ".yml"):
+        return yaml.safe_load(text)
+    raise PromptSetError(f"unsupported file type '{path.name}' (use csv, tsv, jsonl, json, yaml or parquet, optionally .gz)")
+
+
+def detect_format(obj: Any) -> str:
+    if isinstance(obj, dict) and "instruction" in obj and "questions" in obj:
+        return "persona_questions"
+    if isinstance(obj, pd.DataFrame):
+        return "advbench" if "goal" in obj.columns else "table"
+    if isinstance(obj, list) and obj and isinstance(obj[0], dict):
+        first = obj[0]
+        if "paraphrases" in first:
+            return "em_questions"
+        if "messages" in first:
+            return "chat_jsonl"
+        if set(first) <= {"instruction", "category"} and "instruction" in first:
+            return "refusal_direction"
+    return "table"
+
+
+def _meta(row: dict[str, Any], used: set[str]) -> str:
+    rest = {k: v for k, v in row.items() if k not in used}
+    return json.dumps(rest, default=str, sort_keys=True) if rest else "{}"
+
+
+def _rows_table(df: pd.DataFrame, fields: dict[str, str], source: str) -> list[dict[str, Any]]:
+    fields = dict(fields)
+    if "prompt" not in fields:
+        found = next((c for c in PROMPT_CANDIDATES if c in df.columns), None)
+        if found is None:
+            raise PromptSetError(f"no prompt column among {list(df.columns)} (fix: set fields.prompt to the column name)")
+        fields["prompt"] = found
+    missing = [f"{k}->{v}" for k, v in fields.items() if v not in df.columns]
+    if missing:
+        raise PromptSetError(f"fields {missing} not in columns {list(df.columns)} (fix: correct the fields mapping)")
+    used = set(fields.values())
+    rows = []
+    for rec in df.to_dict(orient="records"):
+        row = {col: rec[src] for col, src in fields.items()}
+        if "category" in row and isinstance(row["category"], dict):  # BeaverTails-style {name: bool}
+            row["category"] = ",".join(sorted(k for k, v in row["category"].items() if v)) or None
+        row["meta"] = _meta(rec, used)
+        row["source"] = source
+        rows.append(row)
+    return rows
+
+
+def _rows_from(obj: Any, fmt: str, fields: dict[str, str], source: str) -> list[dict[str, Any]]:
+    if fmt == "persona_questions":
+        return [{"prompt": q, "group": f"q{i}", "source": source, "meta": "{}"} for i, q in enumerate(obj["questions"])]
+    if fmt == "em_questions":
+        rows = []
+        for q in obj:
+            for k, para in enumerate(q.get("paraphrases") or []):
+                rows.append({"id": f"{q['id']}#{k}", "prompt": para, "system": q.get("system"), "group": str(q["id"]),
+                             "category": q.get("type"), "source": source,
+                             "meta": _meta(q, {"id", "paraphrases", "system", "judge_prompts", "type"})})
+        return rows
+    if fmt == "refusal_direction":
+        return [{"prompt": r["instruction"], "category": r.get("category"), "source": source, "meta": "{}"} for r in obj]
+    if fmt == "chat_jsonl":
+        rows = []
+        for rec in obj:
+            msgs = rec["messages"]
+            first = {m["role"]: m["content"] for m in reversed(msgs)}  # first message of each role
+            rows.append({"prompt": first.get("user"), "system": first.get("system"), "response": first.get("assistant"),
+                         "source": source, "meta": _meta(rec, {"messages"})})
+        return rows
+    df = obj if isinstance(obj, pd.DataFrame) else pd.DataFrame(obj)
+    if fmt == "advbench":
+        fields = {"prompt": "goal", **fields} if "goal" in df.columns else {"prompt": "target", **fields}
+    return _rows_table(df, fields, source)
+
+
+# ------------------------------------------------------------------------------------------ public
+
+def load_prompt_set(spec: dict[str, Any], *, key: str = "prompt_set", seed: int = 1234,
+                    base_dir: str | Path = ".") -> pd.DataFrame:
+    """Load one prompt set spec (see the config schema) into the normalised table."""
+    source = spec["source"]
+    fields = dict(spec.get("fields") or {})
+    if source == "builtin":
+        rows = _builtin_rows(spec, key)
+    elif source == "local":
+        path = Path(base_dir) / Path(spec["path"]).expanduser()
+        if not path.exists():
+            raise PromptSetError(f"{key}.path: '{spec['path']}' does not exist (fix: correct the path)")
+        try:
+            obj = read_records(path)
+        except PromptSetError as exc:
+            raise PromptSetError(f"{key}.path: {exc}") from None
+        fmt = spec.get("format", "auto")
+        fmt = detect_format(obj) if fmt == "auto" else fmt
+        try:
+            rows = _rows_from(obj, fmt, fields, source=f"local:{path.name}")
+        except PromptSetError as exc:
+            raise PromptSetError(f"{key}: {exc}") from None
+        except (KeyError, TypeError, AttributeError) as exc:
+            raise PromptSetError(f"{key}: '{path.name}' does not look like format '{fmt}' ({exc!r}) "
+                                 f"(fix: set {key}.format to one of {FORMATS})") from None
+    elif source == "hub":
+        rows = _hub_rows(spec, fields, key)
+    else:  # pragma: no cover - schema forbids it
+        raise PromptSetError(f"{key}.source: unknown source {source!r}")
+
+    df = normalise(rows, system=spec.get("system"), prefill=spec.get("prefill"), label=spec.get("label"))
+    if spec.get("sample"):
+        n = int(spec["sample"])
+        if n < len(df):
+            rng = np.random.default_rng(spec.get("seed") if spec.get("seed") is not None else seed)
+            keep = np.sort(rng.choice(len(df), size=n, replace=False))
+            df = df.iloc[keep].reset_index(drop=True)
+    if df.empty:
+        raise PromptSetError(f"{key}: the prompt set is empty (fix: check the file, split, fields or sample)")
+    df["shard"] = assign_shards(len(df), int(spec.get("shards", 1)))
+    return df
+
+
+def _builtin_rows(spec: dict[str, Any], key: str) -> list[dict[str, Any]]:
+    name = spec.get("name")
+    path = DATA_DIR / "prompts" / f"{name}.yaml"
+    if not path.exists():
+        raise PromptSetError(f"{key}.name: unknown builtin set {name!r} (fix: use one of {builtin_names()})")
+    data = yaml.safe_load(path.read_text())
+    split = spec.get("split", "all")
+    if split not in BUILTIN_SPLITS:
+        raise PromptSetError(f"{key}.split: {split!r} is not a builtin split (fix: use one of {list(BUILTIN_SPLITS)})")
+    splits = ["extract", "eval"] if split == "all" else [split]
+    rows = []
+    for sp in splits:
+        for i, text in enumerate(data[sp]):
+            rows.append({"id": f"{name}-{sp}-{i:03d}", "prompt": text, "label": data.get("label"),
+                         "category": name, "source": f"builtin:{name}/{sp}", "meta": "{}"})
+    return rows
+
+
+def _hub_rows(spec: dict[str, Any], fields: dict[str, str], key: str) -> list[dict[str, Any]]:
+    from datasets import load_dataset
+
+    dataset = spec.get("dataset")
+    if not dataset:
+        raise PromptSetError(f"{key}.dataset: missing hub dataset id (fix: add dataset: owner/name)")
+    try:
+        ds = load_dataset(dataset, spec.get("subset"), split=spec.get("split") or "train")
+    except Exception as exc:  # noqa: BLE001
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise PromptSetError(f"{key}: cannot load hub dataset '{dataset}' ({first}) "
+                             f"(fix: check the id/split, or download it and use source: local)") from None
+    df = ds.to_pandas()
+    fmt = spec.get("format", "auto")
+    fmt = detect_format(df) if fmt == "auto" else fmt
+    obj: Any = df if fmt in ("table", "advbench") else df.to_dict(orient="records")
+    return _rows_from(obj, fmt, fields, source=f"hub:{dataset}")
+
+
+def normalise(rows: list[dict[str, Any]], system: str | None = None, prefill: str | None = None,
+              label: int | None = None) -> pd.DataFrame:
+    df = pd.DataFrame(rows)
+    for col in COLUMNS:
+        if col not in df.columns:
+            df[col] = None
+    df = df[COLUMNS].copy()
+    df = df[df["prompt"].notna() & (df["prompt"].astype(str).str.strip() != "")]
+    if system is not None:
+        df["system"] = df["system"].where(df["system"].notna(), system)
+    if prefill is not None:
+        df["prefill"] = df["prefill"].where(df["prefill"].notna(), prefill)
+    if label is not None:
+        df["label"] = label
+    for col in ("prompt", "system", "prefill", "response", "category", "group", "source", "meta"):
+        df[col] = df[col].map(lambda v: None if v is None or (isinstance(v, float) and np.isnan(v)) else str(v))
+    missing_id = df["id"].isna()
+    df.loc[missing_id, "id"] = [stable_id(r.system, r.prompt, r.prefill, r.response)
+                                for r in df[missing_id].itertuples()]
+    df["id"] = df["id"].astype(str)
+    df["group"] = df["group"].where(df["group"].notna(), df["id"])
+    df["label"] = pd.array([None if pd.isna(v) else int(v) for v in df["label"]], dtype="Int64")
+    before = len(df)
+    df = df.drop_duplicates("id", keep="first").reset_index(drop=True)
+    if len(df) < before:
+        log.warning("dropped %d duplicate prompts (same id/content)", before - len(df))
+    df["shard"] = 0
+    return df
+
+
+def assign_shards(n: int, shards: int) -> np.ndarray:
+    """Contiguous, balanced shards: row i goes to shard floor(i * shards / n)."""
+    return (np.arange(n) * shards // max(n, 1)).astype(np.int64)
+
+
+def check_spec(key: str, spec: dict[str, Any], base_dir: Path) -> None:
+    """Start-up check of one prompt set (cheap: small local files are read to catch emptiness)."""
+    k = f"prompt_sets.{key}"
+    try:
+        if spec["source"] == "builtin":
+            load_prompt_set(spec, key=k)
+        elif spec["source"] == "local":
+            if not spec.get("path"):
+                raise PromptSetError(f"{k}.path: missing (fix: add path: to the file)")
+            path = Path(base_dir) / Path(spec["path"]).expanduser()
+            if not path.exists():
+                raise PromptSetError(f"{k}.path: '{spec['path']}' does not exist (fix: correct the path)")
+            if path.stat().st_size == 0:
+                raise PromptSetError(f"{k}: '{spec['path']}' is empty (fix: point it to a non-empty file)")
+            if path.stat().st_size < 20_000_000:
+                load_prompt_set(spec, key=k, base_dir=base_dir)
+        elif spec["source"] == "hub" and not spec.get("dataset"):
+            raise PromptSetError(f"{k}.dataset: missing hub dataset id (fix: add dataset: owner/name)")
+    except PromptSetError as exc:
+        raise ConfigError(f"config error at {exc}") from None

@@ -1,0 +1,94 @@
+"""Contrastive data for trait extraction, in one prompt-table schema (see :mod:`traitscope.prompts`).
+
+Sources:
+
+``builtin``       project-written persona-style file ``data/traits/<category>/<name>.yaml``
+``persona_json``  the persona-vectors format (``{"instruction": [{pos, neg}], "questions": [...]}``)
+``contrast``      two prompt sets: ``pos`` (has the trait, label 1) and ``neg`` (label 0)
+
+Persona-style rows follow the persona-vectors recipe: the system prompt is
+``"You are a <assistant> assistant. <instruction>"`` with the pos or neg instruction, the user turn
+is a question; ``group`` is the question, so a question never appears in both the train and the
+test split of the extraction metrics.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import yaml
+
+from . import ConfigError
+from .prompts import DATA_DIR, normalise
+
+
+def builtin_traits() -> list[str]:
+    root = DATA_DIR / "traits"
+    return sorted(f"{p.parent.name}/{p.stem}" for p in root.glob("*/*.yaml"))
+
+
+def _persona_data(key: str, spec: dict[str, Any], base_dir: Path) -> dict[str, Any]:
+    if spec["source"] == "builtin":
+        name = spec.get("file") or key
+        path = DATA_DIR / "traits" / f"{name}.yaml"
+        if not path.exists():
+            raise ConfigError(f"config error at traits.{key}: no builtin trait data '{name}' "
+                              f"(fix: use one of {builtin_traits()}, or source: persona_json with a path)")
+        data = yaml.safe_load(path.read_text())
+        questions = data["questions"]["extract"]
+        return {"instruction": data["instruction"], "questions": questions,
+                "assistant": data.get("assistant", {"pos": data["trait"], "neg": "helpful"}), "origin": f"builtin:{name}"}
+    path = Path(base_dir) / Path(spec.get("path", "")).expanduser()
+    if not spec.get("path") or not path.exists():
+        raise ConfigError(f"config error at traits.{key}.path: persona JSON {spec.get('path')!r} not found "
+                          f"(fix: point it to trait_data_extract/<trait>.json)")
+    data = json.loads(path.read_text())
+    if not isinstance(data, dict) or "instruction" not in data or "questions" not in data:
+        raise ConfigError(f"config error at traits.{key}.path: '{path.name}' is not a persona trait JSON "
+                          f"(fix: it needs 'instruction' pairs and 'questions')")
+    name = key.split("/")[1]
+    return {"instruction": data["instruction"], "questions": data["questions"],
+            "assistant": {"pos": name, "neg": "helpful"}, "origin": f"persona_json:{path.name}"}
+
+
+def check_spec(key: str, spec: dict[str, Any], prompt_sets: dict[str, Any], base_dir: Path) -> None:
+    if spec["source"] == "contrast":
+        for role in ("pos", "neg"):
+            name = spec.get(role)
+            if name not in prompt_sets:
+                raise ConfigError(f"config error at traits.{key}.{role}: unknown prompt set {name!r} "
+                                  f"(fix: use one of {sorted(prompt_sets)})")
+        return
+    data = _persona_data(key, spec, base_dir)
+    if not data["instruction"] or not data["questions"]:
+        raise ConfigError(f"config error at traits.{key}: no instruction pairs or questions (fix: add some)")
+
+
+def contrast_from_tables(pos: pd.DataFrame, neg: pd.DataFrame, pos_name: str, neg_name: str) -> pd.DataFrame:
+    """Label 1 for the ``pos`` prompt set, 0 for ``neg``; every prompt is its own split group."""
+    parts = [pos.assign(label=1, source=f"pos:{pos_name}", id="pos-" + pos["id"].astype(str)),
+             neg.assign(label=0, source=f"neg:{neg_name}", id="neg-" + neg["id"].astype(str))]
+    out = pd.concat(parts, ignore_index=True)
+    out["group"] = out["id"]
+    out["shard"] = 0
+    out["label"] = out["label"].astype("Int64")
+    return out
+
+
+def persona_table(key: str, spec: dict[str, Any], base_dir: str | Path = ".") -> pd.DataFrame:
+    """Persona-style rows (builtin or persona_json): pairs x polarity x extract questions."""
+    data = _persona_data(key, spec, Path(base_dir))
+    pairs = data["instruction"][: spec.get("max_pairs") or None]
+    questions = data["questions"][: spec.get("max_questions") or None]
+    rows = []
+    for p, pair in enumerate(pairs):
+        for role, label in (("pos", 1), ("neg", 0)):
+            system = f"You are a {data['assistant'][role]} assistant. {pair[role]}"
+            for q, question in enumerate(questions):
+                rows.append({"id": f"{role}-p{p}-q{q:02d}", "prompt": question, "system": system, "label": label,
+                             "group": f"q{q:02d}", "category": key, "source": data["origin"],
+                             "meta": json.dumps({"pair": p, "question": q})})
+    return normalise(rows)

@@ -1,0 +1,8 @@
+"""Convert an embedded GGUF model (shipped in a PyPI package) to a safetensors folder, once."""
+
+from traitscope.models import convert_embedded
+from traitscope.workflow import setup
+
+log = setup(snakemake)  # noqa: F821 - injected by Snakemake
+out = convert_embedded(snakemake.wildcards.name, snakemake.output[0])  # noqa: F821
+log.info("converted embedded model %s to %s", snakemake.wildcards.name, out)  # noqa: F821

@@ -1,0 +1,19 @@
+"""Per-prompt trait scores at each trait's best layer for every (variant, prompt set), with a figure."""
+
+import pandas as pd
+
+from traitscope import plots
+from traitscope.analyze import score_summary
+from traitscope.io import read_json, write_parquet
+from traitscope.workflow import setup
+
+smk = snakemake  # noqa: F821 - injected by Snakemake
+log = setup(smk)
+p = smk.params
+sidecars = [read_json(f) for f in smk.input.sidecars]
+best = {s["trait"]: s["best"]["layer"] for s in sidecars}
+positions = {s["trait"]: s["position"] for s in sidecars}
+frames = [(v, s, pd.read_parquet(f)) for (v, s), f in zip(p.pairs, smk.input.scores)]
+summary = score_summary(frames, best, positions, method=p.method)
+write_parquet(smk.output.table, summary)
+plots.save(plots.trait_scores(summary), smk.output.figure)
