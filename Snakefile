@@ -11,7 +11,11 @@ from snakemake.utils import min_version
 min_version("8.20")
 
 
-configfile: "config/config.yaml"
+# The default study, unless --configfile names another: Snakemake would otherwise deep-merge the
+# two, and a study would silently inherit the default's traits and prompt sets.
+if not workflow.config_settings.configfiles:
+
+    configfile: "config/config.yaml"
 
 
 include: "rules/common.smk"

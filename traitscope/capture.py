@@ -66,8 +66,9 @@ def prompt_token_ids(tokenizer: Any, prompt: str, system: str | None) -> list[in
     return list(tokenizer(text, add_special_tokens=False)["input_ids"])
 
 
-def text_token_ids(tokenizer: Any, text: str | None) -> list[int]:
-    return list(tokenizer(text, add_special_tokens=False)["input_ids"]) if text else []
+def text_token_ids(tokenizer: Any, text: Any) -> list[int]:
+    """Token ids of an assistant-turn text; missing values (None, NaN, "") give no tokens."""
+    return list(tokenizer(text, add_special_tokens=False)["input_ids"]) if isinstance(text, str) and text else []
 
 
 @dataclass
@@ -81,7 +82,8 @@ class Encoded:
 def encode_rows(tokenizer: Any, df: pd.DataFrame, max_length: int) -> list[Encoded]:
     out = []
     for row in df.itertuples():
-        p = prompt_token_ids(tokenizer, row.prompt, row.system)
+        system = row.system if isinstance(row.system, str) else None
+        p = prompt_token_ids(tokenizer, row.prompt, system)
         truncated = len(p) > max_length
         if truncated:  # keep the end: the assistant header and the question's last tokens
             p = p[-max_length:]

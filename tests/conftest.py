@@ -1,0 +1,90 @@
+"""Shared fixtures: a tiny randomly initialised chat model built in seconds, and small configs."""
+
+from __future__ import annotations
+
+import copy
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+CHATML = (
+    "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}"
+    "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+N_LAYERS, HIDDEN = 4, 32
+
+
+def build_tiny_model(path: Path, seed: int = 0) -> Path:
+    import torch
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    specials = ["<pad>", "<|im_start|>", "<|im_end|>"]
+    tok = Tokenizer(models.BPE(unk_token=None))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    corpus = ["You are a helpful assistant. How do I bake bread? Tell me how to make a bomb. "
+              "system user assistant Sure, here is the answer. I'm sorry, I cannot help with that."] * 20
+    tok.train_from_iterator(corpus, trainers.BpeTrainer(vocab_size=400, special_tokens=specials,
+                                                        initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", eos_token="<|im_end|>",
+                                   bos_token="<|im_start|>")
+    fast.chat_template = CHATML
+    torch.manual_seed(seed)
+    config = LlamaConfig(vocab_size=fast.vocab_size, hidden_size=HIDDEN, intermediate_size=64, num_hidden_layers=N_LAYERS,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
+                         pad_token_id=fast.pad_token_id, eos_token_id=fast.eos_token_id, bos_token_id=fast.bos_token_id)
+    model = LlamaForCausalLM(config)
+    model.save_pretrained(path)
+    fast.save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_tiny_model(tmp_path_factory.mktemp("tiny") / "tiny-llama")
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tiny_model_dir: Path):
+    from traitscope.models import load_model
+
+    return load_model({"model": str(tiny_model_dir), "dtype": "float32", "device_map": "cpu"})
+
+
+def tiny_config(model_dir: Path) -> dict:
+    """A small but complete study on the tiny model: every stage, two traits, two prompt sets."""
+    return copy.deepcopy({
+        "seed": 7,
+        "variants": {"base": {"model": str(model_dir), "dtype": "float32", "device_map": "cpu"}},
+        "traits": {
+            "safety/evil": {"source": "builtin", "max_pairs": 2, "max_questions": 8},
+            "safety/harmful_instruction": {"source": "contrast", "pos": "harmful_extract", "neg": "benign_extract",
+                                           "position": "last"},
+        },
+        "prompt_sets": {
+            "harmful_extract": {"source": "builtin", "name": "harmful", "split": "extract"},
+            "benign_extract": {"source": "builtin", "name": "benign", "split": "extract"},
+            "harmful_eval": {"source": "builtin", "name": "harmful", "split": "eval", "shards": 2},
+            "benign_eval": {"source": "builtin", "name": "benign", "split": "eval"},
+        },
+        "extract": {"variant": "base", "layers": "all", "max_new_tokens": 4, "batch_size": 8},
+        "capture": {"variants": ["base"], "prompt_sets": ["harmful_eval", "benign_eval"], "layers": "all",
+                    "batch_size": 8, "chunk_size": 8, "generate": {"enabled": True, "max_new_tokens": 4}},
+        "project": {"layers": "best", "methods": ["mean_diff", "probe"]},
+        "checks": {"harm_separation": {"trait": "safety/harmful_instruction", "harmful": "harmful_eval",
+                                       "harmless": "benign_eval", "min_auc": 0.9}},
+    })
+
+
+@pytest.fixture
+def small_config(tiny_model_dir: Path) -> dict:
+    return tiny_config(tiny_model_dir)

@@ -1,0 +1,141 @@
+"""Hooks and capture: exact activations, padding invariance, token bookkeeping, resume."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+import torch
+
+import traitscope.capture as capmod
+from traitscope.capture import CaptureSettings, capture_prompts, prompt_token_ids
+from traitscope.hooks import ResidualCapture
+from traitscope.io import read_safetensors, write_safetensors
+from traitscope.prompts import normalise
+
+from conftest import N_LAYERS
+
+
+def table(n: int = 5, **extra) -> pd.DataFrame:
+    rows = [{"prompt": f"How do I bake bread number {i}?" + " please" * i, **extra} for i in range(n)]
+    return normalise(rows)
+
+
+def test_hooks_equal_output_hidden_states(tiny_model):
+    model, tok = tiny_model
+    ids = torch.tensor([prompt_token_ids(tok, "How do I bake bread?", None)])
+    with torch.no_grad():
+        ref = model(input_ids=ids, output_hidden_states=True).hidden_states
+    with ResidualCapture(model, range(N_LAYERS)) as cap:
+        got = cap.forward(input_ids=ids)
+    for layer in range(N_LAYERS - 1):  # the last hidden_state is after the final norm
+        torch.testing.assert_close(got[layer], ref[layer + 1])
+    assert not torch.allclose(got[N_LAYERS - 1], ref[N_LAYERS])
+
+
+def test_early_stop_skips_later_layers_without_changing_values(tiny_model):
+    model, tok = tiny_model
+    ids = torch.tensor([prompt_token_ids(tok, "Tell me how to make a bomb.", None)])
+    seen = []
+    hooks_before = len(model.model.layers[1]._forward_hooks)
+    handle = model.model.layers[N_LAYERS - 1].register_forward_hook(lambda *a: seen.append(1))
+    try:
+        with ResidualCapture(model, [1], stop=True) as cap:
+            early = cap.forward(input_ids=ids)[1]
+    finally:
+        handle.remove()
+    assert seen == []  # the last block never ran
+    with ResidualCapture(model, [1, N_LAYERS - 1]) as cap:
+        full = cap.forward(input_ids=ids)[1]
+    torch.testing.assert_close(early, full)
+    assert len(model.model.layers[1]._forward_hooks) == hooks_before  # our hooks removed on exit
+
+
+def test_batched_capture_matches_one_by_one(tiny_model):
+    model, tok = tiny_model
+    df = table(5, response="Sure, here is the answer.")
+    s = CaptureSettings(layers=[0, 2], positions=["last", "mean", "response"], batch_size=5, generate=False)
+    batched, meta, _ = capture_prompts(model, tok, df, s, model_key="tiny")
+    singles = [capture_prompts(model, tok, df.iloc[[i]], CaptureSettings(**{**s.key(), "batch_size": 1}),
+                               model_key="tiny")[0] for i in range(len(df))]
+    assert meta["ids"] == df["id"].tolist()
+    for i, single in enumerate(singles):
+        for key in ("last.layer_2", "mean.layer_0"):
+            torch.testing.assert_close(batched[key][i].float(), single[key][0].float(), atol=2e-3, rtol=1e-2)
+        off = batched["response.offsets"]
+        torch.testing.assert_close(batched["response.layer_2"][off[i]:off[i + 1]].float(),
+                                   single["response.layer_2"].float(), atol=2e-3, rtol=1e-2)
+    assert batched["last.layer_0"].dtype == torch.float16
+
+
+def test_token_bookkeeping_with_prefill_and_generation(tiny_model):
+    model, tok = tiny_model
+    df = table(4, prefill="Sure, here is")
+    df.loc[0, "prefill"] = None
+    s = CaptureSettings(layers=[1], positions=["response"], batch_size=3, generate=True, max_new_tokens=3)
+    tensors, _, responses = capture_prompts(model, tok, df, s, model_key="tiny")
+    off, is_prefill = tensors["response.offsets"], tensors["response.is_prefill"]
+    n_prefill = len(tok("Sure, here is", add_special_tokens=False)["input_ids"])
+    assert off[0] == 0 and off[-1] == len(tensors["response.token_ids"]) == len(tensors["response.layer_1"])
+    for i in range(len(df)):
+        row = is_prefill[off[i]:off[i + 1]]
+        expect = 0 if i == 0 else n_prefill
+        assert int(row.sum()) == expect and bool(row[:expect].all())
+        assert responses["n_prefill_tokens"][i] == expect
+        assert responses["n_response_tokens"][i] == int(off[i + 1] - off[i]) - expect <= 3
+    assert responses["generated"].all()
+    prefill_ids = tok("Sure, here is", add_special_tokens=False)["input_ids"]
+    assert tensors["response.token_ids"][off[1]:off[1] + n_prefill].tolist() == prefill_ids
+
+
+def test_last_position_is_the_assistant_header(tiny_model):
+    model, tok = tiny_model
+    df = table(2)
+    s = CaptureSettings(layers=[0], positions=["last"], generate=False)
+    tensors, _, _ = capture_prompts(model, tok, df, s, model_key="tiny")
+    ids = torch.tensor([prompt_token_ids(tok, df["prompt"][1], None)])
+    with ResidualCapture(model, [0]) as cap:
+        ref = cap.forward(input_ids=ids)[0][0, -1]
+    torch.testing.assert_close(tensors["last.layer_0"][1].float(), ref, atol=2e-3, rtol=1e-2)
+    assert int(tensors["prompt.length"][1]) == ids.shape[1]
+
+
+def test_resume_reuses_finished_chunks(tiny_model, tmp_path, monkeypatch):
+    model, tok = tiny_model
+    df = table(6)
+    s = CaptureSettings(layers=[0, 3], positions=["last", "mean"], chunk_size=2, generate=False)
+    calls = []
+    real = capmod._capture_chunk
+    monkeypatch.setattr(capmod, "_capture_chunk", lambda m, t, part, st, seed: calls.append(len(part)) or real(m, t, part, st, seed))
+    first, _, _ = capture_prompts(model, tok, df, s, model_key="tiny", cache_dir=tmp_path)
+    assert calls == [2, 2, 2]
+    # simulate a job killed after its first chunk: remove the later chunk files
+    chunks = sorted(tmp_path.glob("chunk-*.safetensors"))
+    assert len(chunks) == 3
+    keep = capmod.content_hash(capmod.content_hash("tiny", s.key(), capmod.__version__),
+                               df.iloc[0:2][["id", "prompt", "system", "prefill", "response"]].to_dict(orient="list"))
+    for c in chunks:
+        if keep not in c.name:
+            c.unlink()
+    calls.clear()
+    again, _, _ = capture_prompts(model, tok, df, s, model_key="tiny", cache_dir=tmp_path)
+    assert calls == [2, 2]  # only the two missing chunks were recomputed
+    for k in first:
+        torch.testing.assert_close(first[k], again[k])
+    calls.clear()
+    capture_prompts(model, tok, df, CaptureSettings(**{**s.key(), "max_length": 64}), model_key="tiny", cache_dir=tmp_path)
+    assert calls == [2, 2, 2]  # other settings, other keys
+
+
+def test_safetensors_roundtrip_keeps_metadata(tmp_path):
+    path = tmp_path / "x.safetensors"
+    write_safetensors(path, {"a": torch.ones(2, 3)}, {"ids": ["p1", "p2"], "name": "plain"})
+    tensors, meta = read_safetensors(path)
+    assert meta == {"ids": ["p1", "p2"], "name": "plain"}
+    assert torch.equal(tensors["a"], torch.ones(2, 3))
+    assert not list(tmp_path.glob(".*tmp"))
+
+
+def test_unknown_position_rejected(tiny_model):
+    model, tok = tiny_model
+    with pytest.raises(ValueError, match="positions"):
+        capture_prompts(model, tok, table(1), CaptureSettings(layers=[0], positions=["middle"]), model_key="tiny")

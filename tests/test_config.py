@@ -1,0 +1,124 @@
+"""Config validation: every problem is one line naming the key and the fix, before any job runs."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from traitscope import ConfigError
+from traitscope.config import load_config, parse_layers, validate_schema
+
+from conftest import REPO
+
+
+def error_of(cfg: dict, tmp_path: Path | None = None) -> str:
+    with pytest.raises(ConfigError) as info:
+        load_config(cfg, base_dir=tmp_path or ".", resources_dir=(tmp_path or Path(".")) / "resources")
+    msg = str(info.value)
+    assert "\n" not in msg, msg
+    assert "fix" in msg, msg
+    return msg
+
+
+def test_valid_config_gets_defaults_and_dims(small_config):
+    cfg = load_config(small_config)
+    assert cfg["_dims"] == {"base": [4, 32]}
+    assert cfg["variants"]["base"]["quantization"] == "none"
+    assert cfg["variants"]["base"]["trust_remote_code"] is False
+    assert cfg["extract"]["methods"] == ["mean_diff", "probe"]
+    assert cfg["capture"]["positions"] == ["last", "mean", "response"]
+    assert cfg["prompt_sets"]["benign_eval"]["shards"] == 1
+
+
+def test_shipped_config_is_valid():
+    raw = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    cfg = load_config(raw, base_dir=REPO, resources_dir=REPO / "resources")
+    assert cfg["_dims"]["base"] == [30, 576]  # SmolLM2-135M: read from the GGUF or the converted folder
+
+
+@pytest.mark.parametrize("mutate, key, fix_word", [
+    (lambda c: c["variants"]["base"].update(dtype="float17"), "variants.base.dtype", "one of"),
+    (lambda c: c.update(extra_key=1), "<top level>", "remove or rename"),
+    (lambda c: c["variants"]["base"].pop("model"), "variants.base", "add 'model'"),
+    (lambda c: c["capture"].update(batch_size=0), "capture.batch_size", "minimum"),
+    (lambda c: c["capture"].update(prompt_sets=[]), "capture.prompt_sets", "at least one"),
+    (lambda c: c["variants"]["base"].update(model="./no/such/folder"), "variants.base.model", "fix the path"),
+    (lambda c: c["traits"].update({"safety/nope": {"source": "builtin"}}), "traits.safety/nope", "builtin"),
+    (lambda c: c["traits"].update({"Evil": {"source": "builtin"}}), "traits.Evil", "rename"),
+    (lambda c: c["capture"].update(prompt_sets=["missing_set"]), "capture.prompt_sets", "define it"),
+    (lambda c: c["capture"].update(variants=["ft"]), "capture.variants", "use one of"),
+    (lambda c: c["capture"].update(layers=[2, 9]), "capture.layers", "0..3"),
+    (lambda c: c["extract"].update(layers="1-7"), "extract.layers", "0..3"),
+    (lambda c: c["extract"].update(variant="nope"), "extract.variant", "use one of"),
+    (lambda c: c["project"].update(methods=["probe"]) or c["extract"].update(methods=["mean_diff"]),
+     "project.methods", "extract.methods"),
+    (lambda c: c["prompt_sets"]["benign_eval"].update(name="nonexistent"), "prompt_sets.benign_eval.name", "one of"),
+    (lambda c: c["prompt_sets"]["benign_eval"].update(split="test"), "prompt_sets.benign_eval.split", "one of"),
+    (lambda c: c["traits"]["safety/harmful_instruction"].update(pos="nope"), "traits.safety/harmful_instruction.pos",
+     "use one of"),
+    (lambda c: c["checks"]["harm_separation"].update(harmful="harmful_extract"), "checks.harm_separation.harmful",
+     "capture.prompt_sets"),
+])
+def test_bad_config_one_line_error(small_config, mutate, key, fix_word):
+    mutate(small_config)
+    msg = error_of(small_config)
+    assert key in msg and fix_word in msg, msg
+
+
+def test_missing_and_empty_prompt_files(small_config, tmp_path):
+    small_config["prompt_sets"]["benign_eval"] = {"source": "local", "path": "nope.csv"}
+    assert "prompt_sets.benign_eval.path" in error_of(small_config, tmp_path)
+    (tmp_path / "empty.csv").write_text("")
+    small_config["prompt_sets"]["benign_eval"] = {"source": "local", "path": "empty.csv"}
+    assert "is empty" in error_of(small_config, tmp_path)
+    (tmp_path / "header_only.csv").write_text("prompt\n")
+    small_config["prompt_sets"]["benign_eval"] = {"source": "local", "path": "header_only.csv"}
+    assert "prompt set is empty" in error_of(small_config, tmp_path)
+
+
+def test_model_folder_without_config(small_config, tmp_path):
+    (tmp_path / "broken").mkdir()
+    small_config["variants"]["base"]["model"] = str(tmp_path / "broken")
+    assert "no config.json" in error_of(small_config)
+
+
+def test_hub_model_that_does_not_resolve(small_config, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    small_config["variants"]["base"]["model"] = "no-such-org/no-such-model-xyz"
+    msg = error_of(small_config)
+    assert "variants.base.model" in msg and "local folder" in msg
+
+
+@pytest.mark.parametrize("spec, expected", [
+    ("all", list(range(6))), (3, [3]), (-1, [5]), ("1-3", [1, 2, 3]), ("0:6:2", [0, 2, 4]),
+    ("1,4", [1, 4]), ([0, "4-5"], [0, 4, 5]), (":2", [0, 1]),
+])
+def test_parse_layers(spec, expected):
+    assert parse_layers(spec, 6) == expected
+
+
+@pytest.mark.parametrize("spec", [6, -7, "2-9", "x", "1:2:3:4", True])
+def test_parse_layers_rejects(spec):
+    with pytest.raises(ConfigError, match="fix"):
+        parse_layers(spec, 6)
+
+
+def test_schema_alone_rejects_wrong_types():
+    with pytest.raises(ConfigError, match="variants"):
+        validate_schema({"variants": [], "traits": {}, "prompt_sets": {}, "extract": {}, "capture": {}})
+
+
+def test_snakemake_stops_before_any_job_with_one_line(small_config, tmp_path):
+    small_config["capture"]["layers"] = [0, 99]
+    cfg_file = tmp_path / "bad.yaml"
+    cfg_file.write_text(yaml.safe_dump(small_config))
+    proc = subprocess.run([sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(tmp_path),
+                           "--configfile", str(cfg_file), "-n", "--cores", "1"], capture_output=True, text=True)
+    assert proc.returncode != 0
+    lines = [ln for ln in proc.stderr.splitlines() if "config error" in ln]
+    assert len(lines) == 1 and "capture.layers" in lines[0] and "fix" in lines[0], proc.stderr
+    assert not (tmp_path / "results").exists()

@@ -1,0 +1,135 @@
+"""Extraction (vectors, held-out metrics, best layer), statistics, projection."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from scipy import stats as sps
+from sklearn.metrics import roc_auc_score
+
+from traitscope.extract import choose_best_layer, extract_trait, grouped_split, position_activations
+from traitscope.project import ProjectionError, project_shard
+from traitscope.stats import auc, bootstrap_auc_ci, cohens_d
+
+
+def planted(n_groups=40, per_group=10, d=16, signal=(0.0, 0.5, 3.0), seed=0):
+    """Contrastive activations with a known direction whose strength differs by layer."""
+    rng = np.random.default_rng(seed)
+    direction = rng.normal(size=d)
+    direction /= np.linalg.norm(direction)
+    labels = np.tile([1, 0], n_groups * per_group // 2)
+    groups = np.repeat([f"q{i}" for i in range(n_groups)], per_group)
+    tensors = {}
+    for layer, strength in enumerate(signal):
+        x = rng.normal(size=(len(labels), d)) + strength * labels[:, None] * direction
+        tensors[f"last.layer_{layer}"] = torch.tensor(x, dtype=torch.float16)
+    table = pd.DataFrame({"id": [f"r{i}" for i in range(len(labels))], "label": labels, "group": groups})
+    return tensors, table, direction
+
+
+def test_cohens_d_definition():
+    assert cohens_d(np.array([4.0, 5, 6]), np.array([1.0, 2, 3])) == pytest.approx(3.0)
+    # same t-statistic relation as scipy: d = t * sqrt(1/na + 1/nb)
+    rng = np.random.default_rng(1)
+    a, b = rng.normal(1, 1, 30), rng.normal(0, 2, 20)
+    t = sps.ttest_ind(a, b).statistic
+    assert cohens_d(a, b) == pytest.approx(t * np.sqrt(1 / 30 + 1 / 20))
+
+
+def test_auc_and_bootstrap_ci():
+    y = np.array([0, 0, 1, 1, 0, 1])
+    s = np.array([0.1, 0.4, 0.35, 0.8, 0.2, 0.9])
+    assert auc(y, s) == pytest.approx(roc_auc_score(y, s))
+    lo, hi = bootstrap_auc_ci(y, s, n_boot=300, seed=0)
+    assert 0 <= lo <= auc(y, s) <= hi <= 1
+    assert np.isnan(auc(np.ones(3), np.arange(3)))
+
+
+def test_grouped_split_has_no_leakage_and_both_classes():
+    labels = np.tile([1, 0], 40)
+    groups = np.repeat(np.arange(20), 4)
+    train, test = grouped_split(labels, groups, 0.25, seed=0)
+    assert not set(groups[train]) & set(groups[test])
+    assert set(labels[test]) == {0, 1} and len(train) + len(test) == 80
+    same = grouped_split(labels, groups, 0.25, seed=0)
+    assert np.array_equal(same[1], test)
+    with pytest.raises(ValueError, match="groups"):
+        grouped_split(labels[:4], groups[:4], 0.25, seed=0)
+
+
+def test_extraction_recovers_planted_direction_and_picks_the_strong_layer():
+    tensors, table, direction = planted()
+    vectors, metrics, info = extract_trait(tensors, table, layers=[0, 1, 2], position="last",
+                                           methods=["mean_diff", "probe"], test_fraction=0.25, probe_c=1.0,
+                                           selection_method="mean_diff", seed=0)
+    v = vectors["mean_diff.layer_2"].numpy()
+    assert abs(v @ direction) / np.linalg.norm(v) > 0.9
+    strong = metrics[(metrics.layer == 2)].set_index("method")
+    assert strong.loc["mean_diff", "auc"] > 0.97 and strong.loc["probe", "auc"] > 0.9
+    assert metrics[(metrics.layer == 0) & (metrics.method == "mean_diff")]["auc"].iloc[0] < 0.8
+    assert info["best"]["layer"] == 2 and "highest held-out ROC-AUC" in info["best"]["reason"]
+    assert not set(info["split"]["train_groups"]) & set(info["split"]["test_groups"])
+    # metrics are held-out: recompute the test AUC from the vector and the recorded split
+    test_rows = table["group"].isin(info["split"]["test_groups"]).to_numpy()
+    x = tensors["last.layer_2"].float().numpy()[test_rows]
+    assert strong.loc["mean_diff", "auc"] == pytest.approx(roc_auc_score(table["label"][test_rows], x @ v))
+
+
+def test_best_layer_ties_break_by_effect_size_then_depth():
+    m = pd.DataFrame({"layer": [3, 5, 7], "method": "mean_diff", "auc": [1.0, 1.0, 0.9], "cohens_d": [2.0, 3.0, 9.0],
+                      "n_test": 10})
+    assert choose_best_layer(m, "mean_diff")["layer"] == 5
+    m["cohens_d"] = [3.0, 3.0, 9.0]
+    assert choose_best_layer(m, "mean_diff")["layer"] == 3
+
+
+def test_response_mean_averages_tokens_and_masks_empty_rows():
+    tok = torch.tensor([[1.0, 0], [3, 0], [0, 2]])
+    tensors = {"response.layer_0": tok, "response.offsets": torch.tensor([0, 2, 2, 3])}
+    x, ok = position_activations(tensors, "response_mean", 0)
+    assert np.allclose(x[0], [2, 0]) and np.allclose(x[2], [0, 2]) and ok.tolist() == [True, False, True]
+
+
+def shard_and_vectors():
+    torch.manual_seed(0)
+    d = 8
+    tensors = {f"last.layer_{layer}": torch.randn(3, d).half() for layer in (0, 1)}
+    tensors.update({f"mean.layer_{layer}": torch.randn(3, d).half() for layer in (0, 1)})
+    tensors.update({f"response.layer_{layer}": torch.randn(5, d).half() for layer in (0, 1)})
+    tensors.update({"response.offsets": torch.tensor([0, 2, 2, 5]), "response.token_ids": torch.arange(5),
+                    "response.is_prefill": torch.tensor([True, False, True, False, False])})
+    meta = {"ids": ["a", "b", "c"], "layers": [0, 1], "positions": ["last", "mean", "response"]}
+    vecs = {f"mean_diff.layer_{layer}": torch.randn(d) * 5 for layer in (0, 1)}
+    sidecar = {"best": {"layer": 1}}
+    return tensors, meta, {"safety/x": (vecs, sidecar)}
+
+
+def test_projection_is_scalar_projection_on_unit_vector():
+    tensors, meta, traits = shard_and_vectors()
+    pooled, tokens = project_shard(tensors, meta, traits, layers_mode="best", methods=["mean_diff"], per_token=True,
+                                   n_layers=2)
+    v = traits["safety/x"][0]["mean_diff.layer_1"]
+    u = v / v.norm()
+    last = pooled[pooled.position == "last"].set_index("id")["score"]
+    assert last["b"] == pytest.approx(float(tensors["last.layer_1"][1].float() @ u), rel=1e-5)
+    assert set(pooled["layer"]) == {1}
+    tok_c = tokens[tokens.id == "c"]
+    assert tok_c["token_index"].tolist() == [0, 1, 2] and tok_c["is_prefill"].tolist() == [True, False, False]
+    rm = pooled[pooled.position == "response_mean"].set_index("id")["score"]
+    assert rm["c"] == pytest.approx(tok_c["score"].mean(), rel=1e-5)
+    assert np.isnan(rm["b"])  # no tokens
+    both, _ = project_shard(tensors, meta, traits, layers_mode="all", methods=["mean_diff"], per_token=False, n_layers=2)
+    assert set(both["layer"]) == {0, 1}
+
+
+def test_projection_errors_are_actionable():
+    tensors, meta, traits = shard_and_vectors()
+    traits["safety/x"][1]["best"]["layer"] = 5
+    with pytest.raises(ProjectionError, match="capture.layers"):
+        project_shard(tensors, meta, traits, layers_mode="best", methods=["mean_diff"], per_token=False, n_layers=6)
+    traits["safety/x"][1]["best"]["layer"] = 1
+    traits["safety/x"] = ({k: torch.randn(12) for k in traits["safety/x"][0]}, traits["safety/x"][1])
+    with pytest.raises(ProjectionError, match="hidden size"):
+        project_shard(tensors, meta, traits, layers_mode="best", methods=["mean_diff"], per_token=False, n_layers=2)

@@ -1,0 +1,108 @@
+"""The real Snakemake DAG on a tiny random model: run it, then check what re-runs and what not."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from conftest import REPO, tiny_config
+
+pytestmark = pytest.mark.e2e
+
+
+def smk(workdir: Path, configfile: Path, *args: str) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir),
+           "--configfile", str(configfile), "--cores", "2", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=1200)
+
+
+def planned_jobs(proc: subprocess.CompletedProcess) -> dict[str, int]:
+    """Rule -> count from a dry run's job stats table."""
+    out = proc.stdout + proc.stderr
+    if "Nothing to be done" in out:
+        return {}
+    table = out.split("Job stats:")[1].split("total")[0]
+    return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.M)}
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory, tiny_model_dir):
+    workdir = tmp_path_factory.mktemp("study")
+    cfg = workdir / "config.yaml"
+    cfg.write_text(yaml.safe_dump(tiny_config(tiny_model_dir)))
+    proc = smk(workdir, cfg, "results/all")
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return workdir, cfg
+
+
+def test_full_dag_produces_every_stage(study):
+    workdir, _ = study
+    r = workdir / "results"
+    manifest = json.loads((r / "all").read_text())
+    assert manifest["packages"]["torch"] and manifest["config"]["seed"] == 7
+    for expected in ("checks/harm_separation.png", "analysis/trait_scores.png", "extract/summary.png",
+                     "vectors/base/safety/evil/vectors.safetensors"):
+        assert any(k.endswith(expected) for k in manifest["outputs"]), expected
+        assert len(manifest["outputs"][next(k for k in manifest["outputs"] if k.endswith(expected))]) == 64
+    sidecar = json.loads((r / "vectors/base/safety/evil/vectors.json").read_text())
+    assert sidecar["position"] == "response_mean" and sidecar["hidden_size"] == 32
+    assert len(sidecar["vectors"]) == 2 * 4  # two methods x four layers
+    assert not set(sidecar["split"]["train_groups"]) & set(sidecar["split"]["test_groups"])
+    assert {"auc", "accuracy", "cohens_d"} <= set(sidecar["vectors"][0]["metrics"])
+    # harmful_eval has two shards: one capture job per shard, every layer inside it
+    shards = sorted((r / "activations/base/harmful_eval").glob("shard-*.safetensors"))
+    assert [s.name for s in shards] == ["shard-0.safetensors", "shard-1.safetensors"]
+    scores = pd.read_parquet(r / "analysis/trait_scores.parquet")
+    assert set(scores["prompt_set"]) == {"harmful_eval", "benign_eval"}
+    assert scores.groupby("prompt_set")["id"].nunique().to_dict() == {"harmful_eval": 20, "benign_eval": 20}
+    tokens = pd.read_parquet(r / "projections/base/benign_eval/shard-0.tokens.parquet")
+    assert len(tokens) > 0 and {"token_index", "token_id", "is_prefill"} <= set(tokens.columns)
+    check = json.loads((r / "checks/harm_separation.json").read_text())
+    assert check["n_eval_harmful"] == 20 and isinstance(check["passed"], bool)
+    assert (r / "logs/capture/base/harmful_eval/shard-1.log").stat().st_size > 0
+
+
+def test_nothing_to_do_after_a_run(study):
+    workdir, cfg = study
+    assert planned_jobs(smk(workdir, cfg, "-n", "results/all")) == {}
+
+
+def test_new_vectors_reproject_without_recapturing(study):
+    workdir, cfg = study
+    changed = yaml.safe_load(cfg.read_text())
+    changed["extract"]["probe_C"] = 0.5
+    cfg2 = workdir / "config_probe.yaml"
+    cfg2.write_text(yaml.safe_dump(changed))
+    jobs = planned_jobs(smk(workdir, cfg2, "-n", "results/all"))
+    assert jobs.get("extract_vectors") == 2 and jobs.get("project") == 3
+    assert "capture" not in jobs and "capture_trait" not in jobs and "prep_prompts" not in jobs
+
+
+def test_naming_one_file_rebuilds_only_it(study):
+    workdir, cfg = study
+    target = workdir / "results/analysis/trait_scores.png"
+    target.unlink()
+    proc = smk(workdir, cfg, "results/analysis/trait_scores.png")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ran = re.findall(r"^\s*(?:local)?rule (\w+):", proc.stdout + proc.stderr, re.M)
+    assert ran == ["trait_scores"]
+    assert target.exists()
+
+
+def test_rulegraph_and_dag(study):
+    workdir, cfg = study
+    graph = smk(workdir, cfg, "results/all", "--rulegraph", "dot")
+    assert graph.returncode == 0 and "digraph" in graph.stdout
+    labels = dict(re.findall(r'(\d+)\[label = "(\w+)"', graph.stdout))
+    edges = {(labels[a], labels[b]) for a, b in re.findall(r"(\d+) -> (\d+)", graph.stdout)}
+    assert ("capture", "project") in edges and ("extract_vectors", "project") in edges
+    assert ("capture_trait", "extract_vectors") in edges
+    dag = smk(workdir, cfg, "results/all", "--dag", "dot")
+    assert dag.returncode == 0 and dag.stdout.count("capture") >= 3
