@@ -6,6 +6,7 @@ from snakemake.utils import validate
 from traitscope import ConfigError
 from traitscope.config import SCHEMA_PATH, capture_layers, extract_layers, load_config, trait_position
 from traitscope.models import embedded_name, looks_local
+from traitscope.resources import model_job_resources
 
 try:
     CFG = load_config(config, base_dir=".", resources_dir="resources")
@@ -44,7 +45,7 @@ def model_inputs(variant):
 
 
 def n_shards(pset):
-    return int(CFG["prompt_sets"][pset].get("shards", 1))
+    return CFG["_shards"][pset]
 
 
 def shard_paths(pattern, variants=None, psets=None):
@@ -62,3 +63,12 @@ def local_prompt_file(pset):
     spec = CFG["prompt_sets"][pset]
     return [spec["path"]] if spec["source"] == "local" else []
 
+
+
+# Resources of jobs that load a model, from the model's size (traitscope/resources.py) and
+# config resources.variants overrides; every other job takes the profile's default-resources.
+MODEL_RES = {v: model_job_resources(CFG, v) for v in CFG["variants"]}
+
+
+def model_res(key):
+    return lambda w: MODEL_RES[w.variant][key]

@@ -18,6 +18,7 @@ rule prep_prompts:
         f"{R}/prompts/{{pset}}.parquet",
     params:
         spec=lambda w: CFG["prompt_sets"][w.pset],
+        shards=lambda w: n_shards(w.pset),
         seed=SEED,
     log:
         f"{R}/logs/prep_prompts/{{pset}}.log",

@@ -139,3 +139,46 @@ def test_unknown_position_rejected(tiny_model):
     model, tok = tiny_model
     with pytest.raises(ValueError, match="positions"):
         capture_prompts(model, tok, table(1), CaptureSettings(layers=[0], positions=["middle"]), model_key="tiny")
+
+
+def test_out_of_memory_halves_the_batch_and_retries(tiny_model, monkeypatch):
+    model, tok = tiny_model
+    df = table(6)
+    s = CaptureSettings(layers=[1], positions=["last", "mean"], batch_size=6, generate=False)
+    reference, _, _ = capture_prompts(model, tok, df, s, model_key="tiny")
+    sizes = []
+    real = capmod.capture_batch
+
+    def flaky(m, batch, *a, **k):
+        sizes.append(len(batch))
+        if len(batch) > 3:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2 GiB")
+        return real(m, batch, *a, **k)
+
+    monkeypatch.setattr(capmod, "capture_batch", flaky)
+    got, _, _ = capture_prompts(model, tok, df, s, model_key="tiny")
+    assert sizes == [6, 3, 3]  # halved once, then kept at the smaller size
+    for k in reference:
+        torch.testing.assert_close(got[k], reference[k])
+
+
+def test_other_errors_are_not_retried():
+    calls = []
+
+    def run(start, stop):
+        calls.append(stop - start)
+        raise ValueError("a real bug")
+
+    with pytest.raises(ValueError):
+        capmod.run_batches(8, 4, run)
+    assert calls == [4]
+
+
+@pytest.mark.parametrize("quant", ["4bit", "8bit"])
+def test_quantization_on_cpu_is_a_clear_error(tiny_model_dir, quant):
+    from traitscope.models import ModelLoadError, load_model
+
+    with pytest.raises(ModelLoadError) as info:
+        load_model({"model": str(tiny_model_dir), "quantization": quant, "device_map": "cpu"}, key="variants.big")
+    msg = str(info.value)
+    assert "\n" not in msg and f"variants.big.quantization={quant}" in msg and "quantization: none" in msg

@@ -26,18 +26,19 @@ def error_of(cfg: dict, tmp_path: Path | None = None) -> str:
 
 def test_valid_config_gets_defaults_and_dims(small_config):
     cfg = load_config(small_config)
-    assert cfg["_dims"] == {"base": [4, 32]}
+    assert cfg["_dims"]["base"][:2] == [4, 32] and cfg["_dims"]["base"][2] > 100
     assert cfg["variants"]["base"]["quantization"] == "none"
     assert cfg["variants"]["base"]["trust_remote_code"] is False
     assert cfg["extract"]["methods"] == ["mean_diff", "probe"]
     assert cfg["capture"]["positions"] == ["last", "mean", "response"]
-    assert cfg["prompt_sets"]["benign_eval"]["shards"] == 1
+    assert cfg["_shards"] == {"harmful_extract": 1, "benign_extract": 1, "harmful_eval": 2, "benign_eval": 1}
+    assert cfg["_rows"]["benign_eval"] == 20
 
 
 def test_shipped_config_is_valid():
     raw = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
     cfg = load_config(raw, base_dir=REPO, resources_dir=REPO / "resources")
-    assert cfg["_dims"]["base"] == [30, 576]  # SmolLM2-135M: read from the GGUF or the converted folder
+    assert cfg["_dims"]["base"] == [30, 576, 49152]  # SmolLM2-135M: read from the GGUF or the converted folder
 
 
 @pytest.mark.parametrize("mutate, key, fix_word", [
@@ -122,3 +123,43 @@ def test_snakemake_stops_before_any_job_with_one_line(small_config, tmp_path):
     lines = [ln for ln in proc.stderr.splitlines() if "config error" in ln]
     assert len(lines) == 1 and "capture.layers" in lines[0] and "fix" in lines[0], proc.stderr
     assert not (tmp_path / "results").exists()
+
+
+def test_shard_size_from_row_counts(small_config, tmp_path):
+    import pandas as pd
+
+    big = tmp_path / "big.parquet"
+    pd.DataFrame({"prompt": [f"question {i}" for i in range(2500)]}).to_parquet(big)
+    small_config["prompt_sets"]["big"] = {"source": "local", "path": str(big), "shard_size": 1000}
+    small_config["prompt_sets"]["sampled"] = {"source": "hub", "dataset": "x/y", "sample": 450, "shard_size": 200}
+    cfg = load_config(small_config)
+    assert cfg["_rows"]["big"] == 2500 and cfg["_shards"]["big"] == 3
+    assert cfg["_shards"]["sampled"] == 3
+    # large files are counted without loading them
+    from traitscope.prompts import check_spec
+
+    assert check_spec("big", small_config["prompt_sets"]["big"], tmp_path, full_load_rows=100) == 2500
+    small_config["prompt_sets"]["hub_unknown"] = {"source": "hub", "dataset": "x/y", "shard_size": 10}
+    assert "set sample" in error_of(small_config)
+    small_config["prompt_sets"]["hub_unknown"] = {"source": "hub", "dataset": "x/y", "shards": 2, "shard_size": 10}
+    assert "keep one" in error_of(small_config)
+
+
+def test_model_job_resources_scale_with_model_size(small_config):
+    from traitscope.resources import estimate_parameters, model_job_resources
+
+    cfg = load_config(small_config)
+    cfg["_dims"]["big"] = [80, 8192, 128256]  # a 70B Llama
+    assert 6.4e10 < estimate_parameters(80, 8192, 128256) < 7.2e10
+    cfg["variants"]["big"] = {"model": "x", "dtype": "bfloat16", "quantization": "none", "device_map": "auto"}
+    bf16 = model_job_resources(cfg, "big")
+    assert bf16["gpu"] == 3 and bf16["slurm_partition"] == "gpu" and bf16["mem_mb"] > 140_000
+    cfg["variants"]["big"]["quantization"] = "4bit"
+    q4 = model_job_resources(cfg, "big")
+    assert q4["gpu"] == 1 and q4["weights_gb"] < 40
+    cfg["resources"]["variants"] = {"big": {"gpu": 2, "runtime": 720}}
+    over = model_job_resources(cfg, "big")
+    assert over["gpu"] == 2 and over["runtime"] == 720
+    cfg["variants"]["base"]["device_map"] = "cpu"
+    tiny = model_job_resources(cfg, "base")
+    assert tiny["gpu"] == 0 and tiny["slurm_partition"] == "cpu" and tiny["mem_mb"] == 4000

@@ -26,6 +26,7 @@ from typing import Any
 
 import pandas as pd
 import torch
+from tqdm.auto import tqdm
 
 from . import __version__
 from .hooks import ResidualCapture
@@ -101,6 +102,35 @@ def _eos_ids(model: Any, tokenizer: Any) -> set[int]:
     return ids
 
 
+# ------------------------------------------------------------------------------- adaptive batches
+
+def is_oom(exc: BaseException) -> bool:
+    return isinstance(exc, torch.cuda.OutOfMemoryError) or "out of memory" in str(exc).lower()
+
+
+def run_batches(n: int, batch_size: int, run: Any, label: str = "batch") -> int:
+    """Call ``run(start, stop)`` over consecutive slices of ``range(n)``.
+
+    On an out-of-memory error the batch size is halved and the same slice retried (down to 1); the
+    smaller size is kept for the remaining slices. Returns the final batch size.
+    """
+    start, size = 0, max(1, batch_size)
+    while start < n:
+        stop = min(n, start + size)
+        try:
+            run(start, stop)
+        except Exception as exc:  # noqa: BLE001 - only OOM is retried
+            if not is_oom(exc) or size == 1:
+                raise
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+            size = max(1, size // 2)
+            log.warning("%s: out of memory at batch size %d, retrying with %d", label, stop - start, size)
+            continue
+        start = stop
+    return size
+
+
 # ------------------------------------------------------------------------------------ generating
 
 def generate_responses(model: Any, tokenizer: Any, encoded: list[Encoded], settings: CaptureSettings,
@@ -113,8 +143,9 @@ def generate_responses(model: Any, tokenizer: Any, encoded: list[Encoded], setti
     todo = [i for i, e in enumerate(encoded) if not e.response]
     todo.sort(key=lambda i: len(encoded[i].prompt) + len(encoded[i].prefill))
     torch.manual_seed(seed)
-    for start in range(0, len(todo), settings.batch_size):
-        idx = todo[start:start + settings.batch_size]
+
+    def run(start: int, stop: int) -> None:
+        idx = todo[start:stop]
         seqs = [encoded[i].prompt + encoded[i].prefill for i in idx]
         width = max(len(s) for s in seqs)
         ids = torch.full((len(seqs), width), pad, dtype=torch.long)
@@ -134,6 +165,8 @@ def generate_responses(model: Any, tokenizer: Any, encoded: list[Encoded], setti
             new = out[b, width:].tolist()
             cut = next((k for k, t in enumerate(new) if t in eos), len(new))
             results[i] = new[:cut]
+
+    run_batches(len(todo), settings.batch_size, run, label="generate")
     return results
 
 
@@ -184,8 +217,10 @@ def _capture_chunk(model: Any, tokenizer: Any, df: pd.DataFrame, settings: Captu
     order = sorted(range(len(encoded)), key=lambda i: len(encoded[i].prompt) + len(turns[i]))
     pad = tokenizer.pad_token_id
     per_row: list[dict[str, Any]] = [dict() for _ in encoded]
-    for start in range(0, len(order), settings.batch_size):
-        idx = order[start:start + settings.batch_size]
+    bar = tqdm(total=len(order), desc="capture", unit="prompt", file=sys.stderr, mininterval=10, disable=None)
+
+    def run(start: int, stop: int) -> None:
+        idx = order[start:stop]
         res = capture_batch(model, [(encoded[i].prompt, turns[i]) for i in idx], settings.layers, settings.positions, pad)
         rl = res["rlen"].tolist()
         for layer, got in res["outputs"].items():
@@ -197,6 +232,10 @@ def _capture_chunk(model: Any, tokenizer: Any, df: pd.DataFrame, settings: Captu
                     per_row[i][f"mean.layer_{layer}"] = got["mean"][b]
                 if splits is not None:
                     per_row[i][f"response.layer_{layer}"] = splits[b]
+        bar.update(len(idx))
+
+    run_batches(len(order), settings.batch_size, run, label="capture")
+    bar.close()
     tensors = _stack_rows(per_row, settings, encoded, turns)
     responses = pd.DataFrame({
         "id": df["id"].tolist(),

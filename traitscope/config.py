@@ -147,8 +147,8 @@ def _err(key: str, what: str, fix: str) -> ConfigError:
     return ConfigError(f"config error at {key}: {what} (fix: {fix})")
 
 
-def check_semantics(cfg: dict[str, Any], base_dir: Path, resources_dir: Path) -> dict[str, tuple[int, int]]:
-    """Cross-reference checks; returns (num_layers, hidden) per variant."""
+def check_semantics(cfg: dict[str, Any], base_dir: Path, resources_dir: Path) -> dict[str, tuple[int, int, int]]:
+    """Cross-reference checks; returns (num_layers, hidden, vocab) per variant and fills ``cfg["_rows"]``."""
     from . import prompts, traits
     from .models import embedded_name, looks_local, model_dims
 
@@ -157,7 +157,7 @@ def check_semantics(cfg: dict[str, Any], base_dir: Path, resources_dir: Path) ->
         if not SET_NAME.match(name):
             raise _err(f"prompt_sets.{name}", "names may use letters, digits and _ only", f"rename '{name}'")
 
-    dims: dict[str, tuple[int, int]] = {}
+    dims: dict[str, tuple[int, int, int]] = {}
     for name, var in variants.items():
         if not SET_NAME.match(name):
             raise _err(f"variants.{name}", "names may use letters, digits and _ only", f"rename '{name}'")
@@ -179,8 +179,7 @@ def check_semantics(cfg: dict[str, Any], base_dir: Path, resources_dir: Path) ->
                    f"use one of {ext['methods']}")
     parse_layers(ext["layers"], dims[ext["variant"]][0], "extract.layers")
 
-    for key, spec in sets.items():
-        prompts.check_spec(key, spec, base_dir)
+    cfg["_rows"] = {key: prompts.check_spec(key, spec, base_dir) for key, spec in sets.items()}
 
     for key, spec in trait_cfg.items():
         if not TRAIT_KEY.match(key):
@@ -223,13 +222,27 @@ def load_config(config: dict[str, Any], base_dir: str | Path = ".", resources_di
                 check: bool = True) -> dict[str, Any]:
     """Validate a raw config dict (schema, then semantics) and return it with defaults filled in.
 
-    The returned dict gains ``_dims``: {variant: [num_layers, hidden_size]}.
+    The returned dict gains ``_dims`` ({variant: [num_layers, hidden_size, vocab_size]}), ``_rows``
+    ({prompt set: row count, or None where unknown before prep}) and ``_shards`` ({prompt set: shards}).
     """
     cfg = validate_schema(config)
     if check:
         dims = check_semantics(cfg, Path(base_dir), Path(resources_dir))
         cfg["_dims"] = {k: list(v) for k, v in dims.items()}
+        cfg["_shards"] = {k: shard_count(k, spec, cfg["_rows"].get(k)) for k, spec in cfg["prompt_sets"].items()}
     return cfg
+
+
+def shard_count(key: str, spec: dict[str, Any], rows: int | None) -> int:
+    """Capture shards of a prompt set: ``shards``, or ceil(rows / ``shard_size``)."""
+    if spec.get("shards") and spec.get("shard_size"):
+        raise _err(f"prompt_sets.{key}", "both shards and shard_size are set", "keep one of them")
+    if spec.get("shard_size"):
+        if rows is None:
+            raise _err(f"prompt_sets.{key}.shard_size", "the size of this set is unknown before it is downloaded",
+                       "set sample (a fixed size) or shards instead")
+        return max(1, -(-rows // int(spec["shard_size"])))
+    return int(spec.get("shards") or 1)
 
 
 def capture_layers(cfg: dict[str, Any], variant: str) -> list[int]:

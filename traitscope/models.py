@@ -20,12 +20,13 @@ import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import torch
-from torch import nn
+from typing import TYPE_CHECKING, Any
 
 from . import ConfigError, TraitscopeError
+
+if TYPE_CHECKING:  # torch is imported lazily: the Snakefile imports this module at every parse
+    import torch
+    from torch import nn
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +93,7 @@ def convert_embedded(name: str, out_dir: str | Path) -> Path:
     A GGUF-loaded model refuses ``save_pretrained``, so the model is rebuilt from its config
     and the de-quantised state dict is loaded into it before saving.
     """
+    import torch
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
     gguf = embedded_gguf_path(name)
@@ -119,14 +121,13 @@ def convert_embedded(name: str, out_dir: str | Path) -> Path:
 
 
 def model_dims(model: str, *, resources_dir: str | Path = "resources", revision: str | None = None,
-               trust_remote_code: bool = False, key: str = "model") -> tuple[int, int]:
-    """Return (num_layers, hidden_size) without loading weights; raise a one-line ConfigError."""
+               trust_remote_code: bool = False, key: str = "model") -> tuple[int, int, int]:
+    """Return (num_layers, hidden_size, vocab_size) without loading weights; raise a one-line ConfigError."""
     name = embedded_name(model)
     if name is not None:
         cfg_file = embedded_dir(name, resources_dir) / "config.json"
         if cfg_file.exists():
-            cfg = json.loads(cfg_file.read_text())
-            return int(cfg["num_hidden_layers"]), int(cfg["hidden_size"])
+            return _dims_from_dict(json.loads(cfg_file.read_text()), key, model)
         return _gguf_dims(embedded_gguf_path(name))
     if looks_local(model):
         path = Path(model).expanduser()
@@ -147,29 +148,30 @@ def model_dims(model: str, *, resources_dir: str | Path = "resources", revision:
     return _dims_from_dict(cfg.to_dict(), key, model)
 
 
-def _dims_from_dict(cfg: dict[str, Any], key: str, model: str) -> tuple[int, int]:
+def _dims_from_dict(cfg: dict[str, Any], key: str, model: str) -> tuple[int, int, int]:
     text = cfg.get("text_config") or cfg
     for layers_key, hidden_key in (("num_hidden_layers", "hidden_size"), ("n_layer", "n_embd")):
         if layers_key in text and hidden_key in text:
-            return int(text[layers_key]), int(text[hidden_key])
+            return int(text[layers_key]), int(text[hidden_key]), int(text.get("vocab_size") or 32000)
     raise ConfigError(f"{key}: '{model}' config has no layer count/hidden size (fix: use a decoder-only causal LM)")
 
 
-def _gguf_dims(path: Path) -> tuple[int, int]:
+def _gguf_dims(path: Path) -> tuple[int, int, int]:
     from gguf import GGUFReader
 
     reader = GGUFReader(str(path))
     arch = reader.fields["general.architecture"].contents()
-    return int(reader.fields[f"{arch}.block_count"].contents()), int(reader.fields[f"{arch}.embedding_length"].contents())
+    vocab = reader.fields.get(f"{arch}.vocab_size")
+    return (int(reader.fields[f"{arch}.block_count"].contents()), int(reader.fields[f"{arch}.embedding_length"].contents()),
+            int(vocab.contents()) if vocab is not None else 32000)
 
 
 def pick_device(device_map: str) -> str:
+    import torch
+
     if device_map == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     return device_map
-
-
-_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
 def load_model(variant: dict[str, Any], *, resources_dir: str | Path = "resources", key: str = "variant"):
@@ -178,13 +180,14 @@ def load_model(variant: dict[str, Any], *, resources_dir: str | Path = "resource
     ``quantization`` 8bit/4bit uses bitsandbytes and needs a CUDA GPU: on CPU it fails with a
     one-line error instead of silently loading full precision.
     """
+    import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     model_id = resolve_model_path(variant["model"], resources_dir)
     device_map = variant.get("device_map", "auto")
     device = pick_device(device_map)
     dtype_name = variant.get("dtype", "float32")
-    dtype = _DTYPES.get(dtype_name, "auto")
+    dtype = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}.get(dtype_name, "auto")
     quant = variant.get("quantization", "none")
     trust = bool(variant.get("trust_remote_code", False))
     kwargs: dict[str, Any] = {"dtype": dtype, "trust_remote_code": trust}
@@ -237,6 +240,8 @@ def _attach_adapter(model, adapter: str, key: str):
 
 def decoder_layers(model: nn.Module) -> nn.ModuleList:
     """The list of decoder blocks whose outputs are the residual stream, for common architectures."""
+    from torch import nn
+
     base = model
     if hasattr(base, "get_base_model"):  # peft
         base = base.get_base_model()
@@ -252,5 +257,5 @@ def decoder_layers(model: nn.Module) -> nn.ModuleList:
                          "(fix: add its layer path to traitscope.models.decoder_layers)")
 
 
-def input_device(model: nn.Module) -> torch.device:
+def input_device(model: nn.Module) -> torch.device:  # noqa: F821
     return model.get_input_embeddings().weight.device

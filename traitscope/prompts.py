@@ -158,8 +158,11 @@ def _rows_from(obj: Any, fmt: str, fields: dict[str, str], source: str) -> list[
 # ------------------------------------------------------------------------------------------ public
 
 def load_prompt_set(spec: dict[str, Any], *, key: str = "prompt_set", seed: int = 1234,
-                    base_dir: str | Path = ".") -> pd.DataFrame:
-    """Load one prompt set spec (see the config schema) into the normalised table."""
+                    base_dir: str | Path = ".", shards: int | None = None) -> pd.DataFrame:
+    """Load one prompt set spec (see the config schema) into the normalised table.
+
+    ``shards`` (as resolved by the workflow from ``shards``/``shard_size``) sets the ``shard`` column.
+    """
     source = spec["source"]
     fields = dict(spec.get("fields") or {})
     if source == "builtin":
@@ -195,7 +198,7 @@ def load_prompt_set(spec: dict[str, Any], *, key: str = "prompt_set", seed: int 
             df = df.iloc[keep].reset_index(drop=True)
     if df.empty:
         raise PromptSetError(f"{key}: the prompt set is empty (fix: check the file, split, fields or sample)")
-    df["shard"] = assign_shards(len(df), int(spec.get("shards", 1)))
+    df["shard"] = assign_shards(len(df), int(shards if shards is not None else spec.get("shards") or 1))
     return df
 
 
@@ -271,13 +274,56 @@ def assign_shards(n: int, shards: int) -> np.ndarray:
     return (np.arange(n) * shards // max(n, 1)).astype(np.int64)
 
 
-def check_spec(key: str, spec: dict[str, Any], base_dir: Path) -> None:
-    """Start-up check of one prompt set (cheap: small local files are read to catch emptiness)."""
+def count_rows(path: Path) -> int:
+    """Fast row count of a large local file (no normalisation): parquet metadata, lines, or a parse."""
+    suffix = _inner_suffix(path)
+    if suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        return int(pq.ParquetFile(path).metadata.num_rows)
+    if suffix == ".jsonl":
+        opener = gzip.open if path.suffix == ".gz" else open
+        with opener(path, "rt", encoding="utf-8") as f:
+            return sum(1 for line in f if line.strip())
+    obj = read_records(path)
+    return len(obj) if not isinstance(obj, dict) else len(obj.get("questions", []))
+
+
+def peek_records(path: Path, n: int = 100) -> Any:
+    """The first ``n`` records of a large table file (parquet, jsonl, csv/tsv), or the whole file otherwise."""
+    suffix = _inner_suffix(path)
+    if suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        return next(pq.ParquetFile(path).iter_batches(batch_size=n)).to_pandas()
+    if suffix == ".jsonl":
+        opener = gzip.open if path.suffix == ".gz" else open
+        out = []
+        with opener(path, "rt", encoding="utf-8") as f:
+            for line in f:
+                if line.strip():
+                    out.append(json.loads(line))
+                if len(out) >= n:
+                    break
+        return out
+    if suffix in (".csv", ".tsv"):
+        return pd.read_csv(path, sep="\t" if suffix == ".tsv" else ",", dtype=str, keep_default_na=False, nrows=n)
+    return read_records(path)
+
+
+def check_spec(key: str, spec: dict[str, Any], base_dir: Path, full_load_rows: int = 20_000) -> int | None:
+    """Start-up check of one prompt set; returns its row count (after ``sample``) where it can be known.
+
+    It runs at every Snakefile parse, so it stays cheap: files are counted first (parquet metadata, lines);
+    builtin sets and files up to ``full_load_rows`` records are loaded whole, larger ones have their format
+    and field mapping checked on the first records. Hub sets are known only through ``sample``.
+    """
     k = f"prompt_sets.{key}"
+    sample = spec.get("sample")
     try:
         if spec["source"] == "builtin":
-            load_prompt_set(spec, key=k)
-        elif spec["source"] == "local":
+            return len(load_prompt_set(spec, key=k))
+        if spec["source"] == "local":
             if not spec.get("path"):
                 raise PromptSetError(f"{k}.path: missing (fix: add path: to the file)")
             path = Path(base_dir) / Path(spec["path"]).expanduser()
@@ -285,9 +331,18 @@ def check_spec(key: str, spec: dict[str, Any], base_dir: Path) -> None:
                 raise PromptSetError(f"{k}.path: '{spec['path']}' does not exist (fix: correct the path)")
             if path.stat().st_size == 0:
                 raise PromptSetError(f"{k}: '{spec['path']}' is empty (fix: point it to a non-empty file)")
-            if path.stat().st_size < 20_000_000:
-                load_prompt_set(spec, key=k, base_dir=base_dir)
-        elif spec["source"] == "hub" and not spec.get("dataset"):
+            n = count_rows(path)
+            if n <= full_load_rows:  # small: load whole (also reports an empty set)
+                return len(load_prompt_set(spec, key=k, base_dir=base_dir))
+            fmt = spec.get("format", "auto")
+            head = peek_records(path)
+            try:
+                _rows_from(head, detect_format(head) if fmt == "auto" else fmt, dict(spec.get("fields") or {}), "check")
+            except PromptSetError as exc:
+                raise PromptSetError(f"{k}: {exc}") from None
+            return min(n, int(sample)) if sample else n
+        if not spec.get("dataset"):
             raise PromptSetError(f"{k}.dataset: missing hub dataset id (fix: add dataset: owner/name)")
+        return int(sample) if sample else None
     except PromptSetError as exc:
         raise ConfigError(f"config error at {exc}") from None
