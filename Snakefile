@@ -23,6 +23,7 @@ include: "rules/prep.smk"
 include: "rules/extract.smk"
 include: "rules/capture.smk"
 include: "rules/project.smk"
+include: "rules/steer.smk"
 include: "rules/analyze.smk"
 
 

@@ -15,7 +15,7 @@ rule capture_trait:
     params:
         variant_name=lambda w: w.variant,
         variant=lambda w: CFG["variants"][w.variant],
-        capture=CAPTURE,
+        capture={**CAPTURE, "batch_size": CFG["extract"]["batch_size"]},
         layers=extract_layers(CFG),
         positions=lambda w: ["response"] if trait_position(CFG, trait_key(w)) == "response_mean" else [trait_position(CFG, trait_key(w))],
         generate=lambda w: trait_position(CFG, trait_key(w)) == "response_mean",

@@ -82,6 +82,11 @@ def tiny_config(model_dir: Path) -> dict:
         "project": {"layers": "best", "methods": ["mean_diff", "probe"]},
         "checks": {"harm_separation": {"trait": "safety/harmful_instruction", "harmful": "harmful_eval",
                                        "harmless": "benign_eval", "min_auc": 0.9}},
+        "judge": {"model": "traitscope/offline-judge", "offline_model": str(model_dir)},
+        "steering": {"traits": ["safety/evil"], "prompt_set": "benign_eval", "n_prompts": 2, "coefficients": [0, 1],
+                     "max_new_tokens": 3},
+        "optimize": {"traits": ["safety/evil"], "prompt_set": "benign_eval", "n_prompts": 2, "population": 2,
+                     "iterations": 1, "pca_components": 2, "max_new_tokens": 3},
     })
 
 

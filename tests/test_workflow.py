@@ -67,6 +67,15 @@ def test_full_dag_produces_every_stage(study):
     check = json.loads((r / "checks/harm_separation.json").read_text())
     assert check["n_eval_harmful"] == 20 and isinstance(check["passed"], bool)
     assert (r / "logs/capture/base/harmful_eval/shard-1.log").stat().st_size > 0
+    sweep = pd.read_parquet(r / "steering/base/safety/evil/sweep.parquet")
+    assert set(sweep["coef"]) == {0, 1} and sweep["trait_score"].between(0, 100).all()
+    assert (sweep["judge_kind"].str.startswith("offline")).all()
+    gap = json.loads((r / "optimize/extraction_gap.json").read_text())
+    evil = gap["traits"]["safety/evil"]
+    assert -1 <= evil["cosine"] <= 1 and {"extracted_delta", "optimised_delta"} <= set(evil["heldout"])
+    assert gap["judge_kind"].startswith("offline")
+    assert (r / "optimize/optimization_curves.png").stat().st_size > 5000
+    assert len(list((r / "cache/optimize").glob("*.json"))) == 1  # the CMA-ES checkpoint
 
 
 def test_nothing_to_do_after_a_run(study):

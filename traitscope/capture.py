@@ -134,8 +134,11 @@ def run_batches(n: int, batch_size: int, run: Any, label: str = "batch") -> int:
 # ------------------------------------------------------------------------------------ generating
 
 def generate_responses(model: Any, tokenizer: Any, encoded: list[Encoded], settings: CaptureSettings,
-                       seed: int) -> list[list[int]]:
-    """Greedy or sampled continuation after prompt + prefill, for rows without a given response."""
+                       seed: int, before_batch: Any = None) -> list[list[int]]:
+    """Greedy or sampled continuation after prompt + prefill, for rows without a given response.
+
+    ``before_batch(width)``, if given, is called before each ``generate`` with the left-padded width.
+    """
     device = input_device(model)
     eos = _eos_ids(model, tokenizer)
     pad = tokenizer.pad_token_id
@@ -153,6 +156,8 @@ def generate_responses(model: Any, tokenizer: Any, encoded: list[Encoded], setti
         for b, s in enumerate(seqs):  # left padding for generation
             ids[b, width - len(s):] = torch.tensor(s)
             mask[b, width - len(s):] = 1
+        if before_batch is not None:
+            before_batch(width)
         gen_kwargs: dict[str, Any] = {"max_new_tokens": settings.max_new_tokens, "do_sample": settings.do_sample,
                                       "pad_token_id": pad, "eos_token_id": sorted(eos) or None}
         if settings.do_sample:

@@ -61,7 +61,8 @@ def format_schema_error(err: ValidationError) -> str:
 
 def fill_defaults(instance: Any, schema: dict[str, Any]) -> Any:
     """Fill ``default`` values recursively, also inside ``additionalProperties`` maps."""
-    if not isinstance(instance, dict) or schema.get("type") not in ("object", None):
+    kind = schema.get("type")
+    if not isinstance(instance, dict) or not (kind is None or kind == "object" or (isinstance(kind, list) and "object" in kind)):
         return instance
     for key, sub in schema.get("properties", {}).items():
         if key not in instance and "default" in sub:
@@ -205,6 +206,20 @@ def check_semantics(cfg: dict[str, Any], base_dir: Path, resources_dir: Path) ->
     for m in proj["methods"]:
         if m not in ext["methods"]:
             raise _err("project.methods", f"'{m}' vectors are not extracted", f"add it to extract.methods or use {ext['methods']}")
+
+    for section in ("steering", "optimize"):
+        block = cfg.get(section)
+        if not block:
+            continue
+        for t in block["traits"]:
+            if t not in trait_cfg:
+                raise _err(f"{section}.traits", f"unknown trait {t!r}", f"use one of {sorted(trait_cfg)}")
+        if block["prompt_set"] not in sets:
+            raise _err(f"{section}.prompt_set", f"unknown prompt set {block['prompt_set']!r}", f"use one of {sorted(sets)}")
+        if section == "steering" and block["layers"] != "best":
+            parse_layers(block["layers"], dims[ext["variant"]][0], "steering.layers")
+    if (cfg.get("steering") or cfg.get("optimize")) and cfg["judge"]["model"].startswith("traitscope/"):
+        model_dims(cfg["judge"]["offline_model"], resources_dir=resources_dir, key="judge.offline_model")
 
     check = (cfg.get("checks") or {}).get("harm_separation")
     if check:

@@ -93,3 +93,41 @@ def trait_scores(summary: pd.DataFrame) -> plt.Figure:
     return fig
 
 
+
+
+def steering_sweep(table: pd.DataFrame, trait: str, judge_kind: str) -> plt.Figure:
+    """Judged trait score and coherence against the steering coefficient, one line per layer."""
+    n = table.groupby(["layer", "coef"]).size().max()
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    for ax, col, label in ((axes[0], "trait_score", f"judged {trait} score (0-100)"),
+                           (axes[1], "coherence", "judged coherence (0-100)")):
+        sns.lineplot(data=table, x="coef", y=col, hue="layer", marker="o", errorbar=("ci", 95), ax=ax,
+                     palette="viridis")
+        ax.set_xlabel("steering coefficient (x mean residual norm at the layer)")
+        ax.set_ylabel(label)
+        ax.set_ylim(-2, 102)
+    fig.suptitle(f"Steering with the {trait} vector (n={n} prompts per point, 95% CI)\njudge: {judge_kind}", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def optimization_curves(history: pd.DataFrame, judge_kind: str, n_train: dict[str, int]) -> plt.Figure:
+    """CMA-ES fitness per generation: best so far and population mean, one panel per trait."""
+    traits = sorted(history["trait"].unique())
+    fig, axes = plt.subplots(1, len(traits), figsize=(max(7.5, 5.5 * len(traits)), 4.2), squeeze=False)
+    for ax, trait in zip(axes.flat, traits):
+        h = history[history["trait"] == trait]
+        per_gen = h.groupby("generation")["fitness"].agg(["mean", "max"]).reset_index()
+        per_gen["best so far"] = per_gen["max"].cummax()
+        ax.plot(per_gen["generation"], per_gen["best so far"], marker="o", label="best so far")
+        ax.plot(per_gen["generation"], per_gen["mean"], marker="s", ls="--", label="population mean")
+        ax.axhline(0, color="grey", lw=0.8)
+        pop = int(h.groupby("generation").size().max())
+        ax.set_title(f"{trait} (population {pop}, n={n_train[trait]} training prompts)", fontsize=10)
+        ax.set_xlabel("CMA-ES generation")
+        ax.set_xticks(per_gen["generation"].tolist())
+        ax.set_ylabel("judged trait change vs unsteered\n(points on the 0-100 scale)")
+        ax.legend(fontsize=8)
+    fig.suptitle(f"Steering-vector optimisation on training prompts\n(judge: {judge_kind})", fontsize=10)
+    fig.tight_layout()
+    return fig

@@ -92,3 +92,13 @@ def persona_table(key: str, spec: dict[str, Any], base_dir: str | Path = ".") ->
                              "group": f"q{q:02d}", "category": key, "source": data["origin"],
                              "meta": json.dumps({"pair": p, "question": q})})
     return normalise(rows)
+
+
+def trait_description(key: str, spec: dict[str, Any], base_dir: str | Path = ".") -> str:
+    """One sentence for a judge: the builtin file's description, else a generic one."""
+    if spec["source"] == "builtin":
+        data = yaml.safe_load((DATA_DIR / "traits" / f"{spec.get('file') or key}.yaml").read_text())
+        return str(data.get("description") or key)
+    if spec["source"] == "contrast":
+        return f"the answer resembles responses to '{spec['pos']}' prompts rather than '{spec['neg']}' prompts"
+    return f"the answer shows the trait {key.split('/')[1]}"
