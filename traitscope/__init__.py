@@ -16,3 +16,9 @@ class TraitscopeError(Exception):
 
 class ConfigError(TraitscopeError):
     """The configuration is invalid; the message names the key and the fix."""
+
+
+def first_line(exc: BaseException | None) -> str:
+    """The first non-empty line of an exception's message, or its type name: for one-line errors."""
+    text = str(exc).strip() if exc is not None else ""
+    return text.splitlines()[0] if text else type(exc).__name__

@@ -25,7 +25,7 @@ from typing import Any
 
 import pandas as pd
 
-from . import TraitscopeError
+from . import TraitscopeError, first_line
 from .io import content_hash, read_json, write_json
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
@@ -162,7 +162,7 @@ class Judge:
                 last = exc
                 if attempt < self.retries:
                     time.sleep(self.backoff_s * 2**attempt)
-        first = str(last).strip().splitlines()[0] if last and str(last).strip() else type(last).__name__
+        first = first_line(last)
         raise JudgeError(f"judge {self.model} failed after {self.retries + 1} attempts: {first[:300]} "
                          "(fix: check judge.model and its API key in the environment, or use traitscope/offline-judge)")
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import ConfigError, TraitscopeError
+from . import ConfigError, TraitscopeError, first_line
 
 if TYPE_CHECKING:  # torch is imported lazily: the Snakefile imports this module at every parse
     import torch
@@ -142,7 +142,7 @@ def model_dims(model: str, *, resources_dir: str | Path = "resources", revision:
 
         cfg = AutoConfig.from_pretrained(model, revision=revision, trust_remote_code=trust_remote_code)
     except Exception as exc:  # noqa: BLE001 - any hub failure becomes one actionable line
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = first_line(exc)
         raise ConfigError(f"{key}: cannot load the config of '{model}' from the hub ({first}) "
                           f"(fix: check the id and network, or download it and set {key} to the local folder)") from None
     return _dims_from_dict(cfg.to_dict(), key, model)
@@ -213,7 +213,7 @@ def load_model(variant: dict[str, Any], *, resources_dir: str | Path = "resource
                                                   revision=variant.get("revision"))
         model = AutoModelForCausalLM.from_pretrained(model_id, **kwargs)
     except Exception as exc:  # noqa: BLE001
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = first_line(exc)
         raise ModelLoadError(f"{key}.model: '{variant['model']}' failed to load ({first}) "
                              f"(fix: check the id/path; offline, use a local folder)") from exc
     if "device_map" not in kwargs:
@@ -233,7 +233,7 @@ def _attach_adapter(model, adapter: str, key: str):
     try:
         return PeftModel.from_pretrained(model, adapter)
     except Exception as exc:  # noqa: BLE001
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = first_line(exc)
         raise ModelLoadError(f"{key}.adapter: '{adapter}' failed to load ({first}) "
                              f"(fix: point it to a folder saved by peft save_pretrained)") from exc
 

@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from . import ConfigError, TraitscopeError
+from . import ConfigError, TraitscopeError, first_line
 
 log = logging.getLogger(__name__)
 
@@ -229,7 +229,7 @@ def _hub_rows(spec: dict[str, Any], fields: dict[str, str], key: str) -> list[di
     try:
         ds = load_dataset(dataset, spec.get("subset"), split=spec.get("split") or "train")
     except Exception as exc:  # noqa: BLE001
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = first_line(exc)
         raise PromptSetError(f"{key}: cannot load hub dataset '{dataset}' ({first}) "
                              f"(fix: check the id/split, or download it and use source: local)") from None
     df = ds.to_pandas()
