@@ -22,11 +22,8 @@ rule capture:
         seed=SEED,
     log:
         f"{R}/logs/capture/{{variant}}/{{pset}}/shard-{{shard}}.log",
-    threads: lambda w: MODEL_RES[w.variant]["threads"]
+    threads: model_threads
     resources:
-        mem_mb=model_res("mem_mb"),
-        runtime=model_res("runtime"),
-        gpu=model_res("gpu"),
-        slurm_partition=model_res("slurm_partition"),
+        **MODEL_JOB,
     script:
         "../workflow/scripts/capture.py"

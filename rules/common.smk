@@ -64,11 +64,18 @@ def local_prompt_file(pset):
     return [spec["path"]] if spec["source"] == "local" else []
 
 
-
 # Resources of jobs that load a model, from the model's size (traitscope/resources.py) and
 # config resources.variants overrides; every other job takes the profile's default-resources.
 MODEL_RES = {v: model_job_resources(CFG, v) for v in CFG["variants"]}
 
 
+def model_threads(w):
+    return MODEL_RES[w.variant]["threads"]
+
+
 def model_res(key):
     return lambda w: MODEL_RES[w.variant][key]
+
+
+# `resources: **MODEL_JOB` in every rule that loads a model
+MODEL_JOB = {key: model_res(key) for key in ("mem_mb", "runtime", "gpu", "slurm_partition")}

@@ -10,6 +10,17 @@ def judge_inputs():
     return [f"resources/models/{name}"] if name else []
 
 
+# params both steering rules take
+STEER_PARAMS = {
+    "trait": lambda w: f"{w.category}/{w.trait}",
+    "variant": lambda w: CFG["variants"][w.variant],
+    "trait_spec": lambda w: CFG["traits"][f"{w.category}/{w.trait}"],
+    "position": lambda w: trait_position(CFG, f"{w.category}/{w.trait}"),
+    "judge": JUDGE,
+    "judge_cache": f"{R}/cache/judge",
+}
+
+
 def steering_inputs(w):
     base = f"{R}/vectors/{w.variant}/{w.category}/{w.trait}"
     return {"vectors": f"{base}/vectors.safetensors", "sidecar": f"{base}/vectors.json",
@@ -25,23 +36,15 @@ rule steering_sweep:
         table=f"{R}/steering/{{variant}}/{{category}}/{{trait}}/sweep.parquet",
         figure=f"{R}/steering/{{variant}}/{{category}}/{{trait}}/sweep.png",
     params:
-        trait=lambda w: f"{w.category}/{w.trait}",
-        variant=lambda w: CFG["variants"][w.variant],
-        trait_spec=lambda w: CFG["traits"][f"{w.category}/{w.trait}"],
-        position=lambda w: trait_position(CFG, f"{w.category}/{w.trait}"),
+        **STEER_PARAMS,
         steering=STEERING,
-        judge=JUDGE,
-        judge_cache=f"{R}/cache/judge",
         n_layers=lambda w: CFG["_dims"][w.variant][0],
         seed=SEED,
     log:
         f"{R}/logs/steering_sweep/{{variant}}/{{category}}/{{trait}}.log",
-    threads: lambda w: MODEL_RES[w.variant]["threads"]
+    threads: model_threads
     resources:
-        mem_mb=model_res("mem_mb"),
-        runtime=model_res("runtime"),
-        gpu=model_res("gpu"),
-        slurm_partition=model_res("slurm_partition"),
+        **MODEL_JOB,
     script:
         "../workflow/scripts/steering_sweep.py"
 
@@ -55,23 +58,15 @@ rule optimize_vector:
         sidecar=f"{R}/optimize/{{variant}}/{{category}}/{{trait}}/vector.json",
         history=f"{R}/optimize/{{variant}}/{{category}}/{{trait}}/history.parquet",
     params:
-        trait=lambda w: f"{w.category}/{w.trait}",
-        variant=lambda w: CFG["variants"][w.variant],
-        trait_spec=lambda w: CFG["traits"][f"{w.category}/{w.trait}"],
-        position=lambda w: trait_position(CFG, f"{w.category}/{w.trait}"),
+        **STEER_PARAMS,
         optimize=OPTIMIZE,
-        judge=JUDGE,
-        judge_cache=f"{R}/cache/judge",
         checkpoint_dir=f"{R}/cache/optimize",
         seed=SEED,
     log:
         f"{R}/logs/optimize_vector/{{variant}}/{{category}}/{{trait}}.log",
-    threads: lambda w: MODEL_RES[w.variant]["threads"]
+    threads: model_threads
     resources:
-        mem_mb=model_res("mem_mb"),
-        runtime=model_res("runtime"),
-        gpu=model_res("gpu"),
-        slurm_partition=model_res("slurm_partition"),
+        **MODEL_JOB,
     script:
         "../workflow/scripts/optimize_vector.py"
 
