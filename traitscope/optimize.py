@@ -16,6 +16,7 @@ without pickles, then continues.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -50,16 +51,11 @@ class SteeringTask:
     def evaluate(self, vector: torch.Tensor | None, coef: float, prompts: list[str] | None = None) -> pd.DataFrame:
         """Responses and judged scores with ``vector`` added at ``coef x norm`` (None or 0: unsteered)."""
         prompts = self.prompts if prompts is None else prompts
-        edits = [] if vector is None or coef == 0 else [Steer(self.model, self.layer, vector, coef * self.norm,
-                                                               self.positions)]
-        for e in edits:
-            e.__enter__()
-        try:
+        with contextlib.ExitStack() as stack:
+            edits = [] if vector is None or coef == 0 else [
+                stack.enter_context(Steer(self.model, self.layer, vector, coef * self.norm, self.positions))]
             responses = generate_steered(self.model, self.tokenizer, prompts, edits, max_new_tokens=self.max_new_tokens,
                                          batch_size=self.batch_size, seed=self.seed)
-        finally:
-            for e in edits:
-                e.__exit__(None, None, None)
         scores = self.judge.score([{"question": q, "answer": a, "trait": self.trait, "description": self.description}
                                    for q, a in zip(prompts, responses)])
         return pd.concat([pd.DataFrame({"prompt": prompts, "response": responses}), scores], axis=1)

@@ -20,8 +20,10 @@ from __future__ import annotations
 import gzip
 import hashlib
 import io
+import itertools
 import json
 import logging
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -274,6 +276,13 @@ def assign_shards(n: int, shards: int) -> np.ndarray:
     return (np.arange(n) * shards // max(n, 1)).astype(np.int64)
 
 
+def _jsonl_lines(path: Path) -> Iterator[str]:
+    """Non-empty lines of a jsonl file, plain or gzipped, streamed."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rt", encoding="utf-8") as f:
+        yield from (line for line in f if line.strip())
+
+
 def count_rows(path: Path) -> int:
     """Fast row count of a large local file (no normalisation): parquet metadata, lines, or a parse."""
     suffix = _inner_suffix(path)
@@ -282,9 +291,7 @@ def count_rows(path: Path) -> int:
 
         return int(pq.ParquetFile(path).metadata.num_rows)
     if suffix == ".jsonl":
-        opener = gzip.open if path.suffix == ".gz" else open
-        with opener(path, "rt", encoding="utf-8") as f:
-            return sum(1 for line in f if line.strip())
+        return sum(1 for _ in _jsonl_lines(path))
     obj = read_records(path)
     return len(obj) if not isinstance(obj, dict) else len(obj.get("questions", []))
 
@@ -297,15 +304,7 @@ def peek_records(path: Path, n: int = 100) -> Any:
 
         return next(pq.ParquetFile(path).iter_batches(batch_size=n)).to_pandas()
     if suffix == ".jsonl":
-        opener = gzip.open if path.suffix == ".gz" else open
-        out = []
-        with opener(path, "rt", encoding="utf-8") as f:
-            for line in f:
-                if line.strip():
-                    out.append(json.loads(line))
-                if len(out) >= n:
-                    break
-        return out
+        return [json.loads(line) for line in itertools.islice(_jsonl_lines(path), n)]
     if suffix in (".csv", ".tsv"):
         return pd.read_csv(path, sep="\t" if suffix == ".tsv" else ",", dtype=str, keep_default_na=False, nrows=n)
     return read_records(path)
