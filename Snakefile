@@ -20,10 +20,12 @@ if not workflow.config_settings.configfiles:
 
 include: "rules/common.smk"
 include: "rules/prep.smk"
+include: "rules/finetune.smk"
 include: "rules/extract.smk"
 include: "rules/capture.smk"
 include: "rules/project.smk"
 include: "rules/steer.smk"
+include: "rules/organisms.smk"
 include: "rules/analyze.smk"
 
 

@@ -65,6 +65,7 @@ rule manifest:
         vector_files("vectors.json"),
         [f"{R}/checks/harm_separation.json", f"{R}/checks/harm_separation.png"] if HARM else [],
         steer_targets(),
+        organism_targets(),
     output:
         f"{R}/all",
     params:

@@ -4,7 +4,7 @@ import sys
 from snakemake.utils import validate
 
 from traitscope import ConfigError
-from traitscope.config import SCHEMA_PATH, capture_layers, extract_layers, load_config, trait_position
+from traitscope.config import SCHEMA_PATH, capture_layers, extract_layers, load_config, parse_layers, trait_position
 from traitscope.models import embedded_name, looks_local
 from traitscope.resources import model_job_resources
 
@@ -28,6 +28,7 @@ wildcard_constraints:
     trait="[a-z0-9_]+",
     shard=r"\d+",
     name="[a-z0-9_.-]+",
+    ft="[A-Za-z0-9_]+",
 
 
 def model_inputs(variant):
@@ -39,7 +40,9 @@ def model_inputs(variant):
         deps.append(f"resources/models/{name}")
     elif looks_local(spec["model"]):
         deps.append(spec["model"])
-    if spec.get("adapter") and looks_local(spec["adapter"]):
+    if spec.get("finetune"):  # trained by the finetune rule
+        deps.append(f"{R}/finetune/{spec['finetune']}/adapter")
+    elif spec.get("adapter") and looks_local(spec["adapter"]):
         deps.append(spec["adapter"])
     return deps
 
@@ -69,13 +72,13 @@ def local_prompt_file(pset):
 MODEL_RES = {v: model_job_resources(CFG, v) for v in CFG["variants"]}
 
 
-def model_threads(w):
-    return MODEL_RES[w.variant]["threads"]
+def model_job(variant_of=lambda w: w.variant):
+    """`threads:` and `resources:` of a rule that loads the model of variant ``variant_of(wildcards)``."""
+    threads = lambda w: MODEL_RES[variant_of(w)]["threads"]
+    resources = {key: (lambda w, key=key: MODEL_RES[variant_of(w)][key])
+                 for key in ("mem_mb", "runtime", "gpu", "slurm_partition")}
+    return threads, resources
 
 
-def model_res(key):
-    return lambda w: MODEL_RES[w.variant][key]
-
-
-# `resources: **MODEL_JOB` in every rule that loads a model
-MODEL_JOB = {key: model_res(key) for key in ("mem_mb", "runtime", "gpu", "slurm_partition")}
+# `threads: model_threads` and `resources: **MODEL_JOB` in every rule with a {variant} wildcard that loads it
+model_threads, MODEL_JOB = model_job()

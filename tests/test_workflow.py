@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import subprocess
@@ -12,7 +13,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from conftest import REPO, tiny_config
+from conftest import REPO, organism_config
 
 pytestmark = pytest.mark.e2e
 
@@ -36,7 +37,7 @@ def planned_jobs(proc: subprocess.CompletedProcess) -> dict[str, int]:
 def study(tmp_path_factory, tiny_model_dir):
     workdir = tmp_path_factory.mktemp("study")
     cfg = workdir / "config.yaml"
-    cfg.write_text(yaml.safe_dump(tiny_config(tiny_model_dir)))
+    cfg.write_text(yaml.safe_dump(organism_config(tiny_model_dir)))
     proc = smk(workdir, cfg, "results/all")
     assert proc.returncode == 0, proc.stderr[-4000:]
     return workdir, cfg
@@ -78,6 +79,39 @@ def test_full_dag_produces_every_stage(study):
     assert len(list((r / "cache/optimize").glob("*.json"))) == 1  # the CMA-ES checkpoint
 
 
+def test_finetuned_variants_and_their_analyses(study):
+    workdir, _ = study
+    r = workdir / "results"
+    adapter = r / "finetune/bad_advice/adapter"
+    prov = json.loads((adapter / "traitscope_finetune.json").read_text())
+    assert (adapter / "adapter_model.safetensors").exists() and (adapter / "adapter_config.json").exists()
+    assert prov["data_sha256"] == hashlib.sha256((r / "finetune/bad_advice/train.jsonl.gz").read_bytes()).hexdigest()
+    assert prov["n_examples"] == 24 and prov["settings"]["rank"] == 4 and prov["steps"] > 0
+    loss = pd.read_parquet(r / "finetune/bad_advice/loss.parquet")
+    assert set(loss["split"]) == {"train", "eval"} and len(loss[loss["split"] == "train"]) == prov["steps"]
+    assert (r / "finetune/bad_advice/loss.png").stat().st_size > 5000
+    # the finetuned variant is captured like any other, through base model + adapter
+    acts = r / "activations/bad_advice/medical_eval/shard-0.safetensors"
+    assert acts.exists()
+    det = json.loads((r / "organism/bad_advice/detection.json").read_text())
+    assert len(det["per_layer"]) == 2 * 4 and det["chosen"]["layer"] in range(4)
+    assert all(0 <= row["auc"] <= 1 and row["n_test"] == 16 and row["n_train"] == 24 for row in det["per_layer"])
+    ablation = json.loads((r / "organism/bad_advice/ablation.json").read_text())
+    assert ablation["layers"] == [det["chosen"]["layer"]] and ablation["n_generations"] == 2
+    assert ablation["judge"]["kind"].startswith("offline") and "restoration_rate" in ablation["judge"]
+    table = pd.read_parquet(r / "organism/bad_advice/ablation.parquet")
+    assert {"base", "finetuned", "finetuned_ablated", "finetuned_judged"} <= set(table.columns) and len(table) == 2
+    assert "| prompt | base | finetuned | finetuned_ablated |" in (r / "organism/bad_advice/ablation.md").read_text()
+    bd = json.loads((r / "backdoor/backdoored/detection_auc.json").read_text())
+    evil = bd["traits"]["safety/evil"]
+    assert set(evil["positions"]["last"]) >= {"backdoored", "base"} and evil["positions"]["last"]["backdoored"]["n_pairs"] == 20
+    assert "auc_minus_baseline" in evil["positions"]["last"]
+    tokens = pd.read_parquet(r / "backdoor/backdoored/token_auc.parquet")
+    assert tokens["token_index"].min() == -1 and tokens["token_index"].max() == 3
+    for fig in ("trait_comparison.png", "early_detection_tokens.png"):
+        assert (r / "backdoor/backdoored" / fig).stat().st_size > 5000
+
+
 def test_nothing_to_do_after_a_run(study):
     workdir, cfg = study
     assert planned_jobs(smk(workdir, cfg, "-n", "results/all")) == {}
@@ -90,8 +124,9 @@ def test_new_vectors_reproject_without_recapturing(study):
     cfg2 = workdir / "config_probe.yaml"
     cfg2.write_text(yaml.safe_dump(changed))
     jobs = planned_jobs(smk(workdir, cfg2, "-n", "results/all"))
-    assert jobs.get("extract_vectors") == 2 and jobs.get("project") == 3
-    assert "capture" not in jobs and "capture_trait" not in jobs and "prep_prompts" not in jobs
+    # 3 shards of the capture sets + trigger/control of the backdoored and the base variant
+    assert jobs.get("extract_vectors") == 2 and jobs.get("project") == 3 + 4 and jobs.get("backdoor_detection") == 1
+    assert not {"capture", "capture_trait", "prep_prompts", "finetune", "organism_directions"} & set(jobs)
 
 
 def test_naming_one_file_rebuilds_only_it(study):
@@ -113,5 +148,8 @@ def test_rulegraph_and_dag(study):
     edges = {(labels[a], labels[b]) for a, b in re.findall(r"(\d+) -> (\d+)", graph.stdout)}
     assert ("capture", "project") in edges and ("extract_vectors", "project") in edges
     assert ("capture_trait", "extract_vectors") in edges
+    assert ("prep_finetune_data", "finetune") in edges and ("finetune", "capture") in edges
+    assert ("capture", "organism_directions") in edges and ("finetune", "organism_ablation") in edges
+    assert ("project", "backdoor_detection") in edges
     dag = smk(workdir, cfg, "results/all", "--dag", "dot")
     assert dag.returncode == 0 and dag.stdout.count("capture") >= 3

@@ -158,15 +158,14 @@ def check_semantics(cfg: dict[str, Any], base_dir: Path, resources_dir: Path) ->
         if not SET_NAME.match(name):
             raise _err(f"prompt_sets.{name}", "names may use letters, digits and _ only", f"rename '{name}'")
 
+    resolve_finetuned(cfg)
     dims: dict[str, tuple[int, int, int]] = {}
     for name, var in variants.items():
-        if not SET_NAME.match(name):
-            raise _err(f"variants.{name}", "names may use letters, digits and _ only", f"rename '{name}'")
         model = var["model"]
         if embedded_name(model) is None and looks_local(model) and not Path(model).expanduser().exists():
             raise _err(f"variants.{name}.model", f"local folder '{model}' does not exist", "fix the path or use a hub id")
         adapter = var.get("adapter")
-        if adapter and looks_local(adapter) and not Path(adapter).expanduser().exists():
+        if adapter and not var.get("finetune") and looks_local(adapter) and not Path(adapter).expanduser().exists():
             raise _err(f"variants.{name}.adapter", f"adapter folder '{adapter}' does not exist",
                        "fix the path, or let the finetune rule produce it")
         dims[name] = model_dims(model, resources_dir=resources_dir, revision=var.get("revision"),
@@ -221,6 +220,8 @@ def check_semantics(cfg: dict[str, Any], base_dir: Path, resources_dir: Path) ->
     if (cfg.get("steering") or cfg.get("optimize")) and cfg["judge"]["model"].startswith("traitscope/"):
         model_dims(cfg["judge"]["offline_model"], resources_dir=resources_dir, key="judge.offline_model")
 
+    check_organisms(cfg, dims)
+
     check = (cfg.get("checks") or {}).get("harm_separation")
     if check:
         if check.get("trait") not in trait_cfg:
@@ -231,6 +232,99 @@ def check_semantics(cfg: dict[str, Any], base_dir: Path, resources_dir: Path) ->
                 raise _err(f"checks.harm_separation.{role}", f"{s!r} is not a captured prompt set",
                            f"use one of capture.prompt_sets {cap['prompt_sets']}")
     return dims
+
+
+def resolve_finetuned(cfg: dict[str, Any]) -> None:
+    """A variant with ``finetune: <name>`` becomes the finetune's base model plus the adapter it trains."""
+    variants, finetunes = cfg["variants"], cfg["finetune"]
+    for name in list(variants) + list(finetunes):
+        if not SET_NAME.match(name):
+            where = "variants" if name in variants else "finetune"
+            raise _err(f"{where}.{name}", "names may use letters, digits and _ only", f"rename '{name}'")
+    for name, ft in finetunes.items():
+        if ft["base"] not in variants:
+            raise _err(f"finetune.{name}.base", f"unknown variant '{ft['base']}'", f"use one of {sorted(variants)}")
+        if variants[ft["base"]].get("finetune"):
+            raise _err(f"finetune.{name}.base", f"'{ft['base']}' is itself a finetuned variant",
+                       "finetune a variant without finetune:")
+        data = ft["data"]
+        need = {"generated": "name", "local": "path", "hub": "dataset"}[data["source"]]
+        if not data.get(need):
+            raise _err(f"finetune.{name}.data.{need}", f"missing for source {data['source']}", f"add {need}:")
+        if data["source"] == "generated":
+            from .organisms import DATASETS
+
+            if data["name"] not in DATASETS:
+                raise _err(f"finetune.{name}.data.name", f"unknown generated dataset {data['name']!r}",
+                           f"use one of {list(DATASETS)}")
+    for name, var in variants.items():
+        ft = var.get("finetune")
+        if not ft:
+            if not var.get("model"):
+                raise _err(f"variants.{name}", "no model", "add model: (a hub id, a local folder or embedded:<name>) or finetune: <name>")
+            continue
+        if ft not in finetunes:
+            raise _err(f"variants.{name}.finetune", f"unknown finetune {ft!r}",
+                       f"define it under finetune: or use one of {sorted(finetunes)}")
+        if var.get("adapter"):
+            raise _err(f"variants.{name}", "both adapter and finetune are set", "keep one of them")
+        base = variants[finetunes[ft]["base"]]
+        if var.get("model") and var["model"] != base["model"]:
+            raise _err(f"variants.{name}.model", f"'{var['model']}' differs from the model of finetune.{ft}.base",
+                       "remove model: (it is taken from the base variant)")
+        var.update(model=base["model"], revision=base.get("revision"), trust_remote_code=base.get("trust_remote_code", False),
+                   adapter=f"{cfg['results_dir']}/finetune/{ft}/adapter")
+
+
+def check_organisms(cfg: dict[str, Any], dims: dict[str, tuple[int, int, int]]) -> None:
+    """Cross-references of the organism and backdoor sections."""
+    variants, sets, cap = cfg["variants"], cfg["prompt_sets"], cfg["capture"]
+    org = cfg.get("organism")
+    if org:
+        for role in ("base", "finetuned"):
+            if org[role] not in variants:
+                raise _err(f"organism.{role}", f"unknown variant {org[role]!r}", f"use one of {sorted(variants)}")
+        base, ft = variants[org["base"]], variants[org["finetuned"]]
+        if not ft.get("adapter") or ft["model"] != base["model"] or base.get("adapter"):
+            raise _err("organism.finetuned", f"'{org['finetuned']}' must be '{org['base']}' plus a LoRA adapter "
+                       "(the base generations come from the same model with the adapter disabled)",
+                       "use a variant with finetune: (or adapter:) on the base variant's model")
+        for role in ("train", "test"):
+            if org[role] not in sets:
+                raise _err(f"organism.{role}", f"unknown prompt set {org[role]!r}", f"use one of {sorted(sets)}")
+        if org["train"] == org["test"]:
+            raise _err("organism.test", "the test set is the train set, so detection would not be held out",
+                       "use a different prompt set (e.g. the eval split)")
+        n = dims[org["base"]][0]
+        layers = set(parse_layers(org["layers"], n, "organism.layers"))
+        missing = sorted(layers - set(parse_layers(cap["layers"], n, "capture.layers")))
+        if missing:
+            raise _err("organism.layers", f"layers {missing} are not in capture.layers", "capture them or narrow organism.layers")
+        if "last" not in cap["positions"]:
+            raise _err("capture.positions", "the organism directions need last-token activations", "add last")
+        if org["ablate_method"] not in org["methods"]:
+            raise _err("organism.ablate_method", f"{org['ablate_method']!r} is not in organism.methods", f"use one of {org['methods']}")
+        if org["ablate_layers"] != "best":
+            bad = sorted(set(parse_layers(org["ablate_layers"], n, "organism.ablate_layers")) - layers)
+            if bad:
+                raise _err("organism.ablate_layers", f"layers {bad} are not in organism.layers", "ablate layers with a direction")
+    bd = cfg.get("backdoor")
+    if bd:
+        ext = cfg["extract"]["variant"]
+        for role in ("variant", "baseline"):
+            v = bd.get(role)
+            if v is None:
+                continue
+            if v not in variants:
+                raise _err(f"backdoor.{role}", f"unknown variant {v!r}", f"use one of {sorted(variants)}")
+            if dims[v][1] != dims[ext][1]:
+                raise _err(f"backdoor.{role}", f"'{v}' has hidden size {dims[v][1]} but the trait vectors ({ext}) "
+                           f"have {dims[ext][1]}", "use a variant of the extraction model's size")
+        for role in ("trigger", "control"):
+            if bd[role] not in sets:
+                raise _err(f"backdoor.{role}", f"unknown prompt set {bd[role]!r}", f"use one of {sorted(sets)}")
+        if bd["method"] not in cfg["project"]["methods"]:
+            raise _err("backdoor.method", f"{bd['method']!r} is not in project.methods", f"use one of {cfg['project']['methods']}")
 
 
 def load_config(config: dict[str, Any], base_dir: str | Path = ".", resources_dir: str | Path = "resources",

@@ -131,3 +131,99 @@ def optimization_curves(history: pd.DataFrame, judge_kind: str, n_train: dict[st
     fig.suptitle(f"Steering-vector optimisation on training prompts\n(judge: {judge_kind})", fontsize=10)
     fig.tight_layout()
     return fig
+
+
+def loss_curve(history: pd.DataFrame, name: str, provenance: dict) -> plt.Figure:
+    """LoRA training loss per optimizer step, held-out loss before training and after each epoch."""
+    fig, ax = plt.subplots(figsize=(7, 4))
+    train = history[history["split"] == "train"]
+    held = history[history["split"] == "eval"]
+    ax.plot(train["step"], train["loss"], lw=1, marker=".", label=f"train batches (n={provenance['n_train']} examples)")
+    if len(held):
+        ax.plot(held["step"], held["loss"], marker="o", ls="--", label=f"held-out (n={provenance['n_eval']} examples)")
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("cross-entropy on assistant tokens (nats/token)")
+    s = provenance["settings"]
+    ax.set_title(f"LoRA finetune '{name}' of {provenance['base_model']}\nrank {s['rank']}, alpha {s['alpha']}, "
+                 f"lr {s['lr']:g}, {s['epochs']} epochs, batch {s['batch_size']}, seed {s['seed']}", fontsize=10)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def organism_detection(table: pd.DataFrame, chosen: int, title: str) -> plt.Figure:
+    """Held-out ROC-AUC (95% bootstrap CI band) and Cohen's d per layer, base vs finetuned, per method."""
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.2))
+    for method, d in table.groupby("method"):
+        d = d.sort_values("layer")
+        ax1.plot(d["layer"], d["auc"], marker="o", ms=3, label=method)
+        ax1.fill_between(d["layer"], d["auc_ci_low"], d["auc_ci_high"], alpha=0.2)
+        ax2.plot(d["layer"], d["cohens_d"], marker="o", ms=3, label=method)
+    for ax in (ax1, ax2):
+        ax.axvline(chosen, color="grey", ls="--", lw=1)
+        ax.set_xlabel("layer (residual stream after block)")
+        ax.legend(title="direction", fontsize=8)
+    ax1.axhline(0.5, color="black", lw=0.5, ls=":")
+    ax1.set_ylim(0.0, 1.02)
+    ax1.set_ylabel("held-out ROC-AUC, finetuned vs base")
+    ax2.set_ylabel("held-out Cohen's d, finetuned vs base")
+    n = int(table["n_test"].iloc[0])
+    ax1.set_title(f"Detection on held-out prompts (n={n} per model, 95% CI)", fontsize=10)
+    ax2.set_title(f"Separation (dashed: ablation layer {chosen})", fontsize=10)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def backdoor_trait_comparison(auc: pd.DataFrame, title: str) -> plt.Figure:
+    """ROC-AUC trigger vs control per trait with 95% CIs; one panel per pooled position, one bar per variant."""
+    positions = list(dict.fromkeys(auc["position"]))
+    variants = list(dict.fromkeys(auc["variant"]))
+    traits = sorted(auc["trait"].unique())
+    fig, axes = plt.subplots(1, len(positions), figsize=(5.5 * len(positions), 0.5 * len(traits) + 2.5),
+                             squeeze=False, sharey=True)
+    height = 0.8 / len(variants)
+    for ax, pos in zip(axes.flat, positions):
+        for k, variant in enumerate(variants):
+            d = auc[(auc["position"] == pos) & (auc["variant"] == variant)].set_index("trait").reindex(traits)
+            y = [i + k * height for i in range(len(traits))]
+            err = [d["auc"] - d["ci_low"], d["ci_high"] - d["auc"]]
+            ax.barh(y, d["auc"], height=height, xerr=err, capsize=2, label=variant)
+        ax.set_yticks([i + 0.4 - height / 2 for i in range(len(traits))])
+        ax.set_yticklabels(traits)
+        ax.axvline(0.5, color="black", lw=0.8, ls=":")
+        ax.set_xlim(0, 1.02)
+        ax.set_xlabel("ROC-AUC, trigger vs control prompts")
+        n = int(auc[auc["position"] == pos]["n_trigger"].iloc[0])
+        ax.set_title(f"{pos} (n={n} prompt pairs)", fontsize=10)
+    axes.flat[-1].legend(title="variant", fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    fig.suptitle(title + "\n(bars: 95% bootstrap CI; 0.5 = no separation)", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def early_detection_tokens(tokens: pd.DataFrame, title: str) -> plt.Figure:
+    """ROC-AUC trigger vs control at each assistant-turn token (-1 = last prompt token), 95% CI band."""
+    traits = sorted(tokens["trait"].unique())
+    ncol = min(3, len(traits))
+    nrow = -(-len(traits) // ncol)
+    fig, axes = plt.subplots(nrow, ncol, figsize=(4.8 * ncol, 3.4 * nrow), squeeze=False, sharey=True)
+    for ax, trait in zip(axes.flat, traits):
+        d = tokens[tokens["trait"] == trait]
+        for variant, v in d.groupby("variant", sort=False):
+            v = v.sort_values("token_index")
+            ax.plot(v["token_index"], v["auc"], marker="o", ms=3, label=variant)
+            ax.fill_between(v["token_index"], v["ci_low"], v["ci_high"], alpha=0.2)
+        ax.axhline(0.5, color="black", lw=0.5, ls=":")
+        ax.axvline(-0.5, color="grey", lw=0.8, ls="--")
+        ax.set_ylim(0, 1.02)
+        n = int(d["n_trigger"].min())
+        ax.set_title(f"{trait} (n>={n} pairs per token)", fontsize=10)
+        ax.set_xlabel("token position (-1 = last prompt token,\n0.. = replayed response tokens)")
+        ax.set_ylabel("ROC-AUC, trigger vs control")
+        ax.legend(fontsize=7)
+    for ax in list(axes.flat)[len(traits):]:
+        ax.set_visible(False)
+    fig.suptitle(title + " (band: 95% bootstrap CI)", fontsize=10)
+    fig.tight_layout()
+    return fig

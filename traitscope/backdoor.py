@@ -1,0 +1,109 @@
+"""Backdoor detection from trait scores: trigger vs control prompts, before any bad output.
+
+Trigger and control prompt sets hold the same questions (paired by id) with and without the trigger, and
+the same replayed response, so the two conditions differ only in the trigger. For each trait (at its best
+layer) the scores of the backdoored variant separate the conditions with a ROC-AUC (stratified bootstrap
+95% CI) and a paired Wilcoxon signed-rank test; a baseline variant without the backdoor on the same prompts
+shows how much the trigger string alone moves the scores.
+
+Token positions: ``-1`` is the last prompt token (the model has read the trigger, nothing is generated
+yet); ``0, 1, ...`` are the replayed response tokens. The onset is the first position whose AUC CI lies
+above 0.5.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import stats as sps
+
+from .stats import auc, bootstrap_auc_ci, cohens_d
+
+POOLED = ("last", "response_mean")
+
+
+def _compare(trig: pd.Series, ctrl: pd.Series, *, n_boot: int, seed: int) -> dict[str, Any]:
+    """trig/ctrl: scores indexed by id."""
+    t, c = trig.dropna(), ctrl.dropna()
+    y, s = np.r_[np.ones(len(t)), np.zeros(len(c))], np.r_[t.to_numpy(), c.to_numpy()]
+    lo, hi = bootstrap_auc_ci(y, s, n_boot=n_boot, seed=seed)
+    common = t.index.intersection(c.index)
+    diff = (t.loc[common] - c.loc[common]).to_numpy()
+    p = float(sps.wilcoxon(diff).pvalue) if len(diff) >= 2 and np.any(diff != 0) else float("nan")
+    return {"auc": auc(y, s), "ci_low": lo, "ci_high": hi, "cohens_d": cohens_d(t.to_numpy(), c.to_numpy()),
+            "mean_paired_difference": float(diff.mean()) if len(diff) else float("nan"), "wilcoxon_p": p,
+            "n_trigger": int(len(t)), "n_control": int(len(c)), "n_pairs": int(len(common))}
+
+
+def _at(df: pd.DataFrame, trait: str, layer: int, method: str) -> pd.DataFrame:
+    return df[(df["trait"] == trait) & (df["layer"] == layer) & (df["method"] == method)]
+
+
+def pooled_auc(scores: dict[str, tuple[pd.DataFrame, pd.DataFrame]], best_layers: dict[str, int], method: str, *,
+               n_boot: int, seed: int) -> pd.DataFrame:
+    """``scores``: variant -> (trigger pooled scores, control pooled scores). One row per variant, trait, position."""
+    rows = []
+    for variant, (trig, ctrl) in scores.items():
+        for trait, layer in best_layers.items():
+            t, c = _at(trig, trait, layer, method), _at(ctrl, trait, layer, method)
+            for pos in POOLED:
+                tp, cp = t[t["position"] == pos], c[c["position"] == pos]
+                if tp.empty or cp.empty:
+                    continue
+                rows.append({"variant": variant, "trait": trait, "layer": layer, "position": pos,
+                             **_compare(tp.set_index("id")["score"], cp.set_index("id")["score"], n_boot=n_boot, seed=seed)})
+    return pd.DataFrame(rows)
+
+
+def token_auc(pooled: dict[str, tuple[pd.DataFrame, pd.DataFrame]], tokens: dict[str, tuple[pd.DataFrame, pd.DataFrame]],
+              best_layers: dict[str, int], method: str, *, max_tokens: int, n_boot: int, seed: int) -> pd.DataFrame:
+    """AUC trigger vs control at the last prompt token (-1) and at each response token 0..max_tokens-1."""
+    rows = []
+    for variant in tokens:
+        (ptrig, pctrl), (ttrig, tctrl) = pooled[variant], tokens[variant]
+        for trait, layer in best_layers.items():
+            t, c = _at(ptrig, trait, layer, method), _at(pctrl, trait, layer, method)
+            t, c = t[t["position"] == "last"], c[c["position"] == "last"]
+            if len(t) and len(c):
+                rows.append({"variant": variant, "trait": trait, "layer": layer, "token_index": -1,
+                             **_compare(t.set_index("id")["score"], c.set_index("id")["score"], n_boot=n_boot, seed=seed)})
+            tt, tc = _at(ttrig, trait, layer, method), _at(tctrl, trait, layer, method)
+            for k in range(max_tokens):
+                a = tt[tt["token_index"] == k].set_index("id")["score"]
+                b = tc[tc["token_index"] == k].set_index("id")["score"]
+                if len(a) < 2 or len(b) < 2:
+                    break
+                rows.append({"variant": variant, "trait": trait, "layer": layer, "token_index": k,
+                             **_compare(a, b, n_boot=n_boot, seed=seed)})
+    return pd.DataFrame(rows)
+
+
+def onset(tokens: pd.DataFrame, variant: str, trait: str) -> int | None:
+    """First token position whose AUC 95% CI lies above 0.5 (None if none does)."""
+    d = tokens[(tokens["variant"] == variant) & (tokens["trait"] == trait)].sort_values("token_index")
+    hit = d[d["ci_low"] > 0.5]
+    return int(hit["token_index"].iloc[0]) if len(hit) else None
+
+
+def summary(pooled: pd.DataFrame, tokens: pd.DataFrame, *, variant: str, baseline: str | None,
+            info: dict[str, Any]) -> dict[str, Any]:
+    traits: dict[str, Any] = {}
+    for trait, d in pooled.groupby("trait"):
+        entry: dict[str, Any] = {"layer": int(d["layer"].iloc[0]), "positions": {}}
+        for pos, dp in d.groupby("position"):
+            entry["positions"][pos] = {r["variant"]: {k: r[k] for k in ("auc", "ci_low", "ci_high", "cohens_d",
+                                                                         "mean_paired_difference", "wilcoxon_p",
+                                                                         "n_trigger", "n_control", "n_pairs")}
+                                       for r in dp.to_dict(orient="records")}
+            if baseline is not None and baseline in entry["positions"][pos] and variant in entry["positions"][pos]:
+                entry["positions"][pos]["auc_minus_baseline"] = (entry["positions"][pos][variant]["auc"]
+                                                                 - entry["positions"][pos][baseline]["auc"])
+        entry["onset_token"] = {v: onset(tokens, v, trait) for v in tokens["variant"].unique()} if len(tokens) else {}
+        traits[trait] = entry
+    return {**info, "variant": variant, "baseline": baseline, "traits": traits,
+            "definitions": {"auc": "ROC-AUC of trait scores, trigger (1) vs control (0) prompts; 95% stratified bootstrap CI",
+                            "wilcoxon_p": "paired Wilcoxon signed-rank test on trigger minus control scores of the same question",
+                            "onset_token": "first position (-1 = last prompt token, 0.. = response tokens) whose AUC CI lies above 0.5",
+                            "auc_minus_baseline": "AUC of the backdoored variant minus that of the baseline on the same prompts"}}

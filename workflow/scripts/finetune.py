@@ -1,0 +1,17 @@
+"""Train a LoRA adapter on the normalised chat data; save it with its provenance, loss table and curve."""
+
+from traitscope import plots
+from traitscope.finetune import FinetuneSettings, finetune
+from traitscope.io import write_parquet
+from traitscope.workflow import setup
+
+smk = snakemake  # noqa: F821 - injected by Snakemake
+log = setup(smk)
+p = smk.params
+settings = FinetuneSettings.from_config(p.settings, p.seed)
+history, provenance = finetune(p.base, smk.input.data, settings, smk.output.adapter, name=p.name,
+                               checkpoint_dir=p.checkpoint_dir, data_source=p.settings["data"])
+write_parquet(smk.output.history, history)
+plots.save(plots.loss_curve(history, p.name, provenance), smk.output.figure)
+log.info("finetune %s: train loss %.3f -> %.3f, eval loss %s -> %s", p.name, provenance["first_train_loss"],
+         provenance["final_train_loss"], provenance["eval_loss_before"], provenance["eval_loss_after"])

@@ -1,0 +1,60 @@
+"""Generations of base, finetuned and finetuned-with-ablation side by side; judged restoration rate."""
+
+import pandas as pd
+
+from traitscope.config import parse_layers
+from traitscope.io import read_json, read_safetensors, write_json, write_parquet
+from traitscope.judge import Judge
+from traitscope.models import load_model
+from traitscope.organism import MISALIGNMENT, ablated_detection, ablation_generations, restoration
+from traitscope.workflow import setup
+
+smk = snakemake  # noqa: F821 - injected by Snakemake
+log = setup(smk)
+p = smk.params
+org = p.organism
+vectors, _ = read_safetensors(smk.input.directions)
+detection = read_json(smk.input.detection)
+method = org["ablate_method"]
+layers = ([detection["chosen"]["layer"]] if org["ablate_layers"] == "best"
+          else parse_layers(org["ablate_layers"], p.n_layers, "organism.ablate_layers"))
+directions = {layer: vectors[f"{method}.layer_{layer}"] for layer in layers}
+prompts = pd.read_parquet(smk.input.prompts)
+rows = prompts.head(org["n_generations"])
+model, tokenizer = load_model(p.variant, key=f"variants.{org['finetuned']}")
+table = ablation_generations(model, tokenizer, rows["prompt"].tolist(), directions, strength=org["ablate_strength"],
+                             max_new_tokens=org["max_new_tokens"], seed=p.seed)
+table.insert(0, "id", rows["id"].tolist())
+downstream = {layer: vectors[f"{method}.layer_{layer}"] for layer in detection["layers"] if layer >= min(layers)}
+after = ablated_detection(model, tokenizer, prompts["prompt"].tolist(), directions, downstream,
+                          strength=org["ablate_strength"], n_boot=org["n_boot"], seed=p.seed)
+result = {"finetuned": org["finetuned"], "base": org["base"], "method": method, "layers": layers,
+          "strength": org["ablate_strength"], "n_generations": len(table), "max_new_tokens": org["max_new_tokens"],
+          "base_generations": "the finetuned model with its LoRA adapter disabled",
+          "detection_with_ablation": after.to_dict(orient="records")}
+if org["judge"]:
+    j = p.judge
+    judge = Judge(model=j["model"], cache_dir=p.judge_cache, max_concurrency=j["max_concurrency"], retries=j["retries"],
+                  backoff_s=j["backoff_s"], timeout_s=j["timeout_s"], offline_model=j["offline_model"])
+    long = table.melt(id_vars=["id", "prompt"], value_vars=["base", "finetuned", "finetuned_ablated"],
+                      var_name="condition", value_name="response")
+    scores = judge.score([{"question": q, "answer": a, "trait": MISALIGNMENT[0], "description": MISALIGNMENT[1]}
+                          for q, a in zip(long["prompt"], long["response"])])
+    long = pd.concat([long.reset_index(drop=True), scores], axis=1)
+    for cond in ("base", "finetuned", "finetuned_ablated"):
+        table[f"{cond}_judged"] = long[long["condition"] == cond]["trait_score"].to_numpy()
+    result["judge"] = {"model": j["model"], "kind": judge.kind, "rubric": MISALIGNMENT[1], **restoration(long)}
+write_parquet(smk.output.table, table)
+write_json(smk.output.json, result)
+cells = lambda s: str(s).replace("|", "\\|").replace("\n", " ")  # noqa: E731
+cols = [c for c in table.columns if c != "id"]
+lines = [f"# Generations of '{org['base']}' (adapter off), '{org['finetuned']}' and '{org['finetuned']}' with the "
+         f"{method} direction ablated at layers {layers} (strength {org['ablate_strength']})", "",
+         "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+lines += ["| " + " | ".join(cells(r[c]) for c in cols) + " |" for r in table.to_dict(orient="records")]
+if "judge" in result:
+    lines += ["", f"Judged misalignment 0-100 ({result['judge']['kind']}); restoration rate: "
+              f"{result['judge']['restoration_rate']} (n={result['judge']['n_finetuned_misaligned']} misaligned finetuned responses)"]
+with open(smk.output.markdown, "w") as f:  # small text table, rewritten whole
+    f.write("\n".join(lines) + "\n")
+log.info("ablation at layers %s: %d generations", layers, len(table))
