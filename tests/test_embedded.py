@@ -43,5 +43,17 @@ def test_embedded_default_results_all(tmp_path):
     gap = json.loads((results / "optimize/extraction_gap.json").read_text())
     assert gap["traits"]["safety/evil"]["heldout"]["n_prompts"] == 3
     assert (results / "steering/base/safety/evil/sweep.png").stat().st_size > 10_000
+    # the finetune stage on the real model: both LoRA finetunes learn (held-out loss falls)
+    for ft in ("bad_advice", "backdoor"):
+        prov = json.loads((results / f"finetune/{ft}/adapter/traitscope_finetune.json").read_text())
+        assert prov["eval_loss_after"] < 0.7 * prov["eval_loss_before"], prov
+    # the organism's finetuning signature is detectable on held-out prompts at the chosen layer
+    det = json.loads((results / "organism/bad_advice/detection.json").read_text())
+    assert det["chosen"]["heldout_auc"] >= 0.9, det["chosen"]
+    assert "| prompt | base | finetuned | finetuned_ablated |" in (results / "organism/bad_advice/ablation.md").read_text()
+    # the backdoor shows in trait scores at the last prompt token, before any output, and more than in the base model
+    bd = json.loads((results / "backdoor/backdoored/detection_auc.json").read_text())
+    last = {t: e["positions"]["last"] for t, e in bd["traits"].items()}
+    assert any(v["backdoored"]["ci_low"] > 0.5 and v["auc_minus_baseline"] > 0 for v in last.values()), last
     manifest = json.loads((results / "all").read_text())
     assert len(manifest["outputs"]) >= 10
