@@ -12,7 +12,7 @@ try:
     CFG = load_config(config, base_dir=".", resources_dir="resources")
 except ConfigError as exc:
     sys.exit(str(exc))
-validate(config, str(SCHEMA_PATH))  # the same schema through Snakemake (passes once load_config did)
+validate(config, str(SCHEMA_PATH), set_default=False)  # the same schema through Snakemake; defaults are in CFG
 
 R = CFG["results_dir"]
 SEED = CFG["seed"]

@@ -129,6 +129,18 @@ def test_snakemake_stops_before_any_job_with_one_line(small_config, tmp_path):
     assert not (tmp_path / "results").exists()
 
 
+def test_optional_sections_may_be_left_out(small_config, tmp_path):
+    """A study without steering, optimize, organism, backdoor or finetune sections plans fine in Snakemake."""
+    for key in ("steering", "optimize", "organism", "backdoor", "finetune"):
+        small_config.pop(key, None)
+    cfg_file = tmp_path / "minimal.yaml"
+    cfg_file.write_text(yaml.safe_dump(small_config))
+    proc = subprocess.run([sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(tmp_path),
+                           "--configfile", str(cfg_file), "-n", "results/all"], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert "rule capture:" in proc.stdout and "rule steering_sweep" not in proc.stdout and "rule finetune" not in proc.stdout
+
+
 def test_shard_size_from_row_counts(small_config, tmp_path):
     import pandas as pd
 
