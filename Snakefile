@@ -26,6 +26,7 @@ include: "rules/capture.smk"
 include: "rules/project.smk"
 include: "rules/steer.smk"
 include: "rules/organisms.smk"
+include: "rules/experiments.smk"
 include: "rules/analyze.smk"
 
 

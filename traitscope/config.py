@@ -180,6 +180,7 @@ def check_semantics(cfg: dict[str, Any], base_dir: Path, resources_dir: Path) ->
     parse_layers(ext["layers"], dims[ext["variant"]][0], "extract.layers")
 
     cfg["_rows"] = {key: prompts.check_spec(key, spec, base_dir) for key, spec in sets.items()}
+    check_replay(cfg)
 
     for key, spec in trait_cfg.items():
         if not TRAIT_KEY.match(key):
@@ -221,6 +222,7 @@ def check_semantics(cfg: dict[str, Any], base_dir: Path, resources_dir: Path) ->
         model_dims(cfg["judge"]["offline_model"], resources_dir=resources_dir, key="judge.offline_model")
 
     check_organisms(cfg, dims)
+    check_compare(cfg, dims)
 
     check = (cfg.get("checks") or {}).get("harm_separation")
     if check:
@@ -274,6 +276,49 @@ def resolve_finetuned(cfg: dict[str, Any]) -> None:
                        "remove model: (it is taken from the base variant)")
         var.update(model=base["model"], revision=base.get("revision"), trust_remote_code=base.get("trust_remote_code", False),
                    adapter=f"{cfg['results_dir']}/finetune/{ft}/adapter")
+
+
+def check_replay(cfg: dict[str, Any]) -> None:
+    """A replay set needs an existing, non-replay source set and a variant that generates responses."""
+    sets, variants, cap = cfg["prompt_sets"], cfg["variants"], cfg["capture"]
+    for key, spec in sets.items():
+        if spec["source"] != "replay":
+            continue
+        src, var = spec.get("prompt_set"), spec.get("variant")
+        if src not in sets or sets[src]["source"] == "replay":
+            raise _err(f"prompt_sets.{key}.prompt_set", f"{src!r} is not a prompt set to replay",
+                       f"use one of {sorted(k for k, v in sets.items() if v['source'] != 'replay')}")
+        if var not in variants:
+            raise _err(f"prompt_sets.{key}.variant", f"unknown variant {var!r}", f"use one of {sorted(variants)}")
+        if not cap["generate"]["enabled"] or "response" not in cap["positions"]:
+            raise _err(f"prompt_sets.{key}", "replay needs generated responses",
+                       "set capture.generate.enabled: true and keep response in capture.positions")
+        cfg["_rows"][key] = cfg["_rows"].get(src)
+
+
+def check_compare(cfg: dict[str, Any], dims: dict[str, tuple[int, int, int]]) -> None:
+    cmp_ = cfg.get("compare")
+    if not cmp_:
+        return
+    variants, ext = cfg["variants"], cfg["extract"]["variant"]
+    for role in ("base", "variant"):
+        v = cmp_[role]
+        if v not in variants:
+            raise _err(f"compare.{role}", f"unknown variant {v!r}", f"use one of {sorted(variants)}")
+        if dims[v][1] != dims[ext][1]:
+            raise _err(f"compare.{role}", f"'{v}' has hidden size {dims[v][1]} but the trait vectors come from "
+                       f"'{ext}' with hidden size {dims[ext][1]}, so they cannot transfer",
+                       "compare variants whose hidden size matches extract.variant, or extract vectors from that model")
+    if cmp_["base"] == cmp_["variant"]:
+        raise _err("compare.variant", "the variant is the base", "compare two different variants")
+    pset = cmp_["prompt_set"]
+    if pset not in cfg["prompt_sets"]:
+        raise _err("compare.prompt_set", f"unknown prompt set {pset!r}", f"use one of {sorted(cfg['prompt_sets'])}")
+    if cfg["prompt_sets"][pset]["source"] != "replay":
+        raise _err("compare.prompt_set", f"{pset!r} is not a replay set, so the two variants would be scored on "
+                   "different response tokens", "define {source: replay, prompt_set: <set>, variant: <base>} and use it")
+    if cmp_["method"] not in cfg["project"]["methods"]:
+        raise _err("compare.method", f"{cmp_['method']!r} is not in project.methods", f"use one of {cfg['project']['methods']}")
 
 
 def check_organisms(cfg: dict[str, Any], dims: dict[str, tuple[int, int, int]]) -> None:
@@ -339,6 +384,9 @@ def load_config(config: dict[str, Any], base_dir: str | Path = ".", resources_di
         dims = check_semantics(cfg, Path(base_dir), Path(resources_dir))
         cfg["_dims"] = {k: list(v) for k, v in dims.items()}
         cfg["_shards"] = {k: shard_count(k, spec, cfg["_rows"].get(k)) for k, spec in cfg["prompt_sets"].items()}
+        for k, spec in cfg["prompt_sets"].items():  # a replay set keeps the shards of the set it replays
+            if spec["source"] == "replay":
+                cfg["_shards"][k] = cfg["_shards"][spec["prompt_set"]]
     return cfg
 
 

@@ -227,3 +227,29 @@ def early_detection_tokens(tokens: pd.DataFrame, title: str) -> plt.Figure:
     fig.suptitle(title + " (band: 95% bootstrap CI)", fontsize=10)
     fig.tight_layout()
     return fig
+
+
+def trait_distributions(per_question: pd.DataFrame, result: dict, title: str) -> plt.Figure:
+    """Per-question mean score of base and variant, one panel per trait; lines join the same question."""
+    base, variant = result["base"], result["variant"]
+    traits = sorted(per_question["trait"].unique())
+    ncol = min(3, len(traits))
+    nrow = -(-len(traits) // ncol)
+    fig, axes = plt.subplots(nrow, ncol, figsize=(4.4 * ncol, 3.8 * nrow), squeeze=False)
+    for ax, trait in zip(axes.flat, traits):
+        d = per_question[per_question["trait"] == trait]
+        sns.boxplot(data=d, x="variant", y="score", order=[base, variant], ax=ax, color="lightgrey", showfliers=False,
+                    width=0.5)
+        wide = d.pivot(index="group", columns="variant", values="score").dropna()
+        for _, row in wide.iterrows():
+            ax.plot([0, 1], [row[base], row[variant]], color="grey", lw=0.7, alpha=0.7, marker="o", ms=3)
+        r = result["traits"][trait]
+        ax.set_title(f"{trait}, layer {r['layer']}, {r['position']}\nn={r['n']} questions, d_z {r['cohens_dz']:.2f} "
+                     f"[{r['dz_ci_low']:.2f}, {r['dz_ci_high']:.2f}], p_adj {r['p_adjusted']:.3g}", fontsize=9)
+        ax.set_xlabel("variant")
+        ax.set_ylabel("mean score per question (projection units)")
+    for ax in list(axes.flat)[len(traits):]:
+        ax.set_visible(False)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig

@@ -225,10 +225,26 @@ def _builtin_rows(spec: dict[str, Any], key: str) -> list[dict[str, Any]]:
     rows = []
     for sp in available if split == "all" else [split]:
         for i, item in enumerate(data[sp]):
+            if isinstance(item, dict) and "paraphrases" in item:  # emergent-misalignment question format
+                rows += [{**r, "label": data.get("label"), "category": name, "source": f"builtin:{name}/{sp}"}
+                         for r in _rows_from([item], "em_questions", {}, "")]
+                continue
             entry = item if isinstance(item, dict) else {"prompt": item}  # a prompt, or {prompt, response}
             rows.append({"id": f"{name}-{sp}-{i:03d}", "prompt": entry["prompt"], "response": entry.get("response"),
                          "label": data.get("label"), "category": name, "source": f"builtin:{name}/{sp}", "meta": "{}"})
     return rows
+
+
+def replay_table(prompts: pd.DataFrame, responses: pd.DataFrame) -> pd.DataFrame:
+    """The prompt table with each row's ``response`` set to a variant's captured response (matched by id),
+    so that other variants are scored on exactly the same text. Rows without a response are dropped."""
+    got = responses.drop_duplicates("id").set_index("id")["response"]
+    out = prompts.copy()
+    out["response"] = out["id"].map(got)
+    out = out[out["response"].notna() & (out["response"].astype(str) != "")].reset_index(drop=True)
+    if out.empty:
+        raise PromptSetError("the replayed variant produced no responses (fix: enable capture.generate)")
+    return out
 
 
 def _hub_rows(spec: dict[str, Any], fields: dict[str, str], key: str) -> list[dict[str, Any]]:
@@ -328,6 +344,8 @@ def check_spec(key: str, spec: dict[str, Any], base_dir: Path, full_load_rows: i
     """
     k = f"prompt_sets.{key}"
     sample = spec.get("sample")
+    if spec["source"] == "replay":  # sized like the set it replays, checked in config.check_replay
+        return None
     try:
         if spec["source"] == "builtin":
             return len(load_prompt_set(spec, key=k))

@@ -6,7 +6,7 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
-from scipy.stats import bootstrap, mannwhitneyu
+from scipy.stats import bootstrap, mannwhitneyu, ttest_rel
 from sklearn.metrics import roc_auc_score
 
 
@@ -49,3 +49,50 @@ def bootstrap_auc_ci(labels: np.ndarray, scores: np.ndarray, n_boot: int = 1000,
         res = bootstrap((pos, neg), statistic, n_resamples=n_boot, confidence_level=level, method="percentile",
                         vectorized=True, paired=False, random_state=np.random.default_rng(seed))
     return float(res.confidence_interval.low), float(res.confidence_interval.high)
+
+
+def paired_comparison(a: np.ndarray, b: np.ndarray, *, n_boot: int = 2000, level: float = 0.95,
+                      seed: int = 0) -> dict[str, float]:
+    """``a`` vs ``b`` measured on the same units (row i of each is one unit).
+
+    Paired t-test (``scipy.stats.ttest_rel``) with the t confidence interval of the mean difference, and
+    Cohen's d_z = mean(a - b) / SD(a - b) (ddof=1) with a percentile bootstrap CI over units
+    (``scipy.stats.bootstrap``). Units with a missing value on either side are dropped.
+    """
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    ok = ~(np.isnan(a) | np.isnan(b))
+    a, b = a[ok], b[ok]
+    diff = a - b
+    out: dict[str, float] = {"n": int(len(diff)), "mean_a": float(a.mean()) if len(a) else float("nan"),
+                             "mean_b": float(b.mean()) if len(b) else float("nan")}
+    if len(diff) < 3 or np.allclose(diff, diff[0]):
+        return {**out, "mean_difference": float(diff.mean()) if len(diff) else float("nan"), "ci_low": float("nan"),
+                "ci_high": float("nan"), "t": float("nan"), "p": float("nan"), "cohens_dz": float("nan"),
+                "dz_ci_low": float("nan"), "dz_ci_high": float("nan")}
+    test = ttest_rel(a, b)
+    ci = test.confidence_interval(level)
+
+    def dz(d: np.ndarray, axis: int = -1) -> np.ndarray:
+        return d.mean(axis=axis) / d.std(axis=axis, ddof=1)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        boot = bootstrap((diff,), dz, n_resamples=n_boot, confidence_level=level, method="percentile",
+                         vectorized=True, random_state=np.random.default_rng(seed))
+    return {**out, "mean_difference": float(diff.mean()), "ci_low": float(ci.low), "ci_high": float(ci.high),
+            "t": float(test.statistic), "p": float(test.pvalue), "cohens_dz": float(dz(diff)),
+            "dz_ci_low": float(boot.confidence_interval.low), "dz_ci_high": float(boot.confidence_interval.high)}
+
+
+def correct_pvalues(pvalues: list[float], method: str = "holm", alpha: float = 0.05) -> tuple[list[float], list[bool]]:
+    """Adjusted p-values and rejections across a family of tests (``statsmodels`` multipletests); NaNs stay NaN."""
+    from statsmodels.stats.multitest import multipletests
+
+    p = np.asarray(pvalues, dtype=float)
+    adjusted = np.full(len(p), np.nan)
+    reject = np.zeros(len(p), dtype=bool)
+    ok = ~np.isnan(p)
+    if ok.any():
+        rej, adj, _, _ = multipletests(p[ok], alpha=alpha, method=method)
+        adjusted[ok], reject[ok] = adj, rej
+    return adjusted.tolist(), reject.tolist()

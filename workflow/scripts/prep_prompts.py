@@ -1,12 +1,20 @@
-"""Load one prompt set (builtin, local file or hub dataset) into the normalised parquet schema."""
+"""Load one prompt set (builtin, local file, hub dataset, or a replay of captured responses) into the
+normalised parquet schema."""
+
+import pandas as pd
 
 from traitscope.io import write_parquet
-from traitscope.prompts import load_prompt_set
+from traitscope.prompts import load_prompt_set, replay_table
 from traitscope.workflow import setup
 
 smk = snakemake  # noqa: F821 - injected by Snakemake
 log = setup(smk)
-df = load_prompt_set(smk.params.spec, key=f"prompt_sets.{smk.wildcards.pset}", seed=smk.params.seed,
-                     shards=smk.params.shards)
+spec = smk.params.spec
+if spec["source"] == "replay":
+    responses = pd.concat([pd.read_parquet(f) for f in smk.input.responses], ignore_index=True)
+    df = replay_table(pd.read_parquet(smk.input.source), responses)
+    df["source"] = f"replay:{spec['variant']}/{spec['prompt_set']}"
+else:
+    df = load_prompt_set(spec, key=f"prompt_sets.{smk.wildcards.pset}", seed=smk.params.seed, shards=smk.params.shards)
 write_parquet(smk.output[0], df)
 log.info("prompt set %s: %d prompts in %d shard(s)", smk.wildcards.pset, len(df), df["shard"].nunique())

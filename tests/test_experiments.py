@@ -1,0 +1,125 @@
+"""Experiment statistics against scipy/statsmodels on known inputs, and their config checks."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats as sps
+from statsmodels.stats.multitest import multipletests
+
+from traitscope import ConfigError, plots
+from traitscope.compare import compare_variants, pooled_scores
+from traitscope.config import load_config
+from traitscope.prompts import load_prompt_set, replay_table
+from traitscope.stats import correct_pvalues, paired_comparison
+
+
+def test_paired_comparison_matches_scipy():
+    rng = np.random.default_rng(0)
+    b = rng.normal(size=15)
+    a = b + rng.normal(0.6, 1.0, size=15)
+    got = paired_comparison(a, b, n_boot=2000, seed=0)
+    ref = sps.ttest_rel(a, b)
+    ci = ref.confidence_interval(0.95)
+    assert got["t"] == pytest.approx(ref.statistic) and got["p"] == pytest.approx(ref.pvalue)
+    assert (got["ci_low"], got["ci_high"]) == pytest.approx((ci.low, ci.high))
+    diff = a - b
+    assert got["cohens_dz"] == pytest.approx(diff.mean() / diff.std(ddof=1))
+    assert got["dz_ci_low"] < got["cohens_dz"] < got["dz_ci_high"]
+    assert got["n"] == 15
+    with_nan = paired_comparison(np.r_[a, np.nan], np.r_[b, 1.0])
+    assert with_nan["n"] == 15 and with_nan["p"] == pytest.approx(ref.pvalue)
+
+
+def test_correction_matches_statsmodels():
+    p = [0.001, 0.02, 0.04, 0.3]
+    for method in ("holm", "fdr_bh", "bonferroni"):
+        adj, rej = correct_pvalues(p, method, 0.05)
+        ref_rej, ref_adj, _, _ = multipletests(p, alpha=0.05, method=method)
+        assert adj == pytest.approx(list(ref_adj)) and rej == list(ref_rej)
+    adj, rej = correct_pvalues([0.01, float("nan")], "holm")
+    assert adj[0] == pytest.approx(0.01) and np.isnan(adj[1]) and rej == [True, False]
+
+
+def _scores(shift: dict[str, float], n_q: int = 12, n_para: int = 2, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
+    rng = np.random.default_rng(seed)
+    ids = [f"q{q}#{k}" for q in range(n_q) for k in range(n_para)]
+    prompts = pd.DataFrame({"id": ids, "group": [i.split("#")[0] for i in ids]})
+    frames = {}
+    base_vals = {t: rng.normal(size=len(ids)) for t in shift}
+    for variant in ("base", "tuned"):
+        rows = []
+        for trait, s in shift.items():
+            vals = base_vals[trait] + (s + rng.normal(0, 0.3, len(ids)) if variant == "tuned" else 0)
+            rows.append(pd.DataFrame({"id": ids, "trait": trait, "method": "mean_diff", "layer": 3,
+                                      "position": "response_mean", "score": vals}))
+        frames[variant] = pd.concat(rows, ignore_index=True)
+    return pooled_scores(frames, prompts, {t: 3 for t in shift}, {t: "response_mean" for t in shift}, "mean_diff"), prompts
+
+
+def test_compare_variants_per_question_with_correction():
+    scores, _ = _scores({"safety/evil": 1.0, "safety/harm": 0.0})
+    result, per_q = compare_variants(scores, base="base", variant="tuned", correction="holm", alpha=0.05, n_boot=500, seed=0)
+    evil, harm = result["traits"]["safety/evil"], result["traits"]["safety/harm"]
+    assert evil["n"] == 12 and evil["n_prompts"] == 24  # the unit is the question, paraphrases averaged
+    assert evil["significant"] and evil["cohens_dz"] > 1 and evil["p_adjusted"] >= evil["p"]
+    assert not harm["significant"]
+    wide = per_q[per_q["trait"] == "safety/evil"].pivot(index="group", columns="variant", values="score")
+    ref = sps.ttest_rel(wide["tuned"], wide["base"])
+    assert evil["p"] == pytest.approx(ref.pvalue)
+    adj, _ = correct_pvalues([evil["p"], harm["p"]], "holm")
+    assert [evil["p_adjusted"], harm["p_adjusted"]] == pytest.approx(adj)
+    fig = plots.trait_distributions(per_q, result, "test")
+    assert "n=12 questions" in fig.axes[0].get_title()
+
+
+def test_replay_table_and_em_format_builtin():
+    prompts = load_prompt_set({"source": "builtin", "name": "em_benign", "split": "eval"})
+    assert len(prompts) == 20 and prompts["group"].nunique() == 10 and prompts["id"].iloc[0] == "three_wishes#0"
+    responses = pd.DataFrame({"id": prompts["id"], "response": ["answer"] * 19 + [None]})
+    replay = replay_table(prompts, responses)
+    assert len(replay) == 19 and (replay["response"] == "answer").all()
+    assert list(replay["group"]) == list(prompts["group"].iloc[:19])
+
+
+def _with_compare(cfg: dict) -> dict:
+    cfg["prompt_sets"]["em"] = {"source": "builtin", "name": "em_benign", "split": "eval"}
+    cfg["prompt_sets"]["em_replay"] = {"source": "replay", "prompt_set": "em", "variant": "base"}
+    cfg["variants"]["other"] = dict(cfg["variants"]["base"])
+    cfg["compare"] = {"variant": "other", "prompt_set": "em_replay"}
+    return cfg
+
+
+def test_compare_config(small_config):
+    cfg = load_config(_with_compare(small_config))
+    assert cfg["_shards"]["em_replay"] == cfg["_shards"]["em"] and cfg["_rows"]["em_replay"] == 20
+    assert cfg["compare"]["correction"] == "holm"
+
+
+@pytest.mark.parametrize("mutate, expected", [
+    (lambda c: c["compare"].update(prompt_set="em"), "compare.prompt_set: 'em' is not a replay set"),
+    (lambda c: c["prompt_sets"]["em_replay"].update(variant="ghost"), "prompt_sets.em_replay.variant: unknown variant"),
+    (lambda c: c["prompt_sets"]["em_replay"].update(prompt_set="em_replay"), "prompt_sets.em_replay.prompt_set"),
+    (lambda c: c["compare"].update(variant="base"), "compare.variant: the variant is the base"),
+])
+def test_compare_config_errors(small_config, mutate, expected):
+    cfg = _with_compare(small_config)
+    mutate(cfg)
+    with pytest.raises(ConfigError) as exc:
+        load_config(cfg)
+    assert expected in str(exc.value) and "fix" in str(exc.value) and "\n" not in str(exc.value)
+
+
+def test_transfer_needs_matching_hidden_size(small_config, tmp_path):
+    wide = tmp_path / "wide-model"
+    wide.mkdir()
+    (wide / "config.json").write_text(json.dumps({"num_hidden_layers": 4, "hidden_size": 48, "vocab_size": 400}))
+    cfg = _with_compare(small_config)
+    cfg["variants"]["other"] = {"model": str(wide)}
+    with pytest.raises(ConfigError) as exc:
+        load_config(cfg)
+    msg = str(exc.value)
+    assert "compare.variant" in msg and "hidden size 48" in msg and "cannot transfer" in msg and "\n" not in msg
