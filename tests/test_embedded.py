@@ -55,5 +55,9 @@ def test_embedded_default_results_all(tmp_path):
     bd = json.loads((results / "backdoor/backdoored/detection_auc.json").read_text())
     last = {t: e["positions"]["last"] for t, e in bd["traits"].items()}
     assert any(v["backdoored"]["ci_low"] > 0.5 and v["auc_minus_baseline"] > 0 for v in last.values()), last
+    # emergent misalignment: the organism vs base on the same replayed tokens, per question, corrected
+    cmp_ = json.loads((results / "emergent_misalignment/variant_comparison.json").read_text())
+    assert len(cmp_["traits"]) == 6 and all(t["n"] == 10 for t in cmp_["traits"].values())
+    assert (results / "emergent_misalignment/figures/trait_distributions.png").stat().st_size > 10_000
     manifest = json.loads((results / "all").read_text())
     assert len(manifest["outputs"]) >= 10
