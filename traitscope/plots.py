@@ -22,13 +22,22 @@ def save(fig: plt.Figure, path: str | Path) -> None:
     plt.close(fig)
 
 
+def trait_panels(traits: list[str], width: float, height: float, **subplots: object) -> tuple[plt.Figure, list]:
+    """A grid of up to three panels per row, one per trait (``width`` x ``height`` inches each), unused panels
+    hidden. Returns the figure and the (axis, trait) pairs."""
+    ncol = min(3, len(traits))
+    nrow = -(-len(traits) // ncol)
+    fig, axes = plt.subplots(nrow, ncol, figsize=(width * ncol, height * nrow), squeeze=False, **subplots)
+    for ax in list(axes.flat)[len(traits):]:
+        ax.set_visible(False)
+    return fig, list(zip(axes.flat, traits))
+
+
 def extraction_summary(metrics: pd.DataFrame, best: dict[str, int], model: str) -> plt.Figure:
     """Held-out ROC-AUC per layer, one panel per trait, one line per method, best layer marked."""
     traits = sorted(metrics["trait"].unique())
-    ncol = min(3, len(traits))
-    nrow = -(-len(traits) // ncol)
-    fig, axes = plt.subplots(nrow, ncol, figsize=(4.6 * ncol, 3.4 * nrow), squeeze=False, sharey=True)
-    for ax, trait in zip(axes.flat, traits):
+    fig, panels = trait_panels(traits, 4.6, 3.4, sharey=True)
+    for ax, trait in panels:
         m = metrics[metrics["trait"] == trait]
         sns.lineplot(data=m, x="layer", y="auc", hue="method", marker="o", ax=ax)
         ax.axvline(best[trait], color="grey", ls="--", lw=1)
@@ -38,8 +47,6 @@ def extraction_summary(metrics: pd.DataFrame, best: dict[str, int], model: str) 
         ax.set_ylabel("held-out ROC-AUC")
         ax.set_ylim(0.0, 1.02)
         ax.axhline(0.5, color="black", lw=0.5, ls=":")
-    for ax in list(axes.flat)[len(traits):]:
-        ax.set_visible(False)
     fig.suptitle(f"Trait vector quality per layer on held-out contrastive data ({model})")
     fig.tight_layout()
     return fig
@@ -72,10 +79,8 @@ def harm_separation(layer_auc: pd.DataFrame, scores: pd.DataFrame, best_layer: i
 def trait_scores(summary: pd.DataFrame) -> plt.Figure:
     """Mean pooled score per prompt set and variant, one panel per trait, 95% CI bars."""
     traits = sorted(summary["trait"].unique())
-    ncol = min(3, len(traits))
-    nrow = -(-len(traits) // ncol)
-    fig, axes = plt.subplots(nrow, ncol, figsize=(4.8 * ncol, 3.6 * nrow), squeeze=False)
-    for ax, trait in zip(axes.flat, traits):
+    fig, panels = trait_panels(traits, 4.8, 3.6)
+    for ax, trait in panels:
         d = summary[summary["trait"] == trait]
         ns = d.groupby("prompt_set")["id"].nunique()  # sorted by prompt set name
         order = list(ns.index)
@@ -86,8 +91,6 @@ def trait_scores(summary: pd.DataFrame) -> plt.Figure:
         ax.set_title(f"{trait}, layer {layer}, {position}", fontsize=10)
         ax.set_xlabel("prompt set")
         ax.set_ylabel("mean score (projection units)")
-    for ax in list(axes.flat)[len(traits):]:
-        ax.set_visible(False)
     fig.suptitle("Mean trait score per prompt set (error bars: 95% bootstrap CI)")
     fig.tight_layout()
     return fig
@@ -205,10 +208,8 @@ def backdoor_trait_comparison(auc: pd.DataFrame, title: str) -> plt.Figure:
 def early_detection_tokens(tokens: pd.DataFrame, title: str) -> plt.Figure:
     """ROC-AUC trigger vs control at each assistant-turn token (-1 = last prompt token), 95% CI band."""
     traits = sorted(tokens["trait"].unique())
-    ncol = min(3, len(traits))
-    nrow = -(-len(traits) // ncol)
-    fig, axes = plt.subplots(nrow, ncol, figsize=(4.8 * ncol, 3.4 * nrow), squeeze=False, sharey=True)
-    for ax, trait in zip(axes.flat, traits):
+    fig, panels = trait_panels(traits, 4.8, 3.4, sharey=True)
+    for ax, trait in panels:
         d = tokens[tokens["trait"] == trait]
         for variant, v in d.groupby("variant", sort=False):
             v = v.sort_values("token_index")
@@ -222,8 +223,6 @@ def early_detection_tokens(tokens: pd.DataFrame, title: str) -> plt.Figure:
         ax.set_xlabel("token position (-1 = last prompt token,\n0.. = replayed response tokens)")
         ax.set_ylabel("ROC-AUC, trigger vs control")
         ax.legend(fontsize=7)
-    for ax in list(axes.flat)[len(traits):]:
-        ax.set_visible(False)
     fig.suptitle(title + " (band: 95% bootstrap CI)", fontsize=10)
     fig.tight_layout()
     return fig
@@ -233,10 +232,8 @@ def trait_distributions(per_question: pd.DataFrame, result: dict, title: str) ->
     """Per-question mean score of base and variant, one panel per trait; lines join the same question."""
     base, variant = result["base"], result["variant"]
     traits = sorted(per_question["trait"].unique())
-    ncol = min(3, len(traits))
-    nrow = -(-len(traits) // ncol)
-    fig, axes = plt.subplots(nrow, ncol, figsize=(4.4 * ncol, 3.8 * nrow), squeeze=False)
-    for ax, trait in zip(axes.flat, traits):
+    fig, panels = trait_panels(traits, 4.4, 3.8)
+    for ax, trait in panels:
         d = per_question[per_question["trait"] == trait]
         sns.boxplot(data=d, x="variant", y="score", order=[base, variant], ax=ax, color="lightgrey", showfliers=False,
                     width=0.5)
@@ -248,8 +245,6 @@ def trait_distributions(per_question: pd.DataFrame, result: dict, title: str) ->
                      f"[{r['dz_ci_low']:.2f}, {r['dz_ci_high']:.2f}], p_adj {r['p_adjusted']:.3g}", fontsize=9)
         ax.set_xlabel("variant")
         ax.set_ylabel("mean score per question (projection units)")
-    for ax in list(axes.flat)[len(traits):]:
-        ax.set_visible(False)
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return fig
