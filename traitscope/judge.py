@@ -133,6 +133,13 @@ class Judge:
     timeout_s: float = 60.0
     offline_model: str = "embedded:smollm2-135m-instruct"
 
+    @classmethod
+    def from_config(cls, judge_cfg: dict[str, Any], cache_dir: str | Path | None) -> Judge:
+        """A judge from the validated ``judge:`` config section."""
+        return cls(model=judge_cfg["model"], cache_dir=cache_dir, max_concurrency=judge_cfg["max_concurrency"],
+                   retries=judge_cfg["retries"], backoff_s=judge_cfg["backoff_s"], timeout_s=judge_cfg["timeout_s"],
+                   offline_model=judge_cfg["offline_model"])
+
     def __post_init__(self) -> None:
         self.offline = self.model.startswith(f"{OFFLINE_PROVIDER}/")
         if self.offline:

@@ -149,9 +149,7 @@ def build_task(*, variant: dict[str, Any], judge_cfg: dict[str, Any], judge_cach
     from .models import load_model
 
     model, tokenizer = load_model(variant, key="variant")
-    judge = Judge(model=judge_cfg["model"], cache_dir=judge_cache, max_concurrency=judge_cfg["max_concurrency"],
-                  retries=judge_cfg["retries"], backoff_s=judge_cfg["backoff_s"], timeout_s=judge_cfg["timeout_s"],
-                  offline_model=judge_cfg["offline_model"])
+    judge = Judge.from_config(judge_cfg, judge_cache)
     return SteeringTask(model=model, tokenizer=tokenizer, judge=judge, trait=trait, description=description,
                         layer=layer, prompts=prompts, norm=norm, max_new_tokens=max_new_tokens, positions=positions,
                         seed=seed)

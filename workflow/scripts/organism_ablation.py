@@ -34,8 +34,7 @@ result = {"finetuned": org["finetuned"], "base": org["base"], "method": method, 
           "detection_with_ablation": after.to_dict(orient="records")}
 if org["judge"]:
     j = p.judge
-    judge = Judge(model=j["model"], cache_dir=p.judge_cache, max_concurrency=j["max_concurrency"], retries=j["retries"],
-                  backoff_s=j["backoff_s"], timeout_s=j["timeout_s"], offline_model=j["offline_model"])
+    judge = Judge.from_config(j, p.judge_cache)
     long = table.melt(id_vars=["id", "prompt"], value_vars=["base", "finetuned", "finetuned_ablated"],
                       var_name="condition", value_name="response")
     scores = judge.score([{"question": q, "answer": a, "trait": MISALIGNMENT[0], "description": MISALIGNMENT[1]}
