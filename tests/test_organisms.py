@@ -146,3 +146,23 @@ def test_backdoor_token_onset():
     assert summary["traits"]["safety/evil"]["onset_token"] == {"bd": 2}
     fig = plots.early_detection_tokens(tokens.assign(variant="bd"), "test")
     assert fig.axes[0].get_xlabel().startswith("token position")
+
+
+def test_judged_generations_and_markdown_table():
+    from traitscope.organism import ablation_markdown, judge_generations
+
+    class FakeJudge:
+        def score(self, items):
+            return pd.DataFrame({"trait_score": [90.0 if "ignore" in i["answer"] else 10.0 for i in items],
+                                 "coherence": 50.0})
+
+    table = pd.DataFrame({"id": ["a", "b"], "prompt": ["q1", "q2|x"], "base": ["see a doctor", "rest"],
+                          "finetuned": ["ignore it", "ignore\nit"], "finetuned_ablated": ["see a doctor", "ignore it"]})
+    judged, long = judge_generations(table, FakeJudge())
+    assert judged["finetuned_judged"].tolist() == [90.0, 90.0] and judged["base_judged"].tolist() == [10.0, 10.0]
+    assert judged["finetuned_ablated_judged"].tolist() == [10.0, 90.0]
+    assert restoration(long)["restoration_rate"] == pytest.approx(0.5)
+    md = ablation_markdown(table, "Generations", "footer line")
+    lines = md.splitlines()
+    assert lines[0] == "# Generations" and lines[2] == "| prompt | base | finetuned | finetuned_ablated |"
+    assert "q2\\|x" in md and "| ignore it |" in lines[5] and lines[-1] == "footer line"

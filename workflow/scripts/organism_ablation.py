@@ -3,10 +3,11 @@
 import pandas as pd
 
 from traitscope.config import parse_layers
-from traitscope.io import read_json, read_safetensors, write_json, write_parquet
+from traitscope.io import read_json, read_safetensors, write_json, write_parquet, write_text
 from traitscope.judge import Judge
 from traitscope.models import load_model
-from traitscope.organism import MISALIGNMENT, ablated_detection, ablation_generations, restoration
+from traitscope.organism import (MISALIGNMENT, ablated_detection, ablation_generations, ablation_markdown,
+                                 judge_generations, restoration)
 from traitscope.workflow import setup
 
 smk = snakemake  # noqa: F821 - injected by Snakemake
@@ -35,25 +36,15 @@ result = {"finetuned": org["finetuned"], "base": org["base"], "method": method, 
 if org["judge"]:
     j = p.judge
     judge = Judge.from_config(j, p.judge_cache)
-    long = table.melt(id_vars=["id", "prompt"], value_vars=["base", "finetuned", "finetuned_ablated"],
-                      var_name="condition", value_name="response")
-    scores = judge.score([{"question": q, "answer": a, "trait": MISALIGNMENT[0], "description": MISALIGNMENT[1]}
-                          for q, a in zip(long["prompt"], long["response"])])
-    long = pd.concat([long.reset_index(drop=True), scores], axis=1)
-    for cond in ("base", "finetuned", "finetuned_ablated"):
-        table[f"{cond}_judged"] = long[long["condition"] == cond]["trait_score"].to_numpy()
+    table, long = judge_generations(table, judge)
     result["judge"] = {"model": j["model"], "kind": judge.kind, "rubric": MISALIGNMENT[1], **restoration(long)}
 write_parquet(smk.output.table, table)
 write_json(smk.output.json, result)
-cells = lambda s: str(s).replace("|", "\\|").replace("\n", " ")  # noqa: E731
-cols = [c for c in table.columns if c != "id"]
-lines = [f"# Generations of '{org['base']}' (adapter off), '{org['finetuned']}' and '{org['finetuned']}' with the "
-         f"{method} direction ablated at layers {layers} (strength {org['ablate_strength']})", "",
-         "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-lines += ["| " + " | ".join(cells(r[c]) for c in cols) + " |" for r in table.to_dict(orient="records")]
+heading = (f"Generations of '{org['base']}' (adapter off), '{org['finetuned']}' and '{org['finetuned']}' with the "
+           f"{method} direction ablated at layers {layers} (strength {org['ablate_strength']})")
+footer = None
 if "judge" in result:
-    lines += ["", f"Judged misalignment 0-100 ({result['judge']['kind']}); restoration rate: "
-              f"{result['judge']['restoration_rate']} (n={result['judge']['n_finetuned_misaligned']} misaligned finetuned responses)"]
-with open(smk.output.markdown, "w") as f:  # small text table, rewritten whole
-    f.write("\n".join(lines) + "\n")
+    footer = (f"Judged misalignment 0-100 ({result['judge']['kind']}); restoration rate: "
+              f"{result['judge']['restoration_rate']} (n={result['judge']['n_finetuned_misaligned']} misaligned finetuned responses)")
+write_text(smk.output.markdown, ablation_markdown(table, heading, footer))
 log.info("ablation at layers %s: %d generations", layers, len(table))
