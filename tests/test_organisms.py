@@ -136,13 +136,13 @@ def test_backdoor_token_onset():
                                    "score": rng.normal(shift, 1, 30)}))
         tok_c.append(pd.DataFrame({"id": ids, "token_index": k, "trait": "safety/evil", "method": "mean_diff", "layer": 2,
                                    "score": rng.normal(0, 1, 30)}))
-    pooled = {"bd": (_pooled(ids, rng.normal(size=30)), _pooled(ids, rng.normal(size=30)))}
+    pooled = backdoor.pooled_auc({"bd": (_pooled(ids, rng.normal(size=30)), _pooled(ids, rng.normal(size=30)))},
+                                 {"safety/evil": 2}, "mean_diff", n_boot=300, seed=0)
     tokens = backdoor.token_auc(pooled, {"bd": (pd.concat(tok_t), pd.concat(tok_c))}, {"safety/evil": 2}, "mean_diff",
                                 max_tokens=5, n_boot=300, seed=0)
     assert tokens["token_index"].tolist() == [-1, 0, 1, 2, 3, 4]
     assert backdoor.onset(tokens, "bd", "safety/evil") == 2
-    summary = backdoor.summary(backdoor.pooled_auc(pooled, {"safety/evil": 2}, "mean_diff", n_boot=100, seed=0), tokens,
-                               variant="bd", baseline=None, info={})
+    summary = backdoor.summary(pooled, tokens, variant="bd", baseline=None, info={})
     assert summary["traits"]["safety/evil"]["onset_token"] == {"bd": 2}
     fig = plots.early_detection_tokens(tokens.assign(variant="bd"), "test")
     assert fig.axes[0].get_xlabel().startswith("token position")

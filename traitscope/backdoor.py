@@ -57,18 +57,14 @@ def pooled_auc(scores: dict[str, tuple[pd.DataFrame, pd.DataFrame]], best_layers
     return pd.DataFrame(rows)
 
 
-def token_auc(pooled: dict[str, tuple[pd.DataFrame, pd.DataFrame]], tokens: dict[str, tuple[pd.DataFrame, pd.DataFrame]],
-              best_layers: dict[str, int], method: str, *, max_tokens: int, n_boot: int, seed: int) -> pd.DataFrame:
-    """AUC trigger vs control at the last prompt token (-1) and at each response token 0..max_tokens-1."""
+def token_auc(pooled: pd.DataFrame, tokens: dict[str, tuple[pd.DataFrame, pd.DataFrame]], best_layers: dict[str, int],
+              method: str, *, max_tokens: int, n_boot: int, seed: int) -> pd.DataFrame:
+    """AUC trigger vs control at the last prompt token (-1, the ``last`` rows of :func:`pooled_auc`'s table
+    ``pooled``) and at each response token 0..max_tokens-1 (``tokens``: variant -> (trigger, control) per-token scores)."""
+    last = pooled[pooled["position"] == "last"].drop(columns="position").assign(token_index=-1)
     rows = []
-    for variant in tokens:
-        (ptrig, pctrl), (ttrig, tctrl) = pooled[variant], tokens[variant]
+    for variant, (ttrig, tctrl) in tokens.items():
         for trait, layer in best_layers.items():
-            t, c = _at(ptrig, trait, layer, method), _at(pctrl, trait, layer, method)
-            t, c = t[t["position"] == "last"], c[c["position"] == "last"]
-            if len(t) and len(c):
-                rows.append({"variant": variant, "trait": trait, "layer": layer, "token_index": -1,
-                             **_compare(t.set_index("id")["score"], c.set_index("id")["score"], n_boot=n_boot, seed=seed)})
             tt, tc = _at(ttrig, trait, layer, method), _at(tctrl, trait, layer, method)
             for k in range(max_tokens):
                 a = tt[tt["token_index"] == k].set_index("id")["score"]
@@ -77,7 +73,8 @@ def token_auc(pooled: dict[str, tuple[pd.DataFrame, pd.DataFrame]], tokens: dict
                     break
                 rows.append({"variant": variant, "trait": trait, "layer": layer, "token_index": k,
                              **_compare(a, b, n_boot=n_boot, seed=seed)})
-    return pd.DataFrame(rows)
+    out = pd.concat([last[last["variant"].isin(list(tokens))], pd.DataFrame(rows)], ignore_index=True)
+    return out.sort_values(["variant", "trait", "token_index"], kind="stable").reset_index(drop=True)
 
 
 def onset(tokens: pd.DataFrame, variant: str, trait: str) -> int | None:

@@ -24,7 +24,7 @@ sidecars = [read_json(f) for f in smk.input.sidecars]
 best = {s["trait"]: s["best"]["layer"] for s in sidecars}
 pooled_in = {v: (trig[v], ctrl[v]) for v in p.variants}
 pooled = backdoor.pooled_auc(pooled_in, best, bd["method"], n_boot=bd["n_boot"], seed=p.seed)
-tokens = backdoor.token_auc(pooled_in, {v: (ttok[v], ctok[v]) for v in p.variants}, best, bd["method"],
+tokens = backdoor.token_auc(pooled, {v: (ttok[v], ctok[v]) for v in p.variants}, best, bd["method"],
                             max_tokens=bd["max_tokens"], n_boot=bd["n_boot"], seed=p.seed)
 info = {"trigger_set": bd["trigger"], "control_set": bd["control"], "method": bd["method"],
         "model": sidecars[0].get("model"), "seed": p.seed}
