@@ -22,9 +22,9 @@ if HARM:
         input:
             vectors=f"{R}/vectors/{EXTRACT_VARIANT}/{HARM['trait']}/vectors.safetensors",
             sidecar=f"{R}/vectors/{EXTRACT_VARIANT}/{HARM['trait']}/vectors.json",
-            harmful=shard_paths("{R}/activations/{variant}/{pset}/shard-{shard}.safetensors",
+            harmful=shard_paths(ACTIVATIONS + ".safetensors",
                                 [EXTRACT_VARIANT], [HARM["harmful"]]),
-            harmless=shard_paths("{R}/activations/{variant}/{pset}/shard-{shard}.safetensors",
+            harmless=shard_paths(ACTIVATIONS + ".safetensors",
                                  [EXTRACT_VARIANT], [HARM["harmless"]]),
         output:
             json=f"{R}/checks/harm_separation.json",
@@ -43,7 +43,7 @@ if HARM:
 
 rule trait_scores:
     input:
-        scores=shard_paths("{R}/projections/{variant}/{pset}/shard-{shard}.parquet"),
+        scores=shard_paths(PROJECTIONS + ".parquet"),
         sidecars=vector_files("vectors.json"),
     output:
         table=f"{R}/analysis/trait_scores.parquet",

@@ -51,6 +51,11 @@ def n_shards(pset):
     return CFG["_shards"][pset]
 
 
+# per-shard path stems for shard_paths(): add .safetensors, .responses.parquet, .parquet or .tokens.parquet
+ACTIVATIONS = "{R}/activations/{variant}/{pset}/shard-{shard}"
+PROJECTIONS = "{R}/projections/{variant}/{pset}/shard-{shard}"
+
+
 def shard_paths(pattern, variants=None, psets=None):
     return [pattern.format(R=R, variant=v, pset=s, shard=i)
             for v in (variants or CAPTURE["variants"])

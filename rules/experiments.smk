@@ -5,12 +5,11 @@ COMPARE = CFG.get("compare")
 
 if COMPARE:
     EM_DIR = f"{R}/emergent_misalignment"
-    PROJ_POOLED = "{R}/projections/{variant}/{pset}/shard-{shard}.parquet"
 
     rule variant_comparison:
         input:
-            base=shard_paths(PROJ_POOLED, [COMPARE["base"]], [COMPARE["prompt_set"]]),
-            variant=shard_paths(PROJ_POOLED, [COMPARE["variant"]], [COMPARE["prompt_set"]]),
+            base=shard_paths(PROJECTIONS + ".parquet", [COMPARE["base"]], [COMPARE["prompt_set"]]),
+            variant=shard_paths(PROJECTIONS + ".parquet", [COMPARE["variant"]], [COMPARE["prompt_set"]]),
             prompts=f"{R}/prompts/{COMPARE['prompt_set']}.parquet",
             sidecars=vector_files("vectors.json"),
         output:

@@ -2,7 +2,6 @@
 
 ORG = CFG.get("organism")
 BACKDOOR = CFG.get("backdoor")
-ACTS = "{R}/activations/{variant}/{pset}/shard-{shard}.safetensors"
 
 
 if ORG:
@@ -10,10 +9,10 @@ if ORG:
 
     rule organism_directions:
         input:
-            base_train=shard_paths(ACTS, [ORG["base"]], [ORG["train"]]),
-            finetuned_train=shard_paths(ACTS, [ORG["finetuned"]], [ORG["train"]]),
-            base_test=shard_paths(ACTS, [ORG["base"]], [ORG["test"]]),
-            finetuned_test=shard_paths(ACTS, [ORG["finetuned"]], [ORG["test"]]),
+            base_train=shard_paths(ACTIVATIONS + ".safetensors", [ORG["base"]], [ORG["train"]]),
+            finetuned_train=shard_paths(ACTIVATIONS + ".safetensors", [ORG["finetuned"]], [ORG["train"]]),
+            base_test=shard_paths(ACTIVATIONS + ".safetensors", [ORG["base"]], [ORG["test"]]),
+            finetuned_test=shard_paths(ACTIVATIONS + ".safetensors", [ORG["finetuned"]], [ORG["test"]]),
         output:
             directions=f"{ORG_DIR}/directions.safetensors",
             table=f"{ORG_DIR}/detection.parquet",
@@ -60,14 +59,13 @@ if ORG:
 if BACKDOOR:
     BD_VARIANTS = [BACKDOOR["variant"]] + ([BACKDOOR["baseline"]] if BACKDOOR["baseline"] else [])
     BD_DIR = f"{R}/backdoor/{BACKDOOR['variant']}"
-    PROJ = "{R}/projections/{variant}/{pset}/shard-{shard}"
 
     rule backdoor_detection:
         input:
-            trigger=[shard_paths(PROJ + ".parquet", [v], [BACKDOOR["trigger"]]) for v in BD_VARIANTS],
-            control=[shard_paths(PROJ + ".parquet", [v], [BACKDOOR["control"]]) for v in BD_VARIANTS],
-            trigger_tokens=[shard_paths(PROJ + ".tokens.parquet", [v], [BACKDOOR["trigger"]]) for v in BD_VARIANTS],
-            control_tokens=[shard_paths(PROJ + ".tokens.parquet", [v], [BACKDOOR["control"]]) for v in BD_VARIANTS],
+            trigger=[shard_paths(PROJECTIONS + ".parquet", [v], [BACKDOOR["trigger"]]) for v in BD_VARIANTS],
+            control=[shard_paths(PROJECTIONS + ".parquet", [v], [BACKDOOR["control"]]) for v in BD_VARIANTS],
+            trigger_tokens=[shard_paths(PROJECTIONS + ".tokens.parquet", [v], [BACKDOOR["trigger"]]) for v in BD_VARIANTS],
+            control_tokens=[shard_paths(PROJECTIONS + ".tokens.parquet", [v], [BACKDOOR["control"]]) for v in BD_VARIANTS],
             sidecars=vector_files("vectors.json"),
         output:
             json=f"{BD_DIR}/detection_auc.json",

@@ -15,7 +15,7 @@ def prompt_set_inputs(w):
     spec = CFG["prompt_sets"][w.pset]
     if spec["source"] == "replay":  # the source set and the replayed variant's captured responses
         return {"source": f"{R}/prompts/{spec['prompt_set']}.parquet",
-                "responses": shard_paths("{R}/activations/{variant}/{pset}/shard-{shard}.responses.parquet",
+                "responses": shard_paths(ACTIVATIONS + ".responses.parquet",
                                          [spec["variant"]], [spec["prompt_set"]])}
     return {"files": local_prompt_file(w.pset)}
 
