@@ -189,12 +189,7 @@ def check_semantics(cfg: dict[str, Any], base_dir: Path, resources_dir: Path) ->
 
     cap = cfg["capture"]
     for v in cap["variants"]:
-        if v not in variants:
-            raise _err("capture.variants", f"unknown variant '{v}'", f"use one of {sorted(variants)}")
-        if dims[v][1] != dims[ext["variant"]][1]:
-            raise _err("capture.variants", f"variant '{v}' has hidden size {dims[v][1]} but vectors come from "
-                       f"'{ext['variant']}' with {dims[ext['variant']][1]}",
-                       "project only variants whose hidden size matches extract.variant")
+        check_vector_variant(cfg, dims, v, "capture.variants")
         parse_layers(cap["layers"], dims[v][0], "capture.layers")
     for s in cap["prompt_sets"]:
         if s not in sets:
@@ -278,6 +273,17 @@ def resolve_finetuned(cfg: dict[str, Any]) -> None:
                    adapter=f"{cfg['results_dir']}/finetune/{ft}/adapter")
 
 
+def check_vector_variant(cfg: dict[str, Any], dims: dict[str, tuple[int, int, int]], variant: str, key: str) -> None:
+    """``variant`` must exist and share the hidden size of ``extract.variant``, so the trait vectors apply to it."""
+    variants, ext = cfg["variants"], cfg["extract"]["variant"]
+    if variant not in variants:
+        raise _err(key, f"unknown variant '{variant}'", f"use one of {sorted(variants)}")
+    if dims[variant][1] != dims[ext][1]:
+        raise _err(key, f"variant '{variant}' has hidden size {dims[variant][1]} but the trait vectors come from "
+                   f"'{ext}' with hidden size {dims[ext][1]}, so they cannot transfer",
+                   "use variants whose hidden size matches extract.variant, or extract vectors from that model")
+
+
 def check_replay(cfg: dict[str, Any]) -> None:
     """A replay set needs an existing, non-replay source set and a variant that generates responses."""
     sets, variants, cap = cfg["prompt_sets"], cfg["variants"], cfg["capture"]
@@ -300,15 +306,8 @@ def check_compare(cfg: dict[str, Any], dims: dict[str, tuple[int, int, int]]) ->
     cmp_ = cfg.get("compare")
     if not cmp_:
         return
-    variants, ext = cfg["variants"], cfg["extract"]["variant"]
     for role in ("base", "variant"):
-        v = cmp_[role]
-        if v not in variants:
-            raise _err(f"compare.{role}", f"unknown variant {v!r}", f"use one of {sorted(variants)}")
-        if dims[v][1] != dims[ext][1]:
-            raise _err(f"compare.{role}", f"'{v}' has hidden size {dims[v][1]} but the trait vectors come from "
-                       f"'{ext}' with hidden size {dims[ext][1]}, so they cannot transfer",
-                       "compare variants whose hidden size matches extract.variant, or extract vectors from that model")
+        check_vector_variant(cfg, dims, cmp_[role], f"compare.{role}")
     if cmp_["base"] == cmp_["variant"]:
         raise _err("compare.variant", "the variant is the base", "compare two different variants")
     pset = cmp_["prompt_set"]
@@ -355,16 +354,9 @@ def check_organisms(cfg: dict[str, Any], dims: dict[str, tuple[int, int, int]]) 
                 raise _err("organism.ablate_layers", f"layers {bad} are not in organism.layers", "ablate layers with a direction")
     bd = cfg.get("backdoor")
     if bd:
-        ext = cfg["extract"]["variant"]
         for role in ("variant", "baseline"):
-            v = bd.get(role)
-            if v is None:
-                continue
-            if v not in variants:
-                raise _err(f"backdoor.{role}", f"unknown variant {v!r}", f"use one of {sorted(variants)}")
-            if dims[v][1] != dims[ext][1]:
-                raise _err(f"backdoor.{role}", f"'{v}' has hidden size {dims[v][1]} but the trait vectors ({ext}) "
-                           f"have {dims[ext][1]}", "use a variant of the extraction model's size")
+            if bd.get(role) is not None:
+                check_vector_variant(cfg, dims, bd[role], f"backdoor.{role}")
         for role in ("trigger", "control"):
             if bd[role] not in sets:
                 raise _err(f"backdoor.{role}", f"unknown prompt set {bd[role]!r}", f"use one of {sorted(sets)}")
