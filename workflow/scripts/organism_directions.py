@@ -9,7 +9,8 @@ smk = snakemake  # noqa: F821 - injected by Snakemake
 log = setup(smk)
 p = smk.params
 org = p.organism
-load = lambda paths: [read_safetensors(f) for f in paths]  # noqa: E731
+keys = [f"last.layer_{layer}" for layer in p.layers]  # only the last-token activations the directions need
+load = lambda paths: [read_safetensors(f, keys) for f in paths]  # noqa: E731
 vectors, table = directions_and_detection(
     (load(smk.input.base_train), load(smk.input.finetuned_train)), (load(smk.input.base_test), load(smk.input.finetuned_test)),
     p.layers, org["methods"], probe_c=org["probe_C"], n_boot=org["n_boot"], seed=p.seed)
