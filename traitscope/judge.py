@@ -179,7 +179,8 @@ class Judge:
                            {k: v for k, v in fields.items() if k not in ("question", "answer")}, length=32)
         path = Path(self.cache_dir) / f"{key}.json" if self.cache_dir else None
         if path is not None and path.exists():
-            return {**read_json(path), "cached": True}
+            cached = read_json(path)
+            return {**cached, "score": float("nan") if cached.get("score") is None else cached["score"], "cached": True}
         result = self._call(rubric.format(**fields))
         result["score"] = parse_score(result["text"])
         if path is not None:

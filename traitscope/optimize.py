@@ -110,7 +110,7 @@ def optimise(task: SteeringTask, v0: torch.Tensor, basis: np.ndarray, *, coef: f
             done = state["generations"][gen]
             if not np.allclose(np.array(done["candidates"]), np.array(xs), atol=1e-6):
                 raise RuntimeError(f"checkpoint {checkpoint} does not match this run's settings; delete it to restart")
-            fitness = done["fitness"]
+            fitness = [float("nan") if f is None else f for f in done["fitness"]]  # JSON stores NaN as null
         else:
             fitness = [float(task.evaluate(vector(z), coef, train)["trait_score"].mean()) - baseline for z in xs]
             state["generations"].append({"generation": gen, "candidates": [list(map(float, z)) for z in xs],
