@@ -8,7 +8,7 @@ Every prompt set becomes a table with the columns of :data:`COLUMNS`:
 ``prefill``   start of the assistant turn forced on the model, or null
 ``response``  a given assistant response to replay (scored token by token), or null
 ``label``     integer label (e.g. 1 harmful / 0 harmless) or null
-``category``  category string or null
+``category``  category string or null (several categories joined by ``|``)
 ``group``     grouping key for train/test splits (paraphrases of one question share a group)
 ``source``    where the row came from
 ``meta``      JSON string with the source's other fields (nothing is dropped)
@@ -38,7 +38,12 @@ log = logging.getLogger(__name__)
 DATA_DIR = Path(__file__).parent / "data"
 COLUMNS = ["id", "prompt", "system", "prefill", "response", "label", "category", "group", "source", "meta", "shard"]
 PROMPT_CANDIDATES = ("prompt", "instruction", "goal", "question", "Behavior", "behavior", "text", "query")
-FORMATS = ("table", "advbench", "refusal_direction", "em_questions", "persona_questions", "chat_jsonl")
+FORMATS = ("table", "advbench", "beavertails", "harmbench", "refusal_direction", "em_questions", "persona_questions",
+           "chat_jsonl")
+#: separates several categories of one row (BeaverTails category names themselves contain commas)
+CATEGORY_SEP = "|"
+#: HarmBench's own layout of a contextual behavior: the context, a separator, then the behavior
+HARMBENCH_CONTEXT = "{context}\n\n---\n\n{behavior}"
 
 
 class PromptSetError(TraitscopeError):
@@ -90,9 +95,18 @@ def detect_format(obj: Any) -> str:
     if isinstance(obj, dict) and "instruction" in obj and "questions" in obj:
         return "persona_questions"
     if isinstance(obj, pd.DataFrame):
-        return "advbench" if "goal" in obj.columns else "table"
+        cols = set(obj.columns)
+        if {"is_safe", "category"} <= cols:
+            return "beavertails"
+        if {"Behavior", "BehaviorID"} <= cols:
+            return "harmbench"
+        return "advbench" if "goal" in cols else "table"
     if isinstance(obj, list) and obj and isinstance(obj[0], dict):
         first = obj[0]
+        if {"is_safe", "category"} <= set(first):
+            return "beavertails"
+        if {"Behavior", "BehaviorID"} <= set(first):
+            return "harmbench"
         if "paraphrases" in first:
             return "em_questions"
         if "messages" in first:
@@ -122,7 +136,7 @@ def _rows_table(df: pd.DataFrame, fields: dict[str, str], source: str) -> list[d
     for rec in df.to_dict(orient="records"):
         row = {col: rec[src] for col, src in fields.items()}
         if "category" in row and isinstance(row["category"], dict):  # BeaverTails-style {name: bool}
-            row["category"] = ",".join(sorted(k for k, v in row["category"].items() if v)) or None
+            row["category"] = CATEGORY_SEP.join(sorted(k for k, v in row["category"].items() if v)) or None
         row["meta"] = _meta(rec, used)
         row["source"] = source
         rows.append(row)
@@ -151,9 +165,51 @@ def _rows_from(obj: Any, fmt: str, fields: dict[str, str], source: str) -> list[
                          "source": source, "meta": _meta(rec, {"messages"})})
         return rows
     df = obj if isinstance(obj, pd.DataFrame) else pd.DataFrame(obj)
-    if fmt == "advbench":
+    if fmt == "advbench":  # every AdvBench goal is a harmful behavior
         fields = {"prompt": "goal", **fields} if "goal" in df.columns else {"prompt": "target", **fields}
+        return [{"label": 1, **r} if "label" not in fields else r for r in _rows_table(df, fields, source)]
+    if fmt == "beavertails":
+        return _rows_beavertails(df, fields, source)
+    if fmt == "harmbench":
+        return _rows_harmbench(df, fields, source)
     return _rows_table(df, fields, source)
+
+
+def _rows_beavertails(df: pd.DataFrame, fields: dict[str, str], source: str) -> list[dict[str, Any]]:
+    """BeaverTails QA pairs: ``prompt``, ``response``, ``category`` ({14 harm categories: bool}) and ``is_safe``.
+
+    ``label`` is 1 for an unsafe pair (``is_safe`` false) and 0 for a safe one; ``category`` lists the flagged
+    harm categories (joined by :data:`CATEGORY_SEP`, null for a safe pair).
+    """
+    missing = {"prompt", "response", "category", "is_safe"} - set(df.columns)
+    if missing:
+        raise PromptSetError(f"BeaverTails rows need prompt, response, category, is_safe; missing {sorted(missing)} "
+                             "(fix: set format to table and map fields)")
+    rows = _rows_table(df, {"prompt": "prompt", "response": "response", "category": "category", **fields}, source)
+    for row, safe in zip(rows, df["is_safe"]):
+        row["label"] = 0 if _truthy(safe) else 1
+        row["meta"] = json.dumps({k: v for k, v in json.loads(row["meta"]).items() if k != "is_safe"}, sort_keys=True)
+    return rows
+
+
+def _truthy(v: Any) -> bool:
+    return v.strip().lower() in ("true", "1", "yes") if isinstance(v, str) else bool(v)
+
+
+def _rows_harmbench(df: pd.DataFrame, fields: dict[str, str], source: str) -> list[dict[str, Any]]:
+    """HarmBench behaviors (CSV): ``Behavior``, ``FunctionalCategory``, ``SemanticCategory``, ``Tags``,
+    ``ContextString`` (may hold newlines) and ``BehaviorID``. A contextual behavior's prompt is its context and
+    the behavior in HarmBench's layout (:data:`HARMBENCH_CONTEXT`); every behavior is harmful (``label`` 1)."""
+    missing = {"Behavior", "BehaviorID"} - set(df.columns)
+    if missing:
+        raise PromptSetError(f"HarmBench rows need Behavior and BehaviorID; missing {sorted(missing)}")
+    df = df.copy()
+    ctx = df["ContextString"].fillna("").astype(str) if "ContextString" in df.columns else pd.Series("", index=df.index)
+    df["_prompt"] = [HARMBENCH_CONTEXT.format(context=c.strip(), behavior=b) if c.strip() else b
+                     for c, b in zip(ctx, df["Behavior"].astype(str))]
+    mapping = {"prompt": "_prompt", "id": "BehaviorID", **({"category": "SemanticCategory"} if "SemanticCategory" in df.columns else {}),
+               **fields}
+    return [{"label": 1, **r} for r in _rows_table(df, mapping, source)]
 
 
 # ------------------------------------------------------------------------------------------ public
@@ -193,6 +249,8 @@ def load_prompt_set(spec: dict[str, Any], *, key: str = "prompt_set", seed: int 
     df = normalise(rows, system=spec.get("system"), prefill=spec.get("prefill"), label=spec.get("label"))
     if spec.get("prefix"):  # after ids are set: a prefixed set pairs row by row with the plain one
         df["prompt"] = spec["prefix"] + df["prompt"]
+    if spec.get("per_category"):
+        df = sample_per_category(df, int(spec["per_category"]), spec.get("seed") if spec.get("seed") is not None else seed)
     if spec.get("sample"):
         n = int(spec["sample"])
         if n < len(df):
@@ -203,6 +261,26 @@ def load_prompt_set(spec: dict[str, Any], *, key: str = "prompt_set", seed: int 
         raise PromptSetError(f"{key}: the prompt set is empty (fix: check the file, split, fields or sample)")
     df["shard"] = assign_shards(len(df), int(shards if shards is not None else spec.get("shards") or 1))
     return df
+
+
+def sample_per_category(df: pd.DataFrame, n: int, seed: int) -> pd.DataFrame:
+    """At most about ``n`` rows per (label, category) stratum, drawn at random with ``seed``; original order kept.
+
+    A row flagged with several categories (``"a|b"``, :data:`CATEGORY_SEP`) counts towards each; rows are visited in a seeded random
+    order and kept while any of their strata is short of ``n``. Rows without a category form one stratum per label.
+    """
+    rng = np.random.default_rng(seed)
+    counts: dict[tuple[Any, str | None], int] = {}
+    keep = []
+    for i in rng.permutation(len(df)):
+        cat, label = df["category"].iloc[i], df["label"].iloc[i]
+        label = None if pd.isna(label) else int(label)
+        strata = [(label, c) for c in cat.split(CATEGORY_SEP)] if isinstance(cat, str) and cat else [(label, None)]
+        if any(counts.get(s, 0) < n for s in strata):
+            keep.append(i)
+            for s in strata:
+                counts[s] = counts.get(s, 0) + 1
+    return df.iloc[sorted(keep)].reset_index(drop=True)
 
 
 def builtin_splits(name: str) -> list[str]:
