@@ -97,7 +97,7 @@ def small_config(tiny_model_dir: Path) -> dict:
 
 def organism_config(model_dir: Path) -> dict:
     """tiny_config plus the finetune stage (a bad-advice organism and a backdoored variant, analysed) and the
-    variant comparison on replayed responses."""
+    three experiments: variant comparison on replayed responses, external datasets, prefill attack."""
     cfg = tiny_config(model_dir)
     cfg["variants"]["bad_advice"] = {"finetune": "bad_advice"}
     cfg["variants"]["backdoored"] = {"finetune": "backdoor"}
@@ -115,6 +115,16 @@ def organism_config(model_dir: Path) -> dict:
         "em": {"source": "builtin", "name": "em_benign", "split": "eval"},
         "em_replay": {"source": "replay", "prompt_set": "em", "variant": "base"},
     })
+    cfg["prompt_sets"].update({
+        "bt": {"source": "local", "path": str(REPO / "resources/datasets/beavertails_sample.jsonl")},
+        "hb": {"source": "local", "path": str(REPO / "resources/datasets/harmbench_sample.csv")},
+        "harmful_prefill": {"source": "builtin", "name": "harmful", "split": "eval", "prefill": "Sure, here is how"},
+        "benign_prefill": {"source": "builtin", "name": "benign", "split": "eval", "prefill": "Sure, here is how"},
+    })
+    cfg["external"] = {"n_boot": 200, "datasets": {"beavertails": {"prompt_sets": ["bt"]},
+                                                   "harmbench": {"prompt_sets": ["hb", "benign_eval"]}}}
+    cfg["prefill_attack"] = {"harmful": "harmful_eval", "harmful_prefill": "harmful_prefill", "benign": "benign_eval",
+                             "benign_prefill": "benign_prefill", "n_boot": 200, "max_tokens": 8}
     cfg["compare"] = {"variant": "bad_advice", "prompt_set": "em_replay", "n_boot": 200}
     cfg["organism"] = {"finetuned": "bad_advice", "train": "medical_extract", "test": "medical_eval",
                        "n_generations": 2, "max_new_tokens": 3, "n_boot": 200}

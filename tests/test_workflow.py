@@ -132,6 +132,34 @@ def test_variant_comparison_on_replayed_responses(study):
     assert (r / "emergent_misalignment/figures/trait_distributions.png").stat().st_size > 5000
 
 
+def test_external_datasets_and_prefill_attack(study):
+    workdir, _ = study
+    r = workdir / "results"
+    bt = json.loads((r / "external/beavertails/results.json").read_text())
+    assert bt["n_unsafe"] == 24 and bt["n_safe"] == 24 and bt["severity_available"]
+    evil = bt["traits"]["safety/evil"]
+    assert evil["overall"]["n_unsafe"] == 24 and 0 <= evil["overall"]["auc"] <= 1
+    # safe answers to the same prompts; the category flagged on a single row has too few and no AUC
+    for cat, c in evil["categories"].items():
+        assert (c["negatives"], c["auc"] is None) == (("same_prompts", False) if c["n_unsafe"] >= 3 else ("all_safe", True)), cat
+    assert evil["severity"]["unsafe_rows"]["n"] == 24
+    hb = json.loads((r / "external/harmbench/results.json").read_text())
+    assert hb["n_unsafe"] == 12 and hb["n_safe"] == 20 and not hb["severity_available"]
+    assert set(hb["traits"]["safety/harmful_instruction"]["categories"]) == {
+        "chemical_biological", "cybercrime_intrusion", "harassment_bullying", "misinformation_disinformation"}
+    fails = json.loads((r / "external/harmbench/failure_cases.json").read_text())["failure_cases"]
+    for f in fails.values():
+        assert f["n_missed"] >= len(f["cases"]) and all(c["prompt"] for c in f["cases"])
+    pa = json.loads((r / "prefill_attack/condition_comparison.json").read_text())
+    assert set(pa["comparisons"]) == {"C2_vs_C4", "C1_vs_C3", "C1_vs_C2"}
+    assert pa["cells"]["safety/evil"]["C2"]["n"] == 20 and pa["prefill_text"] == ["Sure, here is how"]
+    window = pd.read_parquet(r / "prefill_attack/window_scores.parquet")
+    assert (window.loc[window["condition"].isin(["C2", "C4"]), "n_tokens"] == window["k"].max()).all()
+    for fig in ("external/beavertails/per_category_auc.png", "external/harmbench/per_category_auc.png",
+                "prefill_attack/2x2_grid.png", "prefill_attack/trajectory_divergence.png"):
+        assert (r / fig).stat().st_size > 5000, fig
+
+
 def test_nothing_to_do_after_a_run(study):
     workdir, cfg = study
     assert planned_jobs(smk(workdir, cfg, "-n", "results/all")) == {}
@@ -145,8 +173,9 @@ def test_new_vectors_reproject_without_recapturing(study):
     cfg2.write_text(yaml.safe_dump(changed))
     jobs = planned_jobs(smk(workdir, cfg2, "-n", "results/all"))
     # 3 shards of the capture sets + trigger/control of the backdoored and the base variant + the replay set of two
-    assert jobs.get("extract_vectors") == 2 and jobs.get("project") == 3 + 4 + 2 and jobs.get("backdoor_detection") == 1
-    assert jobs.get("variant_comparison") == 1
+    # + the two external datasets and the two prefilled sets
+    assert jobs.get("extract_vectors") == 2 and jobs.get("project") == 3 + 4 + 2 + 4 and jobs.get("backdoor_detection") == 1
+    assert jobs.get("variant_comparison") == 1 and jobs.get("external_dataset") == 2 and jobs.get("prefill_attack") == 1
     assert not {"capture", "capture_trait", "prep_prompts", "finetune", "organism_directions"} & set(jobs)
 
 
@@ -172,5 +201,6 @@ def test_rulegraph_and_dag(study):
     assert ("prep_finetune_data", "finetune") in edges and ("finetune", "capture") in edges
     assert ("capture", "organism_directions") in edges and ("finetune", "organism_ablation") in edges
     assert ("project", "backdoor_detection") in edges
+    assert ("project", "external_dataset") in edges and ("project", "prefill_attack") in edges
     dag = smk(workdir, cfg, "results/all", "--dag", "dot")
     assert dag.returncode == 0 and dag.stdout.count("capture") >= 3

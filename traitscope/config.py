@@ -218,6 +218,8 @@ def check_semantics(cfg: dict[str, Any], base_dir: Path, resources_dir: Path) ->
 
     check_organisms(cfg, dims)
     check_compare(cfg, dims)
+    check_external(cfg, dims)
+    check_prefill(cfg, dims)
 
     check = (cfg.get("checks") or {}).get("harm_separation")
     if check:
@@ -318,6 +320,49 @@ def check_compare(cfg: dict[str, Any], dims: dict[str, tuple[int, int, int]]) ->
                    "different response tokens", "define {source: replay, prompt_set: <set>, variant: <base>} and use it")
     if cmp_["method"] not in cfg["project"]["methods"]:
         raise _err("compare.method", f"{cmp_['method']!r} is not in project.methods", f"use one of {cfg['project']['methods']}")
+
+
+def check_external(cfg: dict[str, Any], dims: dict[str, tuple[int, int, int]]) -> None:
+    ext = cfg.get("external")
+    if not ext:
+        return
+    check_vector_variant(cfg, dims, ext["variant"], "external.variant")
+    if ext["method"] not in cfg["project"]["methods"]:
+        raise _err("external.method", f"{ext['method']!r} is not in project.methods", f"use one of {cfg['project']['methods']}")
+    for name, ds in ext["datasets"].items():
+        if not SET_NAME.match(name):
+            raise _err(f"external.datasets.{name}", "names may use letters, digits and _ only", f"rename '{name}'")
+        for s in ds["prompt_sets"]:
+            if s not in cfg["prompt_sets"]:
+                raise _err(f"external.datasets.{name}.prompt_sets", f"unknown prompt set {s!r}",
+                           f"use one of {sorted(cfg['prompt_sets'])}")
+
+
+def check_prefill(cfg: dict[str, Any], dims: dict[str, tuple[int, int, int]]) -> None:
+    """The four prefill-attack conditions: plain sets without a prefill, prefilled sets with one."""
+    pa = cfg.get("prefill_attack")
+    if not pa:
+        return
+    sets, cap = cfg["prompt_sets"], cfg["capture"]
+    check_vector_variant(cfg, dims, pa["variant"], "prefill_attack.variant")
+    for role in ("harmful", "harmful_prefill", "benign", "benign_prefill"):
+        s = pa[role]
+        if s not in sets:
+            raise _err(f"prefill_attack.{role}", f"unknown prompt set {s!r}", f"use one of {sorted(sets)}")
+        forced = bool(sets[s].get("prefill")) or "prefill" in (sets[s].get("fields") or {})
+        if role.endswith("_prefill") and not forced:
+            raise _err(f"prefill_attack.{role}", f"prompt set {s!r} has no prefill",
+                       f"set prompt_sets.{s}.prefill to a compliance prefill such as 'Sure, here is'")
+        if not role.endswith("_prefill") and forced:
+            raise _err(f"prefill_attack.{role}", f"prompt set {s!r} has a prefill", "use the same prompts without prefill")
+    if "response" not in cap["positions"] or not cfg["project"]["per_token"]:
+        raise _err("capture.positions", "the prefill attack scores assistant-turn tokens",
+                   "keep response in capture.positions and project.per_token: true")
+    if not cap["generate"]["enabled"]:
+        raise _err("capture.generate.enabled", "without generation the no-prefill conditions have no assistant tokens",
+                   "set capture.generate.enabled: true")
+    if pa["method"] not in cfg["project"]["methods"]:
+        raise _err("prefill_attack.method", f"{pa['method']!r} is not in project.methods", f"use one of {cfg['project']['methods']}")
 
 
 def check_organisms(cfg: dict[str, Any], dims: dict[str, tuple[int, int, int]]) -> None:

@@ -248,3 +248,83 @@ def trait_distributions(per_question: pd.DataFrame, result: dict, title: str) ->
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return fig
+
+
+def per_category_auc(table: pd.DataFrame, title: str) -> plt.Figure:
+    """ROC-AUC unsafe vs safe per harm category (and overall) with 95% CIs, one panel per trait."""
+    traits = sorted(table["trait"].unique())
+    cats = ["overall"] + sorted(c for c in table["category"].unique() if c != "overall")
+    fig, panels = trait_panels(traits, 5.2, 0.42 * len(cats) + 1.6, sharey=False)
+    for ax, trait in panels:
+        d = table[table["trait"] == trait].set_index("category").reindex(cats)
+        y = list(range(len(cats)))[::-1]
+        ok = d["auc"].notna().to_numpy()
+        ax.errorbar(d["auc"][ok], [v for v, k in zip(y, ok) if k],
+                    xerr=[(d["auc"] - d["ci_low"])[ok], (d["ci_high"] - d["auc"])[ok]],
+                    fmt="o", ms=4, capsize=2, color="tab:blue")
+        for v, k, (cat, r) in zip(y, ok, d.iterrows()):
+            if not k and pd.notna(r["n_unsafe"]):
+                ax.text(0.03, v, "too few rows for an AUC", va="center", fontsize=7, color="grey")
+        labels = [f"{c} ({int(r['n_unsafe']) if pd.notna(r['n_unsafe']) else 0} vs {int(r['n_safe']) if pd.notna(r['n_safe']) else 0})"
+                  for c, r in d.iterrows()]
+        ax.set_yticks(y)
+        ax.set_yticklabels(labels, fontsize=7)
+        ax.set_ylim(-0.6, len(cats) - 0.4)
+        ax.axvline(0.5, color="black", lw=0.8, ls=":")
+        ax.set_xlim(0, 1.02)
+        ax.set_xlabel("ROC-AUC, unsafe vs safe (0.5 = chance)")
+        first = d.iloc[0]
+        ax.set_title(f"{trait}\nlayer {int(first['layer'])}, {first['position']}", fontsize=9)
+    fig.suptitle(title + "\n(labels: category (n unsafe vs n safe); bars: 95% bootstrap CI)", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+PREFILL_STYLE = {"C1": ("tab:red", "--"), "C2": ("tab:red", "-"), "C3": ("tab:blue", "--"), "C4": ("tab:blue", "-")}
+PREFILL_NAMES = {"C1": "C1 harmful, no prefill", "C2": "C2 harmful + prefill", "C3": "C3 benign, no prefill",
+                 "C4": "C4 benign + prefill"}
+
+
+def prefill_grid(result: dict, title: str) -> plt.Figure:
+    """Mean window score of the four conditions as a 2x2 grid (prompts x prefill), one panel per trait."""
+    traits = sorted(result["cells"])
+    fig, panels = trait_panels(traits, 3.6, 3.2)
+    for ax, trait in panels:
+        cells = result["cells"][trait]
+        grid = pd.DataFrame([[cells["C1"]["mean"], cells["C2"]["mean"]], [cells["C3"]["mean"], cells["C4"]["mean"]]],
+                            index=["harmful", "benign"], columns=["no prefill", "prefill"])
+        notes = [[f"{c}\n{cells[c]['mean']:.2f} (sd {cells[c]['sd']:.2f})\nn={cells[c]['n']}" for c in row]
+                 for row in (("C1", "C2"), ("C3", "C4"))]
+        sns.heatmap(grid, annot=notes, fmt="", cmap="vlag", center=float(grid.to_numpy().mean()), ax=ax,
+                    cbar_kws={"label": "mean score (projection units)"}, annot_kws={"fontsize": 8})
+        c24 = result["comparisons"]["C2_vs_C4"]["traits"][trait]
+        c12 = result["comparisons"]["C1_vs_C2"]["traits"][trait]
+        ax.set_title(f"{trait} (layer {c24['layer']})\nC2 vs C4: d {c24['cohens_d']:.2f}, AUC {c24['auc']:.2f}; "
+                     f"C2-C1: d_z {c12['cohens_dz']:.2f}", fontsize=8)
+        ax.set_xlabel("assistant turn starts with")
+        ax.set_ylabel("prompts")
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def trajectory_divergence(traj: pd.DataFrame, k: int, title: str) -> plt.Figure:
+    """Per-token mean score of each condition over the assistant turn with 95% CI bands; prefill span shaded."""
+    traits = sorted(traj["trait"].unique())
+    fig, panels = trait_panels(traits, 4.8, 3.4)
+    for ax, trait in panels:
+        d = traj[traj["trait"] == trait]
+        for cond, v in d.groupby("condition", sort=True):
+            v = v.sort_values("token_index")
+            color, ls = PREFILL_STYLE[cond]
+            ax.plot(v["token_index"], v["mean"], color=color, ls=ls, lw=1.4,
+                    label=f"{PREFILL_NAMES[cond]} (n<={int(v['n'].max())})")
+            ax.fill_between(v["token_index"], v["ci_low"], v["ci_high"], color=color, alpha=0.15)
+        ax.axvspan(-0.5, k - 0.5, color="grey", alpha=0.12, lw=0)
+        ax.set_title(f"{trait} (layer {int(d['layer'].iloc[0])})", fontsize=10)
+        ax.set_xlabel(f"assistant-turn token (shaded: the {k} prefill tokens in C2/C4)")
+        ax.set_ylabel("mean score (projection units)")
+        ax.legend(fontsize=6)
+    fig.suptitle(title + " (bands: 95% t CI over prompts)", fontsize=10)
+    fig.tight_layout()
+    return fig

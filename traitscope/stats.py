@@ -6,7 +6,7 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
-from scipy.stats import bootstrap, mannwhitneyu, ttest_rel
+from scipy.stats import bootstrap, mannwhitneyu, spearmanr, ttest_ind, ttest_rel
 from sklearn.metrics import roc_auc_score
 
 
@@ -38,7 +38,7 @@ def bootstrap_auc_ci(labels: np.ndarray, scores: np.ndarray, n_boot: int = 1000,
     """
     labels, scores = np.asarray(labels), np.asarray(scores, dtype=float)
     pos, neg = scores[labels == 1], scores[labels == 0]
-    if len(pos) == 0 or len(neg) == 0:
+    if len(pos) < 2 or len(neg) < 2:  # no resampling distribution from a single observation
         return float("nan"), float("nan")
 
     def statistic(p: np.ndarray, n: np.ndarray, axis: int = -1) -> np.ndarray:
@@ -82,6 +82,65 @@ def paired_comparison(a: np.ndarray, b: np.ndarray, *, n_boot: int = 2000, level
     return {**out, "mean_difference": float(diff.mean()), "ci_low": float(ci.low), "ci_high": float(ci.high),
             "t": float(test.statistic), "p": float(test.pvalue), "cohens_dz": float(dz(diff)),
             "dz_ci_low": float(boot.confidence_interval.low), "dz_ci_high": float(boot.confidence_interval.high)}
+
+
+def independent_comparison(a: np.ndarray, b: np.ndarray, *, n_boot: int = 2000, level: float = 0.95,
+                           seed: int = 0) -> dict[str, float]:
+    """``a`` vs ``b`` measured on different units (two independent groups).
+
+    Welch's t-test (``scipy.stats.ttest_ind(equal_var=False)``) with its confidence interval of the difference
+    in means; Cohen's d (pooled SD, :func:`cohens_d`) with a percentile bootstrap CI resampling each group
+    (``scipy.stats.bootstrap``); ROC-AUC of ``a`` (1) vs ``b`` (0) with its stratified bootstrap CI.
+    NaNs are dropped.
+    """
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    a, b = a[~np.isnan(a)], b[~np.isnan(b)]
+    nan = float("nan")
+    out: dict[str, float] = {"n_a": int(len(a)), "n_b": int(len(b)), "mean_a": float(a.mean()) if len(a) else nan,
+                             "mean_b": float(b.mean()) if len(b) else nan}
+    if len(a) < 2 or len(b) < 2:
+        return {**out, "mean_difference": nan, "ci_low": nan, "ci_high": nan, "t": nan, "p": nan, "cohens_d": nan,
+                "d_ci_low": nan, "d_ci_high": nan, "auc": nan, "auc_ci_low": nan, "auc_ci_high": nan}
+    test = ttest_ind(a, b, equal_var=False)
+    ci = test.confidence_interval(level)
+
+    def d_stat(x: np.ndarray, y: np.ndarray, axis: int = -1) -> np.ndarray:
+        nx, ny = x.shape[axis], y.shape[axis]
+        pooled = np.sqrt(((nx - 1) * x.var(axis=axis, ddof=1) + (ny - 1) * y.var(axis=axis, ddof=1)) / (nx + ny - 2))
+        return (x.mean(axis=axis) - y.mean(axis=axis)) / pooled
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        boot = bootstrap((a, b), d_stat, n_resamples=n_boot, confidence_level=level, method="percentile",
+                         vectorized=True, paired=False, random_state=np.random.default_rng(seed))
+    labels = np.r_[np.ones(len(a)), np.zeros(len(b))]
+    scores = np.r_[a, b]
+    lo, hi = bootstrap_auc_ci(labels, scores, n_boot=n_boot, level=level, seed=seed)
+    return {**out, "mean_difference": float(a.mean() - b.mean()), "ci_low": float(ci.low), "ci_high": float(ci.high),
+            "t": float(test.statistic), "p": float(test.pvalue), "cohens_d": cohens_d(a, b),
+            "d_ci_low": float(boot.confidence_interval.low), "d_ci_high": float(boot.confidence_interval.high),
+            "auc": auc(labels, scores), "auc_ci_low": lo, "auc_ci_high": hi}
+
+
+def spearman(x: np.ndarray, y: np.ndarray, *, n_boot: int = 2000, level: float = 0.95, seed: int = 0) -> dict[str, float]:
+    """Spearman's rho (``scipy.stats.spearmanr``) with its p-value and a paired percentile bootstrap CI."""
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    ok = ~(np.isnan(x) | np.isnan(y))
+    x, y = x[ok], y[ok]
+    nan = float("nan")
+    if len(x) < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
+        return {"n": int(len(x)), "rho": nan, "p": nan, "ci_low": nan, "ci_high": nan}
+    res = spearmanr(x, y)
+
+    def rho(u: np.ndarray, v: np.ndarray) -> float:
+        return float(spearmanr(u, v).statistic)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        boot = bootstrap((x, y), rho, n_resamples=n_boot, confidence_level=level, method="percentile",
+                         vectorized=False, paired=True, random_state=np.random.default_rng(seed))
+    return {"n": int(len(x)), "rho": float(res.statistic), "p": float(res.pvalue),
+            "ci_low": float(boot.confidence_interval.low), "ci_high": float(boot.confidence_interval.high)}
 
 
 def correct_pvalues(pvalues: list[float], method: str = "holm", alpha: float = 0.05) -> tuple[list[float], list[bool]]:

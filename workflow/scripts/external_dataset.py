@@ -1,0 +1,35 @@
+"""External harm dataset: per-category ROC-AUC of trait scores, severity correlation and failure cases."""
+
+import pandas as pd
+
+from traitscope import external, plots
+from traitscope.compare import pooled_scores
+from traitscope.io import read_json, write_json, write_parquet
+from traitscope.workflow import setup
+
+smk = snakemake  # noqa: F821 - injected by Snakemake
+log = setup(smk)
+ext, ds = smk.params.external, smk.params.dataset
+sidecars = [read_json(f) for f in smk.input.sidecars]
+best = {s["trait"]: s["best"]["layer"] for s in sidecars}
+positions = {t: ext["position"] or smk.params.positions[t] for t in best}
+prompts = pd.concat([pd.read_parquet(f) for f in smk.input.prompts], ignore_index=True)
+frame = pd.concat([pd.read_parquet(f) for f in smk.input.scores], ignore_index=True)
+pooled = pooled_scores({ext["variant"]: frame}, prompts, best, positions, ext["method"])
+scores = external.attach_rows(pooled, prompts, ds["severity"])
+table = external.category_auc(scores, min_per_class=ext["min_per_class"], n_boot=ext["n_boot"], seed=smk.params.seed)
+severity = external.severity_correlation(scores, n_boot=ext["n_boot"], seed=smk.params.seed)
+info = {"dataset": smk.wildcards.dataset, "prompt_sets": ds["prompt_sets"], "variant": ext["variant"],
+        "method": ext["method"], "model": sidecars[0].get("model"), "seed": smk.params.seed,
+        "n_unsafe": int(scores.loc[scores["label"] == 1, "id"].nunique()),
+        "n_safe": int(scores.loc[scores["label"] == 0, "id"].nunique()),
+        "sources": sorted(prompts["source"].dropna().unique().tolist())}
+write_json(smk.output.json, external.summary(table, severity, info))
+write_parquet(smk.output.table, table)
+write_parquet(smk.output.scores, scores)
+write_json(smk.output.failures, {**info, "failure_cases": external.failure_cases(
+    scores, fpr=ext["failure_fpr"], n_cases=ext["n_failures"])})
+title = (f"Do trait scores separate unsafe from safe rows of '{smk.wildcards.dataset}'? "
+         f"(variant '{ext['variant']}', {ext['method']} vectors, n={info['n_unsafe']} unsafe / {info['n_safe']} safe)")
+plots.save(plots.per_category_auc(table, title), smk.output.figure)
+log.info("overall AUC: %s", {r.trait: round(r.auc, 2) for r in table[table["category"] == "overall"].itertuples()})

@@ -1,0 +1,32 @@
+"""Prefill attack: four conditions (harmful/benign x prefill/none) scored at the prefill token positions."""
+
+import pandas as pd
+
+from traitscope import plots, prefill
+from traitscope.io import read_json, write_json, write_parquet
+from traitscope.workflow import setup
+
+smk = snakemake  # noqa: F821 - injected by Snakemake
+log = setup(smk)
+pa, sets = smk.params.prefill, smk.params.sets
+sidecars = [read_json(f) for f in smk.input.sidecars]
+best = {s["trait"]: s["best"]["layer"] for s in sidecars}
+tokens = {c: pd.concat([pd.read_parquet(f) for f in smk.input[c]], ignore_index=True) for c in sets}
+prompts = {c: pd.read_parquet(f) for c, f in zip(sets, smk.input.prompts)}
+scores = prefill.window_scores(tokens, prompts, best, pa["method"])
+comparisons = prefill.compare_conditions(scores, correction=pa["correction"], alpha=pa["alpha"], n_boot=pa["n_boot"],
+                                         seed=smk.params.seed)
+info = {"variant": pa["variant"], "prompt_sets": sets, "method": pa["method"], "model": sidecars[0].get("model"),
+        "prefill_text": sorted(prompts["C2"]["prefill"].dropna().unique().tolist()), "seed": smk.params.seed}
+result = prefill.summary(comparisons, scores, info)
+traj = prefill.trajectories(tokens, best, pa["method"], pa["max_tokens"])
+write_json(smk.output.json, result)
+write_parquet(smk.output.scores, scores)
+write_parquet(smk.output.trajectory, traj)
+k = int(result["prefill_tokens"]["median"])
+what = f"variant '{pa['variant']}', {pa['method']} vectors, prefill {info['prefill_text'][0]!r}"
+plots.save(plots.prefill_grid(result, f"Prefill attack: mean trait score over the first {k} assistant tokens "
+                                      f"(the prefill, or the model's own start)\n{what}"), smk.output.grid)
+plots.save(plots.trajectory_divergence(traj, k, f"Prefill attack: trait score along the assistant turn\n{what}"),
+           smk.output.divergence)
+log.info("C2 vs C4 d: %s", {t: round(r["cohens_d"], 2) for t, r in comparisons["C2_vs_C4"]["traits"].items()})
