@@ -131,3 +131,15 @@ def organism_config(model_dir: Path) -> dict:
     cfg["backdoor"] = {"variant": "backdoored", "baseline": "base", "trigger": "backdoor_trigger",
                        "control": "backdoor_control", "max_tokens": 4, "n_boot": 200}
     return cfg
+
+
+def assert_config_error(cfg: dict, expected: str) -> str:
+    """``load_config(cfg)`` stops with one line that contains ``expected`` and a fix; returns the message."""
+    from traitscope import ConfigError
+    from traitscope.config import load_config
+
+    with pytest.raises(ConfigError) as exc:
+        load_config(cfg)
+    msg = str(exc.value)
+    assert expected in msg and "fix" in msg and "\n" not in msg, msg
+    return msg

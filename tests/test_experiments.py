@@ -10,7 +10,8 @@ import pytest
 from scipy import stats as sps
 from statsmodels.stats.multitest import multipletests
 
-from traitscope import ConfigError, plots
+from conftest import assert_config_error
+from traitscope import plots
 from traitscope.compare import compare_variants, pooled_scores
 from traitscope.config import load_config
 from traitscope.prompts import load_prompt_set, replay_table
@@ -108,9 +109,7 @@ def test_compare_config(small_config):
 def test_compare_config_errors(small_config, mutate, expected):
     cfg = _with_compare(small_config)
     mutate(cfg)
-    with pytest.raises(ConfigError) as exc:
-        load_config(cfg)
-    assert expected in str(exc.value) and "fix" in str(exc.value) and "\n" not in str(exc.value)
+    assert_config_error(cfg, expected)
 
 
 def test_transfer_needs_matching_hidden_size(small_config, tmp_path):
@@ -119,7 +118,5 @@ def test_transfer_needs_matching_hidden_size(small_config, tmp_path):
     (wide / "config.json").write_text(json.dumps({"num_hidden_layers": 4, "hidden_size": 48, "vocab_size": 400}))
     cfg = _with_compare(small_config)
     cfg["variants"]["other"] = {"model": str(wide)}
-    with pytest.raises(ConfigError) as exc:
-        load_config(cfg)
-    msg = str(exc.value)
-    assert "compare.variant" in msg and "hidden size 48" in msg and "cannot transfer" in msg and "\n" not in msg
+    msg = assert_config_error(cfg, "compare.variant")
+    assert "hidden size 48" in msg and "cannot transfer" in msg

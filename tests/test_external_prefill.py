@@ -12,8 +12,8 @@ from scipy import stats as sps
 from sklearn.metrics import roc_auc_score
 from statsmodels.stats.multitest import multipletests
 
-from conftest import REPO, SHARED_DATA
-from traitscope import ConfigError, external, plots, prefill
+from conftest import REPO, SHARED_DATA, assert_config_error
+from traitscope import external, plots, prefill
 from traitscope.config import load_config
 from traitscope.prompts import detect_format, load_prompt_set
 from traitscope.stats import independent_comparison, spearman
@@ -309,6 +309,4 @@ def test_experiment_config_defaults(small_config):
 def test_experiment_config_errors(small_config, mutate, expected):
     cfg = _with_experiments(small_config)
     mutate(cfg)
-    with pytest.raises(ConfigError) as exc:
-        load_config(cfg)
-    assert expected in str(exc.value) and "fix" in str(exc.value) and "\n" not in str(exc.value)
+    assert_config_error(cfg, expected)

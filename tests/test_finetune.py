@@ -9,8 +9,7 @@ import json
 import pytest
 import torch
 
-from conftest import SHARED_DATA
-from traitscope import ConfigError
+from conftest import SHARED_DATA, assert_config_error
 from traitscope.config import load_config
 from traitscope.finetune import (FinetuneError, FinetuneSettings, finetune, load_chat_data, read_chat_jsonl,
                                  tokenize_chat, write_chat_jsonl)
@@ -179,6 +178,4 @@ def test_finetune_config_errors(small_config, mutate, expected):
     small_config["variants"]["t"] = {"finetune": "bad"}
     small_config["finetune"] = {"bad": {"base": "base", "data": {"source": "generated", "name": "bad_advice"}}}
     mutate(small_config)
-    with pytest.raises(ConfigError) as exc:
-        load_config(small_config)
-    assert expected in str(exc.value) and "fix" in str(exc.value) and "\n" not in str(exc.value)
+    assert_config_error(small_config, expected)
