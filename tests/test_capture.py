@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import traitscope.capture as capmod
-from traitscope.capture import CaptureSettings, capture_prompts, prompt_token_ids
+from traitscope.capture import CaptureSettings, capture_prompts, encode_rows, prompt_token_ids
 from traitscope.hooks import ResidualCapture
 from traitscope.io import read_safetensors, write_safetensors
 from traitscope.prompts import normalise
@@ -182,3 +182,14 @@ def test_quantization_on_cpu_is_a_clear_error(tiny_model_dir, quant):
         load_model({"model": str(tiny_model_dir), "quantization": quant, "device_map": "cpu"}, key="variants.big")
     msg = str(info.value)
     assert "\n" not in msg and f"variants.big.quantization={quant}" in msg and "quantization: none" in msg
+
+
+def test_prefill_is_the_start_of_the_assistant_turn(tiny_model):
+    """The prefill's tokens follow the chat template's assistant header, as if the assistant had written them."""
+    _, tok = tiny_model
+    df = table(1, prefill="Sure, here is")
+    enc = encode_rows(tok, df, max_length=512)[0]
+    template = tok.apply_chat_template([{"role": "user", "content": df["prompt"][0]}], add_generation_prompt=True,
+                                       tokenize=False)
+    assert tok.decode(enc.prompt + enc.prefill) == template + "Sure, here is"
+    assert template.rstrip().endswith("<|im_start|>assistant") and enc.response == []
