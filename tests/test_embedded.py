@@ -24,9 +24,11 @@ def test_embedded_default_results_all(tmp_path):
     workdir = tmp_path / "study"
     workdir.mkdir()
     shutil.copy(REPO / "config" / "config.yaml", workdir / "config.yaml")
+    (workdir / "resources").mkdir()  # the config's sample datasets, as from the repository root
+    (workdir / "resources" / "datasets").symlink_to(REPO / "resources" / "datasets")
     converted = REPO / "resources" / "models" / "smollm2-135m-instruct"
     if (converted / "config.json").exists():  # reuse a conversion made by the README command
-        (workdir / "resources" / "models").mkdir(parents=True)
+        (workdir / "resources" / "models").mkdir()
         (workdir / "resources" / "models" / converted.name).symlink_to(converted)
     proc = subprocess.run([sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir),
                            "--configfile", str(workdir / "config.yaml"), "--cores", "2", "results/all"],
