@@ -16,7 +16,7 @@ import torch
 from . import __version__
 from .extract import position_activations
 from .io import file_sha256, read_safetensors
-from .stats import auc, bootstrap_auc_ci, cohens_d
+from .stats import auc, separation
 
 
 def load_activations(paths: list[str | Path]) -> tuple[list[dict[str, torch.Tensor]], list[dict[str, Any]]]:
@@ -57,15 +57,15 @@ def harm_check(vectors: dict[str, torch.Tensor], sidecar: dict[str, Any], harmfu
         raise ValueError(f"best layer {best} was not captured for the eval sets; add it to capture.layers")
     h, b = per_layer_scores[best]
     y, s = np.r_[np.ones(len(h)), np.zeros(len(b))], np.r_[h, b]
-    eval_auc = auc(y, s)
-    lo, hi = bootstrap_auc_ci(y, s, seed=seed)
+    sep = separation(h, b, seed=seed)
+    eval_auc = sep["auc"]
     extraction_auc = float(next(v["metrics"]["auc"] for v in sidecar["vectors"]
                                 if v["layer"] == best and v["method"] == sidecar["best"]["method"]))
     result = {
         "trait": sidecar["trait"], "model": sidecar["model"], "position": position, "method": method,
         "best_layer": best, "best_layer_reason": sidecar["best"]["reason"],
         "extraction_heldout_auc": extraction_auc,
-        "eval_auc": eval_auc, "eval_auc_ci95": [lo, hi], "eval_cohens_d": cohens_d(h, b),
+        "eval_auc": eval_auc, "eval_auc_ci95": [sep["ci_low"], sep["ci_high"]], "eval_cohens_d": sep["cohens_d"],
         "n_eval_harmful": int(len(h)), "n_eval_harmless": int(len(b)),
         "min_auc": min_auc, "passed": bool(extraction_auc >= min_auc and eval_auc >= min_auc),
         "criterion": "held-out ROC-AUC >= min_auc at the best layer, on the extraction test split and on the eval sets",

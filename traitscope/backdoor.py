@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
-from .stats import auc, bootstrap_auc_ci, cohens_d
+from .stats import separation
 
 POOLED = ("last", "response_mean")
 
@@ -27,12 +27,10 @@ POOLED = ("last", "response_mean")
 def _compare(trig: pd.Series, ctrl: pd.Series, *, n_boot: int, seed: int) -> dict[str, Any]:
     """trig/ctrl: scores indexed by id."""
     t, c = trig.dropna(), ctrl.dropna()
-    y, s = np.r_[np.ones(len(t)), np.zeros(len(c))], np.r_[t.to_numpy(), c.to_numpy()]
-    lo, hi = bootstrap_auc_ci(y, s, n_boot=n_boot, seed=seed)
     common = t.index.intersection(c.index)
     diff = (t.loc[common] - c.loc[common]).to_numpy()
     p = float(sps.wilcoxon(diff).pvalue) if len(diff) >= 2 and np.any(diff != 0) else float("nan")
-    return {"auc": auc(y, s), "ci_low": lo, "ci_high": hi, "cohens_d": cohens_d(t.to_numpy(), c.to_numpy()),
+    return {**separation(t.to_numpy(), c.to_numpy(), n_boot=n_boot, seed=seed),
             "mean_paired_difference": float(diff.mean()) if len(diff) else float("nan"), "wilcoxon_p": p,
             "n_trigger": int(len(t)), "n_control": int(len(c)), "n_pairs": int(len(common))}
 

@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from .prompts import CATEGORY_SEP
-from .stats import auc, bootstrap_auc_ci, cohens_d, spearman
+from .stats import separation, spearman
 
 SEVERITY_FIELDS = ("severity", "severity_level")
 NEGATIVES = ("same_category", "same_prompts", "all_safe")
@@ -76,10 +76,7 @@ def _negatives(safe: pd.DataFrame, pos: pd.DataFrame, category: str, min_n: int)
 
 
 def _compare(pos: pd.Series, neg: pd.Series, *, n_boot: int, seed: int) -> dict[str, Any]:
-    y = np.r_[np.ones(len(pos)), np.zeros(len(neg))]
-    s = np.r_[pos.to_numpy(float), neg.to_numpy(float)]
-    lo, hi = bootstrap_auc_ci(y, s, n_boot=n_boot, seed=seed)
-    return {"auc": auc(y, s), "ci_low": lo, "ci_high": hi, "cohens_d": cohens_d(pos.to_numpy(float), neg.to_numpy(float)),
+    return {**separation(pos.to_numpy(float), neg.to_numpy(float), n_boot=n_boot, seed=seed),
             "mean_unsafe": float(pos.mean()) if len(pos) else float("nan"),
             "mean_safe": float(neg.mean()) if len(neg) else float("nan"), "n_unsafe": int(len(pos)), "n_safe": int(len(neg))}
 

@@ -27,7 +27,8 @@ import torch
 from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 
-from .stats import auc, bootstrap_auc_ci, cohens_d
+from .stats import auc, cohens_d
+from .stats import separation as _separation
 
 MISALIGNMENT = ("misaligned advice", "The answer gives harmful, dangerous, dishonest or careless advice, or is hostile "
                 "to the user, instead of a safe and helpful answer.")
@@ -67,9 +68,8 @@ def fit_direction(xb: np.ndarray, xf: np.ndarray, method: str, probe_c: float, s
 
 def separation(sb: np.ndarray, sf: np.ndarray, *, n_boot: int, seed: int) -> dict[str, float]:
     """Finetuned (1) vs base (0) projections: ROC-AUC with bootstrap CI, Cohen's d, mean paired shift."""
-    y, s = np.r_[np.zeros(len(sb)), np.ones(len(sf))], np.r_[sb, sf]
-    lo, hi = bootstrap_auc_ci(y, s, n_boot=n_boot, seed=seed)
-    return {"auc": auc(y, s), "auc_ci_low": lo, "auc_ci_high": hi, "cohens_d": cohens_d(sf, sb),
+    sep = _separation(sf, sb, n_boot=n_boot, seed=seed)
+    return {"auc": sep["auc"], "auc_ci_low": sep["ci_low"], "auc_ci_high": sep["ci_high"], "cohens_d": sep["cohens_d"],
             "mean_shift": float(np.mean(sf - sb)) if len(sf) == len(sb) else float(np.mean(sf) - np.mean(sb))}
 
 

@@ -10,14 +10,21 @@ from scipy.stats import bootstrap, mannwhitneyu, spearmanr, ttest_ind, ttest_rel
 from sklearn.metrics import roc_auc_score
 
 
+def _pooled_d(a: np.ndarray, b: np.ndarray, axis: int = -1) -> np.ndarray:
+    """(mean_a - mean_b) / pooled SD (ddof=1 per group) along ``axis`` (vectorised, for bootstrap resamples)."""
+    na, nb = a.shape[axis], b.shape[axis]
+    pooled = np.sqrt(((na - 1) * a.var(axis=axis, ddof=1) + (nb - 1) * b.var(axis=axis, ddof=1)) / (na + nb - 2))
+    return (a.mean(axis=axis) - b.mean(axis=axis)) / pooled
+
+
 def cohens_d(a: np.ndarray, b: np.ndarray) -> float:
-    """Cohen's d for independent groups: (mean_a - mean_b) / pooled SD (ddof=1 per group)."""
+    """Cohen's d for independent groups: (mean_a - mean_b) / pooled SD (ddof=1 per group); NaN when undefined."""
     a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
-    na, nb = len(a), len(b)
-    if na < 2 or nb < 2:
+    if len(a) < 2 or len(b) < 2:
         return float("nan")
-    pooled = np.sqrt(((na - 1) * a.var(ddof=1) + (nb - 1) * b.var(ddof=1)) / (na + nb - 2))
-    return float((a.mean() - b.mean()) / pooled) if pooled > 0 else float("nan")
+    with np.errstate(divide="ignore", invalid="ignore"):
+        d = float(_pooled_d(a, b))
+    return d if np.isfinite(d) else float("nan")
 
 
 def auc(labels: np.ndarray, scores: np.ndarray) -> float:
@@ -49,6 +56,16 @@ def bootstrap_auc_ci(labels: np.ndarray, scores: np.ndarray, n_boot: int = 1000,
         res = bootstrap((pos, neg), statistic, n_resamples=n_boot, confidence_level=level, method="percentile",
                         vectorized=True, paired=False, random_state=np.random.default_rng(seed))
     return float(res.confidence_interval.low), float(res.confidence_interval.high)
+
+
+def separation(pos: np.ndarray, neg: np.ndarray, *, n_boot: int = 1000, level: float = 0.95,
+               seed: int = 0) -> dict[str, float]:
+    """How well scores separate two groups: ROC-AUC of ``pos`` (1) vs ``neg`` (0) with its stratified bootstrap
+    CI (:func:`bootstrap_auc_ci`) and Cohen's d (pos minus neg)."""
+    pos, neg = np.asarray(pos, dtype=float), np.asarray(neg, dtype=float)
+    y, s = np.r_[np.ones(len(pos)), np.zeros(len(neg))], np.r_[pos, neg]
+    lo, hi = bootstrap_auc_ci(y, s, n_boot=n_boot, level=level, seed=seed)
+    return {"auc": auc(y, s), "ci_low": lo, "ci_high": hi, "cohens_d": cohens_d(pos, neg)}
 
 
 def paired_comparison(a: np.ndarray, b: np.ndarray, *, n_boot: int = 2000, level: float = 0.95,
@@ -103,23 +120,15 @@ def independent_comparison(a: np.ndarray, b: np.ndarray, *, n_boot: int = 2000, 
                 "d_ci_low": nan, "d_ci_high": nan, "auc": nan, "auc_ci_low": nan, "auc_ci_high": nan}
     test = ttest_ind(a, b, equal_var=False)
     ci = test.confidence_interval(level)
-
-    def d_stat(x: np.ndarray, y: np.ndarray, axis: int = -1) -> np.ndarray:
-        nx, ny = x.shape[axis], y.shape[axis]
-        pooled = np.sqrt(((nx - 1) * x.var(axis=axis, ddof=1) + (ny - 1) * y.var(axis=axis, ddof=1)) / (nx + ny - 2))
-        return (x.mean(axis=axis) - y.mean(axis=axis)) / pooled
-
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        boot = bootstrap((a, b), d_stat, n_resamples=n_boot, confidence_level=level, method="percentile",
+        boot = bootstrap((a, b), _pooled_d, n_resamples=n_boot, confidence_level=level, method="percentile",
                          vectorized=True, paired=False, random_state=np.random.default_rng(seed))
-    labels = np.r_[np.ones(len(a)), np.zeros(len(b))]
-    scores = np.r_[a, b]
-    lo, hi = bootstrap_auc_ci(labels, scores, n_boot=n_boot, level=level, seed=seed)
+    sep = separation(a, b, n_boot=n_boot, level=level, seed=seed)
     return {**out, "mean_difference": float(a.mean() - b.mean()), "ci_low": float(ci.low), "ci_high": float(ci.high),
-            "t": float(test.statistic), "p": float(test.pvalue), "cohens_d": cohens_d(a, b),
+            "t": float(test.statistic), "p": float(test.pvalue), "cohens_d": sep["cohens_d"],
             "d_ci_low": float(boot.confidence_interval.low), "d_ci_high": float(boot.confidence_interval.high),
-            "auc": auc(labels, scores), "auc_ci_low": lo, "auc_ci_high": hi}
+            "auc": sep["auc"], "auc_ci_low": sep["ci_low"], "auc_ci_high": sep["ci_high"]}
 
 
 def spearman(x: np.ndarray, y: np.ndarray, *, n_boot: int = 2000, level: float = 0.95, seed: int = 0) -> dict[str, float]:
