@@ -15,6 +15,7 @@ import torch
 
 from . import __version__
 from .extract import position_activations
+from .project import at_layer
 from .io import file_sha256, read_safetensors
 from .stats import auc, separation
 
@@ -81,7 +82,7 @@ def score_summary(frames: list[tuple[str, str, pd.DataFrame]], best_layers: dict
     for variant, prompt_set, df in frames:
         for trait, layer in best_layers.items():
             want = positions[trait]
-            m = df[(df["trait"] == trait) & (df["layer"] == layer) & (df["method"] == method)]
+            m = at_layer(df, trait, layer, method)
             pos = want if want in set(m["position"]) else ("last" if "last" in set(m["position"]) else None)
             if pos is None:
                 continue

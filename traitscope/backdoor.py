@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
+from .project import at_layer
 from .stats import separation
 
 POOLED = ("last", "response_mean")
@@ -35,17 +36,13 @@ def _compare(trig: pd.Series, ctrl: pd.Series, *, n_boot: int, seed: int) -> dic
             "n_trigger": int(len(t)), "n_control": int(len(c)), "n_pairs": int(len(common))}
 
 
-def _at(df: pd.DataFrame, trait: str, layer: int, method: str) -> pd.DataFrame:
-    return df[(df["trait"] == trait) & (df["layer"] == layer) & (df["method"] == method)]
-
-
 def pooled_auc(scores: dict[str, tuple[pd.DataFrame, pd.DataFrame]], best_layers: dict[str, int], method: str, *,
                n_boot: int, seed: int) -> pd.DataFrame:
     """``scores``: variant -> (trigger pooled scores, control pooled scores). One row per variant, trait, position."""
     rows = []
     for variant, (trig, ctrl) in scores.items():
         for trait, layer in best_layers.items():
-            t, c = _at(trig, trait, layer, method), _at(ctrl, trait, layer, method)
+            t, c = at_layer(trig, trait, layer, method), at_layer(ctrl, trait, layer, method)
             for pos in POOLED:
                 tp, cp = t[t["position"] == pos], c[c["position"] == pos]
                 if tp.empty or cp.empty:
@@ -63,7 +60,7 @@ def token_auc(pooled: pd.DataFrame, tokens: dict[str, tuple[pd.DataFrame, pd.Dat
     rows = []
     for variant, (ttrig, tctrl) in tokens.items():
         for trait, layer in best_layers.items():
-            tt, tc = _at(ttrig, trait, layer, method), _at(tctrl, trait, layer, method)
+            tt, tc = at_layer(ttrig, trait, layer, method), at_layer(tctrl, trait, layer, method)
             for k in range(max_tokens):
                 a = tt[tt["token_index"] == k].set_index("id")["score"]
                 b = tc[tc["token_index"] == k].set_index("id")["score"]

@@ -13,6 +13,7 @@ from typing import Any
 
 import pandas as pd
 
+from .project import at_layer
 from .stats import correct_pvalues, paired_comparison
 
 
@@ -23,8 +24,8 @@ def pooled_scores(frames: dict[str, pd.DataFrame], prompts: pd.DataFrame, best: 
     out = []
     for variant, df in frames.items():
         for trait, layer in best.items():
-            sel = df[(df["trait"] == trait) & (df["layer"] == layer) & (df["method"] == method)
-                     & (df["position"] == positions[trait])]
+            sel = at_layer(df, trait, layer, method)
+            sel = sel[sel["position"] == positions[trait]]
             out.append(sel.assign(variant=variant, group=sel["id"].map(groups)))
     return pd.concat(out, ignore_index=True)
 

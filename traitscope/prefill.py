@@ -32,6 +32,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
+from .project import at_layer
 from .stats import correct_pvalues, independent_comparison, paired_comparison
 
 CONDITIONS = {"C1": ("harmful", False), "C2": ("harmful", True), "C3": ("benign", False), "C4": ("benign", True)}
@@ -53,10 +54,10 @@ def window_scores(tokens: dict[str, pd.DataFrame], prompts: dict[str, pd.DataFra
     """
     keys = {c: pair_key(p).set_axis(p["id"]) for c, p in prompts.items()}
     k_of: dict[str, pd.Series] = {}
+    trait0, layer0 = next(iter(best.items()))  # prefill tokens are the same for every trait
     for plain, forced in (("C1", "C2"), ("C3", "C4")):
-        t = tokens[forced]
-        first = t[(t["trait"] == next(iter(best))) & (t["method"] == method) & (t["layer"] == best[next(iter(best))])]
-        k = first[first["is_prefill"]].groupby("id").size()
+        t = at_layer(tokens[forced], trait0, layer0, method)
+        k = t[t["is_prefill"]].groupby("id").size()
         if k.empty:
             raise ValueError(f"condition {forced} has no prefill tokens (fix: set prefill: on its prompt set)")
         by_pair = k.rename(index=keys[forced]).groupby(level=0).first()
@@ -66,7 +67,7 @@ def window_scores(tokens: dict[str, pd.DataFrame], prompts: dict[str, pd.DataFra
     out = []
     for cond, t in tokens.items():
         for trait, layer in best.items():
-            d = t[(t["trait"] == trait) & (t["layer"] == layer) & (t["method"] == method)]
+            d = at_layer(t, trait, layer, method)
             k = d["id"].map(k_of[cond])
             win = d[d["is_prefill"]] if CONDITIONS[cond][1] else d[d["token_index"] < k]
             g = win.groupby("id")["score"].agg(["mean", "size"])
@@ -110,7 +111,8 @@ def trajectories(tokens: dict[str, pd.DataFrame], best: dict[str, int], method: 
     rows = []
     for cond, t in tokens.items():
         for trait, layer in best.items():
-            d = t[(t["trait"] == trait) & (t["layer"] == layer) & (t["method"] == method) & (t["token_index"] < max_tokens)]
+            d = at_layer(t, trait, layer, method)
+            d = d[d["token_index"] < max_tokens]
             for idx, g in d.groupby("token_index"):
                 s = g["score"].to_numpy(float)
                 n, mean = len(s), float(s.mean())

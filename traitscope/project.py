@@ -28,6 +28,11 @@ class ProjectionError(TraitscopeError):
     pass
 
 
+def at_layer(scores: pd.DataFrame, trait: str, layer: int, method: str) -> pd.DataFrame:
+    """The rows of a pooled or per-token score table for one trait, layer and vector method."""
+    return scores[(scores["trait"] == trait) & (scores["layer"] == layer) & (scores["method"] == method)]
+
+
 def load_trait_vectors(vectors_path: str | Path, sidecar_path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     tensors, _ = read_safetensors(vectors_path)
     return tensors, read_json(sidecar_path)
