@@ -286,6 +286,12 @@ def check_vector_variant(cfg: dict[str, Any], dims: dict[str, tuple[int, int, in
                    "use variants whose hidden size matches extract.variant, or extract vectors from that model")
 
 
+def check_projected_method(cfg: dict[str, Any], method: str, key: str) -> None:
+    """An analysis reads scores of ``method`` vectors, so the project stage must compute them."""
+    if method not in cfg["project"]["methods"]:
+        raise _err(key, f"{method!r} is not in project.methods", f"use one of {cfg['project']['methods']}")
+
+
 def check_replay(cfg: dict[str, Any]) -> None:
     """A replay set needs an existing, non-replay source set and a variant that generates responses."""
     sets, variants, cap = cfg["prompt_sets"], cfg["variants"], cfg["capture"]
@@ -318,8 +324,7 @@ def check_compare(cfg: dict[str, Any], dims: dict[str, tuple[int, int, int]]) ->
     if cfg["prompt_sets"][pset]["source"] != "replay":
         raise _err("compare.prompt_set", f"{pset!r} is not a replay set, so the two variants would be scored on "
                    "different response tokens", "define {source: replay, prompt_set: <set>, variant: <base>} and use it")
-    if cmp_["method"] not in cfg["project"]["methods"]:
-        raise _err("compare.method", f"{cmp_['method']!r} is not in project.methods", f"use one of {cfg['project']['methods']}")
+    check_projected_method(cfg, cmp_["method"], "compare.method")
 
 
 def check_external(cfg: dict[str, Any], dims: dict[str, tuple[int, int, int]]) -> None:
@@ -327,8 +332,7 @@ def check_external(cfg: dict[str, Any], dims: dict[str, tuple[int, int, int]]) -
     if not ext:
         return
     check_vector_variant(cfg, dims, ext["variant"], "external.variant")
-    if ext["method"] not in cfg["project"]["methods"]:
-        raise _err("external.method", f"{ext['method']!r} is not in project.methods", f"use one of {cfg['project']['methods']}")
+    check_projected_method(cfg, ext["method"], "external.method")
     for name, ds in ext["datasets"].items():
         if not SET_NAME.match(name):
             raise _err(f"external.datasets.{name}", "names may use letters, digits and _ only", f"rename '{name}'")
@@ -361,8 +365,7 @@ def check_prefill(cfg: dict[str, Any], dims: dict[str, tuple[int, int, int]]) ->
     if not cap["generate"]["enabled"]:
         raise _err("capture.generate.enabled", "without generation the no-prefill conditions have no assistant tokens",
                    "set capture.generate.enabled: true")
-    if pa["method"] not in cfg["project"]["methods"]:
-        raise _err("prefill_attack.method", f"{pa['method']!r} is not in project.methods", f"use one of {cfg['project']['methods']}")
+    check_projected_method(cfg, pa["method"], "prefill_attack.method")
 
 
 def check_organisms(cfg: dict[str, Any], dims: dict[str, tuple[int, int, int]]) -> None:
@@ -405,8 +408,7 @@ def check_organisms(cfg: dict[str, Any], dims: dict[str, tuple[int, int, int]]) 
         for role in ("trigger", "control"):
             if bd[role] not in sets:
                 raise _err(f"backdoor.{role}", f"unknown prompt set {bd[role]!r}", f"use one of {sorted(sets)}")
-        if bd["method"] not in cfg["project"]["methods"]:
-            raise _err("backdoor.method", f"{bd['method']!r} is not in project.methods", f"use one of {cfg['project']['methods']}")
+        check_projected_method(cfg, bd["method"], "backdoor.method")
 
 
 def load_config(config: dict[str, Any], base_dir: str | Path = ".", resources_dir: str | Path = "resources",
