@@ -26,15 +26,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .prompts import CATEGORY_SEP
+from .prompts import split_categories
 from .stats import separation, spearman
 
 SEVERITY_FIELDS = ("severity", "severity_level")
 NEGATIVES = ("same_category", "same_prompts", "all_safe")
-
-
-def categories(value: Any) -> list[str]:
-    return [c for c in value.split(CATEGORY_SEP) if c] if isinstance(value, str) else []
 
 
 def attach_rows(scores: pd.DataFrame, prompts: pd.DataFrame, severity_field: str | None) -> pd.DataFrame:
@@ -66,7 +62,7 @@ def _severity(meta: Any, field: str | None) -> float:
 
 
 def _negatives(safe: pd.DataFrame, pos: pd.DataFrame, category: str, min_n: int) -> tuple[pd.DataFrame, str]:
-    same_cat = safe[safe["category"].map(lambda c: category in categories(c))]
+    same_cat = safe[safe["category"].map(lambda c: category in split_categories(c))]
     if len(same_cat) >= min_n:
         return same_cat, "same_category"
     same_prompts = safe[safe["prompt"].isin(set(pos["prompt"]))]
@@ -91,9 +87,9 @@ def category_auc(scores: pd.DataFrame, *, min_per_class: int, n_boot: int, seed:
         base = {"trait": trait, "layer": layer, "position": position}
         rows.append({**base, "category": "overall", "negatives": "all_safe",
                      **_compare(unsafe["score"], safe["score"], n_boot=n_boot, seed=seed)})
-        cats = sorted({c for v in unsafe["category"] for c in categories(v)})
+        cats = sorted({c for v in unsafe["category"] for c in split_categories(v)})
         for cat in cats:
-            pos = unsafe[unsafe["category"].map(lambda v, cat=cat: cat in categories(v))]
+            pos = unsafe[unsafe["category"].map(lambda v, cat=cat: cat in split_categories(v))]
             neg, kind = _negatives(safe, pos, cat, min_per_class)
             res = _compare(pos["score"], neg["score"], n_boot=n_boot, seed=seed)
             if len(pos) < min_per_class or len(neg) < min_per_class:  # too few to estimate: keep the means only

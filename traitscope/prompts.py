@@ -91,22 +91,23 @@ def read_records(path: Path) -> Any:
     raise PromptSetError(f"unsupported file type '{path.name}' (use csv, tsv, jsonl, json, yaml or parquet, optionally .gz)")
 
 
+#: formats recognised by their columns, in a table or in the first record of a list
+COLUMN_FORMATS = ((frozenset({"is_safe", "category"}), "beavertails"), (frozenset({"Behavior", "BehaviorID"}), "harmbench"))
+
+
+def _format_by_columns(columns: set[str]) -> str | None:
+    return next((fmt for need, fmt in COLUMN_FORMATS if need <= columns), None)
+
+
 def detect_format(obj: Any) -> str:
     if isinstance(obj, dict) and "instruction" in obj and "questions" in obj:
         return "persona_questions"
     if isinstance(obj, pd.DataFrame):
-        cols = set(obj.columns)
-        if {"is_safe", "category"} <= cols:
-            return "beavertails"
-        if {"Behavior", "BehaviorID"} <= cols:
-            return "harmbench"
-        return "advbench" if "goal" in cols else "table"
+        return _format_by_columns(set(obj.columns)) or ("advbench" if "goal" in obj.columns else "table")
     if isinstance(obj, list) and obj and isinstance(obj[0], dict):
         first = obj[0]
-        if {"is_safe", "category"} <= set(first):
-            return "beavertails"
-        if {"Behavior", "BehaviorID"} <= set(first):
-            return "harmbench"
+        if fmt := _format_by_columns(set(first)):
+            return fmt
         if "paraphrases" in first:
             return "em_questions"
         if "messages" in first:
@@ -185,10 +186,11 @@ def _rows_beavertails(df: pd.DataFrame, fields: dict[str, str], source: str) -> 
     if missing:
         raise PromptSetError(f"BeaverTails rows need prompt, response, category, is_safe; missing {sorted(missing)} "
                              "(fix: set format to table and map fields)")
-    rows = _rows_table(df, {"prompt": "prompt", "response": "response", "category": "category", **fields}, source)
-    for row, safe in zip(rows, df["is_safe"]):
-        row["label"] = 0 if _truthy(safe) else 1
-        row["meta"] = json.dumps({k: v for k, v in json.loads(row["meta"]).items() if k != "is_safe"}, sort_keys=True)
+    mapping = {"prompt": "prompt", "response": "response", "category": "category", "label": "is_safe", **fields}
+    rows = _rows_table(df, mapping, source)
+    if mapping["label"] == "is_safe":
+        for row in rows:
+            row["label"] = 0 if _truthy(row["label"]) else 1
     return rows
 
 
@@ -263,6 +265,11 @@ def load_prompt_set(spec: dict[str, Any], *, key: str = "prompt_set", seed: int 
     return df
 
 
+def split_categories(value: Any) -> list[str]:
+    """The categories of one row's ``category`` value (joined by :data:`CATEGORY_SEP`); none for a null."""
+    return [c for c in value.split(CATEGORY_SEP) if c] if isinstance(value, str) else []
+
+
 def sample_per_category(df: pd.DataFrame, n: int, seed: int) -> pd.DataFrame:
     """At most about ``n`` rows per (label, category) stratum, drawn at random with ``seed``; original order kept.
 
@@ -275,7 +282,7 @@ def sample_per_category(df: pd.DataFrame, n: int, seed: int) -> pd.DataFrame:
     for i in rng.permutation(len(df)):
         cat, label = df["category"].iloc[i], df["label"].iloc[i]
         label = None if pd.isna(label) else int(label)
-        strata = [(label, c) for c in cat.split(CATEGORY_SEP)] if isinstance(cat, str) and cat else [(label, None)]
+        strata = [(label, c) for c in split_categories(cat)] or [(label, None)]
         if any(counts.get(s, 0) < n for s in strata):
             keep.append(i)
             for s in strata:
