@@ -13,7 +13,7 @@ import json
 import math
 import os
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -78,6 +78,11 @@ def _json_default(obj: Any) -> Any:
 def write_parquet(path: str | os.PathLike[str], df: pd.DataFrame) -> None:
     with atomic_path(path) as tmp:
         df.to_parquet(tmp, index=False)
+
+
+def read_parquets(paths: Iterable[str | os.PathLike[str]]) -> pd.DataFrame:
+    """Several parquet tables of one schema (e.g. the shards of a prompt set) as one table."""
+    return pd.concat([pd.read_parquet(f) for f in paths], ignore_index=True)
 
 
 def write_safetensors(

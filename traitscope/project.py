@@ -28,6 +28,11 @@ class ProjectionError(TraitscopeError):
     pass
 
 
+def best_layers(sidecars: list[dict[str, Any]]) -> dict[str, int]:
+    """Trait -> the best layer chosen at extraction, from the vectors' JSON sidecars."""
+    return {s["trait"]: s["best"]["layer"] for s in sidecars}
+
+
 def at_layer(scores: pd.DataFrame, trait: str, layer: int, method: str) -> pd.DataFrame:
     """The rows of a pooled or per-token score table for one trait, layer and vector method."""
     return scores[(scores["trait"] == trait) & (scores["layer"] == layer) & (scores["method"] == method)]

@@ -1,9 +1,8 @@
 """Trigger vs control trait scores of a backdoored variant (and a baseline): pooled and per-token ROC-AUC."""
 
-import pandas as pd
-
 from traitscope import backdoor, plots
-from traitscope.io import read_json, write_json, write_parquet
+from traitscope.io import read_json, read_parquets, write_json, write_parquet
+from traitscope.project import best_layers
 from traitscope.workflow import setup
 
 smk = snakemake  # noqa: F821 - injected by Snakemake
@@ -13,7 +12,7 @@ bd = p.backdoor
 
 
 def per_variant(files, n):
-    return {v: pd.concat([pd.read_parquet(f) for f in files[i * n:(i + 1) * n]], ignore_index=True)
+    return {v: read_parquets(files[i * n:(i + 1) * n])
             for i, v in enumerate(p.variants)}
 
 
@@ -21,7 +20,7 @@ nt, nc = p.shards["trigger"], p.shards["control"]
 trig, ctrl = per_variant(smk.input.trigger, nt), per_variant(smk.input.control, nc)
 ttok, ctok = per_variant(smk.input.trigger_tokens, nt), per_variant(smk.input.control_tokens, nc)
 sidecars = [read_json(f) for f in smk.input.sidecars]
-best = {s["trait"]: s["best"]["layer"] for s in sidecars}
+best = best_layers(sidecars)
 pooled_in = {v: (trig[v], ctrl[v]) for v in p.variants}
 pooled = backdoor.pooled_auc(pooled_in, best, bd["method"], n_boot=bd["n_boot"], seed=p.seed)
 tokens = backdoor.token_auc(pooled, {v: (ttok[v], ctok[v]) for v in p.variants}, best, bd["method"],

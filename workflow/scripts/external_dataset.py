@@ -1,20 +1,19 @@
 """External harm dataset: per-category ROC-AUC of trait scores, severity correlation and failure cases."""
 
-import pandas as pd
-
 from traitscope import external, plots
 from traitscope.compare import pooled_scores
-from traitscope.io import read_json, write_json, write_parquet
+from traitscope.io import read_json, read_parquets, write_json, write_parquet
+from traitscope.project import best_layers
 from traitscope.workflow import setup
 
 smk = snakemake  # noqa: F821 - injected by Snakemake
 log = setup(smk)
 ext, ds = smk.params.external, smk.params.dataset
 sidecars = [read_json(f) for f in smk.input.sidecars]
-best = {s["trait"]: s["best"]["layer"] for s in sidecars}
+best = best_layers(sidecars)
 positions = {t: ext["position"] or smk.params.positions[t] for t in best}
-prompts = pd.concat([pd.read_parquet(f) for f in smk.input.prompts], ignore_index=True)
-frame = pd.concat([pd.read_parquet(f) for f in smk.input.scores], ignore_index=True)
+prompts = read_parquets(smk.input.prompts)
+frame = read_parquets(smk.input.scores)
 pooled = pooled_scores({ext["variant"]: frame}, prompts, best, positions, ext["method"])
 scores = external.attach_rows(pooled, prompts, ds["severity"])
 table = external.category_auc(scores, min_per_class=ext["min_per_class"], n_boot=ext["n_boot"], seed=smk.params.seed)

@@ -1,15 +1,13 @@
 """Extracted vs optimised steering vectors, all traits: extraction_gap.json and optimization_curves.png."""
 
-import pandas as pd
-
 from traitscope import plots
-from traitscope.io import read_json, write_json
+from traitscope.io import read_json, read_parquets, write_json
 from traitscope.workflow import setup
 
 smk = snakemake  # noqa: F821 - injected by Snakemake
 setup(smk)
 sidecars = [read_json(f) for f in smk.input.sidecars]
-history = pd.concat([pd.read_parquet(f) for f in smk.input.histories], ignore_index=True)
+history = read_parquets(smk.input.histories)
 write_json(smk.output.json, {
     "definition": "cosine(extracted, optimised); delta = mean judged trait score (0-100) with the vector added at "
                   "coefficient x mean residual norm minus unsteered, on the CMA-ES training prompts and held-out prompts",

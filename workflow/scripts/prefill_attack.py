@@ -3,15 +3,16 @@
 import pandas as pd
 
 from traitscope import plots, prefill
-from traitscope.io import read_json, write_json, write_parquet
+from traitscope.io import read_json, read_parquets, write_json, write_parquet
+from traitscope.project import best_layers
 from traitscope.workflow import setup
 
 smk = snakemake  # noqa: F821 - injected by Snakemake
 log = setup(smk)
 pa, sets = smk.params.prefill, smk.params.sets
 sidecars = [read_json(f) for f in smk.input.sidecars]
-best = {s["trait"]: s["best"]["layer"] for s in sidecars}
-tokens = {c: pd.concat([pd.read_parquet(f) for f in smk.input[c]], ignore_index=True) for c in sets}
+best = best_layers(sidecars)
+tokens = {c: read_parquets(smk.input[c]) for c in sets}
 prompts = {c: pd.read_parquet(f) for c, f in zip(sets, smk.input.prompts)}
 scores = prefill.window_scores(tokens, prompts, best, pa["method"])
 comparisons = prefill.compare_conditions(scores, correction=pa["correction"], alpha=pa["alpha"], n_boot=pa["n_boot"],

@@ -3,7 +3,7 @@ normalised parquet schema."""
 
 import pandas as pd
 
-from traitscope.io import write_parquet
+from traitscope.io import read_parquets, write_parquet
 from traitscope.prompts import load_prompt_set, replay_table
 from traitscope.workflow import setup
 
@@ -11,7 +11,7 @@ smk = snakemake  # noqa: F821 - injected by Snakemake
 log = setup(smk)
 spec = smk.params.spec
 if spec["source"] == "replay":
-    responses = pd.concat([pd.read_parquet(f) for f in smk.input.responses], ignore_index=True)
+    responses = read_parquets(smk.input.responses)
     df = replay_table(pd.read_parquet(smk.input.source), responses)
     df["source"] = f"replay:{spec['variant']}/{spec['prompt_set']}"
 else:

@@ -4,17 +4,18 @@ import pandas as pd
 
 from traitscope import plots
 from traitscope.compare import compare_variants, pooled_scores
-from traitscope.io import read_json, write_json, write_parquet
+from traitscope.io import read_json, read_parquets, write_json, write_parquet
+from traitscope.project import best_layers
 from traitscope.workflow import setup
 
 smk = snakemake  # noqa: F821 - injected by Snakemake
 log = setup(smk)
 c = smk.params.compare
 sidecars = [read_json(f) for f in smk.input.sidecars]
-best = {s["trait"]: s["best"]["layer"] for s in sidecars}
+best = best_layers(sidecars)
 positions = {t: c["position"] or smk.params.positions[t] for t in best}
-frames = {c["base"]: pd.concat([pd.read_parquet(f) for f in smk.input.base], ignore_index=True),
-          c["variant"]: pd.concat([pd.read_parquet(f) for f in smk.input.variant], ignore_index=True)}
+frames = {c["base"]: read_parquets(smk.input.base),
+          c["variant"]: read_parquets(smk.input.variant)}
 prompts = pd.read_parquet(smk.input.prompts)
 scores = pooled_scores(frames, prompts, best, positions, c["method"])
 result, per_q = compare_variants(scores, base=c["base"], variant=c["variant"], correction=c["correction"],
