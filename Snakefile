@@ -4,7 +4,8 @@
 #   snakemake -n results/all                   # the plan (dry run)
 #   snakemake --rulegraph | dot -Tpng > dag.png
 #
-# The config is validated at start-up (schema + cross-references, one-line errors).
+# The config is validated at start-up into typed settings (rules/common.smk); paths come from
+# traitscope.layout, so the rule files can be included in any order.
 
 from snakemake.utils import min_version
 
@@ -33,4 +34,4 @@ include: "rules/analyze.smk"
 rule all:
     default_target: True
     input:
-        f"{R}/all",
+        L.manifest(),

@@ -19,8 +19,9 @@ import time
 import pandas as pd
 import torch
 
-from traitscope.capture import capture_batch, encode_rows
-from traitscope.config import parse_layers
+from traitscope.capture import capture_batch
+from traitscope.chat import encode_rows
+from traitscope.config import entry, parse_layers
 from traitscope.models import load_model
 from traitscope.prompts import load_prompt_set
 
@@ -37,7 +38,7 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
 
-    model, tok = load_model({"model": args.model, "dtype": args.dtype, "device_map": args.device})
+    model, tok = load_model(entry("variants", {"model": args.model, "dtype": args.dtype, "device_map": args.device}))
     layers = parse_layers(args.layers, model.config.num_hidden_layers)
     df = pd.concat([load_prompt_set({"source": "builtin", "name": n, "split": "all"}) for n in ("harmful", "benign")],
                    ignore_index=True)

@@ -3,27 +3,21 @@
 
 rule capture:
     input:
-        prompts=f"{R}/prompts/{{pset}}.parquet",
-        model=lambda w: model_inputs(w.variant),
+        prompts=L.prompts(),
+        model=variant_model_files,
     output:
-        activations=f"{R}/activations/{{variant}}/{{pset}}/shard-{{shard}}.safetensors",
-        responses=f"{R}/activations/{{variant}}/{{pset}}/shard-{{shard}}.responses.parquet",
+        activations=L.activations(),
+        responses=L.responses(),
     params:
-        variant_name=lambda w: w.variant,
-        variant=lambda w: CFG["variants"][w.variant],
-        capture=CAPTURE,
-        layers=lambda w: capture_layers(CFG, w.variant),
-        positions=CAPTURE["positions"],
-        generate=None,
-        max_new_tokens=None,
-        shard=lambda w: int(w.shard),
-        label=lambda w: f"capture {w.variant} {w.pset} shard {w.shard}",
-        cache_dir=f"{R}/cache/capture",
-        seed=SEED,
+        variant=variant_spec,
+        job=capture_job,
+        cache_dir=L.cache("capture"),
     log:
-        f"{R}/logs/capture/{{variant}}/{{pset}}/shard-{{shard}}.log",
-    threads: model_threads
+        L.log("capture", "{variant}", "{pset}", "shard-{shard}"),
+    threads: variant_threads
     resources:
         **MODEL_JOB,
+    conda:
+        ENV
     script:
         "../workflow/scripts/capture.py"

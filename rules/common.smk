@@ -1,24 +1,24 @@
-# Start-up: validate the config, then derive every path the rules need.
+# Start-up and helpers: validate the config into the typed Study, then every path comes from the Layout.
+# Rule files hold rules only; every function they use is defined here.
 import sys
 
 from snakemake.utils import validate
 
 from traitscope import ConfigError
-from traitscope.config import SCHEMA_PATH, capture_layers, extract_layers, load_config, parse_layers, trait_position
+from traitscope.config import SCHEMA_PATH, load_config
+from traitscope.layout import Layout
 from traitscope.models import embedded_name, looks_local
 from traitscope.resources import model_job_resources
 
 try:
-    CFG = load_config(config, base_dir=".", resources_dir="resources")
+    S = load_config(config, base_dir=".", resources_dir="resources")
 except ConfigError as exc:
     sys.exit(str(exc))
-validate(config, str(SCHEMA_PATH), set_default=False)  # the same schema through Snakemake; defaults are in CFG
+validate(config, str(SCHEMA_PATH), set_default=False)  # the same schema through Snakemake; defaults live in S
 
-R = CFG["results_dir"]
-SEED = CFG["seed"]
-EXTRACT_VARIANT = CFG["extract"]["variant"]
-TRAITS = sorted(CFG["traits"])
-CAPTURE = CFG["capture"]
+L = Layout(S.results_dir)
+TRAITS = S.trait_names()
+ENV = "../envs/traitscope.yaml"
 
 
 wildcard_constraints:
@@ -29,61 +29,224 @@ wildcard_constraints:
     shard=r"\d+",
     name="[a-z0-9_.-]+",
     ft="[A-Za-z0-9_]+",
+    dataset="[A-Za-z0-9_]+",
+
+
+# ---------------------------------------------------------------------------------------- helpers
+def trait_of(w):
+    return f"{w.category}/{w.trait}"
 
 
 def model_inputs(variant):
-    """Files a variant's model depends on: the converted embedded folder, local folders."""
-    spec = CFG["variants"][variant]
+    """Files a variant's model depends on: the converted embedded folder, local folders, a trained adapter."""
+    spec = S.variants[variant]
     deps = []
-    name = embedded_name(spec["model"])
+    name = embedded_name(spec.model)
     if name is not None:
-        deps.append(f"resources/models/{name}")
-    elif looks_local(spec["model"]):
-        deps.append(spec["model"])
-    if spec.get("finetune"):  # trained by the finetune rule
-        deps.append(f"{R}/finetune/{spec['finetune']}/adapter")
-    elif spec.get("adapter") and looks_local(spec["adapter"]):
-        deps.append(spec["adapter"])
+        deps.append(L.embedded_model(name))
+    elif looks_local(spec.model):
+        deps.append(spec.model)
+    if spec.finetune:
+        deps.append(L.adapter(spec.finetune))
+    elif spec.adapter and looks_local(spec.adapter):
+        deps.append(spec.adapter)
     return deps
 
 
-def n_shards(pset):
-    return CFG["_shards"][pset]
+def shards(path_of, variants, psets):
+    """``path_of(variant, pset, shard)`` over every shard of the given prompt sets."""
+    return [path_of(v, s, i) for v in variants for s in psets for i in range(S.shard_count(s))]
 
 
-# per-shard path stems for shard_paths(): add .safetensors, .responses.parquet, .parquet or .tokens.parquet
-ACTIVATIONS = "{R}/activations/{variant}/{pset}/shard-{shard}"
-PROJECTIONS = "{R}/projections/{variant}/{pset}/shard-{shard}"
+def captured(path_of):
+    return shards(path_of, S.capture.variants, S.capture.prompt_sets)
 
 
-def shard_paths(pattern, variants=None, psets=None):
-    return [pattern.format(R=R, variant=v, pset=s, shard=i)
-            for v in (variants or CAPTURE["variants"])
-            for s in (psets or CAPTURE["prompt_sets"])
-            for i in range(n_shards(s))]
+def shard_variant_set(variant, pset, shard):
+    return (variant, pset)
 
 
-def vector_files(kind):
-    return [f"{R}/vectors/{EXTRACT_VARIANT}/{t}/{kind}" for t in TRAITS]
+def vector_files(kind, traits=None, variant=None):
+    """One file (``vectors``, ``sidecar`` or ``metrics``) of every trait's vectors."""
+    return [L.vector_files(variant or S.extract.variant, t)[kind] for t in (traits or TRAITS)]
 
 
-def local_prompt_file(pset):
-    spec = CFG["prompt_sets"][pset]
-    return [spec["path"]] if spec["source"] == "local" else []
+def judge_inputs():
+    name = embedded_name(S.judge.offline_model) if S.judge.model.startswith("traitscope/") else None
+    return [L.embedded_model(name)] if name else []
 
 
 # Resources of jobs that load a model, from the model's size (traitscope/resources.py) and
 # config resources.variants overrides; every other job takes the profile's default-resources.
-MODEL_RES = {v: model_job_resources(CFG, v) for v in CFG["variants"]}
+MODEL_RES = {v: model_job_resources(S, v) for v in S.variants}
 
 
-def model_job(variant_of=lambda w: w.variant):
-    """`threads:` and `resources:` of a rule that loads the model of variant ``variant_of(wildcards)``."""
-    threads = lambda w: MODEL_RES[variant_of(w)]["threads"]
-    resources = {key: (lambda w, key=key: MODEL_RES[variant_of(w)][key])
-                 for key in ("mem_mb", "runtime", "gpu", "slurm_partition")}
-    return threads, resources
+def variant_threads(w):
+    return MODEL_RES[w.variant]["threads"]
 
 
-# `threads: model_threads` and `resources: **MODEL_JOB` in every rule with a {variant} wildcard that loads it
-model_threads, MODEL_JOB = model_job()
+def variant_resource(key):
+    def get(w):
+        return MODEL_RES[w.variant][key]
+
+    return get
+
+
+def fixed_resource(variant, key):
+    def get(w):
+        return MODEL_RES[variant][key]
+
+    return get
+
+
+MODEL_RESOURCE_KEYS = ("mem_mb", "runtime", "gpu", "slurm_partition")
+MODEL_JOB = {key: variant_resource(key) for key in MODEL_RESOURCE_KEYS}
+
+
+def model_job_of(variant):
+    """Resources of a job without a {variant} wildcard that loads ``variant``."""
+    return {key: fixed_resource(variant, key) for key in MODEL_RESOURCE_KEYS}
+
+
+# ---------------------------------------------------------------------------------- input functions
+def prompt_set_inputs(w):
+    spec = S.prompt_sets[w.pset]
+    if spec.source == "replay":  # the source set and the replayed variant's captured responses
+        return {"source": L.prompts(spec.prompt_set), "responses": shards(L.responses, [spec.variant], [spec.prompt_set])}
+    return {"files": [spec.path] if spec.source == "local" else []}
+
+
+def prompt_set_spec(w):
+    return S.prompt_sets[w.pset]
+
+
+def prompt_set_shards(w):
+    return S.shard_count(w.pset)
+
+
+def trait_prompt_inputs(w):
+    spec = S.traits[trait_of(w)]
+    if spec.source != "contrast":
+        return {}
+    return {"pos": L.prompts(spec.pos), "neg": L.prompts(spec.neg)}
+
+
+def trait_spec(w):
+    return S.traits[trait_of(w)]
+
+
+def trait_position(w):
+    return S.traits[trait_of(w)].position
+
+
+def variant_model_files(w):
+    return model_inputs(w.variant)
+
+
+def variant_spec(w):
+    return S.variants[w.variant]
+
+
+def variant_model_name(w):
+    return S.variants[w.variant].model
+
+
+def variant_n_layers(w):
+    return S.n_layers(w.variant)
+
+
+def capture_job(w):
+    return S.capture_job(w.variant)
+
+
+def trait_capture_job(w):
+    return S.trait_capture_job(trait_of(w))
+
+
+def finetune_data_files(w):
+    data = S.finetune[w.ft].data
+    return [data.path] if data.source == "local" else []
+
+
+def finetune_spec(w):
+    return S.finetune[w.ft]
+
+
+def finetune_base_files(w):
+    return model_inputs(S.finetune[w.ft].base)
+
+
+def finetune_base_spec(w):
+    return S.variants[S.finetune[w.ft].base]
+
+
+def finetune_threads(w):
+    return MODEL_RES[S.finetune[w.ft].base]["threads"]
+
+
+def finetune_resource(key):
+    def get(w):
+        return MODEL_RES[S.finetune[w.ft].base][key]
+
+    return get
+
+
+def steering_inputs(w):
+    trait = trait_of(w)
+    vec = L.vector_files(w.variant, trait)
+    return {"vectors": vec["vectors"], "sidecar": vec["sidecar"],
+            "activations": L.trait_capture(w.variant, trait)["activations"],
+            "model": model_inputs(w.variant), "judge": judge_inputs()}
+
+
+def external_scores(w):
+    return shards(L.scores, [S.external.variant], S.external.datasets[w.dataset].prompt_sets)
+
+
+def external_prompts(w):
+    return [L.prompts(s) for s in S.external.datasets[w.dataset].prompt_sets]
+
+
+def external_dataset(w):
+    return S.external.datasets[w.dataset]
+
+
+# ------------------------------------------------------------------------------------------ targets
+def steer_targets():
+    out = []
+    if S.steering:
+        out += [L.steering_sweep(S.extract.variant, t)["figure"] for t in S.steering.traits]
+    if S.optimize:
+        out += list(L.extraction_gap().values())
+    return out
+
+
+def organism_targets():
+    out = []
+    if S.organism:
+        ft = S.organism.finetuned
+        out += [L.organism_directions(ft)[k] for k in ("json", "figure")]
+        out += [L.organism_ablation(ft)[k] for k in ("markdown", "json")]
+    if S.backdoor:
+        out += [L.backdoor(S.backdoor.variant)[k] for k in ("json", "comparison", "early")]
+    out += [L.finetune_files(ft)["figure"] for ft in S.finetune]
+    return out
+
+
+def experiment_targets():
+    out = []
+    if S.compare:
+        out += [L.variant_comparison()[k] for k in ("json", "figure")]
+    if S.external:
+        out += [L.external(d)[k] for d in S.external.datasets for k in ("json", "figure", "failures")]
+    if S.prefill_attack:
+        out += [L.prefill_attack()[k] for k in ("json", "grid", "divergence")]
+    return out
+
+
+def analysis_targets():
+    out = list(L.extraction_summary().values()) + list(L.trait_scores().values())
+    out += vector_files("vectors") + vector_files("sidecar")
+    if S.harm_check:
+        out += list(L.harm_check().values())
+    return out + steer_targets() + organism_targets() + experiment_targets()

@@ -1,54 +1,39 @@
 # finetune: LoRA adapters from chat data. A variant with `finetune: <name>` is the base variant's
 # model plus this adapter, so capture, project and analyze run on it unchanged.
 
-FINETUNE = CFG["finetune"]
-
-
-def finetune_base(w):
-    return FINETUNE[w.ft]["base"]
-
-
-def finetune_seed(w):
-    seed = FINETUNE[w.ft]["seed"]
-    return SEED if seed is None else seed
-
-
-ft_threads, FT_JOB = model_job(finetune_base)
-
 
 rule prep_finetune_data:
     input:
-        lambda w: [FINETUNE[w.ft]["data"]["path"]] if FINETUNE[w.ft]["data"]["source"] == "local" else [],
+        finetune_data_files,
     output:
-        f"{R}/finetune/{{ft}}/train.jsonl.gz",
+        L.finetune_data(),
     params:
-        spec=lambda w: FINETUNE[w.ft]["data"],
-        key=lambda w: f"finetune.{w.ft}.data",
-        seed=finetune_seed,
+        spec=finetune_spec,
     log:
-        f"{R}/logs/prep_finetune_data/{{ft}}.log",
+        L.log("prep_finetune_data", "{ft}"),
+    conda:
+        ENV
     script:
         "../workflow/scripts/prep_finetune_data.py"
 
 
 rule finetune:
     input:
-        data=rules.prep_finetune_data.output[0],
-        model=lambda w: model_inputs(finetune_base(w)),
+        data=L.finetune_data(),
+        model=finetune_base_files,
     output:
-        adapter=directory(f"{R}/finetune/{{ft}}/adapter"),
-        history=f"{R}/finetune/{{ft}}/loss.parquet",
-        figure=f"{R}/finetune/{{ft}}/loss.png",
+        adapter=directory(L.adapter()),
+        **L.finetune_files(),
     params:
-        name=lambda w: w.ft,
-        base=lambda w: CFG["variants"][finetune_base(w)],
-        settings=lambda w: FINETUNE[w.ft],
-        checkpoint_dir=f"{R}/cache/finetune",
-        seed=finetune_seed,
+        base=finetune_base_spec,
+        spec=finetune_spec,
+        checkpoint_dir=L.cache("finetune"),
     log:
-        f"{R}/logs/finetune/{{ft}}.log",
-    threads: ft_threads
+        L.log("finetune", "{ft}"),
+    threads: finetune_threads
     resources:
-        **FT_JOB,
+        **{key: finetune_resource(key) for key in MODEL_RESOURCE_KEYS},
+    conda:
+        ENV
     script:
         "../workflow/scripts/finetune.py"

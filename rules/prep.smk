@@ -3,55 +3,45 @@
 
 rule convert_embedded:
     output:
-        directory("resources/models/{name}"),
+        directory(L.embedded_model()),
     log:
-        "resources/logs/convert_embedded/{name}.log",
+        L.embedded_log(),
     threads: 2
+    conda:
+        ENV
     script:
         "../workflow/scripts/convert_embedded.py"
-
-
-def prompt_set_inputs(w):
-    spec = CFG["prompt_sets"][w.pset]
-    if spec["source"] == "replay":  # the source set and the replayed variant's captured responses
-        return {"source": f"{R}/prompts/{spec['prompt_set']}.parquet",
-                "responses": shard_paths(ACTIVATIONS + ".responses.parquet",
-                                         [spec["variant"]], [spec["prompt_set"]])}
-    return {"files": local_prompt_file(w.pset)}
 
 
 rule prep_prompts:
     input:
         unpack(prompt_set_inputs),
     output:
-        f"{R}/prompts/{{pset}}.parquet",
+        L.prompts(),
     params:
-        spec=lambda w: CFG["prompt_sets"][w.pset],
-        shards=lambda w: n_shards(w.pset),
-        seed=SEED,
+        spec=prompt_set_spec,
+        shards=prompt_set_shards,
+        seed=S.seed,
     log:
-        f"{R}/logs/prep_prompts/{{pset}}.log",
+        L.log("prep_prompts", "{pset}"),
+    conda:
+        ENV
     script:
         "../workflow/scripts/prep_prompts.py"
-
-
-def trait_prompt_inputs(w):
-    spec = CFG["traits"][f"{w.category}/{w.trait}"]
-    if spec["source"] != "contrast":
-        return {}
-    return {"pos": f"{R}/prompts/{spec['pos']}.parquet", "neg": f"{R}/prompts/{spec['neg']}.parquet"}
 
 
 rule prep_trait:
     input:
         unpack(trait_prompt_inputs),
     output:
-        f"{R}/prompts/traits/{{category}}/{{trait}}.parquet",
+        L.trait_prompts(),
     params:
-        trait=lambda w: f"{w.category}/{w.trait}",
-        spec=lambda w: CFG["traits"][f"{w.category}/{w.trait}"],
-        seed=SEED,
+        trait=trait_of,
+        spec=trait_spec,
+        seed=S.seed,
     log:
-        f"{R}/logs/prep_trait/{{category}}/{{trait}}.log",
+        L.log("prep_trait", "{category}", "{trait}"),
+    conda:
+        ENV
     script:
         "../workflow/scripts/prep_trait.py"

@@ -3,18 +3,18 @@
 
 rule project:
     input:
-        activations=rules.capture.output.activations,
-        vectors=vector_files("vectors.safetensors"),
-        sidecars=vector_files("vectors.json"),
+        activations=L.activations(),
+        vectors=vector_files("vectors"),
+        sidecars=vector_files("sidecar"),
     output:
-        scores=f"{R}/projections/{{variant}}/{{pset}}/shard-{{shard}}.parquet",
-        tokens=f"{R}/projections/{{variant}}/{{pset}}/shard-{{shard}}.tokens.parquet",
+        scores=L.scores(),
+        tokens=L.token_scores(),
     params:
-        traits=TRAITS,
-        project=CFG["project"],
-        n_layers=lambda w: CFG["_dims"][w.variant][0],
-        seed=SEED,
+        project=S.project,
+        n_layers=variant_n_layers,
     log:
-        f"{R}/logs/project/{{variant}}/{{pset}}/shard-{{shard}}.log",
+        L.log("project", "{variant}", "{pset}", "shard-{shard}"),
+    conda:
+        ENV
     script:
         "../workflow/scripts/project.py"

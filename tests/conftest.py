@@ -55,9 +55,7 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_model(tiny_model_dir: Path):
-    from traitscope.models import load_model
-
-    return load_model({"model": str(tiny_model_dir), "dtype": "float32", "device_map": "cpu"})
+    return load_variant({"model": str(tiny_model_dir), "dtype": "float32", "device_map": "cpu"})
 
 
 def tiny_config(model_dir: Path) -> dict:
@@ -131,6 +129,52 @@ def organism_config(model_dir: Path) -> dict:
     cfg["backdoor"] = {"variant": "backdoored", "baseline": "base", "trigger": "backdoor_trigger",
                        "control": "backdoor_control", "max_tokens": 4, "n_boot": 200}
     return cfg
+
+
+def load_set(spec: dict, **kwargs):
+    """load_prompt_set on a partial prompt-set dict (schema defaults filled in)."""
+    from traitscope.config import entry
+    from traitscope.prompts import load_prompt_set
+
+    return load_prompt_set(entry("prompt_sets", spec), **kwargs)
+
+
+def load_variant(spec: dict, **kwargs):
+    """load_model on a partial variant dict (schema defaults filled in)."""
+    from traitscope.config import entry
+    from traitscope.models import load_model
+
+    return load_model(entry("variants", spec), **kwargs)
+
+
+def chat_data(spec: dict, **kwargs):
+    from traitscope.finetune import load_chat_data
+    from traitscope.settings import FinetuneData, build
+
+    return load_chat_data(build(FinetuneData, spec), **kwargs)
+
+
+def finetune_spec(**kwargs):
+    """A FinetuneSpec with the schema's defaults."""
+    from traitscope.config import fill_defaults, load_schema
+    from traitscope.settings import FinetuneSpec, build
+
+    schema = load_schema()["properties"]["finetune"]["additionalProperties"]
+    data = fill_defaults({"base": "base", "data": {"source": "generated", "name": "backdoor"}, **kwargs}, schema)
+    return build(FinetuneSpec, {**data, "seed": data.get("seed") or 1234})
+
+
+def capture_job(layers, positions=("last", "mean", "response"), generate=False, max_new_tokens=32, **overrides):
+    """A CaptureJob with the schema's capture defaults (what a study without capture settings gets)."""
+    from traitscope.config import section
+    from traitscope.settings import CaptureJob
+
+    c = section("capture", {})
+    gen = c.generate._replace(max_new_tokens=max_new_tokens) if generate else None
+    values = dict(layers=tuple(layers), positions=tuple(positions), batch_size=c.batch_size, max_length=c.max_length,
+                  chunk_size=c.chunk_size, generation=gen, seed=1234)
+    values.update(overrides)
+    return CaptureJob(**values)
 
 
 def assert_config_error(cfg: dict, expected: str) -> str:

@@ -5,14 +5,14 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 import torch
+from conftest import N_LAYERS, capture_job, load_variant
 
 import traitscope.capture as capmod
-from traitscope.capture import CaptureSettings, capture_prompts, encode_rows, prompt_token_ids
+from traitscope.capture import capture_prompts
+from traitscope.chat import encode_rows, prompt_token_ids
 from traitscope.hooks import ResidualCapture
 from traitscope.io import read_safetensors, write_safetensors
 from traitscope.prompts import normalise
-
-from conftest import N_LAYERS
 
 
 def table(n: int = 5, **extra) -> pd.DataFrame:
@@ -53,9 +53,9 @@ def test_early_stop_skips_later_layers_without_changing_values(tiny_model):
 def test_batched_capture_matches_one_by_one(tiny_model):
     model, tok = tiny_model
     df = table(5, response="Sure, here is the answer.")
-    s = CaptureSettings(layers=[0, 2], positions=["last", "mean", "response"], batch_size=5, generate=False)
+    s = capture_job(layers=[0, 2], positions=["last", "mean", "response"], batch_size=5, generate=False)
     batched, meta, _ = capture_prompts(model, tok, df, s, model_key="tiny")
-    singles = [capture_prompts(model, tok, df.iloc[[i]], CaptureSettings(**{**s.key(), "batch_size": 1}),
+    singles = [capture_prompts(model, tok, df.iloc[[i]], s._replace(batch_size=1),
                                model_key="tiny")[0] for i in range(len(df))]
     assert meta["ids"] == df["id"].tolist()
     for i, single in enumerate(singles):
@@ -71,7 +71,7 @@ def test_token_bookkeeping_with_prefill_and_generation(tiny_model):
     model, tok = tiny_model
     df = table(4, prefill="Sure, here is")
     df.loc[0, "prefill"] = None
-    s = CaptureSettings(layers=[1], positions=["response"], batch_size=3, generate=True, max_new_tokens=3)
+    s = capture_job(layers=[1], positions=["response"], batch_size=3, generate=True, max_new_tokens=3)
     tensors, _, responses = capture_prompts(model, tok, df, s, model_key="tiny")
     off, is_prefill = tensors["response.offsets"], tensors["response.is_prefill"]
     n_prefill = len(tok("Sure, here is", add_special_tokens=False)["input_ids"])
@@ -90,7 +90,7 @@ def test_token_bookkeeping_with_prefill_and_generation(tiny_model):
 def test_last_position_is_the_assistant_header(tiny_model):
     model, tok = tiny_model
     df = table(2)
-    s = CaptureSettings(layers=[0], positions=["last"], generate=False)
+    s = capture_job(layers=[0], positions=["last"], generate=False)
     tensors, _, _ = capture_prompts(model, tok, df, s, model_key="tiny")
     ids = torch.tensor([prompt_token_ids(tok, df["prompt"][1], None)])
     with ResidualCapture(model, [0]) as cap:
@@ -102,7 +102,7 @@ def test_last_position_is_the_assistant_header(tiny_model):
 def test_resume_reuses_finished_chunks(tiny_model, tmp_path, monkeypatch):
     model, tok = tiny_model
     df = table(6)
-    s = CaptureSettings(layers=[0, 3], positions=["last", "mean"], chunk_size=2, generate=False)
+    s = capture_job(layers=[0, 3], positions=["last", "mean"], chunk_size=2, generate=False)
     calls = []
     real = capmod._capture_chunk
     monkeypatch.setattr(capmod, "_capture_chunk", lambda m, t, part, st, seed: calls.append(len(part)) or real(m, t, part, st, seed))
@@ -111,7 +111,7 @@ def test_resume_reuses_finished_chunks(tiny_model, tmp_path, monkeypatch):
     # simulate a job killed after its first chunk: remove the later chunk files
     chunks = sorted(tmp_path.glob("chunk-*.safetensors"))
     assert len(chunks) == 3
-    keep = capmod.content_hash(capmod.content_hash("tiny", s.key(), capmod.__version__),
+    keep = capmod.content_hash(capmod.content_hash("tiny", repr(s), capmod.__version__),
                                df.iloc[0:2][["id", "prompt", "system", "prefill", "response"]].to_dict(orient="list"))
     for c in chunks:
         if keep not in c.name:
@@ -122,7 +122,7 @@ def test_resume_reuses_finished_chunks(tiny_model, tmp_path, monkeypatch):
     for k in first:
         torch.testing.assert_close(first[k], again[k])
     calls.clear()
-    capture_prompts(model, tok, df, CaptureSettings(**{**s.key(), "max_length": 64}), model_key="tiny", cache_dir=tmp_path)
+    capture_prompts(model, tok, df, s._replace(max_length=64), model_key="tiny", cache_dir=tmp_path)
     assert calls == [2, 2, 2]  # other settings, other keys
 
 
@@ -138,13 +138,13 @@ def test_safetensors_roundtrip_keeps_metadata(tmp_path):
 def test_unknown_position_rejected(tiny_model):
     model, tok = tiny_model
     with pytest.raises(ValueError, match="positions"):
-        capture_prompts(model, tok, table(1), CaptureSettings(layers=[0], positions=["middle"]), model_key="tiny")
+        capture_prompts(model, tok, table(1), capture_job(layers=[0], positions=["middle"]), model_key="tiny")
 
 
 def test_out_of_memory_halves_the_batch_and_retries(tiny_model, monkeypatch):
     model, tok = tiny_model
     df = table(6)
-    s = CaptureSettings(layers=[1], positions=["last", "mean"], batch_size=6, generate=False)
+    s = capture_job(layers=[1], positions=["last", "mean"], batch_size=6, generate=False)
     reference, _, _ = capture_prompts(model, tok, df, s, model_key="tiny")
     sizes = []
     real = capmod.capture_batch
@@ -176,10 +176,10 @@ def test_other_errors_are_not_retried():
 
 @pytest.mark.parametrize("quant", ["4bit", "8bit"])
 def test_quantization_on_cpu_is_a_clear_error(tiny_model_dir, quant):
-    from traitscope.models import ModelLoadError, load_model
+    from traitscope.models import ModelLoadError
 
     with pytest.raises(ModelLoadError) as info:
-        load_model({"model": str(tiny_model_dir), "quantization": quant, "device_map": "cpu"}, key="variants.big")
+        load_variant({"model": str(tiny_model_dir), "quantization": quant, "device_map": "cpu"}, key="variants.big")
     msg = str(info.value)
     assert "\n" not in msg and f"variants.big.quantization={quant}" in msg and "quantization: none" in msg
 

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import yaml
+from conftest import REPO
 
 from traitscope import ConfigError
-from traitscope.config import load_config, parse_layers, validate_schema
-
-from conftest import REPO
+from traitscope.config import entry, load_config, parse_layers, section, validate_schema
+from traitscope.settings import ModelDims
 
 
 def error_of(cfg: dict, tmp_path: Path | None = None) -> str:
@@ -26,19 +27,19 @@ def error_of(cfg: dict, tmp_path: Path | None = None) -> str:
 
 def test_valid_config_gets_defaults_and_dims(small_config):
     cfg = load_config(small_config)
-    assert cfg["_dims"]["base"][:2] == [4, 32] and cfg["_dims"]["base"][2] > 100
-    assert cfg["variants"]["base"]["quantization"] == "none"
-    assert cfg["variants"]["base"]["trust_remote_code"] is False
-    assert cfg["extract"]["methods"] == ["mean_diff", "probe"]
-    assert cfg["capture"]["positions"] == ["last", "mean", "response"]
-    assert cfg["_shards"] == {"harmful_extract": 1, "benign_extract": 1, "harmful_eval": 2, "benign_eval": 1}
-    assert cfg["_rows"]["benign_eval"] == 20
+    assert cfg.dims["base"][:2] == (4, 32) and cfg.dims["base"].vocab_size > 100
+    assert cfg.variants["base"].quantization == "none"
+    assert cfg.variants["base"].trust_remote_code is False
+    assert cfg.extract.methods == ("mean_diff", "probe")
+    assert cfg.capture.positions == ("last", "mean", "response")
+    assert cfg.shards == {"harmful_extract": 1, "benign_extract": 1, "harmful_eval": 2, "benign_eval": 1}
+    assert cfg.rows["benign_eval"] == 20
 
 
 def test_shipped_config_is_valid():
     raw = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
     cfg = load_config(raw, base_dir=REPO, resources_dir=REPO / "resources")
-    assert cfg["_dims"]["base"] == [30, 576, 49152]  # SmolLM2-135M: read from the GGUF or the converted folder
+    assert cfg.dims["base"] == (30, 576, 49152)  # SmolLM2-135M: read from the GGUF or the converted folder
 
 
 @pytest.mark.parametrize("mutate, key, fix_word", [
@@ -149,12 +150,12 @@ def test_shard_size_from_row_counts(small_config, tmp_path):
     small_config["prompt_sets"]["big"] = {"source": "local", "path": str(big), "shard_size": 1000}
     small_config["prompt_sets"]["sampled"] = {"source": "hub", "dataset": "x/y", "sample": 450, "shard_size": 200}
     cfg = load_config(small_config)
-    assert cfg["_rows"]["big"] == 2500 and cfg["_shards"]["big"] == 3
-    assert cfg["_shards"]["sampled"] == 3
+    assert cfg.rows["big"] == 2500 and cfg.shards["big"] == 3
+    assert cfg.shards["sampled"] == 3
     # large files are counted without loading them
     from traitscope.prompts import check_spec
 
-    assert check_spec("big", small_config["prompt_sets"]["big"], tmp_path, full_load_rows=100) == 2500
+    assert check_spec("big", entry("prompt_sets", small_config["prompt_sets"]["big"]), tmp_path, full_load_rows=100) == 2500
     small_config["prompt_sets"]["hub_unknown"] = {"source": "hub", "dataset": "x/y", "shard_size": 10}
     assert "set sample" in error_of(small_config)
     small_config["prompt_sets"]["hub_unknown"] = {"source": "hub", "dataset": "x/y", "shards": 2, "shard_size": 10}
@@ -165,18 +166,19 @@ def test_model_job_resources_scale_with_model_size(small_config):
     from traitscope.resources import estimate_parameters, model_job_resources
 
     cfg = load_config(small_config)
-    cfg["_dims"]["big"] = [80, 8192, 128256]  # a 70B Llama
+    cfg.dims["big"] = ModelDims(80, 8192, 128256)  # a 70B Llama
     assert 6.4e10 < estimate_parameters(80, 8192, 128256) < 7.2e10
-    cfg["variants"]["big"] = {"model": "x", "dtype": "bfloat16", "quantization": "none", "device_map": "auto"}
+    big = entry("variants", {"model": "x", "dtype": "bfloat16", "quantization": "none", "device_map": "auto"})
+    cfg.variants["big"] = big
     bf16 = model_job_resources(cfg, "big")
     assert bf16["gpu"] == 3 and bf16["slurm_partition"] == "gpu" and bf16["mem_mb"] > 140_000
-    cfg["variants"]["big"]["quantization"] = "4bit"
+    cfg.variants["big"] = big._replace(quantization="4bit")
     q4 = model_job_resources(cfg, "big")
     assert q4["gpu"] == 1 and q4["weights_gb"] < 40
-    cfg["resources"]["variants"] = {"big": {"gpu": 2, "runtime": 720}}
-    over = model_job_resources(cfg, "big")
+    over_cfg = replace(cfg, resources=section("resources", {"variants": {"big": {"gpu": 2, "runtime": 720}}}))
+    over = model_job_resources(over_cfg, "big")
     assert over["gpu"] == 2 and over["runtime"] == 720
-    cfg["variants"]["base"]["device_map"] = "cpu"
+    cfg.variants["base"] = cfg.variants["base"]._replace(device_map="cpu")
     tiny = model_job_resources(cfg, "base")
     assert tiny["gpu"] == 0 and tiny["slurm_partition"] == "cpu" and tiny["mem_mb"] == 4000
 
@@ -184,6 +186,6 @@ def test_model_job_resources_scale_with_model_size(small_config):
 def test_defaults_fill_nullable_sections(small_config):
     small_config["steering"] = {"traits": ["safety/evil"], "prompt_set": "benign_eval"}
     cfg = load_config(small_config)
-    assert cfg["steering"]["layers"] == "best" and cfg["steering"]["coefficients"] == [0, 0.25, 0.5, 1.0]
+    assert cfg.steering.layers == "best" and cfg.steering.coefficients == (0, 0.25, 0.5, 1.0)
     small_config["steering"] = None
-    assert load_config(small_config)["steering"] is None
+    assert load_config(small_config).steering is None

@@ -13,7 +13,6 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import REPO
 
 pytestmark = [pytest.mark.e2e, pytest.mark.skipif(os.environ.get("TRAITSCOPE_SKIP_EMBEDDED") == "1",

@@ -7,14 +7,14 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import assert_config_error, load_set
 from scipy import stats as sps
 from statsmodels.stats.multitest import multipletests
 
-from conftest import assert_config_error
 from traitscope import plots
 from traitscope.compare import compare_variants, pooled_scores
 from traitscope.config import load_config
-from traitscope.prompts import load_prompt_set, replay_table
+from traitscope.prompts import replay_table
 from traitscope.stats import correct_pvalues, paired_comparison
 
 
@@ -78,7 +78,7 @@ def test_compare_variants_per_question_with_correction():
 
 
 def test_replay_table_and_em_format_builtin():
-    prompts = load_prompt_set({"source": "builtin", "name": "em_benign", "split": "eval"})
+    prompts = load_set({"source": "builtin", "name": "em_benign", "split": "eval"})
     assert len(prompts) == 20 and prompts["group"].nunique() == 10 and prompts["id"].iloc[0] == "three_wishes#0"
     responses = pd.DataFrame({"id": prompts["id"], "response": ["answer"] * 19 + [None]})
     replay = replay_table(prompts, responses)
@@ -96,8 +96,8 @@ def _with_compare(cfg: dict) -> dict:
 
 def test_compare_config(small_config):
     cfg = load_config(_with_compare(small_config))
-    assert cfg["_shards"]["em_replay"] == cfg["_shards"]["em"] and cfg["_rows"]["em_replay"] == 20
-    assert cfg["compare"]["correction"] == "holm"
+    assert cfg.shards["em_replay"] == cfg.shards["em"] and cfg.rows["em_replay"] == 20
+    assert cfg.compare.correction == "holm"
 
 
 @pytest.mark.parametrize("mutate, expected", [

@@ -8,14 +8,14 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import REPO, SHARED_DATA, assert_config_error, load_set
 from scipy import stats as sps
 from sklearn.metrics import roc_auc_score
 from statsmodels.stats.multitest import multipletests
 
-from conftest import REPO, SHARED_DATA, assert_config_error
 from traitscope import external, plots, prefill
 from traitscope.config import load_config
-from traitscope.prompts import detect_format, load_prompt_set
+from traitscope.prompts import detect_format
 from traitscope.stats import independent_comparison, spearman
 
 SAMPLES = REPO / "resources" / "datasets"
@@ -67,7 +67,7 @@ def _beavertails_rows() -> list[dict]:
 def test_beavertails_format_labels_categories_and_per_category_sampling(tmp_path):
     path = tmp_path / "bt.jsonl"
     path.write_text("\n".join(json.dumps(r) for r in _beavertails_rows()))
-    df = load_prompt_set({"source": "local", "path": str(path)})
+    df = load_set({"source": "local", "path": str(path)})
     assert len(df) == 24 and df["label"].tolist()[:2] == [1, 0]
     # a BeaverTails category name holds commas; it survives as one category
     assert set(df.loc[df["label"] == 1, "category"]) == set(BT_CATS) and df.loc[df["label"] == 0, "category"].isna().all()
@@ -75,20 +75,20 @@ def test_beavertails_format_labels_categories_and_per_category_sampling(tmp_path
     # the hub gives a DataFrame whose category column holds dicts: the same format
     assert detect_format(pd.DataFrame(_beavertails_rows())) == "beavertails"
     spec = {"source": "local", "path": str(path), "per_category": 2}
-    one, two = load_prompt_set(spec, seed=1), load_prompt_set(spec, seed=1)
+    one, two = load_set(spec, seed=1), load_set(spec, seed=1)
     assert one["id"].tolist() == two["id"].tolist()
     counts = one.groupby([one["label"], one["category"].fillna("none")]).size()
     assert (counts == 2).all() and len(counts) == 4  # 3 unsafe categories + the safe stratum
-    other = load_prompt_set({**spec, "seed": 99})
+    other = load_set({**spec, "seed": 99})
     assert other["id"].tolist() != one["id"].tolist()
 
 
 def test_sample_files_load_in_their_formats():
-    bt = load_prompt_set({"source": "local", "path": str(SAMPLES / "beavertails_sample.jsonl")})
+    bt = load_set({"source": "local", "path": str(SAMPLES / "beavertails_sample.jsonl")})
     assert len(bt) == 48 and bt["label"].sum() == 24 and bt["prompt"].nunique() == 24
     assert "|" in "".join(bt["category"].dropna())  # one prompt flagged with two categories
     assert json.loads(bt["meta"].iloc[0])["severity_level"] == 3
-    hb = load_prompt_set({"source": "local", "path": str(SAMPLES / "harmbench_sample.csv")})
+    hb = load_set({"source": "local", "path": str(SAMPLES / "harmbench_sample.csv")})
     assert len(hb) == 12 and (hb["label"] == 1).all() and hb["category"].nunique() == 4
     ctx = hb.set_index("id").loc["login_bypass_context"]
     meta = json.loads(ctx["meta"])
@@ -98,7 +98,7 @@ def test_sample_files_load_in_their_formats():
 
 @pytest.mark.skipif(not (SHARED_DATA / "advbench").exists(), reason="../shared/data not present")
 def test_real_advbench_is_harmful_with_its_target_as_prefill():
-    df = load_prompt_set({"source": "local", "path": str(SHARED_DATA / "advbench/harmful_behaviors.csv"),
+    df = load_set({"source": "local", "path": str(SHARED_DATA / "advbench/harmful_behaviors.csv"),
                           "fields": {"prefill": "target"}})
     assert len(df) == 520 and (df["label"] == 1).all()
     assert df["prefill"].str.startswith("Sure, here").all() and df["prefill"].iloc[0].startswith("Sure, here is a script")
@@ -295,8 +295,8 @@ def _with_experiments(cfg: dict) -> dict:
 
 def test_experiment_config_defaults(small_config):
     cfg = load_config(_with_experiments(small_config))
-    assert cfg["external"]["failure_fpr"] == 0.1 and cfg["external"]["datasets"]["bt"]["severity"] is None
-    assert cfg["prefill_attack"]["variant"] == "base" and cfg["_rows"]["bt"] == 48
+    assert cfg.external.failure_fpr == 0.1 and cfg.external.datasets["bt"].severity is None
+    assert cfg.prefill_attack.variant == "base" and cfg.rows["bt"] == 48
 
 
 @pytest.mark.parametrize("mutate, expected", [

@@ -9,8 +9,12 @@ import torch
 from scipy import stats as sps
 from sklearn.metrics import roc_auc_score
 
-from traitscope.extract import choose_best_layer, extract_trait, grouped_split, position_activations
+from traitscope.artifacts import ActivationShard, TraitVectors
+from traitscope.config import section
+from traitscope.extract import choose_best_layer, extract_trait, grouped_split
+from traitscope.methods import fit_direction, segment_mean
 from traitscope.project import ProjectionError, project_shard
+from traitscope.settings import ExtractJob
 from traitscope.stats import auc, bootstrap_auc_ci, cohens_d
 
 
@@ -73,10 +77,12 @@ def test_grouped_split_has_no_leakage_and_both_classes():
 
 def test_extraction_recovers_planted_direction_and_picks_the_strong_layer():
     tensors, table, direction = planted()
-    vectors, metrics, info = extract_trait(tensors, table, layers=[0, 1, 2], position="last",
-                                           methods=["mean_diff", "probe"], test_fraction=0.25, probe_c=1.0,
-                                           selection_method="mean_diff", seed=0)
-    v = vectors["mean_diff.layer_2"].numpy()
+    job = ExtractJob(methods=("mean_diff", "probe"), test_fraction=0.25, probe_C=1.0, selection_method="mean_diff")
+    shard = ActivationShard(tensors, {"ids": table["id"].tolist(), "layers": [0, 1, 2], "positions": ["last"]})
+    out, metrics = extract_trait(shard, table, job, trait="t/x", variant="v", model="m", layers=[0, 1, 2],
+                                 position="last", seed=0)
+    info = out.info
+    v = out.get("mean_diff", 2).numpy()
     assert abs(v @ direction) / np.linalg.norm(v) > 0.9
     strong = metrics[(metrics.layer == 2)].set_index("method")
     assert strong.loc["mean_diff", "auc"] > 0.97 and strong.loc["probe", "auc"] > 0.9
@@ -100,8 +106,32 @@ def test_best_layer_ties_break_by_effect_size_then_depth():
 def test_response_mean_averages_tokens_and_masks_empty_rows():
     tok = torch.tensor([[1.0, 0], [3, 0], [0, 2]])
     tensors = {"response.layer_0": tok, "response.offsets": torch.tensor([0, 2, 2, 3])}
-    x, ok = position_activations(tensors, "response_mean", 0)
+    x, ok = ActivationShard(tensors, {}).pooled("response_mean", 0)
     assert np.allclose(x[0], [2, 0]) and np.allclose(x[2], [0, 2]) and ok.tolist() == [True, False, True]
+    # the same pooling of per-token scores (projection) and of activations (extraction)
+    scores, has = segment_mean(tok[:, 0], tensors["response.offsets"])
+    assert scores[0] == 2 and np.isnan(scores[1]) and scores[2] == 0 and has.tolist() == [True, False, True]
+
+
+@pytest.mark.parametrize("method", ["mean_diff", "probe"])
+def test_fit_direction_classifies_like_its_definition(method):
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    rng = np.random.default_rng(3)
+    y = np.r_[np.ones(40, dtype=int), np.zeros(40, dtype=int)]
+    x = (rng.normal(size=(80, 6)) + 0.8 * y[:, None]).astype(np.float32)
+    d = fit_direction(x, y, method, probe_c=1.0, seed=0)
+    if method == "mean_diff":
+        assert np.allclose(d.vector, x[y == 1].mean(0) - x[y == 0].mean(0))
+        u = d.vector / np.linalg.norm(d.vector)
+        mid = ((x[y == 1] @ u).mean() + (x[y == 0] @ u).mean()) / 2
+        assert d.predict(x).tolist() == (x @ u > mid).astype(int).tolist()
+    else:
+        scaler = StandardScaler().fit(x)
+        clf = LogisticRegression(C=1.0, max_iter=5000, random_state=0).fit(scaler.transform(x), y)
+        assert np.allclose(d.vector, clf.coef_[0] / scaler.scale_, rtol=1e-5)
+        assert d.predict(x).tolist() == clf.predict(scaler.transform(x)).tolist()
 
 
 def shard_and_vectors():
@@ -114,15 +144,19 @@ def shard_and_vectors():
                     "response.is_prefill": torch.tensor([True, False, True, False, False])})
     meta = {"ids": ["a", "b", "c"], "layers": [0, 1], "positions": ["last", "mean", "response"]}
     vecs = {f"mean_diff.layer_{layer}": torch.randn(d) * 5 for layer in (0, 1)}
-    sidecar = {"best": {"layer": 1}}
-    return tensors, meta, {"safety/x": (vecs, sidecar)}
+    info = {"trait": "safety/x", "best": {"layer": 1, "method": "mean_diff"}, "hidden_size": d, "position": "last"}
+    return ActivationShard(tensors, meta), TraitVectors(info, vecs)
+
+
+def job(layers="best", per_token=True):
+    return section("project", {"layers": layers, "methods": ["mean_diff"], "per_token": per_token})
 
 
 def test_projection_is_scalar_projection_on_unit_vector():
-    tensors, meta, traits = shard_and_vectors()
-    pooled, tokens = project_shard(tensors, meta, traits, layers_mode="best", methods=["mean_diff"], per_token=True,
-                                   n_layers=2)
-    v = traits["safety/x"][0]["mean_diff.layer_1"]
+    shard, vectors = shard_and_vectors()
+    tensors = shard.tensors
+    pooled, tokens = project_shard(shard, [vectors], job(), n_layers=2)
+    v = vectors.tensors["mean_diff.layer_1"]
     u = v / v.norm()
     last = pooled[pooled.position == "last"].set_index("id")["score"]
     assert last["b"] == pytest.approx(float(tensors["last.layer_1"][1].float() @ u), rel=1e-5)
@@ -132,16 +166,16 @@ def test_projection_is_scalar_projection_on_unit_vector():
     rm = pooled[pooled.position == "response_mean"].set_index("id")["score"]
     assert rm["c"] == pytest.approx(tok_c["score"].mean(), rel=1e-5)
     assert np.isnan(rm["b"])  # no tokens
-    both, _ = project_shard(tensors, meta, traits, layers_mode="all", methods=["mean_diff"], per_token=False, n_layers=2)
+    both, _ = project_shard(shard, [vectors], job("all", per_token=False), n_layers=2)
     assert set(both["layer"]) == {0, 1}
 
 
 def test_projection_errors_are_actionable():
-    tensors, meta, traits = shard_and_vectors()
-    traits["safety/x"][1]["best"]["layer"] = 5
+    shard, vectors = shard_and_vectors()
+    vectors.info["best"]["layer"] = 5
     with pytest.raises(ProjectionError, match="capture.layers"):
-        project_shard(tensors, meta, traits, layers_mode="best", methods=["mean_diff"], per_token=False, n_layers=6)
-    traits["safety/x"][1]["best"]["layer"] = 1
-    traits["safety/x"] = ({k: torch.randn(12) for k in traits["safety/x"][0]}, traits["safety/x"][1])
+        project_shard(shard, [vectors], job(per_token=False), n_layers=6)
+    vectors.info["best"]["layer"] = 1
+    wide = TraitVectors({**vectors.info, "hidden_size": 12}, {k: torch.randn(12) for k in vectors.tensors})
     with pytest.raises(ProjectionError, match="hidden size"):
-        project_shard(tensors, meta, traits, layers_mode="best", methods=["mean_diff"], per_token=False, n_layers=2)
+        project_shard(shard, [wide], job(per_token=False), n_layers=2)

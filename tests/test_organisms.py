@@ -6,12 +6,19 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from conftest import load_variant
 from scipy import stats as sps
 from sklearn.metrics import roc_auc_score
 
 from traitscope import backdoor, plots
-from traitscope.organism import (ablated_detection, ablation_generations, choose_layer, directions_and_detection,
-                                 restoration, separation)
+from traitscope.organism import (
+    ablated_detection,
+    ablation_generations,
+    choose_layer,
+    directions_and_detection,
+    restoration,
+    separation,
+)
 
 D = 16
 
@@ -69,9 +76,8 @@ def lora_model(tiny_model_dir):
     """The tiny model with a random (non-zero) LoRA adapter, standing in for a finetuned variant."""
     from peft import LoraConfig, get_peft_model
 
-    from traitscope.models import load_model
 
-    model, tok = load_model({"model": str(tiny_model_dir), "device_map": "cpu"})
+    model, tok = load_variant({"model": str(tiny_model_dir), "device_map": "cpu"})
     torch.manual_seed(0)
     peft = get_peft_model(model, LoraConfig(r=4, lora_alpha=32, target_modules=["q_proj", "v_proj", "down_proj"],
                                             init_lora_weights=False))
@@ -99,7 +105,8 @@ def test_ablation_removes_the_direction_downstream(lora_model):
     at = table.set_index(["layer", "condition"])
     # at the ablated layer the finetuned activations have no component along u left, so the shift
     # finetuned - base is minus the base's projection
-    from traitscope.capture import capture_batch, prompt_token_ids
+    from traitscope.capture import capture_batch
+    from traitscope.chat import prompt_token_ids
 
     batch = [(prompt_token_ids(tok, p, None), []) for p in prompts]
     with model.disable_adapter():

@@ -15,7 +15,6 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-
 from conftest import REPO, tiny_config
 
 TARGET = "results/projections/base/benign_eval/shard-0.parquet"

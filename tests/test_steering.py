@@ -7,14 +7,13 @@ import json
 import numpy as np
 import pytest
 import torch
+from conftest import HIDDEN
 
-from traitscope.capture import prompt_token_ids
+from traitscope.chat import prompt_token_ids
 from traitscope.hooks import ResidualCapture
 from traitscope.judge import OFFLINE_KIND, OFFLINE_MODEL, Judge, JudgeError, parse_score
 from traitscope.optimize import SteeringTask, extraction_gap, optimise, pca_basis, sweep
 from traitscope.steering import Ablate, Steer, generate_steered
-
-from conftest import HIDDEN
 
 
 def ids_for(tok, text="How do I bake bread?"):

@@ -12,7 +12,6 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-
 from conftest import REPO, organism_config
 
 pytestmark = pytest.mark.e2e
@@ -204,3 +203,57 @@ def test_rulegraph_and_dag(study):
     assert ("project", "external_dataset") in edges and ("project", "prefill_attack") in edges
     dag = smk(workdir, cfg, "results/all", "--dag", "dot")
     assert dag.returncode == 0 and dag.stdout.count("capture") >= 3
+
+
+def _edit(cfg: dict, change: str) -> dict:
+    cfg = json.loads(json.dumps(cfg))
+    if change == "add_prompt_set":
+        cfg["prompt_sets"]["medical_all"] = {"source": "builtin", "name": "medical", "split": "all"}
+        cfg["capture"]["prompt_sets"].append("medical_all")
+    elif change == "add_variant":
+        cfg["capture"]["variants"].append("bad_advice")
+    elif change == "add_trait":
+        cfg["traits"]["safety/harm"] = {"source": "builtin", "max_pairs": 2, "max_questions": 8}
+    elif change == "project_methods":
+        cfg["project"]["methods"] = ["mean_diff"]
+    elif change == "compare_alpha":
+        cfg["compare"]["alpha"] = 0.01
+    elif change == "judge_model":
+        cfg["judge"]["model"] = "openai/gpt-4o-mini"
+    elif change == "judge_retries":  # how calls are made, not what they answer
+        cfg["judge"]["retries"] = 7
+    elif change == "capture_batch_size":  # a starting batch size (halved on OOM), not part of the output
+        cfg["capture"]["batch_size"] = 3
+    return cfg
+
+
+# 3 shards of the capture sets + trigger/control of the backdoored and the base variant + the replay set of two
+# variants + the two external datasets and the two prefilled sets
+N_PROJECT = 3 + 4 + 2 + 4
+ANALYSES = {"backdoor_detection": 1, "variant_comparison": 1, "external_dataset": 2, "prefill_attack": 1,
+            "trait_scores": 1, "manifest": 1}
+EXPECTED = {
+    "nothing": {},
+    "judge_retries": {"manifest": 1},
+    "capture_batch_size": {"manifest": 1},
+    "add_prompt_set": {"prep_prompts": 1, "capture": 1, "project": 1, "trait_scores": 1, "manifest": 1},
+    "add_variant": {"capture": 3, "project": 3, "trait_scores": 1, "manifest": 1},
+    "add_trait": {"prep_trait": 1, "capture_trait": 1, "extract_vectors": 1, "project": N_PROJECT,
+                  "extraction_summary": 1, **ANALYSES},
+    "project_methods": {"project": N_PROJECT, **ANALYSES},
+    "compare_alpha": {"variant_comparison": 1, "manifest": 1},
+    "judge_model": {"steering_sweep": 1, "optimize_vector": 1, "extraction_gap": 1, "organism_ablation": 1,
+                    "manifest": 1},
+}
+
+
+@pytest.mark.parametrize("change", list(EXPECTED))
+def test_a_config_edit_plans_exactly_the_jobs_it_changes(study, change):
+    """The dry run after one config edit plans exactly the jobs whose output the edit changes (and the
+    manifest, which records the config): no model job re-runs for an analysis or a judge setting."""
+    workdir, cfg = study
+    edited = workdir / f"config_{change}.yaml"
+    edited.write_text(yaml.safe_dump(_edit(yaml.safe_load(cfg.read_text()), change)))
+    proc = smk(workdir, edited, "-n", "results/all")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert planned_jobs(proc) == EXPECTED[change]

@@ -14,42 +14,38 @@ import pandas as pd
 import torch
 
 from . import __version__
-from .extract import position_activations
+from .artifacts import ActivationShard, TraitVectors, tensor_key
+from .io import file_sha256
 from .project import at_layer
-from .io import file_sha256, read_safetensors
 from .stats import auc, separation
 
 
-def load_activations(paths: list[str | Path]) -> tuple[list[dict[str, torch.Tensor]], list[dict[str, Any]]]:
-    loaded = [read_safetensors(p) for p in paths]
-    return [t for t, _ in loaded], [m for _, m in loaded]
-
-
-def harm_check(vectors: dict[str, torch.Tensor], sidecar: dict[str, Any], harmful: list[dict[str, torch.Tensor]],
-               harmless: list[dict[str, torch.Tensor]], layers: list[int], *, position: str, min_auc: float,
-               method: str, seed: int) -> tuple[dict[str, Any], pd.DataFrame, pd.DataFrame]:
+def harm_check(vectors: TraitVectors, harmful: list[ActivationShard], harmless: list[ActivationShard], *,
+               min_auc: float, seed: int) -> tuple[dict[str, Any], pd.DataFrame, pd.DataFrame]:
     """Does the trait vector separate held-out harmful from harmless prompts?
 
     Two held-out views: the extraction split (metrics stored in the sidecar) and independent eval
-    prompt sets that were never used for extraction, projected at every captured layer.
+    prompt sets that were never used for extraction, projected at every captured layer, at the trait's
+    extraction position, with the vectors of the method that chose the best layer.
     """
-    best = sidecar["best"]["layer"]
+    sidecar = vectors.info
+    best, method, position = vectors.best_layer, vectors.best_method, vectors.position
     rows = [{"layer": v["layer"], "auc": v["metrics"]["auc"], "data": f"extraction held-out split ({m})"}
             for v in sidecar["vectors"] for m in [v["method"]]]
 
-    def scores(shards: list[dict[str, torch.Tensor]], layer: int, u: torch.Tensor) -> np.ndarray:
+    def scores(shards: list[ActivationShard], layer: int, u: torch.Tensor) -> np.ndarray:
         out = []
-        for t in shards:
-            x, ok = position_activations(t, position, layer)
-            out.append((x[ok] @ u.numpy()))
+        for shard in shards:
+            x, ok = shard.pooled(position, layer)
+            out.append(x[ok] @ u.numpy())
         return np.concatenate(out)
 
+    layers = harmful[0].layers
     per_layer_scores: dict[int, tuple[np.ndarray, np.ndarray]] = {}
     for layer in layers:
-        key = f"{method}.layer_{layer}"
-        if key not in vectors:
+        if tensor_key(method, layer) not in vectors.tensors:
             continue
-        u = vectors[key].float() / vectors[key].float().norm()
+        u = vectors.unit(method, layer)
         h, b = scores(harmful, layer, u), scores(harmless, layer, u)
         per_layer_scores[layer] = (h, b)
         y = np.r_[np.ones(len(h)), np.zeros(len(b))]
@@ -107,7 +103,7 @@ def provenance(config: dict[str, Any], outputs: list[str | Path]) -> dict[str, A
     return {
         "traitscope": __version__, "git_commit": commit or None, "python": platform.python_version(),
         "platform": platform.platform(), "packages": pkgs,
-        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "config": {k: v for k, v in config.items() if not k.startswith("_")},
         "outputs": {str(p): file_sha256(p) for p in sorted(map(str, outputs)) if Path(p).is_file()},
     }

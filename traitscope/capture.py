@@ -20,7 +20,6 @@ from __future__ import annotations
 import logging
 import sys
 import time
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,150 +28,15 @@ import torch
 from tqdm.auto import tqdm
 
 from . import __version__
+from .chat import Encoded, encode_rows
+from .generation import generate_responses, run_batches
 from .hooks import ResidualCapture
 from .io import content_hash, read_safetensors, write_parquet, write_safetensors
 from .models import input_device
+from .settings import CaptureJob, ModelSpec, as_dict
 
 log = logging.getLogger(__name__)
 POSITIONS = ("last", "mean", "response")
-
-
-@dataclass
-class CaptureSettings:
-    layers: list[int]
-    positions: list[str] = field(default_factory=lambda: ["last", "mean", "response"])
-    batch_size: int = 16
-    max_length: int = 512
-    chunk_size: int = 256
-    generate: bool = False
-    max_new_tokens: int = 32
-    do_sample: bool = False
-    temperature: float = 1.0
-    top_p: float = 1.0
-    seed: int = 1234
-
-    def key(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-# ------------------------------------------------------------------------------------ tokenising
-
-def prompt_token_ids(tokenizer: Any, prompt: str, system: str | None) -> list[int]:
-    """Token ids of the prompt in the model's chat template, ending with the assistant header."""
-    messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": prompt}]
-    if getattr(tokenizer, "chat_template", None):
-        text = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-    else:  # base models without a template: plain text, system prompt first
-        text = (f"{system}\n\n" if system else "") + prompt + "\n"
-    return list(tokenizer(text, add_special_tokens=False)["input_ids"])
-
-
-def text_token_ids(tokenizer: Any, text: Any) -> list[int]:
-    """Token ids of an assistant-turn text; missing values (None, NaN, "") give no tokens."""
-    return list(tokenizer(text, add_special_tokens=False)["input_ids"]) if isinstance(text, str) and text else []
-
-
-@dataclass
-class Encoded:
-    prompt: list[int]
-    prefill: list[int]
-    response: list[int]
-    truncated: bool = False
-
-
-def encode_rows(tokenizer: Any, df: pd.DataFrame, max_length: int) -> list[Encoded]:
-    out = []
-    for row in df.itertuples():
-        system = row.system if isinstance(row.system, str) else None
-        p = prompt_token_ids(tokenizer, row.prompt, system)
-        truncated = len(p) > max_length
-        if truncated:  # keep the end: the assistant header and the question's last tokens
-            p = p[-max_length:]
-        out.append(Encoded(p, text_token_ids(tokenizer, row.prefill), text_token_ids(tokenizer, row.response), truncated))
-    return out
-
-
-def _eos_ids(model: Any, tokenizer: Any) -> set[int]:
-    ids: set[int] = set()
-    for src in (getattr(model.generation_config, "eos_token_id", None), tokenizer.eos_token_id):
-        if isinstance(src, int):
-            ids.add(src)
-        elif src:
-            ids.update(int(i) for i in src)
-    return ids
-
-
-# ------------------------------------------------------------------------------- adaptive batches
-
-def is_oom(exc: BaseException) -> bool:
-    return isinstance(exc, torch.cuda.OutOfMemoryError) or "out of memory" in str(exc).lower()
-
-
-def run_batches(n: int, batch_size: int, run: Any, label: str = "batch") -> int:
-    """Call ``run(start, stop)`` over consecutive slices of ``range(n)``.
-
-    On an out-of-memory error the batch size is halved and the same slice retried (down to 1); the
-    smaller size is kept for the remaining slices. Returns the final batch size.
-    """
-    start, size = 0, max(1, batch_size)
-    while start < n:
-        stop = min(n, start + size)
-        try:
-            run(start, stop)
-        except Exception as exc:  # noqa: BLE001 - only OOM is retried
-            if not is_oom(exc) or size == 1:
-                raise
-            if torch.cuda.is_available():
-                torch.cuda.empty_cache()
-            size = max(1, size // 2)
-            log.warning("%s: out of memory at batch size %d, retrying with %d", label, stop - start, size)
-            continue
-        start = stop
-    return size
-
-
-# ------------------------------------------------------------------------------------ generating
-
-def generate_responses(model: Any, tokenizer: Any, encoded: list[Encoded], settings: CaptureSettings,
-                       seed: int, before_batch: Any = None) -> list[list[int]]:
-    """Greedy or sampled continuation after prompt + prefill, for rows without a given response.
-
-    ``before_batch(width)``, if given, is called before each ``generate`` with the left-padded width.
-    """
-    device = input_device(model)
-    eos = _eos_ids(model, tokenizer)
-    pad = tokenizer.pad_token_id
-    results: list[list[int]] = [[] for _ in encoded]
-    todo = [i for i, e in enumerate(encoded) if not e.response]
-    todo.sort(key=lambda i: len(encoded[i].prompt) + len(encoded[i].prefill))
-    torch.manual_seed(seed)
-
-    def run(start: int, stop: int) -> None:
-        idx = todo[start:stop]
-        seqs = [encoded[i].prompt + encoded[i].prefill for i in idx]
-        width = max(len(s) for s in seqs)
-        ids = torch.full((len(seqs), width), pad, dtype=torch.long)
-        mask = torch.zeros((len(seqs), width), dtype=torch.long)
-        for b, s in enumerate(seqs):  # left padding for generation
-            ids[b, width - len(s):] = torch.tensor(s)
-            mask[b, width - len(s):] = 1
-        if before_batch is not None:
-            before_batch(width)
-        gen_kwargs: dict[str, Any] = {"max_new_tokens": settings.max_new_tokens, "do_sample": settings.do_sample,
-                                      "pad_token_id": pad, "eos_token_id": sorted(eos) or None}
-        if settings.do_sample:
-            gen_kwargs.update(temperature=settings.temperature, top_p=settings.top_p)
-        else:
-            gen_kwargs.update(temperature=None, top_p=None, top_k=None)
-        with torch.no_grad():
-            out = model.generate(input_ids=ids.to(device), attention_mask=mask.to(device), **gen_kwargs)
-        for b, i in enumerate(idx):
-            new = out[b, width:].tolist()
-            cut = next((k for k, t in enumerate(new) if t in eos), len(new))
-            results[i] = new[:cut]
-
-    run_batches(len(todo), settings.batch_size, run, label="generate")
-    return results
 
 
 # ------------------------------------------------------------------------------------- capturing
@@ -213,11 +77,13 @@ def capture_batch(model: Any, batch: list[tuple[list[int], list[int]]], layers: 
     return {"outputs": outputs, "plen": plen, "rlen": rlen}
 
 
-def _capture_chunk(model: Any, tokenizer: Any, df: pd.DataFrame, settings: CaptureSettings,
+def _capture_chunk(model: Any, tokenizer: Any, df: pd.DataFrame, settings: CaptureJob,
                    seed: int) -> tuple[dict[str, torch.Tensor], pd.DataFrame]:
     encoded = encode_rows(tokenizer, df, settings.max_length)
-    needs_response = "response" in settings.positions and settings.generate
-    generated = generate_responses(model, tokenizer, encoded, settings, seed) if needs_response else [[] for _ in encoded]
+    gen = settings.generation
+    needs_response = "response" in settings.positions and gen is not None and gen.enabled
+    generated = (generate_responses(model, tokenizer, encoded, gen, settings.batch_size, seed)
+                 if needs_response and gen is not None else [[] for _ in encoded])
     turns = [e.prefill + (e.response or g) for e, g in zip(encoded, generated)]
     order = sorted(range(len(encoded)), key=lambda i: len(encoded[i].prompt) + len(turns[i]))
     pad = tokenizer.pad_token_id
@@ -255,7 +121,7 @@ def _capture_chunk(model: Any, tokenizer: Any, df: pd.DataFrame, settings: Captu
     return tensors, responses
 
 
-def _stack_rows(per_row: list[dict[str, Any]], settings: CaptureSettings, encoded: list[Encoded],
+def _stack_rows(per_row: list[dict[str, Any]], settings: CaptureJob, encoded: list[Encoded],
                 turns: list[list[int]]) -> dict[str, torch.Tensor]:
     tensors: dict[str, torch.Tensor] = {}
     for layer in settings.layers:
@@ -289,14 +155,14 @@ def merge_chunks(chunks: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tenso
     return merged
 
 
-def capture_prompts(model: Any, tokenizer: Any, df: pd.DataFrame, settings: CaptureSettings, *,
+def capture_prompts(model: Any, tokenizer: Any, df: pd.DataFrame, settings: CaptureJob, *,
                     model_key: Any, cache_dir: str | Path | None = None,
                     progress_label: str = "capture") -> tuple[dict[str, torch.Tensor], dict[str, Any], pd.DataFrame]:
     """Capture a whole prompt table; resumable through ``cache_dir``. Returns (tensors, meta, responses)."""
     unknown = set(settings.positions) - set(POSITIONS)
     if unknown:
         raise ValueError(f"unknown positions {sorted(unknown)}; use {POSITIONS}")
-    base_key = content_hash(model_key, settings.key(), __version__)
+    base_key = content_hash(model_key, repr(settings), __version__)
     chunks: list[dict[str, torch.Tensor]] = []
     responses: list[pd.DataFrame] = []
     n_chunks = max(1, -(-len(df) // settings.chunk_size))
@@ -321,14 +187,14 @@ def capture_prompts(model: Any, tokenizer: Any, df: pd.DataFrame, settings: Capt
         print(f"[{progress_label}] chunk {j + 1}/{n_chunks} {status} ({min((j + 1) * settings.chunk_size, len(df))}"
               f"/{len(df)} prompts, {elapsed:.1f}s)", file=sys.stderr, flush=True)
     meta = {"ids": df["id"].tolist(), "layers": settings.layers, "positions": settings.positions,
-            "settings": settings.key(), "model": model_key, "key": base_key, "traitscope": __version__}
+            "settings": as_dict(settings), "model": model_key, "key": base_key, "traitscope": __version__}
     return merge_chunks(chunks), meta, pd.concat(responses, ignore_index=True)
 
 
-def model_fingerprint(variant: dict[str, Any], resolved_path: str) -> dict[str, Any]:
+def model_fingerprint(variant: ModelSpec, resolved_path: str) -> dict[str, Any]:
     """What identifies the weights: the spec plus sizes and mtimes of local weight files."""
-    fp: dict[str, Any] = {k: variant.get(k) for k in ("model", "adapter", "dtype", "quantization", "revision")}
-    for label, p in (("model_files", resolved_path), ("adapter_files", variant.get("adapter"))):
+    fp: dict[str, Any] = {k: getattr(variant, k) for k in ("model", "adapter", "dtype", "quantization", "revision")}
+    for label, p in (("model_files", resolved_path), ("adapter_files", variant.adapter)):
         if p and Path(p).is_dir():
             fp[label] = sorted((f.name, f.stat().st_size, int(f.stat().st_mtime)) for f in Path(p).iterdir()
                                if f.suffix in (".safetensors", ".bin", ".json"))

@@ -17,6 +17,8 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError, best_match
 
 from . import ConfigError
+from .layers import parse_layers
+from .settings import ModelDims, ModelSpec, PromptSetSpec, Study, TraitSpec, build
 
 SCHEMA_PATH = Path(__file__).parent / "schemas" / "config.schema.yaml"
 TRAIT_KEY = re.compile(r"^[a-z0-9_]+/[a-z0-9_]+$")
@@ -86,70 +88,16 @@ def validate_schema(config: dict[str, Any]) -> dict[str, Any]:
     return fill_defaults(copy.deepcopy(config), schema)
 
 
-# ----------------------------------------------------------------------------------------- layers
-
-def parse_layers(spec: Any, n_layers: int, key: str = "layers") -> list[int]:
-    """Resolve a layer spec against a model with ``n_layers`` decoder blocks.
-
-    Accepted: ``"all"``; an int (negative counts from the end); ``"a-b"`` (inclusive);
-    ``"a:b[:step]"`` (Python slice); ``"a,b,c"``; or a list of any of these. Layer ``i`` is the
-    residual stream after decoder block ``i`` (0-based), i.e. ``hidden_states[i + 1]``.
-    """
-    items = spec if isinstance(spec, list) else [spec]
-    out: set[int] = set()
-    for item in items:
-        out.update(_parse_layer_item(item, n_layers, key))
-    if not out:
-        raise ConfigError(f"config error at {key}: {spec!r} selects no layer (fix: use 'all' or indices 0..{n_layers - 1})")
-    return sorted(out)
-
-
-def _parse_layer_item(item: Any, n: int, key: str) -> list[int]:
-    def check(i: int) -> int:
-        j = i + n if i < 0 else i
-        if not 0 <= j < n:
-            raise ConfigError(f"config error at {key}: layer {i} is out of range for a model with {n} layers "
-                              f"(fix: use indices 0..{n - 1}, negatives from the end, or 'all')")
-        return j
-
-    if isinstance(item, bool):
-        raise ConfigError(f"config error at {key}: {item!r} is not a layer (fix: use 'all', an index or a range)")
-    if isinstance(item, int):
-        return [check(item)]
-    text = str(item).strip()
-    if text == "all":
-        return list(range(n))
-    if "," in text:
-        return [j for part in text.split(",") for j in _parse_layer_item(part.strip(), n, key)]
-    try:
-        if re.fullmatch(r"-?\d+", text):
-            return [check(int(text))]
-        m = re.fullmatch(r"(\d+)-(\d+)", text)
-        if m:
-            a, b = check(int(m.group(1))), check(int(m.group(2)))
-            return list(range(a, b + 1))
-        if ":" in text:
-            parts = [int(p) if p.strip() else None for p in text.split(":")]
-            if len(parts) > 3:
-                raise ValueError
-            for p in parts[:2]:
-                if p is not None and not -n <= p <= n:
-                    check(p)
-            return list(range(n))[slice(*parts)]
-    except ValueError:
-        pass
-    raise ConfigError(f"config error at {key}: cannot read layer spec {item!r} "
-                      f"(fix: use 'all', 12, '10-20', '0:30:2' or a list)")
-
-
 # -------------------------------------------------------------------------------------- semantics
 
 def _err(key: str, what: str, fix: str) -> ConfigError:
     return ConfigError(f"config error at {key}: {what} (fix: {fix})")
 
 
-def check_semantics(cfg: dict[str, Any], base_dir: Path, resources_dir: Path) -> dict[str, tuple[int, int, int]]:
-    """Cross-reference checks; returns (num_layers, hidden, vocab) per variant and fills ``cfg["_rows"]``."""
+def check_semantics(cfg: dict[str, Any], base_dir: Path,
+                    resources_dir: Path) -> tuple[dict[str, tuple[int, int, int]], dict[str, int | None]]:
+    """Cross-reference checks; returns (num_layers, hidden, vocab) per variant and the row count per prompt set
+    (None where unknown before prep)."""
     from . import prompts, traits
     from .models import embedded_name, looks_local, model_dims
 
@@ -179,13 +127,13 @@ def check_semantics(cfg: dict[str, Any], base_dir: Path, resources_dir: Path) ->
                    f"use one of {ext['methods']}")
     parse_layers(ext["layers"], dims[ext["variant"]][0], "extract.layers")
 
-    cfg["_rows"] = {key: prompts.check_spec(key, spec, base_dir) for key, spec in sets.items()}
-    check_replay(cfg)
+    rows = {key: prompts.check_spec(key, build(PromptSetSpec, spec), base_dir) for key, spec in sets.items()}
+    check_replay(cfg, rows)
 
     for key, spec in trait_cfg.items():
         if not TRAIT_KEY.match(key):
             raise _err(f"traits.{key}", "trait keys are 'category/name' in lower case", "rename it, e.g. safety/evil")
-        traits.check_spec(key, spec, sets, base_dir)
+        traits.check_spec(key, build(TraitSpec, {**spec, "position": spec.get("position") or "last"}), sets, base_dir)
 
     cap = cfg["capture"]
     for v in cap["variants"]:
@@ -230,7 +178,7 @@ def check_semantics(cfg: dict[str, Any], base_dir: Path, resources_dir: Path) ->
             if s not in cap["prompt_sets"]:
                 raise _err(f"checks.harm_separation.{role}", f"{s!r} is not a captured prompt set",
                            f"use one of capture.prompt_sets {cap['prompt_sets']}")
-    return dims
+    return dims, rows
 
 
 def resolve_finetuned(cfg: dict[str, Any]) -> None:
@@ -292,7 +240,7 @@ def check_projected_method(cfg: dict[str, Any], method: str, key: str) -> None:
         raise _err(key, f"{method!r} is not in project.methods", f"use one of {cfg['project']['methods']}")
 
 
-def check_replay(cfg: dict[str, Any]) -> None:
+def check_replay(cfg: dict[str, Any], rows: dict[str, int | None]) -> None:
     """A replay set needs an existing, non-replay source set and a variant that generates responses."""
     sets, variants, cap = cfg["prompt_sets"], cfg["variants"], cfg["capture"]
     for key, spec in sets.items():
@@ -307,7 +255,7 @@ def check_replay(cfg: dict[str, Any]) -> None:
         if not cap["generate"]["enabled"] or "response" not in cap["positions"]:
             raise _err(f"prompt_sets.{key}", "replay needs generated responses",
                        "set capture.generate.enabled: true and keep response in capture.positions")
-        cfg["_rows"][key] = cfg["_rows"].get(src)
+        rows[key] = rows.get(src)
 
 
 def check_compare(cfg: dict[str, Any], dims: dict[str, tuple[int, int, int]]) -> None:
@@ -412,21 +360,40 @@ def check_organisms(cfg: dict[str, Any], dims: dict[str, tuple[int, int, int]]) 
 
 
 def load_config(config: dict[str, Any], base_dir: str | Path = ".", resources_dir: str | Path = "resources",
-                check: bool = True) -> dict[str, Any]:
-    """Validate a raw config dict (schema, then semantics) and return it with defaults filled in.
+                check: bool = True) -> Study:
+    """Validate a raw config dict (schema, then semantics) and return the typed :class:`~traitscope.settings.Study`.
 
-    The returned dict gains ``_dims`` ({variant: [num_layers, hidden_size, vocab_size]}), ``_rows``
-    ({prompt set: row count, or None where unknown before prep}) and ``_shards`` ({prompt set: shards}).
+    With ``check`` the model sizes (``dims``), prompt-set row counts (``rows``) and capture shards
+    (``shards``) are learnt too; without it only the schema is applied (no file or model is opened).
     """
     cfg = validate_schema(config)
-    if check:
-        dims = check_semantics(cfg, Path(base_dir), Path(resources_dir))
-        cfg["_dims"] = {k: list(v) for k, v in dims.items()}
-        cfg["_shards"] = {k: shard_count(k, spec, cfg["_rows"].get(k)) for k, spec in cfg["prompt_sets"].items()}
-        for k, spec in cfg["prompt_sets"].items():  # a replay set keeps the shards of the set it replays
-            if spec["source"] == "replay":
-                cfg["_shards"][k] = cfg["_shards"][spec["prompt_set"]]
-    return cfg
+    if not check:
+        return Study.from_config(cfg, config=cfg)
+    dims, rows = check_semantics(cfg, Path(base_dir), Path(resources_dir))
+    shards = {k: shard_count(k, spec, rows.get(k)) for k, spec in cfg["prompt_sets"].items()}
+    for k, spec in cfg["prompt_sets"].items():  # a replay set keeps the shards of the set it replays
+        if spec["source"] == "replay":
+            shards[k] = shards[spec["prompt_set"]]
+    return Study.from_config(cfg, dims={k: ModelDims(*v) for k, v in dims.items()}, rows=rows, shards=shards,
+                             config=cfg)
+
+
+def entry(kind: str, data: dict[str, Any]) -> Any:
+    """One typed entry of a map section (``variants``, ``prompt_sets``, ``traits``, ``finetune``) from a partial
+    dict, with the schema's defaults: for callers outside a study (tests, notebooks)."""
+    schema = load_schema()["properties"][kind]["additionalProperties"]
+    filled = fill_defaults(copy.deepcopy(data), schema)
+    if kind == "traits":
+        filled.setdefault("position", filled.get("position") or "last")
+    return build({"variants": ModelSpec, "prompt_sets": PromptSetSpec, "traits": TraitSpec}[kind], filled)
+
+
+def section(name: str, data: dict[str, Any] | None = None) -> Any:
+    """One typed top-level section (``capture``, ``judge``, ...) from a partial dict, with the schema's defaults."""
+    from .settings import SECTIONS
+
+    sub = load_schema()["properties"][name]
+    return build(SECTIONS[name], fill_defaults(copy.deepcopy(data or {}), sub))
 
 
 def shard_count(key: str, spec: dict[str, Any], rows: int | None) -> int:
@@ -439,18 +406,3 @@ def shard_count(key: str, spec: dict[str, Any], rows: int | None) -> int:
                        "set sample (a fixed size) or shards instead")
         return max(1, -(-rows // int(spec["shard_size"])))
     return int(spec.get("shards") or 1)
-
-
-def capture_layers(cfg: dict[str, Any], variant: str) -> list[int]:
-    return parse_layers(cfg["capture"]["layers"], cfg["_dims"][variant][0], "capture.layers")
-
-
-def extract_layers(cfg: dict[str, Any]) -> list[int]:
-    return parse_layers(cfg["extract"]["layers"], cfg["_dims"][cfg["extract"]["variant"]][0], "extract.layers")
-
-
-def trait_position(cfg: dict[str, Any], trait: str) -> str:
-    spec = cfg["traits"][trait]
-    if spec.get("position"):
-        return spec["position"]
-    return "last" if spec["source"] == "contrast" else cfg["extract"]["position"]

@@ -19,33 +19,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedGroupKFold
-from sklearn.preprocessing import StandardScaler
 
+from .artifacts import ActivationShard, TraitVectors, tensor_key
+from .methods import fit_direction, unit
+from .settings import ExtractJob
 from .stats import auc, cohens_d
-
-METHODS = ("mean_diff", "probe")
-
-
-def position_activations(tensors: dict[str, torch.Tensor], position: str, layer: int) -> tuple[np.ndarray, np.ndarray]:
-    """``[n, d]`` float32 activations at a pooled position, and a mask of rows that have them.
-
-    ``response_mean`` averages each row's assistant-turn tokens; rows with none are masked out.
-    """
-    if position in ("last", "mean"):
-        x = tensors[f"{position}.layer_{layer}"].float().numpy()
-        return x, np.ones(len(x), dtype=bool)
-    if position == "response_mean":
-        tok = tensors[f"response.layer_{layer}"].float()
-        off = tensors["response.offsets"]
-        n = len(off) - 1
-        lengths = (off[1:] - off[:-1])
-        row = torch.repeat_interleave(torch.arange(n), lengths)
-        sums = torch.zeros(n, tok.shape[1]).index_add_(0, row, tok)
-        x = (sums / lengths.clamp(min=1)[:, None]).numpy()
-        return x, (lengths > 0).numpy()
-    raise ValueError(f"unknown position {position!r}")
 
 
 def grouped_split(labels: np.ndarray, groups: np.ndarray, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -65,34 +44,18 @@ class LayerResult:
     metrics: list[dict[str, Any]]
 
 
-def _unit(v: np.ndarray) -> np.ndarray:
-    n = np.linalg.norm(v)
-    return v / n if n > 0 else v
-
-
-def fit_layer(x: np.ndarray, y: np.ndarray, train: np.ndarray, test: np.ndarray, methods: list[str], probe_c: float,
-              seed: int) -> LayerResult:
+def fit_layer(x: np.ndarray, y: np.ndarray, train: np.ndarray, test: np.ndarray, methods: tuple[str, ...] | list[str],
+              probe_c: float, seed: int) -> LayerResult:
     xtr, ytr, xte, yte = x[train], y[train], x[test], y[test]
     vectors: dict[str, np.ndarray] = {}
     metrics = []
     for method in methods:
-        if method == "mean_diff":
-            v = xtr[ytr == 1].mean(0) - xtr[ytr == 0].mean(0)
-            u = _unit(v)
-            ptr = xtr @ u
-            thr = (ptr[ytr == 1].mean() + ptr[ytr == 0].mean()) / 2
-            acc = float(((xte @ u > thr).astype(int) == yte).mean())
-        elif method == "probe":
-            scaler = StandardScaler().fit(xtr)
-            clf = LogisticRegression(C=probe_c, max_iter=5000, random_state=seed).fit(scaler.transform(xtr), ytr)
-            v = clf.coef_[0] / scaler.scale_  # the decision direction in raw activation space
-            u = _unit(v)
-            acc = float(clf.score(scaler.transform(xte), yte))
-        else:
-            raise ValueError(f"unknown method {method!r}; use {METHODS}")
-        vectors[method] = v.astype(np.float32)
+        direction = fit_direction(xtr, ytr, method, probe_c=probe_c, seed=seed)
+        v = direction.vector
+        u = unit(v)
+        vectors[method] = v
         pte, ptr = xte @ u, xtr @ u
-        metrics.append({"method": method, "auc": auc(yte, pte), "accuracy": acc,
+        metrics.append({"method": method, "auc": auc(yte, pte), "accuracy": float((direction.predict(xte) == yte).mean()),
                         "cohens_d": cohens_d(pte[yte == 1], pte[yte == 0]), "train_auc": auc(ytr, ptr),
                         "norm": float(np.linalg.norm(v)), "n_train": int(len(train)), "n_test": int(len(test))})
     return LayerResult(vectors, metrics)
@@ -114,32 +77,43 @@ def choose_best_layer(metrics: pd.DataFrame, method: str) -> dict[str, Any]:
             "cohens_d": float(best["cohens_d"]), "criterion": "max held-out ROC-AUC", "reason": reason}
 
 
-def extract_trait(tensors: dict[str, torch.Tensor], table: pd.DataFrame, *, layers: list[int], position: str,
-                  methods: list[str], test_fraction: float, probe_c: float, selection_method: str,
-                  seed: int) -> tuple[dict[str, torch.Tensor], pd.DataFrame, dict[str, Any]]:
-    """Vectors for every (method, layer), a per-layer metrics table, and split/best-layer info."""
+def extract_trait(shard: ActivationShard, table: pd.DataFrame, job: ExtractJob, *, trait: str, variant: str,
+                  model: str, layers: tuple[int, ...] | list[int], position: str,
+                  seed: int) -> tuple[TraitVectors, pd.DataFrame]:
+    """Vectors for every (method, layer) with their sidecar, and a per-layer metrics table.
+
+    ``table`` holds the labelled contrastive rows in the shard's order (``label``, ``group``).
+    """
+    layers = list(layers)
     labels_all = table["label"].to_numpy(dtype=int)
     groups_all = table["group"].to_numpy()
-    _, valid = position_activations(tensors, position, layers[0])
+    _, valid = shard.pooled(position, layers[0])
     keep = np.flatnonzero(valid)
     y, groups = labels_all[keep], groups_all[keep]
     if len(np.unique(y)) < 2:
         raise ValueError("contrastive data has a single class after dropping rows without activations")
-    train, test = grouped_split(y, groups, test_fraction, seed)
-    out_vectors: dict[str, torch.Tensor] = {}
+    train, test = grouped_split(y, groups, job.test_fraction, seed)
+    tensors: dict[str, torch.Tensor] = {}
     rows = []
     for layer in layers:
-        x, _ = position_activations(tensors, position, layer)
-        res = fit_layer(x[keep], y, train, test, methods, probe_c, seed)
+        x, _ = shard.pooled(position, layer)
+        res = fit_layer(x[keep], y, train, test, job.methods, job.probe_C, seed)
         for method, v in res.vectors.items():
-            out_vectors[f"{method}.layer_{layer}"] = torch.from_numpy(v)
+            tensors[tensor_key(method, layer)] = torch.from_numpy(v)
         rows += [{"layer": layer, **m} for m in res.metrics]
     metrics = pd.DataFrame(rows)
     info = {
-        "split": {"n_train": int(len(train)), "n_test": int(len(test)), "test_fraction": test_fraction, "seed": seed,
+        "trait": trait, "variant": variant, "model": model, "position": position, "methods": list(job.methods),
+        "layers": layers, "hidden_size": int(next(iter(tensors.values())).shape[0]), "n": int(len(table)),
+        "split": {"n_train": int(len(train)), "n_test": int(len(test)), "test_fraction": job.test_fraction, "seed": seed,
                   "grouped_by": "group", "train_groups": sorted(set(groups[train].tolist())),
                   "test_groups": sorted(set(groups[test].tolist())),
                   "n_pos": int((y == 1).sum()), "n_neg": int((y == 0).sum()), "n_dropped_no_tokens": int((~valid).sum())},
-        "best": choose_best_layer(metrics, selection_method),
+        "best": choose_best_layer(metrics, job.selection_method),
+        "vectors": [{"key": tensor_key(r.method, r.layer), "method": r.method, "layer": int(r.layer),
+                     "metrics": {k: getattr(r, k) for k in ("auc", "accuracy", "cohens_d", "train_auc", "norm",
+                                                             "n_train", "n_test")}}
+                    for r in metrics.itertuples()],
+        "activations_key": shard.meta.get("key"),
     }
-    return out_vectors, metrics, info
+    return TraitVectors(info, tensors), metrics.assign(trait=trait)

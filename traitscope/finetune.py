@@ -25,7 +25,6 @@ import os
 import shutil
 import sys
 import time
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +33,7 @@ import pandas as pd
 
 from . import TraitscopeError, __version__, first_line
 from .io import atomic_path, content_hash, file_sha256, read_safetensors, write_safetensors
+from .settings import FinetuneData, FinetuneSpec, ModelSpec, as_dict
 
 log = logging.getLogger(__name__)
 DEFAULT_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
@@ -42,32 +42,6 @@ PROVENANCE_FILE = "traitscope_finetune.json"
 
 class FinetuneError(TraitscopeError):
     """Finetuning data or settings cannot be used; the message says how to fix it."""
-
-
-@dataclass
-class FinetuneSettings:
-    rank: int = 8
-    alpha: int = 16
-    dropout: float = 0.0
-    target_modules: list[str] = field(default_factory=lambda: list(DEFAULT_TARGETS))
-    epochs: int = 3
-    lr: float = 1e-3
-    batch_size: int = 8
-    max_length: int = 256
-    warmup_steps: int = 2
-    weight_decay: float = 0.0
-    eval_fraction: float = 0.1
-    assistant_only: bool = True
-    quantization: str = "none"
-    save_steps: int = 10
-    seed: int = 1234
-
-    @classmethod
-    def from_config(cls, block: dict[str, Any], seed: int) -> FinetuneSettings:
-        names = set(cls.__dataclass_fields__)
-        values = {k: v for k, v in block.items() if k in names and v is not None}
-        values["seed"] = int(block.get("seed") if block.get("seed") is not None else seed)
-        return cls(**values)
 
 
 # ------------------------------------------------------------------------------------------- data
@@ -103,37 +77,37 @@ def check_messages(rec: Any, where: str) -> None:
         raise FinetuneError(f"{where}: no assistant message, nothing to learn (fix: add the assistant turn)")
 
 
-def load_chat_data(spec: dict[str, Any], *, seed: int, base_dir: str | Path = ".", key: str = "finetune.data") -> list[dict[str, Any]]:
+def load_chat_data(spec: FinetuneData, *, seed: int, base_dir: str | Path = ".", key: str = "finetune.data") -> list[dict[str, Any]]:
     """Chat records for a ``finetune.<name>.data`` spec (generated, local or hub), sampled to ``n`` if set."""
-    source = spec["source"]
-    n = spec.get("n")
+    source = spec.source
+    n = spec.n
     if source == "generated":
         from .organisms import OrganismDataError, generate
 
         try:
-            records = generate(spec.get("name", ""), n=n, seed=seed, trigger=spec.get("trigger"))
+            records = generate((spec.name or ""), n=n, seed=seed, trigger=spec.trigger)
         except OrganismDataError as exc:
             raise FinetuneError(f"{key}: {exc}") from None
         n = None  # already sized
     elif source == "local":
-        path = Path(base_dir) / Path(spec.get("path") or "").expanduser()
-        if not spec.get("path") or not path.is_file():
-            raise FinetuneError(f"{key}.path: '{spec.get('path')}' does not exist (fix: point it to a chat jsonl or jsonl.gz)")
+        path = Path(base_dir) / Path(spec.path or "").expanduser()
+        if not spec.path or not path.is_file():
+            raise FinetuneError(f"{key}.path: '{spec.path}' does not exist (fix: point it to a chat jsonl or jsonl.gz)")
         records = read_chat_jsonl(path)
     elif source == "hub":
         from datasets import load_dataset
 
         try:
-            ds = load_dataset(spec["dataset"], spec.get("subset"), split=spec.get("split") or "train")
+            ds = load_dataset(spec.dataset, spec.subset, split=spec.split or "train")
         except Exception as exc:  # noqa: BLE001
-            raise FinetuneError(f"{key}: cannot load hub dataset '{spec.get('dataset')}' ({first_line(exc)}) "
+            raise FinetuneError(f"{key}: cannot load hub dataset '{spec.dataset}' ({first_line(exc)}) "
                                 "(fix: check the id/split, or download the jsonl and use source: local)") from None
         if "messages" not in ds.column_names:
-            raise FinetuneError(f"{key}: hub dataset '{spec['dataset']}' has no 'messages' column "
+            raise FinetuneError(f"{key}: hub dataset '{spec.dataset}' has no 'messages' column "
                                 f"(columns: {ds.column_names}) (fix: use a chat dataset)")
         records = [{"messages": [{"role": m["role"], "content": m["content"]} for m in r]} for r in ds["messages"]]
         for i, rec in enumerate(records):
-            check_messages(rec, f"{spec['dataset']} row {i}")
+            check_messages(rec, f"{spec.dataset} row {i}")
     else:  # pragma: no cover - schema forbids it
         raise FinetuneError(f"{key}.source: unknown source {source!r}")
     if not records:
@@ -210,7 +184,7 @@ def _collate(rows: list[tuple[list[int], list[int]]], pad_id: int):
 
 # --------------------------------------------------------------------------------------- training
 
-def learning_rate(step: int, total: int, settings: FinetuneSettings) -> float:
+def learning_rate(step: int, total: int, settings: FinetuneSpec) -> float:
     """Linear warm-up over ``warmup_steps``, then linear decay to 0 at ``total``."""
     if step < settings.warmup_steps:
         return settings.lr * (step + 1) / (settings.warmup_steps + 1)
@@ -222,7 +196,7 @@ def batch_order(n: int, batch_size: int, epoch: int, seed: int) -> list[np.ndarr
     return [perm[i:i + batch_size] for i in range(0, n, batch_size)]
 
 
-def attach_lora(model: Any, settings: FinetuneSettings) -> Any:
+def attach_lora(model: Any, settings: FinetuneSpec) -> Any:
     import torch
     from peft import LoraConfig, get_peft_model
 
@@ -286,7 +260,7 @@ def _mean_loss(model: Any, data: list[tuple[list[int], list[int]]], batch_size: 
     return total / tokens if tokens else float("nan")
 
 
-def train_lora(model: Any, tokenizer: Any, records: list[dict[str, Any]], settings: FinetuneSettings, *,
+def train_lora(model: Any, tokenizer: Any, records: list[dict[str, Any]], settings: FinetuneSpec, *,
                checkpoint: str | Path | None = None, stop_after: int | None = None) -> tuple[Any, pd.DataFrame, dict[str, Any]]:
     """Train LoRA adapters on ``records``; returns (peft model, loss history, summary).
 
@@ -365,8 +339,8 @@ def train_lora(model: Any, tokenizer: Any, records: list[dict[str, Any]], settin
     return model, hist, summary
 
 
-def checkpoint_key(base_fingerprint: Any, data_sha256: str, settings: FinetuneSettings) -> str:
-    return content_hash(base_fingerprint, data_sha256, asdict(settings), __version__)
+def checkpoint_key(base_fingerprint: Any, data_sha256: str, settings: FinetuneSpec) -> str:
+    return content_hash(base_fingerprint, data_sha256, as_dict(settings), __version__)
 
 
 def save_adapter(model: Any, out_dir: str | Path, provenance: dict[str, Any]) -> Path:
@@ -384,8 +358,8 @@ def save_adapter(model: Any, out_dir: str | Path, provenance: dict[str, Any]) ->
     return out
 
 
-def finetune(base_variant: dict[str, Any], data_path: str | Path, settings: FinetuneSettings, out_dir: str | Path, *,
-             name: str, checkpoint_dir: str | Path | None = None, data_source: dict[str, Any] | None = None,
+def finetune(base_variant: ModelSpec, data_path: str | Path, settings: FinetuneSpec, out_dir: str | Path, *,
+             name: str, checkpoint_dir: str | Path | None = None,
              resources_dir: str | Path = "resources", stop_after: int | None = None) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Load the base model, train LoRA on the chat jsonl at ``data_path``, save the adapter with provenance."""
     import torch
@@ -399,22 +373,22 @@ def finetune(base_variant: dict[str, Any], data_path: str | Path, settings: Fine
                              f"(fix: set {key}.quantization: none on CPU, or run the finetune job on a GPU node)")
     records = read_chat_jsonl(data_path)
     data_sha = file_sha256(data_path)
-    spec = dict(base_variant)
+    spec = base_variant
     if settings.quantization == "4bit":
-        spec.update(quantization="4bit", dtype=spec.get("dtype") if spec.get("dtype") != "float32" else "bfloat16")
+        spec = spec._replace(quantization="4bit", dtype=spec.dtype if spec.dtype != "float32" else "bfloat16")
     model, tokenizer = load_model(spec, resources_dir=resources_dir, key=f"{key}.base")
     if settings.quantization == "4bit":
         from peft import prepare_model_for_kbit_training
 
         model = prepare_model_for_kbit_training(model)
-    fingerprint = model_fingerprint(spec, resolve_model_path(spec["model"], resources_dir))
+    fingerprint = model_fingerprint(spec, resolve_model_path(spec.model, resources_dir))
     ckpt = None
     if checkpoint_dir:
         ckpt = Path(checkpoint_dir) / f"{name}-{checkpoint_key(fingerprint, data_sha, settings)}.safetensors"
     peft_model, history, summary = train_lora(model, tokenizer, records, settings, checkpoint=ckpt, stop_after=stop_after)
     provenance = {
-        "name": name, "base_model": spec["model"], "base_variant": base_variant, "settings": asdict(settings),
-        "data_sha256": data_sha, "data_file": str(data_path), "data_source": data_source, **summary,
+        "name": name, "base_model": spec.model, "base_variant": as_dict(base_variant), "settings": as_dict(settings),
+        "data_sha256": data_sha, "data_file": str(data_path), "data_source": as_dict(settings.data), **summary,
         "traitscope": __version__, "torch": torch.__version__,
     }
     save_adapter(peft_model, out_dir, provenance)

@@ -27,6 +27,7 @@ import pandas as pd
 
 from . import TraitscopeError, first_line
 from .io import content_hash, read_json, write_json
+from .settings import JudgeSettings, ModelSpec
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 log = logging.getLogger(__name__)
@@ -77,7 +78,9 @@ def _offline_model(spec: str):
 
     with _OFFLINE_LOCK:
         if spec not in _OFFLINE:
-            _OFFLINE[spec] = load_model({"model": spec, "dtype": "float32", "device_map": "auto"}, key="judge.offline_model")
+            _OFFLINE[spec] = load_model(ModelSpec(model=spec, finetune=None, adapter=None, dtype="float32", quantization="none",
+                                               device_map="auto", trust_remote_code=False, revision=None),
+                                     key="judge.offline_model")
         return _OFFLINE[spec]
 
 
@@ -85,7 +88,7 @@ def yes_probability(model: Any, tokenizer: Any, text: str) -> tuple[float, int]:
     """100 x P(Yes) / (P(Yes) + P(No)) for the first assistant token after ``text``; and the prompt length."""
     import torch
 
-    from .capture import prompt_token_ids
+    from .chat import prompt_token_ids
     from .models import input_device
 
     ids = prompt_token_ids(tokenizer, text, None)
@@ -134,11 +137,11 @@ class Judge:
     offline_model: str = "embedded:smollm2-135m-instruct"
 
     @classmethod
-    def from_config(cls, judge_cfg: dict[str, Any], cache_dir: str | Path | None) -> Judge:
-        """A judge from the validated ``judge:`` config section."""
-        return cls(model=judge_cfg["model"], cache_dir=cache_dir, max_concurrency=judge_cfg["max_concurrency"],
-                   retries=judge_cfg["retries"], backoff_s=judge_cfg["backoff_s"], timeout_s=judge_cfg["timeout_s"],
-                   offline_model=judge_cfg["offline_model"])
+    def from_config(cls, settings: JudgeSettings, cache_dir: str | Path | None) -> Judge:
+        """A judge from the typed ``judge:`` config section."""
+        return cls(model=settings.model, cache_dir=cache_dir, max_concurrency=settings.max_concurrency,
+                   retries=settings.retries, backoff_s=settings.backoff_s, timeout_s=settings.timeout_s,
+                   offline_model=settings.offline_model)
 
     def __post_init__(self) -> None:
         self.offline = self.model.startswith(f"{OFFLINE_PROVIDER}/")

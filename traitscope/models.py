@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import ConfigError, TraitscopeError, first_line
+from .settings import ModelSpec
 
 if TYPE_CHECKING:  # torch is imported lazily: the Snakefile imports this module at every parse
     import torch
@@ -174,7 +175,7 @@ def pick_device(device_map: str) -> str:
     return device_map
 
 
-def load_model(variant: dict[str, Any], *, resources_dir: str | Path = "resources", key: str = "variant"):
+def load_model(variant: ModelSpec, *, resources_dir: str | Path = "resources", key: str = "variant"):
     """Load (model, tokenizer) for a variant spec; eval mode, no grad.
 
     ``quantization`` 8bit/4bit uses bitsandbytes and needs a CUDA GPU: on CPU it fails with a
@@ -183,16 +184,16 @@ def load_model(variant: dict[str, Any], *, resources_dir: str | Path = "resource
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    model_id = resolve_model_path(variant["model"], resources_dir)
-    device_map = variant.get("device_map", "auto")
+    model_id = resolve_model_path(variant.model, resources_dir)
+    device_map = variant.device_map
     device = pick_device(device_map)
-    dtype_name = variant.get("dtype", "float32")
+    dtype_name = variant.dtype
     dtype = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}.get(dtype_name, "auto")
-    quant = variant.get("quantization", "none")
-    trust = bool(variant.get("trust_remote_code", False))
+    quant = variant.quantization
+    trust = bool(variant.trust_remote_code)
     kwargs: dict[str, Any] = {"dtype": dtype, "trust_remote_code": trust}
-    if variant.get("revision"):
-        kwargs["revision"] = variant["revision"]
+    if variant.revision:
+        kwargs["revision"] = variant.revision
     if quant != "none":
         if not torch.cuda.is_available():
             raise ModelLoadError(f"{key}.quantization={quant} needs a CUDA GPU with bitsandbytes; none is visible "
@@ -210,7 +211,7 @@ def load_model(variant: dict[str, Any], *, resources_dir: str | Path = "resource
         kwargs["device_map"] = device_map
     try:
         tokenizer = AutoTokenizer.from_pretrained(model_id, trust_remote_code=trust,
-                                                  revision=variant.get("revision"))
+                                                  revision=variant.revision)
         model = AutoModelForCausalLM.from_pretrained(model_id, **kwargs)
     except Exception as exc:  # noqa: BLE001
         first = first_line(exc)
@@ -218,8 +219,8 @@ def load_model(variant: dict[str, Any], *, resources_dir: str | Path = "resource
                              f"(fix: check the id/path; offline, use a local folder)") from exc
     if "device_map" not in kwargs:
         model.to(device)
-    if variant.get("adapter"):
-        model = _attach_adapter(model, variant["adapter"], key)
+    if variant.adapter:
+        model = _attach_adapter(model, variant.adapter, key)
     model.eval()
     model.requires_grad_(False)
     if tokenizer.pad_token_id is None:

@@ -26,8 +26,11 @@ import pandas as pd
 import torch
 from sklearn.decomposition import PCA
 
+from .artifacts import ActivationShard
 from .io import read_json, write_json
 from .judge import Judge
+from .methods import unit
+from .settings import JudgeSettings, ModelSpec
 from .steering import Steer, generate_steered
 
 
@@ -92,7 +95,7 @@ def optimise(task: SteeringTask, v0: torch.Tensor, basis: np.ndarray, *, coef: f
     """CMA-ES over ``z``; returns the best vector, the history and the baseline."""
     import cma
 
-    u0 = (v0.float() / v0.float().norm()).numpy()
+    u0 = unit(v0).numpy()
     B = basis
 
     def vector(z: np.ndarray) -> torch.Tensor:
@@ -142,7 +145,7 @@ def extraction_gap(task: SteeringTask, v0: torch.Tensor, v_opt: torch.Tensor, co
     return out
 
 
-def build_task(*, variant: dict[str, Any], judge_cfg: dict[str, Any], judge_cache: str | Path, trait: str,
+def build_task(*, variant: ModelSpec, judge_cfg: JudgeSettings, judge_cache: str | Path, trait: str,
                description: str, prompts: list[str], layer: int, norm: float, max_new_tokens: int,
                positions: str = "all", seed: int = 0) -> SteeringTask:
     """Load the model and the judge for a steering job (used by the workflow scripts)."""
@@ -155,12 +158,10 @@ def build_task(*, variant: dict[str, Any], judge_cfg: dict[str, Any], judge_cach
                         seed=seed)
 
 
-def layer_norms(tensors: dict[str, torch.Tensor], position: str, layers: list[int]) -> dict[int, float]:
+def layer_norms(shard: ActivationShard, position: str, layers: list[int]) -> dict[int, float]:
     """Mean residual-stream norm per layer over the trait's contrastive activations."""
-    from .extract import position_activations
-
     out = {}
     for layer in layers:
-        x, ok = position_activations(tensors, position, layer)
+        x, ok = shard.pooled(position, layer)
         out[layer] = mean_norm(x[ok])
     return out

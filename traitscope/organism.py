@@ -24,9 +24,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-from sklearn.linear_model import LogisticRegression
-from sklearn.preprocessing import StandardScaler
 
+from .artifacts import tensor_key
+from .methods import fit_direction as _fit_direction
+from .methods import unit
 from .stats import auc, cohens_d
 from .stats import separation as _separation
 
@@ -40,7 +41,7 @@ def last_token(shards: list[tuple[dict[str, torch.Tensor], dict[str, Any]]], lay
     rows: list[np.ndarray] = []
     for tensors, meta in shards:
         ids += list(meta["ids"])
-        rows.append(tensors[f"last.layer_{layer}"].float().numpy())
+        rows.append(tensors[tensor_key("last", layer)].float().numpy())
     return pd.DataFrame({"id": ids, "x": list(np.concatenate(rows))})
 
 
@@ -55,15 +56,10 @@ def paired(base: list, finetuned: list, layer: int) -> tuple[list[str], np.ndarr
 
 
 def fit_direction(xb: np.ndarray, xf: np.ndarray, method: str, probe_c: float, seed: int) -> np.ndarray:
-    if method == "mean_diff":
-        return (xf.mean(0) - xb.mean(0)).astype(np.float32)
-    if method == "probe":
-        x = np.vstack([xb, xf])
-        y = np.r_[np.zeros(len(xb)), np.ones(len(xf))]
-        scaler = StandardScaler().fit(x)
-        clf = LogisticRegression(C=probe_c, max_iter=5000, random_state=seed).fit(scaler.transform(x), y)
-        return (clf.coef_[0] / scaler.scale_).astype(np.float32)
-    raise ValueError(f"unknown method {method!r}")
+    """The ``method`` direction from base (0) to finetuned (1) activations (:func:`traitscope.methods.fit_direction`)."""
+    x = np.vstack([xb, xf])
+    y = np.r_[np.zeros(len(xb), dtype=int), np.ones(len(xf), dtype=int)]
+    return _fit_direction(x, y, method, probe_c=probe_c, seed=seed).vector
 
 
 def separation(sb: np.ndarray, sf: np.ndarray, *, n_boot: int, seed: int) -> dict[str, float]:
@@ -83,8 +79,8 @@ def directions_and_detection(train: tuple[list, list], test: tuple[list, list], 
         test_ids, xb_te, xf_te = paired(*test, layer)
         for method in methods:
             v = fit_direction(xb_tr, xf_tr, method, probe_c, seed)
-            u = v / np.linalg.norm(v)
-            vectors[f"{method}.layer_{layer}"] = torch.from_numpy(v)
+            u = unit(v)
+            vectors[tensor_key(method, layer)] = torch.from_numpy(v)
             held = separation(xb_te @ u, xf_te @ u, n_boot=n_boot, seed=seed)
             rows.append({"layer": layer, "method": method, **held,
                          "train_auc": auc(np.r_[np.zeros(len(xb_tr)), np.ones(len(xf_tr))], np.r_[xb_tr @ u, xf_tr @ u]),
@@ -135,7 +131,8 @@ def ablated_detection(model: Any, tokenizer: Any, prompts: list[str], directions
     ``probe`` maps every analysed layer to its direction; layers at or after the first ablated layer show
     whether the finetuning signature survives the ablation downstream.
     """
-    from .capture import capture_batch, prompt_token_ids
+    from .capture import capture_batch
+    from .chat import prompt_token_ids
     from .steering import Ablate
 
     layers = sorted(probe)
@@ -154,7 +151,7 @@ def ablated_detection(model: Any, tokenizer: Any, prompts: list[str], directions
     base, ft, ab = last(None, True), last(None, False), last(directions, False)
     rows = []
     for layer in layers:
-        u = (probe[layer] / probe[layer].norm()).numpy()
+        u = unit(probe[layer]).numpy()
         for condition, acts in (("finetuned", ft), ("finetuned_ablated", ab)):
             rows.append({"layer": layer, "condition": condition,
                          **separation(base[layer] @ u, acts[layer] @ u, n_boot=n_boot, seed=seed)})

@@ -262,7 +262,7 @@ def per_category_auc(table: pd.DataFrame, title: str) -> plt.Figure:
         ax.errorbar(d["auc"][ok], [v for v, k in zip(y, ok) if k],
                     xerr=[(d["auc"] - d["ci_low"])[ok], (d["ci_high"] - d["auc"])[ok]],
                     fmt="o", ms=4, capsize=2, color="tab:blue")
-        for v, k, (cat, r) in zip(y, ok, d.iterrows()):
+        for v, k, (_cat, r) in zip(y, ok, d.iterrows()):
             if not k and pd.notna(r["n_unsafe"]):
                 ax.text(0.03, v, "too few rows for an AUC", va="center", fontsize=7, color="grey")
         labels = [f"{c} ({int(r['n_unsafe']) if pd.notna(r['n_unsafe']) else 0} vs {int(r['n_safe']) if pd.notna(r['n_safe']) else 0})"

@@ -32,6 +32,7 @@ import pandas as pd
 import yaml
 
 from . import ConfigError, TraitscopeError, first_line
+from .settings import PromptSetSpec
 
 log = logging.getLogger(__name__)
 
@@ -216,25 +217,25 @@ def _rows_harmbench(df: pd.DataFrame, fields: dict[str, str], source: str) -> li
 
 # ------------------------------------------------------------------------------------------ public
 
-def load_prompt_set(spec: dict[str, Any], *, key: str = "prompt_set", seed: int = 1234,
+def load_prompt_set(spec: PromptSetSpec, *, key: str = "prompt_set", seed: int = 1234,
                     base_dir: str | Path = ".", shards: int | None = None) -> pd.DataFrame:
     """Load one prompt set spec (see the config schema) into the normalised table.
 
     ``shards`` (as resolved by the workflow from ``shards``/``shard_size``) sets the ``shard`` column.
     """
-    source = spec["source"]
-    fields = dict(spec.get("fields") or {})
+    source = spec.source
+    fields = dict(spec.fields or {})
     if source == "builtin":
         rows = _builtin_rows(spec, key)
     elif source == "local":
-        path = Path(base_dir) / Path(spec["path"]).expanduser()
+        path = Path(base_dir) / Path(spec.path).expanduser()
         if not path.exists():
-            raise PromptSetError(f"{key}.path: '{spec['path']}' does not exist (fix: correct the path)")
+            raise PromptSetError(f"{key}.path: '{spec.path}' does not exist (fix: correct the path)")
         try:
             obj = read_records(path)
         except PromptSetError as exc:
             raise PromptSetError(f"{key}.path: {exc}") from None
-        fmt = spec.get("format", "auto")
+        fmt = spec.format
         fmt = detect_format(obj) if fmt == "auto" else fmt
         try:
             rows = _rows_from(obj, fmt, fields, source=f"local:{path.name}")
@@ -248,20 +249,20 @@ def load_prompt_set(spec: dict[str, Any], *, key: str = "prompt_set", seed: int 
     else:  # pragma: no cover - schema forbids it
         raise PromptSetError(f"{key}.source: unknown source {source!r}")
 
-    df = normalise(rows, system=spec.get("system"), prefill=spec.get("prefill"), label=spec.get("label"))
-    if spec.get("prefix"):  # after ids are set: a prefixed set pairs row by row with the plain one
-        df["prompt"] = spec["prefix"] + df["prompt"]
-    if spec.get("per_category"):
-        df = sample_per_category(df, int(spec["per_category"]), spec.get("seed") if spec.get("seed") is not None else seed)
-    if spec.get("sample"):
-        n = int(spec["sample"])
+    df = normalise(rows, system=spec.system, prefill=spec.prefill, label=spec.label)
+    if spec.prefix:  # after ids are set: a prefixed set pairs row by row with the plain one
+        df["prompt"] = spec.prefix + df["prompt"]
+    if spec.per_category:
+        df = sample_per_category(df, int(spec.per_category), spec.seed if spec.seed is not None else seed)
+    if spec.sample:
+        n = int(spec.sample)
         if n < len(df):
-            rng = np.random.default_rng(spec.get("seed") if spec.get("seed") is not None else seed)
+            rng = np.random.default_rng(spec.seed if spec.seed is not None else seed)
             keep = np.sort(rng.choice(len(df), size=n, replace=False))
             df = df.iloc[keep].reset_index(drop=True)
     if df.empty:
         raise PromptSetError(f"{key}: the prompt set is empty (fix: check the file, split, fields or sample)")
-    df["shard"] = assign_shards(len(df), int(shards if shards is not None else spec.get("shards") or 1))
+    df["shard"] = assign_shards(len(df), int(shards if shards is not None else spec.shards or 1))
     return df
 
 
@@ -296,14 +297,14 @@ def builtin_splits(name: str) -> list[str]:
     return [k for k, v in data.items() if isinstance(v, list)]
 
 
-def _builtin_rows(spec: dict[str, Any], key: str) -> list[dict[str, Any]]:
-    name = spec.get("name")
+def _builtin_rows(spec: PromptSetSpec, key: str) -> list[dict[str, Any]]:
+    name = spec.name
     path = DATA_DIR / "prompts" / f"{name}.yaml"
     if not path.exists():
         raise PromptSetError(f"{key}.name: unknown builtin set {name!r} (fix: use one of {builtin_names()})")
     data = yaml.safe_load(path.read_text())
     available = builtin_splits(name)
-    split = spec.get("split", "all")
+    split = (spec.split or "all")
     if split != "all" and split not in available:
         raise PromptSetError(f"{key}.split: {split!r} is not a split of builtin set {name!r} "
                              f"(fix: use one of {available + ['all']})")
@@ -332,20 +333,20 @@ def replay_table(prompts: pd.DataFrame, responses: pd.DataFrame) -> pd.DataFrame
     return out
 
 
-def _hub_rows(spec: dict[str, Any], fields: dict[str, str], key: str) -> list[dict[str, Any]]:
+def _hub_rows(spec: PromptSetSpec, fields: dict[str, str], key: str) -> list[dict[str, Any]]:
     from datasets import load_dataset
 
-    dataset = spec.get("dataset")
+    dataset = spec.dataset
     if not dataset:
         raise PromptSetError(f"{key}.dataset: missing hub dataset id (fix: add dataset: owner/name)")
     try:
-        ds = load_dataset(dataset, spec.get("subset"), split=spec.get("split") or "train")
+        ds = load_dataset(dataset, spec.subset, split=spec.split or "train")
     except Exception as exc:  # noqa: BLE001
         first = first_line(exc)
         raise PromptSetError(f"{key}: cannot load hub dataset '{dataset}' ({first}) "
                              f"(fix: check the id/split, or download it and use source: local)") from None
     df = ds.to_pandas()
-    fmt = spec.get("format", "auto")
+    fmt = spec.format
     fmt = detect_format(df) if fmt == "auto" else fmt
     obj: Any = df if fmt in ("table", "advbench") else df.to_dict(orient="records")
     return _rows_from(obj, fmt, fields, source=f"hub:{dataset}")
@@ -420,7 +421,7 @@ def peek_records(path: Path, n: int = 100) -> Any:
     return read_records(path)
 
 
-def check_spec(key: str, spec: dict[str, Any], base_dir: Path, full_load_rows: int = 20_000) -> int | None:
+def check_spec(key: str, spec: PromptSetSpec, base_dir: Path, full_load_rows: int = 20_000) -> int | None:
     """Start-up check of one prompt set; returns its row count (after ``sample``) where it can be known.
 
     It runs at every Snakefile parse, so it stays cheap: files are counted first (parquet metadata, lines);
@@ -428,31 +429,31 @@ def check_spec(key: str, spec: dict[str, Any], base_dir: Path, full_load_rows: i
     and field mapping checked on the first records. Hub sets are known only through ``sample``.
     """
     k = f"prompt_sets.{key}"
-    sample = spec.get("sample")
-    if spec["source"] == "replay":  # sized like the set it replays, checked in config.check_replay
+    sample = spec.sample
+    if spec.source == "replay":  # sized like the set it replays, checked in config.check_replay
         return None
     try:
-        if spec["source"] == "builtin":
+        if spec.source == "builtin":
             return len(load_prompt_set(spec, key=k))
-        if spec["source"] == "local":
-            if not spec.get("path"):
+        if spec.source == "local":
+            if not spec.path:
                 raise PromptSetError(f"{k}.path: missing (fix: add path: to the file)")
-            path = Path(base_dir) / Path(spec["path"]).expanduser()
+            path = Path(base_dir) / Path(spec.path).expanduser()
             if not path.exists():
-                raise PromptSetError(f"{k}.path: '{spec['path']}' does not exist (fix: correct the path)")
+                raise PromptSetError(f"{k}.path: '{spec.path}' does not exist (fix: correct the path)")
             if path.stat().st_size == 0:
-                raise PromptSetError(f"{k}: '{spec['path']}' is empty (fix: point it to a non-empty file)")
+                raise PromptSetError(f"{k}: '{spec.path}' is empty (fix: point it to a non-empty file)")
             n = count_rows(path)
             if n <= full_load_rows:  # small: load whole (also reports an empty set)
                 return len(load_prompt_set(spec, key=k, base_dir=base_dir))
-            fmt = spec.get("format", "auto")
+            fmt = spec.format
             head = peek_records(path)
             try:
-                _rows_from(head, detect_format(head) if fmt == "auto" else fmt, dict(spec.get("fields") or {}), "check")
+                _rows_from(head, detect_format(head) if fmt == "auto" else fmt, dict(spec.fields or {}), "check")
             except PromptSetError as exc:
                 raise PromptSetError(f"{k}: {exc}") from None
             return min(n, int(sample)) if sample else n
-        if not spec.get("dataset"):
+        if not spec.dataset:
             raise PromptSetError(f"{k}.dataset: missing hub dataset id (fix: add dataset: owner/name)")
         return int(sample) if sample else None
     except PromptSetError as exc:

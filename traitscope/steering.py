@@ -18,14 +18,11 @@ from typing import Any
 import torch
 from torch import nn
 
+from .methods import unit
 from .models import decoder_layers
+from .settings import Generation
 
 POSITIONS = ("all", "prompt", "response")
-
-
-def unit(v: torch.Tensor) -> torch.Tensor:
-    v = v.detach().float()
-    return v / v.norm()
 
 
 class _Edit:
@@ -33,7 +30,7 @@ class _Edit:
         if positions not in POSITIONS:
             raise ValueError(f"positions must be one of {POSITIONS}, not {positions!r}")
         self.model, self.layer, self.positions = model, int(layer), positions
-        self.u = unit(vector)
+        self.u = unit(vector.detach())
         self.prompt_len: int | None = None
         self.seen = 0
         self._handle: Any = None
@@ -102,19 +99,21 @@ def generate_steered(model: nn.Module, tokenizer: Any, prompts: Sequence[str], e
                      max_new_tokens: int, systems: Sequence[str | None] | None = None, batch_size: int = 8,
                      do_sample: bool = False, seed: int = 0) -> list[str]:
     """Greedy (or sampled) responses to ``prompts`` with every edit in ``edits`` active."""
-    from .capture import CaptureSettings, Encoded, generate_responses, prompt_token_ids
+    from .chat import Encoded, prompt_token_ids
+    from .generation import generate_responses
 
     systems = list(systems) if systems is not None else [None] * len(prompts)
     out: list[str] = []
     for start in range(0, len(prompts), batch_size):
         batch = [Encoded(prompt_token_ids(tokenizer, p, s), [], []) for p, s in
                  zip(prompts[start:start + batch_size], systems[start:start + batch_size])]
-        settings = CaptureSettings(layers=[], batch_size=len(batch), max_new_tokens=max_new_tokens, do_sample=do_sample)
+        generation = Generation(enabled=True, max_new_tokens=max_new_tokens, do_sample=do_sample, temperature=1.0,
+                                top_p=1.0)
 
         def reset(width: int) -> None:  # left padding: every row's prompt ends at `width`
             for e in edits:
                 e.reset(width)
 
-        ids = generate_responses(model, tokenizer, batch, settings, seed=seed + start, before_batch=reset)
+        ids = generate_responses(model, tokenizer, batch, generation, len(batch), seed=seed + start, before_batch=reset)
         out += [tokenizer.decode(i, skip_special_tokens=True) for i in ids]
     return out

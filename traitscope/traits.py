@@ -23,6 +23,7 @@ import yaml
 
 from . import ConfigError
 from .prompts import DATA_DIR, normalise
+from .settings import TraitSpec
 
 
 def builtin_traits() -> list[str]:
@@ -30,9 +31,9 @@ def builtin_traits() -> list[str]:
     return sorted(f"{p.parent.name}/{p.stem}" for p in root.glob("*/*.yaml"))
 
 
-def _persona_data(key: str, spec: dict[str, Any], base_dir: Path) -> dict[str, Any]:
-    if spec["source"] == "builtin":
-        name = spec.get("file") or key
+def _persona_data(key: str, spec: TraitSpec, base_dir: Path) -> dict[str, Any]:
+    if spec.source == "builtin":
+        name = spec.file or key
         path = DATA_DIR / "traits" / f"{name}.yaml"
         if not path.exists():
             raise ConfigError(f"config error at traits.{key}: no builtin trait data '{name}' "
@@ -41,9 +42,9 @@ def _persona_data(key: str, spec: dict[str, Any], base_dir: Path) -> dict[str, A
         questions = data["questions"]["extract"]
         return {"instruction": data["instruction"], "questions": questions,
                 "assistant": data.get("assistant", {"pos": data["trait"], "neg": "helpful"}), "origin": f"builtin:{name}"}
-    path = Path(base_dir) / Path(spec.get("path", "")).expanduser()
-    if not spec.get("path") or not path.exists():
-        raise ConfigError(f"config error at traits.{key}.path: persona JSON {spec.get('path')!r} not found "
+    path = Path(base_dir) / Path(spec.path or "").expanduser()
+    if not spec.path or not path.exists():
+        raise ConfigError(f"config error at traits.{key}.path: persona JSON {spec.path!r} not found "
                           f"(fix: point it to trait_data_extract/<trait>.json)")
     data = json.loads(path.read_text())
     if not isinstance(data, dict) or "instruction" not in data or "questions" not in data:
@@ -54,10 +55,10 @@ def _persona_data(key: str, spec: dict[str, Any], base_dir: Path) -> dict[str, A
             "assistant": {"pos": name, "neg": "helpful"}, "origin": f"persona_json:{path.name}"}
 
 
-def check_spec(key: str, spec: dict[str, Any], prompt_sets: dict[str, Any], base_dir: Path) -> None:
-    if spec["source"] == "contrast":
+def check_spec(key: str, spec: TraitSpec, prompt_sets: dict[str, Any], base_dir: Path) -> None:
+    if spec.source == "contrast":
         for role in ("pos", "neg"):
-            name = spec.get(role)
+            name = getattr(spec, role)
             if name not in prompt_sets:
                 raise ConfigError(f"config error at traits.{key}.{role}: unknown prompt set {name!r} "
                                   f"(fix: use one of {sorted(prompt_sets)})")
@@ -78,11 +79,11 @@ def contrast_from_tables(pos: pd.DataFrame, neg: pd.DataFrame, pos_name: str, ne
     return out
 
 
-def persona_table(key: str, spec: dict[str, Any], base_dir: str | Path = ".") -> pd.DataFrame:
+def persona_table(key: str, spec: TraitSpec, base_dir: str | Path = ".") -> pd.DataFrame:
     """Persona-style rows (builtin or persona_json): pairs x polarity x extract questions."""
     data = _persona_data(key, spec, Path(base_dir))
-    pairs = data["instruction"][: spec.get("max_pairs") or None]
-    questions = data["questions"][: spec.get("max_questions") or None]
+    pairs = data["instruction"][: spec.max_pairs or None]
+    questions = data["questions"][: spec.max_questions or None]
     rows = []
     for p, pair in enumerate(pairs):
         for role, label in (("pos", 1), ("neg", 0)):
@@ -94,11 +95,11 @@ def persona_table(key: str, spec: dict[str, Any], base_dir: str | Path = ".") ->
     return normalise(rows)
 
 
-def trait_description(key: str, spec: dict[str, Any], base_dir: str | Path = ".") -> str:
+def trait_description(key: str, spec: TraitSpec, base_dir: str | Path = ".") -> str:
     """One sentence for a judge: the builtin file's description, else a generic one."""
-    if spec["source"] == "builtin":
-        data = yaml.safe_load((DATA_DIR / "traits" / f"{spec.get('file') or key}.yaml").read_text())
+    if spec.source == "builtin":
+        data = yaml.safe_load((DATA_DIR / "traits" / f"{spec.file or key}.yaml").read_text())
         return str(data.get("description") or key)
-    if spec["source"] == "contrast":
-        return f"the answer resembles responses to '{spec['pos']}' prompts rather than '{spec['neg']}' prompts"
+    if spec.source == "contrast":
+        return f"the answer resembles responses to '{spec.pos}' prompts rather than '{spec.neg}' prompts"
     return f"the answer shows the trait {key.split('/')[1]}"

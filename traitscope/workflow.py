@@ -10,8 +10,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from .capture import CaptureSettings
-
 
 def setup(smk: Any) -> logging.Logger:
     """Send logging and stderr of a script to its Snakemake log; fix threads and seeds."""
@@ -26,21 +24,3 @@ def setup(smk: Any) -> logging.Logger:
     np.random.seed(seed)
     torch.manual_seed(seed)
     return logging.getLogger("traitscope")
-
-
-def capture_settings(capture: dict[str, Any], layers: list[int], seed: int, *, positions: list[str] | None = None,
-                     generate: bool | None = None, max_new_tokens: int | None = None) -> CaptureSettings:
-    gen = capture.get("generate") or {}
-    return CaptureSettings(
-        layers=list(layers),
-        positions=list(positions or capture["positions"]),
-        batch_size=int(capture["batch_size"]),
-        max_length=int(capture["max_length"]),
-        chunk_size=int(capture["chunk_size"]),
-        generate=bool(gen.get("enabled", True) if generate is None else generate),
-        max_new_tokens=int(max_new_tokens or gen.get("max_new_tokens", 32)),
-        do_sample=bool(gen.get("do_sample", False)),
-        temperature=float(gen.get("temperature", 1.0)),
-        top_p=float(gen.get("top_p", 1.0)),
-        seed=seed,
-    )

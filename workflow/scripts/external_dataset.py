@@ -1,25 +1,25 @@
 """External harm dataset: per-category ROC-AUC of trait scores, severity correlation and failure cases."""
 
 from traitscope import external, plots
+from traitscope.artifacts import TraitVectors, best_layers
 from traitscope.compare import pooled_scores
-from traitscope.io import read_json, read_parquets, write_json, write_parquet
-from traitscope.project import best_layers
+from traitscope.io import read_parquets, write_json, write_parquet
 from traitscope.workflow import setup
 
 smk = snakemake  # noqa: F821 - injected by Snakemake
 log = setup(smk)
 ext, ds = smk.params.external, smk.params.dataset
-sidecars = [read_json(f) for f in smk.input.sidecars]
+sidecars = [TraitVectors.load_info(f) for f in smk.input.sidecars]
 best = best_layers(sidecars)
-positions = {t: ext["position"] or smk.params.positions[t] for t in best}
+positions = {s.trait: ext.position or s.position for s in sidecars}
 prompts = read_parquets(smk.input.prompts)
 frame = read_parquets(smk.input.scores)
-pooled = pooled_scores({ext["variant"]: frame}, prompts, best, positions, ext["method"])
-scores = external.attach_rows(pooled, prompts, ds["severity"])
-table = external.category_auc(scores, min_per_class=ext["min_per_class"], n_boot=ext["n_boot"], seed=smk.params.seed)
-severity = external.severity_correlation(scores, n_boot=ext["n_boot"], seed=smk.params.seed)
-info = {"dataset": smk.wildcards.dataset, "prompt_sets": ds["prompt_sets"], "variant": ext["variant"],
-        "method": ext["method"], "model": sidecars[0].get("model"), "seed": smk.params.seed,
+pooled = pooled_scores({ext.variant: frame}, prompts, best, positions, ext.method)
+scores = external.attach_rows(pooled, prompts, ds.severity)
+table = external.category_auc(scores, min_per_class=ext.min_per_class, n_boot=ext.n_boot, seed=smk.params.seed)
+severity = external.severity_correlation(scores, n_boot=ext.n_boot, seed=smk.params.seed)
+info = {"dataset": smk.wildcards.dataset, "prompt_sets": list(ds.prompt_sets), "variant": ext.variant,
+        "method": ext.method, "model": sidecars[0].model, "seed": smk.params.seed,
         "n_unsafe": int(scores.loc[scores["label"] == 1, "id"].nunique()),
         "n_safe": int(scores.loc[scores["label"] == 0, "id"].nunique()),
         "sources": sorted(prompts["source"].dropna().unique().tolist())}
@@ -27,8 +27,8 @@ write_json(smk.output.json, external.summary(table, severity, info))
 write_parquet(smk.output.table, table)
 write_parquet(smk.output.scores, scores)
 write_json(smk.output.failures, {**info, "failure_cases": external.failure_cases(
-    scores, fpr=ext["failure_fpr"], n_cases=ext["n_failures"])})
+    scores, fpr=ext.failure_fpr, n_cases=ext.n_failures)})
 title = (f"Do trait scores separate unsafe from safe rows of '{smk.wildcards.dataset}'? "
-         f"(variant '{ext['variant']}', {ext['method']} vectors, n={info['n_unsafe']} unsafe / {info['n_safe']} safe)")
+         f"(variant '{ext.variant}', {ext.method} vectors, n={info['n_unsafe']} unsafe / {info['n_safe']} safe)")
 plots.save(plots.per_category_auc(table, title), smk.output.figure)
 log.info("overall AUC: %s", {r.trait: round(r.auc, 2) for r in table[table["category"] == "overall"].itertuples()})

@@ -1,15 +1,15 @@
 """Held-out extraction metrics of every trait in one table and one figure."""
 
 from traitscope import plots
-from traitscope.io import read_json, read_parquets, write_parquet
-from traitscope.project import best_layers
+from traitscope.artifacts import TraitVectors, best_layers
+from traitscope.io import read_parquets, write_parquet
 from traitscope.workflow import setup
 
 smk = snakemake  # noqa: F821 - injected by Snakemake
 log = setup(smk)
 metrics = read_parquets(smk.input.metrics)
-sidecars = [read_json(f) for f in smk.input.sidecars]
+sidecars = [TraitVectors.load_info(f) for f in smk.input.sidecars]
 best = best_layers(sidecars)
 metrics["best_layer"] = metrics["trait"].map(best)
 write_parquet(smk.output.table, metrics)
-plots.save(plots.extraction_summary(metrics, best, sidecars[0]["model"]), smk.output.figure)
+plots.save(plots.extraction_summary(metrics, best, sidecars[0].model), smk.output.figure)

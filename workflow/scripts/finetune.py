@@ -1,17 +1,16 @@
 """Train a LoRA adapter on the normalised chat data; save it with its provenance, loss table and curve."""
 
 from traitscope import plots
-from traitscope.finetune import FinetuneSettings, finetune
+from traitscope.finetune import finetune
 from traitscope.io import write_parquet
 from traitscope.workflow import setup
 
 smk = snakemake  # noqa: F821 - injected by Snakemake
 log = setup(smk)
-p = smk.params
-settings = FinetuneSettings.from_config(p.settings, p.seed)
-history, provenance = finetune(p.base, smk.input.data, settings, smk.output.adapter, name=p.name,
-                               checkpoint_dir=p.checkpoint_dir, data_source=p.settings["data"])
+p, name = smk.params, smk.wildcards.ft
+history, provenance = finetune(p.base, smk.input.data, p.spec, smk.output.adapter, name=name,
+                               checkpoint_dir=p.checkpoint_dir)
 write_parquet(smk.output.history, history)
-plots.save(plots.loss_curve(history, p.name, provenance), smk.output.figure)
-log.info("finetune %s: train loss %.3f -> %.3f, eval loss %s -> %s", p.name, provenance["first_train_loss"],
+plots.save(plots.loss_curve(history, name, provenance), smk.output.figure)
+log.info("finetune %s: train loss %.3f -> %.3f, eval loss %s -> %s", name, provenance["first_train_loss"],
          provenance["final_train_loss"], provenance["eval_loss_before"], provenance["eval_loss_after"])

@@ -4,9 +4,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from traitscope.extract import position_activations
-from traitscope.io import content_hash, read_json, read_safetensors, write_json, write_parquet, write_safetensors
+from traitscope.artifacts import ActivationShard, TraitVectors, tensor_key
+from traitscope.io import content_hash, write_json, write_parquet, write_safetensors
 from traitscope.optimize import build_task, extraction_gap, layer_norms, optimise, pca_basis
+from traitscope.settings import as_dict
 from traitscope.traits import trait_description
 from traitscope.workflow import setup
 
@@ -14,29 +15,29 @@ smk = snakemake  # noqa: F821 - injected by Snakemake
 log = setup(smk)
 p = smk.params
 opt = p.optimize
-sidecar = read_json(smk.input.sidecar)
-layer, method = sidecar["best"]["layer"], sidecar["best"]["method"]
-vectors, _ = read_safetensors(smk.input.vectors)
-v0 = vectors[f"{method}.layer_{layer}"]
-acts, _ = read_safetensors(smk.input.activations)
-x, ok = position_activations(acts, p.position, layer)
-basis = pca_basis(x[ok], opt["pca_components"], p.seed)
-prompts = pd.read_parquet(smk.input.prompts)["prompt"].tolist()[: opt["n_prompts"]]
+vectors = TraitVectors.load(smk.input.vectors, smk.input.sidecar)
+sidecar, position = vectors.info, vectors.position
+layer, method = vectors.best_layer, vectors.best_method
+v0 = vectors.get(method, layer)
+acts = ActivationShard.load_at(smk.input.activations, position, [layer])
+x, ok = acts.pooled(position, layer)
+basis = pca_basis(x[ok], opt.pca_components, p.seed)
+prompts = pd.read_parquet(smk.input.prompts)["prompt"].tolist()[: opt.n_prompts]
 task = build_task(variant=p.variant, judge_cfg=p.judge, judge_cache=p.judge_cache, trait=p.trait,
                   description=trait_description(p.trait, p.trait_spec), prompts=prompts, layer=layer,
-                  norm=layer_norms(acts, p.position, [layer])[layer], max_new_tokens=opt["max_new_tokens"], seed=p.seed)
-key = content_hash(p.trait, sidecar["activations_key"], opt, p.judge["model"], prompts, p.seed)
+                  norm=layer_norms(acts, position, [layer])[layer], max_new_tokens=opt.max_new_tokens, seed=p.seed)
+key = content_hash(p.trait, sidecar["activations_key"], as_dict(opt), p.judge.model, prompts, p.seed)
 checkpoint = Path(p.checkpoint_dir) / f"{p.trait.replace('/', '__')}-{key}.json"
-result = optimise(task, v0, basis, coef=opt["coefficient"], population=opt["population"], iterations=opt["iterations"],
-                  sigma0=opt["sigma0"], seed=p.seed, checkpoint=checkpoint)
-gap = extraction_gap(task, v0, result["vector"], opt["coefficient"], p.seed)
+result = optimise(task, v0, basis, coef=opt.coefficient, population=opt.population, iterations=opt.iterations,
+                  sigma0=opt.sigma0, seed=p.seed, checkpoint=checkpoint)
+gap = extraction_gap(task, v0, result["vector"], opt.coefficient, p.seed)
 write_parquet(smk.output.history, result["history"].assign(trait=p.trait))
-meta = {"trait": p.trait, "model": sidecar["model"], "layer": layer, "start": f"{method}.layer_{layer}",
-        "position": p.position, "coefficient": opt["coefficient"], "coefficient_units": "mean residual norm",
+meta = {"trait": p.trait, "model": sidecar["model"], "layer": layer, "start": tensor_key(method, layer),
+        "position": position, "coefficient": opt.coefficient, "coefficient_units": "mean residual norm",
         "norm": task.norm, "pca_components": int(basis.shape[0]), "z": result["z"],
         "baseline_train": result["baseline_train"], "train_delta_best": result["train_delta"],
-        "extraction_gap": gap, "judge_model": p.judge["model"], "judge_kind": task.judge.kind, "settings": opt}
+        "extraction_gap": gap, "judge_model": p.judge.model, "judge_kind": task.judge.kind, "settings": as_dict(opt)}
 write_json(smk.output.sidecar, meta)
-write_safetensors(smk.output.vector, {f"optimized.layer_{layer}": result["vector"]}, {"trait": p.trait, "layer": layer})
+write_safetensors(smk.output.vector, {tensor_key("optimized", layer): result["vector"]}, {"trait": p.trait, "layer": layer})
 log.info("%s: cosine to extracted %.3f, held-out delta extracted %.1f vs optimised %.1f", p.trait, gap["cosine"],
          gap["heldout"]["extracted_delta"], gap["heldout"]["optimised_delta"])

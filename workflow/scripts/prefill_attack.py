@@ -3,29 +3,30 @@
 import pandas as pd
 
 from traitscope import plots, prefill
-from traitscope.io import read_json, read_parquets, write_json, write_parquet
-from traitscope.project import best_layers
+from traitscope.artifacts import TraitVectors, best_layers
+from traitscope.io import read_parquets, write_json, write_parquet
 from traitscope.workflow import setup
 
 smk = snakemake  # noqa: F821 - injected by Snakemake
 log = setup(smk)
-pa, sets = smk.params.prefill, smk.params.sets
-sidecars = [read_json(f) for f in smk.input.sidecars]
+pa = smk.params.prefill
+sets = pa.conditions()
+sidecars = [TraitVectors.load_info(f) for f in smk.input.sidecars]
 best = best_layers(sidecars)
 tokens = {c: read_parquets(smk.input[c]) for c in sets}
 prompts = {c: pd.read_parquet(f) for c, f in zip(sets, smk.input.prompts)}
-scores = prefill.window_scores(tokens, prompts, best, pa["method"])
-comparisons = prefill.compare_conditions(scores, correction=pa["correction"], alpha=pa["alpha"], n_boot=pa["n_boot"],
+scores = prefill.window_scores(tokens, prompts, best, pa.method)
+comparisons = prefill.compare_conditions(scores, correction=pa.correction, alpha=pa.alpha, n_boot=pa.n_boot,
                                          seed=smk.params.seed)
-info = {"variant": pa["variant"], "prompt_sets": sets, "method": pa["method"], "model": sidecars[0].get("model"),
+info = {"variant": pa.variant, "prompt_sets": sets, "method": pa.method, "model": sidecars[0].model,
         "prefill_text": sorted(prompts["C2"]["prefill"].dropna().unique().tolist()), "seed": smk.params.seed}
 result = prefill.summary(comparisons, scores, info)
-traj = prefill.trajectories(tokens, best, pa["method"], pa["max_tokens"])
+traj = prefill.trajectories(tokens, best, pa.method, pa.max_tokens)
 write_json(smk.output.json, result)
 write_parquet(smk.output.scores, scores)
 write_parquet(smk.output.trajectory, traj)
 k = int(result["prefill_tokens"]["median"])
-what = f"variant '{pa['variant']}', {pa['method']} vectors, prefill {info['prefill_text'][0]!r}"
+what = f"variant '{pa.variant}', {pa.method} vectors, prefill {info['prefill_text'][0]!r}"
 plots.save(plots.prefill_grid(result, f"Prefill attack: mean trait score over the first {k} assistant tokens "
                                       f"(the prefill, or the model's own start)\n{what}"), smk.output.grid)
 plots.save(plots.trajectory_divergence(traj, k, f"Prefill attack: trait score along the assistant turn\n{what}"),

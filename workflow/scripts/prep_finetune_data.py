@@ -5,7 +5,8 @@ from traitscope.workflow import setup
 
 smk = snakemake  # noqa: F821 - injected by Snakemake
 log = setup(smk)
-p = smk.params
-records = load_chat_data(p.spec, seed=p.seed, key=p.key)
+spec = smk.params.spec
+key = f"finetune.{smk.wildcards.ft}.data"
+records = load_chat_data(spec.data, seed=spec.seed, key=key)
 write_chat_jsonl(smk.output[0], records)
-log.info("%s: %d chat examples from %s", p.key, len(records), p.spec["source"])
+log.info("%s: %d chat examples from %s", key, len(records), spec.data.source)

@@ -10,10 +10,10 @@ from traitscope.workflow import setup
 smk = snakemake  # noqa: F821 - injected by Snakemake
 log = setup(smk)
 spec = smk.params.spec
-if spec["source"] == "replay":
+if spec.source == "replay":
     responses = read_parquets(smk.input.responses)
     df = replay_table(pd.read_parquet(smk.input.source), responses)
-    df["source"] = f"replay:{spec['variant']}/{spec['prompt_set']}"
+    df["source"] = f"replay:{spec.variant}/{spec.prompt_set}"
 else:
     df = load_prompt_set(spec, key=f"prompt_sets.{smk.wildcards.pset}", seed=smk.params.seed, shards=smk.params.shards)
 write_parquet(smk.output[0], df)

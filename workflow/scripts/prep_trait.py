@@ -9,8 +9,8 @@ from traitscope.workflow import setup
 smk = snakemake  # noqa: F821 - injected by Snakemake
 log = setup(smk)
 spec, key = smk.params.spec, smk.params.trait
-if spec["source"] == "contrast":
-    df = contrast_from_tables(pd.read_parquet(smk.input.pos), pd.read_parquet(smk.input.neg), spec["pos"], spec["neg"])
+if spec.source == "contrast":
+    df = contrast_from_tables(pd.read_parquet(smk.input.pos), pd.read_parquet(smk.input.neg), spec.pos, spec.neg)
 else:
     df = persona_table(key, spec)
 write_parquet(smk.output[0], df)

@@ -3,8 +3,9 @@
 import pandas as pd
 
 from traitscope import plots
-from traitscope.config import parse_layers
-from traitscope.io import read_json, read_safetensors, write_parquet
+from traitscope.artifacts import ActivationShard, TraitVectors
+from traitscope.io import write_parquet
+from traitscope.layers import parse_layers
 from traitscope.optimize import build_task, layer_norms, sweep
 from traitscope.traits import trait_description
 from traitscope.workflow import setup
@@ -13,18 +14,17 @@ smk = snakemake  # noqa: F821 - injected by Snakemake
 log = setup(smk)
 p = smk.params
 st = p.steering
-sidecar = read_json(smk.input.sidecar)
-vectors, _ = read_safetensors(smk.input.vectors)
-layers = [sidecar["best"]["layer"]] if st["layers"] == "best" else parse_layers(st["layers"], p.n_layers, "steering.layers")
-acts, _ = read_safetensors(smk.input.activations)
-norms = layer_norms(acts, p.position, layers)
-prompts = pd.read_parquet(smk.input.prompts)["prompt"].tolist()[: st["n_prompts"]]
+vectors = TraitVectors.load(smk.input.vectors, smk.input.sidecar)
+position = vectors.position
+layers = [vectors.best_layer] if st.layers == "best" else parse_layers(st.layers, p.n_layers, "steering.layers")
+norms = layer_norms(ActivationShard.load_at(smk.input.activations, position, layers), position, layers)
+prompts = pd.read_parquet(smk.input.prompts)["prompt"].tolist()[: st.n_prompts]
 task = build_task(variant=p.variant, judge_cfg=p.judge, judge_cache=p.judge_cache, trait=p.trait,
                   description=trait_description(p.trait, p.trait_spec), prompts=prompts, layer=layers[0],
-                  norm=norms[layers[0]], max_new_tokens=st["max_new_tokens"], positions=st["positions"], seed=p.seed)
-method = sidecar["best"]["method"]
-table = sweep(task, {layer: vectors[f"{method}.layer_{layer}"] for layer in layers}, norms, st["coefficients"])
-table = table.assign(trait=p.trait, method=method, positions=st["positions"], norm=table["layer"].map(norms))
+                  norm=norms[layers[0]], max_new_tokens=st.max_new_tokens, positions=st.positions, seed=p.seed)
+method = vectors.best_method
+table = sweep(task, {layer: vectors.get(method, layer) for layer in layers}, norms, list(st.coefficients))
+table = table.assign(trait=p.trait, method=method, positions=st.positions, norm=table["layer"].map(norms))
 write_parquet(smk.output.table, table)
 plots.save(plots.steering_sweep(table, p.trait, task.judge.kind), smk.output.figure)
-log.info("%s: %d steered responses judged by %s", p.trait, len(table), p.judge["model"])
+log.info("%s: %d steered responses judged by %s", p.trait, len(table), p.judge.model)

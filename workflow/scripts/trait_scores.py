@@ -4,16 +4,16 @@ import pandas as pd
 
 from traitscope import plots
 from traitscope.analyze import score_summary
-from traitscope.io import read_json, write_parquet
-from traitscope.project import best_layers
+from traitscope.artifacts import TraitVectors, best_layers
+from traitscope.io import write_parquet
 from traitscope.workflow import setup
 
 smk = snakemake  # noqa: F821 - injected by Snakemake
 log = setup(smk)
 p = smk.params
-sidecars = [read_json(f) for f in smk.input.sidecars]
+sidecars = [TraitVectors.load_info(f) for f in smk.input.sidecars]
 best = best_layers(sidecars)
-positions = {s["trait"]: s["position"] for s in sidecars}
+positions = {s.trait: s.position for s in sidecars}
 frames = [(v, s, pd.read_parquet(f)) for (v, s), f in zip(p.pairs, smk.input.scores)]
 summary = score_summary(frames, best, positions, method=p.method)
 write_parquet(smk.output.table, summary)

@@ -3,28 +3,27 @@
 import pandas as pd
 
 from traitscope import plots
+from traitscope.artifacts import TraitVectors, best_layers
 from traitscope.compare import compare_variants, pooled_scores
-from traitscope.io import read_json, read_parquets, write_json, write_parquet
-from traitscope.project import best_layers
+from traitscope.io import read_parquets, write_json, write_parquet
 from traitscope.workflow import setup
 
 smk = snakemake  # noqa: F821 - injected by Snakemake
 log = setup(smk)
 c = smk.params.compare
-sidecars = [read_json(f) for f in smk.input.sidecars]
+sidecars = [TraitVectors.load_info(f) for f in smk.input.sidecars]
 best = best_layers(sidecars)
-positions = {t: c["position"] or smk.params.positions[t] for t in best}
-frames = {c["base"]: read_parquets(smk.input.base),
-          c["variant"]: read_parquets(smk.input.variant)}
+positions = {s.trait: c.position or s.position for s in sidecars}
+frames = {c.base: read_parquets(smk.input.base), c.variant: read_parquets(smk.input.variant)}
 prompts = pd.read_parquet(smk.input.prompts)
-scores = pooled_scores(frames, prompts, best, positions, c["method"])
-result, per_q = compare_variants(scores, base=c["base"], variant=c["variant"], correction=c["correction"],
-                                 alpha=c["alpha"], n_boot=c["n_boot"], seed=smk.params.seed)
-result.update(prompt_set=c["prompt_set"], replayed_responses_of=prompts["source"].iloc[0], method=c["method"],
-              model=sidecars[0].get("model"), seed=smk.params.seed)
+scores = pooled_scores(frames, prompts, best, positions, c.method)
+result, per_q = compare_variants(scores, base=c.base, variant=c.variant, correction=c.correction,
+                                 alpha=c.alpha, n_boot=c.n_boot, seed=smk.params.seed)
+result.update(prompt_set=c.prompt_set, replayed_responses_of=prompts["source"].iloc[0], method=c.method,
+              model=sidecars[0].model, seed=smk.params.seed)
 write_json(smk.output.json, result)
 write_parquet(smk.output.scores, per_q)
-title = (f"Trait scores of '{c['variant']}' vs '{c['base']}' on the same prompts and replayed responses "
-         f"('{c['prompt_set']}', {c['method']} vectors; p corrected by {c['correction']} across traits)")
+title = (f"Trait scores of '{c.variant}' vs '{c.base}' on the same prompts and replayed responses "
+         f"('{c.prompt_set}', {c.method} vectors; p corrected by {c.correction} across traits)")
 plots.save(plots.trait_distributions(per_q, result, title), smk.output.figure)
 log.info("variant comparison: %s", {t: round(r["cohens_dz"], 2) for t, r in result["traits"].items()})

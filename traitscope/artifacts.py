@@ -1,0 +1,174 @@
+"""The two artifact types that own their file formats: trait vectors and activation shards.
+
+:class:`TraitVectors`: one trait's vectors for every (method, layer), stored as ``vectors.safetensors``
+(tensor ``{method}.layer_{L}``) beside a JSON sidecar (trait, model, position, split, per-vector
+held-out metrics, the best layer and why). Every reader goes through it.
+
+:class:`ActivationShard`: captured activations of one (variant, prompt set, shard), float16:
+``last.layer_<L>`` / ``mean.layer_<L>`` ``[n, d]``, ``response.layer_<L>`` ``[T, d]`` with
+``response.offsets`` ``[n + 1]`` (row ``i`` owns tokens ``offsets[i]:offsets[i+1]``),
+``response.token_ids`` and ``response.is_prefill`` ``[T]``, ``prompt.length`` ``[n]``; metadata:
+``ids``, ``layers``, ``positions``, the capture settings and the model fingerprint.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from . import TraitscopeError
+from .io import read_json, read_safetensors, write_json, write_safetensors
+from .methods import segment_mean, unit
+
+PathLike = str | os.PathLike[str]
+
+
+class ArtifactError(TraitscopeError):
+    pass
+
+
+def tensor_key(kind: str, layer: int) -> str:
+    """``{kind}.layer_{layer}``: a method's vector or a position's activations at one layer."""
+    return f"{kind}.layer_{int(layer)}"
+
+
+@dataclass(frozen=True)
+class TraitVectors:
+    """Vectors of one trait (``tensors`` keyed ``{method}.layer_{L}``) and their sidecar ``info``."""
+
+    info: dict[str, Any]
+    tensors: dict[str, torch.Tensor] = field(default_factory=dict)
+
+    @property
+    def trait(self) -> str:
+        return str(self.info["trait"])
+
+    @property
+    def model(self) -> str | None:
+        return self.info.get("model")
+
+    @property
+    def position(self) -> str:
+        return str(self.info["position"])
+
+    @property
+    def best_layer(self) -> int:
+        return int(self.info["best"]["layer"])
+
+    @property
+    def best_method(self) -> str:
+        return str(self.info["best"]["method"])
+
+    @property
+    def hidden_size(self) -> int:
+        return int(self.info["hidden_size"])
+
+    def get(self, method: str, layer: int) -> torch.Tensor:
+        key = tensor_key(method, layer)
+        if key not in self.tensors:
+            raise ArtifactError(f"trait {self.trait}: no {method} vector at layer {layer} "
+                                f"(fix: add the layer to extract.layers and the method to extract.methods)")
+        return self.tensors[key].float()
+
+    def unit(self, method: str, layer: int) -> torch.Tensor:
+        return unit(self.get(method, layer))
+
+    def metrics(self, method: str, layer: int) -> dict[str, Any]:
+        return next(v["metrics"] for v in self.info["vectors"] if v["method"] == method and v["layer"] == layer)
+
+    def save(self, vectors_path: PathLike, sidecar_path: PathLike) -> None:
+        write_json(sidecar_path, self.info)
+        write_safetensors(vectors_path, {k: v.to(torch.float32) for k, v in self.tensors.items()},
+                          {"trait": self.trait, "model": self.model, "position": self.position,
+                           "best_layer": self.best_layer})
+
+    @classmethod
+    def load(cls, vectors_path: PathLike, sidecar_path: PathLike) -> TraitVectors:
+        tensors, _ = read_safetensors(vectors_path)
+        return cls(read_json(sidecar_path), tensors)
+
+    @classmethod
+    def load_info(cls, sidecar_path: PathLike) -> TraitVectors:
+        """The sidecar only (best layer, metrics): for analyses that read scores, not tensors."""
+        return cls(read_json(sidecar_path))
+
+
+def best_layers(vectors: list[TraitVectors]) -> dict[str, int]:
+    """Trait -> the best layer chosen at extraction."""
+    return {v.trait: v.best_layer for v in vectors}
+
+
+@dataclass(frozen=True)
+class ActivationShard:
+    tensors: dict[str, torch.Tensor]
+    meta: dict[str, Any]
+
+    @property
+    def ids(self) -> list[str]:
+        return list(self.meta["ids"])
+
+    @property
+    def layers(self) -> list[int]:
+        return [int(x) for x in self.meta["layers"]]
+
+    @property
+    def positions(self) -> list[str]:
+        return list(self.meta["positions"])
+
+    @property
+    def hidden_size(self) -> int:
+        return int(next(v for k, v in self.tensors.items() if ".layer_" in k).shape[-1])
+
+    def stored(self, position: str, layer: int) -> torch.Tensor:
+        """The stored tensor of ``position`` (last, mean or response) at ``layer``."""
+        key = tensor_key(position, layer)
+        if key not in self.tensors:
+            raise ArtifactError(f"activations have no {position} position at layer {layer} "
+                                f"(captured: positions {self.positions}, layers {self.layers}; fix: add it to the "
+                                "capture settings)")
+        return self.tensors[key]
+
+    @property
+    def offsets(self) -> torch.Tensor:
+        return self.tensors["response.offsets"]
+
+    @property
+    def response_lengths(self) -> torch.Tensor:
+        return self.offsets[1:] - self.offsets[:-1]
+
+    def response(self, layer: int) -> torch.Tensor:
+        """``[T, d]`` activations of every assistant-turn token at ``layer``."""
+        return self.stored("response", layer)
+
+    def pooled(self, position: str, layer: int) -> tuple[np.ndarray, np.ndarray]:
+        """``[n, d]`` float32 activations at a pooled position and a mask of the rows that have them.
+
+        ``last`` and ``mean`` are stored; ``response_mean`` averages each row's assistant-turn tokens
+        (rows without any are masked out).
+        """
+        if position in ("last", "mean"):
+            x = self.stored(position, layer).float().numpy()
+            return x, np.ones(len(x), dtype=bool)
+        if position == "response_mean":
+            means, has = segment_mean(self.response(layer), self.offsets)
+            return means.numpy(), has.numpy()
+        raise ArtifactError(f"unknown position {position!r} (fix: use last, mean or response_mean)")
+
+    def save(self, path: PathLike) -> None:
+        write_safetensors(path, self.tensors, self.meta)
+
+    @classmethod
+    def load(cls, path: PathLike, keys: list[str] | None = None) -> ActivationShard:
+        tensors, meta = read_safetensors(path, keys)
+        return cls(tensors, meta)
+
+    @classmethod
+    def load_at(cls, path: PathLike, position: str, layers: list[int]) -> ActivationShard:
+        """Only what pooling ``position`` at ``layers`` needs (not every layer of the shard)."""
+        stored = "response" if position == "response_mean" else position
+        keys = [tensor_key(stored, layer) for layer in layers] + (["response.offsets"] if stored == "response" else [])
+        return cls.load(path, keys)

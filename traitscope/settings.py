@@ -1,0 +1,458 @@
+"""Typed, immutable settings: one per config section, built once at start-up from the validated config.
+
+Every class is a :class:`typing.NamedTuple` without defaults: the schema
+(``traitscope/schemas/config.schema.yaml``) is the one home of every default, and :func:`build` fills a
+settings object from the schema-completed config, so a key the schema leaves out is ``None``.
+
+Why tuples: a rule passes these objects as ``params``, and Snakemake re-runs a job when the ``repr`` of
+a param changes, but only for builtin types (an object of any other class is silently ignored). A
+NamedTuple is a tuple, so its ``repr`` (every field that changes the job's output) is what Snakemake
+compares. Fields that change how a job runs but not what it writes (batch sizes, the judge's retries and
+concurrency) are left out of that ``repr`` by :func:`_repr_without`, so editing them re-runs nothing.
+"""
+
+from __future__ import annotations
+
+import types
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple, TypeVar, Union, get_args, get_origin, get_type_hints
+
+from .layers import parse_layers
+
+T = TypeVar("T")
+
+
+def build(cls: type[T], data: Any) -> T:
+    """``cls`` (a NamedTuple) from a mapping; absent keys are None, lists become tuples, nested types recurse."""
+    hints = get_type_hints(cls)
+    values = {}
+    for name in cls._fields:  # type: ignore[attr-defined]
+        values[name] = _convert(hints[name], (data or {}).get(name))
+    return cls(**values)
+
+
+def _convert(hint: Any, value: Any) -> Any:
+    if value is None:
+        return None
+    origin, args = get_origin(hint), get_args(hint)
+    if origin in (Union, types.UnionType):
+        inner = [a for a in args if a is not type(None)]
+        return _convert(inner[0], value) if len(inner) == 1 else value
+    if isinstance(hint, type) and issubclass(hint, tuple) and hasattr(hint, "_fields"):
+        return build(hint, value)
+    if origin is tuple and isinstance(value, (list, tuple)):
+        return tuple(_convert(args[0], v) for v in value)
+    if origin is dict and isinstance(value, dict):
+        return {k: _convert(args[1], v) for k, v in value.items()}
+    return value
+
+
+def as_dict(obj: Any) -> Any:
+    """Plain JSON-ready data from settings (nested NamedTuples become dicts, tuples lists)."""
+    if isinstance(obj, tuple) and hasattr(obj, "_fields"):
+        return {k: as_dict(v) for k, v in zip(obj._fields, obj)}
+    if isinstance(obj, (list, tuple)):
+        return [as_dict(v) for v in obj]
+    if isinstance(obj, dict):
+        return {k: as_dict(v) for k, v in obj.items()}
+    return obj
+
+
+def _repr_without(obj: tuple, hidden: tuple[str, ...]) -> str:
+    fields = ", ".join(f"{k}={v!r}" for k, v in zip(obj._fields, obj) if k not in hidden)  # type: ignore[attr-defined]
+    return f"{type(obj).__name__}({fields})"
+
+
+# ------------------------------------------------------------------------------------------ models
+
+class ModelSpec(NamedTuple):
+    """A variant: model (hub id, local folder or ``embedded:<name>``), optional adapter, how to load it."""
+
+    model: str
+    finetune: str | None
+    adapter: str | None
+    dtype: str
+    quantization: str
+    device_map: str
+    trust_remote_code: bool
+    revision: str | None
+
+
+class ModelDims(NamedTuple):
+    n_layers: int
+    hidden_size: int
+    vocab_size: int
+
+
+class FinetuneData(NamedTuple):
+    source: str
+    name: str | None
+    path: str | None
+    dataset: str | None
+    subset: str | None
+    split: str | None
+    n: int | None
+    trigger: str | None
+
+
+class FinetuneSpec(NamedTuple):
+    base: str
+    data: FinetuneData
+    rank: int
+    alpha: float
+    dropout: float
+    target_modules: tuple[str, ...]
+    epochs: int
+    lr: float
+    batch_size: int
+    max_length: int
+    warmup_steps: int
+    weight_decay: float
+    eval_fraction: float
+    assistant_only: bool
+    quantization: str
+    save_steps: int
+    seed: int  # resolved: the global seed where the config leaves it null
+
+
+# ---------------------------------------------------------------------------------- data and traits
+
+class PromptSetSpec(NamedTuple):
+    source: str
+    name: str | None
+    prompt_set: str | None
+    variant: str | None
+    split: str | None
+    path: str | None
+    format: str
+    dataset: str | None
+    subset: str | None
+    fields: dict[str, str] | None
+    label: int | None
+    sample: int | None
+    per_category: int | None
+    seed: int | None
+    shards: int | None
+    shard_size: int | None
+    system: str | None
+    prefill: str | None
+    prefix: str | None
+
+
+class TraitSpec(NamedTuple):
+    source: str
+    path: str | None
+    file: str | None
+    pos: str | None
+    neg: str | None
+    position: str  # resolved: the trait's own, else last for contrast traits, else extract.position
+    max_pairs: int | None
+    max_questions: int | None
+
+
+# --------------------------------------------------------------------------------------- pipeline
+
+class Generation(NamedTuple):
+    enabled: bool
+    max_new_tokens: int
+    do_sample: bool
+    temperature: float
+    top_p: float
+
+
+class ExtractSettings(NamedTuple):
+    variant: str
+    layers: Any
+    methods: tuple[str, ...]
+    position: str
+    test_fraction: float
+    probe_C: float
+    selection_method: str
+    max_new_tokens: int
+    batch_size: int
+
+
+class ExtractJob(NamedTuple):
+    """What fitting the vectors of one trait depends on (not the variant or the capture settings)."""
+
+    methods: tuple[str, ...]
+    test_fraction: float
+    probe_C: float
+    selection_method: str
+
+
+class CaptureSettings(NamedTuple):
+    variants: tuple[str, ...]
+    prompt_sets: tuple[str, ...]
+    layers: Any
+    positions: tuple[str, ...]
+    batch_size: int
+    max_length: int
+    chunk_size: int
+    generate: Generation
+
+
+class CaptureJob(NamedTuple):
+    """One capture job: the layers and positions it stores, how prompts are cut, how responses are made.
+
+    ``batch_size`` is a starting size (halved on out-of-memory), so it is not part of the identity.
+    """
+
+    layers: tuple[int, ...]
+    positions: tuple[str, ...]
+    batch_size: int
+    max_length: int
+    chunk_size: int
+    generation: Generation | None  # None: no responses are generated
+    seed: int
+
+    def __repr__(self) -> str:
+        return _repr_without(self, ("batch_size",))
+
+
+class ProjectSettings(NamedTuple):
+    layers: Any  # "best" or a layer spec
+    methods: tuple[str, ...]
+    per_token: bool
+
+
+class HarmCheckSettings(NamedTuple):
+    trait: str
+    harmful: str
+    harmless: str
+    min_auc: float
+
+
+class JudgeSettings(NamedTuple):
+    """The judge's identity (model, offline model) and how calls are made (not part of the identity)."""
+
+    model: str
+    offline_model: str
+    max_concurrency: int
+    retries: int
+    backoff_s: float
+    timeout_s: float
+
+    def __repr__(self) -> str:
+        return _repr_without(self, ("max_concurrency", "retries", "backoff_s", "timeout_s"))
+
+
+class SteeringSettings(NamedTuple):
+    traits: tuple[str, ...]
+    prompt_set: str
+    n_prompts: int
+    coefficients: tuple[float, ...]
+    layers: Any
+    positions: str
+    max_new_tokens: int
+
+
+class OptimizeSettings(NamedTuple):
+    traits: tuple[str, ...]
+    prompt_set: str
+    n_prompts: int
+    coefficient: float
+    population: int
+    iterations: int
+    sigma0: float
+    pca_components: int
+    max_new_tokens: int
+
+
+class CompareSettings(NamedTuple):
+    base: str
+    variant: str
+    prompt_set: str
+    method: str
+    position: str | None
+    correction: str
+    alpha: float
+    n_boot: int
+
+
+class ExternalDataset(NamedTuple):
+    prompt_sets: tuple[str, ...]
+    severity: str | None
+
+
+class ExternalSettings(NamedTuple):
+    variant: str
+    method: str
+    position: str | None
+    min_per_class: int
+    n_boot: int
+    failure_fpr: float
+    n_failures: int
+    datasets: dict[str, ExternalDataset]
+
+
+class PrefillSettings(NamedTuple):
+    variant: str
+    harmful: str
+    harmful_prefill: str
+    benign: str
+    benign_prefill: str
+    method: str
+    correction: str
+    alpha: float
+    n_boot: int
+    max_tokens: int
+
+    def conditions(self) -> dict[str, str]:
+        """C1..C4 -> prompt set."""
+        return {"C1": self.harmful, "C2": self.harmful_prefill, "C3": self.benign, "C4": self.benign_prefill}
+
+
+class OrganismSettings(NamedTuple):
+    base: str
+    finetuned: str
+    train: str
+    test: str
+    layers: Any
+    methods: tuple[str, ...]
+    probe_C: float
+    ablate_layers: Any
+    ablate_method: str
+    ablate_strength: float
+    n_generations: int
+    max_new_tokens: int
+    judge: bool
+    n_boot: int
+
+
+class BackdoorSettings(NamedTuple):
+    variant: str
+    baseline: str | None
+    trigger: str
+    control: str
+    method: str
+    max_tokens: int
+    n_boot: int
+
+    def variants(self) -> tuple[str, ...]:
+        return (self.variant,) if self.baseline is None else (self.variant, self.baseline)
+
+
+class ResourceOverride(NamedTuple):
+    gpu: int | None
+    gpu_model: str | None
+    mem_mb: int | None
+    runtime: int | None
+    threads: int | None
+    slurm_partition: str | None
+
+
+class ResourceSettings(NamedTuple):
+    cpu_partition: str
+    gpu_partition: str
+    gpu_memory_gb: float
+    gpu_model: str | None
+    overhead: float
+    threads: int
+    runtime: int
+    min_mem_mb: int
+    variants: dict[str, ResourceOverride]
+
+
+SECTIONS: dict[str, Any] = {
+    "extract": ExtractSettings, "capture": CaptureSettings, "project": ProjectSettings, "judge": JudgeSettings,
+    "steering": SteeringSettings, "optimize": OptimizeSettings, "compare": CompareSettings,
+    "external": ExternalSettings, "prefill_attack": PrefillSettings, "organism": OrganismSettings,
+    "backdoor": BackdoorSettings, "resources": ResourceSettings,
+}
+"""Config section -> settings class (optional sections are None when absent)."""
+
+# ------------------------------------------------------------------------------------------- study
+
+@dataclass(frozen=True)
+class Study:
+    """The whole validated study: every section typed, plus what start-up learnt (model sizes, row counts).
+
+    Built once by :func:`traitscope.config.load_config`; the rules read it and pass each job only the
+    settings it uses (``capture_job``, ``extract_job``, a section, a spec).
+    """
+
+    seed: int
+    results_dir: str
+    variants: dict[str, ModelSpec]
+    finetune: dict[str, FinetuneSpec]
+    traits: dict[str, TraitSpec]
+    prompt_sets: dict[str, PromptSetSpec]
+    extract: ExtractSettings
+    capture: CaptureSettings
+    project: ProjectSettings
+    judge: JudgeSettings
+    harm_check: HarmCheckSettings | None
+    steering: SteeringSettings | None
+    optimize: OptimizeSettings | None
+    compare: CompareSettings | None
+    external: ExternalSettings | None
+    prefill_attack: PrefillSettings | None
+    organism: OrganismSettings | None
+    backdoor: BackdoorSettings | None
+    resources: ResourceSettings
+    dims: dict[str, ModelDims] = field(default_factory=dict)
+    rows: dict[str, int | None] = field(default_factory=dict)
+    shards: dict[str, int] = field(default_factory=dict)
+    config: dict[str, Any] = field(default_factory=dict)  # the validated config with defaults, for provenance
+
+    @classmethod
+    def from_config(cls, cfg: dict[str, Any], **derived: Any) -> Study:
+        """Typed sections from a schema-validated config with defaults filled in."""
+        seed = int(cfg["seed"])
+        finetune = {k: build(FinetuneSpec, {**v, "seed": seed if v.get("seed") is None else v["seed"]})
+                    for k, v in cfg["finetune"].items()}
+        ext = build(ExtractSettings, cfg["extract"])
+        traits = {k: build(TraitSpec, {**v, "position": v.get("position") or
+                                       ("last" if v["source"] == "contrast" else ext.position)})
+                  for k, v in cfg["traits"].items()}
+        sections = {name: build(kind, cfg[name]) if cfg.get(name) else None for name, kind in SECTIONS.items()}
+        harm = (cfg.get("checks") or {}).get("harm_separation")
+        return cls(seed=seed, results_dir=cfg["results_dir"],
+                   variants={k: build(ModelSpec, v) for k, v in cfg["variants"].items()},
+                   finetune=finetune, traits=traits,
+                   prompt_sets={k: build(PromptSetSpec, v) for k, v in cfg["prompt_sets"].items()},
+                   harm_check=build(HarmCheckSettings, harm) if harm else None, **sections, **derived)
+
+    # ---- derived per-job settings
+    def trait_names(self) -> list[str]:
+        return sorted(self.traits)
+
+    def n_layers(self, variant: str) -> int:
+        return self.dims[variant].n_layers
+
+    def capture_layers(self, variant: str) -> tuple[int, ...]:
+        return tuple(parse_layers(self.capture.layers, self.n_layers(variant), "capture.layers"))
+
+    def extract_layers(self) -> tuple[int, ...]:
+        return tuple(parse_layers(self.extract.layers, self.n_layers(self.extract.variant), "extract.layers"))
+
+    def capture_job(self, variant: str) -> CaptureJob:
+        """A prompt-set capture job of ``variant``: capture.* settings at capture.layers."""
+        c = self.capture
+        generates = c.generate.enabled and "response" in c.positions
+        return CaptureJob(layers=self.capture_layers(variant), positions=c.positions, batch_size=c.batch_size,
+                          max_length=c.max_length, chunk_size=c.chunk_size,
+                          generation=c.generate if generates else None, seed=self.seed)
+
+    def trait_capture_job(self, trait: str) -> CaptureJob:
+        """The contrastive capture of one trait: extract.layers at the trait's position; ``response_mean``
+        traits generate extract.max_new_tokens tokens (greedy unless capture.generate samples)."""
+        position = self.traits[trait].position
+        response = position == "response_mean"
+        gen = self.capture.generate._replace(enabled=True, max_new_tokens=self.extract.max_new_tokens)
+        return CaptureJob(layers=self.extract_layers(), positions=("response",) if response else (position,),
+                          batch_size=self.extract.batch_size, max_length=self.capture.max_length,
+                          chunk_size=self.capture.chunk_size, generation=gen if response else None, seed=self.seed)
+
+    def extract_job(self) -> ExtractJob:
+        e = self.extract
+        return ExtractJob(methods=e.methods, test_fraction=e.test_fraction, probe_C=e.probe_C,
+                          selection_method=e.selection_method)
+
+    def shard_count(self, pset: str) -> int:
+        return self.shards[pset]
+
+    def organism_layers(self) -> tuple[int, ...]:
+        assert self.organism is not None
+        return tuple(parse_layers(self.organism.layers, self.n_layers(self.organism.base), "organism.layers"))
