@@ -81,31 +81,38 @@ def judge_inputs():
 MODEL_RES = {v: model_job_resources(S, v) for v in S.variants}
 
 
-def variant_threads(w):
-    return MODEL_RES[w.variant]["threads"]
-
-
-def variant_resource(key):
-    def get(w):
-        return MODEL_RES[w.variant][key]
-
-    return get
-
-
-def fixed_resource(variant, key):
-    def get(w):
-        return MODEL_RES[variant][key]
-
-    return get
-
-
 MODEL_RESOURCE_KEYS = ("mem_mb", "runtime", "gpu", "slurm_partition")
-MODEL_JOB = {key: variant_resource(key) for key in MODEL_RESOURCE_KEYS}
 
 
-def model_job_of(variant):
-    """Resources of a job without a {variant} wildcard that loads ``variant``."""
-    return {key: fixed_resource(variant, key) for key in MODEL_RESOURCE_KEYS}
+def model_job(variant_of):
+    """``threads`` and ``resources`` of a rule that loads the model of variant ``variant_of(wildcards)``."""
+
+    def pick(key):
+        def get(w):
+            return MODEL_RES[variant_of(w)][key]
+
+        return get
+
+    return pick("threads"), {key: pick(key) for key in MODEL_RESOURCE_KEYS}
+
+
+def wildcard_variant(w):
+    return w.variant
+
+
+def finetune_base(w):
+    return S.finetune[w.ft].base
+
+
+def fixed_variant(variant):
+    def of(w):
+        return variant
+
+    return of
+
+
+variant_threads, MODEL_JOB = model_job(wildcard_variant)
+finetune_threads, FINETUNE_JOB = model_job(finetune_base)
 
 
 # ---------------------------------------------------------------------------------- input functions
@@ -178,17 +185,6 @@ def finetune_base_files(w):
 
 def finetune_base_spec(w):
     return S.variants[S.finetune[w.ft].base]
-
-
-def finetune_threads(w):
-    return MODEL_RES[S.finetune[w.ft].base]["threads"]
-
-
-def finetune_resource(key):
-    def get(w):
-        return MODEL_RES[S.finetune[w.ft].base][key]
-
-    return get
 
 
 def steering_inputs(w):

@@ -32,7 +32,7 @@ rule finetune:
         L.log("finetune", "{ft}"),
     threads: finetune_threads
     resources:
-        **{key: finetune_resource(key) for key in MODEL_RESOURCE_KEYS},
+        **FINETUNE_JOB,
     conda:
         ENV
     script:

@@ -40,9 +40,9 @@ if S.organism:
             seed=S.seed,
         log:
             L.log("organism_ablation"),
-        threads: MODEL_RES[S.organism.finetuned]["threads"]
+        threads: model_job(fixed_variant(S.organism.finetuned))[0]
         resources:
-            **model_job_of(S.organism.finetuned),
+            **model_job(fixed_variant(S.organism.finetuned))[1],
         conda:
             ENV
         script:
