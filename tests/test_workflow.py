@@ -187,6 +187,10 @@ def test_naming_one_file_rebuilds_only_it(study):
     ran = re.findall(r"^\s*(?:local)?rule (\w+):", proc.stdout + proc.stderr, re.M)
     assert ran == ["trait_scores"]
     assert target.exists()
+    # the manifest checksums that figure, so bringing results/all up to date again re-runs only the manifest
+    proc = smk(workdir, cfg, "results/all")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert re.findall(r"^\s*(?:local)?rule (\w+):", proc.stdout + proc.stderr, re.M) == ["manifest"]
 
 
 def test_rulegraph_and_dag(study):
@@ -207,6 +211,8 @@ def test_rulegraph_and_dag(study):
 
 def _edit(cfg: dict, change: str) -> dict:
     cfg = json.loads(json.dumps(cfg))
+    if change == "reorder_keys":  # the same config written in another key order
+        return _reversed(cfg)
     if change == "add_prompt_set":
         cfg["prompt_sets"]["medical_all"] = {"source": "builtin", "name": "medical", "split": "all"}
         cfg["capture"]["prompt_sets"].append("medical_all")
@@ -227,6 +233,12 @@ def _edit(cfg: dict, change: str) -> dict:
     return cfg
 
 
+def _reversed(data):
+    if isinstance(data, dict):
+        return {k: _reversed(data[k]) for k in reversed(list(data))}
+    return [_reversed(v) for v in data] if isinstance(data, list) else data
+
+
 # 3 shards of the capture sets + trigger/control of the backdoored and the base variant + the replay set of two
 # variants + the two external datasets and the two prefilled sets
 N_PROJECT = 3 + 4 + 2 + 4
@@ -234,6 +246,7 @@ ANALYSES = {"backdoor_detection": 1, "variant_comparison": 1, "external_dataset"
             "trait_scores": 1, "manifest": 1}
 EXPECTED = {
     "nothing": {},
+    "reorder_keys": {},
     "judge_retries": {"manifest": 1},
     "capture_batch_size": {"manifest": 1},
     "add_prompt_set": {"prep_prompts": 1, "capture": 1, "project": 1, "trait_scores": 1, "manifest": 1},
@@ -253,7 +266,7 @@ def test_a_config_edit_plans_exactly_the_jobs_it_changes(study, change):
     manifest, which records the config): no model job re-runs for an analysis or a judge setting."""
     workdir, cfg = study
     edited = workdir / f"config_{change}.yaml"
-    edited.write_text(yaml.safe_dump(_edit(yaml.safe_load(cfg.read_text()), change)))
+    edited.write_text(yaml.safe_dump(_edit(yaml.safe_load(cfg.read_text()), change), sort_keys=False))
     proc = smk(workdir, edited, "-n", "results/all")
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert planned_jobs(proc) == EXPECTED[change]

@@ -89,7 +89,7 @@ def score_summary(frames: list[tuple[str, str, pd.DataFrame]], best_layers: dict
 
 def provenance(config: dict[str, Any], outputs: list[str | Path]) -> dict[str, Any]:
     """What produced the results: versions, git commit, config, and a checksum of every output."""
-    pkgs = {}
+    pkgs: dict[str, str | None] = {}
     for name in ("torch", "transformers", "snakemake", "scikit-learn", "statsmodels", "pandas", "numpy", "peft",
                  "safetensors"):
         try:

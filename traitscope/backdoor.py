@@ -82,7 +82,8 @@ def onset(tokens: pd.DataFrame, variant: str, trait: str) -> int | None:
 def summary(pooled: pd.DataFrame, tokens: pd.DataFrame, *, variant: str, baseline: str | None,
             info: dict[str, Any]) -> dict[str, Any]:
     traits: dict[str, Any] = {}
-    for trait, d in pooled.groupby("trait"):
+    for trait_key, d in pooled.groupby("trait"):
+        trait = str(trait_key)
         entry: dict[str, Any] = {"layer": int(d["layer"].iloc[0]), "positions": {}}
         for pos, dp in d.groupby("position"):
             entry["positions"][pos] = {r["variant"]: {k: r[k] for k in ("auc", "ci_low", "ci_high", "cohens_d",

@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +42,7 @@ POSITIONS = ("last", "mean", "response")
 
 # ------------------------------------------------------------------------------------- capturing
 
-def capture_batch(model: Any, batch: list[tuple[list[int], list[int]]], layers: list[int], positions: list[str],
+def capture_batch(model: Any, batch: list[tuple[list[int], list[int]]], layers: Sequence[int], positions: Sequence[str],
                   pad_id: int) -> dict[str, Any]:
     """One right-padded forward pass; returns gathered float16 CPU tensors per position and layer.
 

@@ -33,11 +33,12 @@ class Encoded:
 
 def encode_rows(tokenizer: Any, df: pd.DataFrame, max_length: int) -> list[Encoded]:
     out = []
-    for row in df.itertuples():
-        system = row.system if isinstance(row.system, str) else None
-        p = prompt_token_ids(tokenizer, row.prompt, system)
+    for row in df.to_dict(orient="records"):
+        system = row["system"] if isinstance(row["system"], str) else None
+        p = prompt_token_ids(tokenizer, row["prompt"], system)
         truncated = len(p) > max_length
         if truncated:  # keep the end: the assistant header and the question's last tokens
             p = p[-max_length:]
-        out.append(Encoded(p, text_token_ids(tokenizer, row.prefill), text_token_ids(tokenizer, row.response), truncated))
+        out.append(Encoded(p, text_token_ids(tokenizer, row["prefill"]), text_token_ids(tokenizer, row["response"]),
+                           truncated))
     return out

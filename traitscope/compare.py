@@ -33,7 +33,7 @@ def pooled_scores(frames: dict[str, pd.DataFrame], prompts: pd.DataFrame, best: 
 def compare_variants(scores: pd.DataFrame, *, base: str, variant: str, correction: str, alpha: float, n_boot: int,
                      seed: int) -> tuple[dict[str, Any], pd.DataFrame]:
     """Per trait: paired test of per-question mean scores, variant vs base; corrected across traits."""
-    per_q = scores.groupby(["trait", "variant", "group"], as_index=False)["score"].mean()
+    per_q = scores.groupby(["trait", "variant", "group"])["score"].mean().reset_index()
     rows = []
     for trait, d in per_q.groupby("trait"):
         wide = d.pivot(index="group", columns="variant", values="score").dropna()
@@ -44,7 +44,7 @@ def compare_variants(scores: pd.DataFrame, *, base: str, variant: str, correctio
     table = pd.DataFrame(rows)
     adj, reject = correct_pvalues(table["p"].tolist(), correction, alpha)
     table["p_adjusted"], table["significant"] = adj, reject
-    result = {
+    result: dict[str, Any] = {
         "base": base, "variant": variant, "unit": "question (mean over its paraphrases)",
         "test": "paired t-test (scipy.stats.ttest_rel), variant minus base",
         "effect_size": "Cohen's d_z = mean difference / SD of differences, 95% percentile bootstrap CI over questions",

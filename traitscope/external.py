@@ -103,11 +103,12 @@ def severity_correlation(scores: pd.DataFrame, *, n_boot: int, seed: int) -> dic
     has = scores.dropna(subset=["severity", "score"])
     if has.empty:
         return None
-    out = {}
+    out: dict[str, Any] = {}
     for trait, d in has.groupby("trait", sort=True):
-        out[trait] = {"all_rows": spearman(d["severity"], d["score"], n_boot=n_boot, seed=seed),
-                      "unsafe_rows": spearman(d.loc[d["label"] == 1, "severity"], d.loc[d["label"] == 1, "score"],
-                                              n_boot=n_boot, seed=seed)}
+        unsafe = d[d["label"] == 1]
+        out[str(trait)] = {"all_rows": spearman(d["severity"].to_numpy(), d["score"].to_numpy(), n_boot=n_boot, seed=seed),
+                           "unsafe_rows": spearman(unsafe["severity"].to_numpy(), unsafe["score"].to_numpy(),
+                                                   n_boot=n_boot, seed=seed)}
     return out
 
 
@@ -121,10 +122,10 @@ def failure_cases(scores: pd.DataFrame, *, fpr: float, n_cases: int, max_chars: 
             continue
         threshold = float(np.quantile(safe["score"], 1 - fpr))
         missed = unsafe[unsafe["score"] < threshold].sort_values("score", kind="stable")
-        cases = [{"id": r.id, "category": r.category, "score": float(r.score),
-                  "prompt": _clip(r.prompt, max_chars), "response": _clip(r.response, max_chars)}
-                 for r in missed.head(n_cases).itertuples()]
-        out[trait] = {"layer": int(d["layer"].iloc[0]), "position": d["position"].iloc[0], "threshold": threshold,
+        cases = [{"id": r["id"], "category": r["category"], "score": float(r["score"]),
+                  "prompt": _clip(r["prompt"], max_chars), "response": _clip(r.get("response"), max_chars)}
+                 for r in missed.head(n_cases).to_dict(orient="records")]
+        out[str(trait)] = {"layer": int(d["layer"].iloc[0]), "position": d["position"].iloc[0], "threshold": threshold,
                       "target_fpr": fpr, "observed_fpr": float((safe["score"] >= threshold).mean()),
                       "n_unsafe": int(len(unsafe)), "n_missed": int(len(missed)),
                       "miss_rate": float(len(missed) / len(unsafe)), "cases": cases}
@@ -143,9 +144,9 @@ def summary(table: pd.DataFrame, severity: dict[str, Any] | None, info: dict[str
         cats = {r["category"]: {k: r[k] for k in ("auc", "ci_low", "ci_high", "cohens_d", "mean_unsafe", "mean_safe",
                                                    "n_unsafe", "n_safe", "negatives")}
                 for r in d.to_dict(orient="records")}
-        traits[trait] = {"layer": int(d["layer"].iloc[0]), "position": d["position"].iloc[0],
-                         "overall": cats.pop("overall"), "categories": cats,
-                         "severity": (severity or {}).get(trait)}
+        traits[str(trait)] = {"layer": int(d["layer"].iloc[0]), "position": d["position"].iloc[0],
+                              "overall": cats.pop("overall"), "categories": cats,
+                              "severity": (severity or {}).get(str(trait))}
     return {**info, "traits": traits,
             "severity_available": severity is not None,
             "definitions": {

@@ -110,10 +110,10 @@ def extract_trait(shard: ActivationShard, table: pd.DataFrame, job: ExtractJob, 
                   "test_groups": sorted(set(groups[test].tolist())),
                   "n_pos": int((y == 1).sum()), "n_neg": int((y == 0).sum()), "n_dropped_no_tokens": int((~valid).sum())},
         "best": choose_best_layer(metrics, job.selection_method),
-        "vectors": [{"key": tensor_key(r.method, r.layer), "method": r.method, "layer": int(r.layer),
-                     "metrics": {k: getattr(r, k) for k in ("auc", "accuracy", "cohens_d", "train_auc", "norm",
-                                                             "n_train", "n_test")}}
-                    for r in metrics.itertuples()],
+        "vectors": [{"key": tensor_key(r["method"], int(r["layer"])), "method": r["method"], "layer": int(r["layer"]),
+                     "metrics": {k: r[k] for k in ("auc", "accuracy", "cohens_d", "train_auc", "norm",
+                                                   "n_train", "n_test")}}
+                    for r in metrics.to_dict(orient="records")],
         "activations_key": shard.meta.get("key"),
     }
     return TraitVectors(info, tensors), metrics.assign(trait=trait)

@@ -206,7 +206,7 @@ def attach_lora(model: Any, settings: FinetuneSpec) -> Any:
         raise FinetuneError(f"target_modules {missing} are not modules of this model "
                             f"(fix: choose from the linear layers, e.g. {sorted(present & set(DEFAULT_TARGETS)) or sorted(present)[:8]})")
     torch.manual_seed(settings.seed)
-    config = LoraConfig(r=settings.rank, lora_alpha=settings.alpha, lora_dropout=settings.dropout,
+    config = LoraConfig(r=settings.rank, lora_alpha=settings.alpha,  # type: ignore[arg-type]  # peft annotates int; any scale works lora_dropout=settings.dropout,
                         target_modules=list(settings.target_modules), task_type="CAUSAL_LM")
     return get_peft_model(model, config)
 
@@ -285,7 +285,7 @@ def train_lora(model: Any, tokenizer: Any, records: list[dict[str, Any]], settin
     model = attach_lora(model, settings)
     params = [p for _, p in _trainable(model)]
     optimizer = torch.optim.AdamW(params, lr=settings.lr, weight_decay=settings.weight_decay)
-    step, history = 0, []
+    step, history = 0, list[dict[str, Any]]()
     ckpt = Path(checkpoint) if checkpoint else None
     if ckpt is not None and ckpt.exists():
         step, history = load_checkpoint(ckpt, model, optimizer)

@@ -212,10 +212,10 @@ def load_model(variant: ModelSpec, *, resources_dir: str | Path = "resources", k
     try:
         tokenizer = AutoTokenizer.from_pretrained(model_id, trust_remote_code=trust,
                                                   revision=variant.revision)
-        model = AutoModelForCausalLM.from_pretrained(model_id, **kwargs)
+        model: Any = AutoModelForCausalLM.from_pretrained(model_id, **kwargs)
     except Exception as exc:  # noqa: BLE001
         first = first_line(exc)
-        raise ModelLoadError(f"{key}.model: '{variant['model']}' failed to load ({first}) "
+        raise ModelLoadError(f"{key}.model: '{variant.model}' failed to load ({first}) "
                              f"(fix: check the id/path; offline, use a local folder)") from exc
     if "device_map" not in kwargs:
         model.to(device)
@@ -243,7 +243,7 @@ def decoder_layers(model: nn.Module) -> nn.ModuleList:
     """The list of decoder blocks whose outputs are the residual stream, for common architectures."""
     from torch import nn
 
-    base = model
+    base: Any = model
     if hasattr(base, "get_base_model"):  # peft
         base = base.get_base_model()
     for path in ("model.layers", "model.language_model.layers", "transformer.h", "gpt_neox.layers", "model.decoder.layers"):
@@ -259,4 +259,5 @@ def decoder_layers(model: nn.Module) -> nn.ModuleList:
 
 
 def input_device(model: nn.Module) -> torch.device:  # noqa: F821
-    return model.get_input_embeddings().weight.device
+    embeddings: Any = model.get_input_embeddings()  # type: ignore[operator]
+    return embeddings.weight.device

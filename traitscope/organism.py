@@ -136,7 +136,7 @@ def ablated_detection(model: Any, tokenizer: Any, prompts: list[str], directions
     from .steering import Ablate
 
     layers = sorted(probe)
-    batch = [(prompt_token_ids(tokenizer, p, None), []) for p in prompts]
+    batch: list[tuple[list[int], list[int]]] = [(prompt_token_ids(tokenizer, p, None), []) for p in prompts]
     pad = tokenizer.pad_token_id
 
     def last(edits: dict[int, torch.Tensor] | None, base: bool) -> dict[int, np.ndarray]:

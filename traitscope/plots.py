@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -22,7 +23,7 @@ def save(fig: plt.Figure, path: str | Path) -> None:
     plt.close(fig)
 
 
-def trait_panels(traits: list[str], width: float, height: float, **subplots: object) -> tuple[plt.Figure, list]:
+def trait_panels(traits: list[str], width: float, height: float, **subplots: Any) -> tuple[plt.Figure, list]:
     """A grid of up to three panels per row, one per trait (``width`` x ``height`` inches each), unused panels
     hidden. Returns the figure and the (axis, trait) pairs."""
     ncol = min(3, len(traits))

@@ -60,7 +60,7 @@ def window_scores(tokens: dict[str, pd.DataFrame], prompts: dict[str, pd.DataFra
         k = t[t["is_prefill"]].groupby("id").size()
         if k.empty:
             raise ValueError(f"condition {forced} has no prefill tokens (fix: set prefill: on its prompt set)")
-        by_pair = k.rename(index=keys[forced]).groupby(level=0).first()
+        by_pair = k.rename(index=keys[forced].to_dict()).groupby(level=0).first()
         mode = int(k.mode().iloc[0])
         k_of[forced] = k
         k_of[plain] = keys[plain].map(by_pair).fillna(mode).astype(int)
@@ -113,12 +113,12 @@ def trajectories(tokens: dict[str, pd.DataFrame], best: dict[str, int], method: 
         for trait, layer in best.items():
             d = at_layer(t, trait, layer, method)
             d = d[d["token_index"] < max_tokens]
-            for idx, g in d.groupby("token_index"):
+            for _, g in d.groupby("token_index"):
                 s = g["score"].to_numpy(float)
                 n, mean = len(s), float(s.mean())
                 lo, hi = (sps.t.interval(level, n - 1, loc=mean, scale=sps.sem(s)) if n >= 2 and s.std() > 0
                           else (float("nan"), float("nan")))
-                rows.append({"condition": cond, "trait": trait, "layer": layer, "token_index": int(idx), "n": n,
+                rows.append({"condition": cond, "trait": trait, "layer": layer, "token_index": int(g["token_index"].iloc[0]), "n": n,
                              "mean": mean, "ci_low": float(lo), "ci_high": float(hi),
                              "prefill_fraction": float(g["is_prefill"].mean())})
     return pd.DataFrame(rows)
@@ -128,7 +128,7 @@ def summary(comparisons: dict[str, Any], scores: pd.DataFrame, info: dict[str, A
     cells: dict[str, Any] = {}
     for (cond, trait), d in scores.groupby(["condition", "trait"], sort=True):
         s = d["score"].dropna()
-        cells.setdefault(trait, {})[cond] = {"mean": float(s.mean()), "sd": float(s.std(ddof=1)) if len(s) > 1 else float("nan"),
+        cells.setdefault(str(trait), {})[str(cond)] = {"mean": float(s.mean()), "sd": float(s.std(ddof=1)) if len(s) > 1 else float("nan"),
                                              "n": int(len(s)), "mean_tokens": float(d["n_tokens"].mean())}
     k = scores.loc[scores["condition"].isin(["C2", "C4"]), "k"]
     return {**info, "conditions": {c: {"prompts": kind, "prefill": forced} for c, (kind, forced) in CONDITIONS.items()},

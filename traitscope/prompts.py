@@ -139,7 +139,7 @@ def _rows_table(df: pd.DataFrame, fields: dict[str, str], source: str) -> list[d
         row = {col: rec[src] for col, src in fields.items()}
         if "category" in row and isinstance(row["category"], dict):  # BeaverTails-style {name: bool}
             row["category"] = CATEGORY_SEP.join(sorted(k for k, v in row["category"].items() if v)) or None
-        row["meta"] = _meta(rec, used)
+        row["meta"] = _meta({str(k): v for k, v in rec.items()}, used)
         row["source"] = source
         rows.append(row)
     return rows
@@ -228,6 +228,8 @@ def load_prompt_set(spec: PromptSetSpec, *, key: str = "prompt_set", seed: int =
     if source == "builtin":
         rows = _builtin_rows(spec, key)
     elif source == "local":
+        if not spec.path:
+            raise PromptSetError(f"{key}.path: a local prompt set needs a path (fix: set {key}.path)")
         path = Path(base_dir) / Path(spec.path).expanduser()
         if not path.exists():
             raise PromptSetError(f"{key}.path: '{spec.path}' does not exist (fix: correct the path)")
@@ -278,12 +280,12 @@ def sample_per_category(df: pd.DataFrame, n: int, seed: int) -> pd.DataFrame:
     order and kept while any of their strata is short of ``n``. Rows without a category form one stratum per label.
     """
     rng = np.random.default_rng(seed)
-    counts: dict[tuple[Any, str | None], int] = {}
+    counts: dict[tuple[int | None, str | None], int] = {}
     keep = []
     for i in rng.permutation(len(df)):
         cat, label = df["category"].iloc[i], df["label"].iloc[i]
         label = None if pd.isna(label) else int(label)
-        strata = [(label, c) for c in split_categories(cat)] or [(label, None)]
+        strata: list[tuple[int | None, str | None]] = [(label, c) for c in split_categories(cat)] or [(label, None)]
         if any(counts.get(s, 0) < n for s in strata):
             keep.append(i)
             for s in strata:
@@ -299,6 +301,8 @@ def builtin_splits(name: str) -> list[str]:
 
 def _builtin_rows(spec: PromptSetSpec, key: str) -> list[dict[str, Any]]:
     name = spec.name
+    if not name:
+        raise PromptSetError(f"{key}.name: a builtin prompt set needs a name (fix: use one of {builtin_names()})")
     path = DATA_DIR / "prompts" / f"{name}.yaml"
     if not path.exists():
         raise PromptSetError(f"{key}.name: unknown builtin set {name!r} (fix: use one of {builtin_names()})")

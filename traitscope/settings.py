@@ -43,8 +43,18 @@ def _convert(hint: Any, value: Any) -> Any:
     if origin is tuple and isinstance(value, (list, tuple)):
         return tuple(_convert(args[0], v) for v in value)
     if origin is dict and isinstance(value, dict):
-        return {k: _convert(args[1], v) for k, v in value.items()}
+        return {k: _convert(args[1], v) for k, v in sorted(value.items())}
     return value
+
+
+def canonical(data: Any) -> Any:
+    """``data`` with every mapping's keys sorted, so its ``repr`` does not depend on the order keys were
+    written in the YAML (Snakemake compares params by ``repr``: a re-ordered config must re-run nothing)."""
+    if isinstance(data, dict):
+        return {k: canonical(data[k]) for k in sorted(data)}
+    if isinstance(data, list):
+        return [canonical(v) for v in data]
+    return data
 
 
 def as_dict(obj: Any) -> Any:
@@ -406,8 +416,10 @@ class Study:
         traits = {k: build(TraitSpec, {**v, "position": v.get("position") or
                                        ("last" if v["source"] == "contrast" else ext.position)})
                   for k, v in cfg["traits"].items()}
-        sections = {name: build(kind, cfg[name]) if cfg.get(name) else None for name, kind in SECTIONS.items()}
+        sections: dict[str, Any] = {name: build(kind, cfg[name]) if cfg.get(name) else None for name, kind in SECTIONS.items()}
         harm = (cfg.get("checks") or {}).get("harm_separation")
+        if "config" in derived:
+            derived["config"] = canonical(derived["config"])
         return cls(seed=seed, results_dir=cfg["results_dir"],
                    variants={k: build(ModelSpec, v) for k, v in cfg["variants"].items()},
                    finetune=finetune, traits=traits,
