@@ -193,3 +193,18 @@ def test_prefill_is_the_start_of_the_assistant_turn(tiny_model):
                                        tokenize=False)
     assert tok.decode(enc.prompt + enc.prefill) == template + "Sure, here is"
     assert template.rstrip().endswith("<|im_start|>assistant") and enc.response == []
+
+
+def test_weights_that_fail_to_load_are_a_one_line_error_naming_the_key_and_model(tiny_model_dir, tmp_path):
+    import shutil
+
+    from traitscope.models import ModelLoadError
+
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_model_dir, broken)
+    for weights in broken.glob("*.safetensors"):
+        weights.write_bytes(b"not safetensors")
+    with pytest.raises(ModelLoadError) as info:
+        load_variant({"model": str(broken), "device_map": "cpu"}, key="variants.broken")
+    msg = str(info.value)
+    assert "\n" not in msg and msg.startswith(f"variants.broken.model: '{broken}' failed to load") and "fix:" in msg
