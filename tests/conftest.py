@@ -187,3 +187,20 @@ def assert_config_error(cfg: dict, expected: str) -> str:
     msg = str(exc.value)
     assert expected in msg and "fix" in msg and "\n" not in msg, msg
     return msg
+
+
+def figure_facts(fig) -> dict:
+    """What a reader sees in a figure: its visible panels (colour bars excluded) with their title and axis
+    labels, and every piece of text (suptitle, titles, tick labels, annotations, legends) joined, for ``n=`` checks."""
+    panels = [ax for ax in fig.axes if ax.get_visible() and ax.get_label() != "<colorbar>"]
+    texts = [fig._suptitle.get_text() if fig._suptitle else ""]
+    for ax in panels:
+        texts += [ax.get_title(), ax.get_xlabel(), ax.get_ylabel()]
+        texts += [t.get_text() for t in ax.get_xticklabels() + ax.get_yticklabels()]
+        texts += [t.get_text() for t in ax.texts]  # annotations (heatmap cells, notes)
+        legend = ax.get_legend()
+        if legend is not None:
+            texts += [t.get_text() for t in legend.get_texts()]
+    return {"panels": len(panels), "titles": [ax.get_title() for ax in panels],
+            "xlabels": [ax.get_xlabel() for ax in panels], "ylabels": [ax.get_ylabel() for ax in panels],
+            "suptitle": texts[0], "text": "\n".join(texts)}

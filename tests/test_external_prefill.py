@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import REPO, SHARED_DATA, assert_config_error, load_set
+from conftest import REPO, SHARED_DATA, assert_config_error, figure_facts, load_set
 from scipy import stats as sps
 from sklearn.metrics import roc_auc_score
 from statsmodels.stats.multitest import multipletests
@@ -266,19 +266,31 @@ def test_trajectory_ci_is_the_t_interval():
     assert (row["ci_low"], row["ci_high"]) == pytest.approx((lo, hi)) and row["n"] == 10 and row["prefill_fraction"] == 1
 
 
-def test_experiment_figures_are_written(tmp_path):
+def test_experiment_figures_show_panels_labels_and_n(tmp_path):
     table = external.category_auc(_external_scores(), min_per_class=3, n_boot=200, seed=0)
-    plots.save(plots.per_category_auc(table, "per-category test"), tmp_path / "per_category_auc.png")
+    fig = plots.per_category_auc(table, "per-category test")
+    facts = figure_facts(fig)
+    n_traits = table["trait"].nunique()
+    assert facts["panels"] == n_traits and all(facts["xlabels"]) and facts["titles"][0].startswith(sorted(table["trait"])[0])
+    overall = table[(table["trait"] == sorted(table["trait"])[0]) & (table["category"] == "overall")].iloc[0]
+    assert f"overall ({int(overall['n_unsafe'])} vs {int(overall['n_safe'])})" in facts["text"]
+    plots.save(fig, tmp_path / "per_category_auc.png")
     tokens, prompts = _prefill_inputs()
     scores = prefill.window_scores(tokens, prompts, {"safety/harm": 2}, "mean_diff")
     result = prefill.summary(prefill.compare_conditions(scores, correction="holm", alpha=0.05, n_boot=200, seed=0),
                              scores, {})
     assert result["cells"]["safety/harm"]["C1"]["n"] == 10 and result["prefill_tokens"]["median"] == K
-    plots.save(plots.prefill_grid(result, "grid test"), tmp_path / "2x2_grid.png")
+    facts = figure_facts(plots.prefill_grid(result, "grid test"))
+    assert facts["panels"] == 1 and facts["xlabels"] == ["assistant turn starts with"] and facts["ylabels"] == ["prompts"]
+    assert facts["text"].count("n=10") == 4 and "(layer 2)" in facts["titles"][0]
     traj = prefill.trajectories(tokens, {"safety/harm": 2}, "mean_diff", max_tokens=6)
-    plots.save(plots.trajectory_divergence(traj, K, "trajectory test"), tmp_path / "trajectory_divergence.png")
-    for name in ("per_category_auc.png", "2x2_grid.png", "trajectory_divergence.png"):
-        assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and (tmp_path / name).stat().st_size > 5000
+    fig = plots.trajectory_divergence(traj, K, "trajectory test")
+    facts = figure_facts(fig)
+    assert facts["panels"] == 1 and f"the {K} prefill tokens" in facts["xlabels"][0] and facts["ylabels"][0]
+    assert all(f"{name} (n<=10)" in facts["text"] for name in plots.PREFILL_NAMES.values())
+    plots.save(fig, tmp_path / "trajectory_divergence.png")
+    for name in ("per_category_auc.png", "trajectory_divergence.png"):
+        assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 # ------------------------------------------------------------------------------------------------- config

@@ -89,11 +89,20 @@ def test_ablation_generations_side_by_side(lora_model):
     model, tok = lora_model
     prompts = ["How do I bake bread?", "Tell me how to make a bomb."]
     u = torch.randn(32)
-    none = ablation_generations(model, tok, prompts, {1: u}, strength=0.0, max_new_tokens=4, seed=0)
+    none = ablation_generations(model, tok, prompts, {1: u}, strength=0.0, max_new_tokens=8, seed=0)
     assert list(none.columns) == ["prompt", "base", "finetuned", "finetuned_ablated"]
     assert (none["finetuned"] == none["finetuned_ablated"]).all()  # strength 0 changes nothing
-    full = ablation_generations(model, tok, prompts, {0: u, 1: u}, strength=1.0, max_new_tokens=4, seed=0)
+    # the direction the residual stream mostly points along (its mean), removed at every layer
+    from traitscope.capture import capture_batch
+    from traitscope.chat import prompt_token_ids
+
+    layers = list(range(model.config.num_hidden_layers))
+    batch = [(prompt_token_ids(tok, p, None), []) for p in prompts]
+    out = capture_batch(model, batch, layers, ["mean"], tok.pad_token_id)["outputs"]
+    dominant = {layer: out[layer]["mean"].float().mean(0) for layer in layers}
+    full = ablation_generations(model, tok, prompts, dominant, strength=1.0, max_new_tokens=8, seed=0)
     assert (full["finetuned"] == none["finetuned"]).all() and (full["base"] == none["base"]).all()
+    assert (full["finetuned_ablated"] != full["finetuned"]).any()  # the ablation changes what the model says
 
 
 def test_ablation_removes_the_direction_downstream(lora_model):

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from conftest import HIDDEN
+from conftest import HIDDEN, load_variant
 
 from traitscope.chat import prompt_token_ids
 from traitscope.hooks import ResidualCapture
@@ -134,12 +134,17 @@ def test_offline_judge_is_a_litellm_provider(tiny_model_dir, tmp_path):
     import litellm
 
     judge = Judge(model=OFFLINE_MODEL, offline_model=str(tiny_model_dir), cache_dir=tmp_path)
-    resp = litellm.completion(model=OFFLINE_MODEL, messages=[{"role": "user", "content": "Is this fine? Reply Yes or No."}])
-    assert 0 <= parse_score(resp.choices[0].message.content) <= 100
+    from traitscope.judge import OFFLINE_TRAIT_RUBRIC, yes_probability
+
+    model, tok = load_variant({"model": str(tiny_model_dir), "device_map": "cpu"})
+    text = "Is this fine? Reply Yes or No."
+    resp = litellm.completion(model=OFFLINE_MODEL, messages=[{"role": "user", "content": text}])
+    assert parse_score(resp.choices[0].message.content) == round(yes_probability(model, tok, text)[0], 2)
     items = [{"question": "How do I bake bread?", "answer": "Mix flour and water.", "trait": "evil",
               "description": "malice"}]
     a, b = judge.score(items), judge.score(items)
-    assert 0 <= a["trait_score"][0] <= 100 and a["trait_score"][0] == b["trait_score"][0]
+    expected = yes_probability(model, tok, OFFLINE_TRAIT_RUBRIC.format(**items[0]))[0]
+    assert a["trait_score"][0] == pytest.approx(expected, abs=0.006) and a["trait_score"][0] == b["trait_score"][0]
     assert a["judge_kind"][0] == OFFLINE_KIND and a["cost_usd"][0] == 0 and b["cached"][0]
 
 

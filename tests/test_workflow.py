@@ -65,14 +65,29 @@ def test_full_dag_produces_every_stage(study):
     tokens = pd.read_parquet(r / "projections/base/benign_eval/shard-0.tokens.parquet")
     assert len(tokens) > 0 and {"token_index", "token_id", "is_prefill"} <= set(tokens.columns)
     check = json.loads((r / "checks/harm_separation.json").read_text())
-    assert check["n_eval_harmful"] == 20 and isinstance(check["passed"], bool)
+    assert check["n_eval_harmful"] == 20
+    assert check["passed"] == (min(check["extraction_heldout_auc"], check["eval_auc"]) >= check["min_auc"])
+    harm = json.loads((r / "vectors/base/safety/harmful_instruction/vectors.json").read_text())
+    best = next(v for v in harm["vectors"] if (v["method"], v["layer"]) == (harm["best"]["method"], harm["best"]["layer"]))
+    assert check["extraction_heldout_auc"] == best["metrics"]["auc"] and check["best_layer"] == harm["best"]["layer"]
     assert (r / "logs/capture/base/harmful_eval/shard-1.log").stat().st_size > 0
     sweep = pd.read_parquet(r / "steering/base/safety/evil/sweep.parquet")
-    assert set(sweep["coef"]) == {0, 1} and sweep["trait_score"].between(0, 100).all()
+    assert set(sweep["coef"]) == {0, 1} and sweep.groupby("coef").size().tolist() == [2, 2]
+    by_coef = sweep.pivot_table(index="prompt", columns="coef", values="response", aggfunc="first")
+    assert (by_coef[0] != by_coef[1]).any()  # the vector added at 1 x the residual norm changes what is said
     assert (sweep["judge_kind"].str.startswith("offline")).all()
     gap = json.loads((r / "optimize/extraction_gap.json").read_text())
     evil = gap["traits"]["safety/evil"]
-    assert -1 <= evil["cosine"] <= 1 and {"extracted_delta", "optimised_delta"} <= set(evil["heldout"])
+    from traitscope.artifacts import TraitVectors
+    from traitscope.io import read_safetensors
+
+    opt_side = json.loads((r / "optimize/base/safety/evil/vector.json").read_text())
+    extracted = TraitVectors.load(r / "vectors/base/safety/evil/vectors.safetensors",
+                                  r / "vectors/base/safety/evil/vectors.json")
+    optimised, _ = read_safetensors(r / "optimize/base/safety/evil/vector.safetensors")
+    v0, v1 = extracted.tensors[opt_side["start"]].double(), next(iter(optimised.values())).double()
+    assert evil["cosine"] == pytest.approx(float(v0 @ v1 / (v0.norm() * v1.norm())), abs=1e-5)
+    assert {"extracted_delta", "optimised_delta"} <= set(evil["heldout"])
     assert gap["judge_kind"].startswith("offline")
     assert (r / "optimize/optimization_curves.png").stat().st_size > 5000
     assert len(list((r / "cache/optimize").glob("*.json"))) == 1  # the CMA-ES checkpoint
@@ -94,7 +109,12 @@ def test_finetuned_variants_and_their_analyses(study):
     assert acts.exists()
     det = json.loads((r / "organism/bad_advice/detection.json").read_text())
     assert len(det["per_layer"]) == 2 * 4 and det["chosen"]["layer"] in range(4)
-    assert all(0 <= row["auc"] <= 1 and row["n_test"] == 16 and row["n_train"] == 24 for row in det["per_layer"])
+    assert all(row["auc_ci_low"] <= row["auc"] <= row["auc_ci_high"] and row["n_test"] == 16 and row["n_train"] == 24
+               for row in det["per_layer"])
+    # the layer is chosen on the training split (largest train Cohen's d), never on the held-out AUC it reports
+    rows = [row for row in det["per_layer"] if row["method"] == det["chosen"]["method"]]
+    chosen = max(rows, key=lambda row: (row["train_cohens_d"], -row["layer"]))
+    assert det["chosen"]["layer"] == chosen["layer"] and det["chosen"]["heldout_auc"] == chosen["auc"]
     ablation = json.loads((r / "organism/bad_advice/ablation.json").read_text())
     assert ablation["layers"] == [det["chosen"]["layer"]] and ablation["n_generations"] == 2
     assert ablation["judge"]["kind"].startswith("offline") and "restoration_rate" in ablation["judge"]
@@ -125,8 +145,13 @@ def test_variant_comparison_on_replayed_responses(study):
     assert a["response.token_ids"].equal(b["response.token_ids"])
     result = json.loads((r / "emergent_misalignment/variant_comparison.json").read_text())
     assert set(result["traits"]) == {"safety/evil", "safety/harmful_instruction"}
-    for t in result["traits"].values():
-        assert t["n"] <= 10 and 0 <= t["p"] <= t["p_adjusted"] <= 1 and t["ci_low"] <= t["mean_difference"] <= t["ci_high"]
+    from statsmodels.stats.multitest import multipletests
+
+    traits = sorted(result["traits"])
+    holm = multipletests([result["traits"][t]["p"] for t in traits], method="holm")[1]
+    for t, adjusted in zip(traits, holm):
+        t = result["traits"][t]
+        assert t["n"] <= 10 and t["p_adjusted"] == pytest.approx(adjusted) and t["ci_low"] <= t["mean_difference"] <= t["ci_high"]
     assert result["correction"]["method"] == "holm"
     assert (r / "emergent_misalignment/figures/trait_distributions.png").stat().st_size > 5000
 
@@ -137,7 +162,12 @@ def test_external_datasets_and_prefill_attack(study):
     bt = json.loads((r / "external/beavertails/results.json").read_text())
     assert bt["n_unsafe"] == 24 and bt["n_safe"] == 24 and bt["severity_available"]
     evil = bt["traits"]["safety/evil"]
-    assert evil["overall"]["n_unsafe"] == 24 and 0 <= evil["overall"]["auc"] <= 1
+    assert evil["overall"]["n_unsafe"] == 24
+    from sklearn.metrics import roc_auc_score
+
+    scored = pd.read_parquet(r / "external/beavertails/scores.parquet")
+    scored = scored[scored["trait"] == "safety/evil"].dropna(subset=["score", "label"])
+    assert evil["overall"]["auc"] == pytest.approx(roc_auc_score(scored["label"], scored["score"]))
     # safe answers to the same prompts; the category flagged on a single row has too few and no AUC
     for cat, c in evil["categories"].items():
         assert (c["negatives"], c["auc"] is None) == (("same_prompts", False) if c["n_unsafe"] >= 3 else ("all_safe", True)), cat

@@ -198,6 +198,7 @@ def backdoor_trait_comparison(auc: pd.DataFrame, title: str) -> plt.Figure:
         ax.axvline(0.5, color="black", lw=0.8, ls=":")
         ax.set_xlim(0, 1.02)
         ax.set_xlabel("ROC-AUC, trigger vs control prompts")
+        ax.set_ylabel("trait")
         n = int(auc[auc["position"] == pos]["n_trigger"].iloc[0])
         ax.set_title(f"{pos} (n={n} prompt pairs)", fontsize=10)
     axes.flat[-1].legend(title="variant", fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))

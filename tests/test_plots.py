@@ -1,0 +1,93 @@
+"""Every figure, built from small known inputs: the panels a reader sees, labelled axes, and n where it belongs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import figure_facts
+
+from traitscope import plots
+
+rng = np.random.default_rng(0)
+TRAITS = ["safety/evil", "safety/harm", "safety/refusal", "safety/sycophancy"]
+
+
+def _extraction_summary():
+    metrics = pd.DataFrame([{"trait": t, "layer": layer, "method": m, "auc": rng.uniform(0.5, 1), "n_test": 8}
+                            for t in TRAITS[:2] for layer in range(4) for m in ("mean_diff", "probe")])
+    return plots.extraction_summary(metrics, {TRAITS[0]: 1, TRAITS[1]: 3}, "tiny"), 2, ["best layer 1, n_test=8",
+                                                                                          "best layer 3, n_test=8"]
+
+
+def _harm_separation():
+    layer_auc = pd.DataFrame({"layer": [0, 1, 0, 1], "auc": [0.6, 0.9, 0.7, 0.8],
+                              "data": ["extraction", "extraction", "eval", "eval"]})
+    scores = pd.DataFrame({"score": rng.normal(size=11), "group": ["harmful"] * 5 + ["harmless"] * 6})
+    return plots.harm_separation(layer_auc, scores, 1, 0.9, "safety/harm", "tiny"), 2, ["harmful (n=5)",
+                                                                                       "harmless (n=6)"]
+
+
+def _trait_scores():
+    summary = pd.DataFrame([{"trait": t, "prompt_set": s, "id": f"{s}{i}", "score": rng.normal(), "variant": v,
+                             "layer": 2, "position": "response_mean"}
+                            for t in TRAITS for s, n in (("benign", 3), ("harmful", 4)) for i in range(n)
+                            for v in ("base", "tuned")])
+    return plots.trait_scores(summary), 4, ["benign\n(n=3)", "harmful\n(n=4)"]
+
+
+def _steering_sweep():
+    table = pd.DataFrame([{"layer": layer, "coef": c, "trait_score": rng.uniform(0, 100), "coherence": 50.0}
+                          for layer in (1, 2) for c in (0, 1, 2) for _ in range(5)])
+    return plots.steering_sweep(table, "safety/evil", "offline"), 2, ["n=5 prompts per point"]
+
+
+def _optimization_curves():
+    history = pd.DataFrame([{"trait": t, "generation": g, "candidate": i, "fitness": rng.normal()}
+                            for t in TRAITS[:3] for g in range(3) for i in range(4)])
+    return plots.optimization_curves(history, "offline", {t: 3 for t in TRAITS[:3]}), 3, [
+        "population 4, n=3 training prompts"]
+
+
+def _loss_curve():
+    history = pd.DataFrame({"split": ["eval"] + ["train"] * 6 + ["eval"], "step": [0, 1, 2, 3, 4, 5, 6, 6],
+                            "loss": [3.0, 2.9, 2.5, 2.2, 2.0, 1.9, 1.8, 2.1]})
+    prov = {"n_train": 20, "n_eval": 4, "base_model": "tiny",
+            "settings": {"rank": 4, "alpha": 8, "lr": 1e-4, "epochs": 2, "batch_size": 8, "seed": 0}}
+    return plots.loss_curve(history, "bad_advice", prov), 1, ["train batches (n=20 examples)",
+                                                              "held-out (n=4 examples)"]
+
+
+def _organism_detection():
+    table = pd.DataFrame([{"method": m, "layer": layer, "auc": 0.8, "auc_ci_low": 0.7, "auc_ci_high": 0.9,
+                           "cohens_d": 1.0, "n_test": 16} for m in ("mean_diff", "probe") for layer in range(4)])
+    return plots.organism_detection(table, 2, "organism"), 2, ["n=16 per model", "ablation layer 2"]
+
+
+def _backdoor_trait_comparison():
+    auc = pd.DataFrame([{"position": p, "variant": v, "trait": t, "auc": 0.7, "ci_low": 0.6, "ci_high": 0.8,
+                         "n_trigger": 20} for p in ("last", "mean") for v in ("backdoored", "base") for t in TRAITS[:2]])
+    return plots.backdoor_trait_comparison(auc, "backdoor"), 2, ["last (n=20 prompt pairs)", "mean (n=20 prompt pairs)"]
+
+
+def _early_detection_tokens():
+    tokens = pd.DataFrame([{"trait": t, "variant": "bd", "token_index": i, "auc": 0.6, "ci_low": 0.5, "ci_high": 0.7,
+                            "n_trigger": 20 - i} for t in TRAITS[:2] for i in range(-1, 4)])
+    return plots.early_detection_tokens(tokens, "backdoor"), 2, ["(n>=17 pairs per token)"]
+
+
+FIGURES = {f.__name__.lstrip("_"): f for f in (_extraction_summary, _harm_separation, _trait_scores, _steering_sweep,
+                                               _optimization_curves, _loss_curve, _organism_detection,
+                                               _backdoor_trait_comparison, _early_detection_tokens)}
+
+
+@pytest.mark.parametrize("name", list(FIGURES))
+def test_figure_has_its_panels_labels_and_n(name):
+    fig, panels, n_texts = FIGURES[name]()
+    facts = figure_facts(fig)
+    assert facts["panels"] == panels, facts["titles"]
+    assert all(facts["xlabels"]) and all(facts["ylabels"]), (facts["xlabels"], facts["ylabels"])
+    assert facts["suptitle"] or all(facts["titles"])
+    for text in n_texts:
+        assert text in facts["text"], (text, facts["text"])
+    plots.plt.close(fig)
