@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
+
 import pandas as pd
 import pytest
 import torch
-from conftest import N_LAYERS, capture_job, load_variant
+from conftest import N_LAYERS, REPO, capture_job, load_variant
 
 import traitscope.capture as capmod
 from traitscope.capture import capture_prompts
@@ -133,6 +135,28 @@ def test_safetensors_roundtrip_keeps_metadata(tmp_path):
     assert meta == {"ids": ["p1", "p2"], "name": "plain"}
     assert torch.equal(tensors["a"], torch.ones(2, 3))
     assert not list(tmp_path.glob(".*tmp"))
+
+
+def test_outputs_are_byte_identical_across_processes_and_follow_the_umask(tmp_path):
+    """safetensors writes a multi-key header in per-process hash order: the same tensors and metadata written
+    by two interpreters must still give the same bytes. Files get 0666 less the umask, not mkstemp's 0600."""
+    import subprocess
+    import sys
+
+    code = ("import sys, torch; from traitscope.io import write_safetensors; "
+            "write_safetensors(sys.argv[1], {'b': torch.zeros(3), 'a': torch.ones(2)}, "
+            "{'k1': 1, 'k2': [2], 'k3': 'x', 'k4': {'y': 1}, 'k5': 5, 'k6': 6})")
+    paths = [tmp_path / f"run{i}.safetensors" for i in range(3)]
+    for path in paths:
+        subprocess.run([sys.executable, "-c", code, str(path)], check=True, cwd=REPO)
+    assert len({p.read_bytes() for p in paths}) == 1
+    assert read_safetensors(paths[0])[1] == {"k1": 1, "k2": [2], "k3": "x", "k4": {"y": 1}, "k5": 5, "k6": 6}
+    old = os.umask(0o027)
+    try:
+        write_safetensors(tmp_path / "masked.safetensors", {"a": torch.ones(1)})
+    finally:
+        os.umask(old)
+    assert (tmp_path / "masked.safetensors").stat().st_mode & 0o777 == 0o640
 
 
 def test_unknown_position_rejected(tiny_model):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -11,7 +13,7 @@ from sklearn.metrics import roc_auc_score
 
 from traitscope.artifacts import ActivationShard, TraitVectors
 from traitscope.config import section
-from traitscope.extract import choose_best_layer, extract_trait, grouped_split
+from traitscope.extract import SplitError, choose_best_layer, extract_trait, grouped_split, selection_folds
 from traitscope.methods import fit_direction, segment_mean
 from traitscope.project import ProjectionError, project_shard
 from traitscope.settings import ExtractJob
@@ -75,9 +77,32 @@ def test_grouped_split_has_no_leakage_and_both_classes():
         grouped_split(labels[:4], groups[:4], 0.25, seed=0)
 
 
+@pytest.mark.parametrize("fraction", [0.1, 0.25, 0.3, 0.4, 0.5, 0.7])
+def test_test_fraction_is_honoured_as_given(fraction):
+    """ceil(fraction x groups) whole groups in test, not a rounded 1/k fold (0.3 used to become 1/3, 0.4 a half)."""
+    labels = np.tile([1, 0], 40)
+    groups = np.repeat(np.arange(20), 4)
+    train, test = grouped_split(labels, groups, fraction, seed=1)
+    assert len(set(groups[test])) == math.ceil(fraction * 20) and len(set(groups[train])) == 20 - math.ceil(fraction * 20)
+
+
+def test_contrast_groups_are_split_by_class():
+    """One prompt per group (a contrast set): the test split still holds both classes in proportion."""
+    labels = np.r_[np.ones(12, dtype=int), np.zeros(28, dtype=int)]
+    train, test = grouped_split(labels, np.arange(40), 0.25, seed=0)
+    assert len(test) == 10 and labels[test].sum() == 3
+
+
+def test_selection_folds_need_enough_groups():
+    labels = np.tile([1, 0], 8)
+    with pytest.raises(SplitError, match="extract.selection_folds=5"):
+        selection_folds(labels, np.repeat(np.arange(4), 4), 5, seed=0)
+
+
 def test_extraction_recovers_planted_direction_and_picks_the_strong_layer():
     tensors, table, direction = planted()
-    job = ExtractJob(methods=("mean_diff", "probe"), test_fraction=0.25, probe_C=1.0, selection_method="mean_diff")
+    job = ExtractJob(methods=("mean_diff", "probe"), test_fraction=0.25, selection_folds=3, probe_C=1.0,
+                     selection_method="mean_diff")
     shard = ActivationShard(tensors, {"ids": table["id"].tolist(), "layers": [0, 1, 2], "positions": ["last"]})
     out, metrics = extract_trait(shard, table, job, trait="t/x", variant="v", model="m", layers=[0, 1, 2],
                                  position="last", seed=0)
@@ -87,7 +112,8 @@ def test_extraction_recovers_planted_direction_and_picks_the_strong_layer():
     strong = metrics[(metrics.layer == 2)].set_index("method")
     assert strong.loc["mean_diff", "auc"] > 0.97 and strong.loc["probe", "auc"] > 0.9
     assert metrics[(metrics.layer == 0) & (metrics.method == "mean_diff")]["auc"].iloc[0] < 0.8
-    assert info["best"]["layer"] == 2 and "highest held-out ROC-AUC" in info["best"]["reason"]
+    assert info["best"]["layer"] == 2 and "cross-validated ROC-AUC inside the training split" in info["best"]["reason"]
+    assert info["split"]["n_test_groups"] == 10 and info["split"]["realised_test_fraction"] == 0.25
     assert not set(info["split"]["train_groups"]) & set(info["split"]["test_groups"])
     # metrics are held-out: recompute the test AUC from the vector and the recorded split
     test_rows = table["group"].isin(info["split"]["test_groups"]).to_numpy()
@@ -95,12 +121,32 @@ def test_extraction_recovers_planted_direction_and_picks_the_strong_layer():
     assert strong.loc["mean_diff", "auc"] == pytest.approx(roc_auc_score(table["label"][test_rows], x @ v))
 
 
-def test_best_layer_ties_break_by_effect_size_then_depth():
-    m = pd.DataFrame({"layer": [3, 5, 7], "method": "mean_diff", "auc": [1.0, 1.0, 0.9], "cohens_d": [2.0, 3.0, 9.0],
-                      "n_test": 10})
-    assert choose_best_layer(m, "mean_diff")["layer"] == 5
-    m["cohens_d"] = [3.0, 3.0, 9.0]
-    assert choose_best_layer(m, "mean_diff")["layer"] == 3
+def test_best_layer_is_chosen_by_train_cross_validation_not_the_test_split():
+    m = pd.DataFrame({"layer": [3, 5, 7], "method": "mean_diff", "val_auc": [0.8, 0.9, 0.7], "auc": [1.0, 0.6, 0.99],
+                      "cohens_d": [2.0, 3.0, 9.0], "n_test": 10})
+    best = choose_best_layer(m, "mean_diff")
+    assert best["layer"] == 5 and best["val_auc"] == 0.9 and best["auc"] == 0.6  # the test AUC is reported as it is
+    m["val_auc"] = [0.9, 0.9, 0.7]
+    assert choose_best_layer(m, "mean_diff")["layer"] == 3  # ties go to the earlier layer
+
+
+def test_the_test_split_cannot_change_the_choice():
+    """Replace the test rows' activations with noise: the chosen layer, its validation AUC and every vector
+    stay the same; only the reported test metrics move."""
+    tensors, table, _ = planted(signal=(0.0, 1.0, 1.2))
+    job = ExtractJob(methods=("mean_diff", "probe"), test_fraction=0.25, selection_folds=3, probe_C=1.0,
+                     selection_method="mean_diff")
+    meta = {"ids": table["id"].tolist(), "layers": [0, 1, 2], "positions": ["last"]}
+    kwargs = dict(trait="t/x", variant="v", model="m", layers=[0, 1, 2], position="last", seed=0)
+    clean, m1 = extract_trait(ActivationShard(tensors, meta), table, job, **kwargs)
+    test_rows = table["group"].isin(clean.info["split"]["test_groups"]).to_numpy()
+    noisy = {k: v.clone() for k, v in tensors.items()}
+    for k in noisy:
+        noisy[k][torch.tensor(test_rows)] = torch.randn(int(test_rows.sum()), 16).half() * 5
+    other, m2 = extract_trait(ActivationShard(noisy, meta), table, job, **kwargs)
+    assert other.info["best"]["layer"] == clean.info["best"]["layer"]
+    assert m2["val_auc"].tolist() == m1["val_auc"].tolist() and m2["auc"].tolist() != m1["auc"].tolist()
+    assert all(other.tensors[k].equal(clean.tensors[k]) for k in clean.tensors)
 
 
 def test_response_mean_averages_tokens_and_masks_empty_rows():

@@ -14,10 +14,12 @@ TRAITS = ["safety/evil", "safety/harm", "safety/refusal", "safety/sycophancy"]
 
 
 def _extraction_summary():
-    metrics = pd.DataFrame([{"trait": t, "layer": layer, "method": m, "auc": rng.uniform(0.5, 1), "n_test": 8}
+    metrics = pd.DataFrame([{"trait": t, "layer": layer, "method": m, "auc": rng.uniform(0.5, 1),
+                             "val_auc": rng.uniform(0.5, 1), "n_train": 24, "n_test": 8}
                             for t in TRAITS[:2] for layer in range(4) for m in ("mean_diff", "probe")])
-    return plots.extraction_summary(metrics, {TRAITS[0]: 1, TRAITS[1]: 3}, "tiny"), 2, ["best layer 1, n_test=8",
-                                                                                          "best layer 3, n_test=8"]
+    return plots.extraction_summary(metrics, {TRAITS[0]: 1, TRAITS[1]: 3}, "tiny"), 2, [
+        "best layer 1, n_train=24, n_test=8", "best layer 3, n_train=24, n_test=8", "test (reported)",
+        "train CV (chooses layer)"]
 
 
 def _harm_separation():

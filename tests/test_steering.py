@@ -130,6 +130,84 @@ def test_judge_gives_up_with_one_line(monkeypatch, tmp_path):
     assert "\n" not in str(info.value) and "2 attempts" in str(info.value)
 
 
+def test_retries_count_requests_and_client_retries_are_off(monkeypatch, tmp_path):
+    import litellm
+
+    seen = []
+
+    def failing(model, messages, **kw):
+        seen.append(kw)
+        raise litellm.RateLimitError(message="slow down", llm_provider="openai", model="gpt-4o-mini")
+
+    monkeypatch.setattr(litellm, "completion", failing)
+    judge = Judge(model="openai/gpt-4o-mini", cache_dir=tmp_path, retries=2, backoff_s=0)
+    with pytest.raises(JudgeError, match="after 3 attempts"):
+        judge.ask("{question}{answer}", question="q", answer="a")
+    assert len(seen) == 3 and all(kw["num_retries"] == 0 and kw["max_retries"] == 0 for kw in seen)
+
+
+def test_an_error_a_retry_cannot_fix_fails_at_once_without_the_key(monkeypatch, tmp_path):
+    import litellm
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-live-0123456789abcdef")
+    calls = []
+
+    def unauthorised(model, messages, **kw):
+        calls.append(1)
+        raise litellm.AuthenticationError(message="Incorrect API key provided: sk-live-0123456789abcdef\nmore",
+                                          llm_provider="openai", model="gpt-4o-mini")
+
+    monkeypatch.setattr(litellm, "completion", unauthorised)
+    judge = Judge(model="openai/gpt-4o-mini", cache_dir=tmp_path, retries=5, backoff_s=0)
+    with pytest.raises(JudgeError) as info:
+        judge.ask("{question}{answer}", question="q", answer="a")
+    msg = str(info.value)
+    assert calls == [1] and "AuthenticationError" in msg and "\n" not in msg
+    assert "sk-live-0123456789abcdef" not in msg and "[redacted $OPENAI_API_KEY]" in msg
+
+
+@pytest.mark.parametrize(("model", "env", "expected"), [
+    ("nosuchprovider/model-x", {}, "names no litellm provider"),
+    ("openai/gpt-4o-mini", {}, "needs OPENAI_API_KEY in the environment"),
+    ("anthropic/claude-3-5-sonnet-20240620", {}, "needs ANTHROPIC_API_KEY"),
+])
+def test_judge_model_is_checked_at_start_up(small_config, monkeypatch, model, env, expected):
+    from conftest import assert_config_error
+
+    for name in ("OPENAI_API_KEY", "ANTHROPIC_API_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    small_config["judge"]["model"] = model
+    msg = assert_config_error(small_config, expected)
+    assert msg.startswith("config error at judge.model:")
+
+
+def test_a_judge_with_its_key_passes_start_up(small_config, monkeypatch):
+    from traitscope.config import load_config
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-not-real-000")
+    small_config["judge"]["model"] = "openai/gpt-4o-mini"
+    assert load_config(small_config).judge.model == "openai/gpt-4o-mini"
+
+
+def test_secrets_are_scrubbed_from_everything_written(monkeypatch, tmp_path):
+    import pandas as pd
+
+    from traitscope.io import write_json, write_parquet, write_text
+    from traitscope.secrets import ScrubbedStream
+
+    secret = "hf_abcdefghijklmnopqrstuvwxyz"
+    monkeypatch.setenv("HF_TOKEN", secret)
+    monkeypatch.setenv("SHORT_KEY", "1")  # too short to be a secret: ordinary text stays
+    write_json(tmp_path / "a.json", {"error": f"401 for token {secret}", "n": 1})
+    write_text(tmp_path / "a.md", f"| {secret} |")
+    write_parquet(tmp_path / "a.parquet", pd.DataFrame({"response": [f"my key is {secret}", "fine 1"], "n": [1, 2]}))
+    with open(tmp_path / "job.log", "w") as handle:
+        ScrubbedStream(handle).write(f"Traceback: bad token {secret}\n")
+    for name in ("a.json", "a.md", "a.parquet", "job.log"):
+        assert secret.encode() not in (tmp_path / name).read_bytes(), name
+    assert pd.read_parquet(tmp_path / "a.parquet")["response"].tolist() == ["my key is [redacted $HF_TOKEN]", "fine 1"]
+
+
 def test_offline_judge_is_a_litellm_provider(tiny_model_dir, tmp_path):
     import litellm
 

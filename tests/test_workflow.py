@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import subprocess
 import sys
@@ -17,10 +18,10 @@ from conftest import REPO, organism_config
 pytestmark = pytest.mark.e2e
 
 
-def smk(workdir: Path, configfile: Path, *args: str) -> subprocess.CompletedProcess:
+def smk(workdir: Path, configfile: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir),
            "--configfile", str(configfile), "--cores", "2", *args]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=1200)
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=1200, env={**os.environ, **(env or {})})
 
 
 def planned_jobs(proc: subprocess.CompletedProcess) -> dict[str, int]:
@@ -66,10 +67,12 @@ def test_full_dag_produces_every_stage(study):
     assert len(tokens) > 0 and {"token_index", "token_id", "is_prefill"} <= set(tokens.columns)
     check = json.loads((r / "checks/harm_separation.json").read_text())
     assert check["n_eval_harmful"] == 20
-    assert check["passed"] == (min(check["extraction_heldout_auc"], check["eval_auc"]) >= check["min_auc"])
+    assert check["passed"] == (min(check["extraction_test_auc"], check["eval_auc"]) >= check["min_auc"])
     harm = json.loads((r / "vectors/base/safety/harmful_instruction/vectors.json").read_text())
     best = next(v for v in harm["vectors"] if (v["method"], v["layer"]) == (harm["best"]["method"], harm["best"]["layer"]))
-    assert check["extraction_heldout_auc"] == best["metrics"]["auc"] and check["best_layer"] == harm["best"]["layer"]
+    assert check["extraction_test_auc"] == best["metrics"]["auc"] and check["best_layer"] == harm["best"]["layer"]
+    assert check["extraction_val_auc"] == max(v["metrics"]["val_auc"] for v in harm["vectors"]
+                                              if v["method"] == harm["best"]["method"])
     assert (r / "logs/capture/base/harmful_eval/shard-1.log").stat().st_size > 0
     sweep = pd.read_parquet(r / "steering/base/safety/evil/sweep.parquet")
     assert set(sweep["coef"]) == {0, 1} and sweep.groupby("coef").size().tolist() == [2, 2]
@@ -297,6 +300,7 @@ def test_a_config_edit_plans_exactly_the_jobs_it_changes(study, change):
     workdir, cfg = study
     edited = workdir / f"config_{change}.yaml"
     edited.write_text(yaml.safe_dump(_edit(yaml.safe_load(cfg.read_text()), change), sort_keys=False))
-    proc = smk(workdir, edited, "-n", "results/all")
+    # a litellm judge is checked at start-up for its provider's API key
+    proc = smk(workdir, edited, "-n", "results/all", env={"OPENAI_API_KEY": "sk-test-not-a-real-key"})
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert planned_jobs(proc) == EXPECTED[change]

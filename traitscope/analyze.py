@@ -30,7 +30,7 @@ def harm_check(vectors: TraitVectors, harmful: list[ActivationShard], harmless: 
     """
     sidecar = vectors.info
     best, method, position = vectors.best_layer, vectors.best_method, vectors.position
-    rows = [{"layer": v["layer"], "auc": v["metrics"]["auc"], "data": f"extraction held-out split ({m})"}
+    rows = [{"layer": v["layer"], "auc": v["metrics"]["auc"], "data": f"extraction test split ({m})"}
             for v in sidecar["vectors"] for m in [v["method"]]]
 
     def scores(shards: list[ActivationShard], layer: int, u: torch.Tensor) -> np.ndarray:
@@ -56,16 +56,20 @@ def harm_check(vectors: TraitVectors, harmful: list[ActivationShard], harmless: 
     y, s = np.r_[np.ones(len(h)), np.zeros(len(b))], np.r_[h, b]
     sep = separation(h, b, seed=seed)
     eval_auc = sep["auc"]
-    extraction_auc = float(next(v["metrics"]["auc"] for v in sidecar["vectors"]
-                                if v["layer"] == best and v["method"] == sidecar["best"]["method"]))
+    chosen = next(v["metrics"] for v in sidecar["vectors"] if v["layer"] == best and v["method"] == method)
+    extraction_auc = float(chosen["auc"])
     result = {
         "trait": sidecar["trait"], "model": sidecar["model"], "position": position, "method": method,
         "best_layer": best, "best_layer_reason": sidecar["best"]["reason"],
-        "extraction_heldout_auc": extraction_auc,
+        "extraction_val_auc": float(chosen["val_auc"]), "extraction_test_auc": extraction_auc,
         "eval_auc": eval_auc, "eval_auc_ci95": [sep["ci_low"], sep["ci_high"]], "eval_cohens_d": sep["cohens_d"],
         "n_eval_harmful": int(len(h)), "n_eval_harmless": int(len(b)),
         "min_auc": min_auc, "passed": bool(extraction_auc >= min_auc and eval_auc >= min_auc),
-        "criterion": "held-out ROC-AUC >= min_auc at the best layer, on the extraction test split and on the eval sets",
+        "criterion": "ROC-AUC >= min_auc at the best layer, on the extraction test split and on the eval sets",
+        "definitions": {
+            "extraction_val_auc": "cross-validated ROC-AUC inside the extraction training split: chose the best layer",
+            "extraction_test_auc": "ROC-AUC on the extraction test split at that layer (not used for any choice)",
+            "eval_auc": "ROC-AUC on the independent eval prompt sets at that layer (not used for any choice)"},
     }
     dist = pd.DataFrame({"score": s, "group": np.where(y == 1, "harmful", "harmless")})
     return result, pd.DataFrame(rows), dist

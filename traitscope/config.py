@@ -16,7 +16,7 @@ import yaml
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError, best_match
 
-from . import ConfigError
+from . import ConfigError, TraitscopeError
 from .layers import parse_layers
 from .settings import ModelDims, ModelSpec, PromptSetSpec, Study, TraitSpec, build
 
@@ -161,8 +161,16 @@ def check_semantics(cfg: dict[str, Any], base_dir: Path,
             raise _err(f"{section}.prompt_set", f"unknown prompt set {block['prompt_set']!r}", f"use one of {sorted(sets)}")
         if section == "steering" and block["layers"] != "best":
             parse_layers(block["layers"], dims[ext["variant"]][0], "steering.layers")
-    if (cfg.get("steering") or cfg.get("optimize")) and cfg["judge"]["model"].startswith("traitscope/"):
-        model_dims(cfg["judge"]["offline_model"], resources_dir=resources_dir, key="judge.offline_model")
+    if cfg.get("steering") or cfg.get("optimize") or cfg.get("organism"):  # the judged outputs
+        if cfg["judge"]["model"].startswith("traitscope/"):
+            model_dims(cfg["judge"]["offline_model"], resources_dir=resources_dir, key="judge.offline_model")
+        else:
+            from .judge import check_judge_model
+
+            try:
+                check_judge_model(cfg["judge"]["model"])
+            except TraitscopeError as exc:
+                raise ConfigError(f"config error at {exc}") from None
 
     check_organisms(cfg, dims)
     check_compare(cfg, dims)

@@ -1,11 +1,15 @@
 """Trait vector extraction from contrastive activations: mean difference and logistic probe.
 
-For every layer, rows are split into train and test by ``group`` (a question never appears on
-both sides) with class stratification, once per trait and seed, the same split for every layer
-and method. Vectors are fit on train only; all reported metrics are held-out:
+Rows are split once per trait and seed into train and test by ``group`` (a question never appears on both
+sides), stratified by the groups' labels, with exactly ``ceil(test_fraction x groups)`` groups in test; the
+same split serves every layer and method. Vectors are fit on train only.
 
-``auc``        ROC-AUC of the test projections onto the unit vector (pos = label 1)
-``accuracy``   mean_diff: threshold at the midpoint of the projected train class means;
+The best layer is chosen on the training split alone, by grouped ``selection_folds``-fold cross-validation
+(``val_auc``), so the test split is never used to choose anything and its numbers are unbiased estimates:
+
+``val_auc``    mean ROC-AUC over the cross-validation folds inside train: chooses the layer
+``auc``        ROC-AUC of the test projections onto the unit vector (pos = label 1): reported only
+``accuracy``   on test. mean_diff: threshold at the midpoint of the projected train class means;
                probe: the probe's own prediction
 ``cohens_d``   Cohen's d of the test projections, pos vs neg
 ``train_auc``  the same AUC on train, to show over-fitting
@@ -13,13 +17,14 @@ and method. Vectors are fit on train only; all reported metrics are held-out:
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
-from sklearn.model_selection import StratifiedGroupKFold
+from sklearn.model_selection import StratifiedGroupKFold, train_test_split
 
 from .artifacts import ActivationShard, TraitVectors, tensor_key
 from .methods import fit_direction, unit
@@ -27,15 +32,53 @@ from .settings import ExtractJob
 from .stats import auc, cohens_d
 
 
-def grouped_split(labels: np.ndarray, groups: np.ndarray, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Stratified group split: disjoint groups, both classes on both sides where possible."""
-    n_splits = max(2, int(round(1 / test_fraction)))
+class SplitError(ValueError):
+    pass
+
+
+def _group_strata(labels: np.ndarray, groups: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Unique groups and each group's label make-up (all 0, all 1 or mixed), the stratum of the split."""
+    frame = pd.DataFrame({"group": groups, "label": labels})
+    mean = frame.groupby("group", sort=True)["label"].mean()
+    strata = np.where(mean == 1, "pos", np.where(mean == 0, "neg", "mixed"))
+    return mean.index.to_numpy(), strata
+
+
+def grouped_split(labels: np.ndarray, groups: np.ndarray, test_fraction: float,
+                  seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Row indices of train and test: ``ceil(test_fraction x n_groups)`` whole groups in test, stratified by the
+    groups' label make-up; both classes on both sides or a one-line error."""
+    unique, strata = _group_strata(labels, groups)
+    n_test = math.ceil(test_fraction * len(unique))
+    if len(unique) < 2 or n_test >= len(unique):
+        raise SplitError(f"{len(unique)} groups cannot give a test split of {test_fraction} with a non-empty train "
+                         "split (fix: add questions/prompts or lower extract.test_fraction)")
+    _, counts = np.unique(strata, return_counts=True)
+    stratify = strata if counts.min() >= 2 and n_test >= len(counts) and len(unique) - n_test >= len(counts) else None
+    _, test_groups = train_test_split(unique, test_size=n_test, stratify=stratify, random_state=seed)
+    is_test = np.isin(groups, test_groups)
+    train, test = np.flatnonzero(~is_test), np.flatnonzero(is_test)
+    for name, idx in (("train", train), ("test", test)):
+        if len(np.unique(labels[idx])) < 2:
+            raise SplitError(f"the {name} split of {len(unique)} groups has a single class "
+                             "(fix: add questions/prompts of both classes or change extract.test_fraction)")
+    return train, test
+
+
+def selection_folds(labels: np.ndarray, groups: np.ndarray, n_folds: int,
+                    seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Grouped, stratified cross-validation folds inside the training rows (positions into ``labels``)."""
     n_groups = len(np.unique(groups))
-    if n_groups < n_splits:
-        raise ValueError(f"{n_groups} groups cannot be split {n_splits}-fold; add questions/prompts or raise test_fraction")
-    splitter = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
-    train, test = next(splitter.split(np.zeros(len(labels)), labels, groups))
-    return np.sort(train), np.sort(test)
+    if n_groups < n_folds:
+        raise SplitError(f"the training split has {n_groups} groups, fewer than extract.selection_folds={n_folds} "
+                         "(fix: add questions/prompts or lower extract.selection_folds)")
+    splitter = StratifiedGroupKFold(n_splits=n_folds, shuffle=True, random_state=seed)
+    folds = [(np.sort(a), np.sort(b)) for a, b in splitter.split(np.zeros(len(labels)), labels, groups)]
+    for _, val in folds:
+        if len(np.unique(labels[val])) < 2:
+            raise SplitError(f"a selection fold of {n_groups} training groups has a single class "
+                             "(fix: add questions/prompts of both classes or lower extract.selection_folds)")
+    return folds
 
 
 @dataclass
@@ -45,7 +88,9 @@ class LayerResult:
 
 
 def fit_layer(x: np.ndarray, y: np.ndarray, train: np.ndarray, test: np.ndarray, methods: tuple[str, ...] | list[str],
-              probe_c: float, seed: int) -> LayerResult:
+              probe_c: float, seed: int, folds: list[tuple[np.ndarray, np.ndarray]] | None = None) -> LayerResult:
+    """Vectors fit on ``train``; test metrics; and, given ``folds`` (positions into ``train``), the mean
+    cross-validated AUC inside train that the layer choice uses."""
     xtr, ytr, xte, yte = x[train], y[train], x[test], y[test]
     vectors: dict[str, np.ndarray] = {}
     metrics = []
@@ -55,26 +100,32 @@ def fit_layer(x: np.ndarray, y: np.ndarray, train: np.ndarray, test: np.ndarray,
         u = unit(v)
         vectors[method] = v
         pte, ptr = xte @ u, xtr @ u
-        metrics.append({"method": method, "auc": auc(yte, pte), "accuracy": float((direction.predict(xte) == yte).mean()),
+        val = [auc(ytr[b], xtr[b] @ unit(fit_direction(xtr[a], ytr[a], method, probe_c=probe_c, seed=seed).vector))
+               for a, b in folds or []]
+        metrics.append({"method": method, "val_auc": float(np.mean(val)) if val else float("nan"),
+                        "auc": auc(yte, pte), "accuracy": float((direction.predict(xte) == yte).mean()),
                         "cohens_d": cohens_d(pte[yte == 1], pte[yte == 0]), "train_auc": auc(ytr, ptr),
                         "norm": float(np.linalg.norm(v)), "n_train": int(len(train)), "n_test": int(len(test))})
     return LayerResult(vectors, metrics)
 
 
 def choose_best_layer(metrics: pd.DataFrame, method: str) -> dict[str, Any]:
-    """Highest held-out ROC-AUC for ``method``; ties broken by larger Cohen's d, then the earlier layer."""
-    m = metrics[metrics["method"] == method].copy()
-    m["_d"] = m["cohens_d"].fillna(-np.inf)
-    ranked = m.sort_values(["auc", "_d", "layer"], ascending=[False, False, True])
+    """Highest cross-validated AUC inside the training split (``val_auc``) for ``method``, earlier layer on ties.
+    The test AUC of the chosen layer is reported, never used."""
+    m = metrics[metrics["method"] == method]
+    ranked = m.sort_values(["val_auc", "layer"], ascending=[False, True])
     best = ranked.iloc[0]
     runner = ranked.iloc[1] if len(ranked) > 1 else None
-    reason = (f"layer {int(best['layer'])} has the highest held-out ROC-AUC of the {method} vector "
-              f"({best['auc']:.3f}, Cohen's d {best['cohens_d']:.2f}, n_test {int(best['n_test'])})")
+    reason = (f"layer {int(best['layer'])} has the highest cross-validated ROC-AUC inside the training split of the "
+              f"{method} vector ({best['val_auc']:.3f})")
     if runner is not None:
-        reason += f"; runner-up layer {int(runner['layer'])} (AUC {runner['auc']:.3f}, d {runner['cohens_d']:.2f})"
-    reason += "; ties are broken by larger Cohen's d, then the earlier layer"
-    return {"layer": int(best["layer"]), "method": method, "auc": float(best["auc"]),
-            "cohens_d": float(best["cohens_d"]), "criterion": "max held-out ROC-AUC", "reason": reason}
+        reason += f"; runner-up layer {int(runner['layer'])} ({runner['val_auc']:.3f})"
+    reason += (f"; ties go to the earlier layer. Its test-split AUC {best['auc']:.3f} (n_test {int(best['n_test'])}) "
+               "played no part in the choice")
+    return {"layer": int(best["layer"]), "method": method, "val_auc": float(best["val_auc"]),
+            "auc": float(best["auc"]), "cohens_d": float(best["cohens_d"]),
+            "criterion": "max cross-validated ROC-AUC inside the training split (the test split only reports)",
+            "reason": reason}
 
 
 def extract_trait(shard: ActivationShard, table: pd.DataFrame, job: ExtractJob, *, trait: str, variant: str,
@@ -93,11 +144,12 @@ def extract_trait(shard: ActivationShard, table: pd.DataFrame, job: ExtractJob, 
     if len(np.unique(y)) < 2:
         raise ValueError("contrastive data has a single class after dropping rows without activations")
     train, test = grouped_split(y, groups, job.test_fraction, seed)
+    folds = selection_folds(y[train], groups[train], job.selection_folds, seed)
     tensors: dict[str, torch.Tensor] = {}
     rows = []
     for layer in layers:
         x, _ = shard.pooled(position, layer)
-        res = fit_layer(x[keep], y, train, test, job.methods, job.probe_C, seed)
+        res = fit_layer(x[keep], y, train, test, job.methods, job.probe_C, seed, folds)
         for method, v in res.vectors.items():
             tensors[tensor_key(method, layer)] = torch.from_numpy(v)
         rows += [{"layer": layer, **m} for m in res.metrics]
@@ -105,13 +157,16 @@ def extract_trait(shard: ActivationShard, table: pd.DataFrame, job: ExtractJob, 
     info = {
         "trait": trait, "variant": variant, "model": model, "position": position, "methods": list(job.methods),
         "layers": layers, "hidden_size": int(next(iter(tensors.values())).shape[0]), "n": int(len(table)),
-        "split": {"n_train": int(len(train)), "n_test": int(len(test)), "test_fraction": job.test_fraction, "seed": seed,
+        "split": {"n_train": int(len(train)), "n_test": int(len(test)), "test_fraction": job.test_fraction,
+                  "n_train_groups": len(set(groups[train].tolist())), "n_test_groups": len(set(groups[test].tolist())),
+                  "realised_test_fraction": len(set(groups[test].tolist())) / len(set(groups.tolist())),
+                  "selection_folds": job.selection_folds, "seed": seed,
                   "grouped_by": "group", "train_groups": sorted(set(groups[train].tolist())),
                   "test_groups": sorted(set(groups[test].tolist())),
                   "n_pos": int((y == 1).sum()), "n_neg": int((y == 0).sum()), "n_dropped_no_tokens": int((~valid).sum())},
         "best": choose_best_layer(metrics, job.selection_method),
         "vectors": [{"key": tensor_key(r["method"], int(r["layer"])), "method": r["method"], "layer": int(r["layer"]),
-                     "metrics": {k: r[k] for k in ("auc", "accuracy", "cohens_d", "train_auc", "norm",
+                     "metrics": {k: r[k] for k in ("val_auc", "auc", "accuracy", "cohens_d", "train_auc", "norm",
                                                    "n_train", "n_test")}}
                     for r in metrics.to_dict(orient="records")],
         "activations_key": shard.meta.get("key"),

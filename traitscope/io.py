@@ -22,10 +22,13 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from .secrets import scrub, secret_values
+
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
-    """Yield a temporary path next to ``path``; rename it onto ``path`` if the block succeeds."""
+    """Yield a temporary path next to ``path``; rename it onto ``path`` if the block succeeds. The file gets the
+    mode a plain ``open`` would give it (0666 less the umask), not ``mkstemp``'s 0600."""
     dest = Path(path)
     dest.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
@@ -33,15 +36,23 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        os.chmod(tmp_path, 0o666 & ~_umask())
         os.replace(tmp_path, dest)
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)  # reading the umask means setting it: put it straight back
+    os.umask(mask)
+    return mask
+
+
 def write_text(path: str | os.PathLike[str], text: str) -> None:
+    """Text (and JSON, Markdown), with any secret value from the environment scrubbed."""
     with atomic_path(path) as tmp:
-        tmp.write_text(text)
+        tmp.write_text(scrub(text))
 
 
 def write_json(path: str | os.PathLike[str], obj: Any) -> None:
@@ -76,6 +87,12 @@ def _json_default(obj: Any) -> Any:
 
 
 def write_parquet(path: str | os.PathLike[str], df: pd.DataFrame) -> None:
+    """A table, with any secret value from the environment scrubbed from its text columns."""
+    secrets = secret_values()
+    if secrets:
+        df = df.copy()
+        for col in df.select_dtypes(include=["object", "string"]).columns:
+            df[col] = df[col].map(lambda v: scrub(v) if isinstance(v, str) else v)
     with atomic_path(path) as tmp:
         df.to_parquet(tmp, index=False)
 
@@ -85,13 +102,20 @@ def read_parquets(paths: Iterable[str | os.PathLike[str]]) -> pd.DataFrame:
     return pd.concat([pd.read_parquet(f) for f in paths], ignore_index=True)
 
 
+META_KEY = "traitscope"
+"""The one safetensors header entry holding a traitscope file's metadata as sorted JSON."""
+
+
 def write_safetensors(
     path: str | os.PathLike[str],
     tensors: Mapping[str, torch.Tensor],
     metadata: Mapping[str, Any] | None = None,
 ) -> None:
-    """Write tensors with a JSON-encoded metadata header (safetensors metadata is str -> str)."""
-    meta = {k: v if isinstance(v, str) else json.dumps(v, default=_json_default) for k, v in (metadata or {}).items()}
+    """Write tensors with the metadata as one JSON header entry (``traitscope``, keys sorted).
+
+    One entry, because safetensors writes a multi-key header in hash order, which differs from process to
+    process: with one key the same tensors and metadata give the same bytes every run."""
+    meta = ({META_KEY: json.dumps(dict(metadata), sort_keys=True, default=_json_default)} if metadata else None)
     contiguous = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
     with atomic_path(path) as tmp:
         save_file(contiguous, str(tmp), metadata=meta)
@@ -106,7 +130,9 @@ def read_safetensors(
         raw = f.metadata() or {}
         for k in keys if keys is not None else list(f.keys()):
             out[k] = f.get_tensor(k)
-    return out, {k: _maybe_json(v) for k, v in raw.items()}
+    if set(raw) == {META_KEY}:
+        return out, json.loads(raw[META_KEY])
+    return out, {k: _maybe_json(v) for k, v in raw.items()}  # files written by other tools (one string per key)
 
 
 def safetensors_keys(path: str | os.PathLike[str]) -> list[str]:

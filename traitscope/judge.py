@@ -27,6 +27,7 @@ import pandas as pd
 
 from . import TraitscopeError, first_line
 from .io import content_hash, read_json, write_json
+from .secrets import scrub
 from .settings import JudgeSettings, ModelSpec
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
@@ -57,6 +58,39 @@ OFFLINE_COHERENCE_RUBRIC = "Question: {question}\nAnswer: {answer}\n\nIs the ans
 
 class JudgeError(TraitscopeError):
     pass
+
+
+NON_RETRYABLE = ("AuthenticationError", "PermissionDeniedError", "NotFoundError", "BadRequestError",
+                 "UnprocessableEntityError", "ContentPolicyViolationError", "UnsupportedParamsError",
+                 "ContextWindowExceededError", "BudgetExceededError", "PaymentRequiredError")
+"""litellm's errors that the same request cannot escape by waiting (bad key, unknown model, bad request)."""
+
+
+def retryable(exc: BaseException) -> bool:
+    """Rate limits, timeouts, connection and server errors are retried; see :data:`NON_RETRYABLE`."""
+    return not any(cls.__name__ in NON_RETRYABLE for cls in type(exc).__mro__)
+
+
+def check_judge_model(model: str, *, key: str = "judge.model") -> None:
+    """Start-up check of a litellm judge: its provider is known and the provider's API key is in the
+    environment. The offline judge needs neither."""
+    import contextlib
+    import io
+
+    import litellm
+
+    if model.startswith(f"{OFFLINE_PROVIDER}/"):
+        return
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):  # litellm prints a provider list on failure
+            provider = litellm.get_llm_provider(model)[1]
+    except Exception:  # noqa: BLE001 - any failure means: no provider
+        raise TraitscopeError(f"{key}: {model!r} names no litellm provider (fix: use provider/model, e.g. "
+                              f"openai/gpt-4o-mini, or {OFFLINE_MODEL} for no network)") from None
+    missing = litellm.validate_environment(model).get("missing_keys") or []
+    if missing:
+        raise TraitscopeError(f"{key}: {model!r} ({provider}) needs {', '.join(missing)} in the environment "
+                              f"(fix: export {missing[0]}, or use {OFFLINE_MODEL})")
 
 
 def parse_score(text: str) -> float:
@@ -153,13 +187,16 @@ class Judge:
         return (OFFLINE_TRAIT_RUBRIC, OFFLINE_COHERENCE_RUBRIC) if self.offline else (TRAIT_RUBRIC, COHERENCE_RUBRIC)
 
     def _call(self, text: str) -> dict[str, Any]:
+        """One judged completion: 1 + ``retries`` requests at most (litellm's and the provider client's own
+        retries are off, so they do not multiply), and an error that cannot succeed on retry fails at once."""
         import litellm
 
         last: Exception | None = None
         for attempt in range(self.retries + 1):
             try:
                 resp = litellm.completion(model=self.model, messages=[{"role": "user", "content": text}],
-                                          temperature=0, max_tokens=8, timeout=self.timeout_s)
+                                          temperature=0, max_tokens=8, timeout=self.timeout_s,
+                                          num_retries=0, max_retries=0)
                 usage = getattr(resp, "usage", None)
                 try:
                     cost = float(litellm.completion_cost(completion_response=resp)) if not self.offline else 0.0
@@ -170,11 +207,16 @@ class Judge:
                         "completion_tokens": int(getattr(usage, "completion_tokens", 0) or 0), "cost_usd": cost}
             except Exception as exc:  # noqa: BLE001 - retried, then reported in one line
                 last = exc
+                if not retryable(exc):
+                    raise JudgeError(scrub(f"judge {self.model} failed with {type(exc).__name__}, which a retry cannot "
+                                           f"fix: {first_line(exc)[:300]} (fix: check judge.model and its API key in "
+                                           "the environment, or use traitscope/offline-judge)")) from None
                 if attempt < self.retries:
                     time.sleep(self.backoff_s * 2**attempt)
         first = first_line(last)
-        raise JudgeError(f"judge {self.model} failed after {self.retries + 1} attempts: {first[:300]} "
-                         "(fix: check judge.model and its API key in the environment, or use traitscope/offline-judge)")
+        raise JudgeError(scrub(f"judge {self.model} failed after {self.retries + 1} attempts: {first[:300]} "
+                               "(fix: check judge.model and its API key in the environment, or use "
+                               "traitscope/offline-judge)")) from None
 
     def ask(self, rubric: str, **fields: str) -> dict[str, Any]:
         """One judged score, from the cache when the same (model, prompt, response, rubric) was asked."""

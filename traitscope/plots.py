@@ -35,27 +35,33 @@ def trait_panels(traits: list[str], width: float, height: float, **subplots: Any
 
 
 def extraction_summary(metrics: pd.DataFrame, best: dict[str, int], model: str) -> plt.Figure:
-    """Held-out ROC-AUC per layer, one panel per trait, one line per method, best layer marked."""
+    """ROC-AUC per layer, one panel per trait, one colour per method: solid the test split (reported), dashed
+    the cross-validation inside train that chose the best layer (marked)."""
     traits = sorted(metrics["trait"].unique())
     fig, panels = trait_panels(traits, 4.6, 3.4, sharey=True)
+    long = metrics.melt(id_vars=["trait", "layer", "method", "n_train", "n_test"], value_vars=["auc", "val_auc"],
+                        var_name="split", value_name="roc_auc")
+    long["split"] = long["split"].map({"auc": "test (reported)", "val_auc": "train CV (chooses layer)"})
     for ax, trait in panels:
-        m = metrics[metrics["trait"] == trait]
-        sns.lineplot(data=m, x="layer", y="auc", hue="method", marker="o", ax=ax)
+        m = long[long["trait"] == trait]
+        sns.lineplot(data=m, x="layer", y="roc_auc", hue="method", style="split", marker="o", ax=ax,
+                     style_order=["test (reported)", "train CV (chooses layer)"])
         ax.axvline(best[trait], color="grey", ls="--", lw=1)
-        n_test = int(m["n_test"].iloc[0])
-        ax.set_title(f"{trait} (best layer {best[trait]}, n_test={n_test})", fontsize=10)
+        n_test, n_train = int(m["n_test"].iloc[0]), int(m["n_train"].iloc[0])
+        ax.set_title(f"{trait} (best layer {best[trait]}, n_train={n_train}, n_test={n_test})", fontsize=9)
         ax.set_xlabel("layer (residual stream after block)")
-        ax.set_ylabel("held-out ROC-AUC")
+        ax.set_ylabel("ROC-AUC")
+        ax.legend(fontsize=6)
         ax.set_ylim(0.0, 1.02)
         ax.axhline(0.5, color="black", lw=0.5, ls=":")
-    fig.suptitle(f"Trait vector quality per layer on held-out contrastive data ({model})")
+    fig.suptitle(f"Trait vector quality per layer on contrastive data ({model}); the test split chose nothing")
     fig.tight_layout()
     return fig
 
 
 def harm_separation(layer_auc: pd.DataFrame, scores: pd.DataFrame, best_layer: int, min_auc: float,
                     trait: str, model: str) -> plt.Figure:
-    """Left: ROC-AUC per layer (extraction held-out split and independent eval sets). Right: score
+    """Left: ROC-AUC per layer (extraction test split and independent eval sets). Right: score
     distributions of the eval sets at the best layer."""
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.2))
     sns.lineplot(data=layer_auc, x="layer", y="auc", hue="data", style="data", markers=True, ax=ax1)

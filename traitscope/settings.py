@@ -176,6 +176,7 @@ class ExtractSettings(NamedTuple):
     methods: tuple[str, ...]
     position: str
     test_fraction: float
+    selection_folds: int
     probe_C: float
     selection_method: str
     max_new_tokens: int
@@ -187,6 +188,7 @@ class ExtractJob(NamedTuple):
 
     methods: tuple[str, ...]
     test_fraction: float
+    selection_folds: int
     probe_C: float
     selection_method: str
 
@@ -459,7 +461,8 @@ class Study:
 
     def extract_job(self) -> ExtractJob:
         e = self.extract
-        return ExtractJob(methods=e.methods, test_fraction=e.test_fraction, probe_C=e.probe_C,
+        return ExtractJob(methods=e.methods, test_fraction=e.test_fraction, selection_folds=e.selection_folds,
+                          probe_C=e.probe_C,
                           selection_method=e.selection_method)
 
     def shard_count(self, pset: str) -> int:

@@ -10,12 +10,14 @@ from typing import Any
 import numpy as np
 import torch
 
+from .secrets import ScrubbedStream
+
 
 def setup(smk: Any) -> logging.Logger:
     """Send logging and stderr of a script to its Snakemake log; fix threads and seeds."""
     if getattr(smk, "log", None):
         handle = open(smk.log[0], "a", buffering=1)  # noqa: SIM115 - lives as long as the job
-        sys.stderr = handle
+        sys.stderr = ScrubbedStream(handle)  # no secret reaches the log
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         force=True)
     torch.set_num_threads(max(1, int(getattr(smk, "threads", 1) or 1)))

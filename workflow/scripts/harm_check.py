@@ -17,6 +17,6 @@ result.update(harmful_set=check.harmful, harmless_set=check.harmless)
 write_json(smk.output.json, result)
 plots.save(plots.harm_separation(layer_auc, dist, result["best_layer"], check.min_auc, result["trait"], result["model"]),
            smk.output.figure)
-(log.info if result["passed"] else log.warning)("harm separation check %s: eval AUC %.3f, extraction AUC %.3f",
+(log.info if result["passed"] else log.warning)("harm separation check %s: eval AUC %.3f, extraction test AUC %.3f",
                                                  "passed" if result["passed"] else "FAILED", result["eval_auc"],
-                                                 result["extraction_heldout_auc"])
+                                                 result["extraction_test_auc"])
