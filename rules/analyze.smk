@@ -60,6 +60,7 @@ rule manifest:
         L.manifest(),
     params:
         config=S.config,
+        overlaps=S.overlaps,
     log:
         L.log("manifest"),
     conda:

