@@ -56,6 +56,7 @@ rule trait_scores:
 rule manifest:
     input:
         analysis_targets(),
+        prompts=[L.prompts(s) for s in S.prompt_sets],
     output:
         L.manifest(),
     params:

@@ -91,8 +91,8 @@ def score_summary(frames: list[tuple[str, str, pd.DataFrame]], best_layers: dict
     return pd.concat(out, ignore_index=True) if out else pd.DataFrame()
 
 
-def provenance(config: dict[str, Any], outputs: list[str | Path],
-               overlaps: dict[str, Any] | None = None) -> dict[str, Any]:
+def provenance(config: dict[str, Any], outputs: list[str | Path], overlaps: dict[str, Any] | None = None,
+               prep: dict[str, Any] | None = None) -> dict[str, Any]:
     """What produced the results: versions, git commit, config, the overlaps between scored and extraction
     prompts that ``checks.allow_overlap`` accepted, and a checksum of every output."""
     pkgs: dict[str, str | None] = {}
@@ -111,6 +111,9 @@ def provenance(config: dict[str, Any], outputs: list[str | Path],
         "platform": platform.platform(), "packages": pkgs,
         "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "config": {k: v for k, v in config.items() if not k.startswith("_")},
+        "prompt_sets": {"definition": "per prompt set: rows read, dropped (no prompt, exact duplicate; a replay: "
+                                      "no response to replay), repeated prompts kept, not sampled, rows kept",
+                        "counts": prep or {}},
         "overlap_with_extraction": {
             "definition": "allowed: scored prompt set -> trait -> prompts it shares with that trait's extraction data "
                           "(accepted by checks.allow_overlap; any other overlap stops start-up); unchecked: sets "

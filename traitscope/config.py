@@ -105,6 +105,10 @@ def check_semantics(cfg: dict[str, Any], base_dir: Path,
     from .models import embedded_name, looks_local, model_dims
 
     variants, sets, trait_cfg = cfg["variants"], cfg["prompt_sets"], cfg["traits"]
+    results = str(cfg["results_dir"]).strip()
+    if not results or Path(results).expanduser().resolve() == Path("/") or Path(results).expanduser() == Path.home():
+        raise _err("results_dir", f"{cfg['results_dir']!r} is not a directory of its own",
+                   "use a relative folder such as results, or an absolute path below /")
     for name in sets:
         if not SET_NAME.match(name):
             raise _err(f"prompt_sets.{name}", "names may use letters, digits and _ only", f"rename '{name}'")
@@ -177,7 +181,7 @@ def check_semantics(cfg: dict[str, Any], base_dir: Path,
 
     check_organisms(cfg, dims)
     check_compare(cfg, dims)
-    check_external(cfg, dims)
+    check_external(cfg, dims, base_dir)
     check_prefill(cfg, dims)
 
     check = (cfg.get("checks") or {}).get("harm_separation")
@@ -312,7 +316,7 @@ def check_compare(cfg: dict[str, Any], dims: dict[str, tuple[int, int, int]]) ->
     check_projected_method(cfg, cmp_["method"], "compare.method")
 
 
-def check_external(cfg: dict[str, Any], dims: dict[str, tuple[int, int, int]]) -> None:
+def check_external(cfg: dict[str, Any], dims: dict[str, tuple[int, int, int]], base_dir: Path) -> None:
     ext = cfg.get("external")
     if not ext:
         return
@@ -325,6 +329,28 @@ def check_external(cfg: dict[str, Any], dims: dict[str, tuple[int, int, int]]) -
             if s not in cfg["prompt_sets"]:
                 raise _err(f"external.datasets.{name}.prompt_sets", f"unknown prompt set {s!r}",
                            f"use one of {sorted(cfg['prompt_sets'])}")
+        check_labelled(cfg, name, ds["prompt_sets"], base_dir)
+
+
+def check_labelled(cfg: dict[str, Any], dataset: str, sets: list[str], base_dir: Path) -> None:
+    """An external dataset compares unsafe (label 1) with safe (0) rows: every row of its sets needs a label and
+    both classes must be there, or its AUCs would silently be null."""
+    from .prompts import startup_table
+
+    labels: set[int] = set()
+    for s in sets:
+        table = startup_table(s, build(PromptSetSpec, cfg["prompt_sets"][s]), base_dir)
+        if table is None:  # known only after prep: the external job checks it
+            return
+        missing = int(table["label"].isna().sum())
+        if missing:
+            raise _err(f"prompt_sets.{s}", f"{missing} of {len(table)} rows have no label, but external.datasets."
+                       f"{dataset} compares unsafe (1) with safe (0) rows",
+                       "map a 0/1 column with fields.label, or give the set a constant label: 0 or 1")
+        labels |= set(table["label"].dropna().astype(int))
+    if labels != {0, 1}:
+        raise _err(f"external.datasets.{dataset}.prompt_sets", f"the sets {sets} hold only label {sorted(labels)}",
+                   "add a set of the other class (e.g. benign prompts with label: 0)")
 
 
 def check_prefill(cfg: dict[str, Any], dims: dict[str, tuple[int, int, int]]) -> None:
@@ -443,4 +469,8 @@ def shard_count(key: str, spec: dict[str, Any], rows: int | None) -> int:
             raise _err(f"prompt_sets.{key}.shard_size", "the size of this set is unknown before it is downloaded",
                        "set sample (a fixed size) or shards instead")
         return max(1, -(-rows // int(spec["shard_size"])))
-    return int(spec.get("shards") or 1)
+    shards = int(spec.get("shards") or 1)
+    if rows is not None and shards > rows:
+        raise _err(f"prompt_sets.{key}.shards", f"{shards} shards for {rows} prompts would leave shards empty",
+                   f"use at most {rows} shards, or shard_size")
+    return shards

@@ -97,6 +97,14 @@ def write_parquet(path: str | os.PathLike[str], df: pd.DataFrame) -> None:
         df.to_parquet(tmp, index=False)
 
 
+def parquet_attrs(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The ``DataFrame.attrs`` stored with a parquet table, read from its schema alone (no rows)."""
+    import pyarrow.parquet as pq
+
+    raw = (pq.read_schema(path).metadata or {}).get(b"PANDAS_ATTRS")
+    return json.loads(raw) if raw else {}
+
+
 def read_parquets(paths: Iterable[str | os.PathLike[str]]) -> pd.DataFrame:
     """Several parquet tables of one schema (e.g. the shards of a prompt set) as one table."""
     return pd.concat([pd.read_parquet(f) for f in paths], ignore_index=True)

@@ -23,6 +23,7 @@ import io
 import itertools
 import json
 import logging
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -65,8 +66,17 @@ def stable_id(*parts: Any) -> str:
 def _open_text(path: Path) -> str:
     raw = path.read_bytes()
     if path.suffix == ".gz":
-        raw = gzip.decompress(raw)
-    return raw.decode("utf-8")
+        try:
+            raw = gzip.decompress(raw)
+        except (OSError, EOFError, zlib.error) as exc:
+            raise PromptSetError(f"'{path.name}' is not a complete gzip file ({first_line(exc)}) "
+                                 "(fix: download or compress it again)") from None
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise PromptSetError(f"'{path.name}' line {line}: not UTF-8 text (byte {exc.start}) "
+                             "(fix: convert it, e.g. iconv -f latin1 -t utf-8)") from None
 
 
 def _inner_suffix(path: Path) -> str:
@@ -77,19 +87,45 @@ def read_records(path: Path) -> Any:
     """Parse a local file into Python objects (list of dicts or a dict) or a DataFrame."""
     suffix = _inner_suffix(path)
     if suffix == ".parquet":
-        return pd.read_parquet(path)
+        try:
+            return pd.read_parquet(path)
+        except Exception as exc:  # noqa: BLE001 - pyarrow raises several types for a bad file
+            raise PromptSetError(f"'{path.name}' is not a readable parquet file ({first_line(exc)[:200]}) "
+                                 "(fix: write it again, e.g. DataFrame.to_parquet)") from None
     if suffix in (".csv", ".tsv"):
         # a real CSV parser: fields may hold quoted newlines (HarmBench ContextString)
-        return pd.read_csv(io.StringIO(_open_text(path)), sep="\t" if suffix == ".tsv" else ",",
-                           dtype=str, keep_default_na=False)
+        try:
+            return pd.read_csv(io.StringIO(_open_text(path)), sep="\t" if suffix == ".tsv" else ",",
+                               dtype=str, keep_default_na=False)
+        except pd.errors.ParserError as exc:
+            raise PromptSetError(f"'{path.name}': not a valid {suffix[1:].upper()} table ({first_line(exc)}) "
+                                 "(fix: quote fields that hold the separator or a newline)") from None
     text = _open_text(path)
     if suffix == ".jsonl":
-        return [json.loads(line) for line in text.splitlines() if line.strip()]
+        records = []
+        for number, line in enumerate(text.splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError as exc:
+                raise PromptSetError(f"'{path.name}' line {number}: not JSON ({exc.msg}, column {exc.colno}) "
+                                     "(fix: one JSON object per line)") from None
+        return records
     if suffix == ".json":
-        return json.loads(text)
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise PromptSetError(f"'{path.name}' line {exc.lineno}: not JSON ({exc.msg}) (fix: correct the file)") from None
     if suffix in (".yaml", ".yml"):
-        return yaml.safe_load(text)
-    raise PromptSetError(f"unsupported file type '{path.name}' (use csv, tsv, jsonl, json, yaml or parquet, optionally .gz)")
+        try:
+            return yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f" line {mark.line + 1}" if mark is not None else ""
+            raise PromptSetError(f"'{path.name}'{where}: not YAML ({first_line(exc)}) (fix: correct the file)") from None
+    raise PromptSetError(f"unsupported file type '{path.name}' "
+                         "(fix: use csv, tsv, jsonl, json, yaml or parquet, optionally .gz)")
 
 
 #: formats recognised by their columns, in a table or in the first record of a list
@@ -130,6 +166,9 @@ def _rows_table(df: pd.DataFrame, fields: dict[str, str], source: str) -> list[d
         if found is None:
             raise PromptSetError(f"no prompt column among {list(df.columns)} (fix: set fields.prompt to the column name)")
         fields["prompt"] = found
+    for col in ("id", "system", "prefill", "response", "label", "category", "group"):  # same-named columns are used
+        if col not in fields and col in df.columns and col not in fields.values():
+            fields[col] = col
     missing = [f"{k}->{v}" for k, v in fields.items() if v not in df.columns]
     if missing:
         raise PromptSetError(f"fields {missing} not in columns {list(df.columns)} (fix: correct the fields mapping)")
@@ -145,7 +184,14 @@ def _rows_table(df: pd.DataFrame, fields: dict[str, str], source: str) -> list[d
     return rows
 
 
+RECORD_FORMATS = ("persona_questions", "em_questions", "refusal_direction", "chat_jsonl")
+"""Formats with a fixed record layout: a ``fields`` mapping does not apply to them."""
+
+
 def _rows_from(obj: Any, fmt: str, fields: dict[str, str], source: str) -> list[dict[str, Any]]:
+    if fields and fmt in RECORD_FORMATS:
+        raise PromptSetError(f"fields {sorted(fields)} cannot apply to format '{fmt}', whose record layout is fixed "
+                             "(fix: remove fields, or set format: table to map columns)")
     if fmt == "persona_questions":
         return [{"prompt": q, "group": f"q{i}", "source": source, "meta": "{}"} for i, q in enumerate(obj["questions"])]
     if fmt == "em_questions":
@@ -154,7 +200,7 @@ def _rows_from(obj: Any, fmt: str, fields: dict[str, str], source: str) -> list[
             for k, para in enumerate(q.get("paraphrases") or []):
                 rows.append({"id": f"{q['id']}#{k}", "prompt": para, "system": q.get("system"), "group": str(q["id"]),
                              "category": q.get("type"), "source": source,
-                             "meta": _meta(q, {"id", "paraphrases", "system", "judge_prompts", "type"})})
+                             "meta": _meta(q, {"id", "paraphrases", "system", "type"})})
         return rows
     if fmt == "refusal_direction":
         return [{"prompt": r["instruction"], "category": r.get("category"), "source": source, "meta": "{}"} for r in obj]
@@ -251,17 +297,23 @@ def load_prompt_set(spec: PromptSetSpec, *, key: str = "prompt_set", seed: int =
     else:  # pragma: no cover - schema forbids it
         raise PromptSetError(f"{key}.source: unknown source {source!r}")
 
-    df = normalise(rows, system=spec.system, prefill=spec.prefill, label=spec.label)
+    df = normalise(rows, system=spec.system, prefill=spec.prefill, label=spec.label, key=key)
+    counts = dict(df.attrs["prep"])
     if spec.prefix:  # after ids are set: a prefixed set pairs row by row with the plain one
         df["prompt"] = spec.prefix + df["prompt"]
     if spec.per_category:
+        before = len(df)
         df = sample_per_category(df, int(spec.per_category), spec.seed if spec.seed is not None else seed)
+        counts["not_sampled_per_category"] = before - len(df)
     if spec.sample:
         n = int(spec.sample)
+        counts["not_sampled"] = max(0, len(df) - n)
         if n < len(df):
             rng = np.random.default_rng(spec.seed if spec.seed is not None else seed)
             keep = np.sort(rng.choice(len(df), size=n, replace=False))
             df = df.iloc[keep].reset_index(drop=True)
+    counts["rows"] = int(len(df))
+    df.attrs["prep"] = counts
     if df.empty:
         raise PromptSetError(f"{key}: the prompt set is empty (fix: check the file, split, fields or sample)")
     df["shard"] = assign_shards(len(df), int(shards if shards is not None else spec.shards or 1))
@@ -334,6 +386,8 @@ def replay_table(prompts: pd.DataFrame, responses: pd.DataFrame) -> pd.DataFrame
     out = out[out["response"].notna() & (out["response"].astype(str) != "")].reset_index(drop=True)
     if out.empty:
         raise PromptSetError("the replayed variant produced no responses (fix: enable capture.generate)")
+    out.attrs["prep"] = {"rows_read": int(len(prompts)), "dropped_no_response": int(len(prompts) - len(out)),
+                         "rows": int(len(out))}
     return out
 
 
@@ -356,14 +410,39 @@ def _hub_rows(spec: PromptSetSpec, fields: dict[str, str], key: str) -> list[dic
     return _rows_from(obj, fmt, fields, source=f"hub:{dataset}")
 
 
+LABELS = {0: 0, 1: 1, "0": 0, "1": 1, "false": 0, "true": 1, "False": 0, "True": 1}  # bools are taken as 0/1
+"""Accepted label values: 1 = the positive class (harmful, unsafe, trait present), 0 = the negative one."""
+
+
+def _label(value: Any, key: str) -> int | None:
+    if value is None or (isinstance(value, float) and np.isnan(value)) or value is pd.NA or value == "":
+        return None
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, (bool, np.bool_)):
+        return int(value)
+    if isinstance(value, (int, np.integer, str)) and value in LABELS:
+        return LABELS[value]
+    raise PromptSetError(f"{key}: label {value!r} is not 0 or 1 (fix: map labels to 0/1, e.g. with fields.label "
+                         "pointing to a 0/1 column, or set a constant label:)")
+
+
 def normalise(rows: list[dict[str, Any]], system: str | None = None, prefill: str | None = None,
-              label: int | None = None) -> pd.DataFrame:
+              label: int | None = None, key: str = "prompt set") -> pd.DataFrame:
+    """The normalised table; what was dropped is counted in ``df.attrs["prep"]`` and warned about by name.
+
+    Rows without a prompt and exact repeats (same id and content) are dropped and counted; an id that appears
+    with different content, or a label other than 0/1, stops with a one-line error: dropping either would
+    change a result."""
     df = pd.DataFrame(rows)
     for col in COLUMNS:
         if col not in df.columns:
             df[col] = None
     df = df[COLUMNS].copy()
-    df = df[df["prompt"].notna() & (df["prompt"].astype(str).str.strip() != "")]
+    counts = {"rows_read": int(len(df))}
+    empty = df["prompt"].isna() | (df["prompt"].astype(str).str.strip() == "")
+    df = df[~empty]
+    counts["dropped_empty_prompt"] = int(empty.sum())
     if system is not None:
         df["system"] = df["system"].where(df["system"].notna(), system)
     if prefill is not None:
@@ -377,12 +456,28 @@ def normalise(rows: list[dict[str, Any]], system: str | None = None, prefill: st
                                 for r in df[missing_id].itertuples()]
     df["id"] = df["id"].astype(str)
     df["group"] = df["group"].where(df["group"].notna(), df["id"])
-    df["label"] = pd.array([None if pd.isna(v) else int(v) for v in df["label"]], dtype="Int64")
-    before = len(df)
-    df = df.drop_duplicates("id", keep="first").reset_index(drop=True)
-    if len(df) < before:
-        log.warning("dropped %d duplicate prompts (same id/content)", before - len(df))
+    df["label"] = pd.array([_label(v, key) for v in df["label"]], dtype="Int64")
+    content = ["prompt", "system", "prefill", "response", "label"]
+    exact = df.duplicated(["id", *content], keep="first")
+    df = df[~exact]
+    clash = df["id"].duplicated(keep=False)
+    if clash.any():
+        first = df.loc[clash, "id"].iloc[0]
+        raise PromptSetError(f"{key}: {int(df.loc[clash, 'id'].nunique())} ids appear with different content, e.g. "
+                             f"{first!r} (fix: give each row its own id, or drop the id field to derive ids from content)")
+    counts["dropped_duplicate"] = int(exact.sum())
+    repeated = df.duplicated(["prompt", "system", "prefill", "response"], keep="first")
+    counts["repeated_prompt_kept"] = int(repeated.sum())
+    for what, n in (("rows without a prompt", counts["dropped_empty_prompt"]),
+                    ("exact duplicate rows", counts["dropped_duplicate"])):
+        if n:
+            log.warning("%s: dropped %d %s (of %d read)", key, n, what, counts["rows_read"])
+    if counts["repeated_prompt_kept"]:
+        log.warning("%s: %d rows repeat another row's prompt (and response) under another id (kept)", key,
+                    counts["repeated_prompt_kept"])
+    df = df.reset_index(drop=True)
     df["shard"] = 0
+    df.attrs["prep"] = counts
     return df
 
 
@@ -394,8 +489,12 @@ def assign_shards(n: int, shards: int) -> np.ndarray:
 def _jsonl_lines(path: Path) -> Iterator[str]:
     """Non-empty lines of a jsonl file, plain or gzipped, streamed."""
     opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rt", encoding="utf-8") as f:
-        yield from (line for line in f if line.strip())
+    try:
+        with opener(path, "rt", encoding="utf-8") as f:
+            yield from (line for line in f if line.strip())
+    except (OSError, EOFError, zlib.error, UnicodeDecodeError):
+        _open_text(path)  # raises the one-line error that names the problem
+        raise
 
 
 def count_rows(path: Path) -> int:
@@ -404,7 +503,11 @@ def count_rows(path: Path) -> int:
     if suffix == ".parquet":
         import pyarrow.parquet as pq
 
-        return int(pq.ParquetFile(path).metadata.num_rows)
+        try:
+            return int(pq.ParquetFile(path).metadata.num_rows)
+        except Exception:  # noqa: BLE001 - pyarrow raises several types for a bad file
+            read_records(path)  # raises the one-line error
+            raise
     if suffix == ".jsonl":
         return sum(1 for _ in _jsonl_lines(path))
     obj = read_records(path)
@@ -469,7 +572,10 @@ def check_spec(key: str, spec: PromptSetSpec, base_dir: Path, full_load_rows: in
                 raise PromptSetError(f"{k}.path: '{spec.path}' does not exist (fix: correct the path)")
             if path.stat().st_size == 0:
                 raise PromptSetError(f"{k}: '{spec.path}' is empty (fix: point it to a non-empty file)")
-            n = count_rows(path)
+            try:
+                n = count_rows(path)
+            except PromptSetError as exc:
+                raise PromptSetError(f"{k}.path: {exc}") from None
             if n <= full_load_rows:  # small: load whole (also reports an empty set)
                 table = startup_table(key, spec, base_dir) if full_load_rows == FULL_LOAD_ROWS else None
                 return len(table if table is not None else load_prompt_set(spec, key=k, base_dir=base_dir))

@@ -153,6 +153,7 @@ class TraitSpec(NamedTuple):
     source: str
     path: str | None
     file: str | None
+    adjective: str | None
     pos: str | None
     neg: str | None
     position: str  # resolved: the trait's own, else last for contrast traits, else extract.position

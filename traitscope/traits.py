@@ -15,13 +15,14 @@ test split of the extraction metrics.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import yaml
 
-from . import ConfigError
+from . import ConfigError, first_line
 from .prompts import DATA_DIR, normalise
 from .settings import TraitSpec
 
@@ -46,13 +47,35 @@ def _persona_data(key: str, spec: TraitSpec, base_dir: Path) -> dict[str, Any]:
     if not spec.path or not path.exists():
         raise ConfigError(f"config error at traits.{key}.path: persona JSON {spec.path!r} not found "
                           f"(fix: point it to trait_data_extract/<trait>.json)")
-    data = json.loads(path.read_text())
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        where = f" line {exc.lineno}" if isinstance(exc, json.JSONDecodeError) else ""
+        raise ConfigError(f"config error at traits.{key}.path: '{path.name}'{where} is not JSON ({first_line(exc)}) "
+                          "(fix: point it to a persona-vectors trait_data_extract/<trait>.json)") from None
     if not isinstance(data, dict) or "instruction" not in data or "questions" not in data:
         raise ConfigError(f"config error at traits.{key}.path: '{path.name}' is not a persona trait JSON "
                           f"(fix: it needs 'instruction' pairs and 'questions')")
-    name = key.split("/")[1]
-    return {"instruction": data["instruction"], "questions": data["questions"],
-            "assistant": {"pos": name, "neg": "helpful"}, "origin": f"persona_json:{path.name}"}
+    pairs = data["instruction"]
+    if not isinstance(pairs, list) or not all(isinstance(p, dict) and {"pos", "neg"} <= set(p) for p in pairs):
+        raise ConfigError(f"config error at traits.{key}.path: '{path.name}' instruction must be a list of "
+                          "{pos, neg} pairs (fix: use the persona-vectors trait_data_extract format)")
+    return {"instruction": pairs, "questions": data["questions"],
+            "assistant": {"pos": persona_adjective(spec, data, path), "neg": "helpful"},
+            "origin": f"persona_json:{path.name}"}
+
+
+def persona_adjective(spec: TraitSpec, data: dict[str, Any], path: Path) -> str:
+    """The trait word of a persona-vectors file: ``adjective`` from the config, else the **word** its judge
+    prompt names ("displays the trait: **evil**"), else the file name (the persona-vectors trait name)."""
+    if spec.adjective:
+        return spec.adjective
+    named = re.search(r"\*\*([^*]+)\*\*", str(data.get("eval_prompt") or ""))
+    return named.group(1).strip() if named else path.stem.replace("_", " ")
+
+
+def with_article(word: str) -> str:
+    return f"{'an' if word[:1].lower() in 'aeiou' else 'a'} {word}"
 
 
 def check_spec(key: str, spec: TraitSpec, prompt_sets: dict[str, Any], base_dir: Path) -> None:
@@ -87,7 +110,7 @@ def persona_table(key: str, spec: TraitSpec, base_dir: str | Path = ".") -> pd.D
     rows = []
     for p, pair in enumerate(pairs):
         for role, label in (("pos", 1), ("neg", 0)):
-            system = f"You are a {data['assistant'][role]} assistant. {pair[role]}"
+            system = f"You are {with_article(data['assistant'][role])} assistant. {pair[role]}"
             for q, question in enumerate(questions):
                 rows.append({"id": f"{role}-p{p}-q{q:02d}", "prompt": question, "system": system, "label": label,
                              "group": f"q{q:02d}", "category": key, "source": data["origin"],

@@ -1,9 +1,12 @@
 """Write results/all: the provenance manifest (versions, commit, config, checksums of every output)."""
 
+from pathlib import Path
+
 from traitscope.analyze import provenance
-from traitscope.io import write_json
+from traitscope.io import parquet_attrs, write_json
 from traitscope.workflow import setup
 
 smk = snakemake  # noqa: F821 - injected by Snakemake
 setup(smk)
-write_json(smk.output[0], provenance(smk.params.config, list(smk.input), overlaps=smk.params.overlaps))
+prep = {Path(f).stem: parquet_attrs(f).get("prep") for f in smk.input.prompts}
+write_json(smk.output[0], provenance(smk.params.config, list(smk.input), overlaps=smk.params.overlaps, prep=prep))

@@ -1,0 +1,156 @@
+"""About fifty bad inputs (config values, malformed files, data that would change a result if dropped): each
+stops start-up with one line that names the key or the file and the fix, before any job and with nothing in
+results/."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from traitscope import ConfigError
+from traitscope.config import load_config
+
+
+def local(cfg: dict, tmp: Path, name: str, content: bytes | str, **spec) -> None:
+    """Add prompt set ``probe`` from a file ``name`` holding ``content``."""
+    path = tmp / name
+    path.write_bytes(content if isinstance(content, bytes) else content.encode())
+    cfg["prompt_sets"]["probe"] = {"source": "local", "path": name, **spec}
+
+
+def jsonl(*records: dict) -> str:
+    return "".join(json.dumps(r) + "\n" for r in records)
+
+
+def gz(text: str) -> bytes:
+    return gzip.compress(text.encode())
+
+
+def parquet(tmp: Path, df: pd.DataFrame) -> bytes:
+    df.to_parquet(tmp / "_t.parquet")
+    return (tmp / "_t.parquet").read_bytes()
+
+
+def external(cfg: dict, sets: list[str]) -> None:
+    cfg["external"] = {"datasets": {"probe_ds": {"prompt_sets": sets}}}
+
+
+CASES = {
+    # ----------------------------------------------------------------------------------- malformed files
+    "jsonl line not JSON": (lambda c, t: local(c, t, "p.jsonl", jsonl({"prompt": "a"}, {"prompt": "b"}) + "{oops\n"),
+                            ["'p.jsonl' line 3: not JSON", "one JSON object per line"]),
+    "jsonl.gz truncated": (lambda c, t: local(c, t, "p.jsonl.gz", gz(jsonl(*[{"prompt": f"q{i}"} for i in range(500)]))[:60]),
+                           ["'p.jsonl.gz' is not a complete gzip file", "compress it again"]),
+    "csv not UTF-8": (lambda c, t: local(c, t, "p.csv", "prompt\nhello\ncaf\xe9 au lait\n".encode("latin1")),
+                      ["'p.csv' line 3: not UTF-8", "iconv"]),
+    "json not JSON": (lambda c, t: local(c, t, "p.json", '[{"prompt": "a"},\n {"prompt": }]'),
+                      ["'p.json' line 2: not JSON"]),
+    "yaml not YAML": (lambda c, t: local(c, t, "p.yaml", "- prompt: a\n- prompt: [b\n"), ["'p.yaml'", "not YAML"]),
+    "parquet garbage": (lambda c, t: local(c, t, "p.parquet", b"PAR1 this is not parquet"),
+                        ["'p.parquet' is not a readable parquet file"]),
+    "empty file": (lambda c, t: local(c, t, "p.csv", ""), ["prompt_sets.probe", "is empty"]),
+    "unsupported type": (lambda c, t: local(c, t, "p.txt", "a prompt\n"), ["unsupported file type 'p.txt'"]),
+    "no prompt column": (lambda c, t: local(c, t, "p.csv", "foo,bar\n1,2\n"), ["no prompt column", "fields.prompt"]),
+    "fields to a missing column": (lambda c, t: local(c, t, "p.csv", "text\nhi\n", fields={"prompt": "nope"}),
+                                   ["prompt->nope", "correct the fields mapping"]),
+    "fields on a fixed format": (lambda c, t: local(c, t, "p.jsonl", jsonl({"id": "q", "paraphrases": ["a?"]}),
+                                                    fields={"prompt": "id"}),
+                                 ["cannot apply to format 'em_questions'", "remove fields"]),
+    "only empty prompts": (lambda c, t: local(c, t, "p.csv", "prompt\n\" \"\n\"\"\n"), ["the prompt set is empty"]),
+    "missing file": (lambda c, t: c["prompt_sets"].update(probe={"source": "local", "path": "nope.csv"}),
+                     ["prompt_sets.probe.path", "does not exist"]),
+    # ----------------------------------------------------------------------- data a silent drop would change
+    "labels yes/no": (lambda c, t: local(c, t, "p.csv", "prompt,label\na,yes\nb,no\n"),
+                      ["prompt_sets.probe: label 'yes' is not 0 or 1", "fields.label"]),
+    "label 2": (lambda c, t: local(c, t, "p.csv", "prompt,label\na,1\nb,2\n"), ["label '2' is not 0 or 1"]),
+    "label -1 in jsonl": (lambda c, t: local(c, t, "p.jsonl", jsonl({"prompt": "a", "label": -1})),
+                          ["label -1 is not 0 or 1"]),
+    "label 0.5 in parquet": (lambda c, t: local(c, t, "p.parquet", parquet(t, pd.DataFrame({"prompt": ["a"], "label": [0.5]}))),
+                             ["label 0.5 is not 0 or 1"]),
+    "duplicate ids, other prompts": (lambda c, t: local(c, t, "p.csv", "id,prompt\nx,first\nx,second\n"),
+                                     ["1 ids appear with different content, e.g. 'x'", "own id"]),
+    "more shards than rows": (lambda c, t: local(c, t, "p.csv", "prompt\na\nb\n", shards=3),
+                              ["prompt_sets.probe.shards: 3 shards for 2 prompts"]),
+    "shards and shard_size": (lambda c, t: local(c, t, "p.csv", "prompt\na\nb\n", shards=2, shard_size=1),
+                              ["both shards and shard_size"]),
+    "unlabelled set in an external dataset": (
+        lambda c, t: (local(c, t, "p.csv", "prompt\na\nb\n"), external(c, ["probe", "benign_eval"])),
+        ["prompt_sets.probe: 2 of 2 rows have no label", "external.datasets.probe_ds"]),
+    "external dataset of one class": (
+        lambda c, t: (local(c, t, "p.csv", "prompt,label\na,1\nb,1\n"), external(c, ["probe"])),
+        ["external.datasets.probe_ds.prompt_sets", "hold only label [1]"]),
+    "scored set overlaps extraction": (lambda c, t: c["capture"]["prompt_sets"].append("benign_extract"),
+                                       ["prompt_sets.benign_extract:", "checks.allow_overlap"]),
+    "allow_overlap of an unknown set": (lambda c, t: c["checks"].update(allow_overlap=["nope"]),
+                                        ["checks.allow_overlap: unknown prompt set 'nope'"]),
+    # ------------------------------------------------------------------------------------------ traits
+    "persona JSON not JSON": (lambda c, t: ((t / "evil.json").write_text("{'instruction': ["),
+                                            c["traits"].update({"safety/evil_pv": {"source": "persona_json",
+                                                                                   "path": "evil.json"}})),
+                              ["traits.safety/evil_pv.path: 'evil.json' line 1 is not JSON"]),
+    "persona JSON without questions": (lambda c, t: ((t / "evil.json").write_text('{"instruction": []}'),
+                                                     c["traits"].update({"safety/evil_pv": {"source": "persona_json",
+                                                                                            "path": "evil.json"}})),
+                                       ["'evil.json' is not a persona trait JSON"]),
+    "persona pairs without neg": (lambda c, t: ((t / "evil.json").write_text(
+        '{"instruction": [{"pos": "be evil"}], "questions": ["q?"]}'),
+        c["traits"].update({"safety/evil_pv": {"source": "persona_json", "path": "evil.json"}})),
+        ["instruction must be a list of {pos, neg} pairs"]),
+    "persona JSON missing": (lambda c, t: c["traits"].update({"safety/x": {"source": "persona_json", "path": "no.json"}}),
+                             ["traits.safety/x.path", "not found"]),
+    "contrast trait with an unknown set": (lambda c, t: c["traits"]["safety/harmful_instruction"].update(neg="nope"),
+                                           ["traits.safety/harmful_instruction.neg", "unknown prompt set 'nope'"]),
+    "unknown builtin trait": (lambda c, t: c["traits"].update({"safety/nope": {"source": "builtin"}}),
+                              ["traits.safety/nope", "no builtin trait data"]),
+    # ------------------------------------------------------------------------------------------ config
+    "results_dir empty": (lambda c, t: c.update(results_dir=""), ["results_dir", "not a directory of its own"]),
+    "results_dir root": (lambda c, t: c.update(results_dir="/"), ["results_dir", "not a directory of its own"]),
+    "results_dir root in disguise": (lambda c, t: c.update(results_dir="/tmp/.."), ["results_dir"]),
+    "test_fraction 1": (lambda c, t: c["extract"].update(test_fraction=1.0), ["extract.test_fraction"]),
+    "test_fraction 0": (lambda c, t: c["extract"].update(test_fraction=0), ["extract.test_fraction"]),
+    "one selection fold": (lambda c, t: c["extract"].update(selection_folds=1), ["extract.selection_folds"]),
+    "selection_method not extracted": (lambda c, t: c["extract"].update(methods=["probe"], selection_method="mean_diff"),
+                                       ["extract.selection_method"]),
+    "judge model empty": (lambda c, t: c["judge"].update(model=""), ["judge.model"]),
+    "judge provider unknown": (lambda c, t: c["judge"].update(model="nosuch/model"),
+                               ["judge.model: 'nosuch/model' names no litellm provider"]),
+    "judge retries negative": (lambda c, t: c["judge"].update(retries=-1), ["judge.retries"]),
+    "prompt set name with a dash": (lambda c, t: c["prompt_sets"].update({"bad-name": {"source": "builtin",
+                                                                                      "name": "benign"}}),
+                                    ["prompt_sets.bad-name", "letters, digits and _"]),
+    "replay of an unknown set": (lambda c, t: c["prompt_sets"].update(r={"source": "replay", "prompt_set": "nope",
+                                                                       "variant": "base"}),
+                                 ["prompt_sets.r"]),
+    "max_length too small": (lambda c, t: c["capture"].update(max_length=4), ["capture.max_length"]),
+    "unknown capture position": (lambda c, t: c["capture"].update(positions=["first"]), ["capture.positions"]),
+    "negative seed type": (lambda c, t: c.update(seed="seven"), ["seed"]),
+    "unknown project layer": (lambda c, t: c["project"].update(layers=[99]), ["project.layers"]),
+    "harm check trait unknown": (lambda c, t: c["checks"]["harm_separation"].update(trait="safety/nope"),
+                                 ["checks.harm_separation.trait"]),
+    "steering prompt set unknown": (lambda c, t: c["steering"].update(prompt_set="nope"), ["steering.prompt_set"]),
+    "builtin split unknown": (lambda c, t: c["prompt_sets"]["benign_eval"].update(split="nope"),
+                              ["prompt_sets.benign_eval.split"]),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_bad_input_stops_start_up_with_one_line(small_config, tmp_path, monkeypatch, case):
+    monkeypatch.chdir(tmp_path)
+    small_config["results_dir"] = small_config.get("results_dir", "results")
+    mutate, expected = CASES[case]
+    mutate(small_config, tmp_path)
+    with pytest.raises(ConfigError) as info:
+        load_config(small_config, base_dir=tmp_path, resources_dir=tmp_path / "resources")
+    msg = str(info.value)
+    assert "\n" not in msg and "fix" in msg, msg
+    for text in expected:
+        assert text in msg, msg
+    assert not (tmp_path / "results").exists() and not Path("/results").exists()
+
+
+def test_there_are_at_least_forty_bad_inputs():
+    assert len(CASES) >= 40
