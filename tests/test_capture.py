@@ -128,6 +128,48 @@ def test_resume_reuses_finished_chunks(tiny_model, tmp_path, monkeypatch):
     assert calls == [2, 2, 2]  # other settings, other keys
 
 
+@pytest.mark.parametrize("damage", ["truncate", "same_size_inf", "responses"])
+def test_a_damaged_cache_chunk_is_recomputed_with_a_warning_naming_it(tiny_model, tmp_path, monkeypatch, caplog, damage):
+    """A truncated chunk, one with a few bytes overwritten in place (same size: +inf in float16), or a changed
+    responses file: the checksum catches it, the chunk is captured again and the result equals a clean run."""
+    model, tok = tiny_model
+    df = table(4)
+    s = capture_job(layers=[0, 3], positions=["last", "mean"], chunk_size=2, generate=False)
+    clean, _, _ = capture_prompts(model, tok, df, s, model_key="tiny", cache_dir=tmp_path)
+    chunk = sorted(tmp_path.glob("chunk-*.safetensors"))[0]
+    raw = bytearray(chunk.read_bytes())
+    if damage == "truncate":
+        chunk.write_bytes(bytes(raw[: len(raw) // 2]))
+    elif damage == "same_size_inf":
+        raw[-8:] = b"\x00\x7c" * 4  # float16 +inf
+        chunk.write_bytes(bytes(raw))
+    else:
+        responses = chunk.with_suffix(".parquet")
+        frame = pd.read_parquet(responses)
+        frame.loc[0, "n_prompt_tokens"] += 1
+        frame.to_parquet(responses)
+    calls = []
+    real = capmod._capture_chunk
+    monkeypatch.setattr(capmod, "_capture_chunk", lambda m, t, part, st, seed: calls.append(len(part)) or real(m, t, part, st, seed))
+    with caplog.at_level("WARNING", logger="traitscope.cache"):
+        again, _, _ = capture_prompts(model, tok, df, s, model_key="tiny", cache_dir=tmp_path)
+    assert calls == [2] and chunk.name in caplog.text
+    assert all(torch.equal(clean[k], again[k]) for k in clean)
+
+
+def test_non_finite_activations_are_refused_naming_the_prompts():
+    from traitscope.capture import CaptureError, check_finite
+
+    tensors = {"last.layer_2": torch.tensor([[1.0, 2.0], [float("inf"), 0.0]]).half(),
+               "response.layer_2": torch.tensor([[0.0], [0.0], [float("nan")]]),
+               "response.offsets": torch.tensor([0, 1, 1, 3])}
+    with pytest.raises(CaptureError) as info:
+        check_finite(tensors, ["a", "b", "c"])
+    msg = str(info.value)
+    assert "2 prompts, e.g. ['b', 'c']" in msg and "layer_2" in msg and "65504" in msg and "\n" not in msg
+    check_finite({"last.layer_2": torch.ones(2, 2), "response.offsets": torch.tensor([0, 0, 0])}, ["a", "b"])
+
+
 def test_safetensors_roundtrip_keeps_metadata(tmp_path):
     path = tmp_path / "x.safetensors"
     write_safetensors(path, {"a": torch.ones(2, 3)}, {"ids": ["p1", "p2"], "name": "plain"})

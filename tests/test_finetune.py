@@ -144,6 +144,17 @@ def test_killed_training_resumes_to_the_same_adapter(tiny_model_dir, tmp_path, c
     assert history[history["split"] == "train"]["step"].tolist() == list(range(1, len(history[history["split"] == "train"]) + 1))
 
 
+def test_a_truncated_checkpoint_restarts_training_with_a_warning(tiny_model_dir, tmp_path, caplog):
+    with pytest.raises(KeyboardInterrupt):
+        _train(tiny_model_dir, tmp_path, tmp_path / "out", tmp_path / "ckpt", stop_after=2)
+    (ckpt,) = (tmp_path / "ckpt").glob("bd-*.safetensors")
+    ckpt.write_bytes(ckpt.read_bytes()[:200])
+    with caplog.at_level("WARNING", logger="traitscope.cache"):
+        (history, _), _ = _train(tiny_model_dir, tmp_path, tmp_path / "out", tmp_path / "ckpt")
+    assert ckpt.name in caplog.text and "computing it again" in caplog.text
+    assert history[history["split"] == "train"]["step"].iloc[0] == 1  # trained from the start
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU error")
 def test_qlora_on_cpu_is_a_clear_error(tiny_model_dir, tmp_path):
     write_chat_jsonl(tmp_path / "d.jsonl.gz", backdoor(4, seed=0))

@@ -32,7 +32,7 @@ from . import __version__
 from .chat import Encoded, encode_rows
 from .generation import generate_responses, run_batches
 from .hooks import ResidualCapture
-from .io import content_hash, read_safetensors, write_parquet, write_safetensors
+from .io import content_hash, read_verified, write_parquet, write_verified
 from .models import input_device
 from .settings import CaptureJob, ModelSpec, as_dict
 
@@ -172,15 +172,18 @@ def capture_prompts(model: Any, tokenizer: Any, df: pd.DataFrame, settings: Capt
         part = df.iloc[j * settings.chunk_size:(j + 1) * settings.chunk_size]
         key = content_hash(base_key, part[["id", "prompt", "system", "prefill", "response"]].to_dict(orient="list"))
         path = Path(cache_dir) / f"chunk-{key}.safetensors" if cache_dir else None
-        if path is not None and path.exists() and path.with_suffix(".parquet").exists():
-            tensors, _ = read_safetensors(path)
+        cached = (read_verified(path, path.with_suffix(".parquet"))
+                  if path is not None and path.exists() else None)
+        if cached is not None and path is not None:
+            tensors = cached[0]
             resp = pd.read_parquet(path.with_suffix(".parquet"))
             status = "cached"
         else:
             tensors, resp = _capture_chunk(model, tokenizer, part, settings, seed=settings.seed + j)
+            check_finite(tensors, part["id"].tolist())
             if path is not None:
                 write_parquet(path.with_suffix(".parquet"), resp)
-                write_safetensors(path, tensors, {"key": key})
+                write_verified(path, tensors, {"key": key}, path.with_suffix(".parquet"))
             status = "done"
         chunks.append(tensors)
         responses.append(resp)
@@ -190,6 +193,28 @@ def capture_prompts(model: Any, tokenizer: Any, df: pd.DataFrame, settings: Capt
     meta = {"ids": df["id"].tolist(), "layers": settings.layers, "positions": settings.positions,
             "settings": as_dict(settings), "model": model_key, "key": base_key, "traitscope": __version__}
     return merge_chunks(chunks), meta, pd.concat(responses, ignore_index=True)
+
+
+class CaptureError(ValueError):
+    pass
+
+
+def check_finite(tensors: dict[str, torch.Tensor], ids: list[str]) -> None:
+    """Refuse inf/nan activations, naming the prompts (per-prompt rows, or response tokens via offsets)."""
+    offsets = tensors.get("response.offsets")
+    bad: dict[str, set[int]] = {}
+    for name, t in tensors.items():
+        if not name.split(".")[-1].startswith("layer_") or torch.isfinite(t).all():
+            continue
+        rows = (~torch.isfinite(t.float())).reshape(t.shape[0], -1).any(1).nonzero().flatten()
+        if name.startswith("response.") and offsets is not None:
+            rows = torch.unique(torch.searchsorted(offsets, rows, right=True) - 1)
+        bad.setdefault(name.split(".")[-1], set()).update(int(r) for r in rows)
+    if bad:
+        names = sorted({ids[r] for rows in bad.values() for r in rows})
+        raise CaptureError(f"non-finite activations (inf/nan) for {len(names)} prompts, e.g. {names[:5]}, at "
+                           f"{sorted(bad)} (fix: float16 storage overflows beyond ±65504, common on large models: "
+                           "capture other layers, or check the model in float32 (variants.<name>.dtype))")
 
 
 def model_fingerprint(variant: ModelSpec, resolved_path: str) -> dict[str, Any]:

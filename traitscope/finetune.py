@@ -32,7 +32,13 @@ import numpy as np
 import pandas as pd
 
 from . import TraitscopeError, __version__, first_line
-from .io import atomic_path, content_hash, file_sha256, read_safetensors, write_safetensors
+from .io import (
+    atomic_path,
+    content_hash,
+    file_sha256,
+    read_verified,
+    write_verified,
+)
 from .settings import FinetuneData, FinetuneSpec, ModelSpec, as_dict
 
 log = logging.getLogger(__name__)
@@ -220,13 +226,18 @@ def save_checkpoint(path: Path, model: Any, optimizer: Any, step: int, history: 
     for i, (_, p) in enumerate(_trainable(model)):
         for k, v in optimizer.state.get(p, {}).items():
             tensors[f"opt.{i}.{k}"] = v.detach().reshape(-1) if k == "step" else v.detach()
-    write_safetensors(path, tensors, {"step": step, "history": history})
+    write_verified(path, tensors, {"step": step, "history": history})
 
 
-def load_checkpoint(path: Path, model: Any, optimizer: Any) -> tuple[int, list[dict[str, Any]]]:
+def load_checkpoint(path: Path, model: Any, optimizer: Any) -> tuple[int, list[dict[str, Any]]] | None:
+    """Restore a checkpoint written by :func:`save_checkpoint`; None (with a warning naming it) if it is
+    truncated or changed, so training starts again."""
     import torch
 
-    tensors, meta = read_safetensors(path)
+    verified = read_verified(path)
+    if verified is None:
+        return None
+    tensors, meta = verified
     params = _trainable(model)
     with torch.no_grad():
         for n, p in params:
@@ -287,8 +298,9 @@ def train_lora(model: Any, tokenizer: Any, records: list[dict[str, Any]], settin
     optimizer = torch.optim.AdamW(params, lr=settings.lr, weight_decay=settings.weight_decay)
     step, history = 0, list[dict[str, Any]]()
     ckpt = Path(checkpoint) if checkpoint else None
-    if ckpt is not None and ckpt.exists():
-        step, history = load_checkpoint(ckpt, model, optimizer)
+    resumed = load_checkpoint(ckpt, model, optimizer) if ckpt is not None and ckpt.exists() else None
+    if resumed is not None:
+        step, history = resumed
         log.info("resumed from %s at step %d/%d", ckpt, step, total)
     if step == 0 and not history:
         history.append({"step": 0, "epoch": 0.0, "split": "eval", "loss": _mean_loss(model, held, settings.batch_size, pad),

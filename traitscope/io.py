@@ -129,6 +129,51 @@ def write_safetensors(
         save_file(contiguous, str(tmp), metadata=meta)
 
 
+CHECKSUM_KEY = "sha256"
+"""Metadata entry of a verified cache file: the digest of its tensors (and of any companion file)."""
+
+
+def tensor_digest(tensors: Mapping[str, torch.Tensor], *extra: str) -> str:
+    """sha256 over every tensor's name, dtype, shape and bytes (sorted by name), plus ``extra`` strings."""
+    h = hashlib.sha256()
+    for name in sorted(tensors):
+        t = tensors[name].detach().contiguous().cpu()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    for text in extra:
+        h.update(text.encode())
+    return h.hexdigest()
+
+
+def write_verified(path: str | os.PathLike[str], tensors: Mapping[str, torch.Tensor],
+                   metadata: Mapping[str, Any] | None = None, *companions: str | os.PathLike[str]) -> None:
+    """A cache entry: tensors with a checksum of their content and of ``companions`` (files written before it)."""
+    digest = tensor_digest(tensors, *(file_sha256(c) for c in companions))
+    write_safetensors(path, tensors, {**(metadata or {}), CHECKSUM_KEY: digest})
+
+
+def read_verified(path: str | os.PathLike[str], *companions: str | os.PathLike[str]
+                  ) -> tuple[dict[str, torch.Tensor], dict[str, Any]] | None:
+    """A cache entry written by :func:`write_verified` if it is complete and unchanged; otherwise None, after a
+    warning that names the file, and the bad entry is removed so that it is computed again."""
+    import logging
+
+    try:
+        tensors, meta = read_safetensors(path)
+        ok = all(Path(c).exists() for c in companions) and meta.get(CHECKSUM_KEY) == tensor_digest(
+            tensors, *(file_sha256(c) for c in companions))
+    except Exception as exc:  # noqa: BLE001 - a truncated or garbled file is recomputed, whatever the error
+        ok, reason = False, f"unreadable ({type(exc).__name__})"
+    else:
+        reason = "checksum mismatch (changed or incomplete)"
+    if ok:
+        return tensors, meta
+    logging.getLogger("traitscope.cache").warning("cache entry %s: %s; computing it again", path, reason)
+    for p in (path, *companions):
+        Path(p).unlink(missing_ok=True)
+    return None
+
+
 def read_safetensors(
     path: str | os.PathLike[str], keys: list[str] | None = None
 ) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
