@@ -304,3 +304,21 @@ def test_a_config_edit_plans_exactly_the_jobs_it_changes(study, change):
     proc = smk(workdir, edited, "-n", "results/all", env={"OPENAI_API_KEY": "sk-test-not-a-real-key"})
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert planned_jobs(proc) == EXPECTED[change]
+
+
+def test_a_second_run_gives_identical_bytes(study, tmp_path_factory):
+    """Run the whole study again from nothing in another folder: every output checksummed in results/all has
+    the same sha256 (the manifest's own timestamp aside); outputs follow the umask, not mkstemp's 0600."""
+    workdir, cfg = study
+    again = tmp_path_factory.mktemp("study_again")
+    (again / "config.yaml").write_text(cfg.read_text())
+    proc = smk(again, again / "config.yaml", "results/all")
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    first, second = (json.loads((w / "results/all").read_text())["outputs"] for w in (workdir, again))
+    relative = {str(Path(k).relative_to(workdir)) if Path(k).is_absolute() else k: v for k, v in first.items()}
+    assert len(relative) > 50 and relative.keys() == second.keys()
+    differ = sorted(k for k in relative if relative[k] != second[k])
+    assert differ == [], differ
+    mask = os.umask(0)
+    os.umask(mask)
+    assert all((again / k).stat().st_mode & 0o777 == 0o666 & ~mask for k in second)

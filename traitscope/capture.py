@@ -32,7 +32,7 @@ from . import __version__
 from .chat import Encoded, encode_rows
 from .generation import generate_responses, run_batches
 from .hooks import ResidualCapture
-from .io import content_hash, read_verified, write_parquet, write_verified
+from .io import content_hash, file_sha256, read_verified, write_parquet, write_verified
 from .models import input_device
 from .settings import CaptureJob, ModelSpec, as_dict
 
@@ -218,10 +218,15 @@ def check_finite(tensors: dict[str, torch.Tensor], ids: list[str]) -> None:
 
 
 def model_fingerprint(variant: ModelSpec, resolved_path: str) -> dict[str, Any]:
-    """What identifies the weights: the spec plus sizes and mtimes of local weight files."""
+    """What identifies the weights: the spec; sizes and mtimes of local model files (a 70B model is too large to
+    hash on every job); and the sha256 of adapter files (small, and re-created by every finetune run, so that an
+    identical adapter gives identical captures and cache keys)."""
     fp: dict[str, Any] = {k: getattr(variant, k) for k in ("model", "adapter", "dtype", "quantization", "revision")}
-    for label, p in (("model_files", resolved_path), ("adapter_files", variant.adapter)):
-        if p and Path(p).is_dir():
-            fp[label] = sorted((f.name, f.stat().st_size, int(f.stat().st_mtime)) for f in Path(p).iterdir()
-                               if f.suffix in (".safetensors", ".bin", ".json"))
+    weights = (".safetensors", ".bin", ".json")
+    if resolved_path and Path(resolved_path).is_dir():
+        fp["model_files"] = sorted((f.name, f.stat().st_size, int(f.stat().st_mtime))
+                                   for f in Path(resolved_path).iterdir() if f.suffix in weights)
+    if variant.adapter and Path(variant.adapter).is_dir():
+        fp["adapter_files"] = sorted((f.name, file_sha256(f)) for f in Path(variant.adapter).iterdir()
+                                     if f.suffix in weights)
     return fp

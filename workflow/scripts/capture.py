@@ -20,7 +20,11 @@ model, tokenizer = load_model(p.variant, key=f"variants.{w.variant}")
 fingerprint = model_fingerprint(p.variant, resolve_model_path(p.variant.model))
 tensors, meta, responses = capture_prompts(model, tokenizer, df, p.job, model_key=fingerprint, cache_dir=p.cache_dir,
                                            progress_label=label)
-meta.update(variant=w.variant, prompt_set=f"{smk.rule} {label}")
+n_cut = int(responses["truncated"].sum())
+meta.update(variant=w.variant, prompt_set=f"{smk.rule} {label}", n_truncated=n_cut)
+if n_cut:  # counted per row in the responses table (column truncated) and here in the shard's metadata
+    log.warning("%s: %d of %d prompts were longer than capture.max_length=%d tokens and lost their start "
+                "(fix: raise capture.max_length up to the model's context)", label, n_cut, len(df), p.job.max_length)
 write_parquet(smk.output.responses, responses)
 ActivationShard(tensors, meta).save(smk.output.activations)
 log.info("%s: captured %d prompts at %d layers, positions %s", label, len(df), len(p.job.layers), p.job.positions)
