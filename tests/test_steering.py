@@ -269,3 +269,10 @@ def test_sweep_and_extraction_gap(task):
     gap = extraction_gap(task, v, -v, coef=8.0, seed=0)
     assert gap["cosine"] == pytest.approx(-1.0, abs=1e-5)
     assert gap["train"]["n_prompts"] == 2 and gap["heldout"]["n_prompts"] == 2
+
+
+def test_litellm_does_not_log_every_call(tiny_model_dir, tmp_path, caplog):
+    judge = Judge(model=OFFLINE_MODEL, offline_model=str(tiny_model_dir), cache_dir=tmp_path)
+    with caplog.at_level("INFO"):
+        judge.ask("{question} {answer} Reply Yes or No.", question="q", answer="a")
+    assert not [r for r in caplog.records if r.name.lower().startswith("litellm") and r.levelno < 30]

@@ -32,6 +32,11 @@ from .settings import JudgeSettings, ModelSpec
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 log = logging.getLogger(__name__)
+# litellm logs every completion at INFO ("LiteLLM completion() model= ..."): hundreds of lines per job. Its
+# loggers stay at WARNING unless TRAITSCOPE_LITELLM_LOG_LEVEL asks for more (e.g. INFO or DEBUG).
+LITELLM_LOG_LEVEL = os.environ.get("TRAITSCOPE_LITELLM_LOG_LEVEL", "WARNING").upper()
+for _name in ("LiteLLM", "LiteLLM Router", "LiteLLM Proxy", "litellm", "httpx"):
+    logging.getLogger(_name).setLevel(LITELLM_LOG_LEVEL)
 
 OFFLINE_PROVIDER = "traitscope"
 OFFLINE_MODEL = f"{OFFLINE_PROVIDER}/offline-judge"
