@@ -56,7 +56,7 @@ rule trait_scores:
 rule manifest:
     input:
         analysis_targets(),
-        prompts=[L.prompts(s) for s in S.prompt_sets],
+        prompts=[L.prompts(s) for s in S.used_prompt_sets()],
     output:
         L.manifest(),
     params:

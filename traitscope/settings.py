@@ -432,6 +432,21 @@ class Study:
                    harm_check=build(HarmCheckSettings, harm) if harm else None, **sections, **derived)
 
     # ---- derived per-job settings
+    def used_prompt_sets(self) -> list[str]:
+        """Prompt sets some job reads: scored, trait extraction, steering, CMA-ES, organism and replay sources."""
+        from .overlap import scored_sets
+
+        used = scored_sets(self.config)
+        used += [s for t in self.traits.values() if t.source == "contrast" for s in (t.pos, t.neg) if s]
+        used += [sec.prompt_set for sec in (self.steering, self.optimize) if sec is not None]
+        if self.organism is not None:
+            used += [self.organism.train, self.organism.test]
+        for name in list(used):
+            spec = self.prompt_sets.get(name)
+            if spec is not None and spec.source == "replay" and spec.prompt_set:
+                used.append(spec.prompt_set)
+        return sorted(set(used) & set(self.prompt_sets))
+
     def trait_names(self) -> list[str]:
         return sorted(self.traits)
 
