@@ -37,6 +37,7 @@ from .io import (
     content_hash,
     file_sha256,
     read_verified,
+    write_text,
     write_verified,
 )
 from .settings import FinetuneData, FinetuneSpec, ModelSpec, as_dict
@@ -363,7 +364,13 @@ def save_adapter(model: Any, out_dir: str | Path, provenance: dict[str, Any]) ->
     if tmp.exists():
         shutil.rmtree(tmp)
     model.save_pretrained(tmp, safe_serialization=True)
-    (tmp / PROVENANCE_FILE).write_text(json.dumps(provenance, indent=2, default=str) + "\n")
+    config_file = tmp / "adapter_config.json"
+    if config_file.exists():  # peft writes target_modules from a set, in a per-process order: sort it
+        adapter_config = json.loads(config_file.read_text())
+        if isinstance(adapter_config.get("target_modules"), list):
+            adapter_config["target_modules"] = sorted(adapter_config["target_modules"])
+        write_text(config_file, json.dumps(adapter_config, indent=2, sort_keys=True) + "\n")
+    write_text(tmp / PROVENANCE_FILE, json.dumps(provenance, indent=2, default=str) + "\n")
     if out.exists():
         shutil.rmtree(out)
     os.replace(tmp, out)
