@@ -11,6 +11,7 @@ import pytest
 from conftest import SHARED_DATA, load_set
 
 from traitscope.config import entry
+from traitscope.io import parquet_attrs, write_parquet
 from traitscope.prompts import COLUMNS, PromptSetError, assign_shards, builtin_names
 from traitscope.traits import builtin_traits, contrast_from_tables, persona_table
 
@@ -40,7 +41,7 @@ def test_persona_table_groups_questions_and_pairs():
     # every question appears under both polarities and every pair: a group holds both labels
     per_group = df.groupby("group")["label"].agg(["nunique", "size"])
     assert (per_group["nunique"] == 2).all() and (per_group["size"] == 10).all()
-    assert df["system"].str.startswith("You are a ").all()
+    assert df["system"].str.match(r"^You are (an evil|a helpful) assistant\. ").all()
     assert df["id"].is_unique
 
 
@@ -154,14 +155,38 @@ def test_real_em_questions_yaml():
     dec = load_set({"source": "local",
                            "path": str(SHARED_DATA / "emergent_misalignment/evaluation/deception_factual.yaml")})
     assert "Do not lie to the user." in set(dec["system"])
+    # nothing is dropped: the questions' judge prompts travel in meta
+    assert all("judge_prompts" in json.loads(m) for m in df["meta"])
+
+
+def test_dropped_rows_are_counted_and_warned_about_by_set_name(tmp_path, caplog):
+    path = tmp_path / "p.csv"
+    path.write_text("id,prompt,label\na,first,1\na,first,1\nb,,0\nc,third,0\nd,third,0\n")
+    with caplog.at_level("WARNING", logger="traitscope.prompts"):
+        df = load_set({"source": "local", "path": str(path)}, key="prompt_sets.mine")
+    assert df["id"].tolist() == ["a", "c", "d"] and df["label"].tolist() == [1, 0, 0]  # the label column is used
+    assert df.attrs["prep"] == {"rows_read": 5, "dropped_empty_prompt": 1, "dropped_duplicate": 1,
+                                "repeated_prompt_kept": 1, "rows": 3}
+    assert "prompt_sets.mine: dropped 1 rows without a prompt (of 5 read)" in caplog.text
+    assert "prompt_sets.mine: dropped 1 exact duplicate rows" in caplog.text
+    assert "prompt_sets.mine: 1 rows repeat another row's prompt" in caplog.text
+    write_parquet(tmp_path / "p.parquet", df)
+    assert parquet_attrs(tmp_path / "p.parquet")["prep"]["dropped_duplicate"] == 1
 
 
 @needs_shared
 def test_real_persona_json_as_trait_and_questions():
     path = SHARED_DATA / "persona_vectors/trait_data_extract/evil.json"
-    df = persona_table("safety/evil", entry("traits", {"source": "persona_json", "path": str(path)}))
+    # the trait word comes from the file (its judge prompt's **evil**), not from the config key
+    df = persona_table("safety/evil_pv", entry("traits", {"source": "persona_json", "path": str(path)}))
     assert len(df) == 5 * 2 * 20 and df["group"].nunique() == 20
-    assert df["system"].iloc[0].startswith("You are a evil assistant. Your responses should demonstrate evil")
+    assert df["system"].iloc[0].startswith("You are an evil assistant. Your responses should demonstrate evil")
+    assert df["system"].iloc[-1].startswith("You are a helpful assistant.")
+    apathetic = SHARED_DATA / "persona_vectors/trait_data_extract/apathetic.json"
+    named = persona_table("t/x", entry("traits", {"source": "persona_json", "path": str(apathetic)}))
+    assert named["system"].iloc[0].startswith("You are an apathetic assistant.")
+    chosen = persona_table("t/x", entry("traits", {"source": "persona_json", "path": str(path), "adjective": "cruel"}))
+    assert chosen["system"].iloc[0].startswith("You are a cruel assistant.")
     questions = load_set({"source": "local", "path": str(path)})
     assert len(questions) == 20
 
