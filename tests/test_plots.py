@@ -93,3 +93,16 @@ def test_figure_has_its_panels_labels_and_n(name):
     for text in n_texts:
         assert text in facts["text"], (text, facts["text"])
     plots.plt.close(fig)
+
+
+@pytest.mark.parametrize("name", ["trait_scores", "steering_sweep"])
+def test_bootstrap_error_bars_give_the_same_bytes_every_time(name, tmp_path):
+    """seaborn draws CI bars by bootstrap: seeded, the same data give the same PNG."""
+    global rng
+    paths = []
+    for i in range(2):
+        rng = np.random.default_rng(0)
+        fig, _, _ = FIGURES[name]()
+        paths.append(tmp_path / f"{i}.png")
+        plots.save(fig, paths[-1])
+    assert paths[0].read_bytes() == paths[1].read_bytes()

@@ -14,6 +14,8 @@ import seaborn as sns  # noqa: E402
 
 from .io import atomic_path  # noqa: E402
 
+BOOT_SEED = 0
+"""Seed of seaborn's bootstrap CIs: the same data give the same figure, byte for byte."""
 SCORE_UNIT = "projection on unit trait vector (residual-stream units)"
 
 
@@ -44,7 +46,7 @@ def extraction_summary(metrics: pd.DataFrame, best: dict[str, int], model: str) 
     long["split"] = long["split"].map({"auc": "test (reported)", "val_auc": "train CV (chooses layer)"})
     for ax, trait in panels:
         m = long[long["trait"] == trait]
-        sns.lineplot(data=m, x="layer", y="roc_auc", hue="method", style="split", marker="o", ax=ax,
+        sns.lineplot(data=m, x="layer", y="roc_auc", hue="method", style="split", marker="o", errorbar=None, ax=ax,
                      style_order=["test (reported)", "train CV (chooses layer)"])
         ax.axvline(best[trait], color="grey", ls="--", lw=1)
         n_test, n_train = int(m["n_test"].iloc[0]), int(m["n_train"].iloc[0])
@@ -64,7 +66,7 @@ def harm_separation(layer_auc: pd.DataFrame, scores: pd.DataFrame, best_layer: i
     """Left: ROC-AUC per layer (extraction test split and independent eval sets). Right: score
     distributions of the eval sets at the best layer."""
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.2))
-    sns.lineplot(data=layer_auc, x="layer", y="auc", hue="data", style="data", markers=True, ax=ax1)
+    sns.lineplot(data=layer_auc, x="layer", y="auc", hue="data", style="data", markers=True, errorbar=None, ax=ax1)
     ax1.axhline(min_auc, color="red", ls="--", lw=1, label=f"required AUC {min_auc}")
     ax1.axvline(best_layer, color="grey", ls=":", lw=1)
     ax1.set_ylim(0.0, 1.02)
@@ -91,7 +93,8 @@ def trait_scores(summary: pd.DataFrame) -> plt.Figure:
         d = summary[summary["trait"] == trait]
         ns = d.groupby("prompt_set")["id"].nunique()  # sorted by prompt set name
         order = list(ns.index)
-        sns.barplot(data=d, x="prompt_set", y="score", hue="variant", order=order, errorbar=("ci", 95), ax=ax)
+        sns.barplot(data=d, x="prompt_set", y="score", hue="variant", order=order, errorbar=("ci", 95), seed=BOOT_SEED,
+                    ax=ax)
         layer, position = int(d["layer"].iloc[0]), d["position"].iloc[0]
         ax.set_xticks(range(len(order)))
         ax.set_xticklabels([f"{s}\n(n={ns[s]})" for s in order], fontsize=8)
@@ -111,7 +114,7 @@ def steering_sweep(table: pd.DataFrame, trait: str, judge_kind: str) -> plt.Figu
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
     for ax, col, label in ((axes[0], "trait_score", f"judged {trait} score (0-100)"),
                            (axes[1], "coherence", "judged coherence (0-100)")):
-        sns.lineplot(data=table, x="coef", y=col, hue="layer", marker="o", errorbar=("ci", 95), ax=ax,
+        sns.lineplot(data=table, x="coef", y=col, hue="layer", marker="o", errorbar=("ci", 95), seed=BOOT_SEED, ax=ax,
                      palette="viridis")
         ax.set_xlabel("steering coefficient (x mean residual norm at the layer)")
         ax.set_ylabel(label)
