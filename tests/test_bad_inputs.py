@@ -140,7 +140,6 @@ CASES = {
 @pytest.mark.parametrize("case", list(CASES))
 def test_bad_input_stops_start_up_with_one_line(small_config, tmp_path, monkeypatch, case):
     monkeypatch.chdir(tmp_path)
-    small_config["results_dir"] = small_config.get("results_dir", "results")
     mutate, expected = CASES[case]
     mutate(small_config, tmp_path)
     with pytest.raises(ConfigError) as info:

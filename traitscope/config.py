@@ -19,7 +19,7 @@ from jsonschema.exceptions import ValidationError, best_match
 
 from . import ConfigError, TraitscopeError
 from .layers import parse_layers
-from .settings import ModelDims, ModelSpec, PromptSetSpec, Study, TraitSpec, build
+from .settings import ModelDims, ModelSpec, PromptSetSpec, Study, build, unresolved_trait
 
 SCHEMA_PATH = Path(__file__).parent / "schemas" / "config.schema.yaml"
 TRAIT_KEY = re.compile(r"^[a-z0-9_]+/[a-z0-9_]+$")
@@ -140,7 +140,7 @@ def check_semantics(cfg: dict[str, Any], base_dir: Path,
     for key, spec in trait_cfg.items():
         if not TRAIT_KEY.match(key):
             raise _err(f"traits.{key}", "trait keys are 'category/name' in lower case", "rename it, e.g. safety/evil")
-        traits.check_spec(key, build(TraitSpec, {**spec, "position": spec.get("position") or "last"}), sets, base_dir)
+        traits.check_spec(key, unresolved_trait(spec), sets, base_dir)
 
     cap = cfg["capture"]
     for v in cap["variants"]:
@@ -448,8 +448,8 @@ def entry(kind: str, data: dict[str, Any]) -> Any:
     schema = load_schema()["properties"][kind]["additionalProperties"]
     filled = fill_defaults(copy.deepcopy(data), schema)
     if kind == "traits":
-        filled.setdefault("position", filled.get("position") or "last")
-    return build({"variants": ModelSpec, "prompt_sets": PromptSetSpec, "traits": TraitSpec}[kind], filled)
+        return unresolved_trait(filled)
+    return build({"variants": ModelSpec, "prompt_sets": PromptSetSpec}[kind], filled)
 
 
 def section(name: str, data: dict[str, Any] | None = None) -> Any:

@@ -14,7 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from .settings import PromptSetSpec, TraitSpec, build
+from .settings import PromptSetSpec, build, unresolved_trait
 
 
 class Overlap(NamedTuple):
@@ -69,7 +69,7 @@ def trait_texts(key: str, spec_data: dict[str, Any], sets: dict[str, Any], base_
     """Where a trait's extraction prompts come from, and their normalised texts (None if not known yet)."""
     from .traits import persona_table
 
-    spec = build(TraitSpec, {**spec_data, "position": spec_data.get("position") or "last"})
+    spec = unresolved_trait(spec_data)
     if spec.source == "contrast":
         pos, neg = (set_texts(s, sets, base_dir, known) if s else None for s in (spec.pos, spec.neg))
         return f"prompt sets {spec.pos!r} and {spec.neg!r}", None if pos is None or neg is None else pos | neg

@@ -531,20 +531,30 @@ def peek_records(path: Path, n: int = 100) -> Any:
 FULL_LOAD_ROWS = 20_000
 """Local files up to this many records are loaded whole at start-up (counted, checked, compared for overlap)."""
 _STARTUP: dict[tuple[Any, ...], pd.DataFrame | None] = {}
+_ROWS: dict[tuple[str, int, int], int] = {}
 
 
-def startup_table(key: str, spec: PromptSetSpec, base_dir: Path) -> pd.DataFrame | None:
-    """The whole table of a set that start-up can afford to load (builtin, or a local file of at most
-    :data:`FULL_LOAD_ROWS` records), loaded once per process; None for hub sets, replays and larger files."""
+def _row_count(path: Path) -> int:
+    """:func:`count_rows`, once per file version and process (start-up asks for it from several checks)."""
+    stat = path.stat()
+    key = (str(path), stat.st_mtime_ns, stat.st_size)
+    if key not in _ROWS:
+        _ROWS[key] = count_rows(path)
+    return _ROWS[key]
+
+
+def startup_table(key: str, spec: PromptSetSpec, base_dir: Path, limit: int = FULL_LOAD_ROWS) -> pd.DataFrame | None:
+    """The whole table of a set that start-up can afford to load (builtin, or a local file of at most ``limit``
+    records), loaded once per process; None for hub sets, replays and larger files."""
     path = Path(base_dir) / Path(spec.path).expanduser() if spec.source == "local" and spec.path else None
     stat = path.stat() if path is not None and path.exists() else None
-    cache_key = (key, repr(spec), str(base_dir), stat and (stat.st_mtime_ns, stat.st_size))
+    cache_key = (key, repr(spec), str(base_dir), stat and (stat.st_mtime_ns, stat.st_size), limit)
     if cache_key not in _STARTUP:
         table = None
         if spec.source == "builtin":
             table = load_prompt_set(spec, key=f"prompt_sets.{key}")
         elif path is not None and stat is not None:
-            if stat.st_size and count_rows(path) <= FULL_LOAD_ROWS:
+            if stat.st_size and _row_count(path) <= limit:
                 table = load_prompt_set(spec, key=f"prompt_sets.{key}", base_dir=base_dir)
         _STARTUP[cache_key] = table
     return _STARTUP[cache_key]
@@ -573,12 +583,11 @@ def check_spec(key: str, spec: PromptSetSpec, base_dir: Path, full_load_rows: in
             if path.stat().st_size == 0:
                 raise PromptSetError(f"{k}: '{spec.path}' is empty (fix: point it to a non-empty file)")
             try:
-                n = count_rows(path)
+                n = _row_count(path)
             except PromptSetError as exc:
                 raise PromptSetError(f"{k}.path: {exc}") from None
             if n <= full_load_rows:  # small: load whole (also reports an empty set)
-                table = startup_table(key, spec, base_dir) if full_load_rows == FULL_LOAD_ROWS else None
-                return len(table if table is not None else load_prompt_set(spec, key=k, base_dir=base_dir))
+                return len(startup_table(key, spec, base_dir, full_load_rows))  # type: ignore[arg-type]
             fmt = spec.format
             head = peek_records(path)
             try:

@@ -161,6 +161,12 @@ class TraitSpec(NamedTuple):
     max_questions: int | None
 
 
+def unresolved_trait(data: dict[str, Any]) -> TraitSpec:
+    """A trait entry before ``extract.position`` is known (placeholder ``last``), for checks and tools that read
+    only its source, files and sets; :meth:`Study.from_config` resolves the real position."""
+    return build(TraitSpec, {**data, "position": data.get("position") or "last"})
+
+
 # --------------------------------------------------------------------------------------- pipeline
 
 class Generation(NamedTuple):
