@@ -57,11 +57,13 @@ rule manifest:
     input:
         analysis_targets(),
         prompts=[L.prompts(s) for s in S.used_prompt_sets()],
+        responses=[f for _, f in captured_responses()],
     output:
         L.manifest(),
     params:
         config=S.config,
         overlaps=S.overlaps,
+        captured=[label for label, _ in captured_responses()],
     log:
         L.log("manifest"),
     conda:

@@ -240,6 +240,13 @@ def experiment_targets():
     return out
 
 
+def captured_responses():
+    """(label, responses parquet) of every capture: each shard of a captured prompt set, each trait's capture."""
+    out = [(f"{v}/{s}", L.responses(v, s, i)) for v in S.capture.variants for s in S.capture.prompt_sets
+           for i in range(S.shard_count(s))]
+    return out + [(f"extract/{t}", L.trait_capture(S.extract.variant, t)["responses"]) for t in TRAITS]
+
+
 def analysis_targets():
     out = list(L.extraction_summary().values()) + list(L.trait_scores().values())
     out += vector_files("vectors") + vector_files("sidecar")

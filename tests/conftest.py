@@ -40,7 +40,7 @@ def build_tiny_model(path: Path, seed: int = 0) -> Path:
     fast.chat_template = CHATML
     torch.manual_seed(seed)
     config = LlamaConfig(vocab_size=fast.vocab_size, hidden_size=HIDDEN, intermediate_size=64, num_hidden_layers=N_LAYERS,
-                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024,
                          pad_token_id=fast.pad_token_id, eos_token_id=fast.eos_token_id, bos_token_id=fast.bos_token_id)
     model = LlamaForCausalLM(config)
     model.save_pretrained(path)

@@ -126,6 +126,12 @@ CASES = {
                                                                        "variant": "base"}),
                                  ["prompt_sets.r"]),
     "max_length too small": (lambda c, t: c["capture"].update(max_length=4), ["capture.max_length"]),
+    "max_length past the context": (lambda c, t: c["capture"].update(max_length=1024),  # tiny model: 1024 positions
+                                    ["capture.max_length", "exceeds the context of variant", "1024 tokens"]),
+    "finetune max_length past the context": (
+        lambda c, t: c.setdefault("finetune", {}).update(ft={"base": "base", "data": {"source": "generated", "name": "bad_advice", "n": 8},
+                                              "max_length": 1100}),
+        ["finetune.ft.max_length", "1100 exceeds the context"]),
     "unknown capture position": (lambda c, t: c["capture"].update(positions=["first"]), ["capture.positions"]),
     "negative seed type": (lambda c, t: c.update(seed="seven"), ["seed"]),
     "unknown project layer": (lambda c, t: c["project"].update(layers=[99]), ["project.layers"]),

@@ -274,3 +274,23 @@ def test_weights_that_fail_to_load_are_a_one_line_error_naming_the_key_and_model
         load_variant({"model": str(broken), "device_map": "cpu"}, key="variants.broken")
     msg = str(info.value)
     assert "\n" not in msg and msg.startswith(f"variants.broken.model: '{broken}' failed to load") and "fix:" in msg
+
+
+def test_cut_and_over_context_rows_are_counted_per_row(tiny_model):
+    """Prompts longer than max_length are cut (flagged ``truncated``); rows whose prompt + prefill + response pass
+    the model's context are flagged ``over_context``. Both are exact per row, recomputed from the tokenizer."""
+    model, tok = tiny_model
+    df = table(6, prefill="Sure, here is the answer you asked for")
+    lengths = [len(prompt_token_ids(tok, p, None)) for p in df["prompt"]]
+    max_length = sorted(lengths)[3]  # the two longest prompts are cut
+    n_prefill = len(tok(df["prefill"][0], add_special_tokens=False)["input_ids"])
+    context = sorted(lengths)[1] + n_prefill  # rows with a prompt (after cutting) longer than the second pass it
+    s = capture_job(layers=[0], positions=["last"], max_length=max_length)
+    _, _, responses = capture_prompts(model, tok, df, s, model_key="tiny", context_length=context)
+    cut = [n > max_length for n in lengths]
+    over = [min(n, max_length) + n_prefill > context for n in lengths]
+    assert responses["truncated"].tolist() == cut and sum(cut) == 2
+    assert responses["over_context"].tolist() == over and 0 < sum(over) < len(df)
+    assert responses["n_prompt_tokens"].tolist() == [min(n, max_length) for n in lengths]
+    _, _, unknown = capture_prompts(model, tok, df, s, model_key="tiny", context_length=None)
+    assert not unknown["over_context"].any()

@@ -39,7 +39,7 @@ def test_valid_config_gets_defaults_and_dims(small_config):
 def test_shipped_config_is_valid():
     raw = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
     cfg = load_config(raw, base_dir=REPO, resources_dir=REPO / "resources")
-    assert cfg.dims["base"] == (30, 576, 49152)  # SmolLM2-135M: read from the GGUF or the converted folder
+    assert cfg.dims["base"] == (30, 576, 49152, 8192)  # SmolLM2-135M: read from the GGUF or the converted folder
 
 
 @pytest.mark.parametrize("mutate, key, fix_word", [

@@ -74,6 +74,12 @@ def test_full_dag_produces_every_stage(study):
     assert check["extraction_val_auc"] == max(v["metrics"]["val_auc"] for v in harm["vectors"]
                                               if v["method"] == harm["best"]["method"])
     assert (r / "logs/capture/base/harmful_eval/shard-1.log").stat().st_size > 0
+    # every capture's rows, cut prompts and over-context rows are counted in results/all (from its responses tables)
+    counts = manifest["captured_rows"]["counts"]
+    resp = pd.concat([pd.read_parquet(f) for f in (r / "activations/base/harmful_eval").glob("*.responses.parquet")])
+    assert counts["base/harmful_eval"] == {"rows": 20, "truncated": int(resp["truncated"].sum()),
+                                           "over_context": int(resp["over_context"].sum())}
+    assert {"extract/safety/evil", "extract/safety/harmful_instruction"} <= set(counts)
     sweep = pd.read_parquet(r / "steering/base/safety/evil/sweep.parquet")
     assert set(sweep["coef"]) == {0, 1} and sweep.groupby("coef").size().tolist() == [2, 2]
     by_coef = sweep.pivot_table(index="prompt", columns="coef", values="response", aggfunc="first")

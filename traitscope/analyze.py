@@ -91,8 +91,26 @@ def score_summary(frames: list[tuple[str, str, pd.DataFrame]], best_layers: dict
     return pd.concat(out, ignore_index=True) if out else pd.DataFrame()
 
 
+def capture_counts(tables: dict[str, list[str | Path]]) -> dict[str, dict[str, int]]:
+    """Per captured table (label -> its shards' responses parquets): rows, prompts cut at ``capture.max_length``
+    and rows longer than the model's context (tables written before that column count 0 there)."""
+    out = {}
+    for label, files in sorted(tables.items()):
+        cols = [pd.read_parquet(f, columns=[c for c in ("truncated", "over_context")
+                                             if c in _columns(f)]) for f in files]
+        df = pd.concat(cols, ignore_index=True) if cols else pd.DataFrame()
+        out[label] = {"rows": len(df), **{c: int(df[c].sum()) if c in df else 0 for c in ("truncated", "over_context")}}
+    return out
+
+
+def _columns(path: str | Path) -> list[str]:
+    import pyarrow.parquet as pq
+
+    return list(pq.read_schema(path).names)
+
+
 def provenance(config: dict[str, Any], outputs: list[str | Path], overlaps: dict[str, Any] | None = None,
-               prep: dict[str, Any] | None = None) -> dict[str, Any]:
+               prep: dict[str, Any] | None = None, captures: dict[str, dict[str, int]] | None = None) -> dict[str, Any]:
     """What produced the results: versions, git commit, config, the overlaps between scored and extraction
     prompts that ``checks.allow_overlap`` accepted, and a checksum of every output."""
     pkgs: dict[str, str | None] = {}
@@ -114,6 +132,10 @@ def provenance(config: dict[str, Any], outputs: list[str | Path], overlaps: dict
         "prompt_sets": {"definition": "per prompt set: rows read, dropped (no prompt, exact duplicate; a replay: "
                                       "no response to replay), repeated prompts kept, not sampled, rows kept",
                         "counts": prep or {}},
+        "captured_rows": {"definition": "per captured table (variant/prompt set, or extract/<trait>): rows, prompts cut "
+                                        "at capture.max_length (their start is lost), rows whose prompt + prefill + "
+                                        "response exceed the model's context length",
+                          "counts": captures or {}},
         "overlap_with_extraction": {
             "definition": "allowed: scored prompt set -> trait -> prompts it shares with that trait's extraction data "
                           "(accepted by checks.allow_overlap; any other overlap stops start-up); unchecked: sets "

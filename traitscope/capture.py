@@ -158,8 +158,12 @@ def merge_chunks(chunks: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tenso
 
 def capture_prompts(model: Any, tokenizer: Any, df: pd.DataFrame, settings: CaptureJob, *,
                     model_key: Any, cache_dir: str | Path | None = None,
-                    progress_label: str = "capture") -> tuple[dict[str, torch.Tensor], dict[str, Any], pd.DataFrame]:
-    """Capture a whole prompt table; resumable through ``cache_dir``. Returns (tensors, meta, responses)."""
+                    progress_label: str = "capture", context_length: int | None = None,
+                    ) -> tuple[dict[str, torch.Tensor], dict[str, Any], pd.DataFrame]:
+    """Capture a whole prompt table; resumable through ``cache_dir``. Returns (tensors, meta, responses).
+
+    The responses table flags per row ``truncated`` (prompt cut at ``max_length``) and ``over_context`` (prompt,
+    prefill and response together longer than ``context_length``, the model's ``max_position_embeddings``)."""
     unknown = set(settings.positions) - set(POSITIONS)
     if unknown:
         raise ValueError(f"unknown positions {sorted(unknown)}; use {POSITIONS}")
@@ -192,7 +196,10 @@ def capture_prompts(model: Any, tokenizer: Any, df: pd.DataFrame, settings: Capt
               f"/{len(df)} prompts, {elapsed:.1f}s)", file=sys.stderr, flush=True)
     meta = {"ids": df["id"].tolist(), "layers": settings.layers, "positions": settings.positions,
             "settings": as_dict(settings), "model": model_key, "key": base_key, "traitscope": __version__}
-    return merge_chunks(chunks), meta, pd.concat(responses, ignore_index=True)
+    table = pd.concat(responses, ignore_index=True)
+    total = table["n_prompt_tokens"] + table["n_prefill_tokens"] + table["n_response_tokens"]
+    table["over_context"] = (total > context_length) if context_length else False
+    return merge_chunks(chunks), meta, table
 
 
 class CaptureError(ValueError):

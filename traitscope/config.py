@@ -98,7 +98,7 @@ def _err(key: str, what: str, fix: str) -> ConfigError:
 
 
 def check_semantics(cfg: dict[str, Any], base_dir: Path,
-                    resources_dir: Path) -> tuple[dict[str, tuple[int, int, int]], dict[str, int | None]]:
+                    resources_dir: Path) -> tuple[dict[str, tuple[int, int, int, int | None]], dict[str, int | None]]:
     """Cross-reference checks; returns (num_layers, hidden, vocab) per variant and the row count per prompt set
     (None where unknown before prep)."""
     from . import prompts, traits
@@ -114,7 +114,7 @@ def check_semantics(cfg: dict[str, Any], base_dir: Path,
             raise _err(f"prompt_sets.{name}", "names may use letters, digits and _ only", f"rename '{name}'")
 
     resolve_finetuned(cfg)
-    dims: dict[str, tuple[int, int, int]] = {}
+    dims: dict[str, tuple[int, int, int, int | None]] = {}
     for name, var in variants.items():
         model = var["model"]
         if embedded_name(model) is None and looks_local(model) and not Path(model).expanduser().exists():
@@ -179,6 +179,7 @@ def check_semantics(cfg: dict[str, Any], base_dir: Path,
             except TraitscopeError as exc:
                 raise ConfigError(f"config error at {exc}") from None
 
+    check_context(cfg, dims)
     check_organisms(cfg, dims)
     check_compare(cfg, dims)
     check_external(cfg, dims, base_dir)
@@ -264,7 +265,30 @@ def resolve_finetuned(cfg: dict[str, Any]) -> None:
                    adapter=f"{cfg['results_dir']}/finetune/{ft}/adapter")
 
 
-def check_vector_variant(cfg: dict[str, Any], dims: dict[str, tuple[int, int, int]], variant: str, key: str) -> None:
+def check_context(cfg: dict[str, Any], dims: dict[str, tuple[int, int, int, int | None]]) -> None:
+    """Every sequence a job builds fits the model's context: the prompt is cut at ``capture.max_length`` (counted),
+    so prompt plus generated tokens must stay within ``max_position_embeddings``; likewise a finetune example."""
+    cap, ext = cfg["capture"], cfg["extract"]
+    generates = cap["generate"]["enabled"] and "response" in cap["positions"]
+    need = {v: (cap["max_length"] + (cap["generate"]["max_new_tokens"] if generates else 0),
+                "capture.max_length + capture.generate.max_new_tokens" if generates else "capture.max_length")
+            for v in cap["variants"]}
+    if ext["variant"] not in need or need[ext["variant"]][0] < cap["max_length"] + ext["max_new_tokens"]:
+        need[ext["variant"]] = (cap["max_length"] + ext["max_new_tokens"], "capture.max_length + extract.max_new_tokens")
+    for v, (n, what) in sorted(need.items()):
+        ctx = dims[v][3]
+        if ctx is not None and n > ctx:
+            raise _err("capture.max_length", f"{what} = {n} tokens exceeds the context of variant '{v}' ({ctx} tokens), "
+                       "where its positions would be extrapolated", f"lower them to at most {ctx} in total")
+    for name, ft in cfg["finetune"].items():
+        base = ft.get("base")
+        ctx = dims[base][3] if base in dims else None
+        if ctx is not None and ft["max_length"] > ctx:
+            raise _err(f"finetune.{name}.max_length", f"{ft['max_length']} exceeds the context of variant '{base}' "
+                       f"({ctx} tokens)", f"use at most {ctx}")
+
+
+def check_vector_variant(cfg: dict[str, Any], dims: dict[str, tuple[int, int, int, int | None]], variant: str, key: str) -> None:
     """``variant`` must exist and share the hidden size of ``extract.variant``, so the trait vectors apply to it."""
     variants, ext = cfg["variants"], cfg["extract"]["variant"]
     if variant not in variants:
@@ -299,7 +323,7 @@ def check_replay(cfg: dict[str, Any], rows: dict[str, int | None]) -> None:
         rows[key] = rows.get(src)
 
 
-def check_compare(cfg: dict[str, Any], dims: dict[str, tuple[int, int, int]]) -> None:
+def check_compare(cfg: dict[str, Any], dims: dict[str, tuple[int, int, int, int | None]]) -> None:
     cmp_ = cfg.get("compare")
     if not cmp_:
         return
@@ -316,7 +340,7 @@ def check_compare(cfg: dict[str, Any], dims: dict[str, tuple[int, int, int]]) ->
     check_projected_method(cfg, cmp_["method"], "compare.method")
 
 
-def check_external(cfg: dict[str, Any], dims: dict[str, tuple[int, int, int]], base_dir: Path) -> None:
+def check_external(cfg: dict[str, Any], dims: dict[str, tuple[int, int, int, int | None]], base_dir: Path) -> None:
     ext = cfg.get("external")
     if not ext:
         return
@@ -353,7 +377,7 @@ def check_labelled(cfg: dict[str, Any], dataset: str, sets: list[str], base_dir:
                    "add a set of the other class (e.g. benign prompts with label: 0)")
 
 
-def check_prefill(cfg: dict[str, Any], dims: dict[str, tuple[int, int, int]]) -> None:
+def check_prefill(cfg: dict[str, Any], dims: dict[str, tuple[int, int, int, int | None]]) -> None:
     """The four prefill-attack conditions: plain sets without a prefill, prefilled sets with one."""
     pa = cfg.get("prefill_attack")
     if not pa:
@@ -379,7 +403,7 @@ def check_prefill(cfg: dict[str, Any], dims: dict[str, tuple[int, int, int]]) ->
     check_projected_method(cfg, pa["method"], "prefill_attack.method")
 
 
-def check_organisms(cfg: dict[str, Any], dims: dict[str, tuple[int, int, int]]) -> None:
+def check_organisms(cfg: dict[str, Any], dims: dict[str, tuple[int, int, int, int | None]]) -> None:
     """Cross-references of the organism and backdoor sections."""
     variants, sets, cap = cfg["variants"], cfg["prompt_sets"], cfg["capture"]
     org = cfg.get("organism")

@@ -122,8 +122,9 @@ def convert_embedded(name: str, out_dir: str | Path) -> Path:
 
 
 def model_dims(model: str, *, resources_dir: str | Path = "resources", revision: str | None = None,
-               trust_remote_code: bool = False, key: str = "model") -> tuple[int, int, int]:
-    """Return (num_layers, hidden_size, vocab_size) without loading weights; raise a one-line ConfigError."""
+               trust_remote_code: bool = False, key: str = "model") -> tuple[int, int, int, int | None]:
+    """Return (num_layers, hidden_size, vocab_size, context_length) without loading weights; raise a one-line
+    ConfigError. ``context_length`` is None where the config does not state it."""
     name = embedded_name(model)
     if name is not None:
         cfg_file = embedded_dir(name, resources_dir) / "config.json"
@@ -149,22 +150,37 @@ def model_dims(model: str, *, resources_dir: str | Path = "resources", revision:
     return _dims_from_dict(cfg.to_dict(), key, model)
 
 
-def _dims_from_dict(cfg: dict[str, Any], key: str, model: str) -> tuple[int, int, int]:
+CONTEXT_KEYS = ("max_position_embeddings", "n_positions", "n_ctx", "seq_length", "max_sequence_length")
+
+
+def context_length(config: Any) -> int | None:
+    """The longest sequence a model was built for (a transformers config object or its dict), or None."""
+    cfg = config if isinstance(config, dict) else config.to_dict()
+    text = cfg.get("text_config") or cfg
+    for k in CONTEXT_KEYS:
+        if isinstance(text.get(k), int) and text[k] > 0:
+            return int(text[k])
+    return None
+
+
+def _dims_from_dict(cfg: dict[str, Any], key: str, model: str) -> tuple[int, int, int, int | None]:
     text = cfg.get("text_config") or cfg
     for layers_key, hidden_key in (("num_hidden_layers", "hidden_size"), ("n_layer", "n_embd")):
         if layers_key in text and hidden_key in text:
-            return int(text[layers_key]), int(text[hidden_key]), int(text.get("vocab_size") or 32000)
+            return (int(text[layers_key]), int(text[hidden_key]), int(text.get("vocab_size") or 32000),
+                    context_length(cfg))
     raise ConfigError(f"{key}: '{model}' config has no layer count/hidden size (fix: use a decoder-only causal LM)")
 
 
-def _gguf_dims(path: Path) -> tuple[int, int, int]:
+def _gguf_dims(path: Path) -> tuple[int, int, int, int | None]:
     from gguf import GGUFReader
 
     reader = GGUFReader(str(path))
     arch = reader.fields["general.architecture"].contents()
     vocab = reader.fields.get(f"{arch}.vocab_size")
+    ctx = reader.fields.get(f"{arch}.context_length")
     return (int(reader.fields[f"{arch}.block_count"].contents()), int(reader.fields[f"{arch}.embedding_length"].contents()),
-            int(vocab.contents()) if vocab is not None else 32000)
+            int(vocab.contents()) if vocab is not None else 32000, int(ctx.contents()) if ctx is not None else None)
 
 
 def pick_device(device_map: str) -> str:

@@ -92,6 +92,7 @@ class ModelDims(NamedTuple):
     n_layers: int
     hidden_size: int
     vocab_size: int
+    context_length: int | None = None  # max_position_embeddings; None where the model config does not say
 
 
 class FinetuneData(NamedTuple):
