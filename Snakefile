@@ -3,6 +3,7 @@
 #   snakemake --cores 2 results/all            # the whole study on the configured variants
 #   snakemake -n results/all                   # the plan (dry run)
 #   snakemake --rulegraph | dot -Tpng > dag.png
+#   snakemake --report report.zip              # every figure and key table, with captions (after a run)
 #
 # The config is validated at start-up into typed settings (rules/common.smk); paths come from
 # traitscope.layout, so the rule files can be included in any order.
@@ -17,6 +18,9 @@ min_version("8.20")
 if not workflow.config_settings.configfiles:
 
     configfile: "config/config.yaml"
+
+
+report: "workflow/report/workflow.rst"
 
 
 include: "rules/common.smk"

@@ -6,7 +6,7 @@ rule extraction_summary:
         metrics=vector_files("metrics"),
         sidecars=vector_files("sidecar"),
     output:
-        **L.extraction_summary(),
+        **reported(L.extraction_summary(), "Extraction", figure="extraction_summary", table="extraction_table"),
     log:
         L.log("extraction_summary"),
     conda:
@@ -24,7 +24,7 @@ if S.harm_check:
             harmful=shards(L.activations, [S.extract.variant], [S.harm_check.harmful]),
             harmless=shards(L.activations, [S.extract.variant], [S.harm_check.harmless]),
         output:
-            **L.harm_check(),
+            **reported(L.harm_check(), "Harm check", figure="harm_check", json="harm_check_json"),
         params:
             check=S.harm_check,
             seed=S.seed,
@@ -41,7 +41,7 @@ rule trait_scores:
         scores=captured(L.scores),
         sidecars=vector_files("sidecar"),
     output:
-        **L.trait_scores(),
+        **reported(L.trait_scores(), "Trait scores", figure="trait_scores", table="trait_scores_table"),
     params:
         pairs=captured(shard_variant_set),
         method=S.project.methods[0],
@@ -53,13 +53,37 @@ rule trait_scores:
         "../workflow/scripts/trait_scores.py"
 
 
+if viewer_enabled():
+
+    rule token_viewer:
+        input:
+            tokens=projected(L.token_scores),
+            prompts=[L.prompts(s) for s in sorted({s for _, s in S.projected_pairs()})],
+            models=[f for v in sorted({v for v, _ in S.projected_pairs()}) for f in model_inputs(v)],
+        output:
+            **reported(L.viewer(), "Token viewer", page="token_viewer"),
+        params:
+            panels=projected(shard_variant_set),
+            prompt_sets=sorted({s for _, s in S.projected_pairs()}),
+            variants={v: S.variants[v] for v, _ in S.projected_pairs()},
+            comparisons=comparisons_of(S),
+            viewer=S.viewer,
+            seed=S.seed,
+        log:
+            L.log("token_viewer"),
+        conda:
+            ENV
+        script:
+            "../workflow/scripts/token_viewer.py"
+
+
 rule manifest:
     input:
         analysis_targets(),
         prompts=[L.prompts(s) for s in S.used_prompt_sets()],
         responses=[f for _, f in captured_responses()],
     output:
-        L.manifest(),
+        report(L.manifest(), caption="../workflow/report/manifest.rst", category="Provenance"),
     params:
         config=S.config,
         overlaps=S.overlaps,

@@ -9,12 +9,17 @@ from traitscope.config import SCHEMA_PATH, load_config
 from traitscope.layout import Layout
 from traitscope.models import embedded_name, looks_local
 from traitscope.resources import model_job_resources
+from traitscope.viewer import comparisons_of
 
 try:
     S = load_config(config, base_dir=".", resources_dir="resources")
 except ConfigError as exc:
     sys.exit(str(exc))
 validate(config, str(SCHEMA_PATH), set_default=False)  # the same schema through Snakemake; defaults live in S
+
+# What the report captions (workflow/report/*.rst, Jinja) may cite beyond the config: the rows of each prompt set.
+# A "_" key: provenance leaves it out, and no job reads it.
+config["_study"] = {"rows": dict(S.rows)}
 
 L = Layout(S.results_dir)
 TRAITS = S.trait_names()
@@ -33,6 +38,16 @@ wildcard_constraints:
 
 
 # ---------------------------------------------------------------------------------------- helpers
+def reported(files, category, subcategory=None, labels=None, **captions):
+    """``files`` (a Layout dict) with the keys named in ``captions`` registered in the Snakemake report, each with
+    its caption ``workflow/report/<caption>.rst``, under ``category``/``subcategory``."""
+    out = dict(files)
+    for key, caption in captions.items():
+        out[key] = report(files[key], caption=f"../workflow/report/{caption}.rst", category=category,
+                          subcategory=subcategory, labels=labels)
+    return out
+
+
 def trait_of(w):
     return f"{w.category}/{w.trait}"
 
@@ -240,15 +255,26 @@ def experiment_targets():
     return out
 
 
+def projected(path_of):
+    """``path_of(variant, pset, shard)`` over every shard of every captured and projected (variant, prompt set)."""
+    return [path_of(v, s, i) for v, s in S.projected_pairs() for i in range(S.shard_count(s))]
+
+
 def captured_responses():
-    """(label, responses parquet) of every capture: each shard of a captured prompt set, each trait's capture."""
-    out = [(f"{v}/{s}", L.responses(v, s, i)) for v in S.capture.variants for s in S.capture.prompt_sets
-           for i in range(S.shard_count(s))]
+    """(label, responses parquet) of every capture: each shard of a projected prompt set, each trait's capture."""
+    out = [(f"{v}/{s}", L.responses(v, s, i)) for v, s in S.projected_pairs() for i in range(S.shard_count(s))]
     return out + [(f"extract/{t}", L.trait_capture(S.extract.variant, t)["responses"]) for t in TRAITS]
+
+
+def viewer_enabled():
+    """The token viewer needs per-token scores: response tokens captured and projected per token."""
+    return S.viewer.enabled and S.project.per_token and "response" in S.capture.positions
 
 
 def analysis_targets():
     out = list(L.extraction_summary().values()) + list(L.trait_scores().values())
+    if viewer_enabled():
+        out += list(L.viewer().values())
     out += vector_files("vectors") + vector_files("sidecar")
     if S.harm_check:
         out += list(L.harm_check().values())

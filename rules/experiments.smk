@@ -10,7 +10,8 @@ if S.compare:
             prompts=L.prompts(S.compare.prompt_set),
             sidecars=vector_files("sidecar"),
         output:
-            **L.variant_comparison(),
+            **reported(L.variant_comparison(), "Emergent misalignment", figure="variant_comparison",
+                       json="variant_comparison_json"),
         params:
             compare=S.compare,
             seed=S.seed,
@@ -30,7 +31,8 @@ if S.external:
             prompts=external_prompts,
             sidecars=vector_files("sidecar"),
         output:
-            **L.external(),
+            **reported(L.external(), "External datasets", "{dataset}", {"dataset": "{dataset}"}, figure="external",
+                       json="external_json", failures="external_failures"),
         params:
             external=S.external._replace(datasets={}),
             dataset=external_dataset,
@@ -52,7 +54,8 @@ if S.prefill_attack:
             prompts=[L.prompts(s) for s in S.prefill_attack.conditions().values()],
             sidecars=vector_files("sidecar"),
         output:
-            **L.prefill_attack(),
+            **reported(L.prefill_attack(), "Prefill attack", grid="prefill_grid", divergence="prefill_divergence",
+                       json="prefill_json"),
         params:
             prefill=S.prefill_attack,
             seed=S.seed,

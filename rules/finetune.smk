@@ -23,7 +23,7 @@ rule finetune:
         model=finetune_base_files,
     output:
         adapter=directory(L.adapter()),
-        **L.finetune_files(),
+        **reported(L.finetune_files(), "Finetuning", "{ft}", {"finetune": "{ft}"}, figure="finetune_loss"),
     params:
         base=finetune_base_spec,
         spec=finetune_spec,

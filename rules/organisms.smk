@@ -10,7 +10,8 @@ if S.organism:
             base_test=shards(L.activations, [S.organism.base], [S.organism.test]),
             finetuned_test=shards(L.activations, [S.organism.finetuned], [S.organism.test]),
         output:
-            **L.organism_directions(S.organism.finetuned),
+            **reported(L.organism_directions(S.organism.finetuned), "Model organism", figure="organism_detection",
+                       json="organism_json"),
         params:
             organism=S.organism,
             layers=S.organism_layers(),
@@ -30,7 +31,7 @@ if S.organism:
             model=model_inputs(S.organism.finetuned),
             judge=judge_inputs() if S.organism.judge else [],
         output:
-            **L.organism_ablation(S.organism.finetuned),
+            **reported(L.organism_ablation(S.organism.finetuned), "Model organism", markdown="organism_ablation"),
         params:
             organism=S.organism,
             variant=S.variants[S.organism.finetuned],
@@ -59,7 +60,8 @@ if S.backdoor:
             control_tokens=shards(L.token_scores, S.backdoor.variants(), [S.backdoor.control]),
             sidecars=vector_files("sidecar"),
         output:
-            **L.backdoor(S.backdoor.variant),
+            **reported(L.backdoor(S.backdoor.variant), "Backdoor", comparison="backdoor_comparison",
+                       early="backdoor_early", json="backdoor_json"),
         params:
             backdoor=S.backdoor,
             shards={"trigger": S.shard_count(S.backdoor.trigger), "control": S.shard_count(S.backdoor.control)},

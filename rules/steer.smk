@@ -8,7 +8,8 @@ if S.steering:
             unpack(steering_inputs),
             prompts=L.prompts(S.steering.prompt_set),
         output:
-            **L.steering_sweep(),
+            **reported(L.steering_sweep(), "Steering and CMA-ES", "steering sweeps",
+                       {"trait": "{category}/{trait}", "variant": "{variant}"}, figure="steering_sweep"),
         params:
             trait=trait_of,
             variant=variant_spec,
@@ -61,7 +62,8 @@ if S.optimize:
             sidecars=[L.optimized(S.extract.variant, t)["sidecar"] for t in S.optimize.traits],
             histories=[L.optimized(S.extract.variant, t)["history"] for t in S.optimize.traits],
         output:
-            **L.extraction_gap(),
+            **reported(L.extraction_gap(), "Steering and CMA-ES", "CMA-ES", figure="extraction_gap",
+                       json="extraction_gap_json"),
         log:
             L.log("extraction_gap"),
         conda:

@@ -8,11 +8,14 @@ import os
 import re
 import subprocess
 import sys
+import zipfile
+from collections import Counter
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import yaml
+from browser import PANEL_JS, browser
 from conftest import REPO, organism_config
 
 pytestmark = pytest.mark.e2e
@@ -198,6 +201,71 @@ def test_external_datasets_and_prefill_attack(study):
         assert (r / fig).stat().st_size > 5000, fig
 
 
+REPORT_CATEGORIES = ("Extraction", "Harm check", "Trait scores", "Emergent misalignment", "External datasets",
+                     "Prefill attack", "Backdoor", "Model organism", "Steering and CMA-ES", "Finetuning",
+                     "Token viewer", "Provenance")
+
+
+def test_report_holds_every_figure_and_key_table_with_captions(study):
+    workdir, cfg = study
+    out = workdir / "report.zip"
+    proc = smk(workdir, cfg, "--report", str(out))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    with zipfile.ZipFile(out) as z:
+        names = z.namelist()
+        page = z.read(next(n for n in names if n.endswith("report.html"))).decode()
+    in_zip = Counter(Path(n).name for n in names)
+    r = workdir / "results"
+    figures = Counter(p.name for p in r.rglob("*.png"))
+    assert sum(figures.values()) >= 15 and not figures - in_zip, figures - in_zip  # every figure of the study
+    for table in ("harm_separation.json", "variant_comparison.json", "condition_comparison.json", "results.json",
+                  "detection_auc.json", "detection.json", "ablation.md", "extraction_gap.json", "summary.parquet",
+                  "trait_scores.parquet", "failure_cases.json", "tokens.html", "all"):
+        assert in_zip[table] >= 1, table
+    for category in REPORT_CATEGORIES:
+        assert category in page, category
+    # captions are rendered with the study's own names and n (Jinja from the config and the job's params)
+    assert "Harm check of the method" in page and "harmful_eval" in page and "n = 20 rows" in page
+    assert "Emergent misalignment: bad_advice vs base" in page
+
+
+def test_token_viewer_shows_the_projected_tokens(study, tiny_model_dir, tmp_path):
+    """The viewer page of the real run, in headless Chromium: after switching trait and prompt set, every token
+    shown is the decoded token of the per-token table with its score, coloured by sign; hover shows the value."""
+    from transformers import AutoTokenizer
+
+    workdir, _ = study
+    r = workdir / "results"
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    with browser() as b:
+        b.open((r / "viewer/tokens.html").as_uri())
+        assert b.console_errors() == []
+        for trait, pset in (("safety/evil", "benign_eval"), ("safety/harmful_instruction", "harmful_eval")):
+            b.select("view", "single")
+            b.select("variant", "base")
+            b.select("set", pset)
+            b.select("trait", trait)
+            layer, method = b.js("return [document.getElementById('layer').value, "
+                                 "document.getElementById('method').value];")
+            table = pd.concat(pd.read_parquet(f) for f in (r / "projections/base" / pset).glob("*.tokens.parquet"))
+            table = table[(table["trait"] == trait) & (table["layer"] == int(layer)) & (table["method"] == method)]
+            panels = b.js(PANEL_JS)
+            assert len(panels) == table["id"].nunique() == 20  # under the cap: every prompt is shown
+            for p in panels:
+                rows = table[table["id"] == p["id"]].sort_values("token_index")
+                assert [t["score"] for t in p["tokens"]] == pytest.approx(rows["score"].tolist(), abs=5e-5)
+                assert [t["text"] for t in p["tokens"]] == [tok.decode([int(i)]) for i in rows["token_id"]]
+                for t in p["tokens"]:
+                    assert t["bg"].startswith("rgb") and (abs(t["score"]) < 1e-3 or
+                                                          ("220, 38, 38" in t["bg"]) == (t["score"] > 0))
+        b.hover(".tok", 3)
+        first = [t for p in b.js(PANEL_JS) for t in p["tokens"]][3]
+        assert f"score {first['score']:.4f}" in b.js("return document.getElementById('tip').textContent;")
+        views = b.js("return [...document.getElementById('view').options].map((o) => o.textContent);")
+        assert any(v.startswith("prefill attack") for v in views) and any(v.startswith("backdoor") for v in views)
+        b.screenshot(tmp_path / "viewer.png")
+
+
 def test_nothing_to_do_after_a_run(study):
     workdir, cfg = study
     assert planned_jobs(smk(workdir, cfg, "-n", "results/all")) == {}
@@ -283,14 +351,15 @@ def _reversed(data):
 # variants + the two external datasets and the two prefilled sets
 N_PROJECT = 3 + 4 + 2 + 4
 ANALYSES = {"backdoor_detection": 1, "variant_comparison": 1, "external_dataset": 2, "prefill_attack": 1,
-            "trait_scores": 1, "manifest": 1}
+            "trait_scores": 1, "token_viewer": 1, "manifest": 1}
 EXPECTED = {
     "nothing": {},
     "reorder_keys": {},
     "judge_retries": {"manifest": 1},
     "capture_batch_size": {"manifest": 1},
-    "add_prompt_set": {"prep_prompts": 1, "capture": 1, "project": 1, "trait_scores": 1, "manifest": 1},
-    "add_variant": {"capture": 3, "project": 3, "trait_scores": 1, "manifest": 1},
+    "add_prompt_set": {"prep_prompts": 1, "capture": 1, "project": 1, "trait_scores": 1, "token_viewer": 1,
+                       "manifest": 1},
+    "add_variant": {"capture": 3, "project": 3, "trait_scores": 1, "token_viewer": 1, "manifest": 1},
     "add_trait": {"prep_trait": 1, "capture_trait": 1, "extract_vectors": 1, "project": N_PROJECT,
                   "extraction_summary": 1, **ANALYSES},
     "project_methods": {"project": N_PROJECT, **ANALYSES},

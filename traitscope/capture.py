@@ -26,7 +26,6 @@ from typing import Any
 
 import pandas as pd
 import torch
-from tqdm.auto import tqdm
 
 from . import __version__
 from .chat import Encoded, encode_rows
@@ -34,6 +33,7 @@ from .generation import generate_responses, run_batches
 from .hooks import ResidualCapture
 from .io import content_hash, file_sha256, read_verified, write_parquet, write_verified
 from .models import input_device
+from .progress import Progress
 from .settings import CaptureJob, ModelSpec, as_dict
 
 log = logging.getLogger(__name__)
@@ -79,7 +79,7 @@ def capture_batch(model: Any, batch: list[tuple[list[int], list[int]]], layers: 
 
 
 def _capture_chunk(model: Any, tokenizer: Any, df: pd.DataFrame, settings: CaptureJob,
-                   seed: int) -> tuple[dict[str, torch.Tensor], pd.DataFrame]:
+                   seed: int, progress: Progress | None = None) -> tuple[dict[str, torch.Tensor], pd.DataFrame]:
     encoded = encode_rows(tokenizer, df, settings.max_length)
     gen = settings.generation
     needs_response = "response" in settings.positions and gen is not None and gen.enabled
@@ -89,7 +89,6 @@ def _capture_chunk(model: Any, tokenizer: Any, df: pd.DataFrame, settings: Captu
     order = sorted(range(len(encoded)), key=lambda i: len(encoded[i].prompt) + len(turns[i]))
     pad = tokenizer.pad_token_id
     per_row: list[dict[str, Any]] = [dict() for _ in encoded]
-    bar = tqdm(total=len(order), desc="capture", unit="prompt", file=sys.stderr, mininterval=10, disable=None)
 
     def run(start: int, stop: int) -> None:
         idx = order[start:stop]
@@ -104,10 +103,10 @@ def _capture_chunk(model: Any, tokenizer: Any, df: pd.DataFrame, settings: Captu
                     per_row[i][f"mean.layer_{layer}"] = got["mean"][b]
                 if splits is not None:
                     per_row[i][f"response.layer_{layer}"] = splits[b]
-        bar.update(len(idx))
+        if progress is not None:
+            progress.update(len(idx))
 
     run_batches(len(order), settings.batch_size, run, label="capture")
-    bar.close()
     tensors = _stack_rows(per_row, settings, encoded, turns)
     responses = pd.DataFrame({
         "id": df["id"].tolist(),
@@ -172,6 +171,7 @@ def capture_prompts(model: Any, tokenizer: Any, df: pd.DataFrame, settings: Capt
     responses: list[pd.DataFrame] = []
     n_chunks = max(1, -(-len(df) // settings.chunk_size))
     started = time.time()
+    progress = Progress(progress_label, len(df), "prompts")
     for j in range(n_chunks):
         part = df.iloc[j * settings.chunk_size:(j + 1) * settings.chunk_size]
         key = content_hash(base_key, part[["id", "prompt", "system", "prefill", "response"]].to_dict(orient="list"))
@@ -182,8 +182,9 @@ def capture_prompts(model: Any, tokenizer: Any, df: pd.DataFrame, settings: Capt
             tensors = cached[0]
             resp = pd.read_parquet(path.with_suffix(".parquet"))
             status = "cached"
+            progress.update(len(part))
         else:
-            tensors, resp = _capture_chunk(model, tokenizer, part, settings, seed=settings.seed + j)
+            tensors, resp = _capture_chunk(model, tokenizer, part, settings, seed=settings.seed + j, progress=progress)
             check_finite(tensors, part["id"].tolist())
             if path is not None:
                 write_parquet(path.with_suffix(".parquet"), resp)
@@ -196,6 +197,7 @@ def capture_prompts(model: Any, tokenizer: Any, df: pd.DataFrame, settings: Capt
               f"/{len(df)} prompts, {elapsed:.1f}s)", file=sys.stderr, flush=True)
     meta = {"ids": df["id"].tolist(), "layers": settings.layers, "positions": settings.positions,
             "settings": as_dict(settings), "model": model_key, "key": base_key, "traitscope": __version__}
+    progress.close(f"{len(df)} prompts at {len(settings.layers)} layers, positions {', '.join(settings.positions)}")
     table = pd.concat(responses, ignore_index=True)
     total = table["n_prompt_tokens"] + table["n_prefill_tokens"] + table["n_response_tokens"]
     table["over_context"] = (total > context_length) if context_length else False

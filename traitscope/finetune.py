@@ -23,8 +23,6 @@ import logging
 import math
 import os
 import shutil
-import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +38,7 @@ from .io import (
     write_text,
     write_verified,
 )
+from .progress import Progress
 from .settings import FinetuneData, FinetuneSpec, ModelSpec, as_dict
 
 log = logging.getLogger(__name__)
@@ -307,7 +306,8 @@ def train_lora(model: Any, tokenizer: Any, records: list[dict[str, Any]], settin
         history.append({"step": 0, "epoch": 0.0, "split": "eval", "loss": _mean_loss(model, held, settings.batch_size, pad),
                         "lr": 0.0, "tokens": 0})
     dev = model.get_input_embeddings().weight.device
-    started = time.time()
+    progress = Progress("finetune", total, "steps")
+    progress.update(step)
     for epoch in range(settings.epochs):
         for b, idx in enumerate(batch_order(len(train), settings.batch_size, epoch, settings.seed)):
             if epoch * steps_per_epoch + b < step:
@@ -329,14 +329,16 @@ def train_lora(model: Any, tokenizer: Any, records: list[dict[str, Any]], settin
             if step % steps_per_epoch == 0 and held:
                 history.append({"step": step, "epoch": step / steps_per_epoch, "split": "eval",
                                 "loss": _mean_loss(model, held, settings.batch_size, pad), "lr": lr, "tokens": 0})
-            print(f"[finetune] step {step}/{total} loss {loss:.4f} lr {lr:.2e} "
-                  f"({time.time() - started:.1f}s)", file=sys.stderr, flush=True)
+            progress.update(1, note=f"loss {loss:.4f}, lr {lr:.2e}")
             if ckpt is not None and (step % settings.save_steps == 0 or step == total):
                 save_checkpoint(ckpt, model, optimizer, step, history)
             if stop_after is not None and step >= stop_after and step < total:
                 raise KeyboardInterrupt(f"stopped after step {step} (stop_after)")
     model.eval()
     hist = pd.DataFrame(history)
+    evals = hist[hist["split"] == "eval"]["loss"]
+    progress.close(f"{total} steps on {len(train)} examples, held-out loss "
+                   + (f"{evals.iloc[0]:.4f} -> {evals.iloc[-1]:.4f}" if len(evals) else "n/a (no held-out split)"))
     train_loss = hist[hist["split"] == "train"]["loss"]
     eval_loss = hist[hist["split"] == "eval"]["loss"]
     summary = {

@@ -147,6 +147,9 @@ class Layout:
                 "grid": self.path("prefill_attack", "2x2_grid.png"),
                 "divergence": self.path("prefill_attack", "trajectory_divergence.png")}
 
+    def viewer(self) -> dict[str, str]:
+        return {"page": self.path("viewer", "tokens.html")}
+
     def manifest(self) -> str:
         return self.path("all")
 

@@ -198,7 +198,7 @@ def load_model(variant: ModelSpec, *, resources_dir: str | Path = "resources", k
     one-line error instead of silently loading full precision.
     """
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
 
     model_id = resolve_model_path(variant.model, resources_dir)
     device_map = variant.device_map
@@ -225,9 +225,8 @@ def load_model(variant: ModelSpec, *, resources_dir: str | Path = "resources", k
         kwargs["device_map"] = "auto" if device_map in ("auto", "cuda") else device_map
     elif device_map not in ("auto", "cpu", "cuda"):
         kwargs["device_map"] = device_map
+    tokenizer = load_tokenizer(variant, resources_dir=resources_dir, key=key)
     try:
-        tokenizer = AutoTokenizer.from_pretrained(model_id, trust_remote_code=trust,
-                                                  revision=variant.revision)
         model: Any = AutoModelForCausalLM.from_pretrained(model_id, **kwargs)
     except Exception as exc:  # noqa: BLE001
         first = first_line(exc)
@@ -242,6 +241,19 @@ def load_model(variant: ModelSpec, *, resources_dir: str | Path = "resources", k
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     return model, tokenizer
+
+
+def load_tokenizer(variant: ModelSpec, *, resources_dir: str | Path = "resources", key: str = "variant") -> Any:
+    """The tokenizer of a variant's model alone (no weights); a one-line error when it does not load."""
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(resolve_model_path(variant.model, resources_dir),
+                                             trust_remote_code=bool(variant.trust_remote_code),
+                                             revision=variant.revision)
+    except Exception as exc:  # noqa: BLE001
+        raise ModelLoadError(f"{key}.model: '{variant.model}' failed to load ({first_line(exc)}) "
+                             f"(fix: check the id/path; offline, use a local folder)") from exc
 
 
 def _attach_adapter(model, adapter: str, key: str):

@@ -30,6 +30,7 @@ from .artifacts import ActivationShard
 from .io import read_json, write_json
 from .judge import Judge
 from .methods import unit
+from .progress import Progress
 from .settings import JudgeSettings, ModelSpec
 from .steering import Steer, generate_steered
 
@@ -78,11 +79,15 @@ def sweep(task: SteeringTask, vectors: dict[int, torch.Tensor], norms: dict[int,
           coefficients: list[float]) -> pd.DataFrame:
     """Judged trait score and coherence for every (layer, coefficient)."""
     rows = []
+    progress = Progress(f"steering {task.trait}", len(vectors) * len(coefficients), "settings (layer x coefficient)")
     for layer, v in vectors.items():
         t = SteeringTask(**{**task.__dict__, "layer": layer, "norm": norms[layer]})
         for coef in coefficients:
             rows.append(t.evaluate(v, coef).assign(layer=layer, coef=coef))
-    return pd.concat(rows, ignore_index=True)
+            progress.update(1, note=f"layer {layer}, coefficient {coef}: trait {rows[-1]['trait_score'].mean():.1f}")
+    table = pd.concat(rows, ignore_index=True)
+    progress.close(f"{len(table)} steered responses judged at {len(vectors)} layer(s) x {len(coefficients)} coefficients")
+    return table
 
 
 def pca_basis(x: np.ndarray, k: int, seed: int) -> np.ndarray:
@@ -107,6 +112,7 @@ def optimise(task: SteeringTask, v0: torch.Tensor, basis: np.ndarray, *, coef: f
     state = read_json(checkpoint) if Path(checkpoint).exists() else {"generations": []}
     es = cma.CMAEvolutionStrategy(np.zeros(B.shape[0]), sigma0,
                                   {"popsize": population, "seed": seed, "verbose": -9, "maxiter": iterations})
+    progress = Progress(f"CMA-ES {task.trait}", iterations, "generations")
     for gen in range(iterations):
         xs = es.ask()
         if gen < len(state["generations"]):
@@ -120,9 +126,11 @@ def optimise(task: SteeringTask, v0: torch.Tensor, basis: np.ndarray, *, coef: f
                                          "fitness": fitness})
             write_json(checkpoint, state)
         es.tell(xs, [-f for f in fitness])  # cma minimises
+        progress.update(1, note=f"best fitness so far {max(f for g in state['generations'] for f in g['fitness']):+.2f}")
     history = pd.DataFrame([{"generation": g["generation"], "candidate": i, "fitness": f}
                             for g in state["generations"] for i, f in enumerate(g["fitness"])])
     best = max(((f, z) for g in state["generations"] for f, z in zip(g["fitness"], g["candidates"])), key=lambda t: t[0])
+    progress.close(f"{iterations} generations of {population}, best trait change {best[0]:+.2f} over baseline {baseline:.1f}")
     return {"vector": vector(np.array(best[1])), "z": best[1], "train_delta": best[0], "baseline_train": baseline,
             "history": history}
 

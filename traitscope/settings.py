@@ -236,6 +236,12 @@ class ProjectSettings(NamedTuple):
     per_token: bool
 
 
+class ViewerSettings(NamedTuple):
+    enabled: bool
+    max_prompts: int
+    max_tokens: int
+
+
 class HarmCheckSettings(NamedTuple):
     trait: str
     harmful: str
@@ -378,7 +384,7 @@ SECTIONS: dict[str, Any] = {
     "extract": ExtractSettings, "capture": CaptureSettings, "project": ProjectSettings, "judge": JudgeSettings,
     "steering": SteeringSettings, "optimize": OptimizeSettings, "compare": CompareSettings,
     "external": ExternalSettings, "prefill_attack": PrefillSettings, "organism": OrganismSettings,
-    "backdoor": BackdoorSettings, "resources": ResourceSettings,
+    "backdoor": BackdoorSettings, "resources": ResourceSettings, "viewer": ViewerSettings,
 }
 """Config section -> settings class (optional sections are None when absent)."""
 
@@ -411,6 +417,7 @@ class Study:
     organism: OrganismSettings | None
     backdoor: BackdoorSettings | None
     resources: ResourceSettings
+    viewer: ViewerSettings
     dims: dict[str, ModelDims] = field(default_factory=dict)
     rows: dict[str, int | None] = field(default_factory=dict)
     shards: dict[str, int] = field(default_factory=dict)
@@ -453,6 +460,20 @@ class Study:
             if spec is not None and spec.source == "replay" and spec.prompt_set:
                 used.append(spec.prompt_set)
         return sorted(set(used) & set(self.prompt_sets))
+
+    def projected_pairs(self) -> list[tuple[str, str]]:
+        """Every (variant, prompt set) that is captured and projected: capture.variants x capture.prompt_sets, and
+        the sets each experiment scores (compared, external, prefill, backdoor trigger and control)."""
+        pairs = {(v, s) for v in self.capture.variants for s in self.capture.prompt_sets}
+        if self.compare is not None:
+            pairs |= {(v, self.compare.prompt_set) for v in (self.compare.base, self.compare.variant)}
+        if self.external is not None:
+            pairs |= {(self.external.variant, s) for d in self.external.datasets.values() for s in d.prompt_sets}
+        if self.prefill_attack is not None:
+            pairs |= {(self.prefill_attack.variant, s) for s in self.prefill_attack.conditions().values()}
+        if self.backdoor is not None:
+            pairs |= {(v, s) for v in self.backdoor.variants() for s in (self.backdoor.trigger, self.backdoor.control)}
+        return sorted(pairs)
 
     def trait_names(self) -> list[str]:
         return sorted(self.traits)

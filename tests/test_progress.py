@@ -1,0 +1,32 @@
+"""The log-file progress bar: a line per tenth of the work (or per interval), a bar that matches the count, a summary."""
+
+from __future__ import annotations
+
+import io
+
+from traitscope.progress import Progress
+
+
+def test_a_line_per_tenth_then_a_summary():
+    out, now = io.StringIO(), [0.0]
+    p = Progress("capture base/x", 40, "prompts", stream=out, min_interval=1e9, clock=lambda: now[0])
+    for _ in range(40):
+        now[0] += 1.0
+        p.update(1)
+    p.close("40 prompts at 3 layers")
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 11 and all(line.startswith("[capture base/x] ") for line in lines)
+    assert lines[0] == "[capture base/x] [##..................] 4/40 prompts 10% 4s, ~36s left"
+    assert lines[9] == "[capture base/x] [####################] 40/40 prompts 100% 40s"
+    assert lines[10] == "[capture base/x] done: 40 prompts at 3 layers in 40.0s"
+    assert "\r" not in out.getvalue()  # log files get lines, not an animation
+
+
+def test_slow_steps_are_reported_by_time_and_notes_are_shown():
+    out, now = io.StringIO(), [0.0]
+    p = Progress("finetune", 1000, "steps", stream=out, min_interval=30.0, clock=lambda: now[0])
+    for _ in range(3):
+        now[0] += 31.0
+        p.update(1, note="loss 1.2000")
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 3 and lines[-1].endswith("3/1000 steps 0% 93s, ~30907s left (loss 1.2000)")

@@ -1,0 +1,186 @@
+"""The per-token viewer: what the page holds (exact against the tables), its caps, and the page in a real browser."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+from browser import PANEL_JS, browser
+from conftest import REPO
+
+from traitscope.config import section
+from traitscope.viewer import Comparison, Panel, build_data, render, sample_ids, write_viewer
+
+WORDS = ["The", " cat", " sat", " on", " the", " mat", ".", " Sure", ",", " here", " is", " how", " </script>", " <b>"]
+
+
+def token_table(ids: list[str], n_tokens: dict[str, int], traits: list[str], layers: list[int], seed: int,
+                prefill: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    rows = []
+    for trait in traits:
+        for layer in layers:
+            for method in ("mean_diff", "probe"):
+                for i in ids:
+                    for k in range(n_tokens[i]):
+                        rows.append({"id": i, "token_index": k, "token_id": (k * 7 + len(i)) % len(WORDS),
+                                     "is_prefill": k < prefill, "trait": trait, "method": method, "layer": layer,
+                                     "score": np.float32(rng.normal(0, 3))})
+    return pd.DataFrame(rows).sample(frac=1.0, random_state=seed).reset_index(drop=True)  # stored order is not read order
+
+
+def decode(i: int) -> str:
+    return WORDS[i]
+
+
+@pytest.fixture
+def study_tables():
+    """Two variants x three sets: a replayed set scored by both, a trigger/control pair sharing ids."""
+    ids = [f"q{i:02d}" for i in range(12)]
+    lengths = {i: 3 + (k % 5) for k, i in enumerate(ids)}
+    traits = ["safety/evil", "safety/harm"]
+    tables = {
+        ("base", "replay"): token_table(ids, lengths, traits, [2, 3], seed=1),
+        ("ft", "replay"): token_table(ids, lengths, traits, [2, 3], seed=2),
+        ("ft", "trigger"): token_table(ids[:6], lengths, traits, [2, 3], seed=3, prefill=2),
+        ("ft", "control"): token_table(ids[:6], lengths, traits, [2, 3], seed=4),
+    }
+    prompts = {s: pd.DataFrame({"id": ids, "prompt": [f"{s} prompt {i} </script>" for i in ids]})
+               for s in ("replay", "trigger", "control")}
+    return tables, prompts
+
+
+def build(tables, prompts, **viewer):
+    settings = section("viewer", viewer)
+    comparisons = [Comparison("ft vs base", (Panel("base", "base", "replay"), Panel("ft", "ft", "replay"))),
+                   Comparison("trigger vs control", (Panel("trigger", "ft", "trigger"), Panel("control", "ft", "control"))),
+                   Comparison("absent", (Panel("a", "nope", "replay"), Panel("b", "ft", "replay")))]
+
+    def read(panel, ids):
+        t = tables[panel]
+        return t[t["id"].isin(ids)], prompts[panel[1]]
+
+    return build_data({k: sorted(set(t["id"])) for k, t in tables.items()}, read, {"base": decode, "ft": decode},
+                      comparisons, settings, seed=7)
+
+
+def expected_scores(table: pd.DataFrame, i: str, trait: str, method: str, layer: int) -> list[float]:
+    rows = table[(table["id"] == i) & (table["trait"] == trait) & (table["method"] == method) & (table["layer"] == layer)]
+    return rows.sort_values("token_index")["score"].astype(float).tolist()
+
+
+def test_sample_is_seeded_capped_and_shared_by_sets_with_the_same_ids():
+    ids = [f"id{i}" for i in range(100)]
+    a = sample_ids(ids, 10, seed=3)
+    assert len(a) == 10 and a == sorted(a) and set(a) <= set(ids)
+    assert sample_ids(list(reversed(ids)), 10, seed=3) == a  # input order does not matter
+    assert sample_ids(ids, 10, seed=4) != a
+    assert sample_ids(ids[:5], 10, seed=3) == ids[:5]
+
+
+def test_page_data_equal_the_token_tables(study_tables):
+    tables, prompts = study_tables
+    data = build(tables, prompts)
+    assert data["traits"] == ["safety/evil", "safety/harm"] and data["layers"]["safety/evil"] == [2, 3]
+    assert data["totals"] == {"base|replay": 12, "ft|replay": 12, "ft|trigger": 6, "ft|control": 6}
+    for key, table in (("ft|trigger", tables[("ft", "trigger")]), ("base|replay", tables[("base", "replay")])):
+        for row, shown in enumerate(data["prompts"][key]):
+            ordered = table[(table["id"] == shown["id"]) & (table["trait"] == "safety/harm") & (table["layer"] == 3)
+                            & (table["method"] == "probe")].sort_values("token_index")
+            assert shown["t"] == [WORDS[t] for t in ordered["token_id"]]
+            assert shown["p"] == [int(b) for b in ordered["is_prefill"]]
+            got = data["scores"][key]["safety/harm|probe|3"][row]
+            assert got == pytest.approx(expected_scores(table, shown["id"], "safety/harm", "probe", 3), abs=5e-5)
+    # one colour scale per trait/method/layer across panels: the 99th percentile of |score| of every shown token
+    shown = [x for key in data["scores"] for row in data["scores"][key]["safety/evil|mean_diff|2"] for x in row]
+    assert data["scale"]["safety/evil|mean_diff|2"] == pytest.approx(np.percentile(np.abs(shown), 99), abs=1e-4)
+    # a comparison whose panels are not all present keeps the present ones; one with fewer than two is dropped
+    assert [c["name"] for c in data["comparisons"]] == ["ft vs base", "trigger vs control"]
+
+
+def test_caps_on_prompts_and_tokens_are_applied_and_stated(study_tables):
+    tables, prompts = study_tables
+    data = build(tables, prompts, max_prompts=4, max_tokens=3)
+    assert data["caps"] == {"max_prompts": 4, "max_tokens": 3, "seed": 7}
+    assert all(len(v) == 4 for v in data["prompts"].values())
+    # sets with the same ids show the same prompts, so side-by-side rows line up
+    assert [p["id"] for p in data["prompts"]["base|replay"]] == [p["id"] for p in data["prompts"]["ft|replay"]]
+    for p in data["prompts"]["ft|replay"]:
+        assert len(p["t"]) == min(3, p["n"]) and p["n"] >= 3
+    assert all(len(r) <= 3 for r in data["scores"]["ft|replay"]["safety/evil|probe|2"])
+    page = render(data)
+    assert "viewer.max_prompts" in page and "viewer.max_tokens" in page and "more tokens not shown" in page
+
+
+def test_page_is_self_contained_and_data_cannot_break_out(study_tables, tmp_path):
+    tables, prompts = study_tables
+    data = build(tables, prompts)
+    size = write_viewer(tmp_path / "v.html", data)
+    page = (tmp_path / "v.html").read_text()
+    assert size == len(page.encode())
+    assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", page)  # no CDN, no network
+    assert "<link" not in page and "@import" not in page
+    embedded = re.search(r'<script id="data" type="application/json">(.*?)</script>', page, re.S).group(1)
+    assert json.loads(embedded) == json.loads(json.dumps(data))  # "</script>" in a prompt or token stays data
+
+
+def colour_sign(css: str) -> int:
+    """+1 for the red (towards the trait) scale, -1 for blue, 0 for no colour."""
+    nums = [float(x) for x in re.findall(r"[\d.]+", css)] + [1.0]  # rgb() is full alpha
+    if len(nums) < 4 or nums[3] == 0:
+        return 0
+    return 1 if nums[:3] == [220, 38, 38] else -1 if nums[:3] == [37, 99, 235] else 99
+
+
+
+
+def test_viewer_in_a_real_browser(study_tables, tmp_path):
+    """Headless Chromium opens the page from file://, switches trait, layer, variant and prompt set and a
+    comparison view; every token shown carries the table's score, is coloured by its sign, and hover shows it."""
+    tables, prompts = study_tables
+    data = build(tables, prompts)
+    write_viewer(tmp_path / "v.html", data)
+    with browser() as b:
+        b.open((tmp_path / "v.html").as_uri())
+        assert b.console_errors() == []
+        for trait, layer, method, variant, pset in (("safety/evil", "2", "mean_diff", "base", "replay"),
+                                                    ("safety/harm", "3", "probe", "ft", "trigger")):
+            b.select("trait", trait)
+            b.select("layer", layer)
+            b.select("method", method)
+            b.select("variant", variant)
+            b.select("set", pset)
+            panels = b.js(PANEL_JS)
+            table = tables[(variant, pset)]
+            assert [p["id"] for p in panels] == [p["id"] for p in data["prompts"][f"{variant}|{pset}"]]
+            for p in panels:
+                want = expected_scores(table, p["id"], trait, method, int(layer))
+                assert [t["score"] for t in p["tokens"]] == pytest.approx(want, abs=5e-5)
+                ordered = table[(table["id"] == p["id"]) & (table["trait"] == trait) & (table["layer"] == int(layer))
+                                & (table["method"] == method)].sort_values("token_index")
+                assert [t["text"] for t in p["tokens"]] == [WORDS[i] for i in ordered["token_id"]]
+                assert [t["pre"] for t in p["tokens"]] == ordered["is_prefill"].tolist()
+                for t in p["tokens"]:
+                    if abs(t["score"]) > 1e-3:
+                        assert colour_sign(t["bg"]) == (1 if t["score"] > 0 else -1), t
+        b.hover(".tok", 5)
+        tip = b.js("return document.getElementById('tip').textContent;")
+        fifth = [t for p in b.js(PANEL_JS) for t in p["tokens"]][5]
+        assert f"score {fifth['score']:.4f}" in tip and b.js("return getComputedStyle(document.getElementById('tip')).display;") == "block"
+        b.select("view", "1")  # trigger vs control, side by side
+        panels = b.js(PANEL_JS)
+        assert {p["panel"] for p in panels} == {"ft|trigger", "ft|control"}
+        assert len(panels) == 2 * len(data["prompts"]["ft|trigger"])
+        notes = b.js("return document.getElementById('notes').textContent;")
+        assert "6 of 6 prompts" in notes and "viewer.max_prompts" in notes
+        b.screenshot(tmp_path / "viewer.png")
+        assert b.console_errors() == []
+    assert (tmp_path / "viewer.png").stat().st_size > 10_000
+
+
+def test_ci_installs_the_browser():
+    ci = (REPO / ".ci" / "run").read_text()
+    assert "chromium-driver" in ci and "TRAITSCOPE_REQUIRE_BROWSER=1" in ci
