@@ -107,7 +107,7 @@ def test_resume_reuses_finished_chunks(tiny_model, tmp_path, monkeypatch):
     s = capture_job(layers=[0, 3], positions=["last", "mean"], chunk_size=2, generate=False)
     calls = []
     real = capmod._capture_chunk
-    monkeypatch.setattr(capmod, "_capture_chunk", lambda m, t, part, st, seed: calls.append(len(part)) or real(m, t, part, st, seed))
+    monkeypatch.setattr(capmod, "_capture_chunk", lambda m, t, part, st, seed, **kw: calls.append(len(part)) or real(m, t, part, st, seed, **kw))
     first, _, _ = capture_prompts(model, tok, df, s, model_key="tiny", cache_dir=tmp_path)
     assert calls == [2, 2, 2]
     # simulate a job killed after its first chunk: remove the later chunk files
@@ -150,7 +150,7 @@ def test_a_damaged_cache_chunk_is_recomputed_with_a_warning_naming_it(tiny_model
         frame.to_parquet(responses)
     calls = []
     real = capmod._capture_chunk
-    monkeypatch.setattr(capmod, "_capture_chunk", lambda m, t, part, st, seed: calls.append(len(part)) or real(m, t, part, st, seed))
+    monkeypatch.setattr(capmod, "_capture_chunk", lambda m, t, part, st, seed, **kw: calls.append(len(part)) or real(m, t, part, st, seed, **kw))
     with caplog.at_level("WARNING", logger="traitscope.cache"):
         again, _, _ = capture_prompts(model, tok, df, s, model_key="tiny", cache_dir=tmp_path)
     assert calls == [2] and chunk.name in caplog.text
