@@ -30,3 +30,15 @@ def test_slow_steps_are_reported_by_time_and_notes_are_shown():
         p.update(1, note="loss 1.2000")
     lines = out.getvalue().splitlines()
     assert len(lines) == 3 and lines[-1].endswith("3/1000 steps 0% 93s, ~30907s left (loss 1.2000)")
+
+
+def test_a_resumed_job_says_where_it_starts():
+    out = io.StringIO()
+    now = [0.0]
+    p = Progress("finetune", 10, "steps", stream=out, min_interval=1e9, clock=lambda: now[0])
+    p.resume(4)
+    now[0] = 2.0
+    p.update(1)
+    # the estimate uses this run's rate (1 step in 2 s, 5 left), not the steps done before the interruption
+    assert out.getvalue().splitlines() == ["[finetune] resumed at 4/10 steps",
+                                           "[finetune] [##########..........] 5/10 steps 50% 2s, ~10s left"]

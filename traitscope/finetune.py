@@ -307,7 +307,8 @@ def train_lora(model: Any, tokenizer: Any, records: list[dict[str, Any]], settin
                         "lr": 0.0, "tokens": 0})
     dev = model.get_input_embeddings().weight.device
     progress = Progress("finetune", total, "steps")
-    progress.update(step)
+    if step:
+        progress.resume(step)
     for epoch in range(settings.epochs):
         for b, idx in enumerate(batch_order(len(train), settings.batch_size, epoch, settings.seed)):
             if epoch * steps_per_epoch + b < step:

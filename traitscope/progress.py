@@ -22,7 +22,7 @@ class Progress:
         self.label, self.total, self.unit = label, max(0, int(total)), unit
         self.stream = stream
         self.min_interval, self.clock = min_interval, clock
-        self.done = 0
+        self.done = self.resumed = 0
         self.started = self.last_time = clock()
         self.last_tenth = 0
 
@@ -33,7 +33,8 @@ class Progress:
         frac = self.done / self.total if self.total else 1.0
         filled = int(round(frac * WIDTH))
         elapsed = self.clock() - self.started
-        left = f", ~{elapsed / frac - elapsed:.0f}s left" if 0 < frac < 1 else ""
+        ran = self.done - self.resumed  # units done by this run: the rate of the estimate
+        left = f", ~{elapsed / ran * (self.total - self.done):.0f}s left" if ran > 0 and frac < 1 else ""
         return (f"[{'#' * filled}{'.' * (WIDTH - filled)}] {self.done}/{self.total} {self.unit} {frac:.0%} "
                 f"{elapsed:.0f}s{left}" + (f" ({note})" if note else ""))
 
@@ -44,6 +45,12 @@ class Progress:
         if tenth > self.last_tenth or now - self.last_time >= self.min_interval:
             self.last_tenth, self.last_time = tenth, now
             self._write(self.line(note))
+
+    def resume(self, done: int) -> None:
+        """Start from ``done`` units finished by an earlier, interrupted run (a line says so)."""
+        self.done = self.resumed = done
+        self.last_tenth = int(10 * done / self.total) if self.total else 0
+        self._write(f"resumed at {done}/{self.total} {self.unit}")
 
     def close(self, summary: str) -> str:
         """Write and return the job's one-line summary (with the elapsed time)."""
