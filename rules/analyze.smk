@@ -58,14 +58,14 @@ if viewer_enabled():
     rule token_viewer:
         input:
             tokens=projected(L.token_scores),
-            prompts=[L.prompts(s) for s in sorted({s for _, s in S.projected_pairs()})],
-            models=[f for v in sorted({v for v, _ in S.projected_pairs()}) for f in model_inputs(v)],
+            prompts=[L.prompts(s) for s in projected_sets()],
+            models=[f for v in projected_variants() for f in model_inputs(v)],
         output:
             **reported(L.viewer(), "Token viewer", page="token_viewer"),
         params:
             panels=projected(shard_variant_set),
-            prompt_sets=sorted({s for _, s in S.projected_pairs()}),
-            variants={v: S.variants[v] for v, _ in S.projected_pairs()},
+            prompt_sets=projected_sets(),
+            variants={v: S.variants[v] for v in projected_variants()},
             comparisons=comparisons_of(S),
             viewer=S.viewer,
             seed=S.seed,

@@ -260,9 +260,17 @@ def projected(path_of):
     return [path_of(v, s, i) for v, s in S.projected_pairs() for i in range(S.shard_count(s))]
 
 
+def projected_sets():
+    return sorted({s for _, s in S.projected_pairs()})
+
+
+def projected_variants():
+    return sorted({v for v, _ in S.projected_pairs()})
+
+
 def captured_responses():
     """(label, responses parquet) of every capture: each shard of a projected prompt set, each trait's capture."""
-    out = [(f"{v}/{s}", L.responses(v, s, i)) for v, s in S.projected_pairs() for i in range(S.shard_count(s))]
+    out = [(f"{v}/{s}", f) for (v, s), f in zip(projected(shard_variant_set), projected(L.responses))]
     return out + [(f"extract/{t}", L.trait_capture(S.extract.variant, t)["responses"]) for t in TRAITS]
 
 

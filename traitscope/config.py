@@ -98,8 +98,8 @@ def _err(key: str, what: str, fix: str) -> ConfigError:
 
 
 def check_semantics(cfg: dict[str, Any], base_dir: Path,
-                    resources_dir: Path) -> tuple[dict[str, tuple[int, int, int, int | None]], dict[str, int | None]]:
-    """Cross-reference checks; returns (num_layers, hidden, vocab) per variant and the row count per prompt set
+                    resources_dir: Path) -> tuple[dict[str, ModelDims], dict[str, int | None]]:
+    """Cross-reference checks; returns the :class:`ModelDims` of each variant and the row count per prompt set
     (None where unknown before prep)."""
     from . import prompts, traits
     from .models import embedded_name, looks_local, model_dims
@@ -114,7 +114,7 @@ def check_semantics(cfg: dict[str, Any], base_dir: Path,
             raise _err(f"prompt_sets.{name}", "names may use letters, digits and _ only", f"rename '{name}'")
 
     resolve_finetuned(cfg)
-    dims: dict[str, tuple[int, int, int, int | None]] = {}
+    dims: dict[str, ModelDims] = {}
     for name, var in variants.items():
         model = var["model"]
         if embedded_name(model) is None and looks_local(model) and not Path(model).expanduser().exists():
@@ -132,7 +132,7 @@ def check_semantics(cfg: dict[str, Any], base_dir: Path,
     if ext["selection_method"] not in ext["methods"]:
         raise _err("extract.selection_method", f"'{ext['selection_method']}' is not in extract.methods",
                    f"use one of {ext['methods']}")
-    parse_layers(ext["layers"], dims[ext["variant"]][0], "extract.layers")
+    parse_layers(ext["layers"], dims[ext["variant"]].n_layers, "extract.layers")
 
     rows = {key: prompts.check_spec(key, build(PromptSetSpec, spec), base_dir) for key, spec in sets.items()}
     check_replay(cfg, rows)
@@ -145,14 +145,14 @@ def check_semantics(cfg: dict[str, Any], base_dir: Path,
     cap = cfg["capture"]
     for v in cap["variants"]:
         check_vector_variant(cfg, dims, v, "capture.variants")
-        parse_layers(cap["layers"], dims[v][0], "capture.layers")
+        parse_layers(cap["layers"], dims[v].n_layers, "capture.layers")
     for s in cap["prompt_sets"]:
         if s not in sets:
             raise _err("capture.prompt_sets", f"unknown prompt set '{s}'", f"define it under prompt_sets or use one of {sorted(sets)}")
 
     proj = cfg["project"]
     if proj["layers"] != "best":
-        parse_layers(proj["layers"], dims[ext["variant"]][0], "project.layers")
+        parse_layers(proj["layers"], dims[ext["variant"]].n_layers, "project.layers")
     for m in proj["methods"]:
         if m not in ext["methods"]:
             raise _err("project.methods", f"'{m}' vectors are not extracted", f"add it to extract.methods or use {ext['methods']}")
@@ -167,7 +167,7 @@ def check_semantics(cfg: dict[str, Any], base_dir: Path,
         if block["prompt_set"] not in sets:
             raise _err(f"{section}.prompt_set", f"unknown prompt set {block['prompt_set']!r}", f"use one of {sorted(sets)}")
         if section == "steering" and block["layers"] != "best":
-            parse_layers(block["layers"], dims[ext["variant"]][0], "steering.layers")
+            parse_layers(block["layers"], dims[ext["variant"]].n_layers, "steering.layers")
     if cfg.get("steering") or cfg.get("optimize") or cfg.get("organism"):  # the judged outputs
         if cfg["judge"]["model"].startswith("traitscope/"):
             model_dims(cfg["judge"]["offline_model"], resources_dir=resources_dir, key="judge.offline_model")
@@ -265,37 +265,37 @@ def resolve_finetuned(cfg: dict[str, Any]) -> None:
                    adapter=f"{cfg['results_dir']}/finetune/{ft}/adapter")
 
 
-def check_context(cfg: dict[str, Any], dims: dict[str, tuple[int, int, int, int | None]]) -> None:
+def check_context(cfg: dict[str, Any], dims: dict[str, ModelDims]) -> None:
     """Every sequence a job builds fits the model's context: the prompt is cut at ``capture.max_length`` (counted),
     so prompt plus generated tokens must stay within ``max_position_embeddings``; likewise a finetune example."""
     cap, ext = cfg["capture"], cfg["extract"]
     generates = cap["generate"]["enabled"] and "response" in cap["positions"]
-    need = {v: (cap["max_length"] + (cap["generate"]["max_new_tokens"] if generates else 0),
-                "capture.max_length + capture.generate.max_new_tokens" if generates else "capture.max_length")
-            for v in cap["variants"]}
-    if ext["variant"] not in need or need[ext["variant"]][0] < cap["max_length"] + ext["max_new_tokens"]:
-        need[ext["variant"]] = (cap["max_length"] + ext["max_new_tokens"], "capture.max_length + extract.max_new_tokens")
-    for v, (n, what) in sorted(need.items()):
-        ctx = dims[v][3]
+    capture = ((cap["max_length"] + cap["generate"]["max_new_tokens"],
+                "capture.max_length + capture.generate.max_new_tokens") if generates
+               else (cap["max_length"], "capture.max_length"))
+    checks = [(v, *capture) for v in cap["variants"]]
+    checks.append((ext["variant"], cap["max_length"] + ext["max_new_tokens"], "capture.max_length + extract.max_new_tokens"))
+    for v, n, what in checks:
+        ctx = dims[v].context_length
         if ctx is not None and n > ctx:
             raise _err("capture.max_length", f"{what} = {n} tokens exceeds the context of variant '{v}' ({ctx} tokens), "
                        "where its positions would be extrapolated", f"lower them to at most {ctx} in total")
     for name, ft in cfg["finetune"].items():
         base = ft.get("base")
-        ctx = dims[base][3] if base in dims else None
+        ctx = dims[base].context_length if base in dims else None
         if ctx is not None and ft["max_length"] > ctx:
             raise _err(f"finetune.{name}.max_length", f"{ft['max_length']} exceeds the context of variant '{base}' "
                        f"({ctx} tokens)", f"use at most {ctx}")
 
 
-def check_vector_variant(cfg: dict[str, Any], dims: dict[str, tuple[int, int, int, int | None]], variant: str, key: str) -> None:
+def check_vector_variant(cfg: dict[str, Any], dims: dict[str, ModelDims], variant: str, key: str) -> None:
     """``variant`` must exist and share the hidden size of ``extract.variant``, so the trait vectors apply to it."""
     variants, ext = cfg["variants"], cfg["extract"]["variant"]
     if variant not in variants:
         raise _err(key, f"unknown variant '{variant}'", f"use one of {sorted(variants)}")
-    if dims[variant][1] != dims[ext][1]:
-        raise _err(key, f"variant '{variant}' has hidden size {dims[variant][1]} but the trait vectors come from "
-                   f"'{ext}' with hidden size {dims[ext][1]}, so they cannot transfer",
+    if dims[variant].hidden_size != dims[ext].hidden_size:
+        raise _err(key, f"variant '{variant}' has hidden size {dims[variant].hidden_size} but the trait vectors come from "
+                   f"'{ext}' with hidden size {dims[ext].hidden_size}, so they cannot transfer",
                    "use variants whose hidden size matches extract.variant, or extract vectors from that model")
 
 
@@ -323,7 +323,7 @@ def check_replay(cfg: dict[str, Any], rows: dict[str, int | None]) -> None:
         rows[key] = rows.get(src)
 
 
-def check_compare(cfg: dict[str, Any], dims: dict[str, tuple[int, int, int, int | None]]) -> None:
+def check_compare(cfg: dict[str, Any], dims: dict[str, ModelDims]) -> None:
     cmp_ = cfg.get("compare")
     if not cmp_:
         return
@@ -340,7 +340,7 @@ def check_compare(cfg: dict[str, Any], dims: dict[str, tuple[int, int, int, int 
     check_projected_method(cfg, cmp_["method"], "compare.method")
 
 
-def check_external(cfg: dict[str, Any], dims: dict[str, tuple[int, int, int, int | None]], base_dir: Path) -> None:
+def check_external(cfg: dict[str, Any], dims: dict[str, ModelDims], base_dir: Path) -> None:
     ext = cfg.get("external")
     if not ext:
         return
@@ -377,7 +377,7 @@ def check_labelled(cfg: dict[str, Any], dataset: str, sets: list[str], base_dir:
                    "add a set of the other class (e.g. benign prompts with label: 0)")
 
 
-def check_prefill(cfg: dict[str, Any], dims: dict[str, tuple[int, int, int, int | None]]) -> None:
+def check_prefill(cfg: dict[str, Any], dims: dict[str, ModelDims]) -> None:
     """The four prefill-attack conditions: plain sets without a prefill, prefilled sets with one."""
     pa = cfg.get("prefill_attack")
     if not pa:
@@ -403,7 +403,7 @@ def check_prefill(cfg: dict[str, Any], dims: dict[str, tuple[int, int, int, int 
     check_projected_method(cfg, pa["method"], "prefill_attack.method")
 
 
-def check_organisms(cfg: dict[str, Any], dims: dict[str, tuple[int, int, int, int | None]]) -> None:
+def check_organisms(cfg: dict[str, Any], dims: dict[str, ModelDims]) -> None:
     """Cross-references of the organism and backdoor sections."""
     variants, sets, cap = cfg["variants"], cfg["prompt_sets"], cfg["capture"]
     org = cfg.get("organism")
@@ -422,7 +422,7 @@ def check_organisms(cfg: dict[str, Any], dims: dict[str, tuple[int, int, int, in
         if org["train"] == org["test"]:
             raise _err("organism.test", "the test set is the train set, so detection would not be held out",
                        "use a different prompt set (e.g. the eval split)")
-        n = dims[org["base"]][0]
+        n = dims[org["base"]].n_layers
         layers = set(parse_layers(org["layers"], n, "organism.layers"))
         missing = sorted(layers - set(parse_layers(cap["layers"], n, "capture.layers")))
         if missing:
@@ -462,7 +462,7 @@ def load_config(config: dict[str, Any], base_dir: str | Path = ".", resources_di
     for k, spec in cfg["prompt_sets"].items():  # a replay set keeps the shards of the set it replays
         if spec["source"] == "replay":
             shards[k] = shards[spec["prompt_set"]]
-    return Study.from_config(cfg, dims={k: ModelDims(*v) for k, v in dims.items()}, rows=rows, shards=shards,
+    return Study.from_config(cfg, dims=dims, rows=rows, shards=shards,
                              overlaps={"allowed": overlaps, "unchecked": unchecked}, config=cfg)
 
 

@@ -337,11 +337,10 @@ def train_lora(model: Any, tokenizer: Any, records: list[dict[str, Any]], settin
                 raise KeyboardInterrupt(f"stopped after step {step} (stop_after)")
     model.eval()
     hist = pd.DataFrame(history)
-    evals = hist[hist["split"] == "eval"]["loss"]
-    progress.close(f"{total} steps on {len(train)} examples, held-out loss "
-                   + (f"{evals.iloc[0]:.4f} -> {evals.iloc[-1]:.4f}" if len(evals) else "n/a (no held-out split)"))
     train_loss = hist[hist["split"] == "train"]["loss"]
     eval_loss = hist[hist["split"] == "eval"]["loss"]
+    progress.close(f"{total} steps on {len(train)} examples, held-out loss "
+                   + (f"{eval_loss.iloc[0]:.4f} -> {eval_loss.iloc[-1]:.4f}" if len(eval_loss) else "n/a (no held-out split)"))
     summary = {
         "n_examples": len(records), "n_used": len(encoded), "n_dropped_no_assistant_tokens": len(records) - len(encoded),
         "n_train": len(train), "n_eval": len(held), "steps": total, "steps_per_epoch": steps_per_epoch,

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import ConfigError, TraitscopeError, first_line
-from .settings import ModelSpec
+from .settings import ModelDims, ModelSpec
 
 if TYPE_CHECKING:  # torch is imported lazily: the Snakefile imports this module at every parse
     import torch
@@ -122,9 +122,9 @@ def convert_embedded(name: str, out_dir: str | Path) -> Path:
 
 
 def model_dims(model: str, *, resources_dir: str | Path = "resources", revision: str | None = None,
-               trust_remote_code: bool = False, key: str = "model") -> tuple[int, int, int, int | None]:
-    """Return (num_layers, hidden_size, vocab_size, context_length) without loading weights; raise a one-line
-    ConfigError. ``context_length`` is None where the config does not state it."""
+               trust_remote_code: bool = False, key: str = "model") -> ModelDims:
+    """The model's :class:`~traitscope.settings.ModelDims` (layers, hidden size, vocabulary, context length) without
+    loading weights; raise a one-line ConfigError. ``context_length`` is None where the config does not state it."""
     name = embedded_name(model)
     if name is not None:
         cfg_file = embedded_dir(name, resources_dir) / "config.json"
@@ -163,24 +163,25 @@ def context_length(config: Any) -> int | None:
     return None
 
 
-def _dims_from_dict(cfg: dict[str, Any], key: str, model: str) -> tuple[int, int, int, int | None]:
+def _dims_from_dict(cfg: dict[str, Any], key: str, model: str) -> ModelDims:
     text = cfg.get("text_config") or cfg
     for layers_key, hidden_key in (("num_hidden_layers", "hidden_size"), ("n_layer", "n_embd")):
         if layers_key in text and hidden_key in text:
-            return (int(text[layers_key]), int(text[hidden_key]), int(text.get("vocab_size") or 32000),
-                    context_length(cfg))
+            return ModelDims(int(text[layers_key]), int(text[hidden_key]), int(text.get("vocab_size") or 32000),
+                             context_length(cfg))
     raise ConfigError(f"{key}: '{model}' config has no layer count/hidden size (fix: use a decoder-only causal LM)")
 
 
-def _gguf_dims(path: Path) -> tuple[int, int, int, int | None]:
+def _gguf_dims(path: Path) -> ModelDims:
     from gguf import GGUFReader
 
     reader = GGUFReader(str(path))
     arch = reader.fields["general.architecture"].contents()
     vocab = reader.fields.get(f"{arch}.vocab_size")
     ctx = reader.fields.get(f"{arch}.context_length")
-    return (int(reader.fields[f"{arch}.block_count"].contents()), int(reader.fields[f"{arch}.embedding_length"].contents()),
-            int(vocab.contents()) if vocab is not None else 32000, int(ctx.contents()) if ctx is not None else None)
+    return ModelDims(int(reader.fields[f"{arch}.block_count"].contents()),
+                     int(reader.fields[f"{arch}.embedding_length"].contents()),
+                     int(vocab.contents()) if vocab is not None else 32000, int(ctx.contents()) if ctx is not None else None)
 
 
 def pick_device(device_map: str) -> str:

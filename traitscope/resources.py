@@ -27,9 +27,9 @@ def model_job_resources(study: Study, variant: str) -> dict[str, Any]:
     """Snakemake resources (+ threads) of a job that loads ``variant``."""
     res = study.resources
     spec = study.variants[variant]
-    n_layers, hidden, vocab = study.dims[variant][:3]
+    dims = study.dims[variant]
     bpp = {"8bit": 1.0, "4bit": 0.5}.get(spec.quantization, BYTES.get(spec.dtype, 4.0))
-    weights_gb = estimate_parameters(n_layers, hidden, vocab) * bpp / 1e9
+    weights_gb = estimate_parameters(dims.n_layers, dims.hidden_size, dims.vocab_size) * bpp / 1e9
     need_gb = weights_gb * float(res.overhead)
     on_cpu = spec.device_map == "cpu"
     gpu = 0 if on_cpu else max(1, math.ceil(need_gb / float(res.gpu_memory_gb)))
