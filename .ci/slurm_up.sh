@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Single-node SLURM on localhost for the slurm-profile test (Debian 12 packages, no systemd).
-# munge + slurmctld + slurmd started by hand, a `cpu` and a `gpu` partition, and a fake gres/gpu
-# (File=/dev/null) so that GPU requests are accepted and scheduled. Idempotent. PIDs in /run/slurm-ci.
+# munge + slurmctld + slurmd started by hand, a `cpu` and a `gpu` partition, a fake typed gres/gpu
+# (gpu:ci_gpu:1, File=/dev/null) so that GPU requests (with a GPU type) are accepted and scheduled, a node
+# feature `ci_feat` for constraints, and memory enforcement (OverMemoryKill) so that a job over its --mem is
+# killed as a real cluster would. Idempotent; a changed slurm.conf restarts the daemons. PIDs in /run/slurm-ci.
 set -euo pipefail
 NODE=localhost
 PIDDIR=/run/slurm-ci
@@ -30,7 +32,7 @@ fi
 hw=$(slurmd -C | head -1)
 mem=$(( $(sed -n 's/.*RealMemory=\([0-9]*\).*/\1/p' <<<"$hw") * 85 / 100 ))
 nodeline=$(sed -e "s/^NodeName=[^ ]*/NodeName=$NODE/" -e "s/RealMemory=[0-9]*/RealMemory=$mem/" <<<"$hw")
-cat > /etc/slurm/slurm.conf <<CONF
+new_conf=$(cat <<CONF
 ClusterName=ci
 SlurmctldHost=localhost
 AuthType=auth/munge
@@ -45,6 +47,8 @@ SlurmdLogFile=$LOG/slurmd.log
 ProctrackType=proctrack/linuxproc
 TaskPlugin=task/none
 JobAcctGatherType=jobacct_gather/linux
+JobAcctGatherFrequency=task=1
+JobAcctGatherParams=OverMemoryKill
 MpiDefault=none
 SwitchType=switch/none
 ReturnToService=2
@@ -52,16 +56,23 @@ SchedulerType=sched/backfill
 SelectType=select/cons_tres
 SelectTypeParameters=CR_Core_Memory
 DefMemPerCPU=1000
-MinJobAge=600
+MinJobAge=3600
 SchedulerParameters=sched_interval=2
 AccountingStorageType=accounting_storage/none
 JobCompType=jobcomp/none
 GresTypes=gpu
-$nodeline Gres=gpu:1 State=UNKNOWN
+$nodeline Gres=gpu:ci_gpu:1 Features=ci_feat State=UNKNOWN
 PartitionName=cpu Nodes=$NODE Default=YES MaxTime=INFINITE State=UP
 PartitionName=gpu Nodes=$NODE MaxTime=INFINITE State=UP
 CONF
-printf 'AutoDetect=off\nNodeName=%s Name=gpu File=/dev/null Count=1\n' "$NODE" > /etc/slurm/gres.conf
+)
+new_gres=$(printf 'AutoDetect=off\nNodeName=%s Name=gpu Type=ci_gpu File=/dev/null Count=1' "$NODE")
+if [ "$new_conf" != "$(cat /etc/slurm/slurm.conf 2>/dev/null)" ] || [ "$new_gres" != "$(cat /etc/slurm/gres.conf 2>/dev/null)" ]; then
+  for d in slurmd slurmctld; do alive "$PIDDIR/$d.pid" && kill "$(cat "$PIDDIR/$d.pid")" && sleep 1; rm -f "$PIDDIR/$d.pid"; done
+  rm -rf /var/lib/slurm/slurmctld/* /var/lib/slurm/slurmd/*
+fi
+printf '%s\n' "$new_conf" > /etc/slurm/slurm.conf
+printf '%s\n' "$new_gres" > /etc/slurm/gres.conf
 
 if ! alive "$PIDDIR/slurmctld.pid"; then
   rm -f /run/slurm/slurmctld.pid

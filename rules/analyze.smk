@@ -43,7 +43,7 @@ rule trait_scores:
     output:
         **reported(L.trait_scores(), "Trait scores", figure="trait_scores", table="trait_scores_table"),
     params:
-        pairs=captured(shard_variant_set),
+        pairs=captured(variant_set),
         method=S.project.methods[0],
     log:
         L.log("trait_scores"),
@@ -63,7 +63,7 @@ if viewer_enabled():
         output:
             **reported(L.viewer(), "Token viewer", page="token_viewer"),
         params:
-            panels=projected(shard_variant_set),
+            panels=projected(variant_set),
             prompt_sets=projected_sets(),
             variants={v: S.variants[v] for v in projected_variants()},
             comparisons=comparisons_of(S),

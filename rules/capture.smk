@@ -1,4 +1,5 @@
-# capture: one job per (variant, prompt set, shard) holding every requested layer.
+# capture: one job per (variant, prompt set, shard) holding every requested layer. With capture.stream, the sets
+# whose activations no analysis reads are projected inside the job instead (capture_stream): scores only.
 
 
 rule capture:
@@ -8,6 +9,8 @@ rule capture:
     output:
         activations=L.activations(),
         responses=L.responses(),
+    wildcard_constraints:
+        pset=set_pattern(TWO_STEP_SETS),
     params:
         variant=variant_spec,
         job=capture_job,
@@ -21,3 +24,34 @@ rule capture:
         ENV
     script:
         "../workflow/scripts/capture.py"
+
+
+if STREAM_SETS:
+
+    rule capture_stream:
+        input:
+            prompts=L.prompts(),
+            model=variant_model_files,
+            vectors=vector_files("vectors"),
+            sidecars=vector_files("sidecar"),
+        output:
+            scores=L.stream_scores(),
+            tokens=L.stream_token_scores(),
+            responses=L.responses(),
+        wildcard_constraints:
+            pset=set_pattern(STREAM_SETS),
+        params:
+            variant=variant_spec,
+            job=capture_job,
+            project=S.project,
+            n_layers=variant_n_layers,
+            cache_dir=L.cache("capture"),
+        log:
+            L.log("capture", "{variant}", "{pset}", "shard-{shard}"),
+        threads: variant_threads
+        resources:
+            **MODEL_JOB,
+        conda:
+            ENV
+        script:
+            "../workflow/scripts/capture.py"

@@ -1,14 +1,16 @@
 # Start-up and helpers: validate the config into the typed Study, then every path comes from the Layout.
 # Rule files hold rules only; every function they use is defined here.
+import re
 import sys
 
 from snakemake.utils import validate
 
 from traitscope import ConfigError
+from traitscope.budget import report as budget_report
 from traitscope.config import SCHEMA_PATH, load_config
 from traitscope.layout import Layout
 from traitscope.models import embedded_name, looks_local
-from traitscope.resources import model_job_resources
+from traitscope.resources import memory_for_attempt, model_job_resources, project_job_resources
 from traitscope.viewer import comparisons_of
 
 try:
@@ -20,6 +22,9 @@ validate(config, str(SCHEMA_PATH), set_default=False)  # the same schema through
 # What the report captions (workflow/report/*.rst, Jinja) may cite beyond the config: the rows of each prompt set.
 # A "_" key: provenance leaves it out, and no job reads it.
 config["_study"] = {"rows": dict(S.rows)}
+
+if workflow.is_main_process:  # once per invocation (dry run included), not in every cluster job
+    print("\n".join(budget_report(S, S.config["checks"]["activation_budget_gb"])), file=sys.stderr)
 
 L = Layout(S.results_dir)
 TRAITS = S.trait_names()
@@ -73,12 +78,27 @@ def shards(path_of, variants, psets):
     return [path_of(v, s, i) for v in variants for s in psets for i in range(S.shard_count(s))]
 
 
+def per_set(path_of, variants, psets):
+    """``path_of(variant, pset)`` over the given variants and prompt sets (one projection table per set)."""
+    return [path_of(v, s) for v in variants for s in psets]
+
+
 def captured(path_of):
-    return shards(path_of, S.capture.variants, S.capture.prompt_sets)
+    """``path_of(variant, pset)`` over capture.variants x capture.prompt_sets."""
+    return per_set(path_of, S.capture.variants, S.capture.prompt_sets)
 
 
-def shard_variant_set(variant, pset, shard):
+def variant_set(variant, pset):
     return (variant, pset)
+
+
+def set_pattern(psets):
+    """A wildcard constraint matching exactly these prompt set names (nothing when there are none)."""
+    return "|".join(re.escape(s) for s in psets) if psets else "(?!)"
+
+
+STREAM_SETS = [s for s in S.prompt_sets if S.streamed(s)]
+TWO_STEP_SETS = [s for s in S.prompt_sets if not S.streamed(s)]
 
 
 def vector_files(kind, traits=None, variant=None):
@@ -96,19 +116,25 @@ def judge_inputs():
 MODEL_RES = {v: model_job_resources(S, v) for v in S.variants}
 
 
-MODEL_RESOURCE_KEYS = ("mem_mb", "runtime", "gpu", "slurm_partition")
+# The SLURM request of a model job. A key whose value is None for a variant is left out of that job's request.
+MODEL_RESOURCE_KEYS = ("runtime", "gpu", "gpu_model", "gres", "constraint", "slurm_extra", "slurm_account",
+                       "slurm_partition", "cpus_per_task")
 
 
 def model_job(variant_of):
-    """``threads`` and ``resources`` of a rule that loads the model of variant ``variant_of(wildcards)``."""
+    """``threads`` and ``resources`` of a rule that loads the model of variant ``variant_of(wildcards)``; ``mem_mb``
+    grows with the attempt (resources.mem_retry_factor), so a retry after an out-of-memory kill asks for more."""
 
     def pick(key):
         def get(w):
-            return MODEL_RES[variant_of(w)][key]
+            return MODEL_RES[variant_of(w)].get(key)
 
         return get
 
-    return pick("threads"), {key: pick(key) for key in MODEL_RESOURCE_KEYS}
+    def mem_mb(w, attempt):
+        return memory_for_attempt(MODEL_RES[variant_of(w)]["mem_mb"], attempt, S.resources.mem_retry_factor)
+
+    return pick("threads"), {"mem_mb": mem_mb, **{key: pick(key) for key in MODEL_RESOURCE_KEYS}}
 
 
 def wildcard_variant(w):
@@ -211,7 +237,7 @@ def steering_inputs(w):
 
 
 def external_scores(w):
-    return shards(L.scores, [S.external.variant], S.external.datasets[w.dataset].prompt_sets)
+    return per_set(L.scores, [S.external.variant], S.external.datasets[w.dataset].prompt_sets)
 
 
 def external_prompts(w):
@@ -256,8 +282,8 @@ def experiment_targets():
 
 
 def projected(path_of):
-    """``path_of(variant, pset, shard)`` over every shard of every captured and projected (variant, prompt set)."""
-    return [path_of(v, s, i) for v, s in S.projected_pairs() for i in range(S.shard_count(s))]
+    """``path_of(variant, pset)`` over every captured and projected (variant, prompt set)."""
+    return [path_of(v, s) for v, s in S.projected_pairs()]
 
 
 def projected_sets():
@@ -270,8 +296,31 @@ def projected_variants():
 
 def captured_responses():
     """(label, responses parquet) of every capture: each shard of a projected prompt set, each trait's capture."""
-    out = [(f"{v}/{s}", f) for (v, s), f in zip(projected(shard_variant_set), projected(L.responses))]
+    out = [(f"{v}/{s}", L.responses(v, s, i)) for v, s in S.projected_pairs() for i in range(S.shard_count(s))]
     return out + [(f"extract/{t}", L.trait_capture(S.extract.variant, t)["responses"]) for t in TRAITS]
+
+
+def projection_inputs(w):
+    """What ``project`` reads for one (variant, prompt set): the activation shards, or the score shards the stream
+    capture wrote (then it only gathers them)."""
+    if S.streamed(w.pset):
+        return {"stream_scores": shards(L.stream_scores, [w.variant], [w.pset]),
+                "stream_tokens": shards(L.stream_token_scores, [w.variant], [w.pset])}
+    return {"activations": shards(L.activations, [w.variant], [w.pset]),
+            "vectors": vector_files("vectors"), "sidecars": vector_files("sidecar")}
+
+
+def project_mem_mb(w, attempt):
+    mem = project_job_resources(S, w.variant, w.pset)["mem_mb"]
+    return memory_for_attempt(mem, attempt, S.resources.mem_retry_factor)
+
+
+def project_runtime(w):
+    return project_job_resources(S, w.variant, w.pset)["runtime"]
+
+
+def projection_mode(w):
+    return "stream" if S.streamed(w.pset) else "two-step"
 
 
 def viewer_enabled():

@@ -5,8 +5,8 @@ if S.compare:
 
     rule variant_comparison:
         input:
-            base=shards(L.scores, [S.compare.base], [S.compare.prompt_set]),
-            variant=shards(L.scores, [S.compare.variant], [S.compare.prompt_set]),
+            base=per_set(L.scores, [S.compare.base], [S.compare.prompt_set]),
+            variant=per_set(L.scores, [S.compare.variant], [S.compare.prompt_set]),
             prompts=L.prompts(S.compare.prompt_set),
             sidecars=vector_files("sidecar"),
         output:
@@ -49,7 +49,7 @@ if S.prefill_attack:
 
     rule prefill_attack:
         input:
-            **{c: shards(L.token_scores, [S.prefill_attack.variant], [s])
+            **{c: per_set(L.token_scores, [S.prefill_attack.variant], [s])
                for c, s in S.prefill_attack.conditions().items()},
             prompts=[L.prompts(s) for s in S.prefill_attack.conditions().values()],
             sidecars=vector_files("sidecar"),

@@ -54,17 +54,16 @@ if S.backdoor:
 
     rule backdoor_detection:
         input:
-            trigger=shards(L.scores, S.backdoor.variants(), [S.backdoor.trigger]),
-            control=shards(L.scores, S.backdoor.variants(), [S.backdoor.control]),
-            trigger_tokens=shards(L.token_scores, S.backdoor.variants(), [S.backdoor.trigger]),
-            control_tokens=shards(L.token_scores, S.backdoor.variants(), [S.backdoor.control]),
+            trigger=per_set(L.scores, S.backdoor.variants(), [S.backdoor.trigger]),
+            control=per_set(L.scores, S.backdoor.variants(), [S.backdoor.control]),
+            trigger_tokens=per_set(L.token_scores, S.backdoor.variants(), [S.backdoor.trigger]),
+            control_tokens=per_set(L.token_scores, S.backdoor.variants(), [S.backdoor.control]),
             sidecars=vector_files("sidecar"),
         output:
             **reported(L.backdoor(S.backdoor.variant), "Backdoor", comparison="backdoor_comparison",
                        early="backdoor_early", json="backdoor_json"),
         params:
             backdoor=S.backdoor,
-            shards={"trigger": S.shard_count(S.backdoor.trigger), "control": S.shard_count(S.backdoor.control)},
             seed=S.seed,
         log:
             L.log("backdoor_detection"),

@@ -1,19 +1,22 @@
-# project: activations x trait vectors -> scores. Never runs a model.
+# project: activations x trait vectors -> scores, one job per (variant, prompt set) over all its shards (or, for
+# capture.stream sets, the gathering of the scores the capture jobs wrote). Never runs a model.
 
 
 rule project:
     input:
-        activations=L.activations(),
-        vectors=vector_files("vectors"),
-        sidecars=vector_files("sidecar"),
+        unpack(projection_inputs),
     output:
         scores=L.scores(),
         tokens=L.token_scores(),
     params:
         project=S.project,
         n_layers=variant_n_layers,
+        mode=projection_mode,
     log:
-        L.log("project", "{variant}", "{pset}", "shard-{shard}"),
+        L.log("project", "{variant}", "{pset}"),
+    resources:
+        mem_mb=project_mem_mb,
+        runtime=project_runtime,
     conda:
         ENV
     script:

@@ -235,3 +235,29 @@ def test_allowed_overlap_is_accepted_and_recorded(small_config, tmp_path):
     cfg["checks"]["allow_overlap"] = ["nosuchset"]
     with pytest.raises(ConfigError, match="checks.allow_overlap: unknown prompt set 'nosuchset'"):
         load_config(cfg)
+
+
+def test_model_jobs_carry_the_whole_slurm_request(small_config):
+    from traitscope.resources import memory_for_attempt, model_job_resources
+
+    small_config["resources"] = {
+        "threads": 3, "gpu_model": "a100", "constraint": "a100|h100", "slurm_account": "lab",
+        "variants": {"base": {"gpu": 2, "slurm_extra": "--qos=long", "constraint": "h100", "slurm_account": "other"}}}
+    cfg = load_config(small_config)
+    res = model_job_resources(cfg, "base")
+    assert (res["gpu"], res["gpu_model"], res["slurm_partition"]) == (2, "a100", "gpu")
+    assert (res["constraint"], res["slurm_extra"], res["slurm_account"]) == ("h100", "--qos=long", "other")
+    assert res["cpus_per_task"] == res["threads"] == 3  # --cpus-per-task follows threads, not the profile's 1
+    # gres replaces gpu and gpu_model (the plugin refuses both), and still goes to the GPU partition
+    small_config["resources"]["variants"]["base"] = {"gres": "gpu:h100:4"}
+    res = model_job_resources(load_config(small_config), "base")
+    assert res["gres"] == "gpu:h100:4" and not res["gpu"] and res["gpu_model"] is None
+    assert res["slurm_partition"] == "gpu" and res["constraint"] == "a100|h100" and res["slurm_account"] == "lab"
+    # a CPU-only override drops the GPU type
+    small_config["resources"]["variants"]["base"] = {"gpu": 0}
+    res = model_job_resources(load_config(small_config), "base")
+    assert res["gpu"] == 0 and res["gpu_model"] is None and res["slurm_partition"] == "cpu"
+    assert [memory_for_attempt(1000, a, 2) for a in (1, 2, 3)] == [1000, 2000, 4000]
+    assert memory_for_attempt(1000, 2, 1.5) == 1500
+    small_config["resources"]["variants"]["base"] = {"gres": "gpu a100"}
+    assert "resources" in error_of(small_config)

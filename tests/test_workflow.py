@@ -66,7 +66,7 @@ def test_full_dag_produces_every_stage(study):
     scores = pd.read_parquet(r / "analysis/trait_scores.parquet")
     assert set(scores["prompt_set"]) == {"harmful_eval", "benign_eval"}
     assert scores.groupby("prompt_set")["id"].nunique().to_dict() == {"harmful_eval": 20, "benign_eval": 20}
-    tokens = pd.read_parquet(r / "projections/base/benign_eval/shard-0.tokens.parquet")
+    tokens = pd.read_parquet(r / "projections/base/benign_eval/tokens.parquet")
     assert len(tokens) > 0 and {"token_index", "token_id", "is_prefill"} <= set(tokens.columns)
     check = json.loads((r / "checks/harm_separation.json").read_text())
     assert check["n_eval_harmful"] == 20
@@ -247,7 +247,7 @@ def test_token_viewer_shows_the_projected_tokens(study, tiny_model_dir, tmp_path
             b.select("trait", trait)
             layer, method = b.js("return [document.getElementById('layer').value, "
                                  "document.getElementById('method').value];")
-            table = pd.concat(pd.read_parquet(f) for f in (r / "projections/base" / pset).glob("*.tokens.parquet"))
+            table = pd.read_parquet(r / "projections/base" / pset / "tokens.parquet")
             table = table[(table["trait"] == trait) & (table["layer"] == int(layer)) & (table["method"] == method)]
             panels = b.js(PANEL_JS)
             assert len(panels) == table["id"].nunique() == 20  # under the cap: every prompt is shown
@@ -278,9 +278,7 @@ def test_new_vectors_reproject_without_recapturing(study):
     cfg2 = workdir / "config_probe.yaml"
     cfg2.write_text(yaml.safe_dump(changed))
     jobs = planned_jobs(smk(workdir, cfg2, "-n", "results/all"))
-    # 3 shards of the capture sets + trigger/control of the backdoored and the base variant + the replay set of two
-    # + the two external datasets and the two prefilled sets
-    assert jobs.get("extract_vectors") == 2 and jobs.get("project") == 3 + 4 + 2 + 4 and jobs.get("backdoor_detection") == 1
+    assert jobs.get("extract_vectors") == 2 and jobs.get("project") == N_PROJECT and jobs.get("backdoor_detection") == 1
     assert jobs.get("variant_comparison") == 1 and jobs.get("external_dataset") == 2 and jobs.get("prefill_attack") == 1
     assert not {"capture", "capture_trait", "prep_prompts", "finetune", "organism_directions"} & set(jobs)
 
@@ -347,9 +345,9 @@ def _reversed(data):
     return [_reversed(v) for v in data] if isinstance(data, list) else data
 
 
-# 3 shards of the capture sets + trigger/control of the backdoored and the base variant + the replay set of two
-# variants + the two external datasets and the two prefilled sets
-N_PROJECT = 3 + 4 + 2 + 4
+# one project job per (variant, set): the two capture sets + trigger/control of the backdoored and the base variant +
+# the replay set of two variants + the two external datasets and the two prefilled sets
+N_PROJECT = 2 + 4 + 2 + 4
 ANALYSES = {"backdoor_detection": 1, "variant_comparison": 1, "external_dataset": 2, "prefill_attack": 1,
             "trait_scores": 1, "token_viewer": 1, "manifest": 1}
 EXPECTED = {
@@ -359,7 +357,7 @@ EXPECTED = {
     "capture_batch_size": {"manifest": 1},
     "add_prompt_set": {"prep_prompts": 1, "capture": 1, "project": 1, "trait_scores": 1, "token_viewer": 1,
                        "manifest": 1},
-    "add_variant": {"capture": 3, "project": 3, "trait_scores": 1, "token_viewer": 1, "manifest": 1},
+    "add_variant": {"capture": 3, "project": 2, "trait_scores": 1, "token_viewer": 1, "manifest": 1},
     "add_trait": {"prep_trait": 1, "capture_trait": 1, "extract_vectors": 1, "project": N_PROJECT,
                   "extraction_summary": 1, **ANALYSES},
     "project_methods": {"project": N_PROJECT, **ANALYSES},

@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -155,18 +155,26 @@ def merge_chunks(chunks: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tenso
     return merged
 
 
+Reduce = Callable[[dict[str, torch.Tensor], list[str]], dict[str, torch.Tensor]]
+
+
 def capture_prompts(model: Any, tokenizer: Any, df: pd.DataFrame, settings: CaptureJob, *,
                     model_key: Any, cache_dir: str | Path | None = None,
                     progress_label: str = "capture", context_length: int | None = None,
+                    reduce: Reduce | None = None, reduce_key: Any = None,
                     ) -> tuple[dict[str, torch.Tensor], dict[str, Any], pd.DataFrame]:
     """Capture a whole prompt table; resumable through ``cache_dir``. Returns (tensors, meta, responses).
 
     The responses table flags per row ``truncated`` (prompt cut at ``max_length``) and ``over_context`` (prompt,
-    prefill and response together longer than ``context_length``, the model's ``max_position_embeddings``)."""
+    prefill and response together longer than ``context_length``, the model's ``max_position_embeddings``).
+
+    ``reduce(tensors, ids)`` turns each chunk's activations into what is kept (the stream capture projects them onto
+    the trait vectors) before the chunk is cached, so raw activations are never written; ``reduce_key`` identifies
+    it in the cache key (the vectors' content)."""
     unknown = set(settings.positions) - set(POSITIONS)
     if unknown:
         raise ValueError(f"unknown positions {sorted(unknown)}; use {POSITIONS}")
-    base_key = content_hash(model_key, repr(settings), __version__)
+    base_key = content_hash(model_key, repr(settings), __version__, *([reduce_key] if reduce is not None else []))
     chunks: list[dict[str, torch.Tensor]] = []
     responses: list[pd.DataFrame] = []
     n_chunks = max(1, -(-len(df) // settings.chunk_size))
@@ -186,6 +194,8 @@ def capture_prompts(model: Any, tokenizer: Any, df: pd.DataFrame, settings: Capt
         else:
             tensors, resp = _capture_chunk(model, tokenizer, part, settings, seed=settings.seed + j, progress=progress)
             check_finite(tensors, part["id"].tolist())
+            if reduce is not None:
+                tensors = reduce(tensors, part["id"].tolist())
             if path is not None:
                 write_parquet(path.with_suffix(".parquet"), resp)
                 write_verified(path, tensors, {"key": key}, path.with_suffix(".parquet"))

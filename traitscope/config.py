@@ -149,6 +149,9 @@ def check_semantics(cfg: dict[str, Any], base_dir: Path,
     for s in cap["prompt_sets"]:
         if s not in sets:
             raise _err("capture.prompt_sets", f"unknown prompt set '{s}'", f"define it under prompt_sets or use one of {sorted(sets)}")
+    for s in cap["keep_activations"]:
+        if s not in sets:
+            raise _err("capture.keep_activations", f"unknown prompt set '{s}'", f"use one of {sorted(sets)}")
 
     proj = cfg["project"]
     if proj["layers"] != "best":

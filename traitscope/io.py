@@ -97,6 +97,59 @@ def write_parquet(path: str | os.PathLike[str], df: pd.DataFrame) -> None:
         df.to_parquet(tmp, index=False)
 
 
+class ParquetParts:
+    """One parquet table written part by part (row groups), so that a table larger than memory never sits in memory
+    whole: ``with ParquetParts(path) as out: out.write(df)``. Every part is cast to the first non-empty part's
+    schema; secret values are scrubbed like :func:`write_parquet`. Atomic: the file appears when the block ends
+    without an error. ``rows`` counts what was written."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = path
+        self.rows = 0
+        self._writer: Any = None
+        self._empty: pd.DataFrame | None = None
+        self._secrets = secret_values()
+
+    def __enter__(self) -> ParquetParts:
+        self._atomic = atomic_path(self.path)
+        self._tmp = self._atomic.__enter__()
+        return self
+
+    def write(self, df: pd.DataFrame) -> None:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        if not len(df):
+            self._empty = df if self._empty is None else self._empty
+            return
+        if self._secrets:
+            df = df.copy()
+            for col in df.select_dtypes(include=["object", "string"]).columns:
+                df[col] = df[col].map(lambda v: scrub(v) if isinstance(v, str) else v)
+        if self._writer is None:
+            table = pa.Table.from_pandas(df, preserve_index=False)
+            self._writer = pq.ParquetWriter(self._tmp, table.schema)
+        else:
+            table = pa.Table.from_pandas(df, schema=self._writer.schema, preserve_index=False)
+        self._writer.write_table(table)
+        self.rows += len(df)
+
+    def __exit__(self, *exc: Any) -> Any:
+        if self._writer is not None:
+            self._writer.close()
+        elif exc[0] is None:
+            (self._empty if self._empty is not None else pd.DataFrame()).to_parquet(self._tmp, index=False)
+        return self._atomic.__exit__(*exc)
+
+
+def write_parquet_parts(path: str | os.PathLike[str], parts: Iterable[pd.DataFrame]) -> int:
+    """:class:`ParquetParts` over an iterable of parts; returns the row count."""
+    with ParquetParts(path) as out:
+        for df in parts:
+            out.write(df)
+    return out.rows
+
+
 def parquet_attrs(path: str | os.PathLike[str]) -> dict[str, Any]:
     """The ``DataFrame.attrs`` stored with a parquet table, read from its schema alone (no rows)."""
     import pyarrow.parquet as pq

@@ -12,7 +12,8 @@ without arguments it returns the Snakemake pattern with wildcards (``{variant}``
       extract/<variant>/<category>/<trait>/activations.safetensors            extract (model job)
       vectors/<variant>/<category>/<trait>/vectors.{safetensors,json}         extract (TraitVectors)
       activations/<variant>/<set>/shard-<i>.safetensors                       capture (ActivationShard)
-      projections/<variant>/<set>/shard-<i>{,.tokens}.parquet                 project
+      activations/<variant>/<set>/shard-<i>.{scores,tokens}.parquet           capture, capture.stream sets
+      projections/<variant>/<set>/{scores,tokens}.parquet                     project (one job per set)
       extract/summary, checks/, analysis/, emergent_misalignment/, external/, prefill_attack/,
       organism/, backdoor/, steering/, optimize/                              analyze
       cache/{capture,finetune,optimize,judge}/, logs/<rule>/...               resumable work, logs
@@ -81,11 +82,20 @@ class Layout:
     def responses(self, variant: str = "{variant}", pset: str = "{pset}", shard: object = "{shard}") -> str:
         return self._shard("activations", variant, pset, shard, ".responses.parquet")
 
-    def scores(self, variant: str = "{variant}", pset: str = "{pset}", shard: object = "{shard}") -> str:
-        return self._shard("projections", variant, pset, shard, ".parquet")
+    def stream_scores(self, variant: str = "{variant}", pset: str = "{pset}", shard: object = "{shard}") -> str:
+        """Pooled scores of one shard, projected inside the capture job (``capture.stream``)."""
+        return self._shard("activations", variant, pset, shard, ".scores.parquet")
 
-    def token_scores(self, variant: str = "{variant}", pset: str = "{pset}", shard: object = "{shard}") -> str:
-        return self._shard("projections", variant, pset, shard, ".tokens.parquet")
+    def stream_token_scores(self, variant: str = "{variant}", pset: str = "{pset}", shard: object = "{shard}") -> str:
+        return self._shard("activations", variant, pset, shard, ".tokens.parquet")
+
+    def scores(self, variant: str = "{variant}", pset: str = "{pset}") -> str:
+        """Pooled trait scores of every prompt of a (variant, prompt set): id, trait, method, layer, position, score."""
+        return self.path("projections", variant, pset, "scores.parquet")
+
+    def token_scores(self, variant: str = "{variant}", pset: str = "{pset}") -> str:
+        """Per-token trait scores of a (variant, prompt set): id, token_index, token_id, is_prefill, ..., score."""
+        return self.path("projections", variant, pset, "tokens.parquet")
 
     # ---------------------------------------------------------------- analyses
     def extraction_summary(self) -> dict[str, str]:

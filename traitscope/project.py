@@ -43,45 +43,87 @@ def select_layers(mode: Any, vectors: TraitVectors, captured: list[int], n_layer
     return wanted
 
 
-def project_shard(shard: ActivationShard, traits: list[TraitVectors], job: ProjectSettings,
-                  n_layers: int) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Scores of one activation shard on every trait vector: (pooled scores, per-token scores)."""
-    ids = np.asarray(shard.ids)
-    captured = shard.layers
+POOLED = ("last", "mean", "response_mean")
+TOKEN_KEYS = ("response.offsets", "response.token_ids", "response.is_prefill")
+"""What per-token score tables need from a shard besides the scores: token boundaries, ids and prefill marks."""
+
+
+def score_key(trait: str, method: str, layer: int, position: str) -> str:
+    """Tensor name of one score vector: ``position`` is a pooled position or ``token`` (per-token scores)."""
+    return f"score|{trait}|{method}|{layer}|{position}"
+
+
+def needed_layers(traits: list[TraitVectors], job: ProjectSettings, captured: list[int], n_layers: int) -> list[int]:
+    """Every layer some trait is projected at (checked against the captured layers)."""
+    return sorted({layer for v in traits for layer in select_layers(job.layers, v, captured, n_layers)})
+
+
+def score_tensors(shard: ActivationShard, traits: list[TraitVectors], job: ProjectSettings,
+                  n_layers: int) -> dict[str, torch.Tensor]:
+    """Scores of one shard (or one capture chunk) as tensors: one float32 vector per (trait, method, layer, pooled
+    position) over rows, one per (trait, method, layer) over response tokens, and the token arrays of the shard.
+
+    Every score depends on its own row or token only, so the scores of chunks, concatenated, equal the scores of the
+    shard: capture projects chunk by chunk (``capture.stream``), ``project`` shard by shard, with this one function.
+    """
     positions = shard.positions
-    pooled, tokens = [], []
     has_resp = "response" in positions
-    if has_resp:
-        lengths = shard.response_lengths
-        row_of_token = torch.repeat_interleave(torch.arange(len(ids)), lengths)
-        tok_index = torch.arange(int(shard.offsets[-1])) - shard.offsets[:-1].repeat_interleave(lengths)
+    out: dict[str, torch.Tensor] = {}
     for vectors in traits:
         trait = vectors.trait
         if vectors.hidden_size != shard.hidden_size:
             raise ProjectionError(f"trait {trait}: vectors have hidden size {vectors.hidden_size} but activations "
                                   f"{shard.hidden_size} (fix: project only variants whose hidden size matches the "
                                   "extraction model)")
-        for layer in select_layers(job.layers, vectors, captured, n_layers):
+        for layer in select_layers(job.layers, vectors, shard.layers, n_layers):
             for method in job.methods:
                 u = vectors.unit(method, layer)
                 for position in ("last", "mean"):
                     if position in positions:
-                        s = (shard.stored(position, layer).float() @ u).numpy()
-                        pooled.append(pd.DataFrame({"id": ids, "trait": trait, "method": method, "layer": layer,
-                                                    "position": position, "score": s}))
+                        out[score_key(trait, method, layer, position)] = shard.stored(position, layer).float() @ u
                 if has_resp:
                     ts = shard.response(layer).float() @ u
-                    mean, _ = segment_mean(ts, shard.offsets)
-                    pooled.append(pd.DataFrame({"id": ids, "trait": trait, "method": method, "layer": layer,
-                                                "position": "response_mean", "score": mean.numpy()}))
-                    if job.per_token and len(ts):
-                        tokens.append(pd.DataFrame({
-                            "id": ids[row_of_token.numpy()], "token_index": tok_index.numpy(),
-                            "token_id": shard.tensors["response.token_ids"].numpy(),
-                            "is_prefill": shard.tensors["response.is_prefill"].numpy(),
-                            "trait": trait, "method": method, "layer": layer, "score": ts.numpy()}))
-    pooled_df = pd.concat(pooled, ignore_index=True) if pooled else pd.DataFrame(
-        columns=["id", "trait", "method", "layer", "position", "score"])
-    token_df = pd.concat(tokens, ignore_index=True) if tokens else pd.DataFrame(
-        columns=["id", "token_index", "token_id", "is_prefill", "trait", "method", "layer", "score"])
+                    out[score_key(trait, method, layer, "response_mean")] = segment_mean(ts, shard.offsets)[0]
+                    if job.per_token:
+                        out[score_key(trait, method, layer, "token")] = ts
+    if has_resp and job.per_token:
+        out.update({k: shard.tensors[k] for k in TOKEN_KEYS})
+    return out
+
+
+POOLED_COLUMNS = ["id", "trait", "method", "layer", "position", "score"]
+TOKEN_COLUMNS = ["id", "token_index", "token_id", "is_prefill", "trait", "method", "layer", "score"]
+
+
+def score_frames(scores: dict[str, torch.Tensor], ids: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The pooled and per-token score tables of :func:`score_tensors` (rows in trait, layer, method, position
+    order)."""
+    ids_arr = np.asarray(ids)
+    keys = [k.split("|")[1:] for k in scores if k.startswith("score|")]
+    order = {p: i for i, p in enumerate((*POOLED, "token"))}
+    keys.sort(key=lambda k: (k[0], int(k[2]), k[1], order[k[3]]))
+    pooled, tokens = [], []
+    if "response.offsets" in scores:
+        offsets = scores["response.offsets"]
+        lengths = offsets[1:] - offsets[:-1]
+        row_of_token = torch.repeat_interleave(torch.arange(len(ids_arr)), lengths).numpy()
+        tok_index = (torch.arange(int(offsets[-1])) - offsets[:-1].repeat_interleave(lengths)).numpy()
+    for trait, method, layer, position in keys:
+        s = scores[score_key(trait, method, int(layer), position)].numpy()
+        if position != "token":
+            pooled.append(pd.DataFrame({"id": ids_arr, "trait": trait, "method": method, "layer": int(layer),
+                                        "position": position, "score": s}))
+        elif len(s):
+            tokens.append(pd.DataFrame({
+                "id": ids_arr[row_of_token], "token_index": tok_index,
+                "token_id": scores["response.token_ids"].numpy(), "is_prefill": scores["response.is_prefill"].numpy(),
+                "trait": trait, "method": method, "layer": int(layer), "score": s}))
+    pooled_df = pd.concat(pooled, ignore_index=True) if pooled else pd.DataFrame(columns=POOLED_COLUMNS)
+    token_df = pd.concat(tokens, ignore_index=True) if tokens else pd.DataFrame(columns=TOKEN_COLUMNS)
     return pooled_df, token_df
+
+
+def project_shard(shard: ActivationShard, traits: list[TraitVectors], job: ProjectSettings,
+                  n_layers: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Scores of one activation shard on every trait vector: (pooled scores, per-token scores)."""
+    return score_frames(score_tensors(shard, traits, job, n_layers), shard.ids)

@@ -7,6 +7,11 @@ GPUs       = ceil(need / gpu_memory_gb); host memory = weights x 1.1 (loading) o
 
 A 70B Llama (80 layers, hidden 8192, vocab 128256) in bfloat16: ~66e9 parameters, 133 GB of weights,
 173 GB with overhead: 3 x 80 GB GPUs; in 4bit: 33 GB -> 1 GPU.
+
+The SLURM request of a model job (the keys snakemake-executor-plugin-slurm reads): ``gpu`` and ``gpu_model``
+(``--gpus=<model>:<n>``) or ``gres`` (``--gres``), ``constraint`` (``-C``), ``slurm_extra``, ``slurm_account``
+(``-A``), ``slurm_partition``, ``runtime``, ``mem_mb`` (times ``mem_retry_factor`` per retry) and
+``cpus_per_task`` = the job's threads.
 """
 
 from __future__ import annotations
@@ -36,19 +41,49 @@ def model_job_resources(study: Study, variant: str) -> dict[str, Any]:
     host_gb = need_gb if on_cpu else weights_gb * 1.1
     out: dict[str, Any] = {
         "gpu": gpu,
+        "gpu_model": res.gpu_model,
+        "constraint": res.constraint,
+        "slurm_extra": res.slurm_extra,
+        "slurm_account": res.slurm_account,
         "mem_mb": max(int(res.min_mem_mb), int(math.ceil(host_gb * 1024))),
         "runtime": int(res.runtime),
         "threads": int(res.threads),
         "slurm_partition": res.cpu_partition if gpu == 0 else res.gpu_partition,
         "weights_gb": round(weights_gb, 2),
     }
-    if gpu and res.gpu_model:
-        out["gpu_model"] = res.gpu_model
     over = (res.variants or {}).get(variant)
     override = {k: v for k, v in over._asdict().items() if v is not None} if over else {}
     out.update(override)
-    if "gpu" in override and "slurm_partition" not in override:
-        out["slurm_partition"] = res.cpu_partition if override["gpu"] == 0 else res.gpu_partition
-    if not out.get("gpu"):
-        out.pop("gpu_model", None)
+    if override.get("gres"):  # the plugin refuses gpu and gres together
+        out["gpu"], out["gpu_model"] = 0, None
+    gpu_job = bool(out["gpu"]) or "gpu" in str(out.get("gres") or "")
+    if ("gpu" in override or "gres" in override) and "slurm_partition" not in override:
+        out["slurm_partition"] = res.gpu_partition if gpu_job else res.cpu_partition
+    if not out["gpu"]:
+        out["gpu_model"] = None
+    out["cpus_per_task"] = out["threads"]
     return out
+
+
+def memory_for_attempt(mem_mb: int, attempt: int, factor: float) -> int:
+    """Host memory (MB) of try ``attempt`` (1, 2, ...): ``mem_mb x factor^(attempt - 1)``, so that a job killed for
+    memory asks for more when Snakemake retries it."""
+    return int(math.ceil(mem_mb * float(factor) ** (max(1, int(attempt)) - 1)))
+
+
+READ_MB_PER_S = 100.0
+"""A conservative rate at which ``project`` reads activation shards and projects them on a CPU node."""
+
+
+def project_job_resources(study: Study, variant: str, pset: str) -> dict[str, int]:
+    """Memory and runtime of the ``project`` job of one (variant, prompt set): it holds one activation shard at a
+    time (the largest, plus a float32 copy of one layer's slice and the score frames), and reads every shard."""
+    from .budget import pair_budget
+
+    b = pair_budget(study, variant, pset)
+    shards = max(1, study.shard_count(pset))
+    per_shard = b.activation_bytes_per_prompt * -(-b.rows // shards) if not b.streamed else 0.0
+    scores_per_shard = b.score_bytes_per_prompt * -(-b.rows // shards) * 8  # in-memory frames are ~8x the parquet
+    mem_mb = 2000 + int(math.ceil((per_shard * 1.5 + scores_per_shard) / 2**20))
+    read = b.activation_bytes_per_prompt * b.rows if not b.streamed else b.score_bytes_per_prompt * b.rows
+    return {"mem_mb": mem_mb, "runtime": 30 + int(math.ceil(read / (READ_MB_PER_S * 1e6) / 60))}

@@ -210,6 +210,8 @@ class CaptureSettings(NamedTuple):
     max_length: int
     chunk_size: int
     generate: Generation
+    stream: bool
+    keep_activations: tuple[str, ...]
 
 
 class CaptureJob(NamedTuple):
@@ -362,6 +364,10 @@ class BackdoorSettings(NamedTuple):
 class ResourceOverride(NamedTuple):
     gpu: int | None
     gpu_model: str | None
+    gres: str | None
+    constraint: str | None
+    slurm_extra: str | None
+    slurm_account: str | None
     mem_mb: int | None
     runtime: int | None
     threads: int | None
@@ -373,10 +379,14 @@ class ResourceSettings(NamedTuple):
     gpu_partition: str
     gpu_memory_gb: float
     gpu_model: str | None
+    constraint: str | None
+    slurm_extra: str | None
+    slurm_account: str | None
     overhead: float
     threads: int
     runtime: int
     min_mem_mb: int
+    mem_retry_factor: float
     variants: dict[str, ResourceOverride]
 
 
@@ -474,6 +484,20 @@ class Study:
         if self.backdoor is not None:
             pairs |= {(v, s) for v in self.backdoor.variants() for s in (self.backdoor.trigger, self.backdoor.control)}
         return sorted(pairs)
+
+    def activation_sets(self) -> list[str]:
+        """Prompt sets whose raw activations some job reads (harm check, organism directions) or that
+        ``capture.keep_activations`` keeps: with ``capture.stream`` these are still captured, then projected."""
+        sets = set(self.capture.keep_activations)
+        if self.harm_check is not None:
+            sets |= {self.harm_check.harmful, self.harm_check.harmless}
+        if self.organism is not None:
+            sets |= {self.organism.train, self.organism.test}
+        return sorted(sets)
+
+    def streamed(self, pset: str) -> bool:
+        """Is ``pset`` projected inside its capture job (``capture.stream``), keeping no activations?"""
+        return self.capture.stream and pset not in self.activation_sets()
 
     def trait_names(self) -> list[str]:
         return sorted(self.traits)

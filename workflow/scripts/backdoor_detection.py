@@ -1,8 +1,10 @@
 """Trigger vs control trait scores of a backdoored variant (and a baseline): pooled and per-token ROC-AUC."""
 
+import pandas as pd
+
 from traitscope import backdoor, plots
 from traitscope.artifacts import TraitVectors, best_layers
-from traitscope.io import read_parquets, write_json, write_parquet
+from traitscope.io import write_json, write_parquet
 from traitscope.workflow import setup
 
 smk = snakemake  # noqa: F821 - injected by Snakemake
@@ -12,14 +14,13 @@ bd = p.backdoor
 variants = bd.variants()
 
 
-def per_variant(files, n):
-    return {v: read_parquets(files[i * n:(i + 1) * n])
-            for i, v in enumerate(variants)}
+def per_variant(files):
+    """One projection table per variant, in the order of ``variants``."""
+    return {v: pd.read_parquet(f) for v, f in zip(variants, files, strict=True)}
 
 
-nt, nc = p.shards["trigger"], p.shards["control"]
-trig, ctrl = per_variant(smk.input.trigger, nt), per_variant(smk.input.control, nc)
-ttok, ctok = per_variant(smk.input.trigger_tokens, nt), per_variant(smk.input.control_tokens, nc)
+trig, ctrl = per_variant(smk.input.trigger), per_variant(smk.input.control)
+ttok, ctok = per_variant(smk.input.trigger_tokens), per_variant(smk.input.control_tokens)
 sidecars = [TraitVectors.load_info(f) for f in smk.input.sidecars]
 best = best_layers(sidecars)
 pooled_in = {v: (trig[v], ctrl[v]) for v in variants}

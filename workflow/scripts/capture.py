@@ -1,11 +1,13 @@
-"""Capture activations of one (variant, prompt table[, shard]) at every requested layer in one job."""
+"""Capture activations of one (variant, prompt table[, shard]) at every requested layer in one job; or, for a
+capture.stream set (rule capture_stream), project them onto the trait vectors chunk by chunk and keep the scores."""
 
 import pandas as pd
 
-from traitscope.artifacts import ActivationShard
+from traitscope.artifacts import ActivationShard, TraitVectors
 from traitscope.capture import capture_prompts, model_fingerprint
-from traitscope.io import write_parquet
+from traitscope.io import file_sha256, write_parquet
 from traitscope.models import context_length, load_model, resolve_model_path
+from traitscope.project import needed_layers, score_frames, score_tensors
 from traitscope.workflow import setup
 
 smk = snakemake  # noqa: F821 - injected by Snakemake
@@ -18,8 +20,19 @@ if shard is not None:
 label = " ".join(str(v) for v in w)
 model, tokenizer = load_model(p.variant, key=f"variants.{w.variant}")
 fingerprint = model_fingerprint(p.variant, resolve_model_path(p.variant.model))
-tensors, meta, responses = capture_prompts(model, tokenizer, df, p.job, model_key=fingerprint, cache_dir=p.cache_dir,
-                                           progress_label=label, context_length=(ctx := context_length(model.config)))
+job, reduce, reduce_key = p.job, None, None
+if smk.rule == "capture_stream":  # hook only the layers some trait is projected at
+    traits = [TraitVectors.load(v, s) for v, s in zip(smk.input.vectors, smk.input.sidecars)]
+    job = job._replace(layers=tuple(needed_layers(traits, p.project, list(job.layers), p.n_layers)))
+
+    def reduce(chunk, ids):
+        shard = ActivationShard(chunk, {"ids": ids, "layers": list(job.layers), "positions": list(job.positions)})
+        return score_tensors(shard, traits, p.project, p.n_layers)
+
+    reduce_key = (repr(p.project), [file_sha256(f) for f in smk.input.vectors])
+tensors, meta, responses = capture_prompts(model, tokenizer, df, job, model_key=fingerprint, cache_dir=p.cache_dir,
+                                           progress_label=label, context_length=(ctx := context_length(model.config)),
+                                           reduce=reduce, reduce_key=reduce_key)
 n_cut, n_over = int(responses["truncated"].sum()), int(responses["over_context"].sum())
 meta.update(variant=w.variant, prompt_set=f"{smk.rule} {label}", n_truncated=n_cut, n_over_context=n_over)
 if n_cut:  # counted per row in the responses table (columns truncated, over_context), in the shard's metadata
@@ -30,5 +43,11 @@ if n_over:  # and in results/all per prompt set
                 "so their last tokens sit at positions it was not trained on (fix: shorten the prefills/responses "
                 "or use a longer-context model)", label, n_over, len(df), ctx)
 write_parquet(smk.output.responses, responses)
-ActivationShard(tensors, meta).save(smk.output.activations)
-log.info("%s: captured %d prompts at %d layers, positions %s", label, len(df), len(p.job.layers), p.job.positions)
+if reduce is None:
+    ActivationShard(tensors, meta).save(smk.output.activations)
+else:
+    pooled, tokens = score_frames(tensors, meta["ids"])
+    write_parquet(smk.output.scores, pooled)
+    write_parquet(smk.output.tokens, tokens)
+log.info("%s: captured %d prompts at %d layers, positions %s%s", label, len(df), len(job.layers), job.positions,
+         "" if reduce is None else f"; kept {len(pooled)} pooled and {len(tokens)} token scores, no activations")

@@ -1,0 +1,104 @@
+"""The disk a study's capture will write, known before any job runs (printed at start-up and by the dry run).
+
+Per (variant, prompt set), bytes per prompt:
+
+activations (two-step)  float16 values: layers x hidden x (pooled positions + response tokens) x 2 bytes, plus the
+                        token ids and prefill marks of the response tokens (9 bytes each)
+scores                  score rows: traits x methods x projected layers x (pooled positions + response tokens) x
+                        SCORE_ROW_BYTES (a parquet row of id, trait, method, layer, position and a float32 score,
+                        compressed); written by the stream capture (shard files) and by ``project`` (set table)
+
+Response tokens per prompt are at most the prefill plus ``capture.generate.max_new_tokens``; the estimate takes
+that bound (replayed responses are counted at the same length), so it is an upper estimate for generated text.
+``project.layers: best`` projects one layer per trait.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import NamedTuple
+
+from .layers import parse_layers
+from .settings import Study
+
+log = logging.getLogger(__name__)
+
+SCORE_ROW_BYTES = 8.0
+"""Bytes per score row in parquet, measured on the tiny and the embedded study (``tests/test_workflow.py`` checks
+the estimate against the files a run writes)."""
+TOKEN_EXTRA_BYTES = 9  # int64 token id + bool prefill mark per stored response token
+
+
+class Budget(NamedTuple):
+    variant: str
+    prompt_set: str
+    rows: int
+    streamed: bool
+    activation_bytes_per_prompt: float  # what two-step capture writes per prompt (0 written when streamed)
+    score_bytes_per_prompt: float  # the score tables, per prompt
+
+    @property
+    def written_per_prompt(self) -> float:
+        """Bytes this config writes per prompt of the set: scores only when streamed, activations and scores else
+        (stream shards and the set table both hold the scores)."""
+        return 2 * self.score_bytes_per_prompt if self.streamed else (
+            self.activation_bytes_per_prompt + self.score_bytes_per_prompt)
+
+    @property
+    def written(self) -> float:
+        return self.rows * self.written_per_prompt
+
+
+def response_tokens(study: Study) -> int:
+    """Upper estimate of assistant-turn tokens per prompt (0 when responses are not captured)."""
+    cap = study.capture
+    return cap.generate.max_new_tokens if "response" in cap.positions else 0
+
+
+def pair_budget(study: Study, variant: str, pset: str) -> Budget:
+    cap, proj = study.capture, study.project
+    dims = study.dims[variant]
+    layers = len(parse_layers(cap.layers, dims.n_layers, "capture.layers"))
+    pooled = len([p for p in cap.positions if p in ("last", "mean")])
+    tokens = response_tokens(study)
+    acts = layers * dims.hidden_size * 2.0 * (pooled + tokens) + TOKEN_EXTRA_BYTES * tokens
+    proj_layers = 1 if proj.layers == "best" else len(parse_layers(proj.layers, dims.n_layers, "project.layers"))
+    score_positions = pooled + (1 if tokens else 0) + (tokens if proj.per_token else 0)
+    scores = len(study.traits) * len(proj.methods) * proj_layers * score_positions * SCORE_ROW_BYTES
+    return Budget(variant, pset, int(study.rows.get(pset) or 0), study.streamed(pset), acts, scores)
+
+
+def study_budget(study: Study) -> list[Budget]:
+    """The budget of every captured and projected (variant, prompt set)."""
+    return [pair_budget(study, v, s) for v, s in study.projected_pairs()]
+
+
+def human(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if abs(n) < 1000 or unit == "TB":
+            return f"{n:.1f} {unit}" if unit != "B" else f"{n:.0f} B"
+        n /= 1000
+    return f"{n:.1f} TB"
+
+
+def report(study: Study, limit_gb: float) -> list[str]:
+    """Lines of the activation budget: per (variant, set), per variant and in total, with a warning above
+    ``limit_gb`` (``checks.activation_budget_gb``)."""
+    budgets = study_budget(study)
+    lines = ["activation budget (what capture and project will write; checks.activation_budget_gb to change the "
+             "warning):"]
+    for b in budgets:
+        how = "stream: scores only" if b.streamed else "activations + scores"
+        lines.append(f"  {b.variant}/{b.prompt_set}: {b.rows} prompts x {human(b.written_per_prompt)} = "
+                     f"{human(b.written)} ({how})")
+    per_variant: dict[str, float] = {}
+    for b in budgets:
+        per_variant[b.variant] = per_variant.get(b.variant, 0.0) + b.written
+    lines.append("  per variant: " + ", ".join(f"{v} {human(n)}" for v, n in sorted(per_variant.items())))
+    total = sum(per_variant.values())
+    lines.append(f"  total: {human(total)}")
+    if total > limit_gb * 1e9:
+        lines.append(f"WARNING: capture will write {human(total)}, above checks.activation_budget_gb={limit_gb:g} GB "
+                     "(fix: capture fewer layers (capture.layers), drop `response` from capture.positions for large "
+                     "sets, or set capture.stream: true to keep scores only)")
+    return lines
