@@ -35,6 +35,10 @@ include: "rules/experiments.smk"
 include: "rules/analyze.smk"
 
 
+localrules:
+    all,
+
+
 rule all:
     default_target: True
     input:

@@ -1,10 +1,14 @@
-"""Dry-run time of a full-scale study: 3 variants of a 70B-shaped model x 330K prompts x 6 traits x 80 layers.
+"""Jobs, dry-run time and disk of a full-scale study: 4 variants of a 70B-shaped model x 330K prompts x 6 traits x
+80 layers, two-step (activations kept, then projected) and stream-through (capture.stream: scores only).
 
-Builds the study in a temporary folder (model folders hold only a config.json with the 70B shape; the
-prompt sets are local parquet files, 330,000 prompts in all, split into shards of 2,000 by default), then times
-`snakemake -n results/all` and prints the number of jobs and seconds.
+Builds the study in a temporary folder (model folders hold only a config.json with the 70B shape; the prompt sets
+are local parquet files, 330,000 prompts in all, in shards of 10,000 by default: a 70B capture job of 10,000 prompts
+runs for about an hour, long enough that loading 133 GB of weights is a small part of it), then times
+`snakemake -n results/all` in each mode and prints the jobs per rule, the jobs a SLURM run submits (every job but
+the local rule `all`, which `results/all` does not plan), the seconds, and the bytes capture and project write per prompt and in total (the start-up
+budget of traitscope.budget).
 
-    python benchmarks/dag_scale.py [--prompts 330000] [--shard-size 2000]
+    python benchmarks/dag_scale.py [--prompts 330000] [--shard-size 10000]
 """
 
 from __future__ import annotations
@@ -49,34 +53,57 @@ def build(root: Path, n_prompts: int, shard_size: int) -> Path:
     config = {"variants": variants, "traits": traits, "prompt_sets": prompt_sets,
               "extract": {"variant": "base", "layers": "all"},
               "capture": {"variants": list(variants), "prompt_sets": list(sizes), "layers": "all"},
-              "project": {"layers": "all"}}
+              "project": {"layers": "best"}}
     cfg = root / "config.yaml"
     cfg.write_text(yaml.safe_dump(config))
     return cfg
 
 
+def dry_run(root: Path, cfg: Path) -> tuple[dict[str, int], float, str]:
+    cmd = [sys.executable, "-m", "snakemake", "results/all", "-s", str(REPO / "Snakefile"), "-d", str(root), "-n",
+           "--quiet", "rules", "--configfile", str(cfg)]
+    t = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    seconds = time.perf_counter() - t
+    if proc.returncode != 0:
+        sys.exit(proc.stderr[-3000:])
+    out = proc.stdout + proc.stderr
+    table = out.split("Job stats:")[1].split("total")[0]
+    jobs = {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.M)}
+    return jobs, seconds, out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--prompts", type=int, default=330_000)
-    ap.add_argument("--shard-size", type=int, default=2000)
+    ap.add_argument("--shard-size", type=int, default=10_000)
     args = ap.parse_args()
+    from traitscope.budget import human, study_budget
+    from traitscope.config import load_config
+
+    print(f"full-scale study: 4 variants (70B shape: 80 layers, hidden 8192), {args.prompts} prompts in shards of "
+          f"{args.shard_size}, 6 traits, capture and extraction at all 80 layers, positions last, mean and response "
+          "(32 new tokens), project at each trait's best layer\n")
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         cfg = build(root, args.prompts, args.shard_size)
-        cmd = [sys.executable, "-m", "snakemake", "results/all", "-s", str(REPO / "Snakefile"), "-d", str(root), "-n",
-               "--quiet", "rules", "--configfile", str(cfg)]
-        t = time.perf_counter()
-        proc = subprocess.run(cmd, capture_output=True, text=True)
-        seconds = time.perf_counter() - t
-        if proc.returncode != 0:
-            sys.exit(proc.stderr[-3000:])
-        out = proc.stdout + proc.stderr
-        total = re.search(r"^total\s+(\d+)$", out, re.M)
-        print(out.split("Job stats:")[1].split("Reasons")[0].strip() if "Job stats:" in out else out[-2000:])
-        print(f"\nfull-scale study: 4 variants (70B shape, 80 layers), {args.prompts} prompts in shards of "
-              f"{args.shard_size}, 6 traits, all 80 layers")
-        print(f"snakemake -n results/all: {total.group(1) if total else '?'} jobs, DAG built in {seconds:.1f} s "
-              f"(wall time of the whole dry-run command, Python start-up and config validation included)")
+        for mode in ("two-step", "stream"):
+            config = yaml.safe_load(cfg.read_text())
+            config["capture"]["stream"] = mode == "stream"
+            cfg.write_text(yaml.safe_dump(config))
+            jobs, seconds, _ = dry_run(root, cfg)
+            budgets = study_budget(load_config(config, base_dir=root))
+            rows = sum(b.rows for b in budgets)
+            written = sum(b.written for b in budgets)
+            submitted = sum(n for rule, n in jobs.items() if rule != "all")
+            print(f"== {mode}: " + ", ".join(f"{rule} {n}" for rule, n in jobs.items()))
+            print(f"   jobs submitted to SLURM: {submitted} (every job of the plan; the rule `all` would run locally)")
+            print(f"   snakemake -n results/all: {seconds:.1f} s (the whole command: Python start-up, config "
+                  "validation, DAG)")
+            print(f"   written per prompt: {human(written / rows)} (activations "
+                  f"{human(sum(b.rows * b.activation_bytes_per_prompt for b in budgets if not b.streamed) / rows)}, "
+                  f"scores {human(sum(b.rows * b.score_bytes_per_prompt for b in budgets) / rows)}); "
+                  f"in total {human(written)} for {rows} (variant, prompt) pairs\n")
 
 
 if __name__ == "__main__":
