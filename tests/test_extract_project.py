@@ -102,7 +102,7 @@ def test_selection_folds_need_enough_groups():
 def test_extraction_recovers_planted_direction_and_picks_the_strong_layer():
     tensors, table, direction = planted()
     job = ExtractJob(methods=("mean_diff", "probe"), test_fraction=0.25, selection_folds=3, probe_C=1.0,
-                     selection_method="mean_diff")
+                     selection_method="mean_diff", random_directions=50)
     shard = ActivationShard(tensors, {"ids": table["id"].tolist(), "layers": [0, 1, 2], "positions": ["last"]})
     out, metrics = extract_trait(shard, table, job, trait="t/x", variant="v", model="m", layers=[0, 1, 2],
                                  position="last", seed=0)
@@ -123,8 +123,10 @@ def test_extraction_recovers_planted_direction_and_picks_the_strong_layer():
 
 def test_best_layer_is_chosen_by_train_cross_validation_not_the_test_split():
     m = pd.DataFrame({"layer": [3, 5, 7], "method": "mean_diff", "val_auc": [0.8, 0.9, 0.7], "auc": [1.0, 0.6, 0.99],
-                      "cohens_d": [2.0, 3.0, 9.0], "n_test": 10})
+                      "cohens_d": [2.0, 3.0, 9.0], "n_test": 10, "random_auc_p95": 0.7, "auc_percentile": 90.0,
+                      "beats_random": [True, False, True], "shuffled_auc": 0.5, "n_random": 100})
     best = choose_best_layer(m, "mean_diff")
+    assert best["baseline"].startswith("DOES NOT BEAT ITS RANDOM BASELINE") and not best["beats_random"]
     assert best["layer"] == 5 and best["val_auc"] == 0.9 and best["auc"] == 0.6  # the test AUC is reported as it is
     m["val_auc"] = [0.9, 0.9, 0.7]
     assert choose_best_layer(m, "mean_diff")["layer"] == 3  # ties go to the earlier layer
@@ -135,7 +137,7 @@ def test_the_test_split_cannot_change_the_choice():
     stay the same; only the reported test metrics move."""
     tensors, table, _ = planted(signal=(0.0, 1.0, 1.2))
     job = ExtractJob(methods=("mean_diff", "probe"), test_fraction=0.25, selection_folds=3, probe_C=1.0,
-                     selection_method="mean_diff")
+                     selection_method="mean_diff", random_directions=50)
     meta = {"ids": table["id"].tolist(), "layers": [0, 1, 2], "positions": ["last"]}
     kwargs = dict(trait="t/x", variant="v", model="m", layers=[0, 1, 2], position="last", seed=0)
     clean, m1 = extract_trait(ActivationShard(tensors, meta), table, job, **kwargs)
@@ -225,3 +227,92 @@ def test_projection_errors_are_actionable():
     wide = TraitVectors({**vectors.info, "hidden_size": 12}, {k: torch.randn(12) for k in vectors.tensors})
     with pytest.raises(ProjectionError, match="hidden size"):
         project_shard(shard, [wide], job(per_token=False), n_layers=2)
+
+
+def test_every_method_of_the_registry_is_a_config_choice_and_pca_diff_finds_the_direction():
+    import yaml
+
+    from traitscope.config import SCHEMA_PATH
+    from traitscope.methods import METHODS, fit_direction
+
+    text = SCHEMA_PATH.read_text()
+    enums = [line for line in text.splitlines() if "enum: [mean_diff" in line]
+    assert len(enums) == 9 and all(yaml.safe_load("{" + e.split("{", 1)[1])["enum"] == list(METHODS) for e in enums)
+    tensors, table, direction = planted()
+    x, y = tensors["last.layer_2"].float().numpy(), table["label"].to_numpy()
+    pca = fit_direction(x, y, "pca_diff", probe_c=1.0, seed=0)
+    assert abs(pca.vector @ direction) / np.linalg.norm(pca.vector) > 0.9
+    assert (x[y == 1] @ pca.vector).mean() > (x[y == 0] @ pca.vector).mean()  # oriented from label 0 to 1
+    assert (pca.predict(x) == y).mean() > 0.9
+    rand = fit_direction(x, y, "random", probe_c=1.0, seed=5)  # planted() drew its direction with seed 0
+    assert abs(rand.vector @ direction) / np.linalg.norm(rand.vector) < 0.6  # knows nothing but the sign
+    assert (x[y == 1] @ rand.vector).mean() >= (x[y == 0] @ rand.vector).mean()
+    assert np.array_equal(rand.vector, fit_direction(x, y, "random", probe_c=1.0, seed=5).vector)  # seeded
+
+
+def test_every_extraction_auc_comes_with_its_random_and_shuffled_baselines():
+    from scipy.stats import percentileofscore
+
+    from traitscope.extract import random_baseline
+
+    tensors, table, _ = planted(signal=(0.0, 0.5, 3.0))
+    job = ExtractJob(methods=("mean_diff", "pca_diff", "random"), test_fraction=0.25, selection_folds=3, probe_C=1.0,
+                     selection_method="mean_diff", random_directions=50)
+    shard = ActivationShard(tensors, {"ids": table["id"].tolist(), "layers": [0, 1, 2], "positions": ["last"]})
+    out, metrics = extract_trait(shard, table, job, trait="t/x", variant="v", model="m", layers=[0, 1, 2],
+                                 position="last", seed=0)
+    m = metrics.set_index(["layer", "method"])
+    assert m.loc[(2, "mean_diff"), "beats_random"] and m.loc[(2, "mean_diff"), "auc_percentile"] == 100.0
+    assert m.loc[(2, "pca_diff"), "beats_random"]
+    assert not m.loc[(0, "mean_diff"), "beats_random"]  # no signal at layer 0: no better than chance
+    assert m.loc[(2, "mean_diff"), "shuffled_auc"] < m.loc[(2, "mean_diff"), "auc"] - 0.3  # shuffled labels: far worse
+    assert (m["n_random"] == 50).all()
+    # recompute layer 2's baseline from the recorded split with the same seeded directions
+    test = table["group"].isin(out.info["split"]["test_groups"]).to_numpy()
+    y, x = table["label"].to_numpy(), tensors["last.layer_2"].float().numpy()
+    aucs = random_baseline(x[~test], y[~test], x[test], y[test], 50, seed=0 * 1000 + 2)
+    assert m.loc[(2, "mean_diff"), "random_auc_p95"] == pytest.approx(np.percentile(aucs, 95))
+    assert m.loc[(1, "mean_diff"), "auc_percentile"] != percentileofscore(aucs, m.loc[(1, "mean_diff"), "auc"])
+    best = out.info["best"]
+    assert best["layer"] == 2 and best["beats_random"] and "random directions at layer 2" in best["baseline"]
+    assert {"random_auc_p95", "auc_percentile", "beats_random", "shuffled_auc"} <= set(out.info["vectors"][0]["metrics"])
+    # a trait vector that does not beat its baseline says so
+    noise, _, _ = planted(signal=(0.0, 0.0, 0.0))
+    weak, _ = extract_trait(ActivationShard(noise, shard.meta), table, job, trait="t/x", variant="v", model="m",
+                            layers=[0, 1, 2], position="last", seed=0)
+    if not weak.info["best"]["beats_random"]:
+        assert weak.info["best"]["baseline"].startswith("DOES NOT BEAT ITS RANDOM BASELINE")
+    assert sum(not r["metrics"]["beats_random"] for r in weak.info["vectors"]) >= 7  # 9 vectors on pure noise
+
+
+def test_harm_check_reports_the_eval_auc_against_random_directions():
+    from traitscope.analyze import harm_check
+    from traitscope.methods import random_directions
+
+    tensors, table, direction = planted(signal=(0.0, 0.5, 3.0))
+    job = ExtractJob(methods=("mean_diff",), test_fraction=0.25, selection_folds=3, probe_C=1.0,
+                     selection_method="mean_diff", random_directions=40)
+    meta = {"ids": table["id"].tolist(), "layers": [0, 1, 2], "positions": ["last"]}
+    vectors, _ = extract_trait(ActivationShard(tensors, meta), table, job, trait="t/x", variant="v", model="m",
+                               layers=[0, 1, 2], position="last", seed=0)
+    labels = table["label"].to_numpy()
+    rng = np.random.default_rng(1)  # independent eval rows along the same planted direction
+    fresh = {f"last.layer_{k}": torch.tensor(rng.normal(size=(len(labels), 16)) + s * labels[:, None] * direction,
+                                             dtype=torch.float16) for k, s in enumerate((0.0, 0.5, 3.0))}
+    pos, neg = labels == 1, labels == 0
+
+    def shard_of(rows):
+        return ActivationShard({k: v[torch.tensor(rows)] for k, v in fresh.items()},
+                               {"ids": [str(i) for i in range(int(rows.sum()))], "layers": [0, 1, 2],
+                                "positions": ["last"]})
+
+    result, _, _ = harm_check(vectors, [shard_of(pos)], [shard_of(neg)], min_auc=0.9, seed=3)
+    base = result["eval_baseline"]
+    u = vectors.unit("mean_diff", 2).numpy()
+    r = random_directions(40, len(u), 3)
+    r *= np.where(r @ u >= 0, 1.0, -1.0)[:, None]
+    x = fresh["last.layer_2"].float().numpy()
+    aucs = [roc_auc_score(np.r_[np.ones(pos.sum()), np.zeros(neg.sum())], np.r_[x[pos] @ d, x[neg] @ d]) for d in r]
+    assert base["random_auc_p95"] == pytest.approx(np.percentile(aucs, 95)) and base["n_random"] == 40
+    assert base["beats_random"] == (result["eval_auc"] > base["random_auc_p95"]) and base["beats_random"]
+    assert result["extraction_baseline"]["beats_random"] and result["extraction_baseline"]["n_random"] == 40

@@ -12,10 +12,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
+from scipy.stats import percentileofscore
 
 from . import __version__
 from .artifacts import ActivationShard, TraitVectors, tensor_key
 from .io import file_sha256
+from .methods import random_directions
 from .project import at_layer
 from .stats import auc, separation
 
@@ -33,11 +35,11 @@ def harm_check(vectors: TraitVectors, harmful: list[ActivationShard], harmless: 
     rows = [{"layer": v["layer"], "auc": v["metrics"]["auc"], "data": f"extraction test split ({m})"}
             for v in sidecar["vectors"] for m in [v["method"]]]
 
-    def scores(shards: list[ActivationShard], layer: int, u: torch.Tensor) -> np.ndarray:
+    def scores(shards: list[ActivationShard], layer: int, u: torch.Tensor | np.ndarray) -> np.ndarray:
         out = []
         for shard in shards:
             x, ok = shard.pooled(position, layer)
-            out.append(x[ok] @ u.numpy())
+            out.append(x[ok] @ (u.numpy() if isinstance(u, torch.Tensor) else u))
         return np.concatenate(out)
 
     layers = harmful[0].layers
@@ -58,18 +60,34 @@ def harm_check(vectors: TraitVectors, harmful: list[ActivationShard], harmless: 
     eval_auc = sep["auc"]
     chosen = next(v["metrics"] for v in sidecar["vectors"] if v["layer"] == best and v["method"] == method)
     extraction_auc = float(chosen["auc"])
+    # control baseline on the eval sets: random unit directions at the best layer, each given the sign that agrees
+    # with the trait vector (no eval label is used), as many as extraction drew
+    trait_dir = vectors.unit(method, best).numpy()
+    rand = random_directions(int(chosen.get("n_random", 100)), len(trait_dir), seed)
+    rand *= np.where(rand @ trait_dir >= 0, 1.0, -1.0)[:, None]
+    ph, pb = scores(harmful, best, rand.T), scores(harmless, best, rand.T)
+    random_aucs = np.array([auc(y, np.r_[ph[:, k], pb[:, k]]) for k in range(len(rand))])
+    eval_p95 = float(np.percentile(random_aucs, 95))
     result = {
         "trait": sidecar["trait"], "model": sidecar["model"], "position": position, "method": method,
         "best_layer": best, "best_layer_reason": sidecar["best"]["reason"],
         "extraction_val_auc": float(chosen["val_auc"]), "extraction_test_auc": extraction_auc,
         "eval_auc": eval_auc, "eval_auc_ci95": [sep["ci_low"], sep["ci_high"]], "eval_cohens_d": sep["cohens_d"],
+        "extraction_baseline": {k: chosen.get(k) for k in ("random_auc_p95", "auc_percentile", "beats_random",
+                                                           "shuffled_auc", "n_random")},
+        "eval_baseline": {"random_auc_mean": float(random_aucs.mean()), "random_auc_p95": eval_p95,
+                          "auc_percentile": float(percentileofscore(random_aucs, eval_auc, kind="strict")),
+                          "beats_random": bool(eval_auc > eval_p95), "n_random": int(len(rand))},
         "n_eval_harmful": int(len(h)), "n_eval_harmless": int(len(b)),
         "min_auc": min_auc, "passed": bool(extraction_auc >= min_auc and eval_auc >= min_auc),
         "criterion": "ROC-AUC >= min_auc at the best layer, on the extraction test split and on the eval sets",
         "definitions": {
             "extraction_val_auc": "cross-validated ROC-AUC inside the extraction training split: chose the best layer",
             "extraction_test_auc": "ROC-AUC on the extraction test split at that layer (not used for any choice)",
-            "eval_auc": "ROC-AUC on the independent eval prompt sets at that layer (not used for any choice)"},
+            "eval_auc": "ROC-AUC on the independent eval prompt sets at that layer (not used for any choice)",
+            "*_baseline": "the same AUC of random unit directions at that layer (extraction: oriented on the training "
+                          "split; eval: given the trait vector's sign): their 95th percentile, the vector's percentile "
+                          "among them, whether it beats the 95th percentile, and (extraction) a shuffled-label vector"},
     }
     dist = pd.DataFrame({"score": s, "group": np.where(y == 1, "harmful", "harmless")})
     return result, pd.DataFrame(rows), dist

@@ -13,6 +13,15 @@ The best layer is chosen on the training split alone, by grouped ``selection_fol
                probe: the probe's own prediction
 ``cohens_d``   Cohen's d of the test projections, pos vs neg
 ``train_auc``  the same AUC on train, to show over-fitting
+
+Control baselines, per (method, layer), on the same test split:
+
+``random_auc_mean``, ``random_auc_p95``  mean and 95th percentile of the test AUCs of ``random_directions`` seeded
+               random unit directions at the layer, each oriented on the training split (pos above neg)
+``auc_percentile``  the vector's test AUC as a percentile of those random AUCs (scipy ``percentileofscore``,
+               strict: the share of random directions it beats)
+``beats_random``    ``auc`` above ``random_auc_p95``
+``shuffled_auc``    the test AUC of the same method fit on the training rows with their labels shuffled
 """
 
 from __future__ import annotations
@@ -24,10 +33,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
+from scipy.stats import percentileofscore
 from sklearn.model_selection import StratifiedGroupKFold, train_test_split
 
 from .artifacts import ActivationShard, TraitVectors, tensor_key
-from .methods import fit_direction, unit
+from .methods import fit_direction, random_directions, unit
 from .settings import ExtractJob
 from .stats import auc, cohens_d
 
@@ -87,13 +97,26 @@ class LayerResult:
     metrics: list[dict[str, Any]]
 
 
+def random_baseline(xtr: np.ndarray, ytr: np.ndarray, xte: np.ndarray, yte: np.ndarray, n: int,
+                    seed: int) -> np.ndarray:
+    """Test AUCs of ``n`` seeded random unit directions, each oriented on the training rows (pos above neg)."""
+    r = random_directions(n, xtr.shape[1], seed)
+    ptr, pte = xtr @ r.T, xte @ r.T
+    sign = np.where(ptr[ytr == 1].mean(0) >= ptr[ytr == 0].mean(0), 1.0, -1.0)
+    return np.array([auc(yte, pte[:, k] * sign[k]) for k in range(n)])
+
+
 def fit_layer(x: np.ndarray, y: np.ndarray, train: np.ndarray, test: np.ndarray, methods: tuple[str, ...] | list[str],
-              probe_c: float, seed: int, folds: list[tuple[np.ndarray, np.ndarray]] | None = None) -> LayerResult:
-    """Vectors fit on ``train``; test metrics; and, given ``folds`` (positions into ``train``), the mean
-    cross-validated AUC inside train that the layer choice uses."""
+              probe_c: float, seed: int, folds: list[tuple[np.ndarray, np.ndarray]] | None = None,
+              n_random: int = 100, layer: int = 0) -> LayerResult:
+    """Vectors fit on ``train``; test metrics against the control baselines (random directions at this layer, a
+    shuffled-label vector); and, given ``folds`` (positions into ``train``), the mean cross-validated AUC inside
+    train that the layer choice uses."""
     xtr, ytr, xte, yte = x[train], y[train], x[test], y[test]
     vectors: dict[str, np.ndarray] = {}
     metrics = []
+    random_aucs = random_baseline(xtr, ytr, xte, yte, n_random, seed=seed * 1000 + layer)
+    shuffled = np.random.default_rng(seed * 1000 + layer).permutation(ytr)
     for method in methods:
         direction = fit_direction(xtr, ytr, method, probe_c=probe_c, seed=seed)
         v = direction.vector
@@ -102,10 +125,17 @@ def fit_layer(x: np.ndarray, y: np.ndarray, train: np.ndarray, test: np.ndarray,
         pte, ptr = xte @ u, xtr @ u
         val = [auc(ytr[b], xtr[b] @ unit(fit_direction(xtr[a], ytr[a], method, probe_c=probe_c, seed=seed).vector))
                for a, b in folds or []]
+        test_auc = auc(yte, pte)
+        shuffled_v = fit_direction(xtr, shuffled, method, probe_c=probe_c, seed=seed).vector
         metrics.append({"method": method, "val_auc": float(np.mean(val)) if val else float("nan"),
-                        "auc": auc(yte, pte), "accuracy": float((direction.predict(xte) == yte).mean()),
+                        "auc": test_auc, "accuracy": float((direction.predict(xte) == yte).mean()),
                         "cohens_d": cohens_d(pte[yte == 1], pte[yte == 0]), "train_auc": auc(ytr, ptr),
-                        "norm": float(np.linalg.norm(v)), "n_train": int(len(train)), "n_test": int(len(test))})
+                        "norm": float(np.linalg.norm(v)), "n_train": int(len(train)), "n_test": int(len(test)),
+                        "random_auc_mean": float(random_aucs.mean()),
+                        "random_auc_p95": float(np.percentile(random_aucs, 95)),
+                        "auc_percentile": float(percentileofscore(random_aucs, test_auc, kind="strict")),
+                        "beats_random": bool(test_auc > np.percentile(random_aucs, 95)),
+                        "shuffled_auc": auc(yte, xte @ unit(shuffled_v)), "n_random": int(n_random)})
     return LayerResult(vectors, metrics)
 
 
@@ -122,8 +152,16 @@ def choose_best_layer(metrics: pd.DataFrame, method: str) -> dict[str, Any]:
         reason += f"; runner-up layer {int(runner['layer'])} ({runner['val_auc']:.3f})"
     reason += (f"; ties go to the earlier layer. Its test-split AUC {best['auc']:.3f} (n_test {int(best['n_test'])}) "
                "played no part in the choice")
+    baseline = (f"test AUC {best['auc']:.3f} is at the {best['auc_percentile']:.0f}th percentile of "
+                f"{int(best['n_random'])} random directions at layer {int(best['layer'])} (their 95th percentile "
+                f"{best['random_auc_p95']:.3f}); a vector fit on shuffled labels scores {best['shuffled_auc']:.3f}")
+    if not best["beats_random"]:
+        baseline = "DOES NOT BEAT ITS RANDOM BASELINE: " + baseline
     return {"layer": int(best["layer"]), "method": method, "val_auc": float(best["val_auc"]),
             "auc": float(best["auc"]), "cohens_d": float(best["cohens_d"]),
+            "beats_random": bool(best["beats_random"]), "auc_percentile": float(best["auc_percentile"]),
+            "random_auc_p95": float(best["random_auc_p95"]), "shuffled_auc": float(best["shuffled_auc"]),
+            "baseline": baseline,
             "criterion": "max cross-validated ROC-AUC inside the training split (the test split only reports)",
             "reason": reason}
 
@@ -149,7 +187,8 @@ def extract_trait(shard: ActivationShard, table: pd.DataFrame, job: ExtractJob, 
     rows = []
     for layer in layers:
         x, _ = shard.pooled(position, layer)
-        res = fit_layer(x[keep], y, train, test, job.methods, job.probe_C, seed, folds)
+        res = fit_layer(x[keep], y, train, test, job.methods, job.probe_C, seed, folds, n_random=job.random_directions,
+                        layer=layer)
         for method, v in res.vectors.items():
             tensors[tensor_key(method, layer)] = torch.from_numpy(v)
         rows += [{"layer": layer, **m} for m in res.metrics]
@@ -167,7 +206,8 @@ def extract_trait(shard: ActivationShard, table: pd.DataFrame, job: ExtractJob, 
         "best": choose_best_layer(metrics, job.selection_method),
         "vectors": [{"key": tensor_key(r["method"], int(r["layer"])), "method": r["method"], "layer": int(r["layer"]),
                      "metrics": {k: r[k] for k in ("val_auc", "auc", "accuracy", "cohens_d", "train_auc", "norm",
-                                                   "n_train", "n_test")}}
+                                                   "n_train", "n_test", "random_auc_mean", "random_auc_p95",
+                                                   "auc_percentile", "beats_random", "shuffled_auc", "n_random")}}
                     for r in metrics.to_dict(orient="records")],
         "activations_key": shard.meta.get("key"),
     }

@@ -38,7 +38,8 @@ def trait_panels(traits: list[str], width: float, height: float, **subplots: Any
 
 def extraction_summary(metrics: pd.DataFrame, best: dict[str, int], model: str) -> plt.Figure:
     """ROC-AUC per layer, one panel per trait, one colour per method: solid the test split (reported), dashed
-    the cross-validation inside train that chose the best layer (marked)."""
+    the cross-validation inside train that chose the best layer (marked); the grey band is the control baseline,
+    the 95th percentile of random directions' test AUCs at each layer."""
     traits = sorted(metrics["trait"].unique())
     fig, panels = trait_panels(traits, 4.6, 3.4, sharey=True)
     long = metrics.melt(id_vars=["trait", "layer", "method", "n_train", "n_test"], value_vars=["auc", "val_auc"],
@@ -49,6 +50,11 @@ def extraction_summary(metrics: pd.DataFrame, best: dict[str, int], model: str) 
         sns.lineplot(data=m, x="layer", y="roc_auc", hue="method", style="split", marker="o", errorbar=None, ax=ax,
                      style_order=["test (reported)", "train CV (chooses layer)"])
         ax.axvline(best[trait], color="grey", ls="--", lw=1)
+        if "random_auc_p95" in metrics:
+            band = metrics[metrics["trait"] == trait].groupby("layer")["random_auc_p95"].first()
+            n_random = int(metrics["n_random"].iloc[0])
+            ax.fill_between(band.index, 0.5, band.to_numpy(), color="grey", alpha=0.25, lw=0,
+                            label=f"random directions, 95th pct (n={n_random})")
         n_test, n_train = int(m["n_test"].iloc[0]), int(m["n_train"].iloc[0])
         ax.set_title(f"{trait} (best layer {best[trait]}, n_train={n_train}, n_test={n_test})", fontsize=9)
         ax.set_xlabel("layer (residual stream after block)")

@@ -187,6 +187,7 @@ class ExtractSettings(NamedTuple):
     selection_folds: int
     probe_C: float
     selection_method: str
+    random_directions: int
     max_new_tokens: int
     batch_size: int
 
@@ -199,6 +200,7 @@ class ExtractJob(NamedTuple):
     selection_folds: int
     probe_C: float
     selection_method: str
+    random_directions: int
 
 
 class CaptureSettings(NamedTuple):
@@ -532,8 +534,8 @@ class Study:
     def extract_job(self) -> ExtractJob:
         e = self.extract
         return ExtractJob(methods=e.methods, test_fraction=e.test_fraction, selection_folds=e.selection_folds,
-                          probe_C=e.probe_C,
-                          selection_method=e.selection_method)
+                          probe_C=e.probe_C, selection_method=e.selection_method,
+                          random_directions=e.random_directions)
 
     def shard_count(self, pset: str) -> int:
         return self.shards[pset]
