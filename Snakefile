@@ -32,6 +32,7 @@ include: "rules/project.smk"
 include: "rules/steer.smk"
 include: "rules/organisms.smk"
 include: "rules/experiments.smk"
+include: "rules/sae.smk"
 include: "rules/analyze.smk"
 
 

@@ -1,5 +1,6 @@
 # Start-up and helpers: validate the config into the typed Study, then every path comes from the Layout.
 # Rule files hold rules only; every function they use is defined here.
+import posixpath
 import re
 import sys
 
@@ -40,6 +41,8 @@ wildcard_constraints:
     name="[a-z0-9_.-]+",
     ft="[A-Za-z0-9_]+",
     dataset="[A-Za-z0-9_]+",
+    layer=r"\d+",
+    experiment="backdoor|organism|prefill",
 
 
 # ---------------------------------------------------------------------------------------- helpers
@@ -328,6 +331,55 @@ def viewer_enabled():
     return S.viewer.enabled and S.project.per_token and "response" in S.capture.positions
 
 
+# ------------------------------------------------------------------------------------------ SAE features
+def sae_corpus_pairs(w=None):
+    return [(S.sae_variant(), s) for s in S.sae_corpus()]
+
+
+def sae_corpus_shards(w):
+    return shards(L.activations, [S.sae_variant()], list(S.sae_corpus()))
+
+
+def sae_train_settings(w):
+    """What a trained SAE depends on: its layer and the training settings (not the comparison settings)."""
+    keep = ("n_features", "k", "steps", "batch_size", "lr", "holdout")
+    return {"layer": int(w.layer), **{k: getattr(S.sae, k) for k in keep}}
+
+
+def sae_sources():
+    """Layer -> where its SAE comes from: the trained folder, a local SAELens folder, or hub:<repo>/<path>."""
+    if S.sae.source == "train":
+        return {layer: posixpath.dirname(L.sae(layer)["config"]) for layer in S.sae.layers}
+    return {layer: S.sae.source.format(layer=layer) for layer in S.sae.layers}
+
+
+def sae_feature_inputs(w):
+    c = S.sae_comparisons()[w.experiment]
+    files = []
+    for layer, src in sae_sources().items():
+        if S.sae.source == "train":
+            files += [L.sae(layer)[k] for k in ("config", "weights", "training")]
+        elif not src.startswith("hub:"):
+            files += [posixpath.join(src, "cfg.json"), posixpath.join(src, "sae_weights.safetensors")]
+    return {"a": shards(L.activations, [c.a_variant], [c.a_set]), "b": shards(L.activations, [c.b_variant], [c.b_set]),
+            "sae_files": files, "vectors": vector_files("vectors"), "sidecars": vector_files("sidecar"),
+            "model": model_inputs(c.a_variant)}
+
+
+def sae_comparison(w):
+    return S.sae_comparisons()[w.experiment]
+
+
+def sae_model_spec(w):
+    return S.variants[S.sae_comparisons()[w.experiment].a_variant]
+
+
+def sae_targets():
+    if not S.sae:
+        return []
+    return [L.sae_features(e)[k] for e in S.sae_comparisons() for k in ("json", "figure")]
+
+
 def analysis_targets():
     out = list(L.extraction_summary().values()) + list(L.trait_scores().values())
     if viewer_enabled():
@@ -335,4 +387,4 @@ def analysis_targets():
     out += vector_files("vectors") + vector_files("sidecar")
     if S.harm_check:
         out += list(L.harm_check().values())
-    return out + steer_targets() + organism_targets() + experiment_targets()
+    return out + steer_targets() + organism_targets() + experiment_targets() + sae_targets()

@@ -128,6 +128,9 @@ def organism_config(model_dir: Path) -> dict:
                        "n_generations": 2, "max_new_tokens": 3, "n_boot": 200}
     cfg["backdoor"] = {"variant": "backdoored", "baseline": "base", "trigger": "backdoor_trigger",
                        "control": "backdoor_control", "max_tokens": 4, "n_boot": 200}
+    cfg["sae"] = {"layers": [1, 3], "corpus": ["harmful_eval", "benign_eval", "backdoor_trigger", "backdoor_control"],
+                  "n_features": 64, "k": 4, "steps": 60, "batch_size": 32, "n_boot": 200, "n_random": 20,
+                  "top_features": 5, "top_tokens": 3}
     return cfg
 
 

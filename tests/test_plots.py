@@ -15,11 +15,12 @@ TRAITS = ["safety/evil", "safety/harm", "safety/refusal", "safety/sycophancy"]
 
 def _extraction_summary():
     metrics = pd.DataFrame([{"trait": t, "layer": layer, "method": m, "auc": rng.uniform(0.5, 1),
-                             "val_auc": rng.uniform(0.5, 1), "n_train": 24, "n_test": 8}
+                             "val_auc": rng.uniform(0.5, 1), "n_train": 24, "n_test": 8, "random_auc_p95": 0.7,
+                             "n_random": 100}
                             for t in TRAITS[:2] for layer in range(4) for m in ("mean_diff", "probe")])
     return plots.extraction_summary(metrics, {TRAITS[0]: 1, TRAITS[1]: 3}, "tiny"), 2, [
         "best layer 1, n_train=24, n_test=8", "best layer 3, n_train=24, n_test=8", "test (reported)",
-        "train CV (chooses layer)"]
+        "train CV (chooses layer)", "random directions, 95th pct (n=100)"]
 
 
 def _harm_separation():
@@ -78,7 +79,18 @@ def _early_detection_tokens():
     return plots.early_detection_tokens(tokens, "backdoor"), 2, ["(n>=17 pairs per token)"]
 
 
-FIGURES = {f.__name__.lstrip("_"): f for f in (_extraction_summary, _harm_separation, _trait_scores, _steering_sweep,
+def _sae_features():
+    feats = [{"feature": f, "cohens_d": 1.0 - f / 10, "d_ci_low": 0.5 - f / 10, "d_ci_high": 1.5 - f / 10,
+              "auc_oriented": 0.8 - f / 50} for f in range(4)]
+    layer = {"layer": 3, "n_a": 20, "n_b": 18, "n_report_a": 9, "n_report_b": 8, "features": feats,
+             "trait_aucs": {"safety/evil": 0.6}, "random_baseline": {"random_auc_p95": 0.75, "n_random": 100}}
+    result = {"experiment": "backdoor", "position": "last", "model": "tiny", "layers": [layer, {**layer, "layer": 5}],
+              "conditions": {"a": {"label": "trigger"}, "b": {"label": "control"}}}
+    return plots.sae_features(result), 4, ["trigger (n=20) vs control (n=18)", "report half (n=9 vs 8)",
+                                           "random directions, 95th pct (n=100)", "feature 3", "safety/evil"]
+
+
+FIGURES = {f.__name__.lstrip("_"): f for f in (_sae_features, _extraction_summary, _harm_separation, _trait_scores, _steering_sweep,
                                                _optimization_curves, _loss_curve, _organism_detection,
                                                _backdoor_trait_comparison, _early_detection_tokens)}
 

@@ -266,6 +266,46 @@ def test_token_viewer_shows_the_projected_tokens(study, tiny_model_dir, tmp_path
         b.screenshot(tmp_path / "viewer.png")
 
 
+def test_sae_features_for_every_comparison(study):
+    """A top-k SAE per layer trained on the corpus (SAELens folder, held-out FVU and dead share), and per experiment
+    the features that tell its conditions apart, recomputed here from the activations on the report half."""
+    from traitscope.artifacts import ActivationShard
+    from traitscope.features import pooled_features, selection_half
+    from traitscope.sae import SparseAutoencoder
+    from traitscope.stats import cohens_d
+
+    workdir, _ = study
+    r = workdir / "results"
+    for layer in (1, 3):
+        training = json.loads((r / f"sae/layer_{layer}/training.json").read_text())
+        assert 0 < training["fvu_heldout"] < 1.0 and 0 <= training["dead_share_heldout"] <= 1
+        assert training["n_heldout_rows"] > 0 and training["corpus"][0] == "base/harmful_eval"
+        sae = SparseAutoencoder.load(r / f"sae/layer_{layer}")
+        assert (sae.d_in, sae.d_sae, sae.k) == (32, 64, 4)
+    expected = {"backdoor": ("backdoored/backdoor_trigger", "backdoored/backdoor_control"),
+                "organism": ("bad_advice/medical_eval", "base/medical_eval"),
+                "prefill": ("base/harmful_prefill", "base/benign_prefill")}
+    for exp, (a, b) in expected.items():
+        res = json.loads((r / f"sae/{exp}/features.json").read_text())
+        conds = res["conditions"]
+        assert (f"{conds['a']['variant']}/{conds['a']['prompt_set']}",
+                f"{conds['b']['variant']}/{conds['b']['prompt_set']}") == (a, b)
+        assert [x["layer"] for x in res["layers"]] == [1, 3] and (r / f"sae/{exp}/features.png").stat().st_size > 0
+        for lay in res["layers"]:
+            assert len(lay["features"]) == 5 and set(lay["trait_aucs"]) == {"safety/evil", "safety/harmful_instruction"}
+            assert lay["n_report_a"] + lay["n_report_b"] < lay["n_a"] + lay["n_b"]  # the selection half is not reported
+            assert {"best_feature_auc", "best_trait_auc", "random_auc_p95"} <= set(lay["summary"])
+        # recompute the top feature's effect size on the report half of backdoor, layer 1
+        if exp == "backdoor":
+            sae = SparseAutoencoder.load(r / "sae/layer_1")
+            shards = [[ActivationShard.load(r / f"activations/{p}/shard-0.safetensors")] for p in (a, b)]
+            (_, fa, ids_a), (_, fb, ids_b) = (pooled_features(sae, s, 1, "last") for s in shards)
+            sa, sb = selection_half(ids_a, 7), selection_half(ids_b, 7)
+            top = res["layers"][0]["features"][0]
+            j = top["feature"]
+            assert top["cohens_d"] == pytest.approx(cohens_d(fa[~sa, j], fb[~sb, j]))
+
+
 def test_nothing_to_do_after_a_run(study):
     workdir, cfg = study
     assert planned_jobs(smk(workdir, cfg, "-n", "results/all")) == {}
@@ -359,7 +399,7 @@ EXPECTED = {
                        "manifest": 1},
     "add_variant": {"capture": 3, "project": 2, "trait_scores": 1, "token_viewer": 1, "manifest": 1},
     "add_trait": {"prep_trait": 1, "capture_trait": 1, "extract_vectors": 1, "project": N_PROJECT,
-                  "extraction_summary": 1, **ANALYSES},
+                  "extraction_summary": 1, "sae_features": 3, **ANALYSES},
     "project_methods": {"project": N_PROJECT, **ANALYSES},
     "compare_alpha": {"variant_comparison": 1, "manifest": 1},
     "judge_model": {"steering_sweep": 1, "optimize_vector": 1, "extraction_gap": 1, "organism_ablation": 1,

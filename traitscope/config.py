@@ -97,6 +97,37 @@ def _err(key: str, what: str, fix: str) -> ConfigError:
     return ConfigError(f"config error at {key}: {what} (fix: {fix})")
 
 
+def check_sae(cfg: dict[str, Any], dims: dict[str, ModelDims]) -> None:
+    """SAE layers are captured layers of every variant the SAE reads; its position is captured; it has something
+    to compare; its corpus sets exist."""
+    sae = cfg.get("sae")
+    if not sae:
+        return
+    if not any(cfg.get(k) for k in ("backdoor", "organism", "prefill_attack")):
+        raise _err("sae", "no experiment to compare SAE features on",
+                   "configure backdoor, organism or prefill_attack, or remove the sae section")
+    variant = sae.get("variant") or cfg["extract"]["variant"]
+    if variant not in cfg["variants"]:
+        raise _err("sae.variant", f"unknown variant {variant!r}", f"use one of {sorted(cfg['variants'])}")
+    for s in sae["corpus"]:
+        if s not in cfg["prompt_sets"]:
+            raise _err("sae.corpus", f"unknown prompt set {s!r}", f"use one of {sorted(cfg['prompt_sets'])}")
+    cap = cfg["capture"]
+    stored = "last" if sae["position"] == "last" else "response"
+    if stored not in cap["positions"]:
+        raise _err("sae.position", f"{sae['position']} needs '{stored}' in capture.positions",
+                   f"add it to capture.positions or set sae.position to one of {cap['positions']}")
+    for layer in sae["layers"]:
+        n = dims[variant].n_layers
+        captured = parse_layers(cap["layers"], n, "capture.layers")
+        if layer not in captured:
+            raise _err("sae.layers", f"layer {layer} is not captured (capture.layers gives {captured[:5]}...)"
+                       if len(captured) > 5 else f"layer {layer} is not captured (capture.layers gives {captured})",
+                       "pick captured layers or add them to capture.layers")
+    if sae["source"] == "train" and sae["k"] > sae["n_features"]:
+        raise _err("sae.k", f"k={sae['k']} is more than n_features={sae['n_features']}", "lower sae.k")
+
+
 def check_semantics(cfg: dict[str, Any], base_dir: Path,
                     resources_dir: Path) -> tuple[dict[str, ModelDims], dict[str, int | None]]:
     """Cross-reference checks; returns the :class:`ModelDims` of each variant and the row count per prompt set
@@ -187,6 +218,7 @@ def check_semantics(cfg: dict[str, Any], base_dir: Path,
     check_compare(cfg, dims)
     check_external(cfg, dims, base_dir)
     check_prefill(cfg, dims)
+    check_sae(cfg, dims)
 
     check = (cfg.get("checks") or {}).get("harm_separation")
     if check:

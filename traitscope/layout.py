@@ -14,6 +14,8 @@ without arguments it returns the Snakemake pattern with wildcards (``{variant}``
       activations/<variant>/<set>/shard-<i>.safetensors                       capture (ActivationShard)
       activations/<variant>/<set>/shard-<i>.{scores,tokens}.parquet           capture, capture.stream sets
       projections/<variant>/<set>/{scores,tokens}.parquet                     project (one job per set)
+      sae/layer_<L>/{cfg.json, sae_weights.safetensors, training.json}       sae_train (SAELens format)
+      sae/<experiment>/features.{json,png}                                    sae_features
       extract/summary, checks/, analysis/, emergent_misalignment/, external/, prefill_attack/,
       organism/, backdoor/, steering/, optimize/                              analyze
       cache/{capture,finetune,optimize,judge}/, logs/<rule>/...               resumable work, logs
@@ -96,6 +98,17 @@ class Layout:
     def token_scores(self, variant: str = "{variant}", pset: str = "{pset}") -> str:
         """Per-token trait scores of a (variant, prompt set): id, token_index, token_id, is_prefill, ..., score."""
         return self.path("projections", variant, pset, "tokens.parquet")
+
+    # ---------------------------------------------------------------- SAE features
+    def sae(self, layer: object = "{layer}") -> dict[str, str]:
+        """A trained SAE in the SAELens folder layout, and its training report."""
+        return {"config": self.path("sae", f"layer_{layer}", "cfg.json"),
+                "weights": self.path("sae", f"layer_{layer}", "sae_weights.safetensors"),
+                "training": self.path("sae", f"layer_{layer}", "training.json")}
+
+    def sae_features(self, experiment: str = "{experiment}") -> dict[str, str]:
+        return {"json": self.path("sae", experiment, "features.json"),
+                "figure": self.path("sae", experiment, "features.png")}
 
     # ---------------------------------------------------------------- analyses
     def extraction_summary(self) -> dict[str, str]:

@@ -392,11 +392,42 @@ class ResourceSettings(NamedTuple):
     variants: dict[str, ResourceOverride]
 
 
+class SaeSettings(NamedTuple):
+    layers: tuple[int, ...]
+    source: str
+    variant: str | None
+    corpus: tuple[str, ...]
+    n_features: int
+    k: int
+    steps: int
+    batch_size: int
+    lr: float
+    holdout: float
+    position: str
+    selection_fraction: float
+    top_features: int
+    top_tokens: int
+    n_random: int
+    n_boot: int
+
+
+class SaeComparison(NamedTuple):
+    """Two conditions an SAE experiment compares: condition a (labelled 1) against b."""
+
+    a_variant: str
+    a_set: str
+    b_variant: str
+    b_set: str
+    a_label: str
+    b_label: str
+
+
 SECTIONS: dict[str, Any] = {
     "extract": ExtractSettings, "capture": CaptureSettings, "project": ProjectSettings, "judge": JudgeSettings,
     "steering": SteeringSettings, "optimize": OptimizeSettings, "compare": CompareSettings,
     "external": ExternalSettings, "prefill_attack": PrefillSettings, "organism": OrganismSettings,
     "backdoor": BackdoorSettings, "resources": ResourceSettings, "viewer": ViewerSettings,
+    "sae": SaeSettings,
 }
 """Config section -> settings class (optional sections are None when absent)."""
 
@@ -430,6 +461,7 @@ class Study:
     backdoor: BackdoorSettings | None
     resources: ResourceSettings
     viewer: ViewerSettings
+    sae: SaeSettings | None
     dims: dict[str, ModelDims] = field(default_factory=dict)
     rows: dict[str, int | None] = field(default_factory=dict)
     shards: dict[str, int] = field(default_factory=dict)
@@ -495,7 +527,34 @@ class Study:
             sets |= {self.harm_check.harmful, self.harm_check.harmless}
         if self.organism is not None:
             sets |= {self.organism.train, self.organism.test}
+        if self.sae is not None:
+            sets |= set(self.sae_corpus())
+            sets |= {s for c in self.sae_comparisons().values() for s in (c.a_set, c.b_set)}
         return sorted(sets)
+
+    def sae_variant(self) -> str:
+        assert self.sae is not None
+        return self.sae.variant or self.extract.variant
+
+    def sae_corpus(self) -> tuple[str, ...]:
+        assert self.sae is not None
+        return self.sae.corpus or self.capture.prompt_sets
+
+    def sae_comparisons(self) -> dict[str, SaeComparison]:
+        """The two-condition experiments of this study that SAE features are compared on."""
+        out = {}
+        if self.backdoor is not None:
+            b = self.backdoor
+            out["backdoor"] = SaeComparison(b.variant, b.trigger, b.variant, b.control, "trigger", "control")
+        if self.organism is not None:
+            o = self.organism
+            out["organism"] = SaeComparison(o.finetuned, o.test, o.base, o.test, f"finetuned ({o.finetuned})",
+                                            f"base ({o.base})")
+        if self.prefill_attack is not None:
+            c = self.prefill_attack.conditions()
+            v = self.prefill_attack.variant
+            out["prefill"] = SaeComparison(v, c["C2"], v, c["C4"], "C2 harmful + prefill", "C4 benign + prefill")
+        return out
 
     def streamed(self, pset: str) -> bool:
         """Is ``pset`` projected inside its capture job (``capture.stream``), keeping no activations?"""

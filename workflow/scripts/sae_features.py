@@ -1,0 +1,51 @@
+"""SAE features that tell the two conditions of one experiment apart, next to the trait vectors (JSON, figure)."""
+
+import functools
+
+from traitscope import plots
+from traitscope.artifacts import ActivationShard, TraitVectors
+from traitscope.features import compare_at_layer
+from traitscope.io import read_json, write_json
+from traitscope.models import load_tokenizer
+from traitscope.sae import SparseAutoencoder, resolve_source
+from traitscope.workflow import setup
+
+smk = snakemake  # noqa: F821 - injected by Snakemake
+log = setup(smk)
+p, w = smk.params, smk.wildcards
+c, s = p.comparison, p.sae
+a = [ActivationShard.load(f) for f in smk.input.a]
+b = [ActivationShard.load(f) for f in smk.input.b]
+vectors = [TraitVectors.load(v, sc) for v, sc in zip(smk.input.vectors, smk.input.sidecars)]
+tok = load_tokenizer(p.variant, key=f"variants.{c.a_variant}")
+decode = functools.lru_cache(maxsize=None)(lambda i: tok.decode([i]))
+layers = []
+for layer, src in p.sources.items():
+    sae = SparseAutoencoder.load(resolve_source(src, layer) if src.startswith("hub:") else src)
+    dirs = {v.trait: v.get(v.best_method, layer).numpy() for v in vectors if layer in v.info["layers"]}
+    res = compare_at_layer(sae, a, b, layer, position=s.position, directions=dirs, decode=decode, top=s.top_features,
+                           n_tokens=s.top_tokens, fraction=s.selection_fraction, n_random=s.n_random,
+                           n_boot=s.n_boot, seed=p.seed)
+    training = f"{src}/training.json"
+    res["sae"] = {"source": src, "d_sae": sae.d_sae, "architecture": sae.architecture, "k": sae.k,
+                  "training": read_json(training) if training in smk.input.sae_files else None}
+    layers.append(res)
+    log.info("%s layer %d: %s", w.experiment, layer, res["summary"])
+result = {
+    "experiment": w.experiment, "position": s.position, "model": vectors[0].model, "seed": p.seed,
+    "conditions": {"a": {"label": c.a_label, "variant": c.a_variant, "prompt_set": c.a_set},
+                   "b": {"label": c.b_label, "variant": c.b_variant, "prompt_set": c.b_set}},
+    "selection": {"fraction": s.selection_fraction, "rule": "seeded sha256 of the prompt id; shared ids share a side"},
+    "layers": layers,
+    "definitions": {
+        "features": "the top sae.top_features features by |Cohen's d| on the selection half, each reported on the "
+                    "report half: cohens_d (a minus b) with d_ci_low/d_ci_high (percentile bootstrap), Welch's t/p, "
+                    "auc (a = 1) with its stratified bootstrap CI, auc_oriented (the selection half's sign), the "
+                    "share of rows where it is active, and its top-activating response tokens",
+        "trait_aucs": "each trait's best-method vector at the layer, ROC-AUC on the report half, sign from the "
+                      "selection half",
+        "random_baseline": "the same AUC of sae.n_random random unit directions at the layer",
+        "summary": "the best feature's and the best trait vector's AUC against the random 95th percentile"},
+}
+write_json(smk.output.json, result)
+plots.save(plots.sae_features(result), smk.output.figure)
