@@ -12,6 +12,7 @@ from traitscope.config import SCHEMA_PATH, load_config
 from traitscope.layout import Layout
 from traitscope.models import embedded_name, looks_local
 from traitscope.resources import memory_for_attempt, model_job_resources, project_job_resources
+from traitscope.traits import trait_description
 from traitscope.viewer import comparisons_of
 
 try:
@@ -184,6 +185,15 @@ def trait_prompt_inputs(w):
 
 def trait_spec(w):
     return S.traits[trait_of(w)]
+
+
+def trait_judged_files(w):
+    """The judged filter's table of a persona trait when extract.filter is on (nothing otherwise)."""
+    return [L.trait_judged(w.variant, trait_of(w))] if trait_of(w) in S.judged_traits() else []
+
+
+def trait_judge_description(w):
+    return trait_description(trait_of(w), S.traits[trait_of(w)])
 
 
 def trait_position(w):

@@ -22,10 +22,32 @@ rule capture_trait:
         "../workflow/scripts/capture.py"
 
 
+rule judge_trait:
+    input:
+        responses=L.trait_capture()["responses"],
+        table=L.trait_prompts(),
+        judge=judge_inputs(),
+    output:
+        L.trait_judged(),
+    params:
+        trait=trait_of,
+        description=trait_judge_description,
+        judge=S.judge,
+        judge_cache=L.cache("judge"),
+        filter=S.extract.filter,
+    log:
+        L.log("judge_trait", "{variant}", "{category}", "{trait}"),
+    conda:
+        ENV
+    script:
+        "../workflow/scripts/judge_trait.py"
+
+
 rule extract_vectors:
     input:
         activations=L.trait_capture()["activations"],
         table=L.trait_prompts(),
+        judged=trait_judged_files,
     output:
         **L.vector_files(),
     params:

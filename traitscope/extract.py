@@ -167,8 +167,9 @@ def choose_best_layer(metrics: pd.DataFrame, method: str) -> dict[str, Any]:
 
 
 def extract_trait(shard: ActivationShard, table: pd.DataFrame, job: ExtractJob, *, trait: str, variant: str,
-                  model: str, layers: tuple[int, ...] | list[int], position: str,
-                  seed: int) -> tuple[TraitVectors, pd.DataFrame]:
+                  model: str, layers: tuple[int, ...] | list[int], position: str, seed: int,
+                  drop_ids: set[str] | None = None,
+                  filter_info: dict[str, Any] | None = None) -> tuple[TraitVectors, pd.DataFrame]:
     """Vectors for every (method, layer) with their sidecar, and a per-layer metrics table.
 
     ``table`` holds the labelled contrastive rows in the shard's order (``label``, ``group``).
@@ -177,10 +178,13 @@ def extract_trait(shard: ActivationShard, table: pd.DataFrame, job: ExtractJob, 
     labels_all = table["label"].to_numpy(dtype=int)
     groups_all = table["group"].to_numpy()
     _, valid = shard.pooled(position, layers[0])
-    keep = np.flatnonzero(valid)
+    dropped = table["id"].isin(drop_ids or set()).to_numpy()  # the judged persona filter (persona_filter.py)
+    keep = np.flatnonzero(valid & ~dropped)
     y, groups = labels_all[keep], groups_all[keep]
     if len(np.unique(y)) < 2:
-        raise ValueError("contrastive data has a single class after dropping rows without activations")
+        raise ValueError(f"trait {trait}: a single class is left after dropping rows without activations and "
+                         f"{int(dropped.sum())} rows of the judged filter (fix: loosen extract.filter thresholds, or "
+                         "add questions/instruction pairs)")
     train, test = grouped_split(y, groups, job.test_fraction, seed)
     folds = selection_folds(y[train], groups[train], job.selection_folds, seed)
     tensors: dict[str, torch.Tensor] = {}
@@ -202,7 +206,9 @@ def extract_trait(shard: ActivationShard, table: pd.DataFrame, job: ExtractJob, 
                   "selection_folds": job.selection_folds, "seed": seed,
                   "grouped_by": "group", "train_groups": sorted(set(groups[train].tolist())),
                   "test_groups": sorted(set(groups[test].tolist())),
-                  "n_pos": int((y == 1).sum()), "n_neg": int((y == 0).sum()), "n_dropped_no_tokens": int((~valid).sum())},
+                  "n_pos": int((y == 1).sum()), "n_neg": int((y == 0).sum()), "n_dropped_no_tokens": int((~valid).sum()),
+                  "n_dropped_by_filter": int((dropped & valid).sum())},
+        "filter": filter_info,
         "best": choose_best_layer(metrics, job.selection_method),
         "vectors": [{"key": tensor_key(r["method"], int(r["layer"])), "method": r["method"], "layer": int(r["layer"]),
                      "metrics": {k: r[k] for k in ("val_auc", "auc", "accuracy", "cohens_d", "train_auc", "norm",

@@ -68,6 +68,10 @@ class Layout:
         return {"activations": self.path("extract", variant, trait, "activations.safetensors"),
                 "responses": self.path("extract", variant, trait, "responses.parquet")}
 
+    def trait_judged(self, variant: str = "{variant}", trait: str = TRAIT) -> str:
+        """Judge scores of a persona trait's generated answers, with each row's keep/drop decision."""
+        return self.path("extract", variant, trait, "judged.parquet")
+
     def vector_files(self, variant: str = "{variant}", trait: str = TRAIT) -> dict[str, str]:
         """The :class:`~traitscope.artifacts.TraitVectors` of one trait: tensors, JSON sidecar, metrics table."""
         return {"vectors": self.path("vectors", variant, trait, "vectors.safetensors"),

@@ -178,6 +178,14 @@ class Generation(NamedTuple):
     top_p: float
 
 
+class FilterSettings(NamedTuple):
+    """Thresholds of the judged persona filter (judge scores are 0-100)."""
+
+    min_trait_pos: float
+    max_trait_neg: float
+    min_coherence: float
+
+
 class ExtractSettings(NamedTuple):
     variant: str
     layers: Any
@@ -190,6 +198,7 @@ class ExtractSettings(NamedTuple):
     random_directions: int
     max_new_tokens: int
     batch_size: int
+    filter: FilterSettings | None
 
 
 class ExtractJob(NamedTuple):
@@ -518,6 +527,13 @@ class Study:
         if self.backdoor is not None:
             pairs |= {(v, s) for v in self.backdoor.variants() for s in (self.backdoor.trigger, self.backdoor.control)}
         return sorted(pairs)
+
+    def judged_traits(self) -> list[str]:
+        """Traits whose generated answers the judge filters (``extract.filter``): persona traits, which generate."""
+        if self.extract.filter is None:
+            return []
+        return sorted(t for t, spec in self.traits.items()
+                      if spec.source != "contrast" and spec.position == "response_mean")
 
     def activation_sets(self) -> list[str]:
         """Prompt sets whose raw activations some job reads (harm check, organism directions) or that

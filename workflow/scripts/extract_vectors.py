@@ -4,7 +4,7 @@ import pandas as pd
 
 from traitscope.artifacts import ActivationShard
 from traitscope.extract import extract_trait
-from traitscope.io import write_parquet
+from traitscope.io import parquet_attrs, write_parquet
 from traitscope.workflow import setup
 
 smk = snakemake  # noqa: F821 - injected by Snakemake
@@ -12,8 +12,12 @@ log = setup(smk)
 p = smk.params
 shard = ActivationShard.load(smk.input.activations)
 table = pd.read_parquet(smk.input.table).set_index("id").loc[shard.ids].reset_index()
+drop, info = None, None
+if smk.input.judged:  # extract.filter: only the pairs whose answers passed the judge
+    judged = pd.read_parquet(smk.input.judged[0])
+    drop, info = set(judged.loc[~judged["keep"], "id"]), parquet_attrs(smk.input.judged[0])["filter"]
 vectors, metrics = extract_trait(shard, table, p.job, trait=p.trait, variant=smk.wildcards.variant, model=p.model,
-                                 layers=p.layers, position=p.position, seed=p.seed)
+                                 layers=p.layers, position=p.position, seed=p.seed, drop_ids=drop, filter_info=info)
 write_parquet(smk.output.metrics, metrics)
 vectors.save(smk.output.vectors, smk.output.sidecar)
 log.info("%s: best layer %s", p.trait, vectors.info["best"]["reason"])
