@@ -47,6 +47,9 @@ def test_directions_find_the_planted_shift_on_held_out_prompts():
     assert (table["n_test"] == 30).all() and (table["n_train"] == 40).all()
     chosen = choose_layer(table, "mean_diff")
     assert chosen["layer"] == 1 and "train" in chosen["criterion"]
+    # against random unit directions at the same layer: the planted shift beats them, no shift does not
+    assert at.loc[("mean_diff", 1), "beats_random"] and not at.loc[("mean_diff", 0), "beats_random"]
+    assert (table["n_random"] == 100).all() and chosen["heldout_beats_random"]
 
 
 def test_separation_matches_sklearn_and_definitions():

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
+from scipy.stats import percentileofscore
 
 from .artifacts import tensor_key
 from .methods import fit_direction as _fit_direction
@@ -70,13 +71,21 @@ def separation(sb: np.ndarray, sf: np.ndarray, *, n_boot: int, seed: int) -> dic
 
 
 def directions_and_detection(train: tuple[list, list], test: tuple[list, list], layers: list[int], methods: list[str], *,
-                             probe_c: float, n_boot: int, seed: int) -> tuple[dict[str, torch.Tensor], pd.DataFrame]:
-    """Directions ``{method}.layer_{L}`` fitted on the train prompts, and held-out detection per layer."""
+                             probe_c: float, n_boot: int, seed: int,
+                             n_random: int = 100) -> tuple[dict[str, torch.Tensor], pd.DataFrame]:
+    """Directions ``{method}.layer_{L}`` fitted on the train prompts, and held-out detection per layer, against the
+    held-out AUCs of ``n_random`` random unit directions at the layer (oriented on the train prompts)."""
+    from .extract import random_baseline
+
     vectors: dict[str, torch.Tensor] = {}
     rows = []
     for layer in layers:
         _, xb_tr, xf_tr = paired(*train, layer)
         test_ids, xb_te, xf_te = paired(*test, layer)
+        random_aucs = random_baseline(np.vstack([xb_tr, xf_tr]), np.r_[np.zeros(len(xb_tr)), np.ones(len(xf_tr))],
+                                      np.vstack([xb_te, xf_te]), np.r_[np.zeros(len(xb_te)), np.ones(len(xf_te))],
+                                      n_random, seed=seed * 1000 + layer)
+        p95 = float(np.percentile(random_aucs, 95))
         for method in methods:
             v = fit_direction(xb_tr, xf_tr, method, probe_c, seed)
             u = unit(v)
@@ -85,7 +94,9 @@ def directions_and_detection(train: tuple[list, list], test: tuple[list, list], 
             rows.append({"layer": layer, "method": method, **held,
                          "train_auc": auc(np.r_[np.zeros(len(xb_tr)), np.ones(len(xf_tr))], np.r_[xb_tr @ u, xf_tr @ u]),
                          "train_cohens_d": cohens_d(xf_tr @ u, xb_tr @ u), "norm": float(np.linalg.norm(v)),
-                         "n_train": len(xb_tr), "n_test": len(test_ids)})
+                         "n_train": len(xb_tr), "n_test": len(test_ids), "random_auc_p95": p95,
+                         "auc_percentile": float(percentileofscore(random_aucs, held["auc"], kind="strict")),
+                         "beats_random": bool(held["auc"] > p95), "n_random": n_random})
     return vectors, pd.DataFrame(rows)
 
 
@@ -96,7 +107,8 @@ def choose_layer(table: pd.DataFrame, method: str) -> dict[str, Any]:
     return {"layer": int(best["layer"]), "method": method, "criterion": "max train Cohen's d (finetuned vs base)",
             "train_cohens_d": float(best["train_cohens_d"]), "heldout_auc": float(best["auc"]),
             "heldout_auc_ci95": [float(best["auc_ci_low"]), float(best["auc_ci_high"])],
-            "heldout_cohens_d": float(best["cohens_d"])}
+            "heldout_cohens_d": float(best["cohens_d"]), "heldout_beats_random": bool(best["beats_random"]),
+            "random_auc_p95": float(best["random_auc_p95"])}
 
 
 @contextlib.contextmanager

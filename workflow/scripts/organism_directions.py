@@ -22,7 +22,10 @@ info = {"base": org.base, "finetuned": org.finetuned, "train_set": org.train, "t
         "per_layer": table.to_dict(orient="records"), "seed": p.seed,
         "definitions": {"auc": "held-out ROC-AUC, finetuned (1) vs base (0) activations projected on the unit direction",
                         "mean_diff": "mean(finetuned) - mean(base) last-token activations on the train prompts",
-                        "probe": "logistic-regression direction, finetuned vs base, on the train prompts"}}
+                        "probe": "logistic-regression direction, finetuned vs base, on the train prompts",
+                        "random_auc_p95": "95th percentile of the held-out AUCs of n_random random unit directions at "
+                                          "the layer, each oriented on the train prompts (the control baseline)",
+                        "beats_random": "auc above random_auc_p95"}}
 write_safetensors(smk.output.directions, vectors, {k: v for k, v in info.items() if k != "per_layer"})
 write_parquet(smk.output.table, table)
 write_json(smk.output.json, info)
