@@ -80,3 +80,15 @@ def test_score_row_bytes_is_what_the_score_tables_take_at_scale(tmp_path):
     assert len(pooled) == n * 6 * 3 and len(per_token) == n * tokens * 6
     assert all(0.6 * SCORE_ROW_BYTES < b < 1.4 * SCORE_ROW_BYTES for b in sizes), sizes
     assert np.isfinite(pooled["score"]).all()
+
+
+def test_pairs_captured_only_for_their_activations_are_counted_without_scores(tiny_model_dir):
+    from conftest import organism_config
+
+    study = load_config(organism_config(tiny_model_dir))
+    budgets = {(b.variant, b.prompt_set): b for b in study_budget(study)}
+    for pair in (("base", "medical_extract"), ("bad_advice", "medical_extract"), ("bad_advice", "medical_eval")):
+        assert budgets[pair].score_bytes_per_prompt == 0 and budgets[pair].activation_bytes_per_prompt > 0
+    assert budgets[("base", "benign_eval")].score_bytes_per_prompt > 0  # projected
+    assert set(budgets) == set(study.projected_pairs()) | set(study.captured_only_pairs())
+    assert any(line.endswith("(activations)") for line in report(study, 1000))

@@ -35,7 +35,7 @@ class Budget(NamedTuple):
     rows: int
     streamed: bool
     activation_bytes_per_prompt: float  # what two-step capture writes per prompt (0 written when streamed)
-    score_bytes_per_prompt: float  # the score tables, per prompt
+    score_bytes_per_prompt: float  # the score tables, per prompt (0 for a pair that is captured, not projected)
 
     @property
     def written_per_prompt(self) -> float:
@@ -55,7 +55,7 @@ def response_tokens(study: Study) -> int:
     return cap.generate.max_new_tokens if "response" in cap.positions else 0
 
 
-def pair_budget(study: Study, variant: str, pset: str) -> Budget:
+def pair_budget(study: Study, variant: str, pset: str, projected: bool = True) -> Budget:
     cap, proj = study.capture, study.project
     dims = study.dims[variant]
     layers = len(parse_layers(cap.layers, dims.n_layers, "capture.layers"))
@@ -65,12 +65,15 @@ def pair_budget(study: Study, variant: str, pset: str) -> Budget:
     proj_layers = 1 if proj.layers == "best" else len(parse_layers(proj.layers, dims.n_layers, "project.layers"))
     score_positions = pooled + (1 if tokens else 0) + (tokens if proj.per_token else 0)
     scores = len(study.traits) * len(proj.methods) * proj_layers * score_positions * SCORE_ROW_BYTES
-    return Budget(variant, pset, int(study.rows.get(pset) or 0), study.streamed(pset), acts, scores)
+    return Budget(variant, pset, int(study.rows.get(pset) or 0), study.streamed(pset) and projected, acts,
+                  scores if projected else 0.0)
 
 
 def study_budget(study: Study) -> list[Budget]:
-    """The budget of every captured and projected (variant, prompt set)."""
-    return [pair_budget(study, v, s) for v, s in study.projected_pairs()]
+    """The budget of every captured (variant, prompt set): the projected ones, and those only an analysis reads
+    as activations (the organism's train and test sets, the SAE corpus)."""
+    projected = set(study.projected_pairs())
+    return [pair_budget(study, v, s, (v, s) in projected) for v, s in sorted(projected | set(study.captured_only_pairs()))]
 
 
 def human(n: float) -> str:
@@ -88,7 +91,8 @@ def report(study: Study, limit_gb: float) -> list[str]:
     lines = ["activation budget (what capture and project will write; checks.activation_budget_gb to change the "
              "warning):"]
     for b in budgets:
-        how = "stream: scores only" if b.streamed else "activations + scores"
+        how = ("stream: scores only" if b.streamed else "activations + scores" if b.score_bytes_per_prompt
+               else "activations")
         lines.append(f"  {b.variant}/{b.prompt_set}: {b.rows} prompts x {human(b.written_per_prompt)} = "
                      f"{human(b.written)} ({how})")
     per_variant: dict[str, float] = {}

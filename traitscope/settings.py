@@ -576,6 +576,21 @@ class Study:
         """Is ``pset`` projected inside its capture job (``capture.stream``), keeping no activations?"""
         return self.capture.stream and pset not in self.activation_sets()
 
+    def captured_only_pairs(self) -> list[tuple[str, str]]:
+        """(variant, prompt set) pairs captured for their activations but not projected: the organism's train and
+        test sets on both models, the SAE corpus, the harm check's sets on the extraction variant."""
+        pairs: set[tuple[str, str]] = set()
+        if self.organism is not None:
+            o = self.organism
+            pairs |= {(v, s) for v in (o.base, o.finetuned) for s in (o.train, o.test)}
+        if self.sae is not None:
+            pairs |= {(self.sae_variant(), s) for s in self.sae_corpus()}
+            pairs |= {(v, s) for c in self.sae_comparisons().values() for v, s in ((c.a_variant, c.a_set),
+                                                                                  (c.b_variant, c.b_set))}
+        if self.harm_check is not None:
+            pairs |= {(self.extract.variant, s) for s in (self.harm_check.harmful, self.harm_check.harmless)}
+        return sorted(pairs - set(self.projected_pairs()))
+
     def trait_names(self) -> list[str]:
         return sorted(self.traits)
 
