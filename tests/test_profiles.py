@@ -34,6 +34,11 @@ def test_install_replaces_a_stale_link_but_never_a_users_profile(tmp_path):
     with pytest.raises(ProfileError, match="not this project's profile.*fix"):
         install(PROFILES, target)
     assert (target / "local/config.yaml").read_text() == "cores: 1\n"
+    assert (target / "slurm").resolve() == (REPO / "profiles/slurm").resolve()  # the other profile is still linked
+    # the command warns and exits 0, so the README's set-up chain (`... && python -m traitscope.profiles && ...`) goes on
+    from traitscope.profiles import main
+
+    assert main(["--target", str(target)]) == 0 and (target / "local/config.yaml").read_text() == "cores: 1\n"
 
 
 @pytest.mark.skipif(shutil.which("snakemake") is None, reason="snakemake not on PATH")

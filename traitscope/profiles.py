@@ -39,7 +39,7 @@ def install(source: Path = PROFILES, target: Path | None = None) -> list[str]:
     if not names:
         raise ProfileError(f"{source}: no profile folders with a config.yaml (fix: run from a traitscope checkout)")
     target.mkdir(parents=True, exist_ok=True)
-    lines = []
+    lines, taken = [], []
     for name in names:
         profile, link = (source / name).resolve(), target / name
         if link.is_symlink():
@@ -48,10 +48,14 @@ def install(source: Path = PROFILES, target: Path | None = None) -> list[str]:
                 continue
             link.unlink()
         elif link.exists():
-            raise ProfileError(f"{link} exists and is not this project's profile (fix: move it away and re-run "
-                               f"`python -m traitscope.profiles`, or pass --profile {profile})")
+            taken.append((link, profile))
+            continue
         os.symlink(profile, link, target_is_directory=True)
         lines.append(f"--profile {name}: {link} -> {profile}")
+    if taken:  # every other profile is linked first
+        raise ProfileError("; ".join(f"{link} exists and is not this project's profile (fix: move it away and re-run "
+                                     f"`python -m traitscope.profiles`, or pass --profile {profile})"
+                                     for link, profile in taken))
     return lines
 
 
@@ -64,7 +68,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for line in install(PROFILES, args.target):
             print(line)
-    except (ProfileError, OSError) as exc:
+    except ProfileError as exc:  # a profile of the user's own stays; the set-up chain goes on (it is not fatal)
+        print(f"warning: {exc}", file=sys.stderr)
+    except OSError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     return 0
