@@ -58,6 +58,8 @@ if S.backdoor:
             control=per_set(L.scores, S.backdoor.variants(), [S.backdoor.control]),
             trigger_tokens=per_set(L.token_scores, S.backdoor.variants(), [S.backdoor.trigger]),
             control_tokens=per_set(L.token_scores, S.backdoor.variants(), [S.backdoor.control]),
+            trigger_acts=shards(L.activations, S.backdoor.variants(), [S.backdoor.trigger]),
+            control_acts=shards(L.activations, S.backdoor.variants(), [S.backdoor.control]),
             sidecars=vector_files("sidecar"),
         output:
             **reported(L.backdoor(S.backdoor.variant), "Backdoor", comparison="backdoor_comparison",

@@ -185,3 +185,29 @@ def test_judged_generations_and_markdown_table():
     lines = md.splitlines()
     assert lines[0] == "# Generations" and lines[2] == "| prompt | base | finetuned | finetuned_ablated |"
     assert "q2\\|x" in md and "| ignore it |" in lines[5] and lines[-1] == "footer line"
+
+
+def test_backdoor_aucs_stand_against_random_directions():
+    from traitscope.artifacts import ActivationShard
+    from traitscope.methods import random_directions
+
+    rng = np.random.default_rng(0)
+    d, n = 16, 40
+
+    def shard(x):
+        return ActivationShard({"last.layer_2": torch.tensor(x, dtype=torch.float32)},
+                               {"ids": [f"q{i}" for i in range(len(x))], "layers": [2], "positions": ["last"]})
+
+    ctrl = rng.normal(size=(n, d))
+    narrow = ctrl + np.eye(d)[3] * 3.0 + rng.normal(scale=0.1, size=(n, d))  # only axis 3 moves
+    table = backdoor.random_baseline([shard(narrow)], [shard(ctrl)], [2], ["last"], n=50, seed=1)
+    y = np.r_[np.ones(n), np.zeros(n)]
+    r = random_directions(50, d, 1)
+    expected = np.percentile([roc_auc_score(y, np.r_[narrow @ v, ctrl @ v]) for v in r], 95)
+    assert table["random_auc_p95"].iloc[0] == pytest.approx(expected) and table["n_random"].iloc[0] == 50
+    pooled = pd.DataFrame([{"variant": "bd", "trait": "t", "layer": 2, "position": "last", "auc": 0.99}])
+    assert backdoor.with_baseline(pooled, {"bd": table})["beats_random"].iloc[0]  # a specific direction beats it
+    everywhere = ctrl + 3.0  # every direction moves: random directions separate as well as any trait could
+    wide = backdoor.random_baseline([shard(everywhere)], [shard(ctrl)], [2], ["last"], n=50, seed=1)
+    assert wide["random_auc_p95"].iloc[0] > 0.99
+    assert not backdoor.with_baseline(pooled, {"bd": wide})["beats_random"].iloc[0]

@@ -137,6 +137,9 @@ def test_finetuned_variants_and_their_analyses(study):
     evil = bd["traits"]["safety/evil"]
     assert set(evil["positions"]["last"]) >= {"backdoored", "base"} and evil["positions"]["last"]["backdoored"]["n_pairs"] == 20
     assert "auc_minus_baseline" in evil["positions"]["last"]
+    for variant in ("backdoored", "base"):  # each AUC against 100 random directions on the same activations
+        row = evil["positions"]["last"][variant]
+        assert 0 <= row["random_auc_p95"] <= 1 and row["beats_random"] == (row["auc"] > row["random_auc_p95"])
     tokens = pd.read_parquet(r / "backdoor/backdoored/token_auc.parquet")
     assert tokens["token_index"].min() == -1 and tokens["token_index"].max() == 3
     for fig in ("trait_comparison.png", "early_detection_tokens.png"):

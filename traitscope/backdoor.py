@@ -19,8 +19,9 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
+from .methods import random_directions
 from .project import at_layer
-from .stats import separation
+from .stats import auc, separation
 
 POOLED = ("last", "response_mean")
 
@@ -79,6 +80,36 @@ def onset(tokens: pd.DataFrame, variant: str, trait: str) -> int | None:
     return int(hit["token_index"].iloc[0]) if len(hit) else None
 
 
+def random_baseline(trigger: list[Any], control: list[Any], layers: list[int], positions: list[str], n: int,
+                    seed: int) -> pd.DataFrame:
+    """The control baseline of a trigger-vs-control AUC: the AUCs of ``n`` seeded random unit directions on the same
+    pooled activations (trigger 1, control 0), per layer and pooled position. Rows: layer, position, random_auc_mean,
+    random_auc_p95, n_random."""
+    rows = []
+    for layer in layers:
+        for pos in positions:
+            xs = []
+            for shards in (trigger, control):
+                parts = [shard.pooled(pos, layer) for shard in shards]
+                xs.append(np.concatenate([x[ok] for x, ok in parts]))
+            y = np.r_[np.ones(len(xs[0])), np.zeros(len(xs[1]))]
+            proj = np.vstack(xs) @ random_directions(n, xs[0].shape[1], seed).T
+            aucs = np.array([auc(y, proj[:, k]) for k in range(n)])
+            rows.append({"layer": layer, "position": pos, "random_auc_mean": float(aucs.mean()),
+                         "random_auc_p95": float(np.percentile(aucs, 95)), "n_random": n})
+    return pd.DataFrame(rows)
+
+
+def with_baseline(pooled: pd.DataFrame, baselines: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """``pooled`` (from :func:`pooled_auc`) with each row's random baseline (``baselines``: variant -> table of
+    :func:`random_baseline`) and ``beats_random`` (its AUC above the random 95th percentile)."""
+    parts = [pooled[pooled["variant"] == v].merge(b, on=["layer", "position"], how="left")
+             for v, b in baselines.items()]
+    out = pd.concat(parts, ignore_index=True) if parts else pooled
+    out["beats_random"] = out["auc"] > out["random_auc_p95"]
+    return out
+
+
 def summary(pooled: pd.DataFrame, tokens: pd.DataFrame, *, variant: str, baseline: str | None,
             info: dict[str, Any]) -> dict[str, Any]:
     traits: dict[str, Any] = {}
@@ -86,9 +117,9 @@ def summary(pooled: pd.DataFrame, tokens: pd.DataFrame, *, variant: str, baselin
         trait = str(trait_key)
         entry: dict[str, Any] = {"layer": int(d["layer"].iloc[0]), "positions": {}}
         for pos, dp in d.groupby("position"):
-            entry["positions"][pos] = {r["variant"]: {k: r[k] for k in ("auc", "ci_low", "ci_high", "cohens_d",
-                                                                         "mean_paired_difference", "wilcoxon_p",
-                                                                         "n_trigger", "n_control", "n_pairs")}
+            keys = ("auc", "ci_low", "ci_high", "cohens_d", "mean_paired_difference", "wilcoxon_p", "n_trigger",
+                    "n_control", "n_pairs", "random_auc_p95", "beats_random")
+            entry["positions"][pos] = {r["variant"]: {k: r[k] for k in keys if k in r}
                                        for r in dp.to_dict(orient="records")}
             if baseline is not None and baseline in entry["positions"][pos] and variant in entry["positions"][pos]:
                 entry["positions"][pos]["auc_minus_baseline"] = (entry["positions"][pos][variant]["auc"]
@@ -99,4 +130,9 @@ def summary(pooled: pd.DataFrame, tokens: pd.DataFrame, *, variant: str, baselin
             "definitions": {"auc": "ROC-AUC of trait scores, trigger (1) vs control (0) prompts; 95% stratified bootstrap CI",
                             "wilcoxon_p": "paired Wilcoxon signed-rank test on trigger minus control scores of the same question",
                             "onset_token": "first position (-1 = last prompt token, 0.. = response tokens) whose AUC CI lies above 0.5",
-                            "auc_minus_baseline": "AUC of the backdoored variant minus that of the baseline on the same prompts"}}
+                            "auc_minus_baseline": "AUC of the backdoored variant minus that of the baseline on the same prompts",
+                            "random_auc_p95": "95th percentile of the same AUC for 100 seeded random unit directions at "
+                                              "the layer and position (the control baseline: when random directions "
+                                              "separate trigger from control too, the AUC shows that the activations "
+                                              "changed, not that the trait carries the change)",
+                            "beats_random": "auc above random_auc_p95"}}

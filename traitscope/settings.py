@@ -543,6 +543,8 @@ class Study:
             sets |= {self.harm_check.harmful, self.harm_check.harmless}
         if self.organism is not None:
             sets |= {self.organism.train, self.organism.test}
+        if self.backdoor is not None:  # its AUCs are shown against random directions on these activations
+            sets |= {self.backdoor.trigger, self.backdoor.control}
         if self.sae is not None:
             sets |= set(self.sae_corpus())
             sets |= {s for c in self.sae_comparisons().values() for s in (c.a_set, c.b_set)}

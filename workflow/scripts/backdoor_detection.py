@@ -3,7 +3,7 @@
 import pandas as pd
 
 from traitscope import backdoor, plots
-from traitscope.artifacts import TraitVectors, best_layers
+from traitscope.artifacts import ActivationShard, TraitVectors, best_layers
 from traitscope.io import write_json, write_parquet
 from traitscope.workflow import setup
 
@@ -20,11 +20,27 @@ def per_variant(files):
 
 
 trig, ctrl = per_variant(smk.input.trigger), per_variant(smk.input.control)
+nt, nc = len(smk.input.trigger_acts) // len(variants), len(smk.input.control_acts) // len(variants)
 ttok, ctok = per_variant(smk.input.trigger_tokens), per_variant(smk.input.control_tokens)
 sidecars = [TraitVectors.load_info(f) for f in smk.input.sidecars]
 best = best_layers(sidecars)
 pooled_in = {v: (trig[v], ctrl[v]) for v in variants}
 pooled = backdoor.pooled_auc(pooled_in, best, bd.method, n_boot=bd.n_boot, seed=p.seed)
+layers, positions = sorted(set(best.values())), sorted(set(pooled["position"]))
+stored = {"last": "last", "response_mean": "response"}
+
+
+def load(files):
+    keys = [f"{stored[pos]}.layer_{layer}" for pos in positions for layer in layers] + (
+        ["response.offsets"] if "response_mean" in positions else [])
+    return [ActivationShard.load(f, keys) for f in files]
+
+
+baselines = {v: backdoor.random_baseline(load(smk.input.trigger_acts[i * nt:(i + 1) * nt]),
+                                         load(smk.input.control_acts[i * nc:(i + 1) * nc]), layers, positions,
+                                         n=100, seed=p.seed)
+             for i, v in enumerate(variants)}
+pooled = backdoor.with_baseline(pooled, baselines)
 tokens = backdoor.token_auc(pooled, {v: (ttok[v], ctok[v]) for v in variants}, best, bd.method,
                             max_tokens=bd.max_tokens, n_boot=bd.n_boot, seed=p.seed)
 info = {"trigger_set": bd.trigger, "control_set": bd.control, "method": bd.method,
