@@ -19,7 +19,7 @@ from .artifacts import ActivationShard, TraitVectors, tensor_key
 from .io import file_sha256
 from .methods import random_directions
 from .project import at_layer
-from .stats import auc, separation
+from .stats import auc, column_aucs, separation
 
 
 def harm_check(vectors: TraitVectors, harmful: list[ActivationShard], harmless: list[ActivationShard], *,
@@ -66,7 +66,7 @@ def harm_check(vectors: TraitVectors, harmful: list[ActivationShard], harmless: 
     rand = random_directions(int(chosen.get("n_random", 100)), len(trait_dir), seed)
     rand *= np.where(rand @ trait_dir >= 0, 1.0, -1.0)[:, None]
     ph, pb = scores(harmful, best, rand.T), scores(harmless, best, rand.T)
-    random_aucs = np.array([auc(y, np.r_[ph[:, k], pb[:, k]]) for k in range(len(rand))])
+    random_aucs = column_aucs(y, np.vstack([ph, pb]))
     eval_p95 = float(np.percentile(random_aucs, 95))
     result = {
         "trait": sidecar["trait"], "model": sidecar["model"], "position": position, "method": method,

@@ -166,9 +166,14 @@ class ActivationShard:
         tensors, meta = read_safetensors(path, keys)
         return cls(tensors, meta)
 
+    @staticmethod
+    def pooled_keys(positions: list[str], layers: list[int]) -> list[str]:
+        """The tensors that pooling ``positions`` (last, mean, response_mean) at ``layers`` needs."""
+        stored = ["response" if p == "response_mean" else p for p in positions]
+        return [tensor_key(s, layer) for s in stored for layer in layers] + (
+            ["response.offsets"] if "response" in stored else [])
+
     @classmethod
     def load_at(cls, path: PathLike, position: str, layers: list[int]) -> ActivationShard:
         """Only what pooling ``position`` at ``layers`` needs (not every layer of the shard)."""
-        stored = "response" if position == "response_mean" else position
-        keys = [tensor_key(stored, layer) for layer in layers] + (["response.offsets"] if stored == "response" else [])
-        return cls.load(path, keys)
+        return cls.load(path, cls.pooled_keys([position], layers))

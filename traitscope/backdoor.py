@@ -21,7 +21,7 @@ from scipy import stats as sps
 
 from .methods import random_directions
 from .project import at_layer
-from .stats import auc, separation
+from .stats import column_aucs, separation
 
 POOLED = ("last", "response_mean")
 
@@ -93,8 +93,7 @@ def random_baseline(trigger: list[Any], control: list[Any], layers: list[int], p
                 parts = [shard.pooled(pos, layer) for shard in shards]
                 xs.append(np.concatenate([x[ok] for x, ok in parts]))
             y = np.r_[np.ones(len(xs[0])), np.zeros(len(xs[1]))]
-            proj = np.vstack(xs) @ random_directions(n, xs[0].shape[1], seed).T
-            aucs = np.array([auc(y, proj[:, k]) for k in range(n)])
+            aucs = column_aucs(y, np.vstack(xs) @ random_directions(n, xs[0].shape[1], seed).T)
             rows.append({"layer": layer, "position": pos, "random_auc_mean": float(aucs.mean()),
                          "random_auc_p95": float(np.percentile(aucs, 95)), "n_random": n})
     return pd.DataFrame(rows)

@@ -39,7 +39,7 @@ from sklearn.model_selection import StratifiedGroupKFold, train_test_split
 from .artifacts import ActivationShard, TraitVectors, tensor_key
 from .methods import fit_direction, random_directions, unit
 from .settings import ExtractJob
-from .stats import auc, cohens_d
+from .stats import auc, cohens_d, column_aucs
 
 
 class SplitError(ValueError):
@@ -103,7 +103,7 @@ def random_baseline(xtr: np.ndarray, ytr: np.ndarray, xte: np.ndarray, yte: np.n
     r = random_directions(n, xtr.shape[1], seed)
     ptr, pte = xtr @ r.T, xte @ r.T
     sign = np.where(ptr[ytr == 1].mean(0) >= ptr[ytr == 0].mean(0), 1.0, -1.0)
-    return np.array([auc(yte, pte[:, k] * sign[k]) for k in range(n)])
+    return column_aucs(yte, pte * sign)
 
 
 def fit_layer(x: np.ndarray, y: np.ndarray, train: np.ndarray, test: np.ndarray, methods: tuple[str, ...] | list[str],

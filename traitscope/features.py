@@ -23,7 +23,7 @@ from scipy.stats import percentileofscore
 
 from .methods import random_directions, unit
 from .sae import SparseAutoencoder
-from .stats import auc, independent_comparison
+from .stats import auc, independent_comparison, pooled_d
 
 
 def selection_half(ids: list[str], seed: int, fraction: float = 0.5) -> np.ndarray:
@@ -34,12 +34,11 @@ def selection_half(ids: list[str], seed: int, fraction: float = 0.5) -> np.ndarr
     return np.array([u(str(i)) < fraction for i in ids], dtype=bool)
 
 
-def _pooled_d(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Cohen's d per column (a minus b, pooled SD); 0 where both groups are constant."""
-    na, nb = len(a), len(b)
-    pooled = np.sqrt(((na - 1) * a.var(0, ddof=1) + (nb - 1) * b.var(0, ddof=1)) / max(na + nb - 2, 1))
-    diff = a.mean(0) - b.mean(0)
-    return np.divide(diff, pooled, out=np.zeros_like(diff), where=pooled > 0)
+def _column_d(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Cohen's d per column (:func:`traitscope.stats.pooled_d`); 0 where it is undefined (constant columns)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        d = pooled_d(a, b, axis=0)
+    return np.where(np.isfinite(d), d, 0.0)
 
 
 def oriented_auc(a: np.ndarray, b: np.ndarray, sign: float) -> float:
@@ -50,7 +49,7 @@ def oriented_auc(a: np.ndarray, b: np.ndarray, sign: float) -> float:
 def compare_features(fa: np.ndarray, fb: np.ndarray, sel_a: np.ndarray, sel_b: np.ndarray, *, top: int,
                      n_boot: int, seed: int) -> list[dict[str, Any]]:
     """The ``top`` features by |d| on the selection rows, each reported on the report rows."""
-    d_sel = _pooled_d(fa[sel_a], fb[sel_b])
+    d_sel = _column_d(fa[sel_a], fb[sel_b])
     order = np.argsort(-np.abs(d_sel), kind="stable")[:top]
     out = []
     for j in order:

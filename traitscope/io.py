@@ -86,13 +86,19 @@ def _json_default(obj: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
 
 
+def _scrubbed(df: pd.DataFrame, secrets: dict[str, str]) -> pd.DataFrame:
+    """``df`` with the ``secrets`` (values of secret environment variables) scrubbed from its text columns."""
+    if not secrets:
+        return df
+    df = df.copy()
+    for col in df.select_dtypes(include=["object", "string"]).columns:
+        df[col] = df[col].map(lambda v: scrub(v) if isinstance(v, str) else v)
+    return df
+
+
 def write_parquet(path: str | os.PathLike[str], df: pd.DataFrame) -> None:
     """A table, with any secret value from the environment scrubbed from its text columns."""
-    secrets = secret_values()
-    if secrets:
-        df = df.copy()
-        for col in df.select_dtypes(include=["object", "string"]).columns:
-            df[col] = df[col].map(lambda v: scrub(v) if isinstance(v, str) else v)
+    df = _scrubbed(df, secret_values())
     with atomic_path(path) as tmp:
         df.to_parquet(tmp, index=False)
 
@@ -122,10 +128,7 @@ class ParquetParts:
         if not len(df):
             self._empty = df if self._empty is None else self._empty
             return
-        if self._secrets:
-            df = df.copy()
-            for col in df.select_dtypes(include=["object", "string"]).columns:
-                df[col] = df[col].map(lambda v: scrub(v) if isinstance(v, str) else v)
+        df = _scrubbed(df, self._secrets)
         if self._writer is None:
             table = pa.Table.from_pandas(df, preserve_index=False)
             self._writer = pq.ParquetWriter(self._tmp, table.schema)

@@ -535,20 +535,27 @@ class Study:
         return sorted(t for t, spec in self.traits.items()
                       if spec.source != "contrast" and spec.position == "response_mean")
 
-    def activation_sets(self) -> list[str]:
-        """Prompt sets whose raw activations some job reads (harm check, organism directions) or that
-        ``capture.keep_activations`` keeps: with ``capture.stream`` these are still captured, then projected."""
-        sets = set(self.capture.keep_activations)
+    def activation_pairs(self) -> set[tuple[str, str]]:
+        """(variant, prompt set) pairs whose raw activations some job reads: the harm check's sets on the extraction
+        variant, the organism's train and test sets on both models, the backdoor's trigger and control sets (its
+        random-direction baseline), the SAE corpus and the SAE comparisons."""
+        pairs: set[tuple[str, str]] = set()
         if self.harm_check is not None:
-            sets |= {self.harm_check.harmful, self.harm_check.harmless}
+            pairs |= {(self.extract.variant, s) for s in (self.harm_check.harmful, self.harm_check.harmless)}
         if self.organism is not None:
-            sets |= {self.organism.train, self.organism.test}
-        if self.backdoor is not None:  # its AUCs are shown against random directions on these activations
-            sets |= {self.backdoor.trigger, self.backdoor.control}
+            o = self.organism
+            pairs |= {(v, s) for v in (o.base, o.finetuned) for s in (o.train, o.test)}
+        if self.backdoor is not None:
+            pairs |= {(v, s) for v in self.backdoor.variants() for s in (self.backdoor.trigger, self.backdoor.control)}
         if self.sae is not None:
-            sets |= set(self.sae_corpus())
-            sets |= {s for c in self.sae_comparisons().values() for s in (c.a_set, c.b_set)}
-        return sorted(sets)
+            pairs |= {(self.sae_variant(), s) for s in self.sae_corpus()}
+            pairs |= {p for c in self.sae_comparisons().values() for p in ((c.a_variant, c.a_set), (c.b_variant, c.b_set))}
+        return pairs
+
+    def activation_sets(self) -> list[str]:
+        """Prompt sets of :meth:`activation_pairs` and those ``capture.keep_activations`` keeps: with
+        ``capture.stream`` these are still captured, then projected."""
+        return sorted(set(self.capture.keep_activations) | {s for _, s in self.activation_pairs()})
 
     def sae_variant(self) -> str:
         assert self.sae is not None
@@ -579,19 +586,8 @@ class Study:
         return self.capture.stream and pset not in self.activation_sets()
 
     def captured_only_pairs(self) -> list[tuple[str, str]]:
-        """(variant, prompt set) pairs captured for their activations but not projected: the organism's train and
-        test sets on both models, the SAE corpus, the harm check's sets on the extraction variant."""
-        pairs: set[tuple[str, str]] = set()
-        if self.organism is not None:
-            o = self.organism
-            pairs |= {(v, s) for v in (o.base, o.finetuned) for s in (o.train, o.test)}
-        if self.sae is not None:
-            pairs |= {(self.sae_variant(), s) for s in self.sae_corpus()}
-            pairs |= {(v, s) for c in self.sae_comparisons().values() for v, s in ((c.a_variant, c.a_set),
-                                                                                  (c.b_variant, c.b_set))}
-        if self.harm_check is not None:
-            pairs |= {(self.extract.variant, s) for s in (self.harm_check.harmful, self.harm_check.harmless)}
-        return sorted(pairs - set(self.projected_pairs()))
+        """(variant, prompt set) pairs captured for their activations (:meth:`activation_pairs`) but not projected."""
+        return sorted(self.activation_pairs() - set(self.projected_pairs()))
 
     def trait_names(self) -> list[str]:
         return sorted(self.traits)

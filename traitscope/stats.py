@@ -10,7 +10,7 @@ from scipy.stats import bootstrap, mannwhitneyu, spearmanr, ttest_ind, ttest_rel
 from sklearn.metrics import roc_auc_score
 
 
-def _pooled_d(a: np.ndarray, b: np.ndarray, axis: int = -1) -> np.ndarray:
+def pooled_d(a: np.ndarray, b: np.ndarray, axis: int = -1) -> np.ndarray:
     """(mean_a - mean_b) / pooled SD (ddof=1 per group) along ``axis`` (vectorised, for bootstrap resamples)."""
     na, nb = a.shape[axis], b.shape[axis]
     pooled = np.sqrt(((na - 1) * a.var(axis=axis, ddof=1) + (nb - 1) * b.var(axis=axis, ddof=1)) / (na + nb - 2))
@@ -23,7 +23,7 @@ def cohens_d(a: np.ndarray, b: np.ndarray) -> float:
     if len(a) < 2 or len(b) < 2:
         return float("nan")
     with np.errstate(divide="ignore", invalid="ignore"):
-        d = float(_pooled_d(a, b))
+        d = float(pooled_d(a, b))
     return d if np.isfinite(d) else float("nan")
 
 
@@ -33,6 +33,11 @@ def auc(labels: np.ndarray, scores: np.ndarray) -> float:
     if len(np.unique(labels)) < 2:
         return float("nan")
     return float(roc_auc_score(labels, scores))
+
+
+def column_aucs(labels: np.ndarray, scores: np.ndarray) -> np.ndarray:
+    """ROC-AUC of each column of ``scores [n, k]`` (e.g. the projections on ``k`` random directions)."""
+    return np.array([auc(labels, scores[:, j]) for j in range(scores.shape[1])])
 
 
 def bootstrap_auc_ci(labels: np.ndarray, scores: np.ndarray, n_boot: int = 1000, level: float = 0.95,
@@ -122,7 +127,7 @@ def independent_comparison(a: np.ndarray, b: np.ndarray, *, n_boot: int = 2000, 
     ci = test.confidence_interval(level)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        boot = bootstrap((a, b), _pooled_d, n_resamples=n_boot, confidence_level=level, method="percentile",
+        boot = bootstrap((a, b), pooled_d, n_resamples=n_boot, confidence_level=level, method="percentile",
                          vectorized=True, paired=False, random_state=np.random.default_rng(seed))
     sep = separation(a, b, n_boot=n_boot, level=level, seed=seed)
     return {**out, "mean_difference": float(a.mean() - b.mean()), "ci_low": float(ci.low), "ci_high": float(ci.high),

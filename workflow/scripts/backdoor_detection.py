@@ -27,12 +27,10 @@ best = best_layers(sidecars)
 pooled_in = {v: (trig[v], ctrl[v]) for v in variants}
 pooled = backdoor.pooled_auc(pooled_in, best, bd.method, n_boot=bd.n_boot, seed=p.seed)
 layers, positions = sorted(set(best.values())), sorted(set(pooled["position"]))
-stored = {"last": "last", "response_mean": "response"}
+keys = ActivationShard.pooled_keys(positions, layers)
 
 
 def load(files):
-    keys = [f"{stored[pos]}.layer_{layer}" for pos in positions for layer in layers] + (
-        ["response.offsets"] if "response_mean" in positions else [])
     return [ActivationShard.load(f, keys) for f in files]
 
 
