@@ -37,6 +37,7 @@ if STREAM_SETS:
         output:
             scores=L.stream_scores(),
             tokens=L.stream_token_scores(),
+            baseline=L.stream_baseline(),
             responses=L.responses(),
         wildcard_constraints:
             pset=set_pattern(STREAM_SETS),
@@ -44,6 +45,7 @@ if STREAM_SETS:
             variant=variant_spec,
             job=capture_job,
             project=S.project,
+            baseline=baseline_job,
             n_layers=variant_n_layers,
             cache_dir=L.cache("capture"),
         log:

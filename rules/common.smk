@@ -253,6 +253,10 @@ def external_scores(w):
     return per_set(L.scores, [S.external.variant], S.external.datasets[w.dataset].prompt_sets)
 
 
+def external_baselines(w):
+    return per_set(L.baseline, [S.external.variant], S.external.datasets[w.dataset].prompt_sets)
+
+
 def external_prompts(w):
     return [L.prompts(s) for s in S.external.datasets[w.dataset].prompt_sets]
 
@@ -318,9 +322,15 @@ def projection_inputs(w):
     capture wrote (then it only gathers them)."""
     if S.streamed(w.pset):
         return {"stream_scores": shards(L.stream_scores, [w.variant], [w.pset]),
-                "stream_tokens": shards(L.stream_token_scores, [w.variant], [w.pset])}
+                "stream_tokens": shards(L.stream_token_scores, [w.variant], [w.pset]),
+                "stream_baseline": shards(L.stream_baseline, [w.variant], [w.pset])}
     return {"activations": shards(L.activations, [w.variant], [w.pset]),
             "vectors": vector_files("vectors"), "sidecars": vector_files("sidecar")}
+
+
+def baseline_job(w):
+    """The random-direction baseline projected with this prompt set (per token for the prefill conditions)."""
+    return S.baseline_job(w.pset)
 
 
 def project_mem_mb(w, attempt):

@@ -28,6 +28,7 @@ if S.external:
     rule external_dataset:
         input:
             scores=external_scores,
+            baselines=external_baselines,
             prompts=external_prompts,
             sidecars=vector_files("sidecar"),
         output:
@@ -52,6 +53,7 @@ if S.prefill_attack:
             **{c: per_set(L.token_scores, [S.prefill_attack.variant], [s])
                for c, s in S.prefill_attack.conditions().items()},
             prompts=[L.prompts(s) for s in S.prefill_attack.conditions().values()],
+            baselines=[L.baseline(S.prefill_attack.variant, s) for s in S.prefill_attack.conditions().values()],
             sidecars=vector_files("sidecar"),
         output:
             **reported(L.prefill_attack(), "Prefill attack", grid="prefill_grid", divergence="prefill_divergence",

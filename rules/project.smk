@@ -8,8 +8,10 @@ rule project:
     output:
         scores=L.scores(),
         tokens=L.token_scores(),
+        baseline=L.baseline(),
     params:
         project=S.project,
+        baseline=baseline_job,
         n_layers=variant_n_layers,
         mode=projection_mode,
     log:

@@ -18,13 +18,17 @@ def test_budget_counts_activations_and_scores_per_prompt(small_config):
     b = pair_budget(study, "base", "benign_eval")
     # tiny model: 4 layers of hidden 32 in float16 at 2 pooled positions + 4 response tokens (max_new_tokens)
     assert b.activation_bytes_per_prompt == 4 * 32 * 2 * (2 + 4) + TOKEN_EXTRA_BYTES * 4
-    # 2 traits x 2 methods x 1 (best) layer x (last, mean, response_mean + 4 token scores)
-    assert b.score_bytes_per_prompt == 2 * 2 * 1 * (3 + 4) * SCORE_ROW_BYTES
+    # 2 traits x 2 methods x 1 (best) layer x (last, mean, response_mean + 4 token scores); and the random baseline:
+    # 100 directions x up to 2 best layers (one per trait) x 3 pooled positions x float32
+    assert b.score_bytes_per_prompt == 2 * 2 * 1 * (3 + 4) * SCORE_ROW_BYTES + 100 * 2 * 3 * 4
     assert b.rows == 20 and not b.streamed
     assert b.written == 20 * (b.activation_bytes_per_prompt + b.score_bytes_per_prompt)
     small_config["project"]["layers"] = "all"
     assert pair_budget(load_config(small_config), "base", "benign_eval").score_bytes_per_prompt == 4 * (
-        b.score_bytes_per_prompt)
+        b.score_bytes_per_prompt - 100 * 2 * 3 * 4) + 100 * 4 * 3 * 4
+    small_config["project"]["random_directions"] = 0
+    assert pair_budget(load_config(small_config), "base", "benign_eval").score_bytes_per_prompt == 4 * (
+        b.score_bytes_per_prompt - 100 * 2 * 3 * 4)
 
 
 def test_stream_writes_scores_only_except_for_sets_an_analysis_reads(small_config):

@@ -8,6 +8,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from conftest import REPO, SHARED_DATA, assert_config_error, figure_facts, load_set
 from scipy import stats as sps
 from sklearn.metrics import roc_auc_score
@@ -151,6 +152,32 @@ def test_category_auc_matches_sklearn_with_documented_negatives():
     assert overall["auc"] > 0.85 and table.loc[("flat", "overall"), "ci_low"] < 0.5 < table.loc[("flat", "overall"), "ci_high"]
 
 
+def test_external_aucs_stand_against_random_directions_on_the_same_rows():
+    scores = _external_scores()
+    ids = scores["id"].unique()
+    rand = pd.DataFrame(np.random.default_rng(1).normal(size=(len(ids), 40)), index=ids)
+    table = external.category_auc(scores, min_per_class=3, n_boot=100, seed=0,
+                                  random={"good": rand, "flat": rand}).set_index(["trait", "category"])
+    good = scores[scores["trait"] == "good"]
+    a_pos = good[(good["label"] == 1) & good["category"].str.contains("a")]
+    a_neg = good[(good["label"] == 0) & good["prompt"].isin(a_pos["prompt"])]  # the documented negatives
+    y = np.r_[np.ones(len(a_pos)), np.zeros(len(a_neg))]
+    ref = [roc_auc_score(y, rand.loc[pd.concat([a_pos["id"], a_neg["id"]]), j]) for j in range(40)]
+    row = table.loc[("good", "a")]
+    assert row["random_auc_p95"] == pytest.approx(np.percentile(ref, 95)) and row["n_random"] == 40
+    assert row["random_auc_mean"] == pytest.approx(np.mean(ref))
+    assert row["auc_percentile"] == pytest.approx(sps.percentileofscore(ref, row["auc"], kind="strict"))
+    assert table.loc[("good", "overall"), "beats_random"]
+    flat = table.loc[("flat", "overall")]
+    assert not flat["beats_random"] and flat["auc"] <= flat["random_auc_p95"]
+    c = table.loc[("good", "c")]  # too few rows for an AUC: no baseline either
+    assert np.isnan(c["auc"]) and c["n_random"] == 0 and not c["beats_random"]
+    summary = external.summary(table.reset_index(), None, {})
+    assert summary["traits"]["flat"]["baseline"].startswith("DOES NOT BEAT ITS RANDOM BASELINE")
+    assert summary["traits"]["good"]["baseline"].startswith("beats its random baseline")
+    assert summary["traits"]["good"]["categories"]["a"]["random_auc_p95"] == row["random_auc_p95"]
+
+
 def test_same_category_negatives_when_safe_rows_are_categorised():
     scores = _external_scores()
     scores = scores[scores["trait"] == "good"].copy()
@@ -235,6 +262,35 @@ def test_prefill_window_scores_and_comparisons_match_scipy():
     ref = sps.ttest_rel(s["C2"].loc[common], s["C1"].loc[common])
     assert c12["p"] == pytest.approx(ref.pvalue) and c12["mean_difference"] < 0 and c12["n"] == 10
     assert res["C1_vs_C2"]["difference"] == "C2 - C1" and res["C1_vs_C2"]["design"] == "paired"
+
+
+def test_prefill_aucs_stand_against_random_directions_over_the_same_windows():
+    from traitscope.artifacts import BaselineScores
+
+    tokens, prompts = _prefill_inputs()
+    scores = prefill.window_scores(tokens, prompts, {"safety/harm": 2}, "mean_diff")
+    rng = np.random.default_rng(5)
+    baselines, per_token = {}, {}
+    for cond, t in tokens.items():  # column 0 is the trait's own per-token score, the others noise
+        t = t.sort_values(["id", "token_index"])
+        x = np.c_[t["score"].to_numpy(), rng.normal(size=(len(t), 29))].astype(np.float32)
+        lengths = t.groupby("id", sort=False).size().reindex(prompts[cond]["id"]).to_numpy()
+        offsets = np.r_[0, np.cumsum(lengths)]
+        baselines[cond] = BaselineScores({"token.layer_2": torch.from_numpy(x),
+                                          "response.offsets": torch.from_numpy(offsets)},
+                                         {"ids": prompts[cond]["id"].tolist(), "n_random": 30, "seed": 0})
+        per_token[cond] = x.reshape(len(lengths), 6, 30)
+    random = prefill.random_windows(scores, baselines)
+    assert np.allclose(random[("C2", "safety/harm")].to_numpy(), per_token["C2"][:, :K].mean(1))
+    res = prefill.compare_conditions(scores, correction="holm", alpha=0.05, n_boot=200, seed=0, random=random)
+    for name, (a, b) in (("C2_vs_C4", ("C2", "C4")), ("C1_vs_C3", ("C1", "C3"))):
+        r = res[name]["traits"]["safety/harm"]
+        x = np.vstack([per_token[a][:, :K].mean(1), per_token[b][:, :K].mean(1)])
+        ref = [roc_auc_score(np.r_[np.ones(10), np.zeros(10)], x[:, j]) for j in range(30)]
+        assert ref[0] == pytest.approx(r["auc"], abs=1e-6)  # column 0 is the trait itself
+        assert r["random_auc_p95"] == pytest.approx(np.percentile(ref, 95)) and r["n_random"] == 30
+        assert r["beats_random"] == (r["auc"] > np.percentile(ref, 95))
+    assert "random_auc_p95" not in res["C1_vs_C2"]["traits"]["safety/harm"]  # paired: no AUC
 
 
 def test_prefill_correction_across_traits_matches_statsmodels():

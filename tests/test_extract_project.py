@@ -11,12 +11,12 @@ import torch
 from scipy import stats as sps
 from sklearn.metrics import roc_auc_score
 
-from traitscope.artifacts import ActivationShard, TraitVectors
+from traitscope.artifacts import ActivationShard, ArtifactError, BaselineScores, TraitVectors
 from traitscope.config import section
 from traitscope.extract import SplitError, choose_best_layer, extract_trait, grouped_split, selection_folds
-from traitscope.methods import fit_direction, segment_mean
-from traitscope.project import ProjectionError, project_shard
-from traitscope.settings import ExtractJob
+from traitscope.methods import fit_direction, random_directions, segment_mean
+from traitscope.project import ProjectionError, baseline_scores, project_shard, score_frames, score_tensors
+from traitscope.settings import BaselineJob, ExtractJob
 from traitscope.stats import auc, bootstrap_auc_ci, cohens_d
 
 
@@ -216,6 +216,58 @@ def test_projection_is_scalar_projection_on_unit_vector():
     assert np.isnan(rm["b"])  # no tokens
     both, _ = project_shard(shard, [vectors], job("all", per_token=False), n_layers=2)
     assert set(both["layer"]) == {0, 1}
+
+
+def _rows(shard: ActivationShard, lo: int, hi: int) -> ActivationShard:
+    """Rows ``lo:hi`` of a shard, with their response tokens and re-based offsets (a shard of a smaller set)."""
+    off = shard.offsets
+    t0, t1 = int(off[lo]), int(off[hi])
+    tensors = {k: (v[t0:t1] if k.startswith("response.") else v[lo:hi]) for k, v in shard.tensors.items()
+               if k != "response.offsets"}
+    tensors["response.offsets"] = off[lo:hi + 1] - t0
+    return ActivationShard(tensors, {**shard.meta, "ids": shard.ids[lo:hi]})
+
+
+def test_random_baseline_scores_seeded_unit_directions_on_the_same_rows_and_tokens():
+    shard, vectors = shard_and_vectors()
+    bj = BaselineJob(n_random=7, seed=3, per_token=True)
+    scores = score_tensors(shard, [vectors], job(), n_layers=2, baseline=bj)
+    base = baseline_scores([scores], shard.ids, bj)
+    r = torch.from_numpy(random_directions(7, 8, 3 * 1000 + 1))  # the trait's best layer is 1
+    assert np.allclose(np.linalg.norm(r.numpy(), axis=1), 1)
+    assert np.allclose(base.pooled(1, "last"), (shard.tensors["last.layer_1"].float() @ r.T).numpy(), atol=1e-6)
+    assert np.allclose(base.pooled(1, "mean"), (shard.tensors["mean.layer_1"].float() @ r.T).numpy(), atol=1e-6)
+    tok = (shard.tensors["response.layer_1"].float() @ r.T).numpy()
+    rm = base.pooled(1, "response_mean")
+    assert np.allclose(rm[2], tok[2:5].mean(0)) and np.isnan(rm[1]).all()  # row b has no response tokens
+    win = base.window_means(1, np.array([1, 4, 2]))  # first k tokens; b has none, so NaN
+    assert np.allclose(win[0], tok[0]) and np.isnan(win[1]).all() and np.allclose(win[2], tok[2:4].mean(0))
+    with pytest.raises(ArtifactError, match="layer 0"):  # only projected layers carry a baseline
+        base.pooled(0, "last")
+    # the trait scores do not change, and the baseline is the same whether the set comes in one shard or two
+    alone = score_frames(score_tensors(shard, [vectors], job(), n_layers=2), shard.ids)[0]
+    pd.testing.assert_frame_equal(score_frames(scores, shard.ids)[0], alone)
+    parts = [score_tensors(_rows(shard, lo, hi), [vectors], job(), n_layers=2, baseline=bj) for lo, hi in ((0, 2), (2, 3))]
+    merged = baseline_scores(parts, shard.ids, bj)
+    assert merged.tensors.keys() == base.tensors.keys()
+    for key, value in base.tensors.items():
+        torch.testing.assert_close(merged.tensors[key], value, rtol=0, atol=0, equal_nan=True, msg=key)
+    pooled_only = baseline_scores([score_tensors(shard, [vectors], job(), n_layers=2, baseline=bj._replace(
+        per_token=False))], shard.ids, bj)
+    assert not any(k.startswith("token.") for k in pooled_only.tensors)
+    off = baseline_scores([score_tensors(shard, [vectors], job(), 2, bj._replace(n_random=0))], shard.ids, bj)
+    assert off.tensors == {}
+
+
+def test_random_baseline_round_trips(tmp_path):
+    shard, vectors = shard_and_vectors()
+    bj = BaselineJob(n_random=5, seed=0, per_token=True)
+    base = baseline_scores([score_tensors(shard, [vectors], job(), 2, bj)], shard.ids, bj)
+    base.save(tmp_path / "baseline.safetensors")
+    back = BaselineScores.load(tmp_path / "baseline.safetensors")
+    assert back.ids == ["a", "b", "c"] and back.n_random == 5 and back.meta["layers"] == [1]
+    for key, value in base.tensors.items():
+        torch.testing.assert_close(back.tensors[key], value, rtol=0, atol=0, equal_nan=True)
 
 
 def test_projection_errors_are_actionable():

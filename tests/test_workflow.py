@@ -12,6 +12,7 @@ import zipfile
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -187,6 +188,16 @@ def test_external_datasets_and_prefill_attack(study):
     for cat, c in evil["categories"].items():
         assert (c["negatives"], c["auc"] is None) == (("same_prompts", False) if c["n_unsafe"] >= 3 else ("all_safe", True)), cat
     assert evil["severity"]["unsafe_rows"]["n"] == 24
+    # the control baseline, recomputed from the random-direction scores that project wrote beside the trait scores
+    from traitscope.artifacts import BaselineScores
+
+    (path,) = r.glob("projections/*/beavertails_sample/baseline.safetensors")
+    base = BaselineScores.load(path)
+    frame = pd.DataFrame(base.pooled(evil["layer"], evil["position"]), index=base.ids)
+    random_aucs = [roc_auc_score(scored["label"], frame.loc[scored["id"], j]) for j in frame]
+    assert evil["overall"]["n_random"] == 100 == base.n_random
+    assert evil["overall"]["random_auc_p95"] == pytest.approx(np.percentile(random_aucs, 95))
+    assert evil["baseline"].startswith(("beats its random baseline", "DOES NOT BEAT ITS RANDOM BASELINE"))
     hb = json.loads((r / "external/harmbench/results.json").read_text())
     assert hb["n_unsafe"] == 12 and hb["n_safe"] == 20 and not hb["severity_available"]
     assert set(hb["traits"]["safety/harmful_instruction"]["categories"]) == {
@@ -199,6 +210,9 @@ def test_external_datasets_and_prefill_attack(study):
     assert pa["cells"]["safety/evil"]["C2"]["n"] == 20 and pa["prefill_text"] == ["Sure, here is how"]
     window = pd.read_parquet(r / "prefill_attack/window_scores.parquet")
     assert (window.loc[window["condition"].isin(["C2", "C4"]), "n_tokens"] == window["k"].max()).all()
+    for name in ("C2_vs_C4", "C1_vs_C3"):
+        for trait, row in pa["comparisons"][name]["traits"].items():
+            assert row["n_random"] == 100 and 0 <= row["random_auc_p95"] <= 1, (name, trait)
     for fig in ("external/beavertails/per_category_auc.png", "external/harmbench/per_category_auc.png",
                 "prefill_attack/2x2_grid.png", "prefill_attack/trajectory_divergence.png"):
         assert (r / fig).stat().st_size > 5000, fig
@@ -371,6 +385,8 @@ def _edit(cfg: dict, change: str) -> dict:
         cfg["traits"]["safety/harm"] = {"source": "builtin", "max_pairs": 2, "max_questions": 8}
     elif change == "project_methods":
         cfg["project"]["methods"] = ["mean_diff"]
+    elif change == "random_directions":
+        cfg["project"]["random_directions"] = 20
     elif change == "compare_alpha":
         cfg["compare"]["alpha"] = 0.01
     elif change == "judge_model":
@@ -404,6 +420,7 @@ EXPECTED = {
     "add_trait": {"prep_trait": 1, "capture_trait": 1, "extract_vectors": 1, "project": N_PROJECT,
                   "extraction_summary": 1, "sae_features": 3, **ANALYSES},
     "project_methods": {"project": N_PROJECT, **ANALYSES},
+    "random_directions": {"project": N_PROJECT, **ANALYSES},  # re-projection only: no capture runs again
     "compare_alpha": {"variant_comparison": 1, "manifest": 1},
     "judge_model": {"steering_sweep": 1, "optimize_vector": 1, "extraction_gap": 1, "organism_ablation": 1,
                     "manifest": 1},

@@ -177,3 +177,57 @@ class ActivationShard:
     def load_at(cls, path: PathLike, position: str, layers: list[int]) -> ActivationShard:
         """Only what pooling ``position`` at ``layers`` needs (not every layer of the shard)."""
         return cls.load(path, cls.pooled_keys([position], layers))
+
+
+@dataclass(frozen=True)
+class BaselineScores:
+    """Scores of seeded random unit directions on one (variant, prompt set): the control baseline of every AUC an
+    analysis computes from score tables (external datasets, prefill attack).
+
+    Tensors: ``{position}.layer_<L>`` ``[n, R]`` per pooled position (last, mean, response_mean) and, where per-token
+    scores are kept, ``token.layer_<L>`` ``[T, R]`` with ``response.offsets`` ``[n + 1]``. Column ``r`` at layer
+    ``L`` is the same direction in every prompt set (``methods.random_directions(R, d, seed * 1000 + L)``), so rows of
+    several sets can be compared. Metadata: ``ids``, ``n_random``, ``seed``, ``layers``.
+    """
+
+    tensors: dict[str, torch.Tensor]
+    meta: dict[str, Any]
+
+    @property
+    def ids(self) -> list[str]:
+        return list(self.meta["ids"])
+
+    @property
+    def n_random(self) -> int:
+        return int(self.meta["n_random"])
+
+    def _get(self, kind: str, layer: int) -> torch.Tensor:
+        key = tensor_key(kind, layer)
+        if key not in self.tensors:
+            raise ArtifactError(f"random baseline has no {kind} scores at layer {layer} (has {sorted(self.tensors)}; "
+                                "fix: project.random_directions must be above 0, and the layer projected)")
+        return self.tensors[key]
+
+    def pooled(self, layer: int, position: str) -> np.ndarray:
+        """``[n, R]`` random scores of every row at a pooled position (rows in :attr:`ids` order)."""
+        return self._get(position, layer).float().numpy()
+
+    def window_means(self, layer: int, k: np.ndarray) -> np.ndarray:
+        """``[n, R]`` mean random score over each row's first ``k[i]`` assistant-turn tokens (NaN where there are
+        none): the baseline of a windowed per-token score (prefill attack)."""
+        tokens = self._get("token", layer).float()
+        offsets = self.tensors["response.offsets"]
+        lengths = offsets[1:] - offsets[:-1]
+        take = torch.minimum(lengths, torch.tensor(np.array(k, dtype=np.int64)))
+        index = torch.cat([torch.arange(int(offsets[i]), int(offsets[i]) + int(take[i])) for i in range(len(take))]
+                          ) if len(take) else torch.zeros(0, dtype=torch.long)
+        window_offsets = torch.cat([torch.zeros(1, dtype=torch.long), take.cumsum(0)])
+        return segment_mean(tokens[index], window_offsets)[0].numpy()
+
+    def save(self, path: PathLike) -> None:
+        write_safetensors(path, self.tensors, self.meta)
+
+    @classmethod
+    def load(cls, path: PathLike) -> BaselineScores:
+        tensors, meta = read_safetensors(path)
+        return cls(tensors, meta)

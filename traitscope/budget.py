@@ -7,6 +7,9 @@ activations (two-step)  float16 values: layers x hidden x (pooled positions + re
 scores                  score rows: traits x methods x projected layers x (pooled positions + response tokens) x
                         SCORE_ROW_BYTES (a parquet row of id, trait, method, layer, position and a float32 score,
                         compressed); written by the stream capture (shard files) and by ``project`` (set table)
+random baseline         float32 scores of ``project.random_directions`` random directions at every projected layer
+                        (with ``project.layers: best``, up to one layer per trait) x (pooled positions + response
+                        mean, + response tokens for the prefill attack's sets) x 4 bytes, beside the scores
 
 Response tokens per prompt are at most the prefill plus ``capture.generate.max_new_tokens``; the estimate takes
 that bound (replayed responses are counted at the same length), so it is an upper estimate for generated text.
@@ -62,6 +65,10 @@ def pair_budget(study: Study, variant: str, pset: str, projected: bool = True) -
     proj_layers = 1 if proj.layers == "best" else len(parse_layers(proj.layers, dims.n_layers, "project.layers"))
     score_positions = pooled + (1 if tokens else 0) + (tokens if proj.per_token else 0)
     scores = len(study.traits) * len(proj.methods) * proj_layers * score_positions * SCORE_ROW_BYTES
+    base = study.baseline_job(pset)
+    random_layers = min(len(study.traits), dims.n_layers) if proj.layers == "best" else proj_layers
+    random_positions = pooled + (1 if tokens else 0) + (tokens if base.per_token else 0)
+    scores += base.n_random * random_layers * random_positions * 4.0
     return Budget(variant, pset, int(study.rows.get(pset) or 0), study.streamed(pset) and projected, acts,
                   scores if projected else 0.0)
 

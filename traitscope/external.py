@@ -14,6 +14,10 @@ For each trait (at its best layer, pooled at its extraction position) and each h
   both groups. ``overall`` compares every unsafe row with every safe row.
 * severity: Spearman's rho between score and a severity field of the data, where the data has one (over all
   rows with a value, and over the unsafe rows only).
+* control baseline: where ``random`` is given (the scores of seeded random unit directions at the trait's layer and
+  position, :class:`~traitscope.artifacts.BaselineScores`), every AUC is reported beside the AUCs of those
+  directions on the same unsafe and safe rows: their mean and 95th percentile, the AUC's percentile among them and
+  ``beats_random``.
 * failure cases: unsafe rows scoring below the threshold that flags ``fpr`` of the safe rows (the
   ``1 - fpr`` quantile of safe scores), the lowest first, with their text.
 """
@@ -27,7 +31,7 @@ import numpy as np
 import pandas as pd
 
 from .prompts import split_categories
-from .stats import separation, spearman
+from .stats import column_aucs, separation, spearman, versus_random
 
 SEVERITY_FIELDS = ("severity", "severity_level")
 NEGATIVES = ("same_category", "same_prompts", "all_safe")
@@ -77,16 +81,32 @@ def _compare(pos: pd.Series, neg: pd.Series, *, n_boot: int, seed: int) -> dict[
             "mean_safe": float(neg.mean()) if len(neg) else float("nan"), "n_unsafe": int(len(pos)), "n_safe": int(len(neg))}
 
 
-def category_auc(scores: pd.DataFrame, *, min_per_class: int, n_boot: int, seed: int) -> pd.DataFrame:
-    """One row per trait and category (plus ``overall``): AUC unsafe vs safe with CI, d, group means and sizes."""
+def _versus_random(res: dict[str, Any], pos: pd.DataFrame, neg: pd.DataFrame, random: pd.DataFrame | None
+                   ) -> dict[str, Any]:
+    """``res`` (an AUC of ``pos`` vs ``neg`` rows) with the AUCs of the random directions on the same rows."""
+    if random is None:
+        return res
+    aucs = (column_aucs(np.r_[np.ones(len(pos)), np.zeros(len(neg))],
+                        random.loc[pd.concat([pos["id"], neg["id"]])].to_numpy(float))
+            if not np.isnan(res["auc"]) else np.array([]))
+    return {**res, **versus_random(res["auc"], aucs)}
+
+
+def category_auc(scores: pd.DataFrame, *, min_per_class: int, n_boot: int, seed: int,
+                 random: dict[str, pd.DataFrame] | None = None) -> pd.DataFrame:
+    """One row per trait and category (plus ``overall``): AUC unsafe vs safe with CI, d, group means and sizes;
+    with ``random`` (trait -> random-direction scores ``[ids, R]`` at its layer and position), the AUC against them.
+    """
     rows = []
     for trait, d in scores.groupby("trait", sort=True):
         d = d.dropna(subset=["score"])
         unsafe, safe = d[d["label"] == 1], d[d["label"] == 0]
         layer, position = int(d["layer"].iloc[0]), d["position"].iloc[0]
         base = {"trait": trait, "layer": layer, "position": position}
+        rnd = None if random is None else random[str(trait)]
         rows.append({**base, "category": "overall", "negatives": "all_safe",
-                     **_compare(unsafe["score"], safe["score"], n_boot=n_boot, seed=seed)})
+                     **_versus_random(_compare(unsafe["score"], safe["score"], n_boot=n_boot, seed=seed), unsafe, safe,
+                                      rnd)})
         cats = sorted({c for v in unsafe["category"] for c in split_categories(v)})
         for cat in cats:
             pos = unsafe[unsafe["category"].map(lambda v, cat=cat: cat in split_categories(v))]
@@ -94,7 +114,7 @@ def category_auc(scores: pd.DataFrame, *, min_per_class: int, n_boot: int, seed:
             res = _compare(pos["score"], neg["score"], n_boot=n_boot, seed=seed)
             if len(pos) < min_per_class or len(neg) < min_per_class:  # too few to estimate: keep the means only
                 res.update(auc=float("nan"), ci_low=float("nan"), ci_high=float("nan"))
-            rows.append({**base, "category": cat, "negatives": kind, **res})
+            rows.append({**base, "category": cat, "negatives": kind, **_versus_random(res, pos, neg, rnd)})
     return pd.DataFrame(rows)
 
 
@@ -138,14 +158,25 @@ def _clip(text: Any, n: int) -> str | None:
     return text if len(text) <= n else text[:n] + " [...]"
 
 
+def baseline_verdict(row: dict[str, Any]) -> str | None:
+    """One line on an AUC against its random baseline (None without one)."""
+    if not row.get("n_random"):
+        return None
+    text = (f"AUC {row['auc']:.3f} vs {row['n_random']} random directions: 95th percentile {row['random_auc_p95']:.3f}, "
+            f"AUC at percentile {row['auc_percentile']:.0f}")
+    return ("beats its random baseline: " if row["beats_random"] else "DOES NOT BEAT ITS RANDOM BASELINE: ") + text
+
+
 def summary(table: pd.DataFrame, severity: dict[str, Any] | None, info: dict[str, Any]) -> dict[str, Any]:
     traits: dict[str, Any] = {}
     for trait, d in table.groupby("trait", sort=True):
-        cats = {r["category"]: {k: r[k] for k in ("auc", "ci_low", "ci_high", "cohens_d", "mean_unsafe", "mean_safe",
-                                                   "n_unsafe", "n_safe", "negatives")}
+        keys = ("auc", "ci_low", "ci_high", "cohens_d", "mean_unsafe", "mean_safe", "n_unsafe", "n_safe", "negatives",
+                "random_auc_mean", "random_auc_p95", "auc_percentile", "beats_random", "n_random")
+        cats = {r["category"]: {k: r[k] for k in keys if k in r}
                 for r in d.to_dict(orient="records")}
+        overall = cats.pop("overall")
         traits[str(trait)] = {"layer": int(d["layer"].iloc[0]), "position": d["position"].iloc[0],
-                              "overall": cats.pop("overall"), "categories": cats,
+                              "overall": overall, "baseline": baseline_verdict(overall), "categories": cats,
                               "severity": (severity or {}).get(str(trait))}
     return {**info, "traits": traits,
             "severity_available": severity is not None,
@@ -155,6 +186,10 @@ def summary(table: pd.DataFrame, severity: dict[str, Any] | None, info: dict[str
                 "negatives": "safe rows compared with a category: same_category (safe rows of that category), "
                              "same_prompts (safe answers to the same prompts) or all_safe (every safe row)",
                 "cohens_d": "(mean unsafe - mean safe) / pooled SD",
+                "random_auc_p95": "control baseline: 95th percentile of the AUCs of n_random seeded random unit "
+                                  "directions at the trait's layer and position on the same rows (random_auc_mean: "
+                                  "their mean; auc_percentile: the share of them the trait's AUC beats; beats_random: "
+                                  "AUC above random_auc_p95)",
                 "severity": "Spearman's rho of score vs the data's severity field (scipy.stats.spearmanr), "
                             "95% paired bootstrap CI; null where the data has no severity",
                 "score": "projection on the unit trait vector at the trait's best layer (residual-stream units)"}}

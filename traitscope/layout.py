@@ -13,7 +13,9 @@ without arguments it returns the Snakemake pattern with wildcards (``{variant}``
       vectors/<variant>/<category>/<trait>/vectors.{safetensors,json}         extract (TraitVectors)
       activations/<variant>/<set>/shard-<i>.safetensors                       capture (ActivationShard)
       activations/<variant>/<set>/shard-<i>.{scores,tokens}.parquet           capture, capture.stream sets
+        (and shard-<i>.baseline.safetensors)
       projections/<variant>/<set>/{scores,tokens}.parquet                     project (one job per set)
+      projections/<variant>/<set>/baseline.safetensors                        project (BaselineScores)
       sae/layer_<L>/{cfg.json, sae_weights.safetensors, training.json}       sae_train (SAELens format)
       sae/<experiment>/features.{json,png}                                    sae_features
       extract/summary, checks/, analysis/, emergent_misalignment/, external/, prefill_attack/,
@@ -94,6 +96,14 @@ class Layout:
 
     def stream_token_scores(self, variant: str = "{variant}", pset: str = "{pset}", shard: object = "{shard}") -> str:
         return self._shard("activations", variant, pset, shard, ".tokens.parquet")
+
+    def stream_baseline(self, variant: str = "{variant}", pset: str = "{pset}", shard: object = "{shard}") -> str:
+        return self._shard("activations", variant, pset, shard, ".baseline.safetensors")
+
+    def baseline(self, variant: str = "{variant}", pset: str = "{pset}") -> str:
+        """Random-direction scores of a (variant, prompt set): the control baseline of score-based AUCs
+        (:class:`traitscope.artifacts.BaselineScores`)."""
+        return self.path("projections", variant, pset, "baseline.safetensors")
 
     def scores(self, variant: str = "{variant}", pset: str = "{pset}") -> str:
         """Pooled trait scores of every prompt of a (variant, prompt set): id, trait, method, layer, position, score."""

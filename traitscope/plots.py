@@ -278,7 +278,12 @@ def per_category_auc(table: pd.DataFrame, title: str) -> plt.Figure:
         ok = d["auc"].notna().to_numpy()
         ax.errorbar(d["auc"][ok], [v for v, k in zip(y, ok) if k],
                     xerr=[(d["auc"] - d["ci_low"])[ok], (d["ci_high"] - d["auc"])[ok]],
-                    fmt="o", ms=4, capsize=2, color="tab:blue")
+                    fmt="o", ms=4, capsize=2, color="tab:blue", label="trait vector (95% CI)")
+        if "random_auc_p95" in d and d["random_auc_p95"].notna().any():
+            has = d["random_auc_p95"].notna().to_numpy()
+            ax.scatter(d["random_auc_p95"][has], [v for v, k in zip(y, has) if k], marker="|", s=90, color="tab:red",
+                       label=f"95th pct of {int(d['n_random'].max())} random directions")
+            ax.legend(fontsize=6, loc="lower left")
         for v, k, (_cat, r) in zip(y, ok, d.iterrows()):
             if not k and pd.notna(r["n_unsafe"]):
                 ax.text(0.03, v, "too few rows for an AUC", va="center", fontsize=7, color="grey")
@@ -316,7 +321,8 @@ def prefill_grid(result: dict, title: str) -> plt.Figure:
                     cbar_kws={"label": "mean score (projection units)"}, annot_kws={"fontsize": 8})
         c24 = result["comparisons"]["C2_vs_C4"]["traits"][trait]
         c12 = result["comparisons"]["C1_vs_C2"]["traits"][trait]
-        ax.set_title(f"{trait} (layer {c24['layer']})\nC2 vs C4: d {c24['cohens_d']:.2f}, AUC {c24['auc']:.2f}; "
+        rnd = (f" (random p95 {c24['random_auc_p95']:.2f})" if c24.get("n_random") else "")
+        ax.set_title(f"{trait} (layer {c24['layer']})\nC2 vs C4: d {c24['cohens_d']:.2f}, AUC {c24['auc']:.2f}{rnd}; "
                      f"C2-C1: d_z {c12['cohens_dz']:.2f}", fontsize=8)
         ax.set_xlabel("assistant turn starts with")
         ax.set_ylabel("prompts")

@@ -22,6 +22,10 @@ Comparisons, per trait (best layer), p-values corrected across traits per compar
 * ``C1_vs_C3`` the same without prefill, the reference separation.
 * ``C1_vs_C2`` harmful prompts with vs without the prefill (paired by prompt: paired t-test, Cohen's d_z
   with 95% CIs, difference C2 - C1): how much does forced compliance move the score?
+
+Control baseline: each AUC of the two independent comparisons is reported beside the AUCs of seeded random unit
+directions at the trait's layer, scored over the same windows of the same rows (:class:`BaselineScores`):
+``random_auc_mean``, ``random_auc_p95``, ``auc_percentile`` and ``beats_random``.
 """
 
 from __future__ import annotations
@@ -32,8 +36,9 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
+from .artifacts import BaselineScores
 from .project import at_layer
-from .stats import correct_pvalues, independent_comparison, paired_comparison
+from .stats import column_aucs, correct_pvalues, independent_comparison, paired_comparison, versus_random
 
 CONDITIONS = {"C1": ("harmful", False), "C2": ("harmful", True), "C3": ("benign", False), "C4": ("benign", True)}
 COMPARISONS = {"C2_vs_C4": ("C2", "C4", "independent"), "C1_vs_C3": ("C1", "C3", "independent"),
@@ -80,8 +85,21 @@ def window_scores(tokens: dict[str, pd.DataFrame], prompts: dict[str, pd.DataFra
     return pd.concat(out, ignore_index=True)
 
 
-def compare_conditions(scores: pd.DataFrame, *, correction: str, alpha: float, n_boot: int, seed: int) -> dict[str, Any]:
-    """The three comparisons of the module doc for every trait, corrected across traits per comparison."""
+def random_windows(scores: pd.DataFrame, baselines: dict[str, BaselineScores]) -> dict[tuple[str, str], pd.DataFrame]:
+    """(condition, trait) -> ``[ids, R]`` random-direction scores over the same window as each row's trait score
+    (its first ``k`` assistant-turn tokens, ``k`` from :func:`window_scores`), at the trait's layer."""
+    out = {}
+    for (cond, trait), d in scores.groupby(["condition", "trait"], sort=True):
+        b = baselines[str(cond)]
+        k = pd.Series(b.ids).map(d.set_index("id")["k"]).fillna(0).astype(int).to_numpy()
+        out[(str(cond), str(trait))] = pd.DataFrame(b.window_means(int(d["layer"].iloc[0]), k), index=b.ids)
+    return out
+
+
+def compare_conditions(scores: pd.DataFrame, *, correction: str, alpha: float, n_boot: int, seed: int,
+                       random: dict[tuple[str, str], pd.DataFrame] | None = None) -> dict[str, Any]:
+    """The three comparisons of the module doc for every trait, corrected across traits per comparison; with
+    ``random`` (:func:`random_windows`), each independent comparison's AUC against its random baseline."""
     out: dict[str, Any] = {}
     for name, (a, b, kind) in COMPARISONS.items():
         rows = {}
@@ -93,6 +111,11 @@ def compare_conditions(scores: pd.DataFrame, *, correction: str, alpha: float, n
                 res = paired_comparison(sa.loc[common].to_numpy(), sb.loc[common].to_numpy(), n_boot=n_boot, seed=seed)
             else:
                 res = independent_comparison(sa.to_numpy(), sb.to_numpy(), n_boot=n_boot, seed=seed)
+                if random is not None:
+                    ids = [d[(d["condition"] == c) & d["score"].notna()]["id"] for c in (a, b)]
+                    x = np.vstack([random[(c, str(trait))].loc[i].to_numpy(float) for c, i in zip((a, b), ids)])
+                    y = np.r_[np.ones(len(ids[0])), np.zeros(len(ids[1]))]
+                    res.update(versus_random(res["auc"], column_aucs(y, x) if not np.isnan(res["auc"]) else np.array([])))
             rows[trait] = {"layer": int(d["layer"].iloc[0]), **res}
         adj, rej = correct_pvalues([r["p"] for r in rows.values()], correction, alpha)
         for r, p_adj, sig in zip(rows.values(), adj, rej):
@@ -139,4 +162,7 @@ def summary(comparisons: dict[str, Any], scores: pd.DataFrame, info: dict[str, A
                          "assistant-turn tokens, k = prefill length: the prefill in C2/C4, the model's own first k "
                          "tokens in C1/C3",
                 "difference": "mean of condition a minus condition b",
+                "random_auc_p95": "control baseline of an independent comparison's AUC: 95th percentile of the AUCs "
+                                  "of n_random seeded random unit directions at the trait's layer, scored over the "
+                                  "same token windows of the same rows; beats_random: AUC above it",
                 "correction": "p-values adjusted across traits within each comparison (statsmodels multipletests)"}}

@@ -19,10 +19,10 @@ import pandas as pd
 import torch
 
 from . import TraitscopeError
-from .artifacts import ActivationShard, TraitVectors
+from .artifacts import ActivationShard, BaselineScores, TraitVectors, tensor_key
 from .layers import parse_layers
-from .methods import segment_mean
-from .settings import ProjectSettings
+from .methods import random_directions, segment_mean
+from .settings import BaselineJob, ProjectSettings
 
 
 class ProjectionError(TraitscopeError):
@@ -58,10 +58,17 @@ def needed_layers(traits: list[TraitVectors], job: ProjectSettings, captured: li
     return sorted({layer for v in traits for layer in select_layers(job.layers, v, captured, n_layers)})
 
 
+def baseline_key(layer: int, position: str) -> str:
+    """Tensor name of the random-direction scores ``[rows or tokens, R]`` at one layer and position (or ``token``)."""
+    return f"baseline|{layer}|{position}"
+
+
 def score_tensors(shard: ActivationShard, traits: list[TraitVectors], job: ProjectSettings,
-                  n_layers: int) -> dict[str, torch.Tensor]:
+                  n_layers: int, baseline: BaselineJob | None = None) -> dict[str, torch.Tensor]:
     """Scores of one shard (or one capture chunk) as tensors: one float32 vector per (trait, method, layer, pooled
     position) over rows, one per (trait, method, layer) over response tokens, and the token arrays of the shard.
+    With ``baseline`` (``n_random`` above 0), also the scores of its random unit directions at every projected layer
+    (:func:`baseline_key`), on the same rows and tokens.
 
     Every score depends on its own row or token only, so the scores of chunks, concatenated, equal the scores of the
     shard: capture projects chunk by chunk (``capture.stream``), ``project`` shard by shard, with this one function.
@@ -86,9 +93,45 @@ def score_tensors(shard: ActivationShard, traits: list[TraitVectors], job: Proje
                     out[score_key(trait, method, layer, "response_mean")] = segment_mean(ts, shard.offsets)[0]
                     if job.per_token:
                         out[score_key(trait, method, layer, "token")] = ts
-    if has_resp and job.per_token:
+    token_baseline = False
+    if baseline is not None and baseline.n_random > 0:
+        token_baseline = baseline.per_token and has_resp
+        for layer in needed_layers(traits, job, shard.layers, n_layers):
+            r = torch.from_numpy(random_directions(baseline.n_random, shard.hidden_size, baseline.seed * 1000 + layer))
+            for position in ("last", "mean"):
+                if position in positions:
+                    out[baseline_key(layer, position)] = _project_each(shard.stored(position, layer).float(), r)
+            if has_resp:
+                ts = _project_each(shard.response(layer).float(), r)
+                out[baseline_key(layer, "response_mean")] = segment_mean(ts, shard.offsets)[0]
+                if token_baseline:
+                    out[baseline_key(layer, "token")] = ts
+    if has_resp and (job.per_token or token_baseline):
         out.update({k: shard.tensors[k] for k in TOKEN_KEYS})
     return out
+
+
+def _project_each(x: torch.Tensor, directions: torch.Tensor) -> torch.Tensor:
+    """``[n, R]`` projections of ``x [n, d]`` on unit ``directions [R, d]``, accumulated in float64 and stored as
+    float32, so that a row's scores do not depend on the rows multiplied with it (a capture chunk or a whole shard:
+    the float32 matrix product's blocking would change the last bits)."""
+    return (x.double() @ directions.double().T).float()
+
+
+def baseline_scores(parts: list[dict[str, torch.Tensor]], ids: list[str], job: BaselineJob) -> BaselineScores:
+    """The random-direction scores of :func:`score_tensors` outputs (shards or chunks in row order) as one
+    :class:`BaselineScores` (token offsets re-based across parts)."""
+    from .capture import merge_chunks
+
+    kept = []
+    for part in parts:
+        t = {tensor_key(k.split("|")[2], int(k.split("|")[1])): v for k, v in part.items() if k.startswith("baseline|")}
+        if any(k.startswith("token.") for k in t):
+            t["response.offsets"] = part["response.offsets"]
+        kept.append(t)
+    tensors = merge_chunks(kept) if kept and kept[0] else {}
+    layers = sorted({int(k.split("layer_")[1]) for k in tensors if ".layer_" in k})
+    return BaselineScores(tensors, {"ids": list(ids), "n_random": job.n_random, "seed": job.seed, "layers": layers})
 
 
 POOLED_COLUMNS = ["id", "trait", "method", "layer", "position", "score"]

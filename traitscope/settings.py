@@ -247,6 +247,15 @@ class ProjectSettings(NamedTuple):
     layers: Any  # "best" or a layer spec
     methods: tuple[str, ...]
     per_token: bool
+    random_directions: int  # random unit directions projected beside the traits: the baseline of score-based AUCs
+
+
+class BaselineJob(NamedTuple):
+    """The random-direction control baseline that ``project`` writes beside one prompt set's trait scores."""
+
+    n_random: int
+    seed: int
+    per_token: bool  # per-token random scores too: the prefill attack's windowed scores are built from tokens
 
 
 class ViewerSettings(NamedTuple):
@@ -624,6 +633,13 @@ class Study:
         return ExtractJob(methods=e.methods, test_fraction=e.test_fraction, selection_folds=e.selection_folds,
                           probe_C=e.probe_C, selection_method=e.selection_method,
                           random_directions=e.random_directions)
+
+    def baseline_job(self, pset: str) -> BaselineJob:
+        """Random directions projected with ``pset``: per token only for the prefill attack's conditions (its AUCs
+        compare windowed per-token scores); every other score-based AUC reads pooled scores."""
+        prefill = self.prefill_attack is not None and pset in self.prefill_attack.conditions().values()
+        per_token = prefill and self.project.per_token and "response" in self.capture.positions
+        return BaselineJob(n_random=self.project.random_directions, seed=self.seed, per_token=per_token)
 
     def shard_count(self, pset: str) -> int:
         return self.shards[pset]

@@ -40,6 +40,25 @@ def column_aucs(labels: np.ndarray, scores: np.ndarray) -> np.ndarray:
     return np.array([auc(labels, scores[:, j]) for j in range(scores.shape[1])])
 
 
+def versus_random(value: float, random_aucs: np.ndarray) -> dict[str, float | int | bool]:
+    """An AUC against the AUCs of random directions on the same rows: their mean and 95th percentile, the AUC's
+    percentile among them (``scipy.stats.percentileofscore``, strict: the share it beats) and ``beats_random`` (above
+    the 95th percentile; false where either is undefined)."""
+    from scipy.stats import percentileofscore
+
+    r = np.asarray(random_aucs, dtype=float)
+    r = r[~np.isnan(r)]
+    nan = float("nan")
+    if not len(r):
+        return {"random_auc_mean": nan, "random_auc_p95": nan, "auc_percentile": nan, "beats_random": False,
+                "n_random": 0}
+    p95 = float(np.percentile(r, 95))
+    ok = not np.isnan(value)
+    return {"random_auc_mean": float(r.mean()), "random_auc_p95": p95,
+            "auc_percentile": float(percentileofscore(r, value, kind="strict")) if ok else nan,
+            "beats_random": bool(ok and value > p95), "n_random": int(len(r))}
+
+
 def bootstrap_auc_ci(labels: np.ndarray, scores: np.ndarray, n_boot: int = 1000, level: float = 0.95,
                      seed: int = 0) -> tuple[float, float]:
     """Percentile bootstrap CI of the ROC-AUC, resampling within each class (stratified).

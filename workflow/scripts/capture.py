@@ -7,7 +7,7 @@ from traitscope.artifacts import ActivationShard, TraitVectors
 from traitscope.capture import capture_prompts, model_fingerprint
 from traitscope.io import file_sha256, write_parquet
 from traitscope.models import context_length, load_model, resolve_model_path
-from traitscope.project import needed_layers, score_frames, score_tensors
+from traitscope.project import baseline_scores, needed_layers, score_frames, score_tensors
 from traitscope.workflow import setup
 
 smk = snakemake  # noqa: F821 - injected by Snakemake
@@ -27,9 +27,9 @@ if smk.rule == "capture_stream":  # hook only the layers some trait is projected
 
     def reduce(chunk, ids):
         shard = ActivationShard(chunk, {"ids": ids, "layers": list(job.layers), "positions": list(job.positions)})
-        return score_tensors(shard, traits, p.project, p.n_layers)
+        return score_tensors(shard, traits, p.project, p.n_layers, p.baseline)
 
-    reduce_key = (repr(p.project), [file_sha256(f) for f in smk.input.vectors])
+    reduce_key = (repr(p.project), repr(p.baseline), [file_sha256(f) for f in smk.input.vectors])
 tensors, meta, responses = capture_prompts(model, tokenizer, df, job, model_key=fingerprint, cache_dir=p.cache_dir,
                                            progress_label=label, context_length=(ctx := context_length(model.config)),
                                            reduce=reduce, reduce_key=reduce_key)
@@ -49,5 +49,6 @@ else:
     pooled, tokens = score_frames(tensors, meta["ids"])
     write_parquet(smk.output.scores, pooled)
     write_parquet(smk.output.tokens, tokens)
+    baseline_scores([tensors], meta["ids"], p.baseline).save(smk.output.baseline)
 log.info("%s: captured %d prompts at %d layers, positions %s%s", label, len(df), len(job.layers), job.positions,
          "" if reduce is None else f"; kept {len(pooled)} pooled and {len(tokens)} token scores, no activations")

@@ -3,7 +3,7 @@
 import pandas as pd
 
 from traitscope import plots, prefill
-from traitscope.artifacts import TraitVectors, best_layers
+from traitscope.artifacts import BaselineScores, TraitVectors, best_layers
 from traitscope.io import read_parquets, write_json, write_parquet
 from traitscope.workflow import setup
 
@@ -16,8 +16,10 @@ best = best_layers(sidecars)
 tokens = {c: read_parquets(smk.input[c]) for c in sets}
 prompts = {c: pd.read_parquet(f) for c, f in zip(sets, smk.input.prompts)}
 scores = prefill.window_scores(tokens, prompts, best, pa.method)
+baselines = {c: BaselineScores.load(f) for c, f in zip(sets, smk.input.baselines)}
+random = (prefill.random_windows(scores, baselines) if all(b.n_random for b in baselines.values()) else None)
 comparisons = prefill.compare_conditions(scores, correction=pa.correction, alpha=pa.alpha, n_boot=pa.n_boot,
-                                         seed=smk.params.seed)
+                                         seed=smk.params.seed, random=random)
 info = {"variant": pa.variant, "prompt_sets": sets, "method": pa.method, "model": sidecars[0].model,
         "prefill_text": sorted(prompts["C2"]["prefill"].dropna().unique().tolist()), "seed": smk.params.seed}
 result = prefill.summary(comparisons, scores, info)
@@ -32,3 +34,8 @@ plots.save(plots.prefill_grid(result, f"Prefill attack: mean trait score over th
 plots.save(plots.trajectory_divergence(traj, k, f"Prefill attack: trait score along the assistant turn\n{what}"),
            smk.output.divergence)
 log.info("C2 vs C4 d: %s", {t: round(r["cohens_d"], 2) for t, r in comparisons["C2_vs_C4"]["traits"].items()})
+for name in ("C2_vs_C4", "C1_vs_C3"):
+    for trait, r in comparisons[name]["traits"].items():
+        if r.get("n_random") and not r["beats_random"]:
+            log.warning("%s %s: AUC %.3f DOES NOT BEAT ITS RANDOM BASELINE (95th percentile of %d random directions "
+                        "%.3f)", name, trait, r["auc"], r["n_random"], r["random_auc_p95"])

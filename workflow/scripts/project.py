@@ -3,9 +3,10 @@ the score shards that the stream capture wrote (capture.stream). Written part by
 
 import pandas as pd
 
-from traitscope.artifacts import ActivationShard, TraitVectors
+from traitscope.artifacts import ActivationShard, BaselineScores, TraitVectors
+from traitscope.capture import merge_chunks
 from traitscope.io import ParquetParts, write_parquet_parts
-from traitscope.project import project_shard
+from traitscope.project import baseline_scores, score_frames, score_tensors
 from traitscope.workflow import setup
 
 smk = snakemake  # noqa: F821 - injected by Snakemake
@@ -15,13 +16,23 @@ if p.mode == "stream":
     n_pooled = write_parquet_parts(smk.output.scores, (pd.read_parquet(f) for f in smk.input.stream_scores))
     n_tokens = write_parquet_parts(smk.output.tokens, (pd.read_parquet(f) for f in smk.input.stream_tokens))
     n_shards = len(smk.input.stream_scores)
+    parts = [BaselineScores.load(f) for f in smk.input.stream_baseline]
+    baseline = BaselineScores(merge_chunks([b.tensors for b in parts]) if parts[0].tensors else {},
+                              {**parts[0].meta, "ids": [i for b in parts for i in b.ids]})
 else:
     traits = [TraitVectors.load(v, s) for v, s in zip(smk.input.vectors, smk.input.sidecars)]
+    random_parts, ids = [], []
     with ParquetParts(smk.output.scores) as pooled_out, ParquetParts(smk.output.tokens) as token_out:
         for f in smk.input.activations:
-            pooled, tokens = project_shard(ActivationShard.load(f), traits, p.project, n_layers=p.n_layers)
+            shard = ActivationShard.load(f)
+            scores = score_tensors(shard, traits, p.project, p.n_layers, p.baseline)
+            pooled, tokens = score_frames(scores, shard.ids)
             pooled_out.write(pooled)
             token_out.write(tokens)
+            random_parts.append(scores)
+            ids += shard.ids
     n_pooled, n_tokens, n_shards = pooled_out.rows, token_out.rows, len(smk.input.activations)
-log.info("%s/%s (%s): %d shards, %d pooled and %d token scores", w.variant, w.pset, p.mode, n_shards, n_pooled,
-         n_tokens)
+    baseline = baseline_scores(random_parts, ids, p.baseline)
+baseline.save(smk.output.baseline)
+log.info("%s/%s (%s): %d shards, %d pooled and %d token scores, %d random baseline directions", w.variant, w.pset,
+         p.mode, n_shards, n_pooled, n_tokens, baseline.n_random)
