@@ -191,7 +191,7 @@ def test_external_datasets_and_prefill_attack(study):
     # the control baseline, recomputed from the random-direction scores that project wrote beside the trait scores
     from traitscope.artifacts import BaselineScores
 
-    (path,) = r.glob("projections/*/beavertails_sample/baseline.safetensors")
+    (path,) = r.glob("projections/*/bt/baseline.safetensors")
     base = BaselineScores.load(path)
     frame = pd.DataFrame(base.pooled(evil["layer"], evil["position"]), index=base.ids)
     random_aucs = [roc_auc_score(scored["label"], frame.loc[scored["id"], j]) for j in frame]
