@@ -49,7 +49,9 @@ rule extract_vectors:
         table=L.trait_prompts(),
         judged=trait_judged_files,
     output:
-        **L.vector_files(),
+        vectors=L.vector_files()["vectors"],
+        sidecar=L.auc_sidecar() if S.extract.steering_layer_choice else L.vector_files()["sidecar"],
+        metrics=L.vector_files()["metrics"],
     params:
         trait=trait_of,
         model=variant_model_name,
@@ -63,3 +65,51 @@ rule extract_vectors:
         ENV
     script:
         "../workflow/scripts/extract_vectors.py"
+
+
+if S.extract.steering_layer_choice:
+
+    rule steer_layer_choice:
+        input:
+            vectors=L.vector_files()["vectors"],
+            sidecar=L.auc_sidecar(),
+            activations=L.trait_capture()["activations"],
+            table=L.trait_prompts(),
+            model=variant_model_files,
+            judge=judge_inputs(),
+        output:
+            **reported(L.layer_choice(), "Extraction", "layer choice by steering",
+                       {"trait": "{category}/{trait}", "variant": "{variant}"}, figure="layer_choice"),
+        params:
+            trait=trait_of,
+            variant=variant_spec,
+            trait_spec=trait_spec,
+            choice=S.extract.steering_layer_choice,
+            judge=S.judge,
+            judge_cache=L.cache("judge"),
+            seed=S.seed,
+        log:
+            L.log("steer_layer_choice", "{variant}", "{category}", "{trait}"),
+        threads: variant_threads
+        resources:
+            **MODEL_JOB,
+        conda:
+            ENV
+        script:
+            "../workflow/scripts/steer_layer_choice.py"
+
+    rule choose_layer:
+        input:
+            sidecar=L.auc_sidecar(),
+            table=L.layer_choice()["table"],
+        output:
+            L.vector_files()["sidecar"],
+        params:
+            choice=S.extract.steering_layer_choice,
+            judge=S.judge.model,
+        log:
+            L.log("choose_layer", "{variant}", "{category}", "{trait}"),
+        conda:
+            ENV
+        script:
+            "../workflow/scripts/choose_layer.py"

@@ -139,6 +139,21 @@ def fit_layer(x: np.ndarray, y: np.ndarray, train: np.ndarray, test: np.ndarray,
     return LayerResult(vectors, metrics)
 
 
+def best_entry(metrics: Any, layer: int, method: str, criterion: str, reason: str) -> dict[str, Any]:
+    """The sidecar's ``best``: the chosen layer with its held-out numbers and their control baseline (``metrics``:
+    the per-vector metrics of that layer and method)."""
+    baseline = (f"test AUC {metrics['auc']:.3f} is at the {metrics['auc_percentile']:.0f}th percentile of "
+                f"{int(metrics['n_random'])} random directions at layer {layer} (their 95th percentile "
+                f"{metrics['random_auc_p95']:.3f}); a vector fit on shuffled labels scores {metrics['shuffled_auc']:.3f}")
+    if not metrics["beats_random"]:
+        baseline = "DOES NOT BEAT ITS RANDOM BASELINE: " + baseline
+    return {"layer": int(layer), "method": method, "val_auc": float(metrics["val_auc"]),
+            "auc": float(metrics["auc"]), "cohens_d": float(metrics["cohens_d"]),
+            "beats_random": bool(metrics["beats_random"]), "auc_percentile": float(metrics["auc_percentile"]),
+            "random_auc_p95": float(metrics["random_auc_p95"]), "shuffled_auc": float(metrics["shuffled_auc"]),
+            "baseline": baseline, "criterion": criterion, "reason": reason}
+
+
 def choose_best_layer(metrics: pd.DataFrame, method: str) -> dict[str, Any]:
     """Highest cross-validated AUC inside the training split (``val_auc``) for ``method``, earlier layer on ties.
     The test AUC of the chosen layer is reported, never used."""
@@ -152,18 +167,8 @@ def choose_best_layer(metrics: pd.DataFrame, method: str) -> dict[str, Any]:
         reason += f"; runner-up layer {int(runner['layer'])} ({runner['val_auc']:.3f})"
     reason += (f"; ties go to the earlier layer. Its test-split AUC {best['auc']:.3f} (n_test {int(best['n_test'])}) "
                "played no part in the choice")
-    baseline = (f"test AUC {best['auc']:.3f} is at the {best['auc_percentile']:.0f}th percentile of "
-                f"{int(best['n_random'])} random directions at layer {int(best['layer'])} (their 95th percentile "
-                f"{best['random_auc_p95']:.3f}); a vector fit on shuffled labels scores {best['shuffled_auc']:.3f}")
-    if not best["beats_random"]:
-        baseline = "DOES NOT BEAT ITS RANDOM BASELINE: " + baseline
-    return {"layer": int(best["layer"]), "method": method, "val_auc": float(best["val_auc"]),
-            "auc": float(best["auc"]), "cohens_d": float(best["cohens_d"]),
-            "beats_random": bool(best["beats_random"]), "auc_percentile": float(best["auc_percentile"]),
-            "random_auc_p95": float(best["random_auc_p95"]), "shuffled_auc": float(best["shuffled_auc"]),
-            "baseline": baseline,
-            "criterion": "max cross-validated ROC-AUC inside the training split (the test split only reports)",
-            "reason": reason}
+    return best_entry(best, int(best["layer"]), method,
+                      "max cross-validated ROC-AUC inside the training split (the test split only reports)", reason)
 
 
 def extract_trait(shard: ActivationShard, table: pd.DataFrame, job: ExtractJob, *, trait: str, variant: str,

@@ -11,6 +11,7 @@ without arguments it returns the Snakemake pattern with wildcards (``{variant}``
       finetune/<name>/{train.jsonl.gz, adapter/, loss.parquet, loss.png}       finetune
       extract/<variant>/<category>/<trait>/activations.safetensors            extract (model job)
       vectors/<variant>/<category>/<trait>/vectors.{safetensors,json}         extract (TraitVectors)
+        (vectors.auc.json, layer_choice.{parquet,png} with extract.steering_layer_choice)
       activations/<variant>/<set>/shard-<i>.safetensors                       capture (ActivationShard)
       activations/<variant>/<set>/shard-<i>.{scores,tokens}.parquet           capture, capture.stream sets
         (and shard-<i>.baseline.safetensors)
@@ -79,6 +80,16 @@ class Layout:
         return {"vectors": self.path("vectors", variant, trait, "vectors.safetensors"),
                 "sidecar": self.path("vectors", variant, trait, "vectors.json"),
                 "metrics": self.path("vectors", variant, trait, "metrics.parquet")}
+
+    def auc_sidecar(self, variant: str = "{variant}", trait: str = TRAIT) -> str:
+        """The sidecar as extraction writes it (AUC layer choice) when ``extract.steering_layer_choice`` re-chooses
+        the layer; the final sidecar is ``vector_files()["sidecar"]``."""
+        return self.path("vectors", variant, trait, "vectors.auc.json")
+
+    def layer_choice(self, variant: str = "{variant}", trait: str = TRAIT) -> dict[str, str]:
+        """The judged steering sweep over a trait's candidate layers (``extract.steering_layer_choice``)."""
+        return {"table": self.path("vectors", variant, trait, "layer_choice.parquet"),
+                "figure": self.path("vectors", variant, trait, "layer_choice.png")}
 
     # ---------------------------------------------------------------- capture and project
     def _shard(self, kind: str, variant: str, pset: str, shard: object, suffix: str) -> str:

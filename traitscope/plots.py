@@ -130,6 +130,22 @@ def steering_sweep(table: pd.DataFrame, trait: str, judge_kind: str) -> plt.Figu
     return fig
 
 
+def layer_choice(table: pd.DataFrame, trait: str, judge_kind: str, coherence_floor: float) -> plt.Figure:
+    """The steering sweep of the layer choice: the unsteered answers (layer -1) drawn at coefficient 0 of every
+    candidate layer, the coherence floor as a dashed line."""
+    unsteered = table[table["layer"] == -1]
+    layers = sorted(int(v) for v in table["layer"].unique() if v >= 0)
+    plot = pd.concat([table[table["layer"] >= 0], *[unsteered.assign(layer=v) for v in layers]], ignore_index=True)
+    fig = steering_sweep(plot, trait, judge_kind)
+    fig.axes[1].axhline(coherence_floor, color="black", ls="--", lw=0.8, label=f"coherence floor {coherence_floor:g}")
+    fig.axes[1].legend(fontsize=7, title="layer")
+    fig.suptitle(f"Layer choice for {trait}: steering at the {len(layers)} layers of highest cross-validated AUC, "
+                 f"on its training-split questions (n={len(unsteered)} per point, 95% CI)\njudge: {judge_kind}",
+                 fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
 def optimization_curves(history: pd.DataFrame, judge_kind: str, n_train: dict[str, int]) -> plt.Figure:
     """CMA-ES fitness per generation: best so far and population mean, one panel per trait."""
     traits = sorted(history["trait"].unique())

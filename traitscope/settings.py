@@ -186,6 +186,17 @@ class FilterSettings(NamedTuple):
     min_coherence: float
 
 
+class SteeringChoiceSettings(NamedTuple):
+    """Layer choice by steering effect: among the ``candidates`` layers of highest cross-validated AUC, the one whose
+    vector, added at a coefficient, raises the judged trait score most while mean coherence stays at the floor."""
+
+    candidates: int
+    coefficients: tuple[float, ...]  # x the mean residual-stream norm at the layer
+    coherence_floor: float  # judge scale 0-100
+    n_prompts: int
+    max_new_tokens: int
+
+
 class ExtractSettings(NamedTuple):
     variant: str
     layers: Any
@@ -199,6 +210,7 @@ class ExtractSettings(NamedTuple):
     max_new_tokens: int
     batch_size: int
     filter: FilterSettings | None
+    steering_layer_choice: SteeringChoiceSettings | None  # None: the layer of highest cross-validated AUC
 
 
 class ExtractJob(NamedTuple):
