@@ -64,12 +64,14 @@ def test_embedded_default_results_all(tmp_path):
     # BeaverTails (safe and unsafe answers to the same prompts) a prompt-position score cannot differ, exactly
     hb = json.loads((results / "external/harmbench/results.json").read_text())["traits"]["safety/harmful_instruction"]
     assert hb["overall"]["auc"] >= 0.9 and hb["overall"]["ci_low"] > 0.5, hb["overall"]
+    assert hb["overall"]["beats_random"] and hb["overall"]["n_random"] == 100, hb["overall"]  # README: 1.00 vs 0.81
     bt = json.loads((results / "external/beavertails/results.json").read_text())["traits"]
     assert abs(bt["safety/harmful_instruction"]["overall"]["auc"] - 0.5) < 0.1
     assert any(bt[t]["overall"]["ci_low"] > 0.5 for t in ("safety/harm", "safety/evil")), bt
     # prefill attack: harm is still represented at the prefill tokens when the model is forced to comply
     c24 = json.loads((results / "prefill_attack/condition_comparison.json").read_text())["comparisons"]["C2_vs_C4"]
     assert c24["traits"]["safety/harmful_instruction"]["auc"] >= 0.9 and c24["traits"]["safety/harmful_instruction"]["p_adjusted"] < 0.01
+    assert c24["traits"]["safety/harmful_instruction"]["beats_random"]  # README: 1.00 vs a random p95 of 0.81
     for fig in ("external/harmbench/per_category_auc.png", "prefill_attack/2x2_grid.png", "prefill_attack/trajectory_divergence.png"):
         assert (results / fig).stat().st_size > 10_000, fig
     manifest = json.loads((results / "all").read_text())
