@@ -12,14 +12,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-from scipy.stats import percentileofscore
 
 from . import __version__
 from .artifacts import ActivationShard, TraitVectors, tensor_key
 from .io import file_sha256
 from .methods import random_directions
 from .project import at_layer
-from .stats import auc, column_aucs, separation
+from .stats import auc, column_aucs, separation, versus_random
 
 
 def harm_check(vectors: TraitVectors, harmful: list[ActivationShard], harmless: list[ActivationShard], *,
@@ -67,7 +66,6 @@ def harm_check(vectors: TraitVectors, harmful: list[ActivationShard], harmless: 
     rand *= np.where(rand @ trait_dir >= 0, 1.0, -1.0)[:, None]
     ph, pb = scores(harmful, best, rand.T), scores(harmless, best, rand.T)
     random_aucs = column_aucs(y, np.vstack([ph, pb]))
-    eval_p95 = float(np.percentile(random_aucs, 95))
     result = {
         "trait": sidecar["trait"], "model": sidecar["model"], "position": position, "method": method,
         "best_layer": best, "best_layer_reason": sidecar["best"]["reason"],
@@ -75,9 +73,7 @@ def harm_check(vectors: TraitVectors, harmful: list[ActivationShard], harmless: 
         "eval_auc": eval_auc, "eval_auc_ci95": [sep["ci_low"], sep["ci_high"]], "eval_cohens_d": sep["cohens_d"],
         "extraction_baseline": {k: chosen.get(k) for k in ("random_auc_p95", "auc_percentile", "beats_random",
                                                            "shuffled_auc", "n_random")},
-        "eval_baseline": {"random_auc_mean": float(random_aucs.mean()), "random_auc_p95": eval_p95,
-                          "auc_percentile": float(percentileofscore(random_aucs, eval_auc, kind="strict")),
-                          "beats_random": bool(eval_auc > eval_p95), "n_random": int(len(rand))},
+        "eval_baseline": versus_random(eval_auc, random_aucs),
         "n_eval_harmful": int(len(h)), "n_eval_harmless": int(len(b)),
         "min_auc": min_auc, "passed": bool(extraction_auc >= min_auc and eval_auc >= min_auc),
         "criterion": "ROC-AUC >= min_auc at the best layer, on the extraction test split and on the eval sets",

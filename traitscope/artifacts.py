@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Self
 
 import numpy as np
 import torch
@@ -103,7 +103,9 @@ def best_layers(vectors: list[TraitVectors]) -> dict[str, int]:
 
 
 @dataclass(frozen=True)
-class ActivationShard:
+class _RowTensors:
+    """Named tensors over the rows of a prompt set (``meta["ids"]``) with their metadata, in one safetensors file."""
+
     tensors: dict[str, torch.Tensor]
     meta: dict[str, Any]
 
@@ -111,6 +113,17 @@ class ActivationShard:
     def ids(self) -> list[str]:
         return list(self.meta["ids"])
 
+    def save(self, path: PathLike) -> None:
+        write_safetensors(path, self.tensors, self.meta)
+
+    @classmethod
+    def load(cls, path: PathLike, keys: list[str] | None = None) -> Self:
+        tensors, meta = read_safetensors(path, keys)
+        return cls(tensors, meta)
+
+
+@dataclass(frozen=True)
+class ActivationShard(_RowTensors):
     @property
     def layers(self) -> list[int]:
         return [int(x) for x in self.meta["layers"]]
@@ -158,14 +171,6 @@ class ActivationShard:
             return means.numpy(), has.numpy()
         raise ArtifactError(f"unknown position {position!r} (fix: use last, mean or response_mean)")
 
-    def save(self, path: PathLike) -> None:
-        write_safetensors(path, self.tensors, self.meta)
-
-    @classmethod
-    def load(cls, path: PathLike, keys: list[str] | None = None) -> ActivationShard:
-        tensors, meta = read_safetensors(path, keys)
-        return cls(tensors, meta)
-
     @staticmethod
     def pooled_keys(positions: list[str], layers: list[int]) -> list[str]:
         """The tensors that pooling ``positions`` (last, mean, response_mean) at ``layers`` needs."""
@@ -180,7 +185,7 @@ class ActivationShard:
 
 
 @dataclass(frozen=True)
-class BaselineScores:
+class BaselineScores(_RowTensors):
     """Scores of seeded random unit directions on one (variant, prompt set): the control baseline of every AUC an
     analysis computes from score tables (external datasets, prefill attack).
 
@@ -189,13 +194,6 @@ class BaselineScores:
     ``L`` is the same direction in every prompt set (``methods.random_directions(R, d, seed * 1000 + L)``), so rows of
     several sets can be compared. Metadata: ``ids``, ``n_random``, ``seed``, ``layers``.
     """
-
-    tensors: dict[str, torch.Tensor]
-    meta: dict[str, Any]
-
-    @property
-    def ids(self) -> list[str]:
-        return list(self.meta["ids"])
 
     @property
     def n_random(self) -> int:
@@ -219,15 +217,16 @@ class BaselineScores:
         offsets = self.tensors["response.offsets"]
         lengths = offsets[1:] - offsets[:-1]
         take = torch.minimum(lengths, torch.tensor(np.array(k, dtype=np.int64)))
-        index = torch.cat([torch.arange(int(offsets[i]), int(offsets[i]) + int(take[i])) for i in range(len(take))]
-                          ) if len(take) else torch.zeros(0, dtype=torch.long)
         window_offsets = torch.cat([torch.zeros(1, dtype=torch.long), take.cumsum(0)])
+        # token j of row i's window sits at offsets[i] + j
+        within = torch.arange(int(window_offsets[-1])) - window_offsets[:-1].repeat_interleave(take)
+        index = offsets[:-1].repeat_interleave(take) + within
         return segment_mean(tokens[index], window_offsets)[0].numpy()
 
-    def save(self, path: PathLike) -> None:
-        write_safetensors(path, self.tensors, self.meta)
-
     @classmethod
-    def load(cls, path: PathLike) -> BaselineScores:
-        tensors, meta = read_safetensors(path)
-        return cls(tensors, meta)
+    def concat(cls, parts: list[BaselineScores]) -> BaselineScores:
+        """The baselines of consecutive shards of one prompt set as one (token offsets re-based)."""
+        from .capture import merge_chunks
+
+        tensors = merge_chunks([b.tensors for b in parts]) if parts[0].tensors else {}
+        return cls(tensors, {**parts[0].meta, "ids": [i for b in parts for i in b.ids]})

@@ -33,13 +33,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-from scipy.stats import percentileofscore
 from sklearn.model_selection import StratifiedGroupKFold, train_test_split
 
 from .artifacts import ActivationShard, TraitVectors, tensor_key
 from .methods import fit_direction, random_directions, unit
 from .settings import ExtractJob
-from .stats import auc, cohens_d, column_aucs
+from .stats import auc, cohens_d, column_aucs, versus_random
 
 
 class SplitError(ValueError):
@@ -131,11 +130,7 @@ def fit_layer(x: np.ndarray, y: np.ndarray, train: np.ndarray, test: np.ndarray,
                         "auc": test_auc, "accuracy": float((direction.predict(xte) == yte).mean()),
                         "cohens_d": cohens_d(pte[yte == 1], pte[yte == 0]), "train_auc": auc(ytr, ptr),
                         "norm": float(np.linalg.norm(v)), "n_train": int(len(train)), "n_test": int(len(test)),
-                        "random_auc_mean": float(random_aucs.mean()),
-                        "random_auc_p95": float(np.percentile(random_aucs, 95)),
-                        "auc_percentile": float(percentileofscore(random_aucs, test_auc, kind="strict")),
-                        "beats_random": bool(test_auc > np.percentile(random_aucs, 95)),
-                        "shuffled_auc": auc(yte, xte @ unit(shuffled_v)), "n_random": int(n_random)})
+                        **versus_random(test_auc, random_aucs), "shuffled_auc": auc(yte, xte @ unit(shuffled_v))})
     return LayerResult(vectors, metrics)
 
 

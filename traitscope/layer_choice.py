@@ -25,6 +25,7 @@ import pandas as pd
 import torch
 
 from .extract import best_entry
+from .optimize import SteeringTask, sweep
 from .settings import SteeringChoiceSettings
 
 
@@ -45,17 +46,12 @@ def training_questions(table: pd.DataFrame, info: dict[str, Any], n: int) -> lis
     return list(dict.fromkeys(ordered["prompt"].tolist()))[:n]
 
 
-def sweep_candidates(task: Any, vectors: dict[int, torch.Tensor], norms: dict[int, float],
+def sweep_candidates(task: SteeringTask, vectors: dict[int, torch.Tensor], norms: dict[int, float],
                      coefficients: list[float]) -> pd.DataFrame:
     """Judged answers unsteered (``layer`` -1, ``coef`` 0) once, then steered at each candidate layer and
-    coefficient; ``task`` is an :class:`traitscope.optimize.SteeringTask`."""
-    from .optimize import SteeringTask
-
-    rows = [task.evaluate(None, 0.0).assign(layer=-1, coef=0.0)]
-    for layer, v in vectors.items():
-        t = SteeringTask(**{**task.__dict__, "layer": layer, "norm": norms[layer]})
-        rows += [t.evaluate(v, c).assign(layer=layer, coef=float(c)) for c in coefficients]
-    return pd.concat(rows, ignore_index=True)
+    coefficient (:func:`traitscope.optimize.sweep`)."""
+    unsteered = task.evaluate(None, 0.0).assign(layer=-1, coef=0.0)
+    return pd.concat([unsteered, sweep(task, vectors, norms, coefficients)], ignore_index=True)
 
 
 def steering_effects(table: pd.DataFrame, coherence_floor: float) -> pd.DataFrame:

@@ -4,7 +4,6 @@ the score shards that the stream capture wrote (capture.stream). Written part by
 import pandas as pd
 
 from traitscope.artifacts import ActivationShard, BaselineScores, TraitVectors
-from traitscope.capture import merge_chunks
 from traitscope.io import ParquetParts, write_parquet_parts
 from traitscope.project import baseline_scores, score_frames, score_tensors
 from traitscope.workflow import setup
@@ -16,9 +15,7 @@ if p.mode == "stream":
     n_pooled = write_parquet_parts(smk.output.scores, (pd.read_parquet(f) for f in smk.input.stream_scores))
     n_tokens = write_parquet_parts(smk.output.tokens, (pd.read_parquet(f) for f in smk.input.stream_tokens))
     n_shards = len(smk.input.stream_scores)
-    parts = [BaselineScores.load(f) for f in smk.input.stream_baseline]
-    baseline = BaselineScores(merge_chunks([b.tensors for b in parts]) if parts[0].tensors else {},
-                              {**parts[0].meta, "ids": [i for b in parts for i in b.ids]})
+    baseline = BaselineScores.concat([BaselineScores.load(f) for f in smk.input.stream_baseline])
 else:
     traits = [TraitVectors.load(v, s) for v, s in zip(smk.input.vectors, smk.input.sidecars)]
     random_parts, ids = [], []
