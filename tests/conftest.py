@@ -175,7 +175,7 @@ def capture_job(layers, positions=("last", "mean", "response"), generate=False, 
     c = section("capture", {})
     gen = c.generate._replace(max_new_tokens=max_new_tokens) if generate else None
     values = dict(layers=tuple(layers), positions=tuple(positions), batch_size=c.batch_size, max_length=c.max_length,
-                  chunk_size=c.chunk_size, generation=gen, seed=1234)
+                  chunk_size=c.chunk_size, generation=gen, seed=1234, sites=("resid",))
     values.update(overrides)
     return CaptureJob(**values)
 

@@ -102,7 +102,7 @@ def test_ablation_generations_side_by_side(lora_model):
     layers = list(range(model.config.num_hidden_layers))
     batch = [(prompt_token_ids(tok, p, None), []) for p in prompts]
     out = capture_batch(model, batch, layers, ["mean"], tok.pad_token_id)["outputs"]
-    dominant = {layer: out[layer]["mean"].float().mean(0) for layer in layers}
+    dominant = {layer: out[("resid", layer)]["mean"].float().mean(0) for layer in layers}
     full = ablation_generations(model, tok, prompts, dominant, strength=1.0, max_new_tokens=8, seed=0)
     assert (full["finetuned"] == none["finetuned"]).all() and (full["base"] == none["base"]).all()
     assert (full["finetuned_ablated"] != full["finetuned"]).any()  # the ablation changes what the model says
@@ -122,7 +122,7 @@ def test_ablation_removes_the_direction_downstream(lora_model):
 
     batch = [(prompt_token_ids(tok, p, None), []) for p in prompts]
     with model.disable_adapter():
-        base = capture_batch(model, batch, [2], ["last"], tok.pad_token_id)["outputs"][2]["last"].float()
+        base = capture_batch(model, batch, [2], ["last"], tok.pad_token_id)["outputs"][("resid", 2)]["last"].float()
     base_proj = (base @ (u / u.norm())).numpy()
     assert at.loc[(2, "finetuned_ablated"), "mean_shift"] == pytest.approx(-base_proj.mean(), abs=2e-2)
     assert at.loc[(2, "finetuned"), "mean_shift"] != pytest.approx(-base_proj.mean(), abs=2e-2)
@@ -200,14 +200,14 @@ def test_backdoor_aucs_stand_against_random_directions():
 
     ctrl = rng.normal(size=(n, d))
     narrow = ctrl + np.eye(d)[3] * 3.0 + rng.normal(scale=0.1, size=(n, d))  # only axis 3 moves
-    table = backdoor.random_baseline([shard(narrow)], [shard(ctrl)], [2], ["last"], n=50, seed=1)
+    table = backdoor.random_baseline([shard(narrow)], [shard(ctrl)], [("resid", 2)], ["last"], n=50, seed=1)
     y = np.r_[np.ones(n), np.zeros(n)]
     r = random_directions(50, d, 1)
     expected = np.percentile([roc_auc_score(y, np.r_[narrow @ v, ctrl @ v]) for v in r], 95)
     assert table["random_auc_p95"].iloc[0] == pytest.approx(expected) and table["n_random"].iloc[0] == 50
     pooled = pd.DataFrame([{"variant": "bd", "trait": "t", "layer": 2, "position": "last", "auc": 0.99}])
-    assert backdoor.with_baseline(pooled, {"bd": table})["beats_random"].iloc[0]  # a specific direction beats it
+    assert backdoor.with_baseline(pooled, {"bd": table}, {"t": "resid"})["beats_random"].iloc[0]  # a specific direction beats it
     everywhere = ctrl + 3.0  # every direction moves: random directions separate as well as any trait could
-    wide = backdoor.random_baseline([shard(everywhere)], [shard(ctrl)], [2], ["last"], n=50, seed=1)
+    wide = backdoor.random_baseline([shard(everywhere)], [shard(ctrl)], [("resid", 2)], ["last"], n=50, seed=1)
     assert wide["random_auc_p95"].iloc[0] > 0.99
-    assert not backdoor.with_baseline(pooled, {"bd": wide})["beats_random"].iloc[0]
+    assert not backdoor.with_baseline(pooled, {"bd": wide}, {"t": "resid"})["beats_random"].iloc[0]

@@ -27,17 +27,17 @@ def harm_check(vectors: TraitVectors, harmful: list[ActivationShard], harmless: 
 
     Two held-out views: the extraction split (metrics stored in the sidecar) and independent eval
     prompt sets that were never used for extraction, projected at every captured layer, at the trait's
-    extraction position, with the vectors of the method that chose the best layer.
+    extraction position and site, with the vectors of the method that chose the best layer.
     """
     sidecar = vectors.info
-    best, method, position = vectors.best_layer, vectors.best_method, vectors.position
+    best, method, position, site = vectors.best_layer, vectors.best_method, vectors.position, vectors.site
     rows = [{"layer": v["layer"], "auc": v["metrics"]["auc"], "data": f"extraction test split ({m})"}
             for v in sidecar["vectors"] for m in [v["method"]]]
 
     def scores(shards: list[ActivationShard], layer: int, u: torch.Tensor | np.ndarray) -> np.ndarray:
         out = []
         for shard in shards:
-            x, ok = shard.pooled(position, layer)
+            x, ok = shard.pooled(position, layer, site)
             out.append(x[ok] @ (u.numpy() if isinstance(u, torch.Tensor) else u))
         return np.concatenate(out)
 
@@ -67,7 +67,7 @@ def harm_check(vectors: TraitVectors, harmful: list[ActivationShard], harmless: 
     ph, pb = scores(harmful, best, rand.T), scores(harmless, best, rand.T)
     random_aucs = column_aucs(y, np.vstack([ph, pb]))
     result = {
-        "trait": sidecar["trait"], "model": sidecar["model"], "position": position, "method": method,
+        "trait": sidecar["trait"], "model": sidecar["model"], "position": position, "site": site, "method": method,
         "best_layer": best, "best_layer_reason": sidecar["best"]["reason"],
         "extraction_val_auc": float(chosen["val_auc"]), "extraction_test_auc": extraction_auc,
         "eval_auc": eval_auc, "eval_auc_ci95": [sep["ci_low"], sep["ci_high"]], "eval_cohens_d": sep["cohens_d"],

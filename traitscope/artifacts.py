@@ -8,7 +8,8 @@ held-out metrics, the best layer and why). Every reader goes through it.
 ``last.layer_<L>`` / ``mean.layer_<L>`` ``[n, d]``, ``response.layer_<L>`` ``[T, d]`` with
 ``response.offsets`` ``[n + 1]`` (row ``i`` owns tokens ``offsets[i]:offsets[i+1]``),
 ``response.token_ids`` and ``response.is_prefill`` ``[T]``, ``prompt.length`` ``[n]``; metadata:
-``ids``, ``layers``, ``positions``, the capture settings and the model fingerprint.
+``ids``, ``layers``, ``positions``, ``sites``, the capture settings and the model fingerprint. At a site other than
+the residual stream the keys carry it: ``last.attn.layer_<L>``, ``response.mlp.layer_<L>`` (:func:`tensor_key`).
 """
 
 from __future__ import annotations
@@ -31,9 +32,10 @@ class ArtifactError(TraitscopeError):
     pass
 
 
-def tensor_key(kind: str, layer: int) -> str:
-    """``{kind}.layer_{layer}``: a method's vector or a position's activations at one layer."""
-    return f"{kind}.layer_{int(layer)}"
+def tensor_key(kind: str, layer: int, site: str = "resid") -> str:
+    """``{kind}.layer_{layer}``: a method's vector or a position's activations at one layer of the residual stream;
+    ``{kind}.{site}.layer_{layer}`` at the attention (``attn``) or MLP (``mlp``) output of that block."""
+    return f"{kind}.layer_{int(layer)}" if site == "resid" else f"{kind}.{site}.layer_{int(layer)}"
 
 
 @dataclass(frozen=True)
@@ -54,6 +56,11 @@ class TraitVectors:
     @property
     def position(self) -> str:
         return str(self.info["position"])
+
+    @property
+    def site(self) -> str:
+        """Where the vectors live: ``resid`` (residual stream after the block), ``attn`` or ``mlp`` (sublayer output)."""
+        return str(self.info.get("site", "resid"))
 
     @property
     def best_layer(self) -> int:
@@ -133,16 +140,27 @@ class ActivationShard(_RowTensors):
         return list(self.meta["positions"])
 
     @property
+    def sites(self) -> list[str]:
+        return list(self.meta.get("sites", ["resid"]))
+
+    @property
+    def site(self) -> str:
+        """The one site of a shard that holds a single one (a trait's contrastive capture)."""
+        if len(self.sites) != 1:
+            raise ArtifactError(f"activations hold sites {self.sites}, not one (fix: read them with an explicit site)")
+        return self.sites[0]
+
+    @property
     def hidden_size(self) -> int:
         return int(next(v for k, v in self.tensors.items() if ".layer_" in k).shape[-1])
 
-    def stored(self, position: str, layer: int) -> torch.Tensor:
-        """The stored tensor of ``position`` (last, mean or response) at ``layer``."""
-        key = tensor_key(position, layer)
+    def stored(self, position: str, layer: int, site: str = "resid") -> torch.Tensor:
+        """The stored tensor of ``position`` (last, mean or response) at ``layer`` and ``site``."""
+        key = tensor_key(position, layer, site)
         if key not in self.tensors:
-            raise ArtifactError(f"activations have no {position} position at layer {layer} "
-                                f"(captured: positions {self.positions}, layers {self.layers}; fix: add it to the "
-                                "capture settings)")
+            raise ArtifactError(f"activations have no {position} position at layer {layer}, site {site} "
+                                f"(captured: positions {self.positions}, layers {self.layers}, sites {self.sites}; "
+                                "fix: add it to the capture settings, or the trait's site to traits.<name>.site)")
         return self.tensors[key]
 
     @property
@@ -153,35 +171,35 @@ class ActivationShard(_RowTensors):
     def response_lengths(self) -> torch.Tensor:
         return self.offsets[1:] - self.offsets[:-1]
 
-    def response(self, layer: int) -> torch.Tensor:
-        """``[T, d]`` activations of every assistant-turn token at ``layer``."""
-        return self.stored("response", layer)
+    def response(self, layer: int, site: str = "resid") -> torch.Tensor:
+        """``[T, d]`` activations of every assistant-turn token at ``layer`` and ``site``."""
+        return self.stored("response", layer, site)
 
-    def pooled(self, position: str, layer: int) -> tuple[np.ndarray, np.ndarray]:
+    def pooled(self, position: str, layer: int, site: str = "resid") -> tuple[np.ndarray, np.ndarray]:
         """``[n, d]`` float32 activations at a pooled position and a mask of the rows that have them.
 
         ``last`` and ``mean`` are stored; ``response_mean`` averages each row's assistant-turn tokens
         (rows without any are masked out).
         """
         if position in ("last", "mean"):
-            x = self.stored(position, layer).float().numpy()
+            x = self.stored(position, layer, site).float().numpy()
             return x, np.ones(len(x), dtype=bool)
         if position == "response_mean":
-            means, has = segment_mean(self.response(layer), self.offsets)
+            means, has = segment_mean(self.response(layer, site), self.offsets)
             return means.numpy(), has.numpy()
         raise ArtifactError(f"unknown position {position!r} (fix: use last, mean or response_mean)")
 
     @staticmethod
-    def pooled_keys(positions: list[str], layers: list[int]) -> list[str]:
-        """The tensors that pooling ``positions`` (last, mean, response_mean) at ``layers`` needs."""
+    def pooled_keys(positions: list[str], layers: list[int], site: str = "resid") -> list[str]:
+        """The tensors that pooling ``positions`` (last, mean, response_mean) at ``layers`` and ``site`` needs."""
         stored = ["response" if p == "response_mean" else p for p in positions]
-        return [tensor_key(s, layer) for s in stored for layer in layers] + (
+        return [tensor_key(s, layer, site) for s in stored for layer in layers] + (
             ["response.offsets"] if "response" in stored else [])
 
     @classmethod
-    def load_at(cls, path: PathLike, position: str, layers: list[int]) -> ActivationShard:
-        """Only what pooling ``position`` at ``layers`` needs (not every layer of the shard)."""
-        return cls.load(path, cls.pooled_keys([position], layers))
+    def load_at(cls, path: PathLike, position: str, layers: list[int], site: str = "resid") -> ActivationShard:
+        """Only what pooling ``position`` at ``layers`` and ``site`` needs (not every layer of the shard)."""
+        return cls.load(path, cls.pooled_keys([position], layers, site))
 
 
 @dataclass(frozen=True)
@@ -199,21 +217,22 @@ class BaselineScores(_RowTensors):
     def n_random(self) -> int:
         return int(self.meta["n_random"])
 
-    def _get(self, kind: str, layer: int) -> torch.Tensor:
-        key = tensor_key(kind, layer)
+    def _get(self, kind: str, layer: int, site: str) -> torch.Tensor:
+        key = tensor_key(kind, layer, site)
         if key not in self.tensors:
-            raise ArtifactError(f"random baseline has no {kind} scores at layer {layer} (has {sorted(self.tensors)}; "
+            raise ArtifactError(f"random baseline has no {kind} scores at layer {layer}, site {site} "
+                                f"(has {sorted(self.tensors)}; "
                                 "fix: project.random_directions must be above 0, and the layer projected)")
         return self.tensors[key]
 
-    def pooled(self, layer: int, position: str) -> np.ndarray:
+    def pooled(self, layer: int, position: str, site: str = "resid") -> np.ndarray:
         """``[n, R]`` random scores of every row at a pooled position (rows in :attr:`ids` order)."""
-        return self._get(position, layer).float().numpy()
+        return self._get(position, layer, site).float().numpy()
 
-    def window_means(self, layer: int, k: np.ndarray) -> np.ndarray:
+    def window_means(self, layer: int, k: np.ndarray, site: str = "resid") -> np.ndarray:
         """``[n, R]`` mean random score over each row's first ``k[i]`` assistant-turn tokens (NaN where there are
         none): the baseline of a windowed per-token score (prefill attack)."""
-        tokens = self._get("token", layer).float()
+        tokens = self._get("token", layer, site).float()
         offsets = self.tensors["response.offsets"]
         lengths = offsets[1:] - offsets[:-1]
         take = torch.minimum(lengths, torch.tensor(np.array(k, dtype=np.int64)))

@@ -80,29 +80,31 @@ def onset(tokens: pd.DataFrame, variant: str, trait: str) -> int | None:
     return int(hit["token_index"].iloc[0]) if len(hit) else None
 
 
-def random_baseline(trigger: list[Any], control: list[Any], layers: list[int], positions: list[str], n: int,
+def random_baseline(trigger: list[Any], control: list[Any], points: list[tuple[str, int]], positions: list[str], n: int,
                     seed: int) -> pd.DataFrame:
     """The control baseline of a trigger-vs-control AUC: the AUCs of ``n`` seeded random unit directions on the same
-    pooled activations (trigger 1, control 0), per layer and pooled position. Rows: layer, position, random_auc_mean,
-    random_auc_p95, n_random."""
+    pooled activations (trigger 1, control 0), per (site, layer) of ``points`` and pooled position. Rows: site, layer,
+    position, random_auc_mean, random_auc_p95, n_random."""
     rows = []
-    for layer in layers:
+    for site, layer in points:
         for pos in positions:
             xs = []
             for shards in (trigger, control):
-                parts = [shard.pooled(pos, layer) for shard in shards]
+                parts = [shard.pooled(pos, layer, site) for shard in shards]
                 xs.append(np.concatenate([x[ok] for x, ok in parts]))
             y = np.r_[np.ones(len(xs[0])), np.zeros(len(xs[1]))]
             aucs = column_aucs(y, np.vstack(xs) @ random_directions(n, xs[0].shape[1], seed).T)
-            rows.append({"layer": layer, "position": pos, "random_auc_mean": float(aucs.mean()),
+            rows.append({"site": site, "layer": layer, "position": pos, "random_auc_mean": float(aucs.mean()),
                          "random_auc_p95": float(np.percentile(aucs, 95)), "n_random": n})
     return pd.DataFrame(rows)
 
 
-def with_baseline(pooled: pd.DataFrame, baselines: dict[str, pd.DataFrame]) -> pd.DataFrame:
+def with_baseline(pooled: pd.DataFrame, baselines: dict[str, pd.DataFrame], sites: dict[str, str]) -> pd.DataFrame:
     """``pooled`` (from :func:`pooled_auc`) with each row's random baseline (``baselines``: variant -> table of
-    :func:`random_baseline`) and ``beats_random`` (its AUC above the random 95th percentile)."""
-    parts = [pooled[pooled["variant"] == v].merge(b, on=["layer", "position"], how="left")
+    :func:`random_baseline`) at its trait's site (``sites``: trait -> site) and ``beats_random`` (its AUC above the
+    random 95th percentile)."""
+    pooled = pooled.assign(site=pooled["trait"].map(sites))
+    parts = [pooled[pooled["variant"] == v].merge(b, on=["site", "layer", "position"], how="left")
              for v, b in baselines.items()]
     out = pd.concat(parts, ignore_index=True) if parts else pooled
     out["beats_random"] = out["auc"] > out["random_auc_p95"]
@@ -115,6 +117,8 @@ def summary(pooled: pd.DataFrame, tokens: pd.DataFrame, *, variant: str, baselin
     for trait_key, d in pooled.groupby("trait"):
         trait = str(trait_key)
         entry: dict[str, Any] = {"layer": int(d["layer"].iloc[0]), "positions": {}}
+        if "site" in d:
+            entry["site"] = str(d["site"].iloc[0])
         for pos, dp in d.groupby("position"):
             keys = ("auc", "ci_low", "ci_high", "cohens_d", "mean_paired_difference", "wilcoxon_p", "n_trigger",
                     "n_control", "n_pairs", "random_auc_p95", "beats_random")

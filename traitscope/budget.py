@@ -2,8 +2,9 @@
 
 Per (variant, prompt set), bytes per prompt:
 
-activations (two-step)  float16 values: layers x hidden x (pooled positions + response tokens) x 2 bytes, plus the
-                        token ids and prefill marks of the response tokens (9 bytes each)
+activations (two-step)  float16 values: sites x layers x hidden x (pooled positions + response tokens) x 2 bytes,
+                        plus the token ids and prefill marks of the response tokens (9 bytes each); sites: the
+                        residual stream and each attn/mlp site some trait is read at
 scores                  score rows: traits x methods x projected layers x (pooled positions + response tokens) x
                         SCORE_ROW_BYTES (a parquet row of id, trait, method, layer, position and a float32 score,
                         compressed); written by the stream capture (shard files) and by ``project`` (set table)
@@ -61,7 +62,8 @@ def pair_budget(study: Study, variant: str, pset: str, projected: bool = True) -
     layers = len(parse_layers(cap.layers, dims.n_layers, "capture.layers"))
     pooled = len([p for p in cap.positions if p in ("last", "mean")])
     tokens = response_tokens(study)
-    acts = layers * dims.hidden_size * 2.0 * (pooled + tokens) + TOKEN_EXTRA_BYTES * tokens
+    sites = len(study.capture_sites())  # the residual stream, and each attn/mlp site some trait is read at
+    acts = sites * layers * dims.hidden_size * 2.0 * (pooled + tokens) + TOKEN_EXTRA_BYTES * tokens
     proj_layers = 1 if proj.layers == "best" else len(parse_layers(proj.layers, dims.n_layers, "project.layers"))
     score_positions = pooled + (1 if tokens else 0) + (tokens if proj.per_token else 0)
     scores = len(study.traits) * len(proj.methods) * proj_layers * score_positions * SCORE_ROW_BYTES

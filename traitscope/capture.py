@@ -10,6 +10,10 @@ Positions (``capture.positions``):
               ``response.is_prefill`` ``[T]`` and ``response.offsets`` ``[n + 1]`` (row ``i`` owns
               tokens ``offsets[i]:offsets[i+1]``)
 
+Sites (``CaptureJob.sites``): ``resid`` is the residual stream after block ``L`` (the keys above); ``attn`` and
+``mlp`` are the outputs of its attention and MLP sublayers, keyed ``<position>.attn.layer_<L>`` and
+``<position>.mlp.layer_<L>``.
+
 Activations are stored as float16. Work is split into chunks of ``chunk_size`` prompts; each
 chunk is cached under a key derived from the model, the chunk's prompts and the settings, so a
 killed job resumes at the first missing chunk and identical work is never redone.
@@ -28,9 +32,10 @@ import pandas as pd
 import torch
 
 from . import __version__
+from .artifacts import tensor_key
 from .chat import Encoded, encode_rows
 from .generation import generate_responses, run_batches
-from .hooks import ResidualCapture
+from .hooks import SiteCapture
 from .io import content_hash, file_sha256, read_verified, write_parquet, write_verified
 from .models import input_device
 from .progress import Progress
@@ -43,8 +48,8 @@ POSITIONS = ("last", "mean", "response")
 # ------------------------------------------------------------------------------------- capturing
 
 def capture_batch(model: Any, batch: list[tuple[list[int], list[int]]], layers: Sequence[int], positions: Sequence[str],
-                  pad_id: int) -> dict[str, Any]:
-    """One right-padded forward pass; returns gathered float16 CPU tensors per position and layer.
+                  pad_id: int, sites: Sequence[str] = ("resid",)) -> dict[str, Any]:
+    """One right-padded forward pass; returns gathered float16 CPU tensors per position and (site, layer).
 
     ``batch`` holds (prompt ids, assistant-turn ids) per row.
     """
@@ -63,7 +68,7 @@ def capture_batch(model: Any, batch: list[tuple[list[int], list[int]]], layers: 
     rows = torch.arange(len(batch), device=device)
     denom = plen.to(device)[:, None].float()
 
-    def reduce(_layer: int, h: torch.Tensor) -> dict[str, torch.Tensor]:
+    def reduce(_site: str, _layer: int, h: torch.Tensor) -> dict[str, torch.Tensor]:
         out: dict[str, torch.Tensor] = {}
         if "last" in positions:
             out["last"] = h[rows, last_idx].to(torch.float16).cpu()
@@ -73,8 +78,8 @@ def capture_batch(model: Any, batch: list[tuple[list[int], list[int]]], layers: 
             out["response"] = h[rmask].to(torch.float16).cpu()
         return out
 
-    with ResidualCapture(model, layers, reduce=reduce, stop=True) as cap:
-        outputs = cap.forward(input_ids=ids.to(device), attention_mask=attn.to(device))
+    with SiteCapture(model, layers, sites, reduce=reduce, stop=True) as cap:
+        outputs = cap.run(input_ids=ids.to(device), attention_mask=attn.to(device))
     return {"outputs": outputs, "plen": plen, "rlen": rlen}
 
 
@@ -92,17 +97,18 @@ def _capture_chunk(model: Any, tokenizer: Any, df: pd.DataFrame, settings: Captu
 
     def run(start: int, stop: int) -> None:
         idx = order[start:stop]
-        res = capture_batch(model, [(encoded[i].prompt, turns[i]) for i in idx], settings.layers, settings.positions, pad)
+        res = capture_batch(model, [(encoded[i].prompt, turns[i]) for i in idx], settings.layers, settings.positions, pad,
+                            settings.sites)
         rl = res["rlen"].tolist()
-        for layer, got in res["outputs"].items():
+        for (site, layer), got in res["outputs"].items():
             splits = torch.split(got["response"], rl) if "response" in got else None
             for b, i in enumerate(idx):
                 if "last" in got:
-                    per_row[i][f"last.layer_{layer}"] = got["last"][b]
+                    per_row[i][tensor_key("last", layer, site)] = got["last"][b]
                 if "mean" in got:
-                    per_row[i][f"mean.layer_{layer}"] = got["mean"][b]
+                    per_row[i][tensor_key("mean", layer, site)] = got["mean"][b]
                 if splits is not None:
-                    per_row[i][f"response.layer_{layer}"] = splits[b]
+                    per_row[i][tensor_key("response", layer, site)] = splits[b]
         if progress is not None:
             progress.update(len(idx))
 
@@ -124,12 +130,15 @@ def _capture_chunk(model: Any, tokenizer: Any, df: pd.DataFrame, settings: Captu
 def _stack_rows(per_row: list[dict[str, Any]], settings: CaptureJob, encoded: list[Encoded],
                 turns: list[list[int]]) -> dict[str, torch.Tensor]:
     tensors: dict[str, torch.Tensor] = {}
-    for layer in settings.layers:
-        for position in ("last", "mean"):
-            if position in settings.positions:
-                tensors[f"{position}.layer_{layer}"] = torch.stack([r[f"{position}.layer_{layer}"] for r in per_row])
-        if "response" in settings.positions:
-            tensors[f"response.layer_{layer}"] = torch.cat([r[f"response.layer_{layer}"] for r in per_row])
+    for site in settings.sites:
+        for layer in settings.layers:
+            for position in ("last", "mean"):
+                if position in settings.positions:
+                    key = tensor_key(position, layer, site)
+                    tensors[key] = torch.stack([r[key] for r in per_row])
+            if "response" in settings.positions:
+                key = tensor_key("response", layer, site)
+                tensors[key] = torch.cat([r[key] for r in per_row])
     if "response" in settings.positions:
         lengths = torch.tensor([len(t) for t in turns], dtype=torch.long)
         tensors["response.offsets"] = torch.cat([torch.zeros(1, dtype=torch.long), lengths.cumsum(0)])
@@ -205,9 +214,10 @@ def capture_prompts(model: Any, tokenizer: Any, df: pd.DataFrame, settings: Capt
         elapsed = time.time() - started
         print(f"[{progress_label}] chunk {j + 1}/{n_chunks} {status} ({min((j + 1) * settings.chunk_size, len(df))}"
               f"/{len(df)} prompts, {elapsed:.1f}s)", file=sys.stderr, flush=True)
-    meta = {"ids": df["id"].tolist(), "layers": settings.layers, "positions": settings.positions,
+    meta = {"ids": df["id"].tolist(), "layers": settings.layers, "positions": settings.positions, "sites": settings.sites,
             "settings": as_dict(settings), "model": model_key, "key": base_key, "traitscope": __version__}
-    progress.close(f"{len(df)} prompts at {len(settings.layers)} layers, positions {', '.join(settings.positions)}")
+    progress.close(f"{len(df)} prompts at {len(settings.layers)} layers, positions {', '.join(settings.positions)}, "
+                   f"sites {', '.join(settings.sites)}")
     table = pd.concat(responses, ignore_index=True)
     total = table["n_prompt_tokens"] + table["n_prefill_tokens"] + table["n_response_tokens"]
     table["over_context"] = (total > context_length) if context_length else False

@@ -167,17 +167,19 @@ def choose_best_layer(metrics: pd.DataFrame, method: str) -> dict[str, Any]:
 
 
 def extract_trait(shard: ActivationShard, table: pd.DataFrame, job: ExtractJob, *, trait: str, variant: str,
-                  model: str, layers: tuple[int, ...] | list[int], position: str, seed: int,
+                  model: str, layers: tuple[int, ...] | list[int], position: str, seed: int, site: str = "resid",
                   drop_ids: set[str] | None = None,
                   filter_info: dict[str, Any] | None = None) -> tuple[TraitVectors, pd.DataFrame]:
     """Vectors for every (method, layer) with their sidecar, and a per-layer metrics table.
 
-    ``table`` holds the labelled contrastive rows in the shard's order (``label``, ``group``).
+    ``table`` holds the labelled contrastive rows in the shard's order (``label``, ``group``). ``site`` is where in
+    each block the activations are read (``resid``, ``attn``, ``mlp``): the sidecar records it, and every later
+    stage reads, projects and steers the vectors there.
     """
     layers = list(layers)
     labels_all = table["label"].to_numpy(dtype=int)
     groups_all = table["group"].to_numpy()
-    _, valid = shard.pooled(position, layers[0])
+    _, valid = shard.pooled(position, layers[0], site)
     dropped = table["id"].isin(drop_ids or set()).to_numpy()  # the judged persona filter (persona_filter.py)
     keep = np.flatnonzero(valid & ~dropped)
     y, groups = labels_all[keep], groups_all[keep]
@@ -190,7 +192,7 @@ def extract_trait(shard: ActivationShard, table: pd.DataFrame, job: ExtractJob, 
     tensors: dict[str, torch.Tensor] = {}
     rows = []
     for layer in layers:
-        x, _ = shard.pooled(position, layer)
+        x, _ = shard.pooled(position, layer, site)
         res = fit_layer(x[keep], y, train, test, job.methods, job.probe_C, seed, folds, n_random=job.random_directions,
                         layer=layer)
         for method, v in res.vectors.items():
@@ -198,7 +200,8 @@ def extract_trait(shard: ActivationShard, table: pd.DataFrame, job: ExtractJob, 
         rows += [{"layer": layer, **m} for m in res.metrics]
     metrics = pd.DataFrame(rows)
     info = {
-        "trait": trait, "variant": variant, "model": model, "position": position, "methods": list(job.methods),
+        "trait": trait, "variant": variant, "model": model, "position": position, "site": site,
+        "methods": list(job.methods),
         "layers": layers, "hidden_size": int(next(iter(tensors.values())).shape[0]), "n": int(len(table)),
         "split": {"n_train": int(len(train)), "n_test": int(len(test)), "test_fraction": job.test_fraction,
                   "n_train_groups": len(set(groups[train].tolist())), "n_test_groups": len(set(groups[test].tolist())),

@@ -287,6 +287,30 @@ def decoder_layers(model: nn.Module) -> nn.ModuleList:
                          "(fix: add its layer path to traitscope.models.decoder_layers)")
 
 
+SITES = ("resid", "attn", "mlp")
+"""Where in block ``i`` a trait is read: ``resid`` the residual stream after the block; ``attn`` the attention
+sublayer's output and ``mlp`` the MLP sublayer's output (each before it is added to the residual stream)."""
+_SITE_MODULES = {"attn": ("self_attn", "attn", "attention", "self_attention"), "mlp": ("mlp", "feed_forward", "ffn")}
+
+
+def site_module(model: nn.Module, layer: int, site: str) -> nn.Module:
+    """The module whose forward output is ``site`` of decoder block ``layer``: the block itself for ``resid``, its
+    attention or MLP sublayer otherwise (``self_attn``/``mlp`` in Llama, Qwen, Mistral, Gemma; ``attn``/``mlp`` in
+    GPT-2; ``attention``/``mlp`` in GPT-NeoX)."""
+    block = decoder_layers(model)[layer]
+    if site == "resid":
+        return block
+    if site not in _SITE_MODULES:
+        raise ModelLoadError(f"unknown site {site!r} (fix: use one of {', '.join(SITES)})")
+    for name in _SITE_MODULES[site]:
+        module = getattr(block, name, None)
+        if module is not None:
+            return module
+    children = ", ".join(n for n, _ in block.named_children())
+    raise ModelLoadError(f"cannot find the {site} sublayer of {type(block).__name__} (children: {children}; fix: use "
+                         f"site resid for this model, or add the child's name to traitscope.models._SITE_MODULES)")
+
+
 def input_device(model: nn.Module) -> torch.device:  # noqa: F821
     embeddings: Any = model.get_input_embeddings()  # type: ignore[operator]
     return embeddings.weight.device

@@ -46,18 +46,20 @@ class SteeringTask:
     description: str
     layer: int
     prompts: list[str]
-    norm: float  # mean residual norm at the layer: the coefficient unit
+    norm: float  # mean activation norm at the layer (and site): the coefficient unit
     max_new_tokens: int = 24
     positions: str = "all"
     batch_size: int = 8
     seed: int = 0
+    site: str = "resid"  # where the vector is added: the residual stream after the block, or its attn/mlp output
 
     def evaluate(self, vector: torch.Tensor | None, coef: float, prompts: list[str] | None = None) -> pd.DataFrame:
         """Responses and judged scores with ``vector`` added at ``coef x norm`` (None or 0: unsteered)."""
         prompts = self.prompts if prompts is None else prompts
         with contextlib.ExitStack() as stack:
             edits = [] if vector is None or coef == 0 else [
-                stack.enter_context(Steer(self.model, self.layer, vector, coef * self.norm, self.positions))]
+                stack.enter_context(Steer(self.model, self.layer, vector, coef * self.norm, self.positions,
+                                          self.site))]
             responses = generate_steered(self.model, self.tokenizer, prompts, edits, max_new_tokens=self.max_new_tokens,
                                          batch_size=self.batch_size, seed=self.seed)
         scores = self.judge.score([{"question": q, "answer": a, "trait": self.trait, "description": self.description}
@@ -155,7 +157,7 @@ def extraction_gap(task: SteeringTask, v0: torch.Tensor, v_opt: torch.Tensor, co
 
 def build_task(*, variant: ModelSpec, judge_cfg: JudgeSettings, judge_cache: str | Path, trait: str,
                description: str, prompts: list[str], layer: int, norm: float, max_new_tokens: int,
-               positions: str = "all", seed: int = 0) -> SteeringTask:
+               positions: str = "all", seed: int = 0, site: str = "resid") -> SteeringTask:
     """Load the model and the judge for a steering job (used by the workflow scripts)."""
     from .models import load_model
 
@@ -163,13 +165,14 @@ def build_task(*, variant: ModelSpec, judge_cfg: JudgeSettings, judge_cache: str
     judge = Judge.from_config(judge_cfg, judge_cache)
     return SteeringTask(model=model, tokenizer=tokenizer, judge=judge, trait=trait, description=description,
                         layer=layer, prompts=prompts, norm=norm, max_new_tokens=max_new_tokens, positions=positions,
-                        seed=seed)
+                        seed=seed, site=site)
 
 
-def layer_norms(shard: ActivationShard, position: str, layers: list[int]) -> dict[int, float]:
-    """Mean residual-stream norm per layer over the trait's contrastive activations."""
+def layer_norms(shard: ActivationShard, position: str, layers: list[int], site: str = "resid") -> dict[int, float]:
+    """Mean activation norm per layer over the trait's contrastive activations, at ``site`` (the residual stream, or
+    the attention or MLP output that a site vector is added to)."""
     out = {}
     for layer in layers:
-        x, ok = shard.pooled(position, layer)
+        x, ok = shard.pooled(position, layer, site)
         out[layer] = mean_norm(x[ok])
     return out

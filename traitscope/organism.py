@@ -158,7 +158,7 @@ def ablated_detection(model: Any, tokenizer: Any, prompts: list[str], directions
             for layer, u in (edits or {}).items():
                 stack.enter_context(Ablate(model, layer, u, strength))
             out = capture_batch(model, batch, layers, ["last"], pad)["outputs"]
-        return {layer: out[layer]["last"].float().numpy() for layer in layers}
+        return {layer: out[("resid", layer)]["last"].float().numpy() for layer in layers}
 
     base, ft, ab = last(None, True), last(None, False), last(directions, False)
     rows = []

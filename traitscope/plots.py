@@ -36,6 +36,12 @@ def trait_panels(traits: list[str], width: float, height: float, **subplots: Any
     return fig, list(zip(axes.flat, traits))
 
 
+def layer_axis(site: str = "resid") -> str:
+    """The x label of a per-layer axis at a site (``resid``, ``attn``, ``mlp``)."""
+    return {"resid": "layer (residual stream after block)", "attn": "layer (attention output of block)",
+            "mlp": "layer (MLP output of block)"}[site]
+
+
 def extraction_summary(metrics: pd.DataFrame, best: dict[str, int], model: str) -> plt.Figure:
     """ROC-AUC per layer, one panel per trait, one colour per method: solid the test split (reported), dashed
     the cross-validation inside train that chose the best layer (marked); the grey band is the control baseline,
@@ -57,7 +63,8 @@ def extraction_summary(metrics: pd.DataFrame, best: dict[str, int], model: str) 
                             label=f"random directions, 95th pct (n={n_random})")
         n_test, n_train = int(m["n_test"].iloc[0]), int(m["n_train"].iloc[0])
         ax.set_title(f"{trait} (best layer {best[trait]}, n_train={n_train}, n_test={n_test})", fontsize=9)
-        ax.set_xlabel("layer (residual stream after block)")
+        ax.set_xlabel(layer_axis(str(metrics.loc[metrics["trait"] == trait, "site"].iloc[0])
+                                 if "site" in metrics else "resid"))
         ax.set_ylabel("ROC-AUC")
         ax.legend(fontsize=6)
         ax.set_ylim(0.0, 1.02)
@@ -68,7 +75,7 @@ def extraction_summary(metrics: pd.DataFrame, best: dict[str, int], model: str) 
 
 
 def harm_separation(layer_auc: pd.DataFrame, scores: pd.DataFrame, best_layer: int, min_auc: float,
-                    trait: str, model: str) -> plt.Figure:
+                    trait: str, model: str, site: str = "resid") -> plt.Figure:
     """Left: ROC-AUC per layer (extraction test split and independent eval sets). Right: score
     distributions of the eval sets at the best layer."""
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.2))
@@ -76,7 +83,7 @@ def harm_separation(layer_auc: pd.DataFrame, scores: pd.DataFrame, best_layer: i
     ax1.axhline(min_auc, color="red", ls="--", lw=1, label=f"required AUC {min_auc}")
     ax1.axvline(best_layer, color="grey", ls=":", lw=1)
     ax1.set_ylim(0.0, 1.02)
-    ax1.set_xlabel("layer (residual stream after block)")
+    ax1.set_xlabel(layer_axis(site))
     ax1.set_ylabel("ROC-AUC, harmful vs harmless")
     ax1.set_title(f"Separation by layer (best layer {best_layer})")
     ax1.legend(fontsize=8)
@@ -114,6 +121,12 @@ def trait_scores(summary: pd.DataFrame) -> plt.Figure:
 
 
 
+def _site_name(table: pd.DataFrame) -> str:
+    """What a steering table's vectors were added to (its ``site`` column; the residual stream without one)."""
+    site = str(table["site"].iloc[0]) if "site" in table and len(table) else "resid"
+    return {"resid": "residual-stream", "attn": "attention-output", "mlp": "MLP-output"}[site]
+
+
 def steering_sweep(table: pd.DataFrame, trait: str, judge_kind: str) -> plt.Figure:
     """Judged trait score and coherence against the steering coefficient, one line per layer."""
     n = table.groupby(["layer", "coef"]).size().max()
@@ -122,7 +135,7 @@ def steering_sweep(table: pd.DataFrame, trait: str, judge_kind: str) -> plt.Figu
                            (axes[1], "coherence", "judged coherence (0-100)")):
         sns.lineplot(data=table, x="coef", y=col, hue="layer", marker="o", errorbar=("ci", 95), seed=BOOT_SEED, ax=ax,
                      palette="viridis")
-        ax.set_xlabel("steering coefficient (x mean residual norm at the layer)")
+        ax.set_xlabel(f"steering coefficient (x mean {_site_name(table)} norm at the layer)")
         ax.set_ylabel(label)
         ax.set_ylim(-2, 102)
     fig.suptitle(f"Steering with the {trait} vector (n={n} prompts per point, 95% CI)\njudge: {judge_kind}", fontsize=10)

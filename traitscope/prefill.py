@@ -85,14 +85,17 @@ def window_scores(tokens: dict[str, pd.DataFrame], prompts: dict[str, pd.DataFra
     return pd.concat(out, ignore_index=True)
 
 
-def random_windows(scores: pd.DataFrame, baselines: dict[str, BaselineScores]) -> dict[tuple[str, str], pd.DataFrame]:
+def random_windows(scores: pd.DataFrame, baselines: dict[str, BaselineScores],
+                   sites: dict[str, str] | None = None) -> dict[tuple[str, str], pd.DataFrame]:
     """(condition, trait) -> ``[ids, R]`` random-direction scores over the same window as each row's trait score
-    (its first ``k`` assistant-turn tokens, ``k`` from :func:`window_scores`), at the trait's layer."""
+    (its first ``k`` assistant-turn tokens, ``k`` from :func:`window_scores`), at the trait's layer and site
+    (``sites``: trait -> site, default the residual stream)."""
     out = {}
     for (cond, trait), d in scores.groupby(["condition", "trait"], sort=True):
         b = baselines[str(cond)]
         k = pd.Series(b.ids).map(d.set_index("id")["k"]).fillna(0).astype(int).to_numpy()
-        out[(str(cond), str(trait))] = pd.DataFrame(b.window_means(int(d["layer"].iloc[0]), k), index=b.ids)
+        site = (sites or {}).get(str(trait), "resid")
+        out[(str(cond), str(trait))] = pd.DataFrame(b.window_means(int(d["layer"].iloc[0]), k, site), index=b.ids)
     return out
 
 

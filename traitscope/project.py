@@ -2,7 +2,9 @@
 
 The score of an activation ``a`` on a trait vector ``v`` is the scalar projection onto the unit
 vector: ``score = a . v / ||v||`` (units of the residual stream; comparable across prompts and
-variants for one trait and layer, not across layers). Pooled scores:
+variants for one trait and layer, not across layers). A trait read at another site than the residual stream
+(``traits.<name>.site``: ``attn`` or ``mlp``) is projected on the activations captured at that site, and so is its
+random baseline. Pooled scores:
 
 ``last``, ``mean``     projection of the pooled activation captured at that position
 ``response_mean``      mean of the per-token scores over the assistant turn (prefill + response)
@@ -22,6 +24,7 @@ from . import TraitscopeError
 from .artifacts import ActivationShard, BaselineScores, TraitVectors, tensor_key
 from .layers import parse_layers
 from .methods import random_directions, segment_mean
+from .models import SITES
 from .settings import BaselineJob, ProjectSettings
 
 
@@ -53,14 +56,26 @@ def score_key(trait: str, method: str, layer: int, position: str) -> str:
     return f"score|{trait}|{method}|{layer}|{position}"
 
 
+def needed_points(traits: list[TraitVectors], job: ProjectSettings, captured: list[int],
+                  n_layers: int) -> list[tuple[str, int]]:
+    """Every (site, layer) some trait is projected at (layers checked against the captured layers)."""
+    return sorted({(v.site, layer) for v in traits for layer in select_layers(job.layers, v, captured, n_layers)})
+
+
 def needed_layers(traits: list[TraitVectors], job: ProjectSettings, captured: list[int], n_layers: int) -> list[int]:
     """Every layer some trait is projected at (checked against the captured layers)."""
-    return sorted({layer for v in traits for layer in select_layers(job.layers, v, captured, n_layers)})
+    return sorted({layer for _site, layer in needed_points(traits, job, captured, n_layers)})
 
 
-def baseline_key(layer: int, position: str) -> str:
-    """Tensor name of the random-direction scores ``[rows or tokens, R]`` at one layer and position (or ``token``)."""
-    return f"baseline|{layer}|{position}"
+def needed_sites(traits: list[TraitVectors]) -> tuple[str, ...]:
+    """The sites the traits are read at, in :data:`traitscope.models.SITES` order."""
+    return tuple(s for s in SITES if s in {v.site for v in traits})
+
+
+def baseline_key(layer: int, position: str, site: str = "resid") -> str:
+    """Tensor name of the random-direction scores ``[rows or tokens, R]`` at one layer and position (or ``token``)
+    of the residual stream, or of another site's activations."""
+    return f"baseline|{layer}|{position}" + ("" if site == "resid" else f"|{site}")
 
 
 def score_tensors(shard: ActivationShard, traits: list[TraitVectors], job: ProjectSettings,
@@ -77,7 +92,7 @@ def score_tensors(shard: ActivationShard, traits: list[TraitVectors], job: Proje
     has_resp = "response" in positions
     out: dict[str, torch.Tensor] = {}
     for vectors in traits:
-        trait = vectors.trait
+        trait, site = vectors.trait, vectors.site
         if vectors.hidden_size != shard.hidden_size:
             raise ProjectionError(f"trait {trait}: vectors have hidden size {vectors.hidden_size} but activations "
                                   f"{shard.hidden_size} (fix: project only variants whose hidden size matches the "
@@ -87,25 +102,26 @@ def score_tensors(shard: ActivationShard, traits: list[TraitVectors], job: Proje
                 u = vectors.unit(method, layer)
                 for position in ("last", "mean"):
                     if position in positions:
-                        out[score_key(trait, method, layer, position)] = shard.stored(position, layer).float() @ u
+                        out[score_key(trait, method, layer, position)] = shard.stored(position, layer, site).float() @ u
                 if has_resp:
-                    ts = shard.response(layer).float() @ u
+                    ts = shard.response(layer, site).float() @ u
                     out[score_key(trait, method, layer, "response_mean")] = segment_mean(ts, shard.offsets)[0]
                     if job.per_token:
                         out[score_key(trait, method, layer, "token")] = ts
     token_baseline = False
     if baseline is not None and baseline.n_random > 0:
         token_baseline = baseline.per_token and has_resp
-        for layer in needed_layers(traits, job, shard.layers, n_layers):
+        for site, layer in needed_points(traits, job, shard.layers, n_layers):
             r = torch.from_numpy(random_directions(baseline.n_random, shard.hidden_size, baseline.seed * 1000 + layer))
             for position in ("last", "mean"):
                 if position in positions:
-                    out[baseline_key(layer, position)] = _project_each(shard.stored(position, layer).float(), r)
+                    out[baseline_key(layer, position, site)] = _project_each(shard.stored(position, layer, site).float(),
+                                                                             r)
             if has_resp:
-                ts = _project_each(shard.response(layer).float(), r)
-                out[baseline_key(layer, "response_mean")] = segment_mean(ts, shard.offsets)[0]
+                ts = _project_each(shard.response(layer, site).float(), r)
+                out[baseline_key(layer, "response_mean", site)] = segment_mean(ts, shard.offsets)[0]
                 if token_baseline:
-                    out[baseline_key(layer, "token")] = ts
+                    out[baseline_key(layer, "token", site)] = ts
     if has_resp and (job.per_token or token_baseline):
         out.update({k: shard.tensors[k] for k in TOKEN_KEYS})
     return out
@@ -125,7 +141,8 @@ def baseline_scores(parts: list[dict[str, torch.Tensor]], ids: list[str], job: B
 
     kept = []
     for part in parts:
-        t = {tensor_key(k.split("|")[2], int(k.split("|")[1])): v for k, v in part.items() if k.startswith("baseline|")}
+        t = {tensor_key(k.split("|")[2], int(k.split("|")[1]), (k.split("|") + ["resid"])[3]): v
+             for k, v in part.items() if k.startswith("baseline|")}
         if any(k.startswith("token.") for k in t):
             t["response.offsets"] = part["response.offsets"]
         kept.append(t)

@@ -158,14 +158,20 @@ class TraitSpec(NamedTuple):
     pos: str | None
     neg: str | None
     position: str  # resolved: the trait's own, else last for contrast traits, else extract.position
+    site: str  # resid, attn or mlp: where in the block the trait is read, steered and projected
     max_pairs: int | None
     max_questions: int | None
+
+    def __repr__(self) -> str:
+        # the site reaches every output through the trait's capture job (CaptureJob.sites) and so its vectors: the
+        # rules that take the spec as a param (prompt building, judging, steering) need not re-run for it
+        return _repr_without(self, ("site",))
 
 
 def unresolved_trait(data: dict[str, Any]) -> TraitSpec:
     """A trait entry before ``extract.position`` is known (placeholder ``last``), for checks and tools that read
     only its source, files and sets; :meth:`Study.from_config` resolves the real position."""
-    return build(TraitSpec, {**data, "position": data.get("position") or "last"})
+    return build(TraitSpec, {**data, "position": data.get("position") or "last", "site": data.get("site") or "resid"})
 
 
 # --------------------------------------------------------------------------------------- pipeline
@@ -250,9 +256,11 @@ class CaptureJob(NamedTuple):
     chunk_size: int
     generation: Generation | None  # None: no responses are generated
     seed: int
+    sites: tuple[str, ...]  # resid (the residual stream after the block), attn, mlp (sublayer outputs)
 
     def __repr__(self) -> str:
-        return _repr_without(self, ("batch_size",))
+        # a residual-only job keeps the repr (and so the cache keys and Snakemake params) it had before sites existed
+        return _repr_without(self, ("batch_size", "sites") if self.sites == ("resid",) else ("batch_size",))
 
 
 class ProjectSettings(NamedTuple):
@@ -628,7 +636,12 @@ class Study:
         generates = c.generate.enabled and "response" in c.positions
         return CaptureJob(layers=self.capture_layers(variant), positions=c.positions, batch_size=c.batch_size,
                           max_length=c.max_length, chunk_size=c.chunk_size,
-                          generation=c.generate if generates else None, seed=self.seed)
+                          generation=c.generate if generates else None, seed=self.seed, sites=self.capture_sites())
+
+    def capture_sites(self) -> tuple[str, ...]:
+        """The sites a prompt-set capture stores: the residual stream (SAE, organism, and every ``resid`` trait),
+        then each other site some trait is read at."""
+        return ("resid", *sorted({t.site for t in self.traits.values()} - {"resid"}))
 
     def trait_capture_job(self, trait: str) -> CaptureJob:
         """The contrastive capture of one trait: extract.layers at the trait's position; ``response_mean``
@@ -638,7 +651,8 @@ class Study:
         gen = self.capture.generate._replace(enabled=True, max_new_tokens=self.extract.max_new_tokens)
         return CaptureJob(layers=self.extract_layers(), positions=("response",) if response else (position,),
                           batch_size=self.extract.batch_size, max_length=self.capture.max_length,
-                          chunk_size=self.capture.chunk_size, generation=gen if response else None, seed=self.seed)
+                          chunk_size=self.capture.chunk_size, generation=gen if response else None, seed=self.seed,
+                          sites=(self.traits[trait].site,))
 
     def extract_job(self) -> ExtractJob:
         e = self.extract

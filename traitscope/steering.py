@@ -1,7 +1,8 @@
 """Steering and directional ablation by forward hooks, also under ``generate()`` with a KV cache.
 
 ``Steer``     adds ``coef * v / ||v||`` to the residual stream after block ``layer`` (the same layer
-              convention as capture) at ``positions``: ``all``, ``prompt`` or ``response``.
+              convention as capture) at ``positions``: ``all``, ``prompt`` or ``response``; with ``site`` ``attn``
+              or ``mlp``, to that block's attention or MLP output instead (what the block adds to the stream).
 ``Ablate``    removes ``strength`` times the component along ``v / ||v||``:  h - strength (h . u) u.
 
 Under ``generate()`` the first forward pass sees the (left-padded) prompt and each later pass one new
@@ -19,17 +20,17 @@ import torch
 from torch import nn
 
 from .methods import unit
-from .models import decoder_layers
+from .models import site_module
 from .settings import Generation
 
 POSITIONS = ("all", "prompt", "response")
 
 
 class _Edit:
-    def __init__(self, model: nn.Module, layer: int, vector: torch.Tensor, positions: str):
+    def __init__(self, model: nn.Module, layer: int, vector: torch.Tensor, positions: str, site: str = "resid"):
         if positions not in POSITIONS:
             raise ValueError(f"positions must be one of {POSITIONS}, not {positions!r}")
-        self.model, self.layer, self.positions = model, int(layer), positions
+        self.model, self.layer, self.positions, self.site = model, int(layer), positions, site
         self.u = unit(vector.detach())
         self.prompt_len: int | None = None
         self.seen = 0
@@ -59,7 +60,7 @@ class _Edit:
         return (new, *output[1:]) if isinstance(output, tuple) else new
 
     def __enter__(self):
-        self._handle = decoder_layers(self.model)[self.layer].register_forward_hook(self._hook)
+        self._handle = site_module(self.model, self.layer, self.site).register_forward_hook(self._hook)
         self.reset(self.prompt_len)
         return self
 
@@ -70,10 +71,11 @@ class _Edit:
 
 
 class Steer(_Edit):
-    """Add ``coef`` x the unit vector at ``layer``."""
+    """Add ``coef`` x the unit vector at ``layer`` (and ``site``)."""
 
-    def __init__(self, model: nn.Module, layer: int, vector: torch.Tensor, coef: float, positions: str = "all"):
-        super().__init__(model, layer, vector, positions)
+    def __init__(self, model: nn.Module, layer: int, vector: torch.Tensor, coef: float, positions: str = "all",
+                 site: str = "resid"):
+        super().__init__(model, layer, vector, positions, site)
         self.coef = float(coef)
 
     def edit(self, h: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
@@ -85,8 +87,8 @@ class Ablate(_Edit):
     """Remove ``strength`` x the projection on the unit vector at ``layer`` (1 = full directional ablation)."""
 
     def __init__(self, model: nn.Module, layer: int, vector: torch.Tensor, strength: float = 1.0,
-                 positions: str = "all"):
-        super().__init__(model, layer, vector, positions)
+                 positions: str = "all", site: str = "resid"):
+        super().__init__(model, layer, vector, positions, site)
         self.strength = float(strength)
 
     def edit(self, h: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:

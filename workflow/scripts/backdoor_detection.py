@@ -26,8 +26,9 @@ sidecars = [TraitVectors.load_info(f) for f in smk.input.sidecars]
 best = best_layers(sidecars)
 pooled_in = {v: (trig[v], ctrl[v]) for v in variants}
 pooled = backdoor.pooled_auc(pooled_in, best, bd.method, n_boot=bd.n_boot, seed=p.seed)
-layers, positions = sorted(set(best.values())), sorted(set(pooled["position"]))
-keys = ActivationShard.pooled_keys(positions, layers)
+sites = {v.trait: v.site for v in sidecars}
+points, positions = sorted({(sites[t], layer) for t, layer in best.items()}), sorted(set(pooled["position"]))
+keys = sorted({k for site, layer in points for k in ActivationShard.pooled_keys(positions, [layer], site)})
 
 
 def load(files):
@@ -35,10 +36,10 @@ def load(files):
 
 
 baselines = {v: backdoor.random_baseline(load(smk.input.trigger_acts[i * nt:(i + 1) * nt]),
-                                         load(smk.input.control_acts[i * nc:(i + 1) * nc]), layers, positions,
+                                         load(smk.input.control_acts[i * nc:(i + 1) * nc]), points, positions,
                                          n=100, seed=p.seed)
              for i, v in enumerate(variants)}
-pooled = backdoor.with_baseline(pooled, baselines)
+pooled = backdoor.with_baseline(pooled, baselines, sites)
 tokens = backdoor.token_auc(pooled, {v: (ttok[v], ctok[v]) for v in variants}, best, bd.method,
                             max_tokens=bd.max_tokens, n_boot=bd.n_boot, seed=p.seed)
 info = {"trigger_set": bd.trigger, "control_set": bd.control, "method": bd.method,

@@ -7,7 +7,7 @@ from traitscope.artifacts import ActivationShard, TraitVectors
 from traitscope.capture import capture_prompts, model_fingerprint
 from traitscope.io import file_sha256, write_parquet
 from traitscope.models import context_length, load_model, resolve_model_path
-from traitscope.project import baseline_scores, needed_layers, score_frames, score_tensors
+from traitscope.project import baseline_scores, needed_layers, needed_sites, score_frames, score_tensors
 from traitscope.workflow import setup
 
 smk = snakemake  # noqa: F821 - injected by Snakemake
@@ -21,12 +21,14 @@ label = " ".join(str(v) for v in w)
 model, tokenizer = load_model(p.variant, key=f"variants.{w.variant}")
 fingerprint = model_fingerprint(p.variant, resolve_model_path(p.variant.model))
 job, reduce, reduce_key = p.job, None, None
-if smk.rule == "capture_stream":  # hook only the layers some trait is projected at
+if smk.rule == "capture_stream":  # hook only the layers and sites some trait is projected at
     traits = [TraitVectors.load(v, s) for v, s in zip(smk.input.vectors, smk.input.sidecars)]
-    job = job._replace(layers=tuple(needed_layers(traits, p.project, list(job.layers), p.n_layers)))
+    job = job._replace(layers=tuple(needed_layers(traits, p.project, list(job.layers), p.n_layers)),
+                       sites=needed_sites(traits))
 
     def reduce(chunk, ids):
-        shard = ActivationShard(chunk, {"ids": ids, "layers": list(job.layers), "positions": list(job.positions)})
+        shard = ActivationShard(chunk, {"ids": ids, "layers": list(job.layers), "positions": list(job.positions),
+                                        "sites": list(job.sites)})
         return score_tensors(shard, traits, p.project, p.n_layers, p.baseline)
 
     reduce_key = (repr(p.project), repr(p.baseline), [file_sha256(f) for f in smk.input.vectors])

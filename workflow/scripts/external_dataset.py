@@ -19,7 +19,8 @@ frame = read_parquets(smk.input.scores)
 pooled = pooled_scores({ext.variant: frame}, prompts, best, positions, ext.method)
 scores = external.attach_rows(pooled, prompts, ds.severity)
 baselines = [BaselineScores.load(f) for f in smk.input.baselines]
-random = ({t: pd.concat([pd.DataFrame(b.pooled(best[t], positions[t]), index=b.ids) for b in baselines])
+sites = {s.trait: s.site for s in sidecars}
+random = ({t: pd.concat([pd.DataFrame(b.pooled(best[t], positions[t], sites[t]), index=b.ids) for b in baselines])
            for t in best} if all(b.n_random for b in baselines) else None)
 table = external.category_auc(scores, min_per_class=ext.min_per_class, n_boot=ext.n_boot, seed=smk.params.seed,
                               random=random)

@@ -1,4 +1,5 @@
-"""Compute trait vectors (mean difference, logistic probe) per layer with held-out metrics."""
+"""Compute trait vectors (every extract.methods) per layer, at the site the trait's activations were captured at,
+with held-out metrics."""
 
 import pandas as pd
 
@@ -17,7 +18,8 @@ if smk.input.judged:  # extract.filter: only the pairs whose answers passed the 
     judged = pd.read_parquet(smk.input.judged[0])
     drop, info = set(judged.loc[~judged["keep"], "id"]), parquet_attrs(smk.input.judged[0])["filter"]
 vectors, metrics = extract_trait(shard, table, p.job, trait=p.trait, variant=smk.wildcards.variant, model=p.model,
-                                 layers=p.layers, position=p.position, seed=p.seed, drop_ids=drop, filter_info=info)
+                                 layers=p.layers, position=p.position, seed=p.seed, site=shard.site,
+                                 drop_ids=drop, filter_info=info)
 write_parquet(smk.output.metrics, metrics)
 vectors.save(smk.output.vectors, smk.output.sidecar)
 log.info("%s: best layer %s", p.trait, vectors.info["best"]["reason"])

@@ -11,5 +11,6 @@ metrics = read_parquets(smk.input.metrics)
 sidecars = [TraitVectors.load_info(f) for f in smk.input.sidecars]
 best = best_layers(sidecars)
 metrics["best_layer"] = metrics["trait"].map(best)
+metrics["site"] = metrics["trait"].map({s.trait: s.site for s in sidecars})
 write_parquet(smk.output.table, metrics)
 plots.save(plots.extraction_summary(metrics, best, sidecars[0].model), smk.output.figure)

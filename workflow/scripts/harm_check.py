@@ -15,7 +15,8 @@ harmless = [ActivationShard.load(f) for f in smk.input.harmless]
 result, layer_auc, dist = harm_check(vectors, harmful, harmless, min_auc=check.min_auc, seed=smk.params.seed)
 result.update(harmful_set=check.harmful, harmless_set=check.harmless)
 write_json(smk.output.json, result)
-plots.save(plots.harm_separation(layer_auc, dist, result["best_layer"], check.min_auc, result["trait"], result["model"]),
+plots.save(plots.harm_separation(layer_auc, dist, result["best_layer"], check.min_auc, result["trait"], result["model"],
+                                 result["site"]),
            smk.output.figure)
 (log.info if result["passed"] else log.warning)("harm separation check %s: eval AUC %.3f, extraction test AUC %.3f",
                                                  "passed" if result["passed"] else "FAILED", result["eval_auc"],

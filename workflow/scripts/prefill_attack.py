@@ -17,7 +17,7 @@ tokens = {c: read_parquets(smk.input[c]) for c in sets}
 prompts = {c: pd.read_parquet(f) for c, f in zip(sets, smk.input.prompts)}
 scores = prefill.window_scores(tokens, prompts, best, pa.method)
 baselines = {c: BaselineScores.load(f) for c, f in zip(sets, smk.input.baselines)}
-random = (prefill.random_windows(scores, baselines) if all(b.n_random for b in baselines.values()) else None)
+random = (prefill.random_windows(scores, baselines, {v.trait: v.site for v in sidecars}) if all(b.n_random for b in baselines.values()) else None)
 comparisons = prefill.compare_conditions(scores, correction=pa.correction, alpha=pa.alpha, n_boot=pa.n_boot,
                                          seed=smk.params.seed, random=random)
 info = {"variant": pa.variant, "prompt_sets": sets, "method": pa.method, "model": sidecars[0].model,
