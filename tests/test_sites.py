@@ -198,3 +198,20 @@ def test_the_study_captures_each_trait_at_its_site(small_config):
     assert study.trait_capture_job("safety/harmful_instruction").sites == ("attn",)
     assert study.trait_capture_job("safety/evil").sites == ("resid",)
     assert study.capture_job("base").sites == ("resid", "attn")
+
+
+def test_figures_name_the_site_they_show():
+    from conftest import figure_facts
+
+    from traitscope import plots
+
+    layer_auc = pd.DataFrame({"layer": [0, 1, 0, 1], "auc": [0.6, 0.9, 0.5, 0.95],
+                              "data": ["extraction test split (mean_diff)"] * 2 + ["independent eval sets (mean_diff)"] * 2})
+    scores = pd.DataFrame({"score": [1.0, 2.0, -1.0, -2.0], "group": ["harmful"] * 2 + ["harmless"] * 2})
+    facts = figure_facts(plots.harm_separation(layer_auc, scores, 1, 0.9, "t/x", "tiny", site="mlp"))
+    assert facts["xlabels"] == ["layer (MLP output of block)", "score at layer 1: projection on unit trait vector "
+                                                               "(MLP-output units)"]
+    table = pd.DataFrame({"layer": [3, 3], "coef": [0.0, 1.0], "trait_score": [10.0, 20.0], "coherence": [80.0, 70.0],
+                          "site": "attn"})
+    facts = figure_facts(plots.steering_sweep(table, "t/x", "offline"))
+    assert facts["xlabels"] == ["steering coefficient (x mean attention-output norm at the layer)"] * 2

@@ -16,7 +16,11 @@ from .io import atomic_path  # noqa: E402
 
 BOOT_SEED = 0
 """Seed of seaborn's bootstrap CIs: the same data give the same figure, byte for byte."""
-SCORE_UNIT = "projection on unit trait vector (residual-stream units)"
+SITE_WORDS = {"resid": "residual-stream", "attn": "attention-output", "mlp": "MLP-output"}
+
+
+def score_unit(site: str = "resid") -> str:
+    return f"projection on unit trait vector ({SITE_WORDS[site]} units)"
 
 
 def save(fig: plt.Figure, path: str | Path) -> None:
@@ -90,7 +94,7 @@ def harm_separation(layer_auc: pd.DataFrame, scores: pd.DataFrame, best_layer: i
     counts = scores.groupby("group").size().to_dict()
     scores = scores.assign(group=scores["group"].map(lambda g: f"{g} (n={counts[g]})"))
     sns.histplot(data=scores, x="score", hue="group", stat="density", common_norm=False, element="step", ax=ax2)
-    ax2.set_xlabel(f"score at layer {best_layer}: {SCORE_UNIT}")
+    ax2.set_xlabel(f"score at layer {best_layer}: {score_unit(site)}")
     ax2.set_ylabel("density")
     ax2.set_title("Held-out eval prompts projected on the vector")
     fig.suptitle(f"{trait}: harmful vs harmless instructions, {model}")
@@ -123,8 +127,7 @@ def trait_scores(summary: pd.DataFrame) -> plt.Figure:
 
 def _site_name(table: pd.DataFrame) -> str:
     """What a steering table's vectors were added to (its ``site`` column; the residual stream without one)."""
-    site = str(table["site"].iloc[0]) if "site" in table and len(table) else "resid"
-    return {"resid": "residual-stream", "attn": "attention-output", "mlp": "MLP-output"}[site]
+    return SITE_WORDS[str(table["site"].iloc[0]) if "site" in table and len(table) else "resid"]
 
 
 def steering_sweep(table: pd.DataFrame, trait: str, judge_kind: str) -> plt.Figure:

@@ -29,7 +29,8 @@ info = {"dataset": smk.wildcards.dataset, "prompt_sets": list(ds.prompt_sets), "
         "method": ext.method, "model": sidecars[0].model, "seed": smk.params.seed,
         "n_unsafe": int(scores.loc[scores["label"] == 1, "id"].nunique()),
         "n_safe": int(scores.loc[scores["label"] == 0, "id"].nunique()),
-        "sources": sorted(prompts["source"].dropna().unique().tolist())}
+        "sources": sorted(prompts["source"].dropna().unique().tolist()),
+        "sites": sites}  # where each trait is read: resid (the residual stream), attn or mlp (sublayer outputs)
 result = external.summary(table, severity, info)
 write_json(smk.output.json, result)
 write_parquet(smk.output.table, table)

@@ -17,11 +17,13 @@ tokens = {c: read_parquets(smk.input[c]) for c in sets}
 prompts = {c: pd.read_parquet(f) for c, f in zip(sets, smk.input.prompts)}
 scores = prefill.window_scores(tokens, prompts, best, pa.method)
 baselines = {c: BaselineScores.load(f) for c, f in zip(sets, smk.input.baselines)}
-random = (prefill.random_windows(scores, baselines, {v.trait: v.site for v in sidecars}) if all(b.n_random for b in baselines.values()) else None)
+sites = {v.trait: v.site for v in sidecars}
+random = (prefill.random_windows(scores, baselines, sites) if all(b.n_random for b in baselines.values()) else None)
 comparisons = prefill.compare_conditions(scores, correction=pa.correction, alpha=pa.alpha, n_boot=pa.n_boot,
                                          seed=smk.params.seed, random=random)
 info = {"variant": pa.variant, "prompt_sets": sets, "method": pa.method, "model": sidecars[0].model,
-        "prefill_text": sorted(prompts["C2"]["prefill"].dropna().unique().tolist()), "seed": smk.params.seed}
+        "prefill_text": sorted(prompts["C2"]["prefill"].dropna().unique().tolist()), "seed": smk.params.seed,
+        "sites": sites}  # resid (the residual stream), attn or mlp (sublayer outputs)
 result = prefill.summary(comparisons, scores, info)
 traj = prefill.trajectories(tokens, best, pa.method, pa.max_tokens)
 write_json(smk.output.json, result)

@@ -22,7 +22,12 @@ decode = functools.lru_cache(maxsize=None)(lambda i: tok.decode([i]))
 layers = []
 for layer, src in p.sources.items():
     sae = SparseAutoencoder.load(resolve_source(src, layer) if src.startswith("hub:") else src)
-    dirs = {v.trait: v.get(v.best_method, layer).numpy() for v in vectors if layer in v.info["layers"]}
+    # the SAE reads the residual stream: traits read at an attn/mlp site are left out of the comparison (logged)
+    dirs = {v.trait: v.get(v.best_method, layer).numpy() for v in vectors
+            if layer in v.info["layers"] and v.site == "resid"}
+    if skipped := sorted(v.trait for v in vectors if v.site != "resid"):
+        log.info("layer %d: traits %s are read at attn/mlp sites, not compared with residual-stream SAE features",
+                 layer, skipped)
     res = compare_at_layer(sae, a, b, layer, position=s.position, directions=dirs, decode=decode, top=s.top_features,
                            n_tokens=s.top_tokens, fraction=s.selection_fraction, n_random=s.n_random,
                            n_boot=s.n_boot, seed=p.seed)
