@@ -23,6 +23,11 @@ def test_budget_counts_activations_and_scores_per_prompt(small_config):
     assert b.score_bytes_per_prompt == 2 * 2 * 1 * (3 + 4) * SCORE_ROW_BYTES + 100 * 2 * 3 * 4
     assert b.rows == 20 and not b.streamed
     assert b.written == 20 * (b.activation_bytes_per_prompt + b.score_bytes_per_prompt)
+    # a trait read at the attention output: the prompt sets store that site beside the residual stream
+    small_config["traits"]["safety/evil"]["site"] = "attn"
+    at_attn = pair_budget(load_config(small_config), "base", "benign_eval")
+    assert at_attn.activation_bytes_per_prompt == 2 * 4 * 32 * 2 * (2 + 4) + TOKEN_EXTRA_BYTES * 4
+    del small_config["traits"]["safety/evil"]["site"]
     small_config["project"]["layers"] = "all"
     assert pair_budget(load_config(small_config), "base", "benign_eval").score_bytes_per_prompt == 4 * (
         b.score_bytes_per_prompt - 100 * 2 * 3 * 4) + 100 * 4 * 3 * 4
