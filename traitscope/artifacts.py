@@ -210,7 +210,9 @@ class BaselineScores(_RowTensors):
     Tensors: ``{position}.layer_<L>`` ``[n, R]`` per pooled position (last, mean, response_mean) and, where per-token
     scores are kept, ``token.layer_<L>`` ``[T, R]`` with ``response.offsets`` ``[n + 1]``. Column ``r`` at layer
     ``L`` is the same direction in every prompt set (``methods.random_directions(R, d, seed * 1000 + L)``), so rows of
-    several sets can be compared. Metadata: ``ids``, ``n_random``, ``seed``, ``layers``.
+    several sets can be compared. A trait read at an attention or MLP site has its baseline at that site, keyed
+    ``{position}.{site}.layer_<L>`` (:func:`tensor_key`; the same directions). Metadata: ``ids``, ``n_random``,
+    ``seed``, ``layers``.
     """
 
     @property

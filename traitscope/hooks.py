@@ -2,7 +2,9 @@
 
 Layer ``i`` means the residual stream *after* decoder block ``i`` (0-based), which equals
 ``hidden_states[i + 1]`` of ``output_hidden_states=True`` for every block but the last (there
-Hugging Face applies the final norm; the hook sees the un-normed residual stream).
+Hugging Face applies the final norm; the hook sees the un-normed residual stream). At site ``attn`` or
+``mlp`` (:func:`traitscope.models.site_module`) layer ``i`` means the output of block ``i``'s attention or MLP
+sublayer: what that sublayer adds to the residual stream.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ class SiteCapture:
     ``reduce(site, layer, hidden)`` is called inside the hook with the site's output ``[batch, seq, d]`` and its
     return value is stored in ``self.outputs[(site, layer)]``; reducing there (picking positions, moving to CPU) keeps
     memory flat however many layers are captured. With ``stop=True`` the forward pass stops at the end of the deepest
-    requested block: use :meth:`forward`, which catches it.
+    requested block: use :meth:`run`, which catches it.
     """
 
     def __init__(self, model: nn.Module, layers: Sequence[int], sites: Sequence[str] = ("resid",),
