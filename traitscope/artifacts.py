@@ -15,6 +15,7 @@ the residual stream the keys carry it: ``last.attn.layer_<L>``, ``response.mlp.l
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Self
 
@@ -109,6 +110,11 @@ def best_layers(vectors: list[TraitVectors]) -> dict[str, int]:
     return {v.trait: v.best_layer for v in vectors}
 
 
+def trait_sites(vectors: list[TraitVectors]) -> dict[str, str]:
+    """Trait -> the site its vectors are read at (``resid``, ``attn``, ``mlp``)."""
+    return {v.trait: v.site for v in vectors}
+
+
 @dataclass(frozen=True)
 class _RowTensors:
     """Named tensors over the rows of a prompt set (``meta["ids"]``) with their metadata, in one safetensors file."""
@@ -122,6 +128,12 @@ class _RowTensors:
 
     def save(self, path: PathLike) -> None:
         write_safetensors(path, self.tensors, self.meta)
+
+    def _require(self, key: str, missing: Callable[[], str]) -> torch.Tensor:
+        """The tensor ``key``, or an :class:`ArtifactError` with the message ``missing()`` (built only then)."""
+        if key not in self.tensors:
+            raise ArtifactError(missing())
+        return self.tensors[key]
 
     @classmethod
     def load(cls, path: PathLike, keys: list[str] | None = None) -> Self:
@@ -156,12 +168,10 @@ class ActivationShard(_RowTensors):
 
     def stored(self, position: str, layer: int, site: str = "resid") -> torch.Tensor:
         """The stored tensor of ``position`` (last, mean or response) at ``layer`` and ``site``."""
-        key = tensor_key(position, layer, site)
-        if key not in self.tensors:
-            raise ArtifactError(f"activations have no {position} position at layer {layer}, site {site} "
-                                f"(captured: positions {self.positions}, layers {self.layers}, sites {self.sites}; "
-                                "fix: add it to the capture settings, or the trait's site to traits.<name>.site)")
-        return self.tensors[key]
+        return self._require(tensor_key(position, layer, site), lambda: (
+                             f"activations have no {position} position at layer {layer}, site {site} "
+                             f"(captured: positions {self.positions}, layers {self.layers}, sites {self.sites}; "
+                             "fix: add it to the capture settings, or the trait's site to traits.<name>.site)"))
 
     @property
     def offsets(self) -> torch.Tensor:
@@ -220,12 +230,10 @@ class BaselineScores(_RowTensors):
         return int(self.meta["n_random"])
 
     def _get(self, kind: str, layer: int, site: str) -> torch.Tensor:
-        key = tensor_key(kind, layer, site)
-        if key not in self.tensors:
-            raise ArtifactError(f"random baseline has no {kind} scores at layer {layer}, site {site} "
-                                f"(has {sorted(self.tensors)}; "
-                                "fix: project.random_directions must be above 0, and the layer projected)")
-        return self.tensors[key]
+        return self._require(tensor_key(kind, layer, site), lambda: (
+                             f"random baseline has no {kind} scores at layer {layer}, site {site} "
+                             f"(has {sorted(self.tensors)}; "
+                             "fix: project.random_directions must be above 0, and the layer projected)"))
 
     def pooled(self, layer: int, position: str, site: str = "resid") -> np.ndarray:
         """``[n, R]`` random scores of every row at a pooled position (rows in :attr:`ids` order)."""

@@ -26,7 +26,7 @@ import pandas as pd
 import torch
 from sklearn.decomposition import PCA
 
-from .artifacts import ActivationShard
+from .artifacts import ActivationShard, TraitVectors
 from .io import read_json, write_json
 from .judge import Judge
 from .methods import unit
@@ -166,6 +166,13 @@ def build_task(*, variant: ModelSpec, judge_cfg: JudgeSettings, judge_cache: str
     return SteeringTask(model=model, tokenizer=tokenizer, judge=judge, trait=trait, description=description,
                         layer=layer, prompts=prompts, norm=norm, max_new_tokens=max_new_tokens, positions=positions,
                         seed=seed, site=site)
+
+
+def trait_norms(activations: str | Path, vectors: TraitVectors, layers: list[int]) -> dict[int, float]:
+    """:func:`layer_norms` of a trait's contrastive capture at ``layers``, at the trait's position and site (the
+    coefficient unit of steering with its vectors); reads only those tensors."""
+    shard = ActivationShard.load_at(activations, vectors.position, layers, vectors.site)
+    return layer_norms(shard, vectors.position, layers, vectors.site)
 
 
 def layer_norms(shard: ActivationShard, position: str, layers: list[int], site: str = "resid") -> dict[int, float]:

@@ -127,6 +127,12 @@ def score_tensors(shard: ActivationShard, traits: list[TraitVectors], job: Proje
     return out
 
 
+def _baseline_tensor_key(key: str) -> str:
+    """The :class:`BaselineScores` tensor name of a :func:`baseline_key` (its site part is absent for ``resid``)."""
+    _, layer, position, *site = key.split("|")
+    return tensor_key(position, int(layer), *site)
+
+
 def _project_each(x: torch.Tensor, directions: torch.Tensor) -> torch.Tensor:
     """``[n, R]`` projections of ``x [n, d]`` on unit ``directions [R, d]``, accumulated in float64 and stored as
     float32, so that a row's scores do not depend on the rows multiplied with it (a capture chunk or a whole shard:
@@ -141,8 +147,7 @@ def baseline_scores(parts: list[dict[str, torch.Tensor]], ids: list[str], job: B
 
     kept = []
     for part in parts:
-        t = {tensor_key(k.split("|")[2], int(k.split("|")[1]), (k.split("|") + ["resid"])[3]): v
-             for k, v in part.items() if k.startswith("baseline|")}
+        t = {_baseline_tensor_key(k): v for k, v in part.items() if k.startswith("baseline|")}
         if any(k.startswith("token.") for k in t):
             t["response.offsets"] = part["response.offsets"]
         kept.append(t)

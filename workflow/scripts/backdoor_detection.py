@@ -3,7 +3,7 @@
 import pandas as pd
 
 from traitscope import backdoor, plots
-from traitscope.artifacts import ActivationShard, TraitVectors, best_layers
+from traitscope.artifacts import ActivationShard, TraitVectors, best_layers, trait_sites
 from traitscope.io import write_json, write_parquet
 from traitscope.workflow import setup
 
@@ -26,7 +26,7 @@ sidecars = [TraitVectors.load_info(f) for f in smk.input.sidecars]
 best = best_layers(sidecars)
 pooled_in = {v: (trig[v], ctrl[v]) for v in variants}
 pooled = backdoor.pooled_auc(pooled_in, best, bd.method, n_boot=bd.n_boot, seed=p.seed)
-sites = {v.trait: v.site for v in sidecars}
+sites = trait_sites(sidecars)
 points, positions = sorted({(sites[t], layer) for t, layer in best.items()}), sorted(set(pooled["position"]))
 keys = sorted({k for site, layer in points for k in ActivationShard.pooled_keys(positions, [layer], site)})
 

@@ -3,7 +3,7 @@
 import pandas as pd
 
 from traitscope import external, plots
-from traitscope.artifacts import BaselineScores, TraitVectors, best_layers
+from traitscope.artifacts import BaselineScores, TraitVectors, best_layers, trait_sites
 from traitscope.compare import pooled_scores
 from traitscope.io import read_parquets, write_json, write_parquet
 from traitscope.workflow import setup
@@ -19,7 +19,7 @@ frame = read_parquets(smk.input.scores)
 pooled = pooled_scores({ext.variant: frame}, prompts, best, positions, ext.method)
 scores = external.attach_rows(pooled, prompts, ds.severity)
 baselines = [BaselineScores.load(f) for f in smk.input.baselines]
-sites = {s.trait: s.site for s in sidecars}
+sites = trait_sites(sidecars)
 random = ({t: pd.concat([pd.DataFrame(b.pooled(best[t], positions[t], sites[t]), index=b.ids) for b in baselines])
            for t in best} if all(b.n_random for b in baselines) else None)
 table = external.category_auc(scores, min_per_class=ext.min_per_class, n_boot=ext.n_boot, seed=smk.params.seed,

@@ -1,7 +1,7 @@
 """Held-out extraction metrics of every trait in one table and one figure."""
 
 from traitscope import plots
-from traitscope.artifacts import TraitVectors, best_layers
+from traitscope.artifacts import TraitVectors, best_layers, trait_sites
 from traitscope.io import read_parquets, write_parquet
 from traitscope.workflow import setup
 
@@ -11,6 +11,6 @@ metrics = read_parquets(smk.input.metrics)
 sidecars = [TraitVectors.load_info(f) for f in smk.input.sidecars]
 best = best_layers(sidecars)
 metrics["best_layer"] = metrics["trait"].map(best)
-metrics["site"] = metrics["trait"].map({s.trait: s.site for s in sidecars})
+metrics["site"] = metrics["trait"].map(trait_sites(sidecars))
 write_parquet(smk.output.table, metrics)
 plots.save(plots.extraction_summary(metrics, best, sidecars[0].model), smk.output.figure)

@@ -3,7 +3,7 @@
 import pandas as pd
 
 from traitscope import plots, prefill
-from traitscope.artifacts import BaselineScores, TraitVectors, best_layers
+from traitscope.artifacts import BaselineScores, TraitVectors, best_layers, trait_sites
 from traitscope.io import read_parquets, write_json, write_parquet
 from traitscope.workflow import setup
 
@@ -17,7 +17,7 @@ tokens = {c: read_parquets(smk.input[c]) for c in sets}
 prompts = {c: pd.read_parquet(f) for c, f in zip(sets, smk.input.prompts)}
 scores = prefill.window_scores(tokens, prompts, best, pa.method)
 baselines = {c: BaselineScores.load(f) for c, f in zip(sets, smk.input.baselines)}
-sites = {v.trait: v.site for v in sidecars}
+sites = trait_sites(sidecars)
 random = (prefill.random_windows(scores, baselines, sites) if all(b.n_random for b in baselines.values()) else None)
 comparisons = prefill.compare_conditions(scores, correction=pa.correction, alpha=pa.alpha, n_boot=pa.n_boot,
                                          seed=smk.params.seed, random=random)

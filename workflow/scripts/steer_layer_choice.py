@@ -3,10 +3,10 @@
 import pandas as pd
 
 from traitscope import plots
-from traitscope.artifacts import ActivationShard, TraitVectors
+from traitscope.artifacts import TraitVectors
 from traitscope.io import write_parquet
 from traitscope.layer_choice import candidate_layers, sweep_candidates, training_questions
-from traitscope.optimize import build_task, layer_norms
+from traitscope.optimize import build_task, trait_norms
 from traitscope.traits import trait_description
 from traitscope.workflow import setup
 
@@ -15,9 +15,8 @@ log = setup(smk)
 p, choice = smk.params, smk.params.choice
 vectors = TraitVectors.load(smk.input.vectors, smk.input.sidecar)
 layers = candidate_layers(vectors.info, choice.candidates)
-position = vectors.position
 site = vectors.site
-norms = layer_norms(ActivationShard.load_at(smk.input.activations, position, layers, site), position, layers, site)
+norms = trait_norms(smk.input.activations, vectors, layers)
 prompts = training_questions(pd.read_parquet(smk.input.table), vectors.info, choice.n_prompts)
 task = build_task(variant=p.variant, judge_cfg=p.judge, judge_cache=p.judge_cache, trait=p.trait,
                   description=trait_description(p.trait, p.trait_spec), prompts=prompts, layer=layers[0],

@@ -3,10 +3,10 @@
 import pandas as pd
 
 from traitscope import plots
-from traitscope.artifacts import ActivationShard, TraitVectors
+from traitscope.artifacts import TraitVectors
 from traitscope.io import write_parquet
 from traitscope.layers import parse_layers
-from traitscope.optimize import build_task, layer_norms, sweep
+from traitscope.optimize import build_task, sweep, trait_norms
 from traitscope.traits import trait_description
 from traitscope.workflow import setup
 
@@ -15,10 +15,9 @@ log = setup(smk)
 p = smk.params
 st = p.steering
 vectors = TraitVectors.load(smk.input.vectors, smk.input.sidecar)
-position = vectors.position
 layers = [vectors.best_layer] if st.layers == "best" else parse_layers(st.layers, p.n_layers, "steering.layers")
 site = vectors.site
-norms = layer_norms(ActivationShard.load_at(smk.input.activations, position, layers, site), position, layers, site)
+norms = trait_norms(smk.input.activations, vectors, layers)
 prompts = pd.read_parquet(smk.input.prompts)["prompt"].tolist()[: st.n_prompts]
 task = build_task(variant=p.variant, judge_cfg=p.judge, judge_cache=p.judge_cache, trait=p.trait,
                   description=trait_description(p.trait, p.trait_spec), prompts=prompts, layer=layers[0],
