@@ -7,8 +7,8 @@ how much more the answers show the trait, as long as they stay coherent. Here:
    training split, as :func:`traitscope.extract.choose_best_layer` ranks them);
 2. prompts: the questions of the trait's *training-split* groups (no persona system prompt), so the choice uses no
    row of the test split and no scored prompt set;
-3. the unsteered answers are judged once; then at every candidate layer and coefficient (x the layer's mean residual
-   norm) the steered answers;
+3. the unsteered answers are judged once; then at every candidate layer and coefficient (x the layer's mean activation
+   norm at the trait's site) the steered answers;
 4. effect of a (layer, coefficient): mean judged trait score minus the unsteered mean, kept only where the mean
    coherence is at least ``coherence_floor``; a layer's effect is its largest kept one;
 5. the chosen layer has the largest effect (ties: the earlier layer). Where no setting stays coherent, the AUC choice

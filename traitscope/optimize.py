@@ -1,7 +1,8 @@
 """Steering evaluation and CMA-ES optimisation of steering vectors against a judge.
 
-Coefficients are given in units of the mean residual-stream norm at the layer (``coef x mean ||h||``),
-so one setting means the same across layers and models.
+Coefficients are given in units of the mean activation norm at the layer (``coef x mean ||h||``), at the trait's
+site (the residual stream, or the attention or MLP output a site vector is added to), so one setting means the same
+across layers and models.
 
 CMA-ES (the ``cma`` package) searches a ``k``-dimensional PCA subspace of the trait's extraction
 activations at its layer: ``v(z) = u0 + B^T z`` (``u0`` the unit extracted vector, ``B`` the top-``k``

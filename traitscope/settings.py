@@ -197,7 +197,7 @@ class SteeringChoiceSettings(NamedTuple):
     vector, added at a coefficient, raises the judged trait score most while mean coherence stays at the floor."""
 
     candidates: int
-    coefficients: tuple[float, ...]  # x the mean residual-stream norm at the layer
+    coefficients: tuple[float, ...]  # x the mean activation norm at the layer, at the trait's site
     coherence_floor: float  # judge scale 0-100
     n_prompts: int
     max_new_tokens: int
