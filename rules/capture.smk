@@ -13,8 +13,10 @@ rule capture:
         pset=set_pattern(TWO_STEP_SETS),
     params:
         variant=variant_spec,
+        model_files=variant_files_key,
         job=capture_job,
         cache_dir=L.cache("capture"),
+        special_tokens=S.config["checks"]["special_tokens"],
     log:
         L.log("capture", "{variant}", "{pset}", "shard-{shard}"),
     threads: variant_threads
@@ -43,11 +45,13 @@ if STREAM_SETS:
             pset=set_pattern(STREAM_SETS),
         params:
             variant=variant_spec,
+            model_files=variant_files_key,
             job=capture_job,
             project=S.project,
             baseline=baseline_job,
             n_layers=variant_n_layers,
             cache_dir=L.cache("capture"),
+            special_tokens=S.config["checks"]["special_tokens"],
         log:
             L.log("capture", "{variant}", "{pset}", "shard-{shard}"),
         threads: variant_threads

@@ -6,18 +6,18 @@ import sys
 
 from snakemake.utils import validate
 
-from traitscope import ConfigError
+from traitscope import TraitscopeError, guard
 from traitscope.budget import report as budget_report
 from traitscope.config import SCHEMA_PATH, load_config
 from traitscope.layout import Layout
-from traitscope.models import embedded_name, looks_local
+from traitscope.models import embedded_name, looks_local, user_model_files_key
 from traitscope.resources import memory_for_attempt, model_job_resources, project_job_resources
 from traitscope.traits import trait_description
 from traitscope.viewer import comparisons_of
 
 try:
     S = load_config(config, base_dir=".", resources_dir="resources")
-except ConfigError as exc:
+except TraitscopeError as exc:
     sys.exit(str(exc))
 validate(config, str(SCHEMA_PATH), set_default=False)  # the same schema through Snakemake; defaults live in S
 
@@ -26,6 +26,11 @@ validate(config, str(SCHEMA_PATH), set_default=False)  # the same schema through
 config["_study"] = {"rows": dict(S.rows)}
 
 if workflow.is_main_process:  # once per invocation (dry run included), not in every cluster job
+    try:  # one run per results folder; then what a killed run left (temporaries, unreadable outputs) is removed
+        RESULTS_LOCK = guard.hold(S.results_dir)
+    except TraitscopeError as exc:
+        sys.exit(str(exc))
+    guard.tidy(S.results_dir)
     print("\n".join(budget_report(S, S.config["checks"]["activation_budget_gb"])), file=sys.stderr)
 
 L = Layout(S.results_dir)
@@ -202,6 +207,20 @@ def trait_position(w):
 
 def variant_model_files(w):
     return model_inputs(w.variant)
+
+
+# What the researcher's own model and adapter folders hold, by content (tokenizer, chat template, configs; large
+# weight files by size and time): a param of every rule that runs the model, so that editing a template re-runs them.
+# Folders the workflow writes (the embedded conversion, finetuned adapters) are inputs and tracked as such.
+MODEL_FILES = {v: user_model_files_key(S.variants[v]) for v in S.variants}
+
+
+def variant_files_key(w):
+    return MODEL_FILES[w.variant]
+
+
+def finetune_base_files_key(w):
+    return MODEL_FILES[S.finetune[w.ft].base]
 
 
 def variant_spec(w):

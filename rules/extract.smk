@@ -9,8 +9,10 @@ rule capture_trait:
         **L.trait_capture(),
     params:
         variant=variant_spec,
+        model_files=variant_files_key,
         job=trait_capture_job,
         cache_dir=L.cache("capture"),
+        special_tokens=S.config["checks"]["special_tokens"],
     log:
         L.log("capture_trait", "{variant}", "{category}", "{trait}"),
     threads: variant_threads
@@ -83,6 +85,7 @@ if S.extract.steering_layer_choice:
         params:
             trait=trait_of,
             variant=variant_spec,
+            model_files=variant_files_key,
             trait_spec=trait_spec,
             choice=S.extract.steering_layer_choice,
             judge=S.judge,

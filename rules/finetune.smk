@@ -26,6 +26,7 @@ rule finetune:
         **reported(L.finetune_files(), "Finetuning", "{ft}", {"finetune": "{ft}"}, figure="finetune_loss"),
     params:
         base=finetune_base_spec,
+        model_files=finetune_base_files_key,
         spec=finetune_spec,
         checkpoint_dir=L.cache("finetune"),
     log:

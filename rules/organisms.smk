@@ -35,6 +35,7 @@ if S.organism:
         params:
             organism=S.organism,
             variant=S.variants[S.organism.finetuned],
+            model_files=MODEL_FILES[S.organism.finetuned],
             n_layers=S.n_layers(S.organism.base),
             judge=S.judge if S.organism.judge else None,
             judge_cache=L.cache("judge"),

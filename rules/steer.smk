@@ -13,6 +13,7 @@ if S.steering:
         params:
             trait=trait_of,
             variant=variant_spec,
+            model_files=variant_files_key,
             trait_spec=trait_spec,
             steering=S.steering,
             n_layers=variant_n_layers,
@@ -41,6 +42,7 @@ if S.optimize:
         params:
             trait=trait_of,
             variant=variant_spec,
+            model_files=variant_files_key,
             trait_spec=trait_spec,
             optimize=S.optimize,
             judge=S.judge,

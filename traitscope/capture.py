@@ -31,14 +31,15 @@ from typing import Any
 import pandas as pd
 import torch
 
-from . import __version__
+from . import TraitscopeError, __version__
 from .artifacts import tensor_key
 from .chat import Encoded, encode_rows
 from .generation import generate_responses, run_batches
 from .hooks import SiteCapture
-from .io import content_hash, file_sha256, read_verified, write_parquet, write_verified
+from .io import content_hash, read_verified, write_parquet, write_verified
 from .models import input_device
 from .progress import Progress
+from .secrets import secret_values
 from .settings import CaptureJob, ModelSpec, as_dict
 
 log = logging.getLogger(__name__)
@@ -123,7 +124,11 @@ def _capture_chunk(model: Any, tokenizer: Any, df: pd.DataFrame, settings: Captu
         "n_prefill_tokens": [len(e.prefill) for e in encoded],
         "n_response_tokens": [len(t) - len(e.prefill) for e, t in zip(encoded, turns)],
         "truncated": [e.truncated for e in encoded],
+        "special_text": [e.special_text for e in encoded],
     })
+    secrets = secret_values()  # written text is scrubbed (io.write_parquet); the model saw it verbatim
+    texts = [df[c].tolist() for c in ("prompt", "system", "prefill", "response")] + [responses["response"].tolist()]
+    responses["scrubbed"] = [any(isinstance(t, str) and any(v in t for v in secrets) for t in row) for row in zip(*texts)]
     return tensors, responses
 
 
@@ -224,7 +229,7 @@ def capture_prompts(model: Any, tokenizer: Any, df: pd.DataFrame, settings: Capt
     return merge_chunks(chunks), meta, table
 
 
-class CaptureError(ValueError):
+class CaptureError(TraitscopeError, ValueError):
     pass
 
 
@@ -246,16 +251,19 @@ def check_finite(tensors: dict[str, torch.Tensor], ids: list[str]) -> None:
                            "capture other layers, or check the model in float32 (variants.<name>.dtype))")
 
 
-def model_fingerprint(variant: ModelSpec, resolved_path: str) -> dict[str, Any]:
-    """What identifies the weights: the spec; sizes and mtimes of local model files (a 70B model is too large to
-    hash on every job); and the sha256 of adapter files (small, and re-created by every finetune run, so that an
-    identical adapter gives identical captures and cache keys)."""
+def model_fingerprint(variant: ModelSpec, resolved_path: str, tokenizer: Any = None) -> dict[str, Any]:
+    """What identifies what the model computes and sees: the spec; every file of a local model folder
+    (:func:`~traitscope.models.folder_fingerprint`: tokenizer, chat template, configs by content, large weight
+    files by size and mtime); every adapter file by content; and, given the loaded tokenizer, the chat format it
+    applies (:func:`~traitscope.chat.chat_format`), so that a hub model whose template changes is noticed too."""
+    from .chat import chat_format
+    from .models import folder_fingerprint
+
     fp: dict[str, Any] = {k: getattr(variant, k) for k in ("model", "adapter", "dtype", "quantization", "revision")}
-    weights = (".safetensors", ".bin", ".json")
     if resolved_path and Path(resolved_path).is_dir():
-        fp["model_files"] = sorted((f.name, f.stat().st_size, int(f.stat().st_mtime))
-                                   for f in Path(resolved_path).iterdir() if f.suffix in weights)
+        fp["model_files"] = folder_fingerprint(resolved_path)
     if variant.adapter and Path(variant.adapter).is_dir():
-        fp["adapter_files"] = sorted((f.name, file_sha256(f)) for f in Path(variant.adapter).iterdir()
-                                     if f.suffix in weights)
+        fp["adapter_files"] = folder_fingerprint(variant.adapter, hash_all=True)
+    if tokenizer is not None:
+        fp["chat_format"] = chat_format(tokenizer)
     return fp

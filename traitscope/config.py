@@ -18,6 +18,7 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError, best_match
 
 from . import ConfigError, TraitscopeError
+from .chat import special_texts
 from .layers import parse_layers
 from .settings import ModelDims, ModelSpec, PromptSetSpec, Study, build, unresolved_trait
 
@@ -133,13 +134,19 @@ def check_semantics(cfg: dict[str, Any], base_dir: Path,
     """Cross-reference checks; returns the :class:`ModelDims` of each variant and the row count per prompt set
     (None where unknown before prep)."""
     from . import prompts, traits
-    from .models import embedded_name, looks_local, model_dims
+    from .models import check_adapter, embedded_name, looks_local, model_dims
 
     variants, sets, trait_cfg = cfg["variants"], cfg["prompt_sets"], cfg["traits"]
     results = str(cfg["results_dir"]).strip()
     if not results or Path(results).expanduser().resolve() == Path("/") or Path(results).expanduser() == Path.home():
         raise _err("results_dir", f"{cfg['results_dir']!r} is not a directory of its own",
                    "use a relative folder such as results, or an absolute path below /")
+    base = Path(base_dir).expanduser().resolve()
+    resolved = (base / Path(results).expanduser()).resolve()
+    if base == resolved or base.is_relative_to(resolved):
+        raise _err("results_dir", f"{cfg['results_dir']!r} is the project folder (or holds it), where results would mix "
+                   "with the config, data and code", "use a folder of its own, such as results")
+    check_seeds(cfg)
     for name in sets:
         if not SET_NAME.match(name):
             raise _err(f"prompt_sets.{name}", "names may use letters, digits and _ only", f"rename '{name}'")
@@ -156,6 +163,8 @@ def check_semantics(cfg: dict[str, Any], base_dir: Path,
                        "fix the path, or let the finetune rule produce it")
         dims[name] = model_dims(model, resources_dir=resources_dir, revision=var.get("revision"),
                                 trust_remote_code=bool(var.get("trust_remote_code")), key=f"variants.{name}.model")
+        if adapter and not var.get("finetune") and Path(adapter).expanduser().is_dir():
+            check_adapter(adapter, dims[name], f"variants.{name}.adapter", model)
 
     ext = cfg["extract"]
     if ext["variant"] not in variants:
@@ -229,7 +238,153 @@ def check_semantics(cfg: dict[str, Any], base_dir: Path,
             if s not in cap["prompt_sets"]:
                 raise _err(f"checks.harm_separation.{role}", f"{s!r} is not a captured prompt set",
                            f"use one of capture.prompt_sets {cap['prompt_sets']}")
+    check_conditions(cfg, base_dir)
+    check_splits(cfg, base_dir)
+    check_special_tokens(cfg, base_dir, resources_dir)
     return dims, rows
+
+
+SEED_RANGE = (0, 2**32 - 1)
+"""What numpy's and scikit-learn's random generators take as a seed."""
+
+
+def check_seeds(cfg: Any, where: str = "") -> None:
+    """Every ``seed`` in the config is an integer numpy can seed with."""
+    items = cfg.items() if isinstance(cfg, dict) else enumerate(cfg) if isinstance(cfg, list) else []
+    for k, v in items:
+        key = f"{where}.{k}" if where else str(k)
+        if k == "seed" and isinstance(v, int) and not SEED_RANGE[0] <= v <= SEED_RANGE[1]:
+            raise _err(key, f"{v} is outside the seeds numpy accepts ({SEED_RANGE[0]} to {SEED_RANGE[1]})",
+                       "use a seed in that range")
+        check_seeds(v, key)
+
+
+def condition_pairs(cfg: dict[str, Any]) -> list[tuple[str, str, str, str]]:
+    """Prompt sets that stand for two conditions an analysis compares, so they must differ: (key of the first,
+    its set, key of the second, its set)."""
+    pairs = []
+    for key, spec in cfg["traits"].items():
+        if spec.get("source") == "contrast":
+            pairs.append((f"traits.{key}.pos", spec.get("pos"), f"traits.{key}.neg", spec.get("neg")))
+    harm = (cfg.get("checks") or {}).get("harm_separation")
+    if harm:
+        pairs.append(("checks.harm_separation.harmful", harm.get("harmful"),
+                      "checks.harm_separation.harmless", harm.get("harmless")))
+    bd = cfg.get("backdoor")
+    if bd:
+        pairs.append(("backdoor.trigger", bd.get("trigger"), "backdoor.control", bd.get("control")))
+    pa = cfg.get("prefill_attack")
+    if pa:
+        roles = ("harmful", "harmful_prefill", "benign", "benign_prefill")
+        pairs += [(f"prefill_attack.{a}", pa.get(a), f"prefill_attack.{b}", pa.get(b))
+                  for i, a in enumerate(roles) for b in roles[i + 1:]]
+    return pairs
+
+
+def _row_keys(key: str, cfg: dict[str, Any], base_dir: Path) -> set[str] | None:
+    """What the model is shown for each row of a set (system prompt, prompt with its prefix, prefill), normalised
+    like the overlap check; None where start-up cannot load the set."""
+    from .overlap import normalise_text
+    from .prompts import startup_table
+
+    spec = cfg["prompt_sets"].get(key)
+    if spec is None or spec.get("source") == "replay":
+        return None
+    table = startup_table(key, build(PromptSetSpec, spec), base_dir)
+    if table is None:
+        return None
+    cols = [table[c].fillna("").map(normalise_text) for c in ("system", "prompt", "prefill")]
+    return set(cols[0] + "\x1f" + cols[1] + "\x1f" + cols[2])
+
+
+def check_conditions(cfg: dict[str, Any], base_dir: Path) -> None:
+    """Two conditions an analysis compares are different prompt sets with no row in common (same system prompt,
+    prompt and prefill), or the comparison could only ever give an AUC of about 0.5."""
+    for key_a, set_a, key_b, set_b in condition_pairs(cfg):
+        if not set_a or not set_b:
+            continue
+        if set_a == set_b:
+            raise _err(key_b, f"{set_b!r} is also {key_a}, so the two conditions are the same prompts",
+                       "use a prompt set of the other condition")
+        rows_a, rows_b = _row_keys(set_a, cfg, base_dir), _row_keys(set_b, cfg, base_dir)
+        if rows_a is None or rows_b is None:
+            continue
+        shared = len(rows_a & rows_b)
+        if shared:
+            what = "are the same prompts" if rows_a == rows_b else f"share {shared} of their prompts"
+            raise _err(key_b, f"prompt sets {set_a!r} ({key_a}) and {set_b!r} {what} (same system prompt, prompt and "
+                       "prefill), which the comparison must tell apart",
+                       "remove the shared prompts from one of them, or use sets of two different conditions")
+
+
+def check_special_tokens(cfg: dict[str, Any], base_dir: Path, resources_dir: Path) -> None:
+    """With ``checks.special_tokens: refuse``: no prompt set start-up can load spells a special token of a variant's
+    tokenizer (read from its files, or the embedded GGUF). Sets start-up cannot load are refused by capture."""
+    if cfg["checks"].get("special_tokens", "text") != "refuse":
+        return
+    from .chat import file_special_tokens, gguf_special_tokens
+    from .models import embedded_dir, embedded_gguf_path, embedded_name, load_tokenizer
+    from .prompts import startup_table
+
+    specials: dict[str, str] = {}  # token -> a variant whose tokenizer has it
+    for name, var in cfg["variants"].items():
+        emb = embedded_name(var["model"])
+        folder = embedded_dir(emb, resources_dir) if emb else Path(var["model"]).expanduser()
+        found = file_special_tokens(folder) if folder.is_dir() else None
+        if found is None and emb:
+            found = gguf_special_tokens(embedded_gguf_path(emb))
+        if found is None:
+            try:
+                found = set(special_texts(load_tokenizer(build(ModelSpec, var), key=f"variants.{name}")))
+            except TraitscopeError:
+                log.warning("variants.%s: its tokenizer cannot be read at start-up, so special-token text is checked "
+                            "by the capture jobs", name)
+                continue
+        specials.update({t: name for t in sorted(found) if t not in specials})
+    for key, spec in cfg["prompt_sets"].items():
+        if spec.get("source") == "replay":
+            continue
+        table = startup_table(key, build(PromptSetSpec, spec), base_dir)
+        if table is None:
+            continue
+        for col in ("prompt", "system", "prefill", "response"):
+            text = table[col].where(table[col].map(lambda v: isinstance(v, str)), "")
+            for token, variant in specials.items():
+                hit = text.str.contains(token, regex=False)
+                if hit.any():
+                    raise _err(f"prompt_sets.{key}", f"{int(hit.sum())} rows spell the special token {token!r} of "
+                               f"variant {variant!r} in their {col}, e.g. row {table.loc[hit, 'id'].iloc[0]!r}, and "
+                               "checks.special_tokens is refuse", "remove it from the prompts, or set "
+                               "checks.special_tokens: text to keep it as ordinary text")
+
+
+def check_splits(cfg: dict[str, Any], base_dir: Path) -> None:
+    """Each trait's extraction data can give the train/test split (extract.test_fraction) and the grouped
+    cross-validation folds (extract.selection_folds) that extraction will ask for, with both classes everywhere:
+    the same split, on the same rows and seed, as the extract job, done at start-up instead of after the capture.
+    Traits whose data start-up cannot load are checked by the job."""
+    from .extract import SplitError, grouped_split, selection_folds
+    from .prompts import startup_table
+    from .traits import contrast_from_tables, persona_table
+
+    ext, sets = cfg["extract"], cfg["prompt_sets"]
+    for key, data in cfg["traits"].items():
+        spec = unresolved_trait(data)
+        if spec.source == "contrast":
+            tables = [startup_table(str(s), build(PromptSetSpec, sets[str(s)]), base_dir) for s in (spec.pos, spec.neg)]
+            if tables[0] is None or tables[1] is None:
+                continue
+            table = contrast_from_tables(tables[0], tables[1], str(spec.pos), str(spec.neg))
+        else:
+            table = persona_table(key, spec, base_dir)
+        labels, groups = table["label"].to_numpy(dtype=int), table["group"].to_numpy()
+        n_pos, n_neg = int((labels == 1).sum()), int((labels == 0).sum())
+        try:
+            train, _ = grouped_split(labels, groups, ext["test_fraction"], cfg["seed"])
+            selection_folds(labels[train], groups[train], ext["selection_folds"], cfg["seed"])
+        except SplitError as exc:
+            raise ConfigError(f"config error at traits.{key}: {n_pos} positive and {n_neg} negative rows in "
+                              f"{len(set(groups.tolist()))} groups cannot be split as asked: {exc}") from None
 
 
 def check_overlap(cfg: dict[str, Any], base_dir: Path) -> tuple[dict[str, dict[str, int]], list[str]]:

@@ -30,6 +30,7 @@ import numpy as np
 import pandas as pd
 
 from . import TraitscopeError, __version__, first_line
+from .chat import render_ids
 from .io import (
     atomic_path,
     content_hash,
@@ -134,8 +135,7 @@ def write_chat_jsonl(path: str | Path, records: list[dict[str, Any]]) -> None:
 # ------------------------------------------------------------------------------------- tokenising
 
 def _template_ids(tokenizer: Any, messages: list[dict[str, str]], generation_prompt: bool) -> list[int]:
-    text = tokenizer.apply_chat_template(messages, add_generation_prompt=generation_prompt, tokenize=False)
-    return list(tokenizer(text, add_special_tokens=False)["input_ids"])
+    return render_ids(tokenizer, messages, generation_prompt)[0]  # special-token text in the data stays text
 
 
 def tokenize_chat(tokenizer: Any, messages: list[dict[str, str]], max_length: int,

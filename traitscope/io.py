@@ -12,6 +12,7 @@ import hashlib
 import json
 import math
 import os
+import re
 import tempfile
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
@@ -22,6 +23,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from . import TraitscopeError, first_line
 from .secrets import scrub, secret_values
 
 
@@ -31,6 +33,7 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     mode a plain ``open`` would give it (0666 less the umask), not ``mkstemp``'s 0600."""
     dest = Path(path)
     dest.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(dest)
     fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
     os.close(fd)
     tmp_path = Path(tmp)
@@ -41,6 +44,25 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+def temporaries_of(dest: Path) -> list[Path]:
+    """The temporary files :func:`atomic_path` makes for ``dest`` (``.<name>.<random>.tmp`` beside it)."""
+    return [p for p in dest.parent.glob(f".{glob_escape(dest.name)}.*.tmp") if p.is_file()]
+
+
+def glob_escape(name: str) -> str:
+    return re.sub(r"([*?[])", r"[\1]", name)
+
+
+def remove_stale_temporaries(dest: Path) -> int:
+    """Remove what a killed writer of ``dest`` left (its temporary files): one output has one writer at a time
+    (Snakemake runs one job per output, and a second invocation on the same folder is refused), so a temporary of
+    ``dest`` that exists when a new write starts belongs to a writer that died."""
+    stale = temporaries_of(dest)
+    for p in stale:
+        p.unlink(missing_ok=True)
+    return len(stale)
 
 
 def _umask() -> int:
@@ -96,11 +118,37 @@ def _scrubbed(df: pd.DataFrame, secrets: dict[str, str]) -> pd.DataFrame:
     return df
 
 
-def write_parquet(path: str | os.PathLike[str], df: pd.DataFrame) -> None:
-    """A table, with any secret value from the environment scrubbed from its text columns."""
-    df = _scrubbed(df, secret_values())
+def write_parquet(path: str | os.PathLike[str], df: pd.DataFrame, *, scrub_secrets: bool = True) -> None:
+    """A table, with any secret value from the environment scrubbed from its text columns.
+
+    ``scrub_secrets=False`` is for the model's own inputs (prompt tables, finetuning data): they are a copy of the
+    researcher's files and must stay exactly what the model is given (see :func:`traitscope.secrets.rows_with_secrets`,
+    which prep uses to warn about them); every output derived from them is scrubbed."""
+    if scrub_secrets:
+        df = _scrubbed(df, secret_values())
     with atomic_path(path) as tmp:
         df.to_parquet(tmp, index=False)
+
+
+def write_model_inputs(path: str | os.PathLike[str], df: pd.DataFrame, key: str) -> int:
+    """A table the model reads (a prompt set, a trait's contrastive rows), written verbatim: scrubbing it would
+    change what the model sees. Rows holding the value of a secret environment variable are counted and warned
+    about; every output made from them (responses, scores, JSON, logs) is scrubbed. Returns that count."""
+    import logging
+
+    secrets = secret_values()
+    text = df.select_dtypes(include=["object", "string"])
+    hit = text.apply(lambda col: col.map(lambda v: isinstance(v, str) and any(x in v for x in secrets))).any(axis=1) \
+        if secrets and len(text.columns) else pd.Series(False, index=df.index)
+    n = int(hit.sum())
+    if n:
+        names = sorted({secrets[x] for v in text[hit].to_numpy().ravel() if isinstance(v, str)
+                        for x in secrets if x in v})
+        logging.getLogger("traitscope.secrets").warning(
+            "%s: %d rows hold the value of %s; the model sees them verbatim, and every output written from them "
+            "redacts it (the responses tables flag those rows in column scrubbed)", key, n, ", ".join(f"${x}" for x in names))
+    write_parquet(path, df, scrub_secrets=False)
+    return n
 
 
 class ParquetParts:
@@ -230,18 +278,130 @@ def read_verified(path: str | os.PathLike[str], *companions: str | os.PathLike[s
     return None
 
 
+class CorruptFileError(TraitscopeError):
+    """A file the study reads is truncated, garbled or not of its format; the message names it and the fix."""
+
+
+REBUILD_FIX = "delete it and run again: the workflow rebuilds what it wrote, or restore your own copy"
+
+
 def read_safetensors(
     path: str | os.PathLike[str], keys: list[str] | None = None
 ) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """Read tensors (all, or ``keys``) and the decoded metadata header."""
+    """Read tensors (all, or ``keys``) and the decoded metadata header; a file that is not readable safetensors is a
+    one-line :class:`CorruptFileError` naming it."""
     out: dict[str, torch.Tensor] = {}
-    with safe_open(str(path), framework="pt") as f:
-        raw = f.metadata() or {}
-        for k in keys if keys is not None else list(f.keys()):
-            out[k] = f.get_tensor(k)
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            raw = f.metadata() or {}
+            present = set(f.keys())
+            missing = [k for k in keys or [] if k not in present]
+            if missing:
+                raise CorruptFileError(f"'{path}' has no tensor {missing[0]!r} ({len(present)} tensors stored) "
+                                       "(fix: re-run the job that writes it with the settings that need it)")
+            for k in keys if keys is not None else list(f.keys()):
+                out[k] = f.get_tensor(k)
+    except CorruptFileError:
+        raise
+    except FileNotFoundError:
+        raise CorruptFileError(f"'{path}' does not exist (fix: run the job that writes it)") from None
+    except Exception as exc:  # noqa: BLE001 - safetensors and the OS raise several types for a bad file
+        raise CorruptFileError(f"'{path}' is not a readable safetensors file ({first_line(exc)[:160]}) "
+                               f"(fix: {REBUILD_FIX})") from None
     if set(raw) == {META_KEY}:
         return out, json.loads(raw[META_KEY])
     return out, {k: _maybe_json(v) for k, v in raw.items()}  # files written by other tools (one string per key)
+
+
+def safetensors_header(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The JSON header of a safetensors file (names, dtypes, shapes, offsets), without reading any tensor; a
+    ``ValueError`` saying why when it is not one."""
+    with open(path, "rb") as f:
+        head = f.read(8)
+        n = int.from_bytes(head, "little") if len(head) == 8 else 0
+        if n <= 0 or n > 100_000_000:
+            raise ValueError("no safetensors header")
+        try:
+            header = json.loads(f.read(n))
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise ValueError("header is not JSON") from None
+    if not isinstance(header, dict):
+        raise ValueError("header is not a JSON object")
+    return header
+
+
+def check_safetensors(path: Path) -> str | None:
+    """Why ``path`` is not a complete safetensors file (header, and data of exactly the size it declares), or None."""
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        head = f.read(8)
+        if len(head) < 8:
+            return "shorter than its header"
+        n = int.from_bytes(head, "little")
+        if n <= 0 or 8 + n > size:
+            return "header length past the end of the file (truncated)"
+        try:
+            header = json.loads(f.read(n))
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            return "header is not JSON"
+    if not isinstance(header, dict):
+        return "header is not a JSON object"
+    ends = [int(v["data_offsets"][1]) for k, v in header.items() if k != "__metadata__" and isinstance(v, dict)]
+    if 8 + n + max(ends, default=0) != size:
+        return f"{size} bytes where the header declares {8 + n + max(ends, default=0)} (truncated or extended)"
+    return None
+
+
+def check_parquet(path: Path) -> str | None:
+    """Why ``path`` is not a complete parquet file (magic bytes and readable footer metadata), or None."""
+    import pyarrow.parquet as pq
+
+    with open(path, "rb") as f:
+        head = f.read(4)
+        f.seek(max(0, path.stat().st_size - 4))
+        tail = f.read(4)
+    if head != b"PAR1" or tail != b"PAR1":
+        return "no parquet magic bytes at both ends (truncated or not parquet)"
+    try:
+        pq.read_metadata(path)
+    except Exception as exc:  # noqa: BLE001 - pyarrow raises several types for a bad file
+        return f"footer unreadable ({first_line(exc)[:120]})"
+    return None
+
+
+def check_json(path: Path) -> str | None:
+    try:
+        json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        return f"not JSON ({first_line(exc)[:120]})"
+    return None
+
+
+CHECKERS = {".safetensors": check_safetensors, ".parquet": check_parquet, ".json": check_json}
+"""Structural checks by suffix: the files the workflow writes and reads back."""
+
+
+def file_problem(path: str | os.PathLike[str]) -> str | None:
+    """Why a file the workflow wrote cannot be read back (truncated, garbled, empty), or None when it is sound or
+    of a kind without a check. Cheap: headers and footers, not the data."""
+    p = Path(path)
+    check = CHECKERS.get(p.suffix)
+    if check is None or not p.is_file():
+        return None
+    if p.stat().st_size == 0:
+        return "empty (0 bytes)"
+    try:
+        return check(p)
+    except OSError as exc:
+        return f"unreadable ({first_line(exc)[:120]})"
+
+
+def verify_inputs(paths: Iterable[str | os.PathLike[str]]) -> None:
+    """A one-line :class:`CorruptFileError` for the first input that cannot be read back, naming it and the fix."""
+    for path in paths:
+        problem = file_problem(path)
+        if problem:
+            raise CorruptFileError(f"input '{path}' is {problem} (fix: {REBUILD_FIX})")
 
 
 def safetensors_keys(path: str | os.PathLike[str]) -> list[str]:
@@ -271,3 +431,43 @@ def file_sha256(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
         while block := f.read(chunk):
             h.update(block)
     return h.hexdigest()
+
+
+YAML_MAX_BYTES = 64 << 20
+"""A YAML file larger than this is refused: prompt sets that large belong in jsonl or parquet."""
+YAML_MAX_NODES = 2_000_000
+"""At most this many nodes once aliases are expanded: a file whose aliases nest ("billion laughs") is refused
+instead of filling memory."""
+
+
+class YAMLLimitError(ValueError):
+    pass
+
+
+def load_yaml(text: str, *, max_nodes: int = YAML_MAX_NODES) -> Any:
+    """``yaml.safe_load`` with a bound on the document's size once aliases are expanded (counted on the node graph,
+    before any Python object is built). Raises :class:`YAMLLimitError` past it, ``yaml.YAMLError`` when not YAML."""
+    import yaml
+
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        expanded: dict[int, int] = {}
+
+        def size(n: Any) -> int:
+            key = id(n)
+            if key not in expanded:
+                expanded[key] = 1  # a recursive alias counts once
+                children = (n.value if isinstance(n, yaml.SequenceNode)
+                            else [x for pair in n.value for x in pair] if isinstance(n, yaml.MappingNode) else [])
+                expanded[key] = 1 + sum(size(c) for c in children)
+                if expanded[key] > max_nodes:
+                    raise YAMLLimitError(f"more than {max_nodes:,} values once its aliases are expanded")
+            return expanded[key]
+
+        size(node)
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()

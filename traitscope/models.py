@@ -129,16 +129,15 @@ def model_dims(model: str, *, resources_dir: str | Path = "resources", revision:
     if name is not None:
         cfg_file = embedded_dir(name, resources_dir) / "config.json"
         if cfg_file.exists():
-            return _dims_from_dict(json.loads(cfg_file.read_text()), key, model)
-        return _gguf_dims(embedded_gguf_path(name))
+            return _dims_from_dict(read_model_config(cfg_file, key), key, model)
+        return _gguf_dims(embedded_gguf_path(name), key)
     if looks_local(model):
         path = Path(model).expanduser()
         cfg_file = path / "config.json"
         if not cfg_file.exists():
             raise ConfigError(f"{key}: local model folder '{model}' has no config.json "
                               f"(fix: point {key} to a folder saved with save_pretrained)")
-        cfg = json.loads(cfg_file.read_text())
-        return _dims_from_dict(cfg, key, model)
+        return _dims_from_dict(read_model_config(cfg_file, key), key, model)
     try:
         from transformers import AutoConfig
 
@@ -163,7 +162,37 @@ def context_length(config: Any) -> int | None:
     return None
 
 
+def read_model_config(cfg_file: Path, key: str) -> dict[str, Any]:
+    """A model folder's ``config.json`` as a dict, or a one-line error naming the file."""
+    try:
+        cfg = json.loads(cfg_file.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{key}: '{cfg_file}' is not valid JSON ({first_line(exc)}) (fix: restore the model "
+                          "folder, e.g. save_pretrained it again or copy config.json from the model's source)") from None
+    if not isinstance(cfg, dict):
+        raise ConfigError(f"{key}: '{cfg_file}' is not a model config (a JSON object) (fix: restore the model folder)")
+    return cfg
+
+
+CAUSAL_ARCHITECTURES = ("ForCausalLM", "LMHeadModel", "ForConditionalGeneration")
+"""Class-name endings of models whose forward pass predicts the next token (what every stage runs)."""
+NOT_CAUSAL = ("bert", "roberta", "xlm-roberta", "distilbert", "deberta", "deberta-v2", "electra", "albert", "mpnet",
+              "t5", "mt5", "bart", "mbart", "pegasus", "clip", "vit", "wav2vec2", "whisper", "modernbert")
+"""``model_type`` values of encoders and encoder-decoders: their hidden states are not a decoder's residual stream."""
+
+
+def check_causal(cfg: dict[str, Any], key: str, model: str) -> None:
+    """Refuse a model that cannot be a causal (decoder-only) LM, from its config alone."""
+    archs = [str(a) for a in cfg.get("architectures") or []]
+    kind = str(cfg.get("model_type") or "")
+    if kind in NOT_CAUSAL or (archs and not any(a.endswith(CAUSAL_ARCHITECTURES) for a in archs)):
+        what = ", ".join(archs) or kind
+        raise ConfigError(f"{key}: '{model}' is a {what} model, not a causal language model (fix: use a decoder-only "
+                          "model such as Llama, Qwen, Gemma, Mistral or GPT-2, saved with its *ForCausalLM class)")
+
+
 def _dims_from_dict(cfg: dict[str, Any], key: str, model: str) -> ModelDims:
+    check_causal(cfg, key, model)
     text = cfg.get("text_config") or cfg
     for layers_key, hidden_key in (("num_hidden_layers", "hidden_size"), ("n_layer", "n_embd")):
         if layers_key in text and hidden_key in text:
@@ -172,16 +201,126 @@ def _dims_from_dict(cfg: dict[str, Any], key: str, model: str) -> ModelDims:
     raise ConfigError(f"{key}: '{model}' config has no layer count/hidden size (fix: use a decoder-only causal LM)")
 
 
-def _gguf_dims(path: Path) -> ModelDims:
+def _gguf_dims(path: Path, key: str = "model") -> ModelDims:
     from gguf import GGUFReader
 
-    reader = GGUFReader(str(path))
-    arch = reader.fields["general.architecture"].contents()
-    vocab = reader.fields.get(f"{arch}.vocab_size")
-    ctx = reader.fields.get(f"{arch}.context_length")
-    return ModelDims(int(reader.fields[f"{arch}.block_count"].contents()),
-                     int(reader.fields[f"{arch}.embedding_length"].contents()),
-                     int(vocab.contents()) if vocab is not None else 32000, int(ctx.contents()) if ctx is not None else None)
+    try:
+        reader = GGUFReader(str(path))
+        arch = reader.fields["general.architecture"].contents()
+        vocab = reader.fields.get(f"{arch}.vocab_size")
+        ctx = reader.fields.get(f"{arch}.context_length")
+        return ModelDims(int(reader.fields[f"{arch}.block_count"].contents()),
+                         int(reader.fields[f"{arch}.embedding_length"].contents()),
+                         int(vocab.contents()) if vocab is not None else 32000,
+                         int(ctx.contents()) if ctx is not None else None)
+    except Exception as exc:  # noqa: BLE001 - a truncated or foreign file raises anything from IndexError on
+        raise ConfigError(f"{key}: '{path}' is not a complete GGUF model ({type(exc).__name__}: "
+                          f"{first_line(exc)[:120]}) (fix: download or copy the .gguf file again)") from None
+
+
+LORA_INPUTS = ("q_proj", "k_proj", "v_proj", "gate_proj", "up_proj", "gate_up_proj", "qkv_proj", "query_key_value",
+               "c_attn", "c_fc", "Wqkv", "fc1", "w1", "w3")
+"""Module names whose input is the residual stream: a LoRA ``lora_A`` on them takes ``hidden_size`` inputs."""
+LORA_OUTPUTS = ("o_proj", "down_proj", "c_proj", "dense_4h_to_h", "out_proj", "fc2", "w2")
+"""Module names whose output joins the residual stream: a LoRA ``lora_B`` on them gives ``hidden_size`` outputs."""
+
+
+def check_adapter(adapter: str | Path, dims: ModelDims, key: str, model: str) -> None:
+    """Refuse, from its files alone, a LoRA adapter that cannot belong to a model of ``dims``: an unreadable
+    ``adapter_config.json``, a task other than causal LM, weights for blocks the model lacks or for another hidden
+    size."""
+    import re
+
+    from .io import safetensors_header
+
+    folder = Path(adapter).expanduser()
+    cfg_file = folder / "adapter_config.json"
+    if not cfg_file.is_file():
+        raise ConfigError(f"{key}: '{adapter}' has no adapter_config.json (fix: point it to a folder saved by peft "
+                          "save_pretrained)")
+    try:
+        cfg = json.loads(cfg_file.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{key}: '{cfg_file}' is not valid JSON ({first_line(exc)}) (fix: save the adapter "
+                          "again)") from None
+    task = cfg.get("task_type")
+    if task not in (None, "CAUSAL_LM"):
+        raise ConfigError(f"{key}: '{adapter}' is a {task} adapter, not one for a causal LM (fix: use an adapter "
+                          "trained with task_type CAUSAL_LM)")
+    weights = folder / "adapter_model.safetensors"
+    if not weights.is_file():
+        return  # a .bin adapter: peft checks it when it loads
+    try:
+        header = safetensors_header(weights)
+    except ValueError as exc:
+        raise ConfigError(f"{key}: '{weights}' is not a readable safetensors file ({exc}) (fix: save the adapter "
+                          "again)") from None
+    for name, info in header.items():
+        if not isinstance(info, dict) or "shape" not in info:
+            continue
+        shape = [int(x) for x in info["shape"]]
+        block = re.search(r"\.(?:layers|h|blocks)\.(\d+)\.", name)
+        why = None
+        if block and int(block.group(1)) >= dims.n_layers:
+            why = f"it has weights for block {block.group(1)} and the model has {dims.n_layers} blocks"
+        module = re.search(r"\.([A-Za-z0-9_]+)\.lora_([AB])\b", name)
+        if module and len(shape) == 2:
+            part, ab = module.groups()
+            if ab == "A" and part in LORA_INPUTS and shape[1] != dims.hidden_size:
+                why = f"{part} lora_A takes {shape[1]} inputs and the model's hidden size is {dims.hidden_size}"
+            if ab == "B" and part in LORA_OUTPUTS and shape[0] != dims.hidden_size:
+                why = f"{part} lora_B gives {shape[0]} outputs and the model's hidden size is {dims.hidden_size}"
+        if why:
+            base = cfg.get("base_model_name_or_path")
+            raise ConfigError(f"{key}: '{adapter}' was trained on another model ({why}; it names base "
+                              f"{base!r}) (fix: use an adapter trained on '{model}', or that base as the model)")
+
+
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".gguf", ".h5", ".msgpack")
+HASHED_BYTES = 64 << 20
+"""Files of a model folder up to this size (tokenizer, chat template, configs, generation settings) are identified
+by content; larger weight files by name, size and modification time (a 70B model is too large to hash at every
+start-up)."""
+_HASHES: dict[tuple[str, int, int], str] = {}
+
+
+def folder_fingerprint(folder: str | Path, *, hash_all: bool = False) -> list[tuple[Any, ...]]:
+    """Every file of a model or adapter folder (subfolders included, hidden ones left out): ``(relative path,
+    sha256)`` by content, or ``(relative path, size, mtime)`` for a weight file over :data:`HASHED_BYTES` (unless
+    ``hash_all``). Editing a chat template, a tokenizer file or a config changes it. Hashes are kept per process
+    and file version."""
+    from .io import file_sha256
+
+    root = Path(folder).expanduser()
+    out: list[tuple[Any, ...]] = []
+    for f in sorted(root.rglob("*")):
+        rel = f.relative_to(root)
+        if not f.is_file() or any(part.startswith(".") for part in rel.parts):
+            continue
+        stat = f.stat()
+        if not hash_all and f.suffix in WEIGHT_SUFFIXES and stat.st_size > HASHED_BYTES:
+            out.append((rel.as_posix(), stat.st_size, int(stat.st_mtime)))
+            continue
+        version = (str(f), stat.st_size, stat.st_mtime_ns)
+        if version not in _HASHES:
+            _HASHES[version] = file_sha256(f)
+        out.append((rel.as_posix(), _HASHES[version]))
+    return out
+
+
+def user_model_files_key(variant: ModelSpec) -> str | None:
+    """A digest of the model and adapter folders a researcher points a variant to (:func:`folder_fingerprint`), or
+    None when there are none (hub ids, the embedded model and finetuned adapters: files the workflow itself writes,
+    tracked as job inputs)."""
+    from .io import content_hash
+
+    parts = []
+    if embedded_name(variant.model) is None and looks_local(variant.model) and Path(variant.model).expanduser().is_dir():
+        parts.append(folder_fingerprint(variant.model))
+    adapter = variant.adapter
+    if not variant.finetune and adapter and looks_local(adapter) and Path(adapter).expanduser().is_dir():
+        parts.append(folder_fingerprint(adapter, hash_all=True))
+    return content_hash(parts) if parts else None
 
 
 def pick_device(device_map: str) -> str:

@@ -3,7 +3,8 @@ on that vector, or the score measures memorised training data, not the trait.
 
 Every prompt set that is projected (captured, harm-checked, external, prefill, backdoor, compared) is compared
 at start-up with the extraction prompts of every trait (a contrast trait's ``pos``/``neg`` sets, a persona
-trait's questions), on whitespace- and case-normalised prompt text with any configured ``prefix`` removed.
+trait's questions), on normalised prompt text (:func:`normalise_text`: NFKC, case folded, invisible characters and
+spacing removed) with any configured ``prefix`` removed.
 Sets whose prompts start-up cannot load (hub datasets, files over the start-up load limit, replays of those) are
 not compared: start-up warns and ``results/all`` lists them as unchecked. ``checks.allow_overlap`` lists the
 scored sets allowed to overlap; their shared-prompt counts are recorded in ``results/all``.
@@ -11,6 +12,7 @@ scored sets allowed to overlap; their shared-prompt counts are recorded in ``res
 
 from __future__ import annotations
 
+import unicodedata
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -24,8 +26,17 @@ class Overlap(NamedTuple):
     shared: int  # prompts in common
 
 
+INVISIBLE = frozenset({"Cf", "Cc", "Cs", "Co", "Cn", "Zs", "Zl", "Zp"})
+"""Unicode categories dropped before comparing: format characters (zero-width spaces and joiners, the byte-order
+mark, soft hyphens, bidirectional marks), controls, unassigned and private-use code points, and every kind of space."""
+
+
 def normalise_text(text: str) -> str:
-    return " ".join(str(text).split()).casefold()
+    """The form prompts are compared in: Unicode NFKC (compatibility forms such as full-width letters, ligatures and
+    non-breaking spaces folded), case folded, with every invisible or zero-width character and all spacing removed,
+    so that ``"Ｈow do I\u200b bake  bread?"`` and ``"how do i bake bread?"`` are the same prompt."""
+    folded = unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", str(text)).casefold())
+    return "".join(ch for ch in folded if not ch.isspace() and unicodedata.category(ch) not in INVISIBLE)
 
 
 def scored_sets(cfg: dict[str, Any]) -> list[str]:

@@ -33,6 +33,7 @@ import pandas as pd
 import yaml
 
 from . import ConfigError, TraitscopeError, first_line
+from .io import YAML_MAX_BYTES, YAMLLimitError, load_yaml
 from .settings import PromptSetSpec
 
 log = logging.getLogger(__name__)
@@ -64,6 +65,9 @@ def stable_id(*parts: Any) -> str:
 # ------------------------------------------------------------------------------------------ readers
 
 def _open_text(path: Path) -> str:
+    if _inner_suffix(path) in (".yaml", ".yml") and path.stat().st_size > YAML_MAX_BYTES:
+        raise PromptSetError(f"'{path.name}' is {path.stat().st_size >> 20} MiB, over the {YAML_MAX_BYTES >> 20} MiB "
+                             "YAML limit (fix: store a prompt set that large as jsonl or parquet)")
     raw = path.read_bytes()
     if path.suffix == ".gz":
         try:
@@ -103,7 +107,9 @@ def read_records(path: Path) -> Any:
     text = _open_text(path)
     if suffix == ".jsonl":
         records = []
-        for number, line in enumerate(text.splitlines(), start=1):
+        # split at newlines only: str.splitlines() also splits at U+2028/U+2029 and other separators that JSON
+        # strings may hold unescaped (json.dumps(..., ensure_ascii=False) writes them)
+        for number, line in enumerate(text.split("\n"), start=1):
             if not line.strip():
                 continue
             try:
@@ -119,7 +125,10 @@ def read_records(path: Path) -> Any:
             raise PromptSetError(f"'{path.name}' line {exc.lineno}: not JSON ({exc.msg}) (fix: correct the file)") from None
     if suffix in (".yaml", ".yml"):
         try:
-            return yaml.safe_load(text)
+            return load_yaml(text)
+        except YAMLLimitError as exc:
+            raise PromptSetError(f"'{path.name}': refused, {exc} (fix: write the prompts out without nested aliases, "
+                                 "or as jsonl)") from None
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
             where = f" line {mark.line + 1}" if mark is not None else ""
@@ -212,7 +221,8 @@ def _rows_from(obj: Any, fmt: str, fields: dict[str, str], source: str) -> list[
             rows.append({"prompt": first.get("user"), "system": first.get("system"), "response": first.get("assistant"),
                          "source": source, "meta": _meta(rec, {"messages"})})
         return rows
-    df = obj if isinstance(obj, pd.DataFrame) else pd.DataFrame(obj)
+    # records keep their own values (dtype object): an id column of 1 and 2.5 must not become floats 1.0 and 2.5
+    df = obj if isinstance(obj, pd.DataFrame) else pd.DataFrame(obj, dtype=object)
     if fmt == "advbench":  # every AdvBench goal is a harmful behavior
         fields = {"prompt": "goal", **fields} if "goal" in df.columns else {"prompt": "target", **fields}
         return [{"label": 1, **r} if "label" not in fields else r for r in _rows_table(df, fields, source)]
@@ -434,7 +444,8 @@ def normalise(rows: list[dict[str, Any]], system: str | None = None, prefill: st
     Rows without a prompt and exact repeats (same id and content) are dropped and counted; an id that appears
     with different content, or a label other than 0/1, stops with a one-line error: dropping either would
     change a result."""
-    df = pd.DataFrame(rows)
+    rows = [{**r, "id": id_text(r["id"])} if "id" in r else r for r in rows]
+    df = pd.DataFrame(rows, dtype=object)
     for col in COLUMNS:
         if col not in df.columns:
             df[col] = None
@@ -479,6 +490,20 @@ def normalise(rows: list[dict[str, Any]], system: str | None = None, prefill: st
     df["shard"] = 0
     df.attrs["prep"] = counts
     return df
+
+
+def id_text(value: Any) -> str | None:
+    """An id as it is written in its file: ``1`` stays ``"1"``, ``2.5`` stays ``"2.5"`` (not ``"1.0"``: a column of
+    mixed numbers is never cast); missing values stay missing (the id is then derived from the content)."""
+    if value is None or value is pd.NA or (isinstance(value, float) and np.isnan(value)):
+        return None
+    if isinstance(value, (bool, np.bool_)):
+        return "true" if value else "false"  # JSON's spelling
+    if isinstance(value, (int, np.integer)):
+        return str(int(value))
+    if isinstance(value, (float, np.floating)):
+        return repr(float(value))
+    return str(value)
 
 
 def assign_shards(n: int, shards: int) -> np.ndarray:

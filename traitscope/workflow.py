@@ -10,11 +10,27 @@ from typing import Any
 import numpy as np
 import torch
 
-from .secrets import ScrubbedStream
+from . import TraitscopeError
+from .io import verify_inputs
+from .secrets import ScrubbedStream, scrub
+
+
+def one_line_errors(kind: type[BaseException], exc: BaseException, tb: Any) -> None:
+    """The job's exception hook: a :class:`~traitscope.TraitscopeError` (a bad file, a bad setting) is one line,
+    naming the file or key and the fix, in the log and on the console; anything else keeps its traceback."""
+    if isinstance(exc, TraitscopeError):
+        line = scrub(f"ERROR: {exc}\n")
+        sys.stderr.write(line)
+        if sys.__stderr__ is not None and sys.stderr is not sys.__stderr__:
+            sys.__stderr__.write(line)
+        return
+    sys.__excepthook__(kind, exc, tb)
 
 
 def setup(smk: Any) -> logging.Logger:
-    """Send logging and stderr of a script to its Snakemake log; fix threads and seeds."""
+    """Send logging and stderr of a script to its Snakemake log; fix threads and seeds; refuse, in one line naming
+    it, an input file that cannot be read back (truncated or garbled: :func:`~traitscope.io.verify_inputs`)."""
+    sys.excepthook = one_line_errors
     if getattr(smk, "log", None):
         handle = open(smk.log[0], "a", buffering=1)  # noqa: SIM115 - lives as long as the job
         sys.stderr = ScrubbedStream(handle)  # no secret reaches the log
@@ -25,4 +41,5 @@ def setup(smk: Any) -> logging.Logger:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
+    verify_inputs(str(f) for f in getattr(smk, "input", []) or [])
     return logging.getLogger("traitscope")

@@ -4,7 +4,7 @@ capture.stream set (rule capture_stream), project them onto the trait vectors ch
 import pandas as pd
 
 from traitscope.artifacts import ActivationShard, TraitVectors
-from traitscope.capture import capture_prompts, model_fingerprint
+from traitscope.capture import CaptureError, capture_prompts, model_fingerprint
 from traitscope.io import file_sha256, write_parquet
 from traitscope.models import context_length, load_model, resolve_model_path
 from traitscope.project import baseline_scores, needed_layers, needed_sites, score_frames, score_tensors
@@ -19,7 +19,7 @@ if shard is not None:
     df = df[df["shard"] == int(shard)].reset_index(drop=True)
 label = " ".join(str(v) for v in w)
 model, tokenizer = load_model(p.variant, key=f"variants.{w.variant}")
-fingerprint = model_fingerprint(p.variant, resolve_model_path(p.variant.model))
+fingerprint = model_fingerprint(p.variant, resolve_model_path(p.variant.model), tokenizer)
 job, reduce, reduce_key = p.job, None, None
 if smk.rule == "capture_stream":  # hook only the layers and sites some trait is projected at
     traits = [TraitVectors.load(v, s) for v, s in zip(smk.input.vectors, smk.input.sidecars)]
@@ -36,7 +36,18 @@ tensors, meta, responses = capture_prompts(model, tokenizer, df, job, model_key=
                                            progress_label=label, context_length=(ctx := context_length(model.config)),
                                            reduce=reduce, reduce_key=reduce_key)
 n_cut, n_over = int(responses["truncated"].sum()), int(responses["over_context"].sum())
-meta.update(variant=w.variant, prompt_set=f"{smk.rule} {label}", n_truncated=n_cut, n_over_context=n_over)
+n_special = int(responses["special_text"].sum())
+meta.update(variant=w.variant, prompt_set=f"{smk.rule} {label}", n_truncated=n_cut, n_over_context=n_over,
+            n_special_text=n_special, chat_format=fingerprint["chat_format"])
+if n_special and p.special_tokens == "refuse":
+    ids = responses.loc[responses["special_text"], "id"].tolist()
+    raise CaptureError(f"{label}: {n_special} rows spell a special token of the tokenizer, e.g. {ids[:3]}, and "
+                       "checks.special_tokens is refuse (fix: remove it from the prompts, or set "
+                       "checks.special_tokens: text to keep it as ordinary text)")
+if n_special:  # flagged per row in the responses table (column special_text)
+    log.warning("%s: %d of %d rows spell a special token of the tokenizer in their text; it was kept as text, not "
+                "turned into a control token (checks.special_tokens: refuse stops start-up on them instead)",
+                label, n_special, len(df))
 if n_cut:  # counted per row in the responses table (columns truncated, over_context), in the shard's metadata
     log.warning("%s: %d of %d prompts were longer than capture.max_length=%d tokens and lost their start "
                 "(fix: raise capture.max_length up to the model's context)", label, n_cut, len(df), p.job.max_length)

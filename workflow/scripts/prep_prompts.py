@@ -3,7 +3,7 @@ normalised parquet schema."""
 
 import pandas as pd
 
-from traitscope.io import read_parquets, write_parquet
+from traitscope.io import read_parquets, write_model_inputs
 from traitscope.prompts import load_prompt_set, replay_table
 from traitscope.workflow import setup
 
@@ -19,5 +19,5 @@ if spec.source == "replay":
                     df.attrs["prep"]["dropped_no_response"], df.attrs["prep"]["rows_read"])
 else:
     df = load_prompt_set(spec, key=f"prompt_sets.{smk.wildcards.pset}", seed=smk.params.seed, shards=smk.params.shards)
-write_parquet(smk.output[0], df)  # df.attrs["prep"] (rows read, dropped, sampled) travels with the table
+write_model_inputs(smk.output[0], df, f"prompt_sets.{smk.wildcards.pset}")  # df.attrs["prep"] (rows read, dropped, sampled) travels with the table
 log.info("prompt set %s: %d prompts in %d shard(s)", smk.wildcards.pset, len(df), df["shard"].nunique())

@@ -2,7 +2,7 @@
 
 import pandas as pd
 
-from traitscope.io import write_parquet
+from traitscope.io import write_model_inputs
 from traitscope.traits import contrast_from_tables, persona_table
 from traitscope.workflow import setup
 
@@ -13,6 +13,6 @@ if spec.source == "contrast":
     df = contrast_from_tables(pd.read_parquet(smk.input.pos), pd.read_parquet(smk.input.neg), spec.pos, spec.neg)
 else:
     df = persona_table(key, spec)
-write_parquet(smk.output[0], df)
+write_model_inputs(smk.output[0], df, f"traits.{key}")
 log.info("trait %s: %d rows (%d pos, %d neg), %d groups", key, len(df), int((df.label == 1).sum()),
          int((df.label == 0).sum()), df["group"].nunique())
