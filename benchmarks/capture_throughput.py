@@ -1,20 +1,26 @@
-"""Capture throughput as a ratio to a bare forward pass with output_hidden_states=True.
+"""Capture throughput against its real limit: a bare forward pass of the same truncated stack.
 
-Both run on the same right-padded batches of the same prompts (builtin harmful + benign sets with
-a replayed response), in interleaved rounds; the script prints tokens/s of each and their ratio
-(median over rounds). Capture gathers last/mean/per-response-token activations of the requested
-layers inside the hooks, moves them to CPU as float16, and stops the forward after the deepest
-requested layer (so with all layers it skips the final norm and the LM head; with fewer, more).
+Capture runs the decoder blocks up to the deepest requested layer and stops there (no final norm, no LM head),
+gathering last/mean/per-response-token activations inside the hooks and moving them to the CPU as float16. Its
+limit is therefore a bare forward of the embeddings and those same blocks, with nothing gathered. All three run on
+the same right-padded batches of the same prompts (builtin harmful + benign sets with a replayed response), in
+interleaved rounds; the script prints tokens/s of each and the ratios (median over rounds):
+
+  capture / bare truncated stack     how close capture is to its limit (1.0 = no overhead)
+  capture / full forward             against model(..., output_hidden_states=True) with the LM head
 
     python benchmarks/capture_throughput.py                    # embedded default (converted first)
     python benchmarks/capture_throughput.py --model PATH --layers 0-14 --device cuda
+    python benchmarks/capture_throughput.py --short            # seconds, a tiny random model (CI)
 """
 
 from __future__ import annotations
 
 import argparse
 import statistics
+import tempfile
 import time
+from pathlib import Path
 
 import pandas as pd
 import torch
@@ -22,7 +28,7 @@ import torch
 from traitscope.capture import capture_batch
 from traitscope.chat import encode_rows
 from traitscope.config import entry, parse_layers
-from traitscope.models import load_model
+from traitscope.models import decoder_layers, load_model
 from traitscope.prompts import load_prompt_set
 
 
@@ -35,35 +41,64 @@ def main() -> None:
     ap.add_argument("--device", default="auto")
     ap.add_argument("--dtype", default="float32")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--short", action="store_true", help="seconds: a tiny random model, one round (CI)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    with tempfile.TemporaryDirectory() as tmp:
+        if args.short:
+            from traitscope.tiny import build_tiny_model
 
+            args.model, args.rounds = str(build_tiny_model(Path(tmp) / "tiny")), 1
+        run(args)
+
+
+def run(args: argparse.Namespace) -> None:
     model, tok = load_model(entry("variants", {"model": args.model, "dtype": args.dtype, "device_map": args.device}))
     layers = parse_layers(args.layers, model.config.num_hidden_layers)
-    df = pd.concat([load_prompt_set({"source": "builtin", "name": n, "split": "all"}) for n in ("harmful", "benign")],
-                   ignore_index=True)
+    df = pd.concat([load_prompt_set(entry("prompt_sets", {"source": "builtin", "name": n, "split": "all"}))
+                    for n in ("harmful", "benign")], ignore_index=True)
     df["response"] = "Sure, here is a short answer to your question."
     enc = encode_rows(tok, df, 512)
     enc.sort(key=lambda e: len(e.prompt))
     batches = [enc[i:i + args.batch_size] for i in range(0, len(enc), args.batch_size)]
     device = model.get_input_embeddings().weight.device
     n_tokens = sum(len(e.prompt) + len(e.response) for e in enc)
+    blocks = decoder_layers(model)
+    deepest = max(layers)
 
-    def bare() -> None:
+    def padded(b):
+        width = max(len(e.prompt) + len(e.response) for e in b)
+        ids = torch.full((len(b), width), tok.pad_token_id, dtype=torch.long)
+        mask = torch.zeros_like(ids)
+        for i, e in enumerate(b):
+            seq = e.prompt + e.response
+            ids[i, : len(seq)] = torch.tensor(seq)
+            mask[i, : len(seq)] = 1
+        return ids.to(device), mask.to(device)
+
+    def full() -> None:
         for b in batches:
-            width = max(len(e.prompt) + len(e.response) for e in b)
-            ids = torch.full((len(b), width), tok.pad_token_id, dtype=torch.long)
-            mask = torch.zeros_like(ids)
-            for i, e in enumerate(b):
-                seq = e.prompt + e.response
-                ids[i, : len(seq)] = torch.tensor(seq)
-                mask[i, : len(seq)] = 1
+            ids, mask = padded(b)
             with torch.no_grad():
-                model(input_ids=ids.to(device), attention_mask=mask.to(device), output_hidden_states=True, use_cache=False)
+                model(input_ids=ids, attention_mask=mask, output_hidden_states=True, use_cache=False)
+
+    def truncated() -> None:  # embeddings and blocks 0..deepest, nothing gathered: capture's limit
+        base = model.get_decoder() if hasattr(model, "get_decoder") else model.model
+        parent, name = _owner(base, blocks)
+        saved = getattr(parent, name)
+        setattr(parent, name, torch.nn.ModuleList(list(saved)[: deepest + 1]))
+        try:
+            for b in batches:
+                ids, mask = padded(b)
+                with torch.no_grad():
+                    base(input_ids=ids, attention_mask=mask, use_cache=False)
+        finally:
+            setattr(parent, name, saved)
 
     def capture() -> None:
         for b in batches:
-            capture_batch(model, [(e.prompt, e.response) for e in b], layers, ["last", "mean", "response"], tok.pad_token_id)
+            capture_batch(model, [(e.prompt, e.response) for e in b], layers, ["last", "mean", "response"],
+                          tok.pad_token_id)
 
     def timed(fn) -> float:
         if device.type == "cuda":
@@ -74,17 +109,29 @@ def main() -> None:
             torch.cuda.synchronize()
         return time.perf_counter() - t
 
-    bare(), capture()  # warm-up
-    t_bare, t_cap = [], []
+    full(), truncated(), capture()  # warm-up
+    t_full, t_bare, t_cap = [], [], []
     for _ in range(args.rounds):
-        t_bare.append(timed(bare))
+        t_full.append(timed(full))
+        t_bare.append(timed(truncated))
         t_cap.append(timed(capture))
-    mb, mc = statistics.median(t_bare), statistics.median(t_cap)
+    mf, mb, mc = statistics.median(t_full), statistics.median(t_bare), statistics.median(t_cap)
     print(f"model {args.model} on {device}, {len(enc)} prompts, {n_tokens} tokens, batch {args.batch_size}, "
-          f"{len(layers)} layers captured, {args.rounds} rounds")
-    print(f"bare forward (output_hidden_states=True): {n_tokens / mb:10.1f} tokens/s  (median {mb:.3f}s)")
-    print(f"traitscope capture (hooks, gather, fp16): {n_tokens / mc:10.1f} tokens/s  (median {mc:.3f}s)")
-    print(f"ratio capture/bare throughput: {mb / mc:.3f}  (target >= 0.9)")
+          f"{len(layers)} of {len(blocks)} layers captured (up to {deepest}), {args.rounds} rounds")
+    print(f"full forward (LM head, output_hidden_states): {n_tokens / mf:10.1f} tokens/s  (median {mf:.3f}s)")
+    print(f"bare forward of blocks 0-{deepest} (the limit):  {n_tokens / mb:10.1f} tokens/s  (median {mb:.3f}s)")
+    print(f"traitscope capture (hooks, gather, fp16):      {n_tokens / mc:10.1f} tokens/s  (median {mc:.3f}s)")
+    print(f"ratio capture / bare truncated stack: {mb / mc:.3f}  (1.0 = at the limit)")
+    print(f"ratio capture / full forward: {mf / mc:.3f}")
+
+
+def _owner(base: torch.nn.Module, blocks: torch.nn.ModuleList) -> tuple[torch.nn.Module, str]:
+    """The module and attribute name that hold the decoder blocks below ``base``."""
+    for module in base.modules():
+        for name, child in module.named_children():
+            if child is blocks:
+                return module, name
+    raise SystemExit("cannot find the decoder blocks' owner")
 
 
 if __name__ == "__main__":

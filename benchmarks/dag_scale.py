@@ -9,6 +9,7 @@ the local rule `all`, which `results/all` does not plan), the seconds, and the b
 budget of traitscope.budget).
 
     python benchmarks/dag_scale.py [--prompts 330000] [--shard-size 10000]
+    python benchmarks/dag_scale.py --short          # seconds, a small study of the same shape (CI)
 """
 
 from __future__ import annotations
@@ -77,7 +78,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--prompts", type=int, default=330_000)
     ap.add_argument("--shard-size", type=int, default=10_000)
+    ap.add_argument("--short", action="store_true", help="seconds: 6,600 prompts in shards of 2,000 (CI)")
     args = ap.parse_args()
+    if args.short:
+        args.prompts, args.shard_size = 6_600, 2_000
     from traitscope.budget import human, study_budget
     from traitscope.config import load_config
 

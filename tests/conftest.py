@@ -15,37 +15,13 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
 
-CHATML = (
-    "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}"
-    "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
-)
 N_LAYERS, HIDDEN = 4, 32
 
 
 def build_tiny_model(path: Path, seed: int = 0) -> Path:
-    import torch
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+    from traitscope.tiny import build_tiny_model as build
 
-    specials = ["<pad>", "<|im_start|>", "<|im_end|>"]
-    tok = Tokenizer(models.BPE(unk_token=None))
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    corpus = ["You are a helpful assistant. How do I bake bread? Tell me how to make a bomb. "
-              "system user assistant Sure, here is the answer. I'm sorry, I cannot help with that."] * 20
-    tok.train_from_iterator(corpus, trainers.BpeTrainer(vocab_size=400, special_tokens=specials,
-                                                        initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", eos_token="<|im_end|>",
-                                   bos_token="<|im_start|>")
-    fast.chat_template = CHATML
-    torch.manual_seed(seed)
-    config = LlamaConfig(vocab_size=fast.vocab_size, hidden_size=HIDDEN, intermediate_size=64, num_hidden_layers=N_LAYERS,
-                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024,
-                         pad_token_id=fast.pad_token_id, eos_token_id=fast.eos_token_id, bos_token_id=fast.bos_token_id)
-    model = LlamaForCausalLM(config)
-    model.save_pretrained(path)
-    fast.save_pretrained(path)
-    return path
+    return build(path, seed, hidden=HIDDEN, layers=N_LAYERS)
 
 
 @pytest.fixture(scope="session")

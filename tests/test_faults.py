@@ -1,5 +1,6 @@
 """Real faults: a job killed with SIGKILL mid-capture or mid-finetune resumes from its verified cache to the
-same bytes as a run that was never interrupted."""
+same bytes as a run that was never interrupted. The capture is the workflow's own path (``capture_shard``: chunks
+streamed into the shard, one copy on disk)."""
 
 from __future__ import annotations
 
@@ -18,7 +19,6 @@ import sys, time
 sys.path.insert(0, {tests!r})
 from conftest import capture_job, load_variant
 import traitscope.capture as capmod
-from traitscope.artifacts import ActivationShard
 from traitscope.prompts import normalise
 model_dir, cache, out, pause = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4])
 model, tok = load_variant({{"model": model_dir, "device_map": "cpu"}})
@@ -30,8 +30,7 @@ def slow(*args, **kwargs):
     time.sleep(pause)
     return result
 capmod._capture_chunk = slow
-tensors, meta, _ = capmod.capture_prompts(model, tok, df, job, model_key="tiny", cache_dir=cache)
-ActivationShard(tensors, meta).save(out)
+capmod.capture_shard(model, tok, df, job, out, model_key="tiny", cache_dir=cache)
 """
 
 FINETUNE = """
@@ -82,6 +81,9 @@ def test_capture_killed_with_sigkill_resumes_to_identical_bytes(tiny_model_dir, 
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert resumed.stderr.count(" cached (") >= 3  # the chunks done before the kill were not redone
     assert (tmp_path / "a.safetensors").read_bytes() == (tmp_path / "b.safetensors").read_bytes()
+    # one copy on disk: the chunks are gone, and the shard is a hard link to the cache's one file
+    assert not list(cache.glob("chunk-*.safetensors")) and len(list(cache.glob("shard-*.safetensors"))) == 1
+    assert (tmp_path / "b.safetensors").stat().st_nlink == 2
 
 
 def test_finetune_killed_with_sigkill_resumes_to_identical_bytes(tiny_model_dir, tmp_path):

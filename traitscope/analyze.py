@@ -14,14 +14,15 @@ import pandas as pd
 import torch
 
 from . import __version__
-from .artifacts import ActivationShard, TraitVectors, tensor_key
+from .artifacts import ActivationShard, ShardFiles, TraitVectors, tensor_key
 from .io import file_sha256
 from .methods import random_directions
 from .project import at_layer
 from .stats import auc, column_aucs, separation, versus_random
 
 
-def harm_check(vectors: TraitVectors, harmful: list[ActivationShard], harmless: list[ActivationShard], *,
+def harm_check(vectors: TraitVectors, harmful: list[ActivationShard] | list[ShardFiles],
+               harmless: list[ActivationShard] | list[ShardFiles], *,
                min_auc: float, seed: int) -> tuple[dict[str, Any], pd.DataFrame, pd.DataFrame]:
     """Does the trait vector separate held-out harmful from harmless prompts?
 
@@ -34,12 +35,9 @@ def harm_check(vectors: TraitVectors, harmful: list[ActivationShard], harmless: 
     rows = [{"layer": v["layer"], "auc": v["metrics"]["auc"], "data": f"extraction test split ({m})"}
             for v in sidecar["vectors"] for m in [v["method"]]]
 
-    def scores(shards: list[ActivationShard], layer: int, u: torch.Tensor | np.ndarray) -> np.ndarray:
-        out = []
-        for shard in shards:
-            x, ok = shard.pooled(position, layer, site)
-            out.append(x[ok] @ (u.numpy() if isinstance(u, torch.Tensor) else u))
-        return np.concatenate(out)
+    def scores(shards: list[ActivationShard] | list[ShardFiles], layer: int, u: torch.Tensor | np.ndarray) -> np.ndarray:
+        direction = u.numpy() if isinstance(u, torch.Tensor) else u
+        return np.concatenate([shard.project(position, layer, site, direction) for shard in shards])
 
     layers = harmful[0].layers
     per_layer_scores: dict[int, tuple[np.ndarray, np.ndarray]] = {}

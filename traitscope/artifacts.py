@@ -15,7 +15,7 @@ the residual stream the keys carry it: ``last.attn.layer_<L>``, ``response.mlp.l
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Self
 
@@ -199,6 +199,13 @@ class ActivationShard(_RowTensors):
             return means.numpy(), has.numpy()
         raise ArtifactError(f"unknown position {position!r} (fix: use last, mean or response_mean)")
 
+    def project(self, position: str, layer: int, site: str, directions: np.ndarray) -> np.ndarray:
+        """Pooled activations of the rows that have them, projected: ``[n, d] @ directions`` (``[d]`` or ``[d, k]``),
+        accumulated in float64 and returned as float32, so a row's projection does not depend on the rows read with
+        it (a part or the whole shard give the same numbers)."""
+        x, ok = self.pooled(position, layer, site)
+        return (x[ok].astype(np.float64) @ np.asarray(directions, dtype=np.float64)).astype(np.float32)
+
     @staticmethod
     def pooled_keys(positions: list[str], layers: list[int], site: str = "resid") -> list[str]:
         """The tensors that pooling ``positions`` (last, mean, response_mean) at ``layers`` and ``site`` needs."""
@@ -207,9 +214,83 @@ class ActivationShard(_RowTensors):
             ["response.offsets"] if "response" in stored else [])
 
     @classmethod
+    def iter_rows(cls, path: PathLike, rows: int | None = None, keys: list[str] | None = None
+                  ) -> Iterator[ActivationShard]:
+        """The shard ``rows`` prompts at a time (default: the capture's ``chunk_size``, what the capture job held in
+        memory), of the tensors ``keys`` or all, each part read on its own from the file (safetensors slices), so
+        memory holds one part, whatever the shard's size. Per-prompt tensors are
+        sliced by row, response tensors by the token offsets (re-based to start at 0 in each part); the metadata's
+        ``ids`` are the part's."""
+        from safetensors import safe_open
+
+        from .io import CorruptFileError, read_safetensors
+
+        _, meta = read_safetensors(path, [])
+        ids = list(meta["ids"])
+        rows = rows or int((meta.get("settings") or {}).get("chunk_size") or 256)
+        try:
+            with safe_open(str(path), framework="pt") as f:
+                names = keys if keys is not None else list(f.keys())
+                offsets = f.get_tensor("response.offsets") if "response.offsets" in f.keys() else None
+            for start in range(0, len(ids), max(1, rows)):
+                stop = min(start + rows, len(ids))
+                part: dict[str, torch.Tensor] = {}
+                # opened for each part: the file's pages a part touched are let go with it, so the resident memory
+                # of a reader stays that of one part
+                with safe_open(str(path), framework="pt") as f:
+                    for name in names:
+                        if name == "response.offsets" and offsets is not None:
+                            part[name] = offsets[start:stop + 1] - offsets[start]
+                        elif name.startswith("response.") and offsets is not None:
+                            part[name] = f.get_slice(name)[int(offsets[start]):int(offsets[stop])]
+                        else:
+                            part[name] = f.get_slice(name)[start:stop]
+                yield cls(part, {**meta, "ids": ids[start:stop]})
+        except CorruptFileError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - safetensors raises several types for a bad file
+            raise CorruptFileError(f"'{path}' could not be read part by part ({type(exc).__name__}) (fix: delete it "
+                                   "and run again: the workflow rebuilds it)") from None
+
+    @classmethod
     def load_at(cls, path: PathLike, position: str, layers: list[int], site: str = "resid") -> ActivationShard:
         """Only what pooling ``position`` at ``layers`` and ``site`` needs (not every layer of the shard)."""
         return cls.load(path, cls.pooled_keys([position], layers, site))
+
+
+class ShardFiles:
+    """Activation shards on disk, read ``rows`` prompts at a time (:meth:`ActivationShard.iter_rows`), for analyses
+    that only need activations projected onto directions (the harm check, the backdoor's random baseline): memory
+    holds one part of one shard, whatever the shards' size. Offers what those analyses read of an
+    :class:`ActivationShard` (``layers``, ``hidden_size``, ``project``)."""
+
+    def __init__(self, paths: Any, rows: int | None = None) -> None:
+        self.paths = [str(p) for p in paths]
+        self.rows = rows
+
+    @property
+    def meta(self) -> dict[str, Any]:
+        from .io import read_safetensors
+
+        return read_safetensors(self.paths[0], [])[1]
+
+    @property
+    def layers(self) -> list[int]:
+        return [int(x) for x in self.meta["layers"]]
+
+    @property
+    def hidden_size(self) -> int:
+        from .io import safetensors_header
+
+        header = safetensors_header(self.paths[0])
+        return int(next(v["shape"][-1] for k, v in header.items() if ".layer_" in k))
+
+    def project(self, position: str, layer: int, site: str, directions: np.ndarray) -> np.ndarray:
+        """What :meth:`ActivationShard.project` gives on every shard, concatenated, read part by part."""
+        keys = ActivationShard.pooled_keys([position], [layer], site)
+        out = [part.project(position, layer, site, directions)
+               for path in self.paths for part in ActivationShard.iter_rows(path, self.rows, keys)]
+        return np.concatenate(out) if out else np.zeros((0, *directions.shape[1:]), dtype=np.float32)
 
 
 @dataclass(frozen=True)

@@ -88,12 +88,11 @@ def random_baseline(trigger: list[Any], control: list[Any], points: list[tuple[s
     rows = []
     for site, layer in points:
         for pos in positions:
-            xs = []
-            for shards in (trigger, control):
-                parts = [shard.pooled(pos, layer, site) for shard in shards]
-                xs.append(np.concatenate([x[ok] for x, ok in parts]))
+            directions = random_directions(n, trigger[0].hidden_size, seed).T
+            xs = [np.concatenate([shard.project(pos, layer, site, directions) for shard in shards])
+                  for shards in (trigger, control)]
             y = np.r_[np.ones(len(xs[0])), np.zeros(len(xs[1]))]
-            aucs = column_aucs(y, np.vstack(xs) @ random_directions(n, xs[0].shape[1], seed).T)
+            aucs = column_aucs(y, np.vstack(xs))
             rows.append({"site": site, "layer": layer, "position": pos, "random_auc_mean": float(aucs.mean()),
                          "random_auc_p95": float(np.percentile(aucs, 95)), "n_random": n})
     return pd.DataFrame(rows)

@@ -75,6 +75,19 @@ def pair_budget(study: Study, variant: str, pset: str, projected: bool = True) -
                   scores if projected else 0.0)
 
 
+def trait_capture_bytes(study: Study, trait: str) -> float:
+    """What the contrastive capture of one trait writes (its extraction rows at extract.layers, at the trait's
+    position and site; response tokens up to extract.max_new_tokens for ``response_mean`` traits), or 0 where the
+    rows are unknown before prep."""
+    job = study.trait_capture_job(trait)
+    d = study.dims[study.extract.variant].hidden_size
+    per_row = len(job.layers) * d * 2.0
+    if "response" in job.positions:
+        tokens = study.extract.max_new_tokens
+        per_row = per_row * tokens + TOKEN_EXTRA_BYTES * tokens
+    return study.trait_rows.get(trait, 0) * per_row
+
+
 def study_budget(study: Study) -> list[Budget]:
     """The budget of every captured (variant, prompt set): the projected ones, and those only an analysis reads
     as activations (the organism's train and test sets, the SAE corpus)."""
@@ -104,8 +117,11 @@ def report(study: Study, limit_gb: float) -> list[str]:
     per_variant: dict[str, float] = {}
     for b in budgets:
         per_variant[b.variant] = per_variant.get(b.variant, 0.0) + b.written
+    traits = {t: trait_capture_bytes(study, t) for t in study.trait_names()}
+    lines.append(f"  trait extraction captures ({study.extract.variant}): " + ", ".join(
+        f"{t} {human(n)}" for t, n in traits.items()))
     lines.append("  per variant: " + ", ".join(f"{v} {human(n)}" for v, n in sorted(per_variant.items())))
-    total = sum(per_variant.values())
+    total = sum(per_variant.values()) + sum(traits.values())
     lines.append(f"  total: {human(total)}")
     if total > limit_gb * 1e9:
         lines.append(f"WARNING: capture will write {human(total)}, above checks.activation_budget_gb={limit_gb:g} GB "

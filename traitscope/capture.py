@@ -22,11 +22,12 @@ killed job resumes at the first missing chunk and identical work is never redone
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import pandas as pd
 import torch
@@ -36,7 +37,7 @@ from .artifacts import tensor_key
 from .chat import Encoded, encode_rows
 from .generation import generate_responses, run_batches
 from .hooks import SiteCapture
-from .io import content_hash, read_verified, write_parquet, write_verified
+from .io import content_hash, read_verified, write_parquet, write_text, write_verified
 from .models import input_device
 from .progress import Progress
 from .secrets import secret_values
@@ -172,34 +173,37 @@ def merge_chunks(chunks: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tenso
 Reduce = Callable[[dict[str, torch.Tensor], list[str]], dict[str, torch.Tensor]]
 
 
-def capture_prompts(model: Any, tokenizer: Any, df: pd.DataFrame, settings: CaptureJob, *,
-                    model_key: Any, cache_dir: str | Path | None = None,
-                    progress_label: str = "capture", context_length: int | None = None,
-                    reduce: Reduce | None = None, reduce_key: Any = None,
-                    ) -> tuple[dict[str, torch.Tensor], dict[str, Any], pd.DataFrame]:
-    """Capture a whole prompt table; resumable through ``cache_dir``. Returns (tensors, meta, responses).
+class Chunk(NamedTuple):
+    """One chunk of a capture: its rows' ids, cache key and file (None without a cache), tensors (None when they were
+    written to the cache and let go: :func:`capture_shard` reads them back from the file), and responses table."""
 
-    The responses table flags per row ``truncated`` (prompt cut at ``max_length``) and ``over_context`` (prompt,
-    prefill and response together longer than ``context_length``, the model's ``max_position_embeddings``).
+    ids: list[str]
+    key: str
+    path: Path | None
+    tensors: dict[str, torch.Tensor] | None
+    responses: pd.DataFrame
 
-    ``reduce(tensors, ids)`` turns each chunk's activations into what is kept (the stream capture projects them onto
-    the trait vectors) before the chunk is cached, so raw activations are never written; ``reduce_key`` identifies
-    it in the cache key (the vectors' content)."""
+
+def iter_chunks(model: Any, tokenizer: Any, df: pd.DataFrame, settings: CaptureJob, *, model_key: Any,
+                cache_dir: str | Path | None = None, progress_label: str = "capture", reduce: Reduce | None = None,
+                reduce_key: Any = None, keep: bool = True) -> Iterator[Chunk]:
+    """Capture ``df`` chunk by chunk (``settings.chunk_size`` prompts), each cached under ``cache_dir`` with a key
+    from the model, the capture settings and the chunk's prompts (a killed job resumes at its first missing chunk).
+    With ``keep=False`` and a cache, a chunk's tensors are written and let go, so memory holds one chunk at most."""
     unknown = set(settings.positions) - set(POSITIONS)
     if unknown:
         raise ValueError(f"unknown positions {sorted(unknown)}; use {POSITIONS}")
-    base_key = content_hash(model_key, repr(settings), __version__, *([reduce_key] if reduce is not None else []))
-    chunks: list[dict[str, torch.Tensor]] = []
-    responses: list[pd.DataFrame] = []
+    base_key = capture_key(settings, model_key, reduce_key if reduce is not None else None)
     n_chunks = max(1, -(-len(df) // settings.chunk_size))
     started = time.time()
     progress = Progress(progress_label, len(df), "prompts")
     for j in range(n_chunks):
         part = df.iloc[j * settings.chunk_size:(j + 1) * settings.chunk_size]
-        key = content_hash(base_key, part[["id", "prompt", "system", "prefill", "response"]].to_dict(orient="list"))
+        key = chunk_key(base_key, part)
         path = Path(cache_dir) / f"chunk-{key}.safetensors" if cache_dir else None
         cached = (read_verified(path, path.with_suffix(".parquet"))
                   if path is not None and path.exists() else None)
+        tensors: dict[str, torch.Tensor] | None
         if cached is not None and path is not None:
             tensors = cached[0]
             resp = pd.read_parquet(path.with_suffix(".parquet"))
@@ -214,19 +218,124 @@ def capture_prompts(model: Any, tokenizer: Any, df: pd.DataFrame, settings: Capt
                 write_parquet(path.with_suffix(".parquet"), resp)
                 write_verified(path, tensors, {"key": key}, path.with_suffix(".parquet"))
             status = "done"
-        chunks.append(tensors)
-        responses.append(resp)
         elapsed = time.time() - started
         print(f"[{progress_label}] chunk {j + 1}/{n_chunks} {status} ({min((j + 1) * settings.chunk_size, len(df))}"
               f"/{len(df)} prompts, {elapsed:.1f}s)", file=sys.stderr, flush=True)
-    meta = {"ids": df["id"].tolist(), "layers": settings.layers, "positions": settings.positions, "sites": settings.sites,
-            "settings": as_dict(settings), "model": model_key, "key": base_key, "traitscope": __version__}
+        yield Chunk(part["id"].tolist(), key, path, tensors if keep or path is None else None, resp)
+        tensors = None
     progress.close(f"{len(df)} prompts at {len(settings.layers)} layers, positions {', '.join(settings.positions)}, "
                    f"sites {', '.join(settings.sites)}")
-    table = pd.concat(responses, ignore_index=True)
+
+
+def capture_key(settings: CaptureJob, model_key: Any, reduce_key: Any = None) -> str:
+    """The part of every chunk's cache key shared by a job: model, capture settings, code version (and what the
+    stream capture keeps of each chunk)."""
+    return content_hash(model_key, repr(settings), __version__, *([reduce_key] if reduce_key is not None else []))
+
+
+def chunk_key(base_key: str, part: pd.DataFrame) -> str:
+    return content_hash(base_key, part[["id", "prompt", "system", "prefill", "response"]].to_dict(orient="list"))
+
+
+def capture_meta(df: pd.DataFrame, settings: CaptureJob, model_key: Any, table: pd.DataFrame) -> dict[str, Any]:
+    """A shard's metadata: ids, layers, positions, sites, settings, the model fingerprint and the chat format it
+    applied, and the rows cut at max_length, over the context, or with special-token text kept as text."""
+    meta = {"ids": df["id"].tolist(), "layers": settings.layers, "positions": settings.positions,
+            "sites": settings.sites, "settings": as_dict(settings), "model": model_key,
+            "key": capture_key(settings, model_key), "traitscope": __version__,
+            "n_truncated": int(table["truncated"].sum()), "n_over_context": int(table["over_context"].sum()),
+            "n_special_text": int(table["special_text"].sum())}
+    if isinstance(model_key, dict) and "chat_format" in model_key:
+        meta["chat_format"] = model_key["chat_format"]
+    return meta
+
+
+def responses_table(chunks: list[pd.DataFrame], context_length: int | None) -> pd.DataFrame:
+    """The chunks' responses as one table, with ``over_context`` (prompt, prefill and response together longer
+    than ``context_length``, the model's ``max_position_embeddings``)."""
+    table = pd.concat(chunks, ignore_index=True)
     total = table["n_prompt_tokens"] + table["n_prefill_tokens"] + table["n_response_tokens"]
     table["over_context"] = (total > context_length) if context_length else False
-    return merge_chunks(chunks), meta, table
+    return table
+
+
+def capture_prompts(model: Any, tokenizer: Any, df: pd.DataFrame, settings: CaptureJob, *,
+                    model_key: Any, cache_dir: str | Path | None = None,
+                    progress_label: str = "capture", context_length: int | None = None,
+                    reduce: Reduce | None = None, reduce_key: Any = None,
+                    ) -> tuple[dict[str, torch.Tensor], dict[str, Any], pd.DataFrame]:
+    """Capture a whole prompt table in memory; resumable through ``cache_dir``. Returns (tensors, meta, responses).
+    For a shard of any size use :func:`capture_shard`, which streams to a file at the memory of one chunk.
+
+    The responses table flags per row ``truncated`` (prompt cut at ``max_length``), ``over_context`` (see
+    :func:`responses_table`), ``special_text`` and ``scrubbed``.
+
+    ``reduce(tensors, ids)`` turns each chunk's activations into what is kept (the stream capture projects them onto
+    the trait vectors) before the chunk is cached, so raw activations are never written; ``reduce_key`` identifies
+    it in the cache key (the vectors' content)."""
+    chunks = list(iter_chunks(model, tokenizer, df, settings, model_key=model_key, cache_dir=cache_dir,
+                              progress_label=progress_label, reduce=reduce, reduce_key=reduce_key))
+    table = responses_table([c.responses for c in chunks], context_length)
+    tensors = merge_chunks([c.tensors for c in chunks if c.tensors is not None])
+    return tensors, capture_meta(df, settings, model_key, table), table
+
+
+def capture_shard(model: Any, tokenizer: Any, df: pd.DataFrame, settings: CaptureJob, out: str | Path, *,
+                  model_key: Any, cache_dir: str | Path, progress_label: str = "capture",
+                  context_length: int | None = None, extra_meta: dict[str, Any] | None = None
+                  ) -> tuple[dict[str, Any], pd.DataFrame]:
+    """Capture ``df`` into the activation shard ``out`` at the memory of one chunk, with one copy on disk; returns
+    (meta, responses).
+
+    Each chunk is written to the cache (``chunk-<key>.safetensors``, verified) and let go. Once all are there, they
+    are concatenated into ``shard-<key>.safetensors`` in the cache by a streaming copy
+    (:func:`~traitscope.io.concat_safetensors`), the sha256 of its data beside it; the chunk tensors are then
+    removed (their small responses tables stay), and ``out`` becomes a hard link to that file: one copy on disk,
+    two names. A killed job resumes at its first missing chunk; a job whose shard is already in the cache (same
+    model, settings, prompts and metadata), after its data is verified, only links it again. Without hard links
+    (some network file systems) the file is moved to ``out`` instead, and the shard cache is given up."""
+    import logging
+
+    from .io import concat_safetensors, data_sha256
+
+    cache = Path(cache_dir)
+    base_key = capture_key(settings, model_key)
+    keys = [chunk_key(base_key, df.iloc[j:j + settings.chunk_size]) for j in range(0, max(len(df), 1),
+                                                                                     settings.chunk_size)]
+    stored = cache / f"shard-{content_hash(base_key, keys, extra_meta or {})}.safetensors"
+    digest_file = stored.with_suffix(".sha256")
+    parquets = [cache / f"chunk-{k}.parquet" for k in keys]
+    if stored.exists() and digest_file.exists() and all(p.exists() for p in parquets):
+        if data_sha256(stored) == digest_file.read_text().strip():
+            table = responses_table([pd.read_parquet(p) for p in parquets], context_length)
+            print(f"[{progress_label}] shard cached ({len(df)} prompts)", file=sys.stderr, flush=True)
+            _link(stored, Path(out))
+            return capture_meta(df, settings, model_key, table) | (extra_meta or {}), table
+        logging.getLogger("traitscope.cache").warning("cache entry %s: checksum mismatch; computing it again", stored)
+        stored.unlink()
+    chunks = list(iter_chunks(model, tokenizer, df, settings, model_key=model_key, cache_dir=cache,
+                              progress_label=progress_label, keep=False))
+    table = responses_table([c.responses for c in chunks], context_length)
+    meta = capture_meta(df, settings, model_key, table) | (extra_meta or {})
+    paths = [c.path for c in chunks if c.path is not None]
+    digest = concat_safetensors(paths, stored, meta)
+    write_text(digest_file, f"{digest}\n")
+    for p in paths:
+        p.unlink(missing_ok=True)
+    _link(stored, Path(out))
+    return meta, table
+
+
+def _link(stored: Path, out: Path) -> None:
+    """``out`` as a hard link to ``stored`` (or ``stored`` moved there where links are not possible), with a fresh
+    modification time, so Snakemake sees an output newer than its inputs."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.unlink(missing_ok=True)
+    try:
+        os.link(stored, out)
+    except OSError:
+        os.replace(stored, out)
+    os.utime(out)
 
 
 class CaptureError(TraitscopeError, ValueError):

@@ -129,10 +129,10 @@ def check_sae(cfg: dict[str, Any], dims: dict[str, ModelDims]) -> None:
         raise _err("sae.k", f"k={sae['k']} is more than n_features={sae['n_features']}", "lower sae.k")
 
 
-def check_semantics(cfg: dict[str, Any], base_dir: Path,
-                    resources_dir: Path) -> tuple[dict[str, ModelDims], dict[str, int | None]]:
-    """Cross-reference checks; returns the :class:`ModelDims` of each variant and the row count per prompt set
-    (None where unknown before prep)."""
+def check_semantics(cfg: dict[str, Any], base_dir: Path, resources_dir: Path
+                    ) -> tuple[dict[str, ModelDims], dict[str, int | None], dict[str, int]]:
+    """Cross-reference checks; returns the :class:`ModelDims` of each variant, the row count per prompt set (None
+    where unknown before prep) and the rows of each trait's extraction data where start-up can load it."""
     from . import prompts, traits
     from .models import check_adapter, embedded_name, looks_local, model_dims
 
@@ -239,9 +239,9 @@ def check_semantics(cfg: dict[str, Any], base_dir: Path,
                 raise _err(f"checks.harm_separation.{role}", f"{s!r} is not a captured prompt set",
                            f"use one of capture.prompt_sets {cap['prompt_sets']}")
     check_conditions(cfg, base_dir)
-    check_splits(cfg, base_dir)
+    trait_rows = check_splits(cfg, base_dir)
     check_special_tokens(cfg, base_dir, resources_dir)
-    return dims, rows
+    return dims, rows, trait_rows
 
 
 SEED_RANGE = (0, 2**32 - 1)
@@ -358,16 +358,17 @@ def check_special_tokens(cfg: dict[str, Any], base_dir: Path, resources_dir: Pat
                                "checks.special_tokens: text to keep it as ordinary text")
 
 
-def check_splits(cfg: dict[str, Any], base_dir: Path) -> None:
+def check_splits(cfg: dict[str, Any], base_dir: Path) -> dict[str, int]:
     """Each trait's extraction data can give the train/test split (extract.test_fraction) and the grouped
     cross-validation folds (extract.selection_folds) that extraction will ask for, with both classes everywhere:
     the same split, on the same rows and seed, as the extract job, done at start-up instead of after the capture.
-    Traits whose data start-up cannot load are checked by the job."""
+    Traits whose data start-up cannot load are checked by the job. Returns the rows of each trait it checked."""
     from .extract import SplitError, grouped_split, selection_folds
     from .prompts import startup_table
     from .traits import contrast_from_tables, persona_table
 
     ext, sets = cfg["extract"], cfg["prompt_sets"]
+    counts: dict[str, int] = {}
     for key, data in cfg["traits"].items():
         spec = unresolved_trait(data)
         if spec.source == "contrast":
@@ -377,6 +378,7 @@ def check_splits(cfg: dict[str, Any], base_dir: Path) -> None:
             table = contrast_from_tables(tables[0], tables[1], str(spec.pos), str(spec.neg))
         else:
             table = persona_table(key, spec, base_dir)
+        counts[key] = len(table)
         labels, groups = table["label"].to_numpy(dtype=int), table["group"].to_numpy()
         n_pos, n_neg = int((labels == 1).sum()), int((labels == 0).sum())
         try:
@@ -385,6 +387,7 @@ def check_splits(cfg: dict[str, Any], base_dir: Path) -> None:
         except SplitError as exc:
             raise ConfigError(f"config error at traits.{key}: {n_pos} positive and {n_neg} negative rows in "
                               f"{len(set(groups.tolist()))} groups cannot be split as asked: {exc}") from None
+    return counts
 
 
 def check_overlap(cfg: dict[str, Any], base_dir: Path) -> tuple[dict[str, dict[str, int]], list[str]]:
@@ -646,13 +649,13 @@ def load_config(config: dict[str, Any], base_dir: str | Path = ".", resources_di
     cfg = validate_schema(config)
     if not check:
         return Study.from_config(cfg, config=cfg)
-    dims, rows = check_semantics(cfg, Path(base_dir), Path(resources_dir))
+    dims, rows, trait_rows = check_semantics(cfg, Path(base_dir), Path(resources_dir))
     overlaps, unchecked = check_overlap(cfg, Path(base_dir))
     shards = {k: shard_count(k, spec, rows.get(k)) for k, spec in cfg["prompt_sets"].items()}
     for k, spec in cfg["prompt_sets"].items():  # a replay set keeps the shards of the set it replays
         if spec["source"] == "replay":
             shards[k] = shards[spec["prompt_set"]]
-    return Study.from_config(cfg, dims=dims, rows=rows, shards=shards,
+    return Study.from_config(cfg, dims=dims, rows=rows, shards=shards, trait_rows=trait_rows,
                              overlaps={"allowed": overlaps, "unchecked": unchecked}, config=cfg)
 
 

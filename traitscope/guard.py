@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import time
 from pathlib import Path
 from typing import IO
@@ -64,6 +65,11 @@ def tidy(results_dir: str | os.PathLike[str], skip: tuple[str, ...] = ("cache",)
         here = Path(dirpath)
         if here == root:
             dirnames[:] = [d for d in dirnames if d not in skip]
+        for d in [d for d in dirnames if d.startswith(".") and d.endswith(".tmp")]:  # a killed job's work folder
+            shutil.rmtree(here / d, ignore_errors=True)
+            removed.append(f"{here / d}: a temporary folder left by a killed job")
+            log.warning("removed %s: a temporary folder left by a killed job", here / d)
+            dirnames.remove(d)
         for name in filenames:
             path = here / name
             why: str | None

@@ -14,7 +14,7 @@ import math
 import os
 import re
 import tempfile
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -471,3 +471,81 @@ def load_yaml(text: str, *, max_nodes: int = YAML_MAX_NODES) -> Any:
         return loader.construct_document(node)
     finally:
         loader.dispose()
+
+
+_ITEMSIZE = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1, "BOOL": 1,
+             "U16": 2, "U32": 4, "U64": 8, "F8_E4M3": 1, "F8_E5M2": 1}
+COPY_BLOCK = 64 << 20
+
+
+def concat_safetensors(parts: Sequence[str | os.PathLike[str]], path: str | os.PathLike[str],
+                       metadata: Mapping[str, Any] | None = None, *, rebase: tuple[str, ...] = ("response.offsets",),
+                       digest: bool = True) -> str | None:
+    """Concatenate the tensors of safetensors files along their first axis into one file, streaming: bytes are
+    copied from each part in blocks, so memory does not grow with the parts (what :func:`merge_chunks
+    <traitscope.capture.merge_chunks>` does in memory). Every part holds the same tensor names; a name in ``rebase``
+    is an ``[n + 1]`` int64 offsets array, re-based so it indexes the concatenated token arrays. The metadata is one
+    sorted JSON entry (:data:`META_KEY`), as :func:`write_safetensors` writes it. Atomic. Returns the sha256 of the
+    data section (what :func:`data_sha256` recomputes) when ``digest``."""
+    import numpy as np
+
+    headers = [safetensors_header(p) for p in parts]
+    names = sorted(k for k in headers[0] if k != "__metadata__")
+    for p, h in zip(parts, headers):
+        if sorted(k for k in h if k != "__metadata__") != names:
+            raise ValueError(f"'{p}' holds other tensors than '{parts[0]}'")
+    entries: dict[str, Any] = {}
+    offset = 0
+    for name in names:
+        dtype = headers[0][name]["dtype"]
+        shapes = [h[name]["shape"] for h in headers]
+        first = sum(s[0] for s in shapes) - (len(parts) - 1 if name in rebase else 0)
+        nbytes = first * int(np.prod(shapes[0][1:], dtype=np.int64)) * _ITEMSIZE[dtype]
+        entries[name] = {"dtype": dtype, "shape": [first, *shapes[0][1:]], "data_offsets": [offset, offset + nbytes]}
+        offset += nbytes
+    header: dict[str, Any] = {}
+    if metadata:
+        header["__metadata__"] = {META_KEY: json.dumps(dict(metadata), sort_keys=True, default=_json_default)}
+    header.update(entries)
+    raw = json.dumps(header, separators=(",", ":")).encode()
+    raw += b" " * (-len(raw) % 8)  # the data section starts 8-byte aligned, as safetensors writes it
+    starts = [8 + int.from_bytes(open(p, "rb").read(8), "little") for p in parts]  # noqa: SIM115
+    sha = hashlib.sha256() if digest else None
+    with atomic_path(path) as tmp, open(tmp, "wb") as out:
+        out.write(len(raw).to_bytes(8, "little"))
+        out.write(raw)
+        for name in names:
+            base = 0
+            for i, (p, hd, start) in enumerate(zip(parts, headers, starts, strict=True)):
+                a, b = hd[name]["data_offsets"]
+                with open(p, "rb") as f:
+                    f.seek(start + a)
+                    if name in rebase:
+                        values = np.frombuffer(f.read(b - a), dtype=np.int64)
+                        chunk = (values[1 if i else 0:] + base).astype(np.int64).tobytes()
+                        base += int(values[-1])
+                        out.write(chunk)
+                        if sha is not None:
+                            sha.update(chunk)
+                        continue
+                    left = b - a
+                    while left:
+                        block = f.read(min(COPY_BLOCK, left))
+                        if not block:
+                            raise ValueError(f"'{p}' ends before its tensor {name} does")
+                        out.write(block)
+                        if sha is not None:
+                            sha.update(block)
+                        left -= len(block)
+    return sha.hexdigest() if sha is not None else None
+
+
+def data_sha256(path: str | os.PathLike[str]) -> str:
+    """sha256 of a safetensors file's data section (everything after its header), read in blocks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        n = int.from_bytes(f.read(8), "little")
+        f.seek(8 + n)
+        while block := f.read(COPY_BLOCK):
+            h.update(block)
+    return h.hexdigest()

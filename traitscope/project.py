@@ -14,6 +14,8 @@ Projection reads only activation shards and vector files, so new vectors never r
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -186,6 +188,37 @@ def score_frames(scores: dict[str, torch.Tensor], ids: list[str]) -> tuple[pd.Da
     pooled_df = pd.concat(pooled, ignore_index=True) if pooled else pd.DataFrame(columns=POOLED_COLUMNS)
     token_df = pd.concat(tokens, ignore_index=True) if tokens else pd.DataFrame(columns=TOKEN_COLUMNS)
     return pooled_df, token_df
+
+
+def write_scores(parts: Iterable[tuple[dict[str, torch.Tensor], list[str]]], baseline: BaselineJob | None,
+                 scores_path: str | Path, tokens_path: str | Path, baseline_path: str | Path
+                 ) -> tuple[int, int, int]:
+    """Write the pooled and per-token score tables and the random baseline of :func:`score_tensors` outputs given
+    part by part (capture chunks or shard chunks, in row order, with their ids), holding one part in memory: the
+    tables grow part by part (:class:`~traitscope.io.ParquetParts`), each part's baseline goes to a file in a
+    temporary folder beside the baseline (``.baseline-*.tmp``, removed after, and by start-up after a kill), and the
+    files are concatenated by a streaming copy. Returns (pooled rows, token rows, parts)."""
+    import tempfile
+
+    from .io import ParquetParts, concat_safetensors
+
+    Path(baseline_path).parent.mkdir(parents=True, exist_ok=True)
+    ids: list[str] = []
+    meta: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(dir=Path(baseline_path).parent, prefix=".baseline-", suffix=".tmp") as tmp, \
+            ParquetParts(scores_path) as pooled_out, ParquetParts(tokens_path) as token_out:
+        files = []
+        for n, (scores, part_ids) in enumerate(parts):
+            pooled, tokens = score_frames(scores, part_ids)
+            pooled_out.write(pooled)
+            token_out.write(tokens)
+            part = baseline_scores([scores], part_ids, baseline or BaselineJob(0, 0, False))
+            meta = {**part.meta, "layers": sorted(set(meta.get("layers", [])) | set(part.meta["layers"]))}
+            part.save(Path(tmp) / f"{n:06d}.safetensors")
+            files.append(Path(tmp) / f"{n:06d}.safetensors")
+            ids += part_ids
+        concat_safetensors(files, baseline_path, {**meta, "ids": ids}, digest=False)
+    return pooled_out.rows, token_out.rows, len(files)
 
 
 def project_shard(shard: ActivationShard, traits: list[TraitVectors], job: ProjectSettings,

@@ -3,7 +3,8 @@
 parameters ~= 12 * layers * hidden^2 + 2 * vocab * hidden   (decoder blocks + embeddings/LM head)
 weights    = parameters x bytes/parameter (float32 4, float16/bfloat16 2, 8bit 1, 4bit 0.5)
 need       = weights x overhead (activations, KV cache, CUDA context)
-GPUs       = ceil(need / gpu_memory_gb); host memory = weights x 1.1 (loading) or need on CPU
+GPUs       = ceil(need / gpu_memory_gb); host memory = weights x 1.1 (loading) or need on CPU, plus one capture
+             chunk's activations twice over (chunks are streamed into the shard, so the shard's size never counts)
 
 A 70B Llama (80 layers, hidden 8192, vocab 128256) in bfloat16: ~66e9 parameters, 133 GB of weights,
 173 GB with overhead: 3 x 80 GB GPUs; in 4bit: 33 GB -> 1 GPU.
@@ -38,7 +39,8 @@ def model_job_resources(study: Study, variant: str) -> dict[str, Any]:
     need_gb = weights_gb * float(res.overhead)
     on_cpu = spec.device_map == "cpu"
     gpu = 0 if on_cpu else max(1, math.ceil(need_gb / float(res.gpu_memory_gb)))
-    host_gb = need_gb if on_cpu else weights_gb * 1.1
+    chunk_gb = chunk_activation_bytes(study, variant) * CHUNK_COPIES / 1e9  # one chunk, never the shard
+    host_gb = (need_gb if on_cpu else weights_gb * 1.1) + chunk_gb
     out: dict[str, Any] = {
         "gpu": gpu,
         "gpu_model": res.gpu_model,
@@ -75,15 +77,31 @@ READ_MB_PER_S = 100.0
 """A conservative rate at which ``project`` reads activation shards and projects them on a CPU node."""
 
 
+CHUNK_COPIES = 2.0
+"""A capture job holds a chunk's activations about twice (the per-row pieces gathered from the hooks, then the
+stacked chunk it writes); a project job one part of a shard plus a float32 copy of one layer's slice (1.5)."""
+
+
+def chunk_activation_bytes(study: Study, variant: str) -> float:
+    """The activations of one capture chunk (``capture.chunk_size`` prompts) of ``variant``: what a capture job
+    holds at once, whatever its shard's size (chunks are streamed into the shard file)."""
+    from .budget import pair_budget
+
+    per_prompt = pair_budget(study, variant, study.capture.prompt_sets[0] if study.capture.prompt_sets else "",
+                             projected=False).activation_bytes_per_prompt
+    return per_prompt * study.capture.chunk_size
+
+
 def project_job_resources(study: Study, variant: str, pset: str) -> dict[str, int]:
-    """Memory and runtime of the ``project`` job of one (variant, prompt set): it holds one activation shard at a
-    time (the largest, plus a float32 copy of one layer's slice and the score frames), and reads every shard."""
+    """Memory and runtime of the ``project`` job of one (variant, prompt set): it reads its shards one capture chunk
+    at a time (plus a float32 copy of one layer's slice and the chunk's score frames), so its memory comes from
+    one chunk, not from the shard; its runtime from reading every shard."""
     from .budget import pair_budget
 
     b = pair_budget(study, variant, pset)
-    shards = max(1, study.shard_count(pset))
-    per_shard = b.activation_bytes_per_prompt * -(-b.rows // shards) if not b.streamed else 0.0
-    scores_per_shard = b.score_bytes_per_prompt * -(-b.rows // shards) * 8  # in-memory frames are ~8x the parquet
-    mem_mb = 2000 + int(math.ceil((per_shard * 1.5 + scores_per_shard) / 2**20))
+    chunk = min(study.capture.chunk_size, max(b.rows, 1))
+    per_chunk = b.activation_bytes_per_prompt * chunk if not b.streamed else 0.0
+    scores_per_chunk = b.score_bytes_per_prompt * chunk * 8  # in-memory frames are ~8x the parquet
+    mem_mb = 2000 + int(math.ceil((per_chunk * 1.5 + scores_per_chunk) / 2**20))
     read = b.activation_bytes_per_prompt * b.rows if not b.streamed else b.score_bytes_per_prompt * b.rows
     return {"mem_mb": mem_mb, "runtime": 30 + int(math.ceil(read / (READ_MB_PER_S * 1e6) / 60))}

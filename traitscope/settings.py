@@ -503,6 +503,7 @@ class Study:
     dims: dict[str, ModelDims] = field(default_factory=dict)
     rows: dict[str, int | None] = field(default_factory=dict)
     shards: dict[str, int] = field(default_factory=dict)
+    trait_rows: dict[str, int] = field(default_factory=dict)  # rows of each trait's extraction data, where known
     # overlap of scored and extraction prompts: {"allowed": {set: {trait: prompts}}, "unchecked": [sets]}
     overlaps: dict[str, Any] = field(default_factory=dict)
     config: dict[str, Any] = field(default_factory=dict)  # the validated config with defaults, for provenance

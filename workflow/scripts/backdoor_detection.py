@@ -3,7 +3,7 @@
 import pandas as pd
 
 from traitscope import backdoor, plots
-from traitscope.artifacts import ActivationShard, TraitVectors, best_layers, trait_sites
+from traitscope.artifacts import ShardFiles, TraitVectors, best_layers, trait_sites
 from traitscope.io import write_json, write_parquet
 from traitscope.workflow import setup
 
@@ -28,11 +28,10 @@ pooled_in = {v: (trig[v], ctrl[v]) for v in variants}
 pooled = backdoor.pooled_auc(pooled_in, best, bd.method, n_boot=bd.n_boot, seed=p.seed)
 sites = trait_sites(sidecars)
 points, positions = sorted({(sites[t], layer) for t, layer in best.items()}), sorted(set(pooled["position"]))
-keys = sorted({k for site, layer in points for k in ActivationShard.pooled_keys(positions, [layer], site)})
 
 
-def load(files):
-    return [ActivationShard.load(f, keys) for f in files]
+def load(files):  # read part by part, projected on the random directions as they are read
+    return [ShardFiles(files)]
 
 
 baselines = {v: backdoor.random_baseline(load(smk.input.trigger_acts[i * nt:(i + 1) * nt]),

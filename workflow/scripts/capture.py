@@ -4,10 +4,18 @@ capture.stream set (rule capture_stream), project them onto the trait vectors ch
 import pandas as pd
 
 from traitscope.artifacts import ActivationShard, TraitVectors
-from traitscope.capture import CaptureError, capture_prompts, model_fingerprint
+from traitscope.capture import (
+    CaptureError,
+    capture_meta,
+    capture_shard,
+    iter_chunks,
+    model_fingerprint,
+    responses_table,
+)
+from traitscope.chat import special_text_rows
 from traitscope.io import file_sha256, write_parquet
 from traitscope.models import context_length, load_model, resolve_model_path
-from traitscope.project import baseline_scores, needed_layers, needed_sites, score_frames, score_tensors
+from traitscope.project import needed_layers, needed_sites, score_tensors, write_scores
 from traitscope.workflow import setup
 
 smk = snakemake  # noqa: F821 - injected by Snakemake
@@ -32,18 +40,34 @@ if smk.rule == "capture_stream":  # hook only the layers and sites some trait is
         return score_tensors(shard, traits, p.project, p.n_layers, p.baseline)
 
     reduce_key = (repr(p.project), repr(p.baseline), [file_sha256(f) for f in smk.input.vectors])
-tensors, meta, responses = capture_prompts(model, tokenizer, df, job, model_key=fingerprint, cache_dir=p.cache_dir,
-                                           progress_label=label, context_length=(ctx := context_length(model.config)),
-                                           reduce=reduce, reduce_key=reduce_key)
-n_cut, n_over = int(responses["truncated"].sum()), int(responses["over_context"].sum())
-n_special = int(responses["special_text"].sum())
-meta.update(variant=w.variant, prompt_set=f"{smk.rule} {label}", n_truncated=n_cut, n_over_context=n_over,
-            n_special_text=n_special, chat_format=fingerprint["chat_format"])
-if n_special and p.special_tokens == "refuse":
-    ids = responses.loc[responses["special_text"], "id"].tolist()
-    raise CaptureError(f"{label}: {n_special} rows spell a special token of the tokenizer, e.g. {ids[:3]}, and "
+ctx = context_length(model.config)
+special = special_text_rows(tokenizer, df)
+if special and p.special_tokens == "refuse":
+    raise CaptureError(f"{label}: {len(special)} rows spell a special token of the tokenizer, e.g. {special[:3]}, and "
                        "checks.special_tokens is refuse (fix: remove it from the prompts, or set "
                        "checks.special_tokens: text to keep it as ordinary text)")
+extra = {"variant": w.variant, "prompt_set": f"{smk.rule} {label}"}
+if reduce is None:  # streamed into the shard at the memory of one chunk, one copy on disk (capture_shard)
+    meta, responses = capture_shard(model, tokenizer, df, job, smk.output.activations, model_key=fingerprint,
+                                    cache_dir=p.cache_dir, progress_label=label, context_length=ctx, extra_meta=extra)
+else:  # scores only, written chunk by chunk
+    chunks = iter_chunks(model, tokenizer, df, job, model_key=fingerprint, cache_dir=p.cache_dir,
+                         progress_label=label, reduce=reduce, reduce_key=reduce_key)
+    tables, done = [], []
+
+    def parts():
+        for chunk in chunks:
+            tables.append(chunk.responses)
+            done.append(chunk.path)
+            yield chunk.tensors, chunk.ids
+
+    n_pooled, n_tokens, _ = write_scores(parts(), p.baseline, smk.output.scores, smk.output.tokens,
+                                         smk.output.baseline)
+    for path in done:  # the scores are in the outputs now: one copy on disk (the chunks' responses tables stay)
+        path.unlink(missing_ok=True)
+    responses = responses_table(tables, ctx)
+    meta = capture_meta(df, job, fingerprint, responses)
+n_cut, n_over, n_special = meta["n_truncated"], meta["n_over_context"], meta["n_special_text"]
 if n_special:  # flagged per row in the responses table (column special_text)
     log.warning("%s: %d of %d rows spell a special token of the tokenizer in their text; it was kept as text, not "
                 "turned into a control token (checks.special_tokens: refuse stops start-up on them instead)",
@@ -56,12 +80,5 @@ if n_over:  # and in results/all per prompt set
                 "so their last tokens sit at positions it was not trained on (fix: shorten the prefills/responses "
                 "or use a longer-context model)", label, n_over, len(df), ctx)
 write_parquet(smk.output.responses, responses)
-if reduce is None:
-    ActivationShard(tensors, meta).save(smk.output.activations)
-else:
-    pooled, tokens = score_frames(tensors, meta["ids"])
-    write_parquet(smk.output.scores, pooled)
-    write_parquet(smk.output.tokens, tokens)
-    baseline_scores([tensors], meta["ids"], p.baseline).save(smk.output.baseline)
 log.info("%s: captured %d prompts at %d layers, positions %s%s", label, len(df), len(job.layers), job.positions,
-         "" if reduce is None else f"; kept {len(pooled)} pooled and {len(tokens)} token scores, no activations")
+         "" if reduce is None else f"; kept {n_pooled} pooled and {n_tokens} token scores, no activations")

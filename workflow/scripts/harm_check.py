@@ -2,7 +2,7 @@
 
 from traitscope import plots
 from traitscope.analyze import harm_check
-from traitscope.artifacts import ActivationShard, TraitVectors
+from traitscope.artifacts import ShardFiles, TraitVectors
 from traitscope.io import write_json
 from traitscope.workflow import setup
 
@@ -10,9 +10,9 @@ smk = snakemake  # noqa: F821 - injected by Snakemake
 log = setup(smk)
 check = smk.params.check
 vectors = TraitVectors.load(smk.input.vectors, smk.input.sidecar)
-harmful = [ActivationShard.load(f) for f in smk.input.harmful]
-harmless = [ActivationShard.load(f) for f in smk.input.harmless]
-result, layer_auc, dist = harm_check(vectors, harmful, harmless, min_auc=check.min_auc, seed=smk.params.seed)
+# read part by part, projected as they are read: memory does not grow with the prompt sets
+harmful, harmless = ShardFiles(smk.input.harmful), ShardFiles(smk.input.harmless)
+result, layer_auc, dist = harm_check(vectors, [harmful], [harmless], min_auc=check.min_auc, seed=smk.params.seed)
 result.update(harmful_set=check.harmful, harmless_set=check.harmless)
 write_json(smk.output.json, result)
 plots.save(plots.harm_separation(layer_auc, dist, result["best_layer"], check.min_auc, result["trait"], result["model"],

@@ -1,11 +1,12 @@
 """The trait scores of one (variant, prompt set): project every activation shard onto every trait vector, or gather
-the score shards that the stream capture wrote (capture.stream). Written part by part, one shard in memory at a time."""
+the score shards that the stream capture wrote (capture.stream). Shards are read one capture chunk at a time and the
+tables written part by part, so memory does not grow with the shard."""
 
 import pandas as pd
 
 from traitscope.artifacts import ActivationShard, BaselineScores, TraitVectors
-from traitscope.io import ParquetParts, write_parquet_parts
-from traitscope.project import baseline_scores, score_frames, score_tensors
+from traitscope.io import concat_safetensors, write_parquet_parts
+from traitscope.project import score_tensors, write_scores
 from traitscope.workflow import setup
 
 smk = snakemake  # noqa: F821 - injected by Snakemake
@@ -14,22 +15,15 @@ p, w = smk.params, smk.wildcards
 if p.mode == "stream":
     n_pooled = write_parquet_parts(smk.output.scores, (pd.read_parquet(f) for f in smk.input.stream_scores))
     n_tokens = write_parquet_parts(smk.output.tokens, (pd.read_parquet(f) for f in smk.input.stream_tokens))
-    n_shards = len(smk.input.stream_scores)
-    baseline = BaselineScores.concat([BaselineScores.load(f) for f in smk.input.stream_baseline])
+    n_parts = len(smk.input.stream_scores)
+    parts = [BaselineScores.load(f, []) for f in smk.input.stream_baseline]
+    concat_safetensors(list(smk.input.stream_baseline), smk.output.baseline,
+                       {**parts[0].meta, "ids": [i for b in parts for i in b.ids]}, digest=False)
 else:
     traits = [TraitVectors.load(v, s) for v, s in zip(smk.input.vectors, smk.input.sidecars)]
-    random_parts, ids = [], []
-    with ParquetParts(smk.output.scores) as pooled_out, ParquetParts(smk.output.tokens) as token_out:
-        for f in smk.input.activations:
-            shard = ActivationShard.load(f)
-            scores = score_tensors(shard, traits, p.project, p.n_layers, p.baseline)
-            pooled, tokens = score_frames(scores, shard.ids)
-            pooled_out.write(pooled)
-            token_out.write(tokens)
-            random_parts.append(scores)
-            ids += shard.ids
-    n_pooled, n_tokens, n_shards = pooled_out.rows, token_out.rows, len(smk.input.activations)
-    baseline = baseline_scores(random_parts, ids, p.baseline)
-baseline.save(smk.output.baseline)
-log.info("%s/%s (%s): %d shards, %d pooled and %d token scores, %d random baseline directions", w.variant, w.pset,
-         p.mode, n_shards, n_pooled, n_tokens, baseline.n_random)
+    n_pooled, n_tokens, n_parts = write_scores(
+        ((score_tensors(part, traits, p.project, p.n_layers, p.baseline), part.ids)
+         for f in smk.input.activations for part in ActivationShard.iter_rows(f)),
+        p.baseline, smk.output.scores, smk.output.tokens, smk.output.baseline)
+log.info("%s/%s (%s): %d parts, %d pooled and %d token scores, %d random baseline directions", w.variant, w.pset,
+         p.mode, n_parts, n_pooled, n_tokens, p.baseline.n_random)

@@ -1,0 +1,30 @@
+"""Every benchmark runs, in its short mode (seconds, a tiny model or study), and prints its figures: none can rot.
+A benchmark without a --short mode fails here."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+from conftest import REPO
+
+BENCHMARKS = sorted((REPO / "benchmarks").glob("*.py"))
+FIGURES = {  # what each must print: its measured figures
+    "capture_throughput.py": ["ratio capture / bare truncated stack:", "ratio capture / full forward:"],
+    "capture_memory.py": ["peak RSS at 20 (MB)", "RESULTS {"],
+    "dag_scale.py": ["== two-step:", "== stream:", "written per prompt:", "jobs submitted to SLURM:"],
+}
+
+
+def test_every_benchmark_is_listed():
+    assert {b.name for b in BENCHMARKS} == set(FIGURES)
+
+
+@pytest.mark.parametrize("bench", BENCHMARKS, ids=lambda p: p.name)
+def test_benchmark_runs_in_short_mode(bench):
+    proc = subprocess.run([sys.executable, str(bench), "--short"], capture_output=True, text=True, timeout=600,
+                          cwd=REPO)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for figure in FIGURES[bench.name]:
+        assert figure in proc.stdout, proc.stdout[-3000:]
