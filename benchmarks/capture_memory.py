@@ -37,10 +37,12 @@ def child(args: argparse.Namespace) -> None:
     from traitscope.capture import capture_prompts, capture_shard, iter_chunks
     from traitscope.config import entry, section
     from traitscope.models import load_model
-    from traitscope.project import score_tensors, write_scores
+    from traitscope.project import project_files, score_tensors, write_scores
     from traitscope.prompts import normalise
     from traitscope.settings import BaselineJob, CaptureJob
+    from traitscope.workflow import steady_memory
 
+    steady_memory()  # as every job does (traitscope.workflow.setup)
     torch.set_num_threads(2)
     work = Path(args.work)
     model, tok = load_model(entry("variants", {"model": str(work / "model"), "dtype": "float32", "device_map": "cpu"}))
@@ -67,8 +69,7 @@ def child(args: argparse.Namespace) -> None:
         tensors, meta, _ = capture_prompts(model, tok, df, job, model_key="bench")
         ActivationShard(tensors, meta).save(out / "shard.safetensors")
     elif args.stage == "project":
-        parts = ((score_tensors(p, [vectors], proj, len(layers), baseline), p.ids)
-                 for p in ActivationShard.iter_rows(shard))
+        parts = project_files([shard], [vectors], proj, len(layers), baseline)
         write_scores(parts, baseline, out / "scores.parquet", out / "tokens.parquet", out / "baseline.safetensors")
     elif args.stage == "stream":
         def reduce(chunk, ids):

@@ -14,7 +14,7 @@ Projection reads only activation shards and vector files, so new vectors never r
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -217,8 +217,20 @@ def write_scores(parts: Iterable[tuple[dict[str, torch.Tensor], list[str]]], bas
             part.save(Path(tmp) / f"{n:06d}.safetensors")
             files.append(Path(tmp) / f"{n:06d}.safetensors")
             ids += part_ids
+            del scores, pooled, tokens, part  # before the next part is read: one part in memory, not two
         concat_safetensors(files, baseline_path, {**meta, "ids": ids}, digest=False)
     return pooled_out.rows, token_out.rows, len(files)
+
+
+def project_files(paths: Iterable[str | Path], traits: list[TraitVectors], job: ProjectSettings, n_layers: int,
+                  baseline: BaselineJob | None = None) -> Iterator[tuple[dict[str, torch.Tensor], list[str]]]:
+    """:func:`score_tensors` of activation shards read one capture chunk at a time (:meth:`ActivationShard.iter_rows`),
+    with their ids, for :func:`write_scores`; a part's activations are let go before the next is read."""
+    for path in paths:
+        for part in ActivationShard.iter_rows(path):
+            scores, ids = score_tensors(part, traits, job, n_layers, baseline), part.ids
+            del part
+            yield scores, ids
 
 
 def project_shard(shard: ActivationShard, traits: list[TraitVectors], job: ProjectSettings,

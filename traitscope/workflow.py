@@ -27,10 +27,25 @@ def one_line_errors(kind: type[BaseException], exc: BaseException, tb: Any) -> N
     sys.__excepthook__(kind, exc, tb)
 
 
+def steady_memory() -> None:
+    """Keep a job's resident memory at its working set: glibc raises its mmap threshold each time a large block is
+    freed, so later large tensors come from the heap, which fragments and never shrinks, and a job that handles many
+    chunks one after another ends with many chunks' worth of memory. A fixed threshold (128 KiB, the default
+    before any adjustment) serves every large tensor from mmap and returns it on free. No effect off glibc."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").mallopt(-3, 128 * 1024)  # M_MMAP_THRESHOLD
+    except (OSError, AttributeError):
+        pass
+
+
 def setup(smk: Any) -> logging.Logger:
     """Send logging and stderr of a script to its Snakemake log; fix threads and seeds; refuse, in one line naming
     it, an input file that cannot be read back (truncated or garbled: :func:`~traitscope.io.verify_inputs`)."""
     sys.excepthook = one_line_errors
+    steady_memory()
     if getattr(smk, "log", None):
         handle = open(smk.log[0], "a", buffering=1)  # noqa: SIM115 - lives as long as the job
         sys.stderr = ScrubbedStream(handle)  # no secret reaches the log

@@ -4,9 +4,9 @@ tables written part by part, so memory does not grow with the shard."""
 
 import pandas as pd
 
-from traitscope.artifacts import ActivationShard, BaselineScores, TraitVectors
+from traitscope.artifacts import BaselineScores, TraitVectors
 from traitscope.io import concat_safetensors, write_parquet_parts
-from traitscope.project import score_tensors, write_scores
+from traitscope.project import project_files, write_scores
 from traitscope.workflow import setup
 
 smk = snakemake  # noqa: F821 - injected by Snakemake
@@ -21,9 +21,8 @@ if p.mode == "stream":
                        {**parts[0].meta, "ids": [i for b in parts for i in b.ids]}, digest=False)
 else:
     traits = [TraitVectors.load(v, s) for v, s in zip(smk.input.vectors, smk.input.sidecars)]
-    n_pooled, n_tokens, n_parts = write_scores(
-        ((score_tensors(part, traits, p.project, p.n_layers, p.baseline), part.ids)
-         for f in smk.input.activations for part in ActivationShard.iter_rows(f)),
-        p.baseline, smk.output.scores, smk.output.tokens, smk.output.baseline)
+    n_pooled, n_tokens, n_parts = write_scores(project_files(smk.input.activations, traits, p.project, p.n_layers,
+                                                             p.baseline),
+                                               p.baseline, smk.output.scores, smk.output.tokens, smk.output.baseline)
 log.info("%s/%s (%s): %d parts, %d pooled and %d token scores, %d random baseline directions", w.variant, w.pset,
          p.mode, n_parts, n_pooled, n_tokens, p.baseline.n_random)
