@@ -13,7 +13,8 @@ For each stage the script prints the peak RSS at both sizes, the shard's size on
 within 1.15 means memory does not grow with the shard.
 
     python benchmarks/capture_memory.py                       # 250 and 2000 prompts, hidden 256, 8 layers
-    python benchmarks/capture_memory.py --short               # seconds: 20 and 80 prompts, hidden 32 (CI)
+    python benchmarks/capture_memory.py --short               # seconds: capture and project, 20 and 80 prompts,
+                                                              # hidden 32 (CI: it runs, and prints its figures)
 """
 
 from __future__ import annotations
@@ -117,6 +118,7 @@ def main() -> None:
         return child(args)
     if args.short:
         args.sizes, args.hidden, args.layers, args.chunk_size = "20,80", 32, 2, 20
+        args.stages = "capture,project"
     sizes = [int(x) for x in args.sizes.split(",")]
     stages = args.stages.split(",")
     from traitscope.tiny import build_tiny_model

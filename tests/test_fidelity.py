@@ -8,6 +8,7 @@ second invocation on the same folder is refused."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -200,14 +201,23 @@ def test_yaml_alias_bomb_is_refused_quickly(tmp_path):
 # ------------------------------------------------------------------------------------ leftovers and locks
 
 def test_a_killed_writers_temporary_is_removed_by_the_next_write(tmp_path):
+    import socket
+
     dest = tmp_path / "scores.parquet"
-    stale = tmp_path / ".scores.parquet.abc123.tmp"
-    stale.write_bytes(b"")  # what a SIGKILLed ParquetParts leaves
-    other = tmp_path / ".tokens.parquet.abc123.tmp"
+    proc = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    host = socket.gethostname().replace(".", "_")
+    stale = tmp_path / f".scores.parquet.{host}-{proc.stdout.strip()}.abc123.tmp"  # a writer that was killed
+    stale.write_bytes(b"")
+    mine = tmp_path / f".scores.parquet.{host}-{os.getpid()}.def456.tmp"  # another thread of this process
+    mine.write_bytes(b"")
+    elsewhere = tmp_path / ".scores.parquet.node17-12.ghi789.tmp"  # a writer on another cluster node
+    elsewhere.write_bytes(b"")
+    other = tmp_path / f".tokens.parquet.{host}-{proc.stdout.strip()}.abc123.tmp"
     other.write_bytes(b"")
     with atomic_path(dest) as tmp:
         tmp.write_text("x")
     assert dest.read_text() == "x" and not stale.exists() and other.exists()
+    assert mine.exists() and elsewhere.exists()
 
 
 def test_guard_tidies_and_holds(tmp_path):

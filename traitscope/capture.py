@@ -222,7 +222,7 @@ def iter_chunks(model: Any, tokenizer: Any, df: pd.DataFrame, settings: CaptureJ
         print(f"[{progress_label}] chunk {j + 1}/{n_chunks} {status} ({min((j + 1) * settings.chunk_size, len(df))}"
               f"/{len(df)} prompts, {elapsed:.1f}s)", file=sys.stderr, flush=True)
         yield Chunk(part["id"].tolist(), key, path, tensors if keep or path is None else None, resp)
-        tensors = None
+        tensors = cached = None  # let the chunk go before the next one is computed
     progress.close(f"{len(df)} prompts at {len(settings.layers)} layers, positions {', '.join(settings.positions)}, "
                    f"sites {', '.join(settings.sites)}")
 

@@ -13,6 +13,7 @@ import json
 import math
 import os
 import re
+import socket
 import tempfile
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -34,7 +35,7 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     dest = Path(path)
     dest.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(dest)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.{_WRITER}.", suffix=".tmp", dir=dest.parent)
     os.close(fd)
     tmp_path = Path(tmp)
     try:
@@ -46,8 +47,12 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
             tmp_path.unlink()
 
 
+_WRITER = f"{socket.gethostname().replace('.', '_')}-{os.getpid()}"
+"""Who writes a temporary file (host and process), in its name: ``.<name>.<host>-<pid>.<random>.tmp``."""
+
+
 def temporaries_of(dest: Path) -> list[Path]:
-    """The temporary files :func:`atomic_path` makes for ``dest`` (``.<name>.<random>.tmp`` beside it)."""
+    """The temporary files :func:`atomic_path` makes for ``dest`` (``.<name>.<host>-<pid>.<random>.tmp`` beside it)."""
     return [p for p in dest.parent.glob(f".{glob_escape(dest.name)}.*.tmp") if p.is_file()]
 
 
@@ -56,13 +61,30 @@ def glob_escape(name: str) -> str:
 
 
 def remove_stale_temporaries(dest: Path) -> int:
-    """Remove what a killed writer of ``dest`` left (its temporary files): one output has one writer at a time
-    (Snakemake runs one job per output, and a second invocation on the same folder is refused), so a temporary of
-    ``dest`` that exists when a new write starts belongs to a writer that died."""
-    stale = temporaries_of(dest)
-    for p in stale:
+    """Remove what a killed writer of ``dest`` left: its temporary files written on this host by a process that no
+    longer runs. A temporary of this process (another thread) or of a live process, or one written on another host
+    (a cluster node), is left alone; start-up (:func:`traitscope.guard.tidy`), which runs while no job does,
+    removes those."""
+    host = socket.gethostname().replace(".", "_")
+    removed = 0
+    for p in temporaries_of(dest):
+        writer = p.name[len(dest.name) + 2:].split(".")[0]
+        name, _, pid = writer.rpartition("-")
+        if name != host or not pid.isdigit() or int(pid) == os.getpid() or _alive(int(pid)):
+            continue
         p.unlink(missing_ok=True)
-    return len(stale)
+        removed += 1
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _umask() -> int:
@@ -122,8 +144,8 @@ def write_parquet(path: str | os.PathLike[str], df: pd.DataFrame, *, scrub_secre
     """A table, with any secret value from the environment scrubbed from its text columns.
 
     ``scrub_secrets=False`` is for the model's own inputs (prompt tables, finetuning data): they are a copy of the
-    researcher's files and must stay exactly what the model is given (see :func:`traitscope.secrets.rows_with_secrets`,
-    which prep uses to warn about them); every output derived from them is scrubbed."""
+    researcher's files and must stay exactly what the model is given (:func:`write_model_inputs` warns about the rows
+    holding a secret's value); every output derived from them is scrubbed."""
     if scrub_secrets:
         df = _scrubbed(df, secret_values())
     with atomic_path(path) as tmp:

@@ -3,9 +3,9 @@
 import functools
 
 from traitscope import plots
-from traitscope.artifacts import ActivationShard, TraitVectors
+from traitscope.artifacts import ActivationShard, TraitVectors, tensor_key
 from traitscope.features import compare_at_layer
-from traitscope.io import read_json, write_json
+from traitscope.io import read_json, safetensors_keys, write_json
 from traitscope.models import load_tokenizer
 from traitscope.sae import SparseAutoencoder, resolve_source
 from traitscope.workflow import setup
@@ -14,8 +14,14 @@ smk = snakemake  # noqa: F821 - injected by Snakemake
 log = setup(smk)
 p, w = smk.params, smk.wildcards
 c, s = p.comparison, p.sae
-a = [ActivationShard.load(f) for f in smk.input.a]
-b = [ActivationShard.load(f) for f in smk.input.b]
+
+
+def at_layer(files, layer):
+    """The shards' activations at one layer only (last token, response tokens and their ids), not every layer."""
+    wanted = [tensor_key("last", layer), tensor_key("response", layer), "response.offsets", "response.token_ids"]
+    return [ActivationShard.load(f, [k for k in wanted if k in safetensors_keys(f)]) for f in files]
+
+
 vectors = [TraitVectors.load(v, sc) for v, sc in zip(smk.input.vectors, smk.input.sidecars)]
 tok = load_tokenizer(p.variant, key=f"variants.{c.a_variant}")
 decode = functools.lru_cache(maxsize=None)(lambda i: tok.decode([i]))
@@ -28,7 +34,7 @@ for layer, src in p.sources.items():
     if skipped := sorted(v.trait for v in vectors if v.site != "resid"):
         log.info("layer %d: traits %s are read at attn/mlp sites, not compared with residual-stream SAE features",
                  layer, skipped)
-    res = compare_at_layer(sae, a, b, layer, position=s.position, directions=dirs, decode=decode, top=s.top_features,
+    res = compare_at_layer(sae, at_layer(smk.input.a, layer), at_layer(smk.input.b, layer), layer, position=s.position, directions=dirs, decode=decode, top=s.top_features,
                            n_tokens=s.top_tokens, fraction=s.selection_fraction, n_random=s.n_random,
                            n_boot=s.n_boot, seed=p.seed)
     training = f"{src}/training.json"
