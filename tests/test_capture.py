@@ -10,7 +10,7 @@ import torch
 from conftest import N_LAYERS, REPO, capture_job, load_variant
 
 import traitscope.capture as capmod
-from traitscope.capture import capture_prompts
+from traitscope.capture import CaptureError, capture_prompts, check_finite
 from traitscope.chat import encode_rows, prompt_token_ids
 from traitscope.hooks import ResidualCapture
 from traitscope.io import read_safetensors, write_safetensors
@@ -294,3 +294,45 @@ def test_cut_and_over_context_rows_are_counted_per_row(tiny_model):
     assert responses["n_prompt_tokens"].tolist() == [min(n, max_length) for n in lengths]
     _, _, unknown = capture_prompts(model, tok, df, s, model_key="tiny", context_length=None)
     assert not unknown["over_context"].any()
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16", "float32"])
+def test_capture_dtype_stores_activations_in_that_type(tiny_model, dtype):
+    """capture.dtype: the stored tensors are the model's hidden states cast to it (float32: the very values)."""
+    model, tok = tiny_model
+    df = table(3)
+    job = capture_job(layers=[0, 2], positions=["last"], generate=False, batch_size=1, dtype=dtype)
+    tensors, _, _ = capture_prompts(model, tok, df, job, model_key="tiny")
+    enc = encode_rows(tok, df, job.max_length)
+    store = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}[dtype]
+    for i, e in enumerate(enc):
+        with torch.no_grad():
+            hidden = model(input_ids=torch.tensor([e.prompt]), output_hidden_states=True).hidden_states
+        for layer in (0, 2):  # hidden_states[-1] has the final norm applied; block outputs before it
+            got = tensors[f"last.layer_{layer}"][i]
+            assert got.dtype == store
+            assert torch.equal(got, hidden[layer + 1][0, -1].to(store)), (dtype, layer)
+    assert ("dtype" in repr(job)) == (dtype != "float16")  # a float16 job keeps its old repr, params and cache keys
+
+
+def test_float16_overflow_points_to_capture_dtype():
+    bad = {"last.layer_4": torch.tensor([[1.0, float("inf")], [0.0, 1.0]], dtype=torch.float16)}
+    with pytest.raises(CaptureError, match=r"a\b.*capture.dtype: bfloat16"):
+        check_finite(bad, ["a", "b"])
+    with pytest.raises(CaptureError, match="variants.<name>.dtype"):
+        check_finite({"last.layer_4": bad["last.layer_4"].float()}, ["a", "b"], "float32")
+
+
+def test_capture_dtype_in_config_and_budget(small_config):
+    from traitscope.budget import pair_budget
+    from traitscope.config import load_config
+
+    half = pair_budget(load_config(small_config), "base", "benign_eval").activation_bytes_per_prompt
+    small_config["capture"]["dtype"] = "float32"
+    study = load_config(small_config)
+    assert study.capture_job("base").dtype == "float32" and study.trait_capture_job("safety/evil").dtype == "float32"
+    full = pair_budget(study, "base", "benign_eval").activation_bytes_per_prompt
+    assert full > 1.9 * half
+    small_config["capture"]["dtype"] = "float64"
+    with pytest.raises(Exception, match="capture.dtype"):
+        load_config(small_config)

@@ -2,7 +2,8 @@
 
 Per (variant, prompt set), bytes per prompt:
 
-activations (two-step)  float16 values: sites x layers x hidden x (pooled positions + response tokens) x 2 bytes,
+activations (two-step)  values: sites x layers x hidden x (pooled positions + response tokens) x 2 bytes (4 with
+                        ``capture.dtype: float32``),
                         plus the token ids and prefill marks of the response tokens (9 bytes each); sites: the
                         residual stream and each attn/mlp site some trait is read at
 scores                  score rows: traits x methods x projected layers x (pooled positions + response tokens) x
@@ -28,6 +29,7 @@ SCORE_ROW_BYTES = 8.0
 """Bytes per score row in parquet at scale (``tests/test_budget.py`` measures it on the tables ``project`` writes for
 a shard of 2,000 prompts and 6 traits)."""
 TOKEN_EXTRA_BYTES = 9  # int64 token id + bool prefill mark per stored response token
+VALUE_BYTES = {"float16": 2.0, "bfloat16": 2.0, "float32": 4.0}  # per stored activation value (capture.dtype)
 
 
 class Budget(NamedTuple):
@@ -63,7 +65,7 @@ def pair_budget(study: Study, variant: str, pset: str, projected: bool = True) -
     pooled = len([p for p in cap.positions if p in ("last", "mean")])
     tokens = response_tokens(study)
     sites = len(study.capture_sites())  # the residual stream, and each attn/mlp site some trait is read at
-    acts = sites * layers * dims.hidden_size * 2.0 * (pooled + tokens) + TOKEN_EXTRA_BYTES * tokens
+    acts = sites * layers * dims.hidden_size * VALUE_BYTES[cap.dtype] * (pooled + tokens) + TOKEN_EXTRA_BYTES * tokens
     proj_layers = 1 if proj.layers == "best" else len(parse_layers(proj.layers, dims.n_layers, "project.layers"))
     score_positions = pooled + (1 if tokens else 0) + (tokens if proj.per_token else 0)
     scores = len(study.traits) * len(proj.methods) * proj_layers * score_positions * SCORE_ROW_BYTES
@@ -81,7 +83,7 @@ def trait_capture_bytes(study: Study, trait: str) -> float:
     rows are unknown before prep."""
     job = study.trait_capture_job(trait)
     d = study.dims[study.extract.variant].hidden_size
-    per_row = len(job.layers) * d * 2.0
+    per_row = len(job.layers) * d * VALUE_BYTES[job.dtype]
     if "response" in job.positions:
         tokens = study.extract.max_new_tokens
         per_row = per_row * tokens + TOKEN_EXTRA_BYTES * tokens

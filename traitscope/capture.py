@@ -14,7 +14,8 @@ Sites (``CaptureJob.sites``): ``resid`` is the residual stream after block ``L``
 ``mlp`` are the outputs of its attention and MLP sublayers, keyed ``<position>.attn.layer_<L>`` and
 ``<position>.mlp.layer_<L>``.
 
-Activations are stored as float16. Work is split into chunks of ``chunk_size`` prompts; each
+Activations are stored as ``capture.dtype`` (float16 by default; bfloat16 or float32 where float16's range of
+±65504 is not enough). Work is split into chunks of ``chunk_size`` prompts; each
 chunk is cached under a key derived from the model, the chunk's prompts and the settings, so a
 killed job resumes at the first missing chunk and identical work is never redone.
 """
@@ -49,9 +50,14 @@ POSITIONS = ("last", "mean", "response")
 
 # ------------------------------------------------------------------------------------- capturing
 
+STORAGE = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
+"""``capture.dtype``: how activations are stored."""
+
+
 def capture_batch(model: Any, batch: list[tuple[list[int], list[int]]], layers: Sequence[int], positions: Sequence[str],
-                  pad_id: int, sites: Sequence[str] = ("resid",)) -> dict[str, Any]:
-    """One right-padded forward pass; returns gathered float16 CPU tensors per position and (site, layer).
+                  pad_id: int, sites: Sequence[str] = ("resid",), dtype: str = "float16") -> dict[str, Any]:
+    """One right-padded forward pass; returns gathered CPU tensors (stored as ``dtype``) per position and (site,
+    layer).
 
     ``batch`` holds (prompt ids, assistant-turn ids) per row.
     """
@@ -69,15 +75,16 @@ def capture_batch(model: Any, batch: list[tuple[list[int], list[int]]], layers: 
     last_idx = (plen - 1).to(device)
     rows = torch.arange(len(batch), device=device)
     denom = plen.to(device)[:, None].float()
+    store = STORAGE[dtype]
 
     def reduce(_site: str, _layer: int, h: torch.Tensor) -> dict[str, torch.Tensor]:
         out: dict[str, torch.Tensor] = {}
         if "last" in positions:
-            out["last"] = h[rows, last_idx].to(torch.float16).cpu()
+            out["last"] = h[rows, last_idx].to(store).cpu()
         if "mean" in positions:
-            out["mean"] = ((h.float() * pmask[..., None]).sum(1) / denom).to(torch.float16).cpu()
+            out["mean"] = ((h.float() * pmask[..., None]).sum(1) / denom).to(store).cpu()
         if "response" in positions:
-            out["response"] = h[rmask].to(torch.float16).cpu()
+            out["response"] = h[rmask].to(store).cpu()
         return out
 
     with SiteCapture(model, layers, sites, reduce=reduce, stop=True) as cap:
@@ -100,7 +107,7 @@ def _capture_chunk(model: Any, tokenizer: Any, df: pd.DataFrame, settings: Captu
     def run(start: int, stop: int) -> None:
         idx = order[start:stop]
         res = capture_batch(model, [(encoded[i].prompt, turns[i]) for i in idx], settings.layers, settings.positions, pad,
-                            settings.sites)
+                            settings.sites, settings.dtype)
         rl = res["rlen"].tolist()
         for (site, layer), got in res["outputs"].items():
             splits = torch.split(got["response"], rl) if "response" in got else None
@@ -211,7 +218,7 @@ def iter_chunks(model: Any, tokenizer: Any, df: pd.DataFrame, settings: CaptureJ
             progress.update(len(part))
         else:
             tensors, resp = _capture_chunk(model, tokenizer, part, settings, seed=settings.seed + j, progress=progress)
-            check_finite(tensors, part["id"].tolist())
+            check_finite(tensors, part["id"].tolist(), settings.dtype)
             if reduce is not None:
                 tensors = reduce(tensors, part["id"].tolist())
             if path is not None:
@@ -342,7 +349,7 @@ class CaptureError(TraitscopeError, ValueError):
     pass
 
 
-def check_finite(tensors: dict[str, torch.Tensor], ids: list[str]) -> None:
+def check_finite(tensors: dict[str, torch.Tensor], ids: list[str], dtype: str = "float16") -> None:
     """Refuse inf/nan activations, naming the prompts (per-prompt rows, or response tokens via offsets)."""
     offsets = tensors.get("response.offsets")
     bad: dict[str, set[int]] = {}
@@ -355,9 +362,11 @@ def check_finite(tensors: dict[str, torch.Tensor], ids: list[str]) -> None:
         bad.setdefault(name.split(".")[-1], set()).update(int(r) for r in rows)
     if bad:
         names = sorted({ids[r] for rows in bad.values() for r in rows})
+        fix = ("float16 storage overflows beyond ±65504, common on large models: set capture.dtype: bfloat16 (same "
+               "size, float32's range) or float32" if dtype == "float16" else
+               "the model itself produced them: check it in float32 (variants.<name>.dtype)")
         raise CaptureError(f"non-finite activations (inf/nan) for {len(names)} prompts, e.g. {names[:5]}, at "
-                           f"{sorted(bad)} (fix: float16 storage overflows beyond ±65504, common on large models: "
-                           "capture other layers, or check the model in float32 (variants.<name>.dtype))")
+                           f"{sorted(bad)} (fix: {fix})")
 
 
 def model_fingerprint(variant: ModelSpec, resolved_path: str, tokenizer: Any = None) -> dict[str, Any]:

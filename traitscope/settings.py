@@ -241,6 +241,7 @@ class CaptureSettings(NamedTuple):
     generate: Generation
     stream: bool
     keep_activations: tuple[str, ...]
+    dtype: str  # how activations are stored: float16, bfloat16, float32
 
 
 class CaptureJob(NamedTuple):
@@ -257,10 +258,14 @@ class CaptureJob(NamedTuple):
     generation: Generation | None  # None: no responses are generated
     seed: int
     sites: tuple[str, ...]  # resid (the residual stream after the block), attn, mlp (sublayer outputs)
+    dtype: str = "float16"  # how activations are stored (capture.dtype)
 
     def __repr__(self) -> str:
-        # a residual-only job keeps the repr (and so the cache keys and Snakemake params) it had before sites existed
-        return _repr_without(self, ("batch_size", "sites") if self.sites == ("resid",) else ("batch_size",))
+        # a residual-only, float16 job keeps the repr (and so the cache keys and Snakemake params) it had before sites
+        # and capture.dtype existed
+        left_out = ("batch_size",) + (("sites",) if self.sites == ("resid",) else ()) + (
+            ("dtype",) if self.dtype == "float16" else ())
+        return _repr_without(self, left_out)
 
 
 class ProjectSettings(NamedTuple):
@@ -637,7 +642,8 @@ class Study:
         generates = c.generate.enabled and "response" in c.positions
         return CaptureJob(layers=self.capture_layers(variant), positions=c.positions, batch_size=c.batch_size,
                           max_length=c.max_length, chunk_size=c.chunk_size,
-                          generation=c.generate if generates else None, seed=self.seed, sites=self.capture_sites())
+                          generation=c.generate if generates else None, seed=self.seed, sites=self.capture_sites(),
+                          dtype=c.dtype)
 
     def capture_sites(self) -> tuple[str, ...]:
         """The sites a prompt-set capture stores: the residual stream (SAE, organism, and every ``resid`` trait),
@@ -653,7 +659,7 @@ class Study:
         return CaptureJob(layers=self.extract_layers(), positions=("response",) if response else (position,),
                           batch_size=self.extract.batch_size, max_length=self.capture.max_length,
                           chunk_size=self.capture.chunk_size, generation=gen if response else None, seed=self.seed,
-                          sites=(self.traits[trait].site,))
+                          sites=(self.traits[trait].site,), dtype=self.capture.dtype)
 
     def extract_job(self) -> ExtractJob:
         e = self.extract
