@@ -316,3 +316,48 @@ def test_errors_in_jobs_are_one_line(tmp_path):
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 1 and proc.stderr.strip() == "ERROR: input 'x.parquet' is bad (fix: y)"
     assert issubclass(CorruptFileError, TraitscopeError)
+
+
+# ------------------------------------------------------------------------------------ base models (no template)
+
+def base_model_folder(folder: Path, tiny_model_dir: Path) -> Path:
+    """The tiny model without its chat template, and with a tokenizer that puts its BOS before every text."""
+    from tokenizers import processors
+    from transformers import AutoTokenizer
+
+    shutil.copytree(tiny_model_dir, folder)
+    (folder / "chat_template.jinja").unlink()
+    tok = AutoTokenizer.from_pretrained(folder)
+    tok.chat_template = None
+    tok.backend_tokenizer.post_processor = processors.TemplateProcessing(
+        single="<|im_start|> $A", special_tokens=[("<|im_start|>", tok.convert_tokens_to_ids("<|im_start|>"))])
+    tok.save_pretrained(folder)
+    (folder / "chat_template.jinja").unlink(missing_ok=True)
+    conf = json.loads((folder / "tokenizer_config.json").read_text())
+    conf.pop("chat_template", None)
+    (folder / "tokenizer_config.json").write_text(json.dumps(conf))
+    return folder
+
+
+def test_plain_format_keeps_the_tokenizers_bos_and_start_up_warns(tiny_model_dir, tmp_path, small_config, caplog):
+    from transformers import AutoTokenizer
+
+    from traitscope.chat import chat_format, special_prefix
+    from traitscope.config import load_config
+
+    folder = base_model_folder(tmp_path / "base-model", tiny_model_dir)
+    tok = AutoTokenizer.from_pretrained(folder)
+    assert not tok.chat_template
+    bos = tok.convert_tokens_to_ids("<|im_start|>")
+    assert special_prefix(tok) == [bos]
+    ids, _ = prompt_ids(tok, "How do I bake bread?", "Be brief.")
+    assert ids[0] == bos and ids[1:] == tok("Be brief.\n\nHow do I bake bread?\n", add_special_tokens=False)["input_ids"]
+    assert chat_format(tok) == {"format": "plain", "prefix": [bos], "special_tokens": "as_text"}
+    small_config["variants"]["base"]["model"] = str(folder)
+    load_config(small_config)
+    warned = [r.getMessage() for r in caplog.records if "has no chat template" in r.getMessage()]
+    assert len(warned) == 1 and warned[0].startswith("variants.base:") and "plain format" in warned[0]
+    small_config["variants"]["base"]["model"] = str(tiny_model_dir)
+    caplog.clear()
+    load_config(small_config)
+    assert not any("has no chat template" in r.getMessage() for r in caplog.records)

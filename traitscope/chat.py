@@ -69,7 +69,7 @@ def chat_format(tokenizer: Any) -> dict[str, Any]:
     if template:
         return {"format": "template", "sha256": hashlib.sha256(str(template).encode()).hexdigest()[:16],
                 "special_tokens": "as_text"}
-    return {"format": "plain", "special_tokens": "as_text"}
+    return {"format": "plain", "prefix": special_prefix(tokenizer), "special_tokens": "as_text"}
 
 
 def render_ids(tokenizer: Any, messages: list[dict[str, str]], generation_prompt: bool) -> tuple[list[int], bool]:
@@ -97,12 +97,34 @@ def prompt_ids(tokenizer: Any, prompt: str, system: str | None) -> tuple[list[in
     messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": prompt}]
     if getattr(tokenizer, "chat_template", None):
         return render_ids(tokenizer, messages, generation_prompt=True)
-    # base models without a template: plain text, system prompt first
+    # base models without a template: the plain format (PLAIN_FORMAT), after the tokenizer's own prefix (its BOS)
+    prefix = special_prefix(tokenizer)
     special = has_special_text(tokenizer, prompt, system)
     if not special:
-        return _ids(tokenizer, (f"{system}\n\n" if system else "") + prompt + "\n"), False
+        return prefix + _ids(tokenizer, (f"{system}\n\n" if system else "") + prompt + "\n"), False
     ids = (_ids(tokenizer, system, True) + _ids(tokenizer, "\n\n") if system else []) + _ids(tokenizer, prompt, True)
-    return ids + _ids(tokenizer, "\n"), True
+    return prefix + ids + _ids(tokenizer, "\n"), True
+
+
+PLAIN_FORMAT = "the tokenizer's own prefix (its BOS, if it adds one), then: system prompt, a blank line, prompt, newline"
+"""How a prompt is given to a model whose tokenizer has no chat template (a base model)."""
+
+
+def special_prefix(tokenizer: Any) -> list[int]:
+    """The ids the tokenizer puts before a text of its own accord (usually its BOS; none for many tokenizers):
+    what a base model saw at the start of every training document, kept in the plain format."""
+    cached = getattr(tokenizer, "_traitscope_prefix", None)
+    if cached is not None:
+        return list(cached)
+    bare = list(tokenizer("x", add_special_tokens=False)["input_ids"])
+    full = list(tokenizer("x", add_special_tokens=True)["input_ids"])
+    starts = [i for i in range(len(full) - len(bare) + 1) if full[i:i + len(bare)] == bare]
+    prefix = full[: starts[0]] if starts else []
+    try:
+        tokenizer._traitscope_prefix = tuple(prefix)
+    except AttributeError:
+        pass
+    return prefix
 
 
 def prompt_token_ids(tokenizer: Any, prompt: str, system: str | None) -> list[int]:
@@ -150,6 +172,21 @@ def special_text_rows(tokenizer: Any, df: pd.DataFrame,
         for s in specials:
             hit |= text.str.contains(s, regex=False)
     return df.loc[hit, "id"].astype(str).tolist()
+
+
+def folder_has_template(folder: str | Path) -> bool | None:
+    """Whether a model folder's tokenizer files hold a chat template (``chat_template.jinja``/``.json``, or
+    ``chat_template`` in ``tokenizer_config.json``); None when the folder has no tokenizer config to tell."""
+    root = Path(folder).expanduser()
+    if (root / "chat_template.jinja").is_file() or (root / "chat_template.json").is_file():
+        return True
+    conf = root / "tokenizer_config.json"
+    if not conf.is_file():
+        return None
+    try:
+        return bool(json.loads(conf.read_text(encoding="utf-8")).get("chat_template"))
+    except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
+        return None
 
 
 def file_special_tokens(folder: str | Path) -> set[str] | None:

@@ -18,7 +18,7 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError, best_match
 
 from . import ConfigError, TraitscopeError
-from .chat import special_texts
+from .chat import PLAIN_FORMAT, folder_has_template, special_texts
 from .layers import parse_layers
 from .settings import ModelDims, ModelSpec, PromptSetSpec, Study, build, unresolved_trait
 
@@ -165,6 +165,10 @@ def check_semantics(cfg: dict[str, Any], base_dir: Path, resources_dir: Path
                                 trust_remote_code=bool(var.get("trust_remote_code")), key=f"variants.{name}.model")
         if adapter and not var.get("finetune") and Path(adapter).expanduser().is_dir():
             check_adapter(adapter, dims[name], f"variants.{name}.adapter", model)
+        if embedded_name(model) is None and looks_local(model) and folder_has_template(model) is False:
+            log.warning("variants.%s: the tokenizer of '%s' has no chat template, so prompts are given in the plain "
+                        "format (%s) (fix: use the model's instruct/chat version, or add a chat template to its "
+                        "tokenizer_config.json or as chat_template.jinja)", name, model, PLAIN_FORMAT)
 
     ext = cfg["extract"]
     if ext["variant"] not in variants:
