@@ -332,11 +332,3 @@ class BaselineScores(_RowTensors):
         within = torch.arange(int(window_offsets[-1])) - window_offsets[:-1].repeat_interleave(take)
         index = offsets[:-1].repeat_interleave(take) + within
         return segment_mean(tokens[index], window_offsets)[0].numpy()
-
-    @classmethod
-    def concat(cls, parts: list[BaselineScores]) -> BaselineScores:
-        """The baselines of consecutive shards of one prompt set as one (token offsets re-based)."""
-        from .capture import merge_chunks
-
-        tensors = merge_chunks([b.tensors for b in parts]) if parts[0].tensors else {}
-        return cls(tensors, {**parts[0].meta, "ids": [i for b in parts for i in b.ids]})

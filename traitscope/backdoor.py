@@ -86,9 +86,9 @@ def random_baseline(trigger: list[Any], control: list[Any], points: list[tuple[s
     pooled activations (trigger 1, control 0), per (site, layer) of ``points`` and pooled position. Rows: site, layer,
     position, random_auc_mean, random_auc_p95, n_random."""
     rows = []
+    directions = random_directions(n, trigger[0].hidden_size, seed).T  # the same at every point and position
     for site, layer in points:
         for pos in positions:
-            directions = random_directions(n, trigger[0].hidden_size, seed).T
             xs = [np.concatenate([shard.project(pos, layer, site, directions) for shard in shards])
                   for shards in (trigger, control)]
             y = np.r_[np.ones(len(xs[0])), np.zeros(len(xs[1]))]

@@ -23,7 +23,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from .layers import parse_layers
-from .settings import Study
+from .settings import CaptureJob, Study
 
 SCORE_ROW_BYTES = 8.0
 """Bytes per score row in parquet at scale (``tests/test_budget.py`` measures it on the tables ``project`` writes for
@@ -58,14 +58,26 @@ def response_tokens(study: Study) -> int:
     return cap.generate.max_new_tokens if "response" in cap.positions else 0
 
 
+def activation_bytes(job: CaptureJob, hidden: int, tokens: int) -> float:
+    """Bytes one prompt takes in a capture job's shard: a value at every (site, layer) for each pooled position and
+    each of its ``tokens`` response tokens (when the job stores them), plus each token's id and prefill mark."""
+    pooled = len([p for p in job.positions if p in ("last", "mean")])
+    tokens = tokens if "response" in job.positions else 0
+    values = len(job.sites) * len(job.layers) * hidden * (pooled + tokens)
+    return values * VALUE_BYTES[job.dtype] + TOKEN_EXTRA_BYTES * tokens
+
+
+def prompt_activation_bytes(study: Study, variant: str) -> float:
+    """Bytes one prompt of a prompt-set capture of ``variant`` takes (every set's capture job is the same)."""
+    return activation_bytes(study.capture_job(variant), study.dims[variant].hidden_size, response_tokens(study))
+
+
 def pair_budget(study: Study, variant: str, pset: str, projected: bool = True) -> Budget:
     cap, proj = study.capture, study.project
     dims = study.dims[variant]
-    layers = len(parse_layers(cap.layers, dims.n_layers, "capture.layers"))
     pooled = len([p for p in cap.positions if p in ("last", "mean")])
     tokens = response_tokens(study)
-    sites = len(study.capture_sites())  # the residual stream, and each attn/mlp site some trait is read at
-    acts = sites * layers * dims.hidden_size * VALUE_BYTES[cap.dtype] * (pooled + tokens) + TOKEN_EXTRA_BYTES * tokens
+    acts = prompt_activation_bytes(study, variant)
     proj_layers = 1 if proj.layers == "best" else len(parse_layers(proj.layers, dims.n_layers, "project.layers"))
     score_positions = pooled + (1 if tokens else 0) + (tokens if proj.per_token else 0)
     scores = len(study.traits) * len(proj.methods) * proj_layers * score_positions * SCORE_ROW_BYTES
@@ -81,12 +93,8 @@ def trait_capture_bytes(study: Study, trait: str) -> float:
     """What the contrastive capture of one trait writes (its extraction rows at extract.layers, at the trait's
     position and site; response tokens up to extract.max_new_tokens for ``response_mean`` traits), or 0 where the
     rows are unknown before prep."""
-    job = study.trait_capture_job(trait)
-    d = study.dims[study.extract.variant].hidden_size
-    per_row = len(job.layers) * d * VALUE_BYTES[job.dtype]
-    if "response" in job.positions:
-        tokens = study.extract.max_new_tokens
-        per_row = per_row * tokens + TOKEN_EXTRA_BYTES * tokens
+    per_row = activation_bytes(study.trait_capture_job(trait), study.dims[study.extract.variant].hidden_size,
+                               study.extract.max_new_tokens)
     return study.trait_rows.get(trait, 0) * per_row
 
 

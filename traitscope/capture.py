@@ -41,7 +41,7 @@ from .hooks import SiteCapture
 from .io import content_hash, read_verified, write_parquet, write_text, write_verified
 from .models import input_device
 from .progress import Progress
-from .secrets import secret_values
+from .secrets import holds_secret, secret_values
 from .settings import CaptureJob, ModelSpec, as_dict
 
 log = logging.getLogger(__name__)
@@ -136,7 +136,7 @@ def _capture_chunk(model: Any, tokenizer: Any, df: pd.DataFrame, settings: Captu
     })
     secrets = secret_values()  # written text is scrubbed (io.write_parquet); the model saw it verbatim
     texts = [df[c].tolist() for c in ("prompt", "system", "prefill", "response")] + [responses["response"].tolist()]
-    responses["scrubbed"] = [any(isinstance(t, str) and any(v in t for v in secrets) for t in row) for row in zip(*texts)]
+    responses["scrubbed"] = [any(holds_secret(t, secrets) for t in row) for row in zip(*texts)]
     return tensors, responses
 
 
@@ -201,11 +201,11 @@ def iter_chunks(model: Any, tokenizer: Any, df: pd.DataFrame, settings: CaptureJ
     if unknown:
         raise ValueError(f"unknown positions {sorted(unknown)}; use {POSITIONS}")
     base_key = capture_key(settings, model_key, reduce_key if reduce is not None else None)
-    n_chunks = max(1, -(-len(df) // settings.chunk_size))
+    parts = chunk_parts(df, settings.chunk_size)
+    n_chunks = len(parts)
     started = time.time()
     progress = Progress(progress_label, len(df), "prompts")
-    for j in range(n_chunks):
-        part = df.iloc[j * settings.chunk_size:(j + 1) * settings.chunk_size]
+    for j, part in enumerate(parts):
         key = chunk_key(base_key, part)
         path = Path(cache_dir) / f"chunk-{key}.safetensors" if cache_dir else None
         cached = (read_verified(path, path.with_suffix(".parquet"))
@@ -238,6 +238,11 @@ def capture_key(settings: CaptureJob, model_key: Any, reduce_key: Any = None) ->
     """The part of every chunk's cache key shared by a job: model, capture settings, code version (and what the
     stream capture keeps of each chunk)."""
     return content_hash(model_key, repr(settings), __version__, *([reduce_key] if reduce_key is not None else []))
+
+
+def chunk_parts(df: pd.DataFrame, chunk_size: int) -> list[pd.DataFrame]:
+    """The chunks of a capture: ``chunk_size`` rows each, in order (one, empty, for an empty table)."""
+    return [df.iloc[j:j + chunk_size] for j in range(0, max(len(df), 1), chunk_size)]
 
 
 def chunk_key(base_key: str, part: pd.DataFrame) -> str:
@@ -307,8 +312,7 @@ def capture_shard(model: Any, tokenizer: Any, df: pd.DataFrame, settings: Captur
 
     cache = Path(cache_dir)
     base_key = capture_key(settings, model_key)
-    keys = [chunk_key(base_key, df.iloc[j:j + settings.chunk_size]) for j in range(0, max(len(df), 1),
-                                                                                     settings.chunk_size)]
+    keys = [chunk_key(base_key, part) for part in chunk_parts(df, settings.chunk_size)]
     stored = cache / f"shard-{content_hash(base_key, keys, extra_meta or {})}.safetensors"
     digest_file = stored.with_suffix(".sha256")
     parquets = [cache / f"chunk-{k}.parquet" for k in keys]

@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -161,16 +161,28 @@ def encode_rows(tokenizer: Any, df: pd.DataFrame, max_length: int) -> list[Encod
     return out
 
 
-def special_text_rows(tokenizer: Any, df: pd.DataFrame,
-                      columns: Iterable[str] = ("prompt", "system", "prefill", "response")) -> list[str]:
-    """Ids of the rows whose text spells one of the tokenizer's special tokens."""
-    specials = special_texts(tokenizer)
-    cols = [c for c in columns if c in df.columns]
-    hit = pd.Series(False, index=df.index)
-    for c in cols:
+TEXT_COLUMNS = ("prompt", "system", "prefill", "response")
+"""The columns of a prompt table whose text the model is given."""
+
+
+def special_text_hits(df: pd.DataFrame, specials: Iterable[str],
+                      columns: Iterable[str] = TEXT_COLUMNS) -> Iterator[tuple[str, str, pd.Series]]:
+    """(column, special token, mask of the rows whose column spells it) for every pair that occurs in ``df``,
+    columns first, then tokens in the order given."""
+    specials = list(specials)
+    for c in (c for c in columns if c in df.columns):
         text = df[c].where(df[c].map(lambda v: isinstance(v, str)), "")
         for s in specials:
-            hit |= text.str.contains(s, regex=False)
+            hit = text.str.contains(s, regex=False)
+            if hit.any():
+                yield c, s, hit
+
+
+def special_text_rows(tokenizer: Any, df: pd.DataFrame, columns: Iterable[str] = TEXT_COLUMNS) -> list[str]:
+    """Ids of the rows whose text spells one of the tokenizer's special tokens."""
+    hit = pd.Series(False, index=df.index)
+    for _, _, rows in special_text_hits(df, special_texts(tokenizer), columns):
+        hit |= rows
     return df.loc[hit, "id"].astype(str).tolist()
 
 

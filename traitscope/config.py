@@ -18,7 +18,7 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError, best_match
 
 from . import ConfigError, TraitscopeError
-from .chat import PLAIN_FORMAT, folder_has_template, special_texts
+from .chat import PLAIN_FORMAT, folder_has_template, special_text_hits, special_texts
 from .layers import parse_layers
 from .settings import ModelDims, ModelSpec, PromptSetSpec, Study, build, unresolved_trait
 
@@ -351,15 +351,11 @@ def check_special_tokens(cfg: dict[str, Any], base_dir: Path, resources_dir: Pat
         table = startup_table(key, build(PromptSetSpec, spec), base_dir)
         if table is None:
             continue
-        for col in ("prompt", "system", "prefill", "response"):
-            text = table[col].where(table[col].map(lambda v: isinstance(v, str)), "")
-            for token, variant in specials.items():
-                hit = text.str.contains(token, regex=False)
-                if hit.any():
-                    raise _err(f"prompt_sets.{key}", f"{int(hit.sum())} rows spell the special token {token!r} of "
-                               f"variant {variant!r} in their {col}, e.g. row {table.loc[hit, 'id'].iloc[0]!r}, and "
-                               "checks.special_tokens is refuse", "remove it from the prompts, or set "
-                               "checks.special_tokens: text to keep it as ordinary text")
+        for col, token, hit in special_text_hits(table, specials):
+            raise _err(f"prompt_sets.{key}", f"{int(hit.sum())} rows spell the special token {token!r} of variant "
+                       f"{specials[token]!r} in their {col}, e.g. row {table.loc[hit, 'id'].iloc[0]!r}, and "
+                       "checks.special_tokens is refuse", "remove it from the prompts, or set "
+                       "checks.special_tokens: text to keep it as ordinary text")
 
 
 def check_splits(cfg: dict[str, Any], base_dir: Path) -> dict[str, int]:

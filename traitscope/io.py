@@ -8,11 +8,11 @@ under its final name.
 from __future__ import annotations
 
 import contextlib
+import glob
 import hashlib
 import json
 import math
 import os
-import re
 import socket
 import tempfile
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -25,7 +25,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from . import TraitscopeError, first_line
-from .secrets import scrub, secret_values
+from .secrets import holds_secret, scrub, secret_values
 
 
 @contextlib.contextmanager
@@ -53,11 +53,7 @@ _WRITER = f"{socket.gethostname().replace('.', '_')}-{os.getpid()}"
 
 def temporaries_of(dest: Path) -> list[Path]:
     """The temporary files :func:`atomic_path` makes for ``dest`` (``.<name>.<host>-<pid>.<random>.tmp`` beside it)."""
-    return [p for p in dest.parent.glob(f".{glob_escape(dest.name)}.*.tmp") if p.is_file()]
-
-
-def glob_escape(name: str) -> str:
-    return re.sub(r"([*?[])", r"[\1]", name)
+    return [p for p in dest.parent.glob(f".{glob.escape(dest.name)}.*.tmp") if p.is_file()]
 
 
 def remove_stale_temporaries(dest: Path) -> int:
@@ -160,7 +156,7 @@ def write_model_inputs(path: str | os.PathLike[str], df: pd.DataFrame, key: str)
 
     secrets = secret_values()
     text = df.select_dtypes(include=["object", "string"])
-    hit = text.apply(lambda col: col.map(lambda v: isinstance(v, str) and any(x in v for x in secrets))).any(axis=1) \
+    hit = text.apply(lambda col: col.map(lambda v: holds_secret(v, secrets))).any(axis=1) \
         if secrets and len(text.columns) else pd.Series(False, index=df.index)
     n = int(hit.sum())
     if n:
@@ -338,11 +334,16 @@ def read_safetensors(
 def safetensors_header(path: str | os.PathLike[str]) -> dict[str, Any]:
     """The JSON header of a safetensors file (names, dtypes, shapes, offsets), without reading any tensor; a
     ``ValueError`` saying why when it is not one."""
+    size = os.path.getsize(path)
     with open(path, "rb") as f:
         head = f.read(8)
-        n = int.from_bytes(head, "little") if len(head) == 8 else 0
-        if n <= 0 or n > 100_000_000:
-            raise ValueError("no safetensors header")
+        if len(head) < 8:
+            raise ValueError("shorter than its header")
+        n = int.from_bytes(head, "little")
+        if n <= 0 or 8 + n > size:
+            raise ValueError("header length past the end of the file (truncated)")
+        if n > 100_000_000:
+            raise ValueError("no safetensors header (its declared length is over 100 MB)")
         try:
             header = json.loads(f.read(n))
         except (json.JSONDecodeError, UnicodeDecodeError):
@@ -352,25 +353,22 @@ def safetensors_header(path: str | os.PathLike[str]) -> dict[str, Any]:
     return header
 
 
+def data_start(path: str | os.PathLike[str]) -> int:
+    """Where a safetensors file's data section starts (after the 8-byte length and the header)."""
+    with open(path, "rb") as f:
+        return 8 + int.from_bytes(f.read(8), "little")
+
+
 def check_safetensors(path: Path) -> str | None:
     """Why ``path`` is not a complete safetensors file (header, and data of exactly the size it declares), or None."""
-    size = path.stat().st_size
-    with open(path, "rb") as f:
-        head = f.read(8)
-        if len(head) < 8:
-            return "shorter than its header"
-        n = int.from_bytes(head, "little")
-        if n <= 0 or 8 + n > size:
-            return "header length past the end of the file (truncated)"
-        try:
-            header = json.loads(f.read(n))
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            return "header is not JSON"
-    if not isinstance(header, dict):
-        return "header is not a JSON object"
+    try:
+        header = safetensors_header(path)
+    except ValueError as exc:
+        return str(exc)
+    size, start = path.stat().st_size, data_start(path)
     ends = [int(v["data_offsets"][1]) for k, v in header.items() if k != "__metadata__" and isinstance(v, dict)]
-    if 8 + n + max(ends, default=0) != size:
-        return f"{size} bytes where the header declares {8 + n + max(ends, default=0)} (truncated or extended)"
+    if start + max(ends, default=0) != size:
+        return f"{size} bytes where the header declares {start + max(ends, default=0)} (truncated or extended)"
     return None
 
 
@@ -531,11 +529,17 @@ def concat_safetensors(parts: Sequence[str | os.PathLike[str]], path: str | os.P
     header.update(entries)
     raw = json.dumps(header, separators=(",", ":")).encode()
     raw += b" " * (-len(raw) % 8)  # the data section starts 8-byte aligned, as safetensors writes it
-    starts = [8 + int.from_bytes(open(p, "rb").read(8), "little") for p in parts]  # noqa: SIM115
+    starts = [data_start(p) for p in parts]
     sha = hashlib.sha256() if digest else None
     with atomic_path(path) as tmp, open(tmp, "wb") as out:
         out.write(len(raw).to_bytes(8, "little"))
         out.write(raw)
+
+        def emit(data: bytes) -> None:  # the data section, digested as it is written
+            out.write(data)
+            if sha is not None:
+                sha.update(data)
+
         for name in names:
             base = 0
             for i, (p, hd, start) in enumerate(zip(parts, headers, starts, strict=True)):
@@ -544,20 +548,15 @@ def concat_safetensors(parts: Sequence[str | os.PathLike[str]], path: str | os.P
                     f.seek(start + a)
                     if name in rebase:
                         values = np.frombuffer(f.read(b - a), dtype=np.int64)
-                        chunk = (values[1 if i else 0:] + base).astype(np.int64).tobytes()
+                        emit((values[1 if i else 0:] + base).astype(np.int64).tobytes())
                         base += int(values[-1])
-                        out.write(chunk)
-                        if sha is not None:
-                            sha.update(chunk)
                         continue
                     left = b - a
                     while left:
                         block = f.read(min(COPY_BLOCK, left))
                         if not block:
                             raise ValueError(f"'{p}' ends before its tensor {name} does")
-                        out.write(block)
-                        if sha is not None:
-                            sha.update(block)
+                        emit(block)
                         left -= len(block)
     return sha.hexdigest() if sha is not None else None
 
@@ -565,9 +564,9 @@ def concat_safetensors(parts: Sequence[str | os.PathLike[str]], path: str | os.P
 def data_sha256(path: str | os.PathLike[str]) -> str:
     """sha256 of a safetensors file's data section (everything after its header), read in blocks."""
     h = hashlib.sha256()
+    start = data_start(path)
     with open(path, "rb") as f:
-        n = int.from_bytes(f.read(8), "little")
-        f.seek(8 + n)
+        f.seek(start)
         while block := f.read(COPY_BLOCK):
             h.update(block)
     return h.hexdigest()

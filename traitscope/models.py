@@ -162,15 +162,17 @@ def context_length(config: Any) -> int | None:
     return None
 
 
-def read_model_config(cfg_file: Path, key: str) -> dict[str, Any]:
-    """A model folder's ``config.json`` as a dict, or a one-line error naming the file."""
+MODEL_CONFIG_FIX = "restore the model folder, e.g. save_pretrained it again or copy config.json from the model's source"
+
+
+def read_model_config(cfg_file: Path, key: str, fix: str = MODEL_CONFIG_FIX) -> dict[str, Any]:
+    """A model's or adapter's JSON config as a dict, or a one-line error naming the file and ``fix``."""
     try:
         cfg = json.loads(cfg_file.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{key}: '{cfg_file}' is not valid JSON ({first_line(exc)}) (fix: restore the model "
-                          "folder, e.g. save_pretrained it again or copy config.json from the model's source)") from None
+        raise ConfigError(f"{key}: '{cfg_file}' is not valid JSON ({first_line(exc)}) (fix: {fix})") from None
     if not isinstance(cfg, dict):
-        raise ConfigError(f"{key}: '{cfg_file}' is not a model config (a JSON object) (fix: restore the model folder)")
+        raise ConfigError(f"{key}: '{cfg_file}' is not a config (a JSON object) (fix: {fix})")
     return cfg
 
 
@@ -238,11 +240,7 @@ def check_adapter(adapter: str | Path, dims: ModelDims, key: str, model: str) ->
     if not cfg_file.is_file():
         raise ConfigError(f"{key}: '{adapter}' has no adapter_config.json (fix: point it to a folder saved by peft "
                           "save_pretrained)")
-    try:
-        cfg = json.loads(cfg_file.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{key}: '{cfg_file}' is not valid JSON ({first_line(exc)}) (fix: save the adapter "
-                          "again)") from None
+    cfg = read_model_config(cfg_file, key, "save the adapter again")
     task = cfg.get("task_type")
     if task not in (None, "CAUSAL_LM"):
         raise ConfigError(f"{key}: '{adapter}' is a {task} adapter, not one for a causal LM (fix: use an adapter "

@@ -85,11 +85,9 @@ stacked chunk it writes); a project job one part of a shard plus a float32 copy 
 def chunk_activation_bytes(study: Study, variant: str) -> float:
     """The activations of one capture chunk (``capture.chunk_size`` prompts) of ``variant``: what a capture job
     holds at once, whatever its shard's size (chunks are streamed into the shard file)."""
-    from .budget import pair_budget
+    from .budget import prompt_activation_bytes
 
-    per_prompt = pair_budget(study, variant, study.capture.prompt_sets[0] if study.capture.prompt_sets else "",
-                             projected=False).activation_bytes_per_prompt
-    return per_prompt * study.capture.chunk_size
+    return prompt_activation_bytes(study, variant) * study.capture.chunk_size
 
 
 def project_job_resources(study: Study, variant: str, pset: str) -> dict[str, int]:

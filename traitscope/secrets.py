@@ -19,6 +19,11 @@ def secret_values(environ: Any = None) -> dict[str, str]:
     return dict(sorted(found.items(), key=lambda kv: -len(kv[0])))
 
 
+def holds_secret(value: Any, secrets: dict[str, str]) -> bool:
+    """Does ``value`` (any cell of a table) contain one of ``secrets`` (from :func:`secret_values`)?"""
+    return isinstance(value, str) and any(s in value for s in secrets)
+
+
 def scrub(text: str, environ: Any = None) -> str:
     """``text`` with every secret value from the environment replaced by ``[redacted $NAME]``."""
     for value, name in secret_values(environ).items():

@@ -41,8 +41,8 @@ if smk.rule == "capture_stream":  # hook only the layers and sites some trait is
 
     reduce_key = (repr(p.project), repr(p.baseline), [file_sha256(f) for f in smk.input.vectors])
 ctx = context_length(model.config)
-special = special_text_rows(tokenizer, df)
-if special and p.special_tokens == "refuse":
+special = special_text_rows(tokenizer, df) if p.special_tokens == "refuse" else []
+if special:
     raise CaptureError(f"{label}: {len(special)} rows spell a special token of the tokenizer, e.g. {special[:3]}, and "
                        "checks.special_tokens is refuse (fix: remove it from the prompts, or set "
                        "checks.special_tokens: text to keep it as ordinary text)")

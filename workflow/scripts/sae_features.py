@@ -19,7 +19,8 @@ c, s = p.comparison, p.sae
 def at_layer(files, layer):
     """The shards' activations at one layer only (last token, response tokens and their ids), not every layer."""
     wanted = [tensor_key("last", layer), tensor_key("response", layer), "response.offsets", "response.token_ids"]
-    return [ActivationShard.load(f, [k for k in wanted if k in safetensors_keys(f)]) for f in files]
+    return [ActivationShard.load(f, [k for k in wanted if k in stored]) for f in files
+            for stored in [set(safetensors_keys(f))]]
 
 
 vectors = [TraitVectors.load(v, sc) for v, sc in zip(smk.input.vectors, smk.input.sidecars)]
@@ -34,8 +35,8 @@ for layer, src in p.sources.items():
     if skipped := sorted(v.trait for v in vectors if v.site != "resid"):
         log.info("layer %d: traits %s are read at attn/mlp sites, not compared with residual-stream SAE features",
                  layer, skipped)
-    res = compare_at_layer(sae, at_layer(smk.input.a, layer), at_layer(smk.input.b, layer), layer, position=s.position, directions=dirs, decode=decode, top=s.top_features,
-                           n_tokens=s.top_tokens, fraction=s.selection_fraction, n_random=s.n_random,
+    res = compare_at_layer(sae, at_layer(smk.input.a, layer), at_layer(smk.input.b, layer), layer,
+                           position=s.position, directions=dirs, decode=decode, top=s.top_features, n_tokens=s.top_tokens, fraction=s.selection_fraction, n_random=s.n_random,
                            n_boot=s.n_boot, seed=p.seed)
     training = f"{src}/training.json"
     res["sae"] = {"source": src, "d_sae": sae.d_sae, "architecture": sae.architecture, "k": sae.k,
