@@ -10,7 +10,7 @@ from traitscope import TraitscopeError, guard
 from traitscope.budget import report as budget_report
 from traitscope.config import SCHEMA_PATH, load_config
 from traitscope.layout import Layout
-from traitscope.models import embedded_name, looks_local, user_model_files_key
+from traitscope.models import EMBEDDED, embedded_name, gguf_slug, gguf_source, looks_local, user_model_files_key
 from traitscope.resources import memory_for_attempt, model_job_resources, project_job_resources
 from traitscope.traits import trait_description
 from traitscope.viewer import comparisons_of
@@ -71,8 +71,11 @@ def model_inputs(variant):
     spec = S.variants[variant]
     deps = []
     name = embedded_name(spec.model)
+    gguf = gguf_source(spec.model)
     if name is not None:
         deps.append(L.embedded_model(name))
+    elif gguf is not None:
+        deps.append(L.gguf_model(gguf_slug(gguf)))
     elif looks_local(spec.model):
         deps.append(spec.model)
     if spec.finetune:
@@ -80,6 +83,10 @@ def model_inputs(variant):
     elif spec.adapter and looks_local(spec.adapter):
         deps.append(spec.adapter)
     return deps
+
+
+# GGUF files the variants name, by the slug of their converted folder (the convert_gguf rule's input)
+GGUF_SOURCES = {gguf_slug(g): str(g) for g in filter(None, (gguf_source(v.model) for v in S.variants.values()))}
 
 
 def shards(path_of, variants, psets):

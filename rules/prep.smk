@@ -6,11 +6,29 @@ rule convert_embedded:
         directory(L.embedded_model()),
     log:
         L.embedded_log(),
+    wildcard_constraints:
+        name="|".join(map(re.escape, EMBEDDED)),
     threads: 2
     conda:
         ENV
     script:
         "../workflow/scripts/convert_embedded.py"
+
+
+rule convert_gguf:
+    input:
+        gguf=lambda w: GGUF_SOURCES[w.slug],
+    output:
+        directory(L.gguf_model()),
+    log:
+        L.gguf_log(),
+    wildcard_constraints:
+        slug="[A-Za-z0-9_.-]+",
+    threads: 2
+    conda:
+        ENV
+    script:
+        "../workflow/scripts/convert_gguf.py"
 
 
 rule prep_prompts:

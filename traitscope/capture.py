@@ -70,21 +70,23 @@ def capture_batch(model: Any, batch: list[tuple[list[int], list[int]]], layers: 
         ids[b, : len(p) + len(r)] = torch.tensor(p + r, dtype=torch.long)
     pos = torch.arange(width)[None, :]
     attn = (pos < (plen + rlen)[:, None]).long()
-    pmask = (pos < plen[:, None]).to(device)
-    rmask = ((pos >= plen[:, None]) & (pos < (plen + rlen)[:, None])).to(device)
-    last_idx = (plen - 1).to(device)
-    rows = torch.arange(len(batch), device=device)
-    denom = plen.to(device)[:, None].float()
+    cpu_index = {"pmask": pos < plen[:, None], "rmask": (pos >= plen[:, None]) & (pos < (plen + rlen)[:, None]),
+                 "last": plen - 1, "rows": torch.arange(len(batch)), "denom": plen[:, None].float()}
+    on_device: dict[torch.device, dict[str, torch.Tensor]] = {}
     store = STORAGE[dtype]
 
     def reduce(_site: str, _layer: int, h: torch.Tensor) -> dict[str, torch.Tensor]:
+        # blocks may live on different devices (accelerate): every index goes where the hooked tensor is
+        if h.device not in on_device:
+            on_device[h.device] = {k: v.to(h.device) for k, v in cpu_index.items()}
+        ix = on_device[h.device]
         out: dict[str, torch.Tensor] = {}
         if "last" in positions:
-            out["last"] = h[rows, last_idx].to(store).cpu()
+            out["last"] = h[ix["rows"], ix["last"]].to(store).cpu()
         if "mean" in positions:
-            out["mean"] = ((h.float() * pmask[..., None]).sum(1) / denom).to(store).cpu()
+            out["mean"] = ((h.float() * ix["pmask"][..., None]).sum(1) / ix["denom"]).to(store).cpu()
         if "response" in positions:
-            out["response"] = h[rmask].to(store).cpu()
+            out["response"] = h[ix["rmask"]].to(store).cpu()
         return out
 
     with SiteCapture(model, layers, sites, reduce=reduce, stop=True) as cap:

@@ -60,27 +60,95 @@ def _ids(tokenizer: Any, text: str, as_text: bool = False) -> list[int]:
     return list(tokenizer(text, add_special_tokens=False, **kwargs)["input_ids"])
 
 
+def set_chat_format(tokenizer: Any, template: str | None = None, options: dict[str, Any] | None = None) -> None:
+    """Give a tokenizer the variant's chat format: ``template`` (the text of ``variants.<name>.chat_template``)
+    replaces its own chat template, and ``options`` (``variants.<name>.chat_options``, e.g. ``enable_thinking:
+    false``) are passed to the template at every rendering."""
+    if template is not None:
+        tokenizer.chat_template = template
+    tokenizer._traitscope_chat_options = dict(options or {})
+    for cached in ("_traitscope_folds_system",):
+        if hasattr(tokenizer, cached):
+            delattr(tokenizer, cached)
+
+
+def chat_options(tokenizer: Any) -> dict[str, Any]:
+    return dict(getattr(tokenizer, "_traitscope_chat_options", None) or {})
+
+
+def _render(tokenizer: Any, messages: list[dict[str, str]], generation_prompt: bool) -> str:
+    return str(tokenizer.apply_chat_template(messages, add_generation_prompt=generation_prompt, tokenize=False,
+                                             **chat_options(tokenizer)))
+
+
+SYSTEM_FOLD = "system prompt, a blank line, then the first user message, as that user message"
+"""How a system prompt reaches a model whose chat template rejects (or silently drops) the system role."""
+
+
+def folds_system(tokenizer: Any) -> bool:
+    """Whether this tokenizer's chat template rejects the system role (raises) or drops a system message's text:
+    then the system prompt is folded into the first user turn (:data:`SYSTEM_FOLD`)."""
+    cached = getattr(tokenizer, "_traitscope_folds_system", None)
+    if cached is not None:
+        return bool(cached)
+    probe = "\ue002system\ue003"
+    try:
+        text = _render(tokenizer, [{"role": "system", "content": probe}, {"role": "user", "content": "u"}], True)
+        folds = probe not in text
+    except Exception:  # noqa: BLE001 - jinja's raise_exception, TemplateError: the template refuses the role
+        folds = True
+    try:
+        tokenizer._traitscope_folds_system = folds
+    except AttributeError:
+        pass
+    return folds
+
+
+def fold_system(messages: list[dict[str, str]]) -> list[dict[str, str]]:
+    """``messages`` with every system message's text put before the next user message's (:data:`SYSTEM_FOLD`)."""
+    out: list[dict[str, str]] = []
+    pending: list[str] = []
+    for m in messages:
+        if m["role"] == "system":
+            pending.append(m["content"])
+        elif m["role"] == "user" and pending:
+            out.append({**m, "content": "\n\n".join(pending + [m["content"]])})
+            pending = []
+        else:
+            out.append(m)
+    if pending:
+        out.append({"role": "user", "content": "\n\n".join(pending)})
+    return out
+
+
 def chat_format(tokenizer: Any) -> dict[str, Any]:
-    """The format prompts are rendered in, for cache keys and shard metadata: the chat template's sha256, or
-    ``plain`` for a tokenizer without one."""
+    """The format prompts are rendered in, for cache keys and shard metadata: the chat template's sha256 (with the
+    template options and ``system: folded`` where they apply), or ``plain`` for a tokenizer without one."""
     template = getattr(tokenizer, "chat_template", None)
     if isinstance(template, dict):  # several named templates
         template = "\n".join(f"{k}\n{v}" for k, v in sorted(template.items()))
     if template:
-        return {"format": "template", "sha256": hashlib.sha256(str(template).encode()).hexdigest()[:16],
-                "special_tokens": "as_text"}
+        fmt: dict[str, Any] = {"format": "template", "sha256": hashlib.sha256(str(template).encode()).hexdigest()[:16],
+                               "special_tokens": "as_text"}
+        if chat_options(tokenizer):
+            fmt["options"] = json.loads(json.dumps(chat_options(tokenizer), sort_keys=True, default=str))
+        if folds_system(tokenizer):
+            fmt["system"] = "folded"
+        return fmt
     return {"format": "plain", "prefix": special_prefix(tokenizer), "special_tokens": "as_text"}
 
 
 def render_ids(tokenizer: Any, messages: list[dict[str, str]], generation_prompt: bool) -> tuple[list[int], bool]:
     """Token ids of ``messages`` in the chat template, and whether some content spelled a special token (kept as
-    text). Without such text the template is rendered and tokenised as one string, as always."""
+    text). Without such text the template is rendered and tokenised as one string, as always. A template that
+    rejects the system role gets system prompts folded into the user turn (:func:`folds_system`)."""
+    if any(m["role"] == "system" for m in messages) and folds_system(tokenizer):
+        messages = fold_system(messages)
     contents = [m["content"] for m in messages]
     if not has_special_text(tokenizer, *contents):
-        text = tokenizer.apply_chat_template(messages, add_generation_prompt=generation_prompt, tokenize=False)
-        return _ids(tokenizer, text), False
+        return _ids(tokenizer, _render(tokenizer, messages, generation_prompt)), False
     marked = [{**m, "content": _MARK.format(i)} for i, m in enumerate(messages)]
-    text = tokenizer.apply_chat_template(marked, add_generation_prompt=generation_prompt, tokenize=False)
+    text = _render(tokenizer, marked, generation_prompt)
     pieces = _MARKS.split(text)
     if [int(i) for i in pieces[1::2]] != list(range(len(messages))):
         raise ChatFormatError("the chat template changes message content, so text that spells a special token "

@@ -134,7 +134,15 @@ def check_semantics(cfg: dict[str, Any], base_dir: Path, resources_dir: Path
     """Cross-reference checks; returns the :class:`ModelDims` of each variant, the row count per prompt set (None
     where unknown before prep) and the rows of each trait's extraction data where start-up can load it."""
     from . import prompts, traits
-    from .models import check_adapter, embedded_name, looks_local, model_dims
+    from .models import (
+        check_adapter,
+        check_bitsandbytes,
+        embedded_name,
+        job_device,
+        looks_local,
+        model_dims,
+        read_chat_template,
+    )
 
     variants, sets, trait_cfg = cfg["variants"], cfg["prompt_sets"], cfg["traits"]
     results = str(cfg["results_dir"]).strip()
@@ -165,7 +173,11 @@ def check_semantics(cfg: dict[str, Any], base_dir: Path, resources_dir: Path
                                 trust_remote_code=bool(var.get("trust_remote_code")), key=f"variants.{name}.model")
         if adapter and not var.get("finetune") and Path(adapter).expanduser().is_dir():
             check_adapter(adapter, dims[name], f"variants.{name}.adapter", model)
-        if embedded_name(model) is None and looks_local(model) and folder_has_template(model) is False:
+        if var.get("quantization", "none") != "none":
+            check_bitsandbytes(job_device(var.get("device_map", "auto")), f"variants.{name}.quantization")
+        if var.get("chat_template"):
+            read_chat_template(var["chat_template"], f"variants.{name}.chat_template")
+        elif embedded_name(model) is None and looks_local(model) and folder_has_template(model) is False:
             log.warning("variants.%s: the tokenizer of '%s' has no chat template, so prompts are given in the plain "
                         "format (%s) (fix: use the model's instruct/chat version, or add a chat template to its "
                         "tokenizer_config.json or as chat_template.jinja)", name, model, PLAIN_FORMAT)
@@ -327,7 +339,7 @@ def check_special_tokens(cfg: dict[str, Any], base_dir: Path, resources_dir: Pat
     if cfg["checks"].get("special_tokens", "text") != "refuse":
         return
     from .chat import file_special_tokens, gguf_special_tokens
-    from .models import embedded_dir, embedded_gguf_path, embedded_name, load_tokenizer
+    from .models import embedded_dir, embedded_gguf_path, embedded_name, gguf_source, load_tokenizer
     from .prompts import startup_table
 
     specials: dict[str, str] = {}  # token -> a variant whose tokenizer has it
@@ -335,8 +347,9 @@ def check_special_tokens(cfg: dict[str, Any], base_dir: Path, resources_dir: Pat
         emb = embedded_name(var["model"])
         folder = embedded_dir(emb, resources_dir) if emb else Path(var["model"]).expanduser()
         found = file_special_tokens(folder) if folder.is_dir() else None
-        if found is None and emb:
-            found = gguf_special_tokens(embedded_gguf_path(emb))
+        gguf = embedded_gguf_path(emb) if emb else gguf_source(var["model"], f"variants.{name}.model")
+        if found is None and gguf is not None:
+            found = gguf_special_tokens(gguf)
         if found is None:
             try:
                 found = set(special_texts(load_tokenizer(build(ModelSpec, var), key=f"variants.{name}")))
@@ -456,6 +469,13 @@ def resolve_finetuned(cfg: dict[str, Any]) -> None:
                        "remove model: (it is taken from the base variant)")
         var.update(model=base["model"], revision=base.get("revision"), trust_remote_code=base.get("trust_remote_code", False),
                    adapter=f"{cfg['results_dir']}/finetune/{ft}/adapter")
+        if finetunes[ft].get("quantization", "none") != "none":
+            from .models import check_bitsandbytes, job_device
+
+            check_bitsandbytes(job_device(base.get("device_map", "auto")), f"finetune.{ft}.quantization")
+        for inherited in ("chat_template", "chat_options", "blocks"):  # the format and layout the adapter learned in
+            if var.get(inherited) is None:
+                var[inherited] = base.get(inherited)
 
 
 def check_context(cfg: dict[str, Any], dims: dict[str, ModelDims]) -> None:

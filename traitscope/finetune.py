@@ -39,6 +39,7 @@ from .io import (
     write_text,
     write_verified,
 )
+from .models import input_device
 from .progress import Progress
 from .settings import FinetuneData, FinetuneSpec, ModelSpec, as_dict
 
@@ -261,7 +262,7 @@ def _mean_loss(model: Any, data: list[tuple[list[int], list[int]]], batch_size: 
     with torch.no_grad():
         for i in range(0, len(data), batch_size):
             ids, mask, labels = _collate(data[i:i + batch_size], pad_id)
-            dev = model.get_input_embeddings().weight.device
+            dev = input_device(model)
             n = int((labels[:, 1:] != -100).sum())
             if n == 0:
                 continue
@@ -305,7 +306,7 @@ def train_lora(model: Any, tokenizer: Any, records: list[dict[str, Any]], settin
     if step == 0 and not history:
         history.append({"step": 0, "epoch": 0.0, "split": "eval", "loss": _mean_loss(model, held, settings.batch_size, pad),
                         "lr": 0.0, "tokens": 0})
-    dev = model.get_input_embeddings().weight.device
+    dev = input_device(model)
     progress = Progress("finetune", total, "steps")
     if step:
         progress.resume(step)
@@ -379,6 +380,15 @@ def save_adapter(model: Any, out_dir: str | Path, provenance: dict[str, Any]) ->
     return out
 
 
+def keep_4bit_differentiable(model: Any) -> None:
+    """Keep bitsandbytes' CPU 4-bit layers on their differentiable kernel. In eval mode (the held-out loss) they
+    repack their weights for a CPU inference kernel that has no backward, after which training would silently stop
+    the gradient at every frozen layer, and the adapters of all but the last blocks would learn nothing."""
+    for module in model.modules():
+        if hasattr(module, "support_avx512bf16_for_cpu"):
+            module.support_avx512bf16_for_cpu = False
+
+
 def finetune(base_variant: ModelSpec, data_path: str | Path, settings: FinetuneSpec, out_dir: str | Path, *,
              name: str, checkpoint_dir: str | Path | None = None,
              resources_dir: str | Path = "resources", stop_after: int | None = None) -> tuple[pd.DataFrame, dict[str, Any]]:
@@ -386,22 +396,20 @@ def finetune(base_variant: ModelSpec, data_path: str | Path, settings: FinetuneS
     import torch
 
     from .capture import model_fingerprint
-    from .models import ModelLoadError, load_model, resolve_model_path
+    from .models import load_model, resolve_model_path
 
     key = f"finetune.{name}"
-    if settings.quantization == "4bit" and not torch.cuda.is_available():
-        raise ModelLoadError(f"{key}.quantization=4bit (QLoRA) needs a CUDA GPU with bitsandbytes; none is visible "
-                             f"(fix: set {key}.quantization: none on CPU, or run the finetune job on a GPU node)")
     records = read_chat_jsonl(data_path)
     data_sha = file_sha256(data_path)
     spec = base_variant
-    if settings.quantization == "4bit":
-        spec = spec._replace(quantization="4bit", dtype=spec.dtype if spec.dtype != "float32" else "bfloat16")
+    if settings.quantization == "4bit":  # QLoRA: the base in NF4 (bitsandbytes, GPU or CPU), the adapter in full
+        spec = spec._replace(quantization="4bit")
     model, tokenizer = load_model(spec, resources_dir=resources_dir, key=f"{key}.base")
     if settings.quantization == "4bit":
         from peft import prepare_model_for_kbit_training
 
         model = prepare_model_for_kbit_training(model)
+        keep_4bit_differentiable(model)
     fingerprint = model_fingerprint(spec, resolve_model_path(spec.model, resources_dir))
     ckpt = None
     if checkpoint_dir:

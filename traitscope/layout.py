@@ -46,6 +46,12 @@ class Layout:
     def embedded_model(self, name: str = "{name}") -> str:
         return posixpath.join(self.resources, "models", name)
 
+    def gguf_model(self, slug: str = "{slug}") -> str:
+        return posixpath.join(self.resources, "models", "gguf", slug)
+
+    def gguf_log(self, slug: str = "{slug}") -> str:
+        return posixpath.join(self.resources, "logs", "convert_gguf", f"{slug}.log")
+
     def embedded_log(self, name: str = "{name}") -> str:
         return posixpath.join(self.resources, "logs", "convert_embedded", f"{name}.log")
 

@@ -77,11 +77,47 @@ def embedded_gguf_path(name: str) -> Path:
 
 
 def resolve_model_path(model: str, resources_dir: str | Path = "resources") -> str:
-    """Map a spec to what ``from_pretrained`` takes: a local folder or a hub id."""
+    """Map a spec to what ``from_pretrained`` takes: a local folder or a hub id (a GGUF file: its converted folder)."""
     name = embedded_name(model)
     if name is not None:
         return str(embedded_dir(name, resources_dir))
+    gguf = gguf_source(model)
+    if gguf is not None:
+        return str(gguf_dir(gguf, resources_dir))
     return model
+
+
+def gguf_source(model: str, key: str = "model") -> Path | None:
+    """The GGUF file a model spec names: a ``.gguf`` file, or a folder without ``config.json`` that holds exactly one;
+    None for anything else. A folder with several is a one-line error."""
+    if embedded_name(model) is not None or not looks_local(model):
+        return None
+    path = Path(model).expanduser()
+    if path.is_file() and path.suffix.lower() == ".gguf":
+        return path
+    if path.is_dir() and not (path / "config.json").exists():
+        found = sorted(path.glob("*.gguf"))
+        if len(found) > 1:
+            raise ConfigError(f"{key}: '{model}' holds {len(found)} .gguf files ({', '.join(f.name for f in found[:4])})"
+                              " (fix: point it to the one file to use)")
+        if found:
+            return found[0]
+    return None
+
+
+def gguf_slug(gguf: Path) -> str:
+    """The name of a GGUF file's converted folder: its stem and a digest of its absolute path (two files of the same
+    name never share a folder)."""
+    import hashlib
+    import re
+
+    digest = hashlib.sha256(str(gguf.expanduser().resolve()).encode()).hexdigest()[:8]
+    return f"{re.sub(r'[^A-Za-z0-9_.-]', '_', gguf.stem)}-{digest}"
+
+
+def gguf_dir(gguf: Path, resources_dir: str | Path = "resources") -> Path:
+    """Where the ``convert_gguf`` rule writes a researcher's GGUF model as a safetensors folder."""
+    return Path(resources_dir) / "models" / "gguf" / gguf_slug(gguf)
 
 
 def looks_local(model: str) -> bool:
@@ -89,32 +125,41 @@ def looks_local(model: str) -> bool:
 
 
 def convert_embedded(name: str, out_dir: str | Path) -> Path:
-    """Convert the embedded GGUF model once into a plain safetensors folder.
+    """Convert the embedded GGUF model once into a plain safetensors folder (:func:`convert_gguf`)."""
+    return convert_gguf(embedded_gguf_path(name), out_dir,
+                        {"embedded": name, "gguf": EMBEDDED[name].gguf_file, "package": EMBEDDED[name].package})
 
-    A GGUF-loaded model refuses ``save_pretrained``, so the model is rebuilt from its config
-    and the de-quantised state dict is loaded into it before saving.
+
+def convert_gguf(gguf: Path, out_dir: str | Path, source: dict[str, Any] | None = None, key: str = "model") -> Path:
+    """Convert a GGUF model file once into a plain safetensors folder (weights de-quantised to float32, its tokenizer
+    and chat template kept), written atomically; ``source`` is recorded in ``traitscope_source.json``.
+
+    A GGUF-loaded model refuses ``save_pretrained``, so the model is rebuilt from its config and the de-quantised
+    state dict is loaded into it before saving. A truncated or foreign file is a one-line error naming it.
     """
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
-    gguf = embedded_gguf_path(name)
+    _gguf_dims(gguf, key)  # a truncated or foreign file: one line, before transformers' traceback
     folder, fname = str(gguf.parent), gguf.name
-    tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=fname)
-    config = AutoConfig.from_pretrained(folder, gguf_file=fname)
-    loaded = AutoModelForCausalLM.from_pretrained(folder, gguf_file=fname, dtype=torch.float32)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=fname)
+        config = AutoConfig.from_pretrained(folder, gguf_file=fname)
+        loaded = AutoModelForCausalLM.from_pretrained(folder, gguf_file=fname, dtype=torch.float32)
+    except Exception as exc:  # noqa: BLE001 - an architecture transformers cannot read from GGUF, a damaged tensor
+        raise ModelLoadError(f"{key}: '{gguf}' cannot be converted ({first_line(exc)[:160]}) (fix: use a GGUF of an "
+                             "architecture transformers reads, or the model's safetensors folder)") from None
     model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     result = model.load_state_dict(loaded.state_dict(), strict=True)
     if result.missing_keys or result.unexpected_keys:  # pragma: no cover - strict=True raises first
-        raise ModelLoadError(f"GGUF conversion of {name} lost weights: {result}")
+        raise ModelLoadError(f"GGUF conversion of {gguf} lost weights: {result}")
     out = Path(out_dir)
     tmp = out.with_name(out.name + ".tmp")  # a killed conversion never leaves a half folder at `out`
     if tmp.exists():
         shutil.rmtree(tmp)
     model.save_pretrained(tmp, safe_serialization=True)
     tokenizer.save_pretrained(tmp)
-    (tmp / "traitscope_source.json").write_text(
-        json.dumps({"embedded": name, "gguf": fname, "package": EMBEDDED[name].package}, indent=2)
-    )
+    (tmp / "traitscope_source.json").write_text(json.dumps(source or {"gguf": str(gguf)}, indent=2))
     if out.exists():
         shutil.rmtree(out)
     os.replace(tmp, out)
@@ -131,12 +176,18 @@ def model_dims(model: str, *, resources_dir: str | Path = "resources", revision:
         if cfg_file.exists():
             return _dims_from_dict(read_model_config(cfg_file, key), key, model)
         return _gguf_dims(embedded_gguf_path(name), key)
+    gguf = gguf_source(model, key)
+    if gguf is not None:
+        cfg_file = gguf_dir(gguf, resources_dir) / "config.json"
+        if cfg_file.exists():
+            return _dims_from_dict(read_model_config(cfg_file, key), key, model)
+        return _gguf_dims(gguf, key)
     if looks_local(model):
         path = Path(model).expanduser()
         cfg_file = path / "config.json"
         if not cfg_file.exists():
-            raise ConfigError(f"{key}: local model folder '{model}' has no config.json "
-                              f"(fix: point {key} to a folder saved with save_pretrained)")
+            raise ConfigError(f"{key}: local model '{model}' is neither a folder with config.json nor a .gguf file "
+                              f"(fix: point {key} to a folder saved with save_pretrained, or to a .gguf file)")
         return _dims_from_dict(read_model_config(cfg_file, key), key, model)
     try:
         from transformers import AutoConfig
@@ -309,15 +360,17 @@ def folder_fingerprint(folder: str | Path, *, hash_all: bool = False) -> list[tu
 def user_model_files_key(variant: ModelSpec) -> str | None:
     """A digest of the model and adapter folders a researcher points a variant to (:func:`folder_fingerprint`), or
     None when there are none (hub ids, the embedded model and finetuned adapters: files the workflow itself writes,
-    tracked as job inputs)."""
-    from .io import content_hash
+    tracked as job inputs). A variant's ``chat_template`` file counts by content."""
+    from .io import content_hash, file_sha256
 
-    parts = []
+    parts: list[Any] = []
     if embedded_name(variant.model) is None and looks_local(variant.model) and Path(variant.model).expanduser().is_dir():
         parts.append(folder_fingerprint(variant.model))
     adapter = variant.adapter
     if not variant.finetune and adapter and looks_local(adapter) and Path(adapter).expanduser().is_dir():
         parts.append(folder_fingerprint(adapter, hash_all=True))
+    if variant.chat_template and Path(variant.chat_template).expanduser().is_file():
+        parts.append(("chat_template", file_sha256(Path(variant.chat_template).expanduser())))
     return content_hash(parts) if parts else None
 
 
@@ -329,40 +382,97 @@ def pick_device(device_map: str) -> str:
     return device_map
 
 
+ACCELERATE_MAPS = ("auto", "balanced", "balanced_low_0", "sequential")
+"""``device_map`` values that accelerate resolves by itself, placing blocks over several devices."""
+
+
+def placement(variant: ModelSpec) -> dict[str, Any]:
+    """The ``from_pretrained`` keywords that place the model: ``device_map`` (and ``max_memory``/``offload_folder``)
+    for accelerate whenever a GPU is visible, the model is quantised, or memory limits are set; nothing for a model
+    in one piece on the CPU or one named device (moved there after loading)."""
+    import torch
+
+    dm = variant.device_map
+    spread = dm in ACCELERATE_MAPS and (torch.cuda.is_available() or variant.max_memory or variant.offload_folder)
+    if not spread and variant.quantization == "none":
+        return {}
+    kwargs: dict[str, Any] = {"device_map": dm if dm in ACCELERATE_MAPS and spread else pick_device(dm)}
+    if variant.max_memory:
+        kwargs["max_memory"] = {int(k) if str(k).isdigit() else str(k): v for k, v in variant.max_memory.items()}
+    if variant.offload_folder:
+        kwargs["offload_folder"] = str(Path(variant.offload_folder).expanduser())
+    return kwargs
+
+
+def quantization_config(variant: ModelSpec, device: str, key: str = "variant") -> Any:
+    """The bitsandbytes config of a ``quantization: 4bit|8bit`` variant (NF4 with double quantisation, computing in
+    the variant's dtype; ``auto``/``float32`` computes in bfloat16 on a GPU and float32 on the CPU); None when not
+    quantised. One-line error when the installed bitsandbytes cannot run on ``device`` (:func:`check_bitsandbytes`)."""
+    import torch
+
+    if variant.quantization == "none":
+        return None
+    check_bitsandbytes(device, f"{key}.quantization")
+    from transformers import BitsAndBytesConfig
+
+    named = {"float16": torch.float16, "bfloat16": torch.bfloat16}.get(variant.dtype)
+    compute = named or (torch.bfloat16 if device.startswith("cuda") else torch.float32)
+    if variant.quantization == "4bit":
+        return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=compute,
+                                  bnb_4bit_use_double_quant=True)
+    return BitsAndBytesConfig(load_in_8bit=True)
+
+
+def job_device(device_map: str) -> str:
+    """The kind of device (``cpu`` or ``cuda``) a variant's jobs will run on, as far as start-up can tell: the CPU for
+    ``device_map: cpu`` or where no GPU is visible."""
+    import torch
+
+    if device_map == "cpu" or not torch.cuda.is_available():
+        return "cpu"
+    return "cuda"
+
+
+BNB_CPU = (0, 46)
+"""The first bitsandbytes release whose 4-bit and 8-bit layers run on the CPU."""
+
+
+def check_bitsandbytes(device: str, key: str) -> None:
+    """Refuse, in one line, a quantised variant that the installed bitsandbytes cannot run on ``device`` (``cpu`` or
+    ``cuda``): not installed, or older than 0.46 on the CPU."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        found = version("bitsandbytes")
+    except PackageNotFoundError:
+        raise ConfigError(f"{key}: quantised loading needs bitsandbytes, which is not installed (fix: pip install "
+                          "'bitsandbytes>=0.46', or set it to none)") from None
+    parts = tuple(int(p) for p in found.split(".")[:2] if p.isdigit())
+    if not device.startswith("cuda") and parts < BNB_CPU:
+        raise ConfigError(f"{key}: bitsandbytes {found} runs quantised layers on a CUDA GPU only and this job runs on "
+                          f"the CPU (fix: pip install 'bitsandbytes>=0.46', run on a GPU node, or set it to none)")
+
+
 def load_model(variant: ModelSpec, *, resources_dir: str | Path = "resources", key: str = "variant"):
     """Load (model, tokenizer) for a variant spec; eval mode, no grad.
 
-    ``quantization`` 8bit/4bit uses bitsandbytes and needs a CUDA GPU: on CPU it fails with a
-    one-line error instead of silently loading full precision.
+    Placement: :func:`placement` (accelerate over every visible GPU for ``device_map: auto``, with the variant's
+    ``max_memory`` and ``offload_folder``). ``quantization`` 8bit/4bit loads through bitsandbytes, on a GPU or the
+    CPU (:func:`quantization_config`). The variant's ``blocks`` names are attached to the model for
+    :func:`decoder_layers` and :func:`site_module`.
     """
     import torch
     from transformers import AutoModelForCausalLM
 
     model_id = resolve_model_path(variant.model, resources_dir)
-    device_map = variant.device_map
-    device = pick_device(device_map)
-    dtype_name = variant.dtype
-    dtype = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}.get(dtype_name, "auto")
-    quant = variant.quantization
-    trust = bool(variant.trust_remote_code)
-    kwargs: dict[str, Any] = {"dtype": dtype, "trust_remote_code": trust}
+    device = pick_device(variant.device_map)
+    dtype = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}.get(variant.dtype, "auto")
+    kwargs: dict[str, Any] = {"dtype": dtype, "trust_remote_code": bool(variant.trust_remote_code), **placement(variant)}
     if variant.revision:
         kwargs["revision"] = variant.revision
-    if quant != "none":
-        if not torch.cuda.is_available():
-            raise ModelLoadError(f"{key}.quantization={quant} needs a CUDA GPU with bitsandbytes; none is visible "
-                                 f"(fix: set {key}.quantization: none on CPU, or run this job on a GPU node)")
-        from transformers import BitsAndBytesConfig
-
-        compute = dtype if isinstance(dtype, torch.dtype) and dtype != torch.float32 else torch.bfloat16
-        kwargs["quantization_config"] = (
-            BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=compute,
-                               bnb_4bit_use_double_quant=True)
-            if quant == "4bit" else BitsAndBytesConfig(load_in_8bit=True)
-        )
-        kwargs["device_map"] = "auto" if device_map in ("auto", "cuda") else device_map
-    elif device_map not in ("auto", "cpu", "cuda"):
-        kwargs["device_map"] = device_map
+    quant = quantization_config(variant, device, key)
+    if quant is not None:
+        kwargs["quantization_config"] = quant
     tokenizer = load_tokenizer(variant, resources_dir=resources_dir, key=key)
     try:
         model: Any = AutoModelForCausalLM.from_pretrained(model_id, **kwargs)
@@ -372,6 +482,8 @@ def load_model(variant: ModelSpec, *, resources_dir: str | Path = "resources", k
                              f"(fix: check the id/path; offline, use a local folder)") from exc
     if "device_map" not in kwargs:
         model.to(device)
+    if variant.blocks is not None:
+        model.traitscope_blocks = variant.blocks
     if variant.adapter:
         model = _attach_adapter(model, variant.adapter, key)
     model.eval()
@@ -385,13 +497,39 @@ def load_tokenizer(variant: ModelSpec, *, resources_dir: str | Path = "resources
     """The tokenizer of a variant's model alone (no weights); a one-line error when it does not load."""
     from transformers import AutoTokenizer
 
+    from .chat import set_chat_format
+
     try:
-        return AutoTokenizer.from_pretrained(resolve_model_path(variant.model, resources_dir),
-                                             trust_remote_code=bool(variant.trust_remote_code),
-                                             revision=variant.revision)
+        tokenizer = AutoTokenizer.from_pretrained(resolve_model_path(variant.model, resources_dir),
+                                                  trust_remote_code=bool(variant.trust_remote_code),
+                                                  revision=variant.revision)
     except Exception as exc:  # noqa: BLE001
         raise ModelLoadError(f"{key}.model: '{variant.model}' failed to load ({first_line(exc)}) "
                              f"(fix: check the id/path; offline, use a local folder)") from exc
+    template = read_chat_template(variant.chat_template, f"{key}.chat_template") if variant.chat_template else None
+    set_chat_format(tokenizer, template, dict(variant.chat_options or {}))
+    return tokenizer
+
+
+def read_chat_template(path: str, key: str) -> str:
+    """The text of a ``chat_template`` Jinja file, checked to parse; a one-line error naming the file otherwise."""
+    from jinja2 import TemplateSyntaxError
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+    file = Path(path).expanduser()
+    try:
+        text = file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{key}: cannot read '{path}' ({first_line(exc)}) (fix: point it to a Jinja chat template "
+                          "file)") from None
+    try:
+        ImmutableSandboxedEnvironment().parse(text)
+    except TemplateSyntaxError as exc:
+        raise ConfigError(f"{key}: '{path}' is not a valid Jinja template (line {exc.lineno}: {exc.message}) (fix: "
+                          "correct the template)") from None
+    if not text.strip():
+        raise ConfigError(f"{key}: '{path}' is empty (fix: point it to a Jinja chat template file)")
+    return text
 
 
 def _attach_adapter(model, adapter: str, key: str):
@@ -405,49 +543,104 @@ def _attach_adapter(model, adapter: str, key: str):
                              f"(fix: point it to a folder saved by peft save_pretrained)") from exc
 
 
+BLOCK_PATHS = ("model.layers", "model.language_model.layers", "transformer.h", "gpt_neox.layers", "model.decoder.layers",
+               "transformer.blocks", "model.transformer.h", "language_model.model.layers")
+"""Where the decoder blocks live, tried in order: Llama, Mistral, Qwen, Gemma, Phi-3, OLMo (``model.layers``), Gemma 3
+multimodal (``model.language_model.layers``), GPT-2 and GPT-J (``transformer.h``), GPT-NeoX/Pythia, OPT
+(``model.decoder.layers``), MPT. ``variants.<name>.blocks.path`` names another."""
+SITES = ("resid", "attn", "mlp")
+"""Where in block ``i`` a trait is read: ``resid`` the residual stream after the block; ``attn`` and ``mlp`` what the
+block's attention and MLP sublayers add to the residual stream (:func:`site_module`)."""
+SUBLAYERS = {"attn": ("self_attn", "attn", "attention", "self_attention"), "mlp": ("mlp", "feed_forward", "ffn")}
+"""Child names of the attention and MLP sublayers, tried in order; ``variants.<name>.blocks.attn``/``.mlp`` name
+others."""
+POST_NORMS = {"attn": "post_attention_layernorm", "mlp": "post_feedforward_layernorm"}
+"""Norms applied to a sublayer's output before it joins the residual stream. A block that has
+``post_feedforward_layernorm`` (Gemma 2, Gemma 3, OLMo 2) normalises both outputs, and these norms' outputs are what
+the sublayers add; elsewhere ``post_attention_layernorm`` is the norm *before* the MLP (Llama) and is not used."""
+
+
+def _attr_path(obj: Any, path: str) -> Any:
+    for part in path.split("."):
+        obj = getattr(obj, part, None)
+        if obj is None:
+            return None
+    return obj
+
+
+def _unwrapped(model: Any) -> Any:
+    return model.get_base_model() if hasattr(model, "get_base_model") else model  # peft
+
+
+def block_names(model: Any) -> Any:
+    """The variant's ``blocks`` setting (:class:`~traitscope.settings.BlockNames`) that :func:`load_model` attached to
+    the model, or None."""
+    return getattr(_unwrapped(model), "traitscope_blocks", None) or getattr(model, "traitscope_blocks", None)
+
+
 def decoder_layers(model: nn.Module) -> nn.ModuleList:
-    """The list of decoder blocks whose outputs are the residual stream, for common architectures."""
+    """The list of decoder blocks whose outputs are the residual stream: at ``variants.<name>.blocks.path`` when the
+    config names it, else at the first of :data:`BLOCK_PATHS` that the model has."""
     from torch import nn
 
-    base: Any = model
-    if hasattr(base, "get_base_model"):  # peft
-        base = base.get_base_model()
-    for path in ("model.layers", "model.language_model.layers", "transformer.h", "gpt_neox.layers", "model.decoder.layers"):
-        obj: Any = base
-        for part in path.split("."):
-            obj = getattr(obj, part, None)
-            if obj is None:
-                break
+    base: Any = _unwrapped(model)
+    names = block_names(model)
+    paths = (names.path,) if names is not None and names.path else BLOCK_PATHS
+    for path in paths:
+        obj = _attr_path(base, path)
         if isinstance(obj, nn.ModuleList):
             return obj
-    raise ModelLoadError(f"cannot find decoder layers in {type(base).__name__} "
-                         "(fix: add its layer path to traitscope.models.decoder_layers)")
-
-
-SITES = ("resid", "attn", "mlp")
-"""Where in block ``i`` a trait is read: ``resid`` the residual stream after the block; ``attn`` the attention
-sublayer's output and ``mlp`` the MLP sublayer's output (each before it is added to the residual stream)."""
-_SITE_MODULES = {"attn": ("self_attn", "attn", "attention", "self_attention"), "mlp": ("mlp", "feed_forward", "ffn")}
+    lists = [n for n, m in base.named_modules() if isinstance(m, nn.ModuleList) and n.count(".") < 4][:5]
+    if names is not None and names.path:
+        raise ModelLoadError(f"{type(base).__name__} has no list of blocks at blocks.path {names.path!r} (module lists: "
+                             f"{', '.join(lists) or 'none'}; fix: set variants.<name>.blocks.path to one of them)")
+    raise ModelLoadError(f"cannot find the decoder blocks of {type(base).__name__} (module lists: "
+                         f"{', '.join(lists) or 'none'}; fix: set variants.<name>.blocks.path to the one that holds "
+                         "the blocks, e.g. model.layers)")
 
 
 def site_module(model: nn.Module, layer: int, site: str) -> nn.Module:
-    """The module whose forward output is ``site`` of decoder block ``layer``: the block itself for ``resid``, its
-    attention or MLP sublayer otherwise (``self_attn``/``mlp`` in Llama, Qwen, Mistral, Gemma; ``attn``/``mlp`` in
-    GPT-2; ``attention``/``mlp`` in GPT-NeoX)."""
+    """The module whose forward output is ``site`` of decoder block ``layer``: the block itself for ``resid``; for
+    ``attn``/``mlp`` the sublayer whose output is added to the residual stream: the post-sublayer norm where the
+    block has them (:data:`POST_NORMS`), else the sublayer itself (``self_attn``/``mlp`` in Llama, Mistral, Qwen,
+    Phi-3; ``attn``/``mlp`` in GPT-2; ``attention``/``mlp`` in GPT-NeoX), or the child named by
+    ``variants.<name>.blocks``."""
     block = decoder_layers(model)[layer]
     if site == "resid":
         return block
-    if site not in _SITE_MODULES:
+    if site not in SUBLAYERS:
         raise ModelLoadError(f"unknown site {site!r} (fix: use one of {', '.join(SITES)})")
-    for name in _SITE_MODULES[site]:
+    names = block_names(model)
+    chosen = getattr(names, site, None) if names is not None else None
+    if chosen:
+        module = _attr_path(block, chosen)
+        if module is None:
+            raise ModelLoadError(f"{type(block).__name__} has no child {chosen!r} (blocks.{site}; children: "
+                                 f"{_children(block)}; fix: set variants.<name>.blocks.{site} to one of them)")
+        return module
+    if getattr(block, POST_NORMS["mlp"], None) is not None:
+        return getattr(block, POST_NORMS[site])
+    for name in SUBLAYERS[site]:
         module = getattr(block, name, None)
         if module is not None:
             return module
-    children = ", ".join(n for n, _ in block.named_children())
-    raise ModelLoadError(f"cannot find the {site} sublayer of {type(block).__name__} (children: {children}; fix: use "
-                         f"site resid for this model, or add the child's name to traitscope.models._SITE_MODULES)")
+    raise ModelLoadError(f"cannot find the {site} sublayer of {type(block).__name__} (children: {_children(block)}; "
+                         f"fix: set variants.<name>.blocks.{site} to the child whose output joins the residual stream, "
+                         "or use site resid)")
+
+
+def _children(block: Any) -> str:
+    return ", ".join(n for n, _ in block.named_children())
 
 
 def input_device(model: nn.Module) -> torch.device:  # noqa: F821
+    """Where the model's inputs go: the device its embedding runs on (accelerate's execution device when the
+    embedding's weights are offloaded to the CPU or disk)."""
+    import torch
+
     embeddings: Any = model.get_input_embeddings()  # type: ignore[operator]
+    hook = getattr(embeddings, "_hf_hook", None)
+    device = getattr(hook, "execution_device", None)
+    if device is not None:
+        return torch.device(device if not isinstance(device, int) else f"cuda:{device}")
     return embeddings.weight.device

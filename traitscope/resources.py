@@ -1,13 +1,14 @@
 """Cluster resources of model jobs, estimated from the model's size and overridable per variant.
 
 parameters ~= 12 * layers * hidden^2 + 2 * vocab * hidden   (decoder blocks + embeddings/LM head)
-weights    = parameters x bytes/parameter (float32 4, float16/bfloat16 2, 8bit 1, 4bit 0.5)
+weights    = parameters x bytes/parameter (float32 4, float16/bfloat16 2); quantised: blocks x (8bit 1, 4bit 0.5)
+             + embeddings and LM head x 2 (bitsandbytes leaves them unquantised)
 need       = weights x overhead (activations, KV cache, CUDA context)
-GPUs       = ceil(need / gpu_memory_gb); host memory = weights x 1.1 (loading) or need on CPU, plus one capture
+GPUs       = ceil(need / gpu_memory_gb), or the GPUs a variant's max_memory names; host memory = weights x 1.1 (loading) or need on CPU, plus one capture
              chunk's activations twice over (chunks are streamed into the shard, so the shard's size never counts)
 
 A 70B Llama (80 layers, hidden 8192, vocab 128256) in bfloat16: ~66e9 parameters, 133 GB of weights,
-173 GB with overhead: 3 x 80 GB GPUs; in 4bit: 33 GB -> 1 GPU.
+173 GB with overhead: 3 x 80 GB GPUs; in 4bit: 37 GB -> 1 GPU.
 
 The SLURM request of a model job (the keys snakemake-executor-plugin-slurm reads): ``gpu`` and ``gpu_model``
 (``--gpus=<model>:<n>``) or ``gres`` (``--gres``), ``constraint`` (``-C``), ``slurm_extra``, ``slurm_account``
@@ -29,16 +30,28 @@ def estimate_parameters(n_layers: int, hidden: int, vocab: int) -> float:
     return 12.0 * n_layers * hidden**2 + 2.0 * vocab * hidden
 
 
+def weight_bytes(quantization: str, dtype: str, n_layers: int, hidden: int, vocab: int) -> float:
+    """Bytes of a model's weights: the blocks at the dtype's size, or 1 (8bit) or 0.5 (4bit) byte per parameter when
+    quantised, where bitsandbytes leaves the embeddings and LM head at 2 bytes (its compute dtype)."""
+    blocks, embeddings = 12.0 * n_layers * hidden**2, 2.0 * vocab * hidden
+    if quantization in QUANT_BYTES:
+        return blocks * QUANT_BYTES[quantization] + embeddings * 2.0
+    return (blocks + embeddings) * BYTES.get(dtype, 4.0)
+
+
+QUANT_BYTES = {"8bit": 1.0, "4bit": 0.5}
+
+
 def model_job_resources(study: Study, variant: str) -> dict[str, Any]:
     """Snakemake resources (+ threads) of a job that loads ``variant``."""
     res = study.resources
     spec = study.variants[variant]
     dims = study.dims[variant]
-    bpp = {"8bit": 1.0, "4bit": 0.5}.get(spec.quantization, BYTES.get(spec.dtype, 4.0))
-    weights_gb = estimate_parameters(dims.n_layers, dims.hidden_size, dims.vocab_size) * bpp / 1e9
+    weights_gb = weight_bytes(spec.quantization, spec.dtype, dims.n_layers, dims.hidden_size, dims.vocab_size) / 1e9
     need_gb = weights_gb * float(res.overhead)
     on_cpu = spec.device_map == "cpu"
-    gpu = 0 if on_cpu else max(1, math.ceil(need_gb / float(res.gpu_memory_gb)))
+    named_gpus = [k for k in (spec.max_memory or {}) if str(k).isdigit()]  # the GPUs accelerate may fill
+    gpu = 0 if on_cpu else len(named_gpus) or max(1, math.ceil(need_gb / float(res.gpu_memory_gb)))
     chunk_gb = chunk_activation_bytes(study, variant) * CHUNK_COPIES / 1e9  # one chunk, never the shard
     host_gb = (need_gb if on_cpu else weights_gb * 1.1) + chunk_gb
     out: dict[str, Any] = {

@@ -75,8 +75,18 @@ def _repr_without(obj: tuple, hidden: tuple[str, ...]) -> str:
 
 # ------------------------------------------------------------------------------------------ models
 
+class BlockNames(NamedTuple):
+    """Where a model keeps its decoder blocks and, inside a block, the modules whose outputs are the ``attn`` and
+    ``mlp`` sites (``variants.<name>.blocks``): for an architecture :mod:`traitscope.models` does not know."""
+
+    path: str | None
+    attn: str | None
+    mlp: str | None
+
+
 class ModelSpec(NamedTuple):
-    """A variant: model (hub id, local folder or ``embedded:<name>``), optional adapter, how to load it."""
+    """A variant: model (hub id, local folder, ``.gguf`` file or ``embedded:<name>``), optional adapter, how to load
+    it, its chat format and, for models over several devices, where its layers go."""
 
     model: str
     finetune: str | None
@@ -86,6 +96,17 @@ class ModelSpec(NamedTuple):
     device_map: str
     trust_remote_code: bool
     revision: str | None
+    chat_template: str | None = None  # a Jinja file replacing the tokenizer's chat template
+    chat_options: dict[str, Any] | None = None  # extra variables for the template, e.g. enable_thinking: false
+    blocks: BlockNames | None = None
+    max_memory: dict[str, str] | None = None  # accelerate's per-device limits, e.g. {0: 70GiB, cpu: 200GiB}
+    offload_folder: str | None = None
+
+    def __repr__(self) -> str:
+        # the chat and block keys are left out while unset, so configs written before they existed keep their
+        # params; where the layers are placed (max_memory, offload_folder) does not change what a job writes
+        unset = tuple(k for k in ("chat_template", "chat_options", "blocks") if getattr(self, k) is None)
+        return _repr_without(self, unset + ("max_memory", "offload_folder"))
 
 
 class ModelDims(NamedTuple):

@@ -1,0 +1,101 @@
+"""A researcher's own GGUF file as a model: found, sized from its header at start-up, converted once by the
+``convert_gguf`` rule into a safetensors folder, loaded; a damaged file is a one-line error naming it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import REPO, tiny_config
+
+from traitscope import ConfigError
+from traitscope.models import (
+    EMBEDDED,
+    convert_gguf,
+    embedded_gguf_path,
+    gguf_dir,
+    gguf_source,
+    load_tokenizer,
+    model_dims,
+    resolve_model_path,
+)
+
+SMOL = EMBEDDED["smollm2-135m-instruct"]
+
+
+@pytest.fixture(scope="module")
+def own_gguf(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The embedded SmolLM2 GGUF under another name, as a researcher's download would be (a hard link: no copy)."""
+    try:
+        source = embedded_gguf_path("smollm2-135m-instruct")
+    except ConfigError:
+        pytest.skip(f"needs {SMOL.pip}")
+    path = tmp_path_factory.mktemp("downloads") / "My-Model.Q4_1.gguf"
+    try:
+        os.link(source, path)
+    except OSError:
+        path.write_bytes(source.read_bytes())
+    return path
+
+
+def test_gguf_files_and_folders_are_found(own_gguf, tmp_path):
+    assert gguf_source(str(own_gguf)) == own_gguf
+    assert gguf_source(str(own_gguf.parent)) == own_gguf  # a folder holding one, without config.json
+    assert gguf_source(str(tmp_path)) is None
+    (tmp_path / "a.gguf").write_bytes(b"x")
+    (tmp_path / "b.gguf").write_bytes(b"x")
+    with pytest.raises(ConfigError, match=r"^variants.x.model: .* holds 2 .gguf files .*fix: point it to the one"):
+        gguf_source(str(tmp_path), "variants.x.model")
+    assert resolve_model_path(str(own_gguf), tmp_path / "res") == str(gguf_dir(own_gguf, tmp_path / "res"))
+
+
+def test_start_up_sizes_a_gguf_from_its_header_and_refuses_a_damaged_one(own_gguf, tmp_path):
+    dims = model_dims(str(own_gguf), resources_dir=tmp_path)
+    assert (dims.n_layers, dims.hidden_size, dims.vocab_size) == (30, 576, 49152)
+    broken = tmp_path / "broken.gguf"
+    broken.write_bytes(own_gguf.read_bytes()[:4096])
+    with pytest.raises(ConfigError) as info:
+        model_dims(str(broken), key="variants.x.model")
+    msg = str(info.value)
+    assert "\n" not in msg and str(broken) in msg and "not a complete GGUF" in msg and "fix:" in msg
+    with pytest.raises(ConfigError, match="not a complete GGUF"):
+        convert_gguf(broken, tmp_path / "out", key="variants.x.model")
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.e2e
+def test_a_gguf_is_converted_once_and_loads(own_gguf, tmp_path):
+    from conftest import load_variant
+
+    out = gguf_dir(own_gguf, tmp_path)
+    convert_gguf(own_gguf, out, {"gguf": str(own_gguf)})
+    assert (out / "config.json").is_file() and (out / "model.safetensors").is_file()
+    assert model_dims(str(own_gguf), resources_dir=tmp_path).n_layers == 30  # now read from the converted config
+    model, tok = load_variant({"model": str(own_gguf), "device_map": "cpu"}, resources_dir=tmp_path)
+    assert tok.chat_template and "<|im_start|>" in tok.chat_template  # the GGUF's own template came along
+    assert load_tokenizer(model_spec(own_gguf), resources_dir=tmp_path).vocab_size == tok.vocab_size
+    assert type(model).__name__ == "LlamaForCausalLM"
+
+
+def model_spec(path: Path):
+    from traitscope.config import entry
+
+    return entry("variants", {"model": str(path)})
+
+
+def test_the_dry_run_plans_the_conversion(own_gguf, tiny_model_dir, tmp_path):
+    cfg = tiny_config(tiny_model_dir)
+    cfg["variants"]["base"]["model"] = str(own_gguf)
+    cfg["capture"]["layers"] = [3]
+    cfg["extract"]["layers"] = [3]
+    (tmp_path / "study.yaml").write_text(yaml.safe_dump(cfg))
+    run = subprocess.run([sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(tmp_path),
+                          "--configfile", str(tmp_path / "study.yaml"), "-n", "--cores", "1", "results/all"],
+                         capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.stdout.count("rule convert_gguf:") == 1 and "rule convert_embedded:" not in run.stdout
+    assert f"input: {own_gguf}" in run.stdout
