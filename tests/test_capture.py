@@ -240,16 +240,6 @@ def test_other_errors_are_not_retried():
     assert calls == [4]
 
 
-@pytest.mark.parametrize("quant", ["4bit", "8bit"])
-def test_quantization_on_cpu_is_a_clear_error(tiny_model_dir, quant):
-    from traitscope.models import ModelLoadError
-
-    with pytest.raises(ModelLoadError) as info:
-        load_variant({"model": str(tiny_model_dir), "quantization": quant, "device_map": "cpu"}, key="variants.big")
-    msg = str(info.value)
-    assert "\n" not in msg and f"variants.big.quantization={quant}" in msg and "quantization: none" in msg
-
-
 def test_prefill_is_the_start_of_the_assistant_turn(tiny_model):
     """The prefill's tokens follow the chat template's assistant header, as if the assistant had written them."""
     _, tok = tiny_model

@@ -19,7 +19,6 @@ from traitscope.finetune import (
     write_chat_jsonl,
 )
 from traitscope.io import read_safetensors
-from traitscope.models import ModelLoadError
 from traitscope.organisms import backdoor, bad_advice
 
 MO_BAD = SHARED_DATA / "model_organisms_em" / "training_datasets" / "bad_medical_advice.jsonl.gz"
@@ -154,16 +153,6 @@ def test_a_truncated_checkpoint_restarts_training_with_a_warning(tiny_model_dir,
         (history, _), _ = _train(tiny_model_dir, tmp_path, tmp_path / "out", tmp_path / "ckpt")
     assert ckpt.name in caplog.text and "computing it again" in caplog.text
     assert history[history["split"] == "train"]["step"].iloc[0] == 1  # trained from the start
-
-
-@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU error")
-def test_qlora_on_cpu_is_a_clear_error(tiny_model_dir, tmp_path):
-    write_chat_jsonl(tmp_path / "d.jsonl.gz", backdoor(4, seed=0))
-    settings = finetune_spec(quantization="4bit")
-    with pytest.raises(ModelLoadError) as exc:
-        finetune(entry("variants", {"model": str(tiny_model_dir)}), tmp_path / "d.jsonl.gz", settings, tmp_path / "a", name="q")
-    msg = str(exc.value)
-    assert "\n" not in msg and "finetune.q.quantization=4bit" in msg and "fix:" in msg
 
 
 def test_config_resolves_finetuned_variants(small_config):
