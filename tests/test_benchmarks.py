@@ -14,6 +14,7 @@ FIGURES = {  # what each must print: its measured figures
     "capture_throughput.py": ["ratio capture / bare truncated stack:", "ratio capture / full forward:"],
     "capture_memory.py": ["peak RSS at 20 (MB)", "RESULTS {"],
     "dag_scale.py": ["== two-step:", "== stream:", "written per prompt:", "jobs submitted to SLURM:"],
+    "quantized_vectors.py": ["safety/harmful_instruction", "RESULTS [{"],
 }
 
 

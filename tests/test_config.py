@@ -89,7 +89,8 @@ def test_missing_and_empty_prompt_files(small_config, tmp_path):
 def test_model_folder_without_config(small_config, tmp_path):
     (tmp_path / "broken").mkdir()
     small_config["variants"]["base"]["model"] = str(tmp_path / "broken")
-    assert "no config.json" in error_of(small_config)
+    msg = error_of(small_config)
+    assert "neither a folder with config.json nor a .gguf file" in msg and msg.startswith("variants.base.model:")
 
 
 def test_hub_model_that_does_not_resolve(small_config, monkeypatch):

@@ -98,8 +98,8 @@ def test_a_missing_sublayer_is_a_clear_error():
             self.model.layers = nn.ModuleList([Block()])
 
     assert isinstance(site_module(Model(), 0, "resid"), Block)
-    with pytest.raises(ModelLoadError, match=r"cannot find the mlp sublayer of Block \(children: mixer; fix: use site "
-                                             r"resid"):
+    with pytest.raises(ModelLoadError, match=r"cannot find the mlp sublayer of Block \(children: mixer; fix: set "
+                                             r"variants.<name>.blocks.mlp .*or use site resid"):
         site_module(Model(), 0, "mlp")
 
 
