@@ -20,9 +20,6 @@ if not workflow.config_settings.configfiles:
     configfile: "config/config.yaml"
 
 
-report: "workflow/report/workflow.rst"
-
-
 include: "rules/common.smk"
 include: "rules/prep.smk"
 include: "rules/finetune.smk"
@@ -34,6 +31,10 @@ include: "rules/organisms.smk"
 include: "rules/experiments.smk"
 include: "rules/sae.smk"
 include: "rules/analyze.smk"
+
+
+# The report's front page: after a run, the study's findings beside their controls (rule findings); before, the intro.
+report: FRONT_PAGE
 
 
 localrules:

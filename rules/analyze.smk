@@ -77,13 +77,29 @@ if viewer_enabled():
             "../workflow/scripts/token_viewer.py"
 
 
+rule findings:
+    input:
+        analysis_targets(),
+        intro=os.path.join(workflow.basedir, "workflow", "report", "workflow.rst"),
+    output:
+        **reported(L.findings(), "Findings", markdown="findings"),
+    log:
+        L.log("findings"),
+    conda:
+        ENV
+    script:
+        "../workflow/scripts/findings.py"
+
+
 rule manifest:
     input:
         analysis_targets(),
+        findings=L.findings()["markdown"],
         prompts=[L.prompts(s) for s in S.used_prompt_sets()],
         responses=[f for _, f in captured_responses()],
     output:
-        report(L.manifest(), caption="../workflow/report/manifest.rst", category="Provenance"),
+        report(L.manifest(), caption="../workflow/report/manifest.rst", category=category("Provenance"),
+               labels={"entry": "provenance manifest"}),
     params:
         config=S.config,
         overlaps=S.overlaps,

@@ -1,5 +1,6 @@
 # Start-up and helpers: validate the config into the typed Study, then every path comes from the Layout.
 # Rule files hold rules only; every function they use is defined here.
+import os
 import posixpath
 import re
 import sys
@@ -23,9 +24,21 @@ validate(config, str(SCHEMA_PATH), set_default=False)  # the same schema through
 
 # What the report captions (workflow/report/*.rst, Jinja) may cite beyond the config: the rows of each prompt set.
 # A "_" key: provenance leaves it out, and no job reads it.
-config["_study"] = {"rows": dict(S.rows)}
+config["_study"] = {"rows": dict(S.rows), "extract_random_directions": S.extract.random_directions}
+
+def command_line_targets():
+    """The targets of the snakemake command line, as its own parser reads them (none when run otherwise): Snakemake
+    only hands them to the workflow after the Snakefile is parsed."""
+    cli = sys.modules.get("snakemake.cli")
+    try:
+        return cli.get_argument_parser().parse_known_args(sys.argv[1:])[0].targets or [] if cli else []
+    except BaseException:  # an argument Snakemake itself will refuse, with its own message
+        return []
+
 
 if workflow.is_main_process:  # once per invocation (dry run included), not in every cluster job
+    if problem := Layout(S.results_dir).foreign_target(command_line_targets()):
+        sys.exit(problem)
     try:  # one run per results folder; then what a killed run left (temporaries, unreadable outputs) is removed
         RESULTS_LOCK = guard.hold(S.results_dir)
     except TraitscopeError as exc:
@@ -34,6 +47,8 @@ if workflow.is_main_process:  # once per invocation (dry run included), not in e
     print("\n".join(budget_report(S, S.config["checks"]["activation_budget_gb"])), file=sys.stderr)
 
 L = Layout(S.results_dir)
+FRONT_PAGE = (os.path.abspath(L.findings()["front"]) if os.path.exists(L.findings()["front"])
+              else "workflow/report/workflow.rst")
 TRAITS = S.trait_names()
 ENV = "../envs/traitscope.yaml"
 
@@ -52,13 +67,25 @@ wildcard_constraints:
 
 
 # ---------------------------------------------------------------------------------------- helpers
-def reported(files, category, subcategory=None, labels=None, **captions):
+# The report's categories in pipeline order (numbered, so the report lists them so)
+CATEGORIES = ("Findings", "Finetuning", "Extraction", "Harm check", "Trait scores", "Emergent misalignment",
+              "External datasets", "Prefill attack", "Backdoor", "Model organism", "SAE features",
+              "Steering and CMA-ES", "Token viewer", "Provenance")
+
+
+def category(name):
+    return f"{CATEGORIES.index(name) + 1:02d}. {name}"  # zero-padded: the report sorts them as text
+
+
+def reported(files, category_name, subcategory=None, labels=None, **captions):
     """``files`` (a Layout dict) with the keys named in ``captions`` registered in the Snakemake report, each with
-    its caption ``workflow/report/<caption>.rst``, under ``category``/``subcategory``."""
+    its caption ``workflow/report/<caption>.rst``, under ``category_name`` (numbered in pipeline order) and
+    ``subcategory``; ``labels`` default to the entry's title, its caption's name."""
     out = dict(files)
     for key, caption in captions.items():
-        out[key] = report(files[key], caption=f"../workflow/report/{caption}.rst", category=category,
-                          subcategory=subcategory, labels=labels)
+        title = labels or {"entry": caption.replace("_", " ")}
+        out[key] = report(files[key], caption=f"../workflow/report/{caption}.rst", category=category(category_name),
+                          subcategory=subcategory, labels=title)
     return out
 
 
@@ -277,6 +304,14 @@ def steering_inputs(w):
 
 def external_scores(w):
     return per_set(L.scores, [S.external.variant], S.external.datasets[w.dataset].prompt_sets)
+
+
+def compare_baselines():
+    """Random-direction scores of the base and the variant on the compared set: the comparison's control (none when
+    project.random_directions is 0)."""
+    if not S.project.random_directions:
+        return []
+    return per_set(L.baseline, [S.compare.base, S.compare.variant], [S.compare.prompt_set])
 
 
 def external_baselines(w):

@@ -9,6 +9,7 @@ if S.compare:
             variant=per_set(L.scores, [S.compare.variant], [S.compare.prompt_set]),
             prompts=L.prompts(S.compare.prompt_set),
             sidecars=vector_files("sidecar"),
+            baselines=compare_baselines(),
         output:
             **reported(L.variant_comparison(), "Emergent misalignment", figure="variant_comparison",
                        json="variant_comparison_json"),

@@ -11,7 +11,7 @@ if S.sae:
                 config=L.sae()["config"],
                 weights=L.sae()["weights"],
                 training=report(L.sae()["training"], caption="../workflow/report/sae_training.rst",
-                                category="SAE features"),
+                                category=category("SAE features"), labels={"entry": "SAE training"}),
             params:
                 sae=sae_train_settings,
                 corpus=sae_corpus_pairs,

@@ -262,3 +262,12 @@ def test_model_jobs_carry_the_whole_slurm_request(small_config):
     assert memory_for_attempt(1000, 2, 1.5) == 1500
     small_config["resources"]["variants"]["base"] = {"gres": "gpu a100"}
     assert "resources" in error_of(small_config)
+
+
+def test_the_configuration_reference_is_what_the_schema_gives():
+    from traitscope import docs
+
+    assert docs.DOC.read_text(encoding="utf-8") == docs.render(), "fix: python -m traitscope.docs"
+    text = docs.render()
+    for key in ("variants.<name>.chat_template", "capture.dtype", "variants.<name>.blocks.path"):
+        assert f"`{key}`" in text

@@ -120,3 +120,41 @@ def test_transfer_needs_matching_hidden_size(small_config, tmp_path):
     cfg["variants"]["other"] = {"model": str(wide)}
     msg = assert_config_error(cfg, "compare.variant")
     assert "hidden size 48" in msg and "cannot transfer" in msg
+
+
+class _FakeBaseline:
+    def __init__(self, ids, scores):
+        self.ids, self.scores = ids, scores
+
+    def pooled(self, layer, position, site="resid"):
+        assert (layer, position, site) == (3, "response_mean", "resid")
+        return self.scores
+
+
+@pytest.mark.parametrize("random_shift, beats", [(0.0, True), (1.0, False)])
+def test_the_variant_comparison_has_a_random_direction_control(random_shift, beats):
+    """A finetune that shifts every direction as much as the trait's does not beat the control."""
+    from traitscope.compare import random_control, with_random_control
+
+    scores, prompts = _scores({"safety/evil": 1.0})
+    result, _ = compare_variants(scores, base="base", variant="tuned", correction="holm", alpha=0.05, n_boot=200, seed=0)
+    ids = prompts["id"].tolist()
+    rng = np.random.default_rng(1)
+    base = rng.normal(0, 1, (len(ids), 50))
+    tuned = base + random_shift + rng.normal(0, 0.3, base.shape)
+    control = random_control({"base": _FakeBaseline(ids, base), "tuned": _FakeBaseline(ids, tuned)}, prompts,
+                             {"safety/evil": 3}, {"safety/evil": "response_mean"}, {"safety/evil": "resid"},
+                             base="base", variant="tuned")
+    # recomputed by hand: per-question means, paired d_z per direction, 95th percentile of |d_z|
+    groups = prompts.set_index("id")["group"]
+    diff = (pd.DataFrame(tuned, index=ids).groupby(groups).mean() - pd.DataFrame(base, index=ids).groupby(groups).mean())
+    dz = diff.mean(0) / diff.std(0, ddof=1)
+    assert control["safety/evil"] == {"random_abs_dz_p95": pytest.approx(float(np.percentile(dz.abs(), 95))),
+                                      "n_random": 50}
+    out = with_random_control(result, control)
+    evil = out["traits"]["safety/evil"]
+    assert evil["significant"] and evil["beats_random"] is beats
+    assert out["n_significant_and_beats_random"] == int(beats)
+    fig = plots.trait_distributions(_scores({"safety/evil": 1.0})[0].groupby(["trait", "variant", "group"])["score"]
+                                    .mean().reset_index(), out, "test")
+    assert ("beats it" if beats else "does NOT beat it") in fig.axes[0].get_title()

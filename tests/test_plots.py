@@ -63,14 +63,19 @@ def _loss_curve():
 
 def _organism_detection():
     table = pd.DataFrame([{"method": m, "layer": layer, "auc": 0.8, "auc_ci_low": 0.7, "auc_ci_high": 0.9,
-                           "cohens_d": 1.0, "n_test": 16} for m in ("mean_diff", "probe") for layer in range(4)])
-    return plots.organism_detection(table, 2, "organism"), 2, ["n=16 per model", "ablation layer 2"]
+                           "cohens_d": 1.0, "n_test": 16, "random_auc_p95": 0.85, "n_random": 100,
+                           "beats_random": False} for m in ("mean_diff", "probe") for layer in range(4)])
+    return plots.organism_detection(table, 2, "organism"), 2, [
+        "n=16 per model", "ablation layer 2", "random directions, 95th pct (n=100)",
+        "at layer 2: NO direction beats random directions"]
 
 
 def _backdoor_trait_comparison():
-    auc = pd.DataFrame([{"position": p, "variant": v, "trait": t, "auc": 0.7, "ci_low": 0.6, "ci_high": 0.8,
-                         "n_trigger": 20} for p in ("last", "mean") for v in ("backdoored", "base") for t in TRAITS[:2]])
-    return plots.backdoor_trait_comparison(auc, "backdoor"), 2, ["last (n=20 prompt pairs)", "mean (n=20 prompt pairs)"]
+    auc = pd.DataFrame([{"position": p, "variant": v, "trait": t, "auc": 0.7 if v == "base" else 0.9, "ci_low": 0.6,
+                         "ci_high": 0.95, "n_trigger": 20, "random_auc_p95": 0.8, "beats_random": v != "base"}
+                        for p in ("last", "mean") for v in ("backdoored", "base") for t in TRAITS[:2]])
+    return plots.backdoor_trait_comparison(auc, "backdoor"), 2, [
+        "last (n=20 prompt pairs)", "mean (n=20 prompt pairs)", "random directions, 95th pct", "beats", "no"]
 
 
 def _early_detection_tokens():

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import hashlib
+import html
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -170,6 +172,20 @@ def test_variant_comparison_on_replayed_responses(study):
         assert t["n"] <= 10 and t["p_adjusted"] == pytest.approx(adjusted) and t["ci_low"] <= t["mean_difference"] <= t["ci_high"]
     assert result["correction"]["method"] == "holm"
     assert (r / "emergent_misalignment/figures/trait_distributions.png").stat().st_size > 5000
+    # the control, recomputed from the saved random-direction scores of both variants
+    from traitscope.artifacts import BaselineScores
+    from traitscope.compare import random_control
+
+    traits = result["traits"]
+    control = random_control({v: BaselineScores.load(r / f"projections/{v}/em_replay/baseline.safetensors")
+                              for v in ("base", "bad_advice")}, replay, {t: x["layer"] for t, x in traits.items()},
+                             {t: x["position"] for t, x in traits.items()}, {t: "resid" for t in traits},
+                             base="base", variant="bad_advice")
+    for t, x in traits.items():
+        assert x["random_abs_dz_p95"] == control[t]["random_abs_dz_p95"] and x["n_random"] == 100
+        assert x["beats_random"] == (abs(x["cohens_dz"]) > x["random_abs_dz_p95"])
+    assert result["n_significant_and_beats_random"] == sum(x["significant"] and x["beats_random"]
+                                                           for x in traits.values())
 
 
 def test_external_datasets_and_prefill_attack(study):
@@ -218,7 +234,7 @@ def test_external_datasets_and_prefill_attack(study):
         assert (r / fig).stat().st_size > 5000, fig
 
 
-REPORT_CATEGORIES = ("Extraction", "Harm check", "Trait scores", "Emergent misalignment", "External datasets",
+REPORT_CATEGORIES = ("Findings", "Extraction", "Harm check", "Trait scores", "Emergent misalignment", "External datasets",
                      "Prefill attack", "Backdoor", "Model organism", "Steering and CMA-ES", "Finetuning",
                      "Token viewer", "Provenance")
 
@@ -244,6 +260,25 @@ def test_report_holds_every_figure_and_key_table_with_captions(study):
     # captions are rendered with the study's own names and n (Jinja from the config and the job's params)
     assert "Harm check of the method" in page and "harmful_eval" in page and "n = 20 rows" in page
     assert "Emergent misalignment: bad_advice vs base" in page
+    # no caption left a config key or a Jinja expression unrendered (docutils would flag the broken lines)
+    assert "System Message" not in page and "{{" not in page.split("<body")[-1]
+    assert "``random_directions``" not in page and "100 random unit directions at that layer" in page
+    # the categories follow the pipeline, and the front page states each finding beside its control, as the JSON says
+    assert all(f"{i:02d}. {c}" in page for i, c in ((1, "Findings"), (3, "Extraction"), (14, "Provenance")))
+    findings = json.loads((r / "findings.json").read_text())
+    assert [f["experiment"] for f in findings][:3] == ["Extraction", "Harm check", "Emergent misalignment"]
+    harm = json.loads((r / "checks/harm_separation.json").read_text())
+    organism = json.loads((r / "organism/bad_advice/detection.json").read_text())
+    compare = json.loads((r / "emergent_misalignment/variant_comparison.json").read_text())
+    verdicts = {f["experiment"]: f["beats_control"] for f in findings}
+    assert verdicts["Harm check"] == harm["eval_baseline"]["beats_random"]
+    assert verdicts["Model organism: bad_advice"] == organism["chosen"]["heldout_beats_random"]
+    assert verdicts["Emergent misalignment"] == any(t["significant"] and t["beats_random"]
+                                                    for t in compare["traits"].values())
+    for f in findings:
+        assert html.escape(f["finding"], quote=False) in page, f  # every line on the front page
+        if f["experiment"] in ("Harm check", "Model organism: bad_advice"):
+            assert ("does NOT beat random directions" in f["finding"]) == (f["beats_control"] is False)
 
 
 def test_token_viewer_shows_the_projected_tokens(study, tiny_model_dir, tmp_path):
@@ -370,6 +405,77 @@ def test_rulegraph_and_dag(study):
     assert ("project", "external_dataset") in edges and ("project", "prefill_attack") in edges
     dag = smk(workdir, cfg, "results/all", "--dag", "dot")
     assert dag.returncode == 0 and dag.stdout.count("capture") >= 3
+
+
+def test_open_results_gives_tidy_frames(study, tiny_model_dir):
+    import torch
+    from transformers import AutoTokenizer
+
+    import traitscope
+    from traitscope.artifacts import TraitVectors
+    from traitscope.results import ResultsError
+
+    workdir, _ = study
+    r = workdir / "results"
+    res = traitscope.open_results(r)
+    assert ("base", "harmful_eval") in res.pairs() and ("backdoored", "backdoor_trigger") in res.pairs()
+    assert res.traits() == ["safety/evil", "safety/harmful_instruction"]
+    scores = res.scores("base", "harmful_eval", trait="safety/evil")
+    raw = pd.read_parquet(r / "projections/base/harmful_eval/scores.parquet")
+    raw = raw[raw["trait"] == "safety/evil"]
+    assert len(scores) == len(raw) and scores["score"].tolist() == raw["score"].tolist()
+    prompts = pd.read_parquet(r / "prompts/harmful_eval.parquet").set_index("id")
+    row = scores.iloc[0]
+    assert row["prompt"] == prompts.loc[row["id"], "prompt"] and row["label"] == prompts.loc[row["id"], "label"]
+    generated = pd.concat(pd.read_parquet(f) for f in (r / "activations/base/harmful_eval").glob("*.responses.parquet"))
+    assert row["response"] == generated.set_index("id").loc[row["id"], "response"]  # the scored (generated) turn
+    everything = res.scores()
+    assert set(zip(everything["variant"], everything["prompt_set"])) == set(res.pairs())
+    tokens = res.token_scores("base", "benign_eval", trait="safety/evil")
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    first = tokens.iloc[0]
+    assert first["token"] == tok.decode([int(first["token_id"])]) and isinstance(first["prompt"], str)
+    tv = TraitVectors.load(r / "vectors/base/safety/evil/vectors.safetensors", r / "vectors/base/safety/evil/vectors.json")
+    assert torch.equal(res.vector("safety/evil"), tv.get(tv.best_method, tv.best_layer))
+    assert res.experiment("harm_check") == json.loads((r / "checks/harm_separation.json").read_text())
+    assert {"prefill_attack", "variant_comparison", "backdoor/backdoored", "organism/bad_advice"} <= set(res.experiments())
+    with pytest.raises(ResultsError, match="fix: use one of"):
+        res.experiment("no_such")
+    with pytest.raises(ResultsError, match="not a results folder"):
+        traitscope.open_results(workdir / "nowhere")
+
+
+def test_quickstart_notebook_runs_on_the_study(study):
+    import nbclient
+    import nbformat
+
+    workdir, _ = study
+    nb = nbformat.read(REPO / "notebooks" / "quickstart.ipynb", as_version=4)
+    os.environ["TRAITSCOPE_RESULTS"] = str(workdir / "results")
+    try:
+        nbclient.NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(REPO)}}).execute()
+    finally:
+        del os.environ["TRAITSCOPE_RESULTS"]
+    outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
+    assert not [o for o in outputs if o.get("output_type") == "error"]
+    text = json.dumps(outputs)
+    assert "safety/harmful_instruction" in text and "random_auc_p95" in text  # the extraction table with its control
+
+
+def test_a_target_outside_the_study_results_folder_is_one_line(study, tmp_path):
+    workdir, cfg = study
+    other = yaml.safe_load(cfg.read_text())
+    other["results_dir"] = "elsewhere"
+    path = tmp_path / "elsewhere.yaml"
+    path.write_text(yaml.safe_dump(other))
+    wrong = smk(workdir, path, "-n", "results/all")
+    assert wrong.returncode != 0
+    line = [x for x in wrong.stderr.splitlines() if "outside this study's results folder" in x]
+    assert line == ["target 'results/all' is outside this study's results folder 'elsewhere' (results_dir) (fix: ask "
+                    "for elsewhere/all, or name the rule: snakemake all)"], wrong.stderr[-2000:]
+    named = smk(workdir, path, "-n", "all")
+    assert named.returncode == 0 and "manifest" in planned_jobs(named), named.stderr[-2000:]
+    shutil.rmtree(workdir / "elsewhere", ignore_errors=True)
 
 
 def _edit(cfg: dict, change: str) -> dict:

@@ -22,3 +22,11 @@ def first_line(exc: BaseException | None) -> str:
     """The first non-empty line of an exception's message, or its type name: for one-line errors."""
     text = str(exc).strip() if exc is not None else ""
     return text.splitlines()[0] if text else type(exc).__name__
+
+
+def open_results(results_dir: str | os.PathLike[str] = "results", workdir: str | os.PathLike[str] | None = None):  # noqa: ANN201
+    """A finished study's results as tidy pandas frames: :class:`traitscope.results.Results` (the Python entry point
+    for notebooks; see ``docs/results.md``)."""
+    from .results import open_results as _open
+
+    return _open(results_dir, workdir)

@@ -39,6 +39,19 @@ class Layout:
         self.root = results_dir
         self.resources = resources_dir
 
+    def foreign_target(self, targets: object) -> str | None:
+        """A one-line error for the first target file outside this study's results and resources folders (asking for
+        ``results/all`` of a study whose ``results_dir`` is ``out``), or None. Rule names (``all``) pass."""
+        roots = [posixpath.normpath(r) for r in (self.root, self.resources)]
+        for target in sorted(str(t) for t in (targets or ())):  # type: ignore[attr-defined]
+            norm = posixpath.normpath(target)
+            if "/" not in norm or any(norm == r or norm.startswith(r + "/") for r in roots):
+                continue
+            name = norm.split("/", 1)[1] if norm.count("/") else norm
+            return (f"target '{target}' is outside this study's results folder '{self.root}' (results_dir) (fix: ask "
+                    f"for {posixpath.join(self.root, name)}, or name the rule: snakemake all)")
+        return None
+
     def path(self, *parts: object) -> str:
         return posixpath.join(self.root, *(str(p) for p in parts))
 
@@ -203,6 +216,11 @@ class Layout:
 
     def viewer(self) -> dict[str, str]:
         return {"page": self.path("viewer", "tokens.html")}
+
+    def findings(self) -> dict[str, str]:
+        """Each experiment's finding beside its control (:mod:`traitscope.findings`), and the report's front page."""
+        return {"markdown": self.path("findings.md"), "json": self.path("findings.json"),
+                "front": self.path("report", "front.rst")}
 
     def manifest(self) -> str:
         return self.path("all")

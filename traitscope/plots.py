@@ -210,6 +210,10 @@ def organism_detection(table: pd.DataFrame, chosen: int, title: str) -> plt.Figu
         ax1.plot(d["layer"], d["auc"], marker="o", ms=3, label=method)
         ax1.fill_between(d["layer"], d["auc_ci_low"], d["auc_ci_high"], alpha=0.2)
         ax2.plot(d["layer"], d["cohens_d"], marker="o", ms=3, label=method)
+    if "random_auc_p95" in table:  # the control: random unit directions at each layer, on the same held-out rows
+        control = table.groupby("layer")["random_auc_p95"].first().sort_index()
+        ax1.plot(control.index, control.values, color="black", ls="--", lw=1.2,
+                 label=f"random directions, 95th pct (n={int(table['n_random'].iloc[0])})")
     for ax in (ax1, ax2):
         ax.axvline(chosen, color="grey", ls="--", lw=1)
         ax.set_xlabel("layer (residual stream after block)")
@@ -219,7 +223,13 @@ def organism_detection(table: pd.DataFrame, chosen: int, title: str) -> plt.Figu
     ax1.set_ylabel("held-out ROC-AUC, finetuned vs base")
     ax2.set_ylabel("held-out Cohen's d, finetuned vs base")
     n = int(table["n_test"].iloc[0])
-    ax1.set_title(f"Detection on held-out prompts (n={n} per model, 95% CI)", fontsize=10)
+    at = table[table["layer"] == chosen]
+    verdict = ""
+    if "beats_random" in table and len(at):
+        beaten = sorted(at.loc[at["beats_random"], "method"])
+        verdict = (f"\nat layer {chosen}: beats random directions with {', '.join(beaten)}" if beaten
+                   else f"\nat layer {chosen}: NO direction beats random directions")
+    ax1.set_title(f"Detection on held-out prompts (n={n} per model, 95% CI){verdict}", fontsize=10)
     ax2.set_title(f"Separation (dashed: ablation layer {chosen})", fontsize=10)
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
@@ -240,6 +250,13 @@ def backdoor_trait_comparison(auc: pd.DataFrame, title: str) -> plt.Figure:
             y = [i + k * height for i in range(len(traits))]
             err = [d["auc"] - d["ci_low"], d["ci_high"] - d["auc"]]
             ax.barh(y, d["auc"], height=height, xerr=err, capsize=2, label=variant)
+            if "random_auc_p95" in d:  # the control: random directions on the same prompts, at the same layer
+                ax.scatter(d["random_auc_p95"], y, marker="D", s=28, color="crimson", zorder=3,
+                           label="random directions, 95th pct" if k == 0 else None)
+                for yi, value, beats in zip(y, d["auc"], d["beats_random"]):
+                    if value == value:  # not NaN
+                        ax.text(1.01, yi, "beats" if beats else "no", va="center", fontsize=7,
+                                transform=ax.get_yaxis_transform())
         ax.set_yticks([i + 0.4 - height / 2 for i in range(len(traits))])
         ax.set_yticklabels(traits)
         ax.axvline(0.5, color="black", lw=0.8, ls=":")
@@ -248,8 +265,10 @@ def backdoor_trait_comparison(auc: pd.DataFrame, title: str) -> plt.Figure:
         ax.set_ylabel("trait")
         n = int(auc[auc["position"] == pos]["n_trigger"].iloc[0])
         ax.set_title(f"{pos} (n={n} prompt pairs)", fontsize=10)
-    axes.flat[-1].legend(title="variant", fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
-    fig.suptitle(title + "\n(bars: 95% bootstrap CI; 0.5 = no separation)", fontsize=10)
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    axes.flat[-1].legend(handles, labels, title="variant", fontsize=8, loc="upper left", bbox_to_anchor=(1.12, 1.0))
+    fig.suptitle(title + "\n(bars: 95% bootstrap CI; red diamond: 95th percentile of 100 random directions, the "
+                 "control; right of each bar: whether its AUC beats it)", fontsize=10)
     fig.tight_layout()
     return fig
 
@@ -290,8 +309,12 @@ def trait_distributions(per_question: pd.DataFrame, result: dict, title: str) ->
         for _, row in wide.iterrows():
             ax.plot([0, 1], [row[base], row[variant]], color="grey", lw=0.7, alpha=0.7, marker="o", ms=3)
         r = result["traits"][trait]
+        control = ""
+        if "random_abs_dz_p95" in r:
+            control = (f"\nrandom directions: |d_z| p95 {r['random_abs_dz_p95']:.2f} (n={r['n_random']}): "
+                       + ("beats it" if r["beats_random"] else "does NOT beat it"))
         ax.set_title(f"{trait}, layer {r['layer']}, {r['position']}\nn={r['n']} questions, d_z {r['cohens_dz']:.2f} "
-                     f"[{r['dz_ci_low']:.2f}, {r['dz_ci_high']:.2f}], p_adj {r['p_adjusted']:.3g}", fontsize=9)
+                     f"[{r['dz_ci_low']:.2f}, {r['dz_ci_high']:.2f}], p_adj {r['p_adjusted']:.3g}{control}", fontsize=9)
         ax.set_xlabel("variant")
         ax.set_ylabel("mean score per question (projection units)")
     fig.suptitle(title, fontsize=10)

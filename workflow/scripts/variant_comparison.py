@@ -3,8 +3,8 @@
 import pandas as pd
 
 from traitscope import plots
-from traitscope.artifacts import TraitVectors, best_layers
-from traitscope.compare import compare_variants, pooled_scores
+from traitscope.artifacts import BaselineScores, TraitVectors, best_layers, trait_sites
+from traitscope.compare import compare_variants, pooled_scores, random_control, with_random_control
 from traitscope.io import read_parquets, write_json, write_parquet
 from traitscope.workflow import setup
 
@@ -19,6 +19,10 @@ prompts = pd.read_parquet(smk.input.prompts)
 scores = pooled_scores(frames, prompts, best, positions, c.method)
 result, per_q = compare_variants(scores, base=c.base, variant=c.variant, correction=c.correction,
                                  alpha=c.alpha, n_boot=c.n_boot, seed=smk.params.seed)
+if smk.input.get("baselines"):  # the control: the same comparison along random directions
+    baselines = {v: BaselineScores.load(f) for v, f in zip((c.base, c.variant), smk.input.baselines)}
+    control = random_control(baselines, prompts, best, positions, trait_sites(sidecars), base=c.base, variant=c.variant)
+    result = with_random_control(result, control)
 result.update(prompt_set=c.prompt_set, replayed_responses_of=prompts["source"].iloc[0], method=c.method,
               model=sidecars[0].model, seed=smk.params.seed)
 write_json(smk.output.json, result)

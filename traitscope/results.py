@@ -1,0 +1,225 @@
+"""The results of a finished study as tidy pandas frames, for notebooks: ``traitscope.open_results(results_dir)``.
+
+    import traitscope
+    res = traitscope.open_results("results")
+    res.scores(trait="safety/evil")                  # one row per (variant, prompt set, prompt, trait, method, layer,
+                                                     # position), with the prompt, the response, label and category
+    res.token_scores("base", "harmful_eval")         # one row per response token, with its text
+    res.vectors("safety/evil").get("mean_diff", 20)  # a trait vector (torch), or res.vector("safety/evil") at the
+                                                     # extraction's chosen method and layer
+    res.extraction()                                 # every trait's test AUC per layer and method, with baselines
+    res.experiment("prefill_attack")                 # an experiment's JSON result, as a dict
+
+Everything is read from the files the workflow wrote (the manifest ``<results_dir>/all`` gives the study's config);
+nothing is recomputed and no model is loaded, except the tokenizer that turns token ids into text. The tables and
+their columns are listed in ``docs/results.md``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from . import TraitscopeError
+from .layout import Layout
+
+PROMPT_COLUMNS = ["id", "prompt", "system", "prefill", "response", "label", "category", "group"]
+"""What :meth:`Results.scores` joins from the prompt table: the text the model saw and the row's label/category."""
+
+EXPERIMENTS = {
+    "harm_check": lambda lay: lay.harm_check()["json"],
+    "variant_comparison": lambda lay: lay.variant_comparison()["json"],
+    "prefill_attack": lambda lay: lay.prefill_attack()["json"],
+    "extraction_gap": lambda lay: lay.extraction_gap()["json"],
+}
+"""Experiments with one JSON result at a fixed path; per-name results (external datasets, backdoor variants,
+organisms, SAE comparisons) are found on disk by :meth:`Results.experiments`."""
+
+
+class ResultsError(TraitscopeError):
+    """A results folder, or something asked of it, is missing; the message says what to run."""
+
+
+class Results:
+    """A finished (or partly finished) study's results folder. See the module docstring."""
+
+    def __init__(self, results_dir: str | os.PathLike[str], workdir: str | os.PathLike[str] | None = None) -> None:
+        self.root = Path(results_dir)
+        if not self.root.is_dir():
+            raise ResultsError(f"'{self.root}' is not a results folder (fix: run snakemake --cores 2 "
+                               f"{self.root}/all first, or pass the study's results_dir)")
+        self.workdir = Path(workdir) if workdir is not None else self.root.parent
+        self.layout = Layout(str(self.root), str(self.workdir / "resources"))
+        manifest = self.root / "all"
+        self.manifest: dict[str, Any] = json.loads(manifest.read_text()) if manifest.is_file() else {}
+        self.config: dict[str, Any] = self.manifest.get("config") or {}
+        self._tokenizers: dict[str, Any] = {}
+
+    def __repr__(self) -> str:
+        return f"Results({str(self.root)!r}: {len(self.pairs())} projected (variant, prompt set) pairs)"
+
+    # ------------------------------------------------------------------------------------------------ discovery
+    def pairs(self) -> list[tuple[str, str]]:
+        """(variant, prompt set) of every projection table on disk."""
+        return sorted((p.parent.parent.name, p.parent.name) for p in (self.root / "projections").glob("*/*/scores.parquet"))
+
+    def traits(self) -> list[str]:
+        """Traits with extracted vectors (``category/name``)."""
+        return sorted({f"{p.parent.parent.name}/{p.parent.name}" for p in (self.root / "vectors").glob("*/*/*/vectors.json")})
+
+    def experiments(self) -> dict[str, Path]:
+        """Every experiment result on disk by name: ``harm_check``, ``variant_comparison``, ``prefill_attack``,
+        ``extraction_gap``, ``external/<dataset>``, ``backdoor/<variant>``, ``organism/<finetune>``,
+        ``organism_ablation/<finetune>``, ``sae/<comparison>``."""
+        found = {name: Path(path(self.layout)) for name, path in EXPERIMENTS.items()}
+        found = {k: v for k, v in found.items() if v.is_file()}
+        patterns = {"external": "external/*/results.json", "backdoor": "backdoor/*/detection_auc.json",
+                    "organism": "organism/*/detection.json", "organism_ablation": "organism/*/ablation.json",
+                    "sae": "sae/*/features.json"}
+        for kind, pattern in patterns.items():
+            for f in sorted(self.root.glob(pattern)):
+                found[f"{kind}/{f.parent.name}"] = f
+        return found
+
+    def figures(self) -> list[Path]:
+        """Every figure the study wrote."""
+        return sorted(p for p in self.root.rglob("*.png") if "cache" not in p.relative_to(self.root).parts)
+
+    # ------------------------------------------------------------------------------------------------ tables
+    def prompts(self, prompt_set: str) -> pd.DataFrame:
+        """A prompt set as the model saw it (``results/prompts/<set>.parquet``)."""
+        return _read(self.layout.prompts(prompt_set), f"prompt set {prompt_set!r}")
+
+    def responses(self, variant: str, prompt_set: str) -> pd.DataFrame:
+        """What each prompt's assistant turn was (generated, replayed or given), one row per prompt, all shards."""
+        files = sorted(Path(self.layout.responses(variant, prompt_set, "*")).parent.glob("shard-*.responses.parquet"))
+        if not files:
+            raise ResultsError(f"no responses of {variant} on {prompt_set} in {self.root} (fix: check "
+                               f"capture.variants/prompt_sets; pairs on disk: {self.pairs()[:6]})")
+        return pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
+
+    def scores(self, variant: str | None = None, prompt_set: str | None = None, *, trait: str | None = None,
+               method: str | None = None, layer: int | None = None, position: str | None = None) -> pd.DataFrame:
+        """Pooled trait scores, tidy: ``variant, prompt_set, id, trait, method, layer, position, score`` plus the
+        prompt's text, response (``response``: the assistant turn scored, generated or given), ``label``,
+        ``category`` and ``group``. Every argument left None means all."""
+        frames = []
+        for v, s in self.pairs():
+            if (variant and v != variant) or (prompt_set and s != prompt_set):
+                continue
+            df = pd.read_parquet(self.layout.scores(v, s))
+            df = _where(df, trait=trait, method=method, layer=layer, position=position)
+            frames.append(self._joined(df, v, s))
+        if not frames:
+            raise ResultsError(f"no scores for variant={variant} prompt_set={prompt_set} in {self.root} (pairs on "
+                               f"disk: {self.pairs()[:8]})")
+        return pd.concat(frames, ignore_index=True)
+
+    def token_scores(self, variant: str, prompt_set: str, *, trait: str | None = None, method: str | None = None,
+                     layer: int | None = None) -> pd.DataFrame:
+        """Per-token scores of a (variant, prompt set): ``id, token_index, token_id, token, is_prefill, trait, method,
+        layer, score`` (``token``: the token's text, decoded by the variant's tokenizer), with the prompt columns
+        joined. Empty where ``project.per_token`` is off."""
+        path = Path(self.layout.token_scores(variant, prompt_set))
+        df = _where(_read(path, f"token scores of {variant} on {prompt_set}"), trait=trait, method=method, layer=layer)
+        if len(df):
+            tok = self.tokenizer(variant)
+            ids = sorted(set(int(i) for i in df["token_id"]))
+            text = dict(zip(ids, (tok.decode([i]) for i in ids))) if tok is not None else {}
+            df.insert(list(df.columns).index("token_id") + 1, "token", df["token_id"].map(lambda i: text.get(int(i))))
+        return self._joined(df, variant, prompt_set, response=False)
+
+    def extraction(self) -> pd.DataFrame:
+        """Test AUC, Cohen's d, accuracy and the random-direction baseline of every trait, layer and method
+        (``extract/summary.parquet``)."""
+        return _read(self.layout.extraction_summary()["table"], "the extraction summary")
+
+    def vectors(self, trait: str, variant: str | None = None) -> Any:
+        """The :class:`~traitscope.artifacts.TraitVectors` of a trait (``.get(method, layer)``, ``.best_layer``,
+        ``.info`` with its baselines)."""
+        from .artifacts import TraitVectors
+
+        variant = variant or (self.config.get("extract") or {}).get("variant") or _only(
+            [p.name for p in (self.root / "vectors").glob("*") if p.is_dir()], "extraction variant")
+        files = self.layout.vector_files(variant, trait)
+        if not Path(files["vectors"]).is_file():
+            raise ResultsError(f"no vectors of trait {trait!r} from {variant} in {self.root} (traits: {self.traits()})")
+        return TraitVectors.load(files["vectors"], files["sidecar"])
+
+    def vector(self, trait: str, method: str | None = None, layer: int | None = None) -> Any:
+        """One trait vector as a float32 tensor; the extraction's chosen method and layer by default."""
+        tv = self.vectors(trait)
+        return tv.get(method or tv.best_method, tv.best_layer if layer is None else layer)
+
+    def experiment(self, name: str) -> dict[str, Any]:
+        """An experiment's JSON result (:meth:`experiments` lists the names)."""
+        found = self.experiments()
+        if name not in found:
+            raise ResultsError(f"no result {name!r} in {self.root} (fix: use one of {sorted(found)})")
+        return dict(json.loads(found[name].read_text()))
+
+    # ------------------------------------------------------------------------------------------------ helpers
+    def tokenizer(self, variant: str) -> Any:
+        """The variant's tokenizer (for token text), or None when its model cannot be found from here."""
+        if variant not in self._tokenizers:
+            from .config import entry
+            from .models import load_tokenizer
+
+            spec = (self.config.get("variants") or {}).get(variant)
+            try:
+                self._tokenizers[variant] = load_tokenizer(entry("variants", spec),
+                                                           resources_dir=self.workdir / "resources") if spec else None
+            except TraitscopeError:
+                self._tokenizers[variant] = None
+        return self._tokenizers[variant]
+
+    def _joined(self, df: pd.DataFrame, variant: str, prompt_set: str, response: bool = True) -> pd.DataFrame:
+        df = df.copy()
+        df.insert(0, "prompt_set", prompt_set)
+        df.insert(0, "variant", variant)
+        df["id"] = df["id"].astype(str)
+        prompts = Path(self.layout.prompts(prompt_set))
+        if prompts.is_file():
+            table = pd.read_parquet(prompts)
+            table = table[[c for c in PROMPT_COLUMNS if c in table.columns]].assign(id=lambda t: t["id"].astype(str))
+            if response:
+                try:
+                    scored = self.responses(variant, prompt_set)[["id", "response"]].astype({"id": str})
+                    table = table.drop(columns="response").merge(scored, on="id", how="left")
+                except ResultsError:
+                    pass
+            df = df.merge(table, on="id", how="left")
+        return df
+
+
+def open_results(results_dir: str | os.PathLike[str] = "results", workdir: str | os.PathLike[str] | None = None
+                 ) -> Results:
+    """Open a study's results folder (see :mod:`traitscope.results`). ``workdir``: the folder the study ran in
+    (where ``resources/`` is), by default the results folder's parent."""
+    return Results(results_dir, workdir)
+
+
+def _read(path: str | Path, what: str) -> pd.DataFrame:
+    if not Path(path).is_file():
+        raise ResultsError(f"{what} is not in the results ('{path}' is missing; fix: run the study, or name that "
+                           "file as a snakemake target)")
+    return pd.read_parquet(path)
+
+
+def _where(df: pd.DataFrame, **equal: Any) -> pd.DataFrame:
+    for column, value in equal.items():
+        if value is not None:
+            df = df[df[column] == value]
+    return df.reset_index(drop=True)
+
+
+def _only(values: Iterable[str], what: str) -> str:
+    found = sorted(values)
+    if len(found) != 1:
+        raise ResultsError(f"cannot tell the {what} ({found or 'none'}) (fix: name it)")
+    return found[0]
