@@ -146,6 +146,8 @@ def test_viewer_in_a_real_browser(study_tables, tmp_path):
     with browser() as b:
         b.open((tmp_path / "v.html").as_uri())
         assert b.console_errors() == []
+        assert b.js("return document.getElementById('view').value;") == "0"  # opens on the first comparison
+        b.select("view", "single")
         for trait, layer, method, variant, pset in (("safety/evil", "2", "mean_diff", "base", "replay"),
                                                     ("safety/harm", "3", "probe", "ft", "trigger")):
             b.select("trait", trait)
@@ -154,6 +156,8 @@ def test_viewer_in_a_real_browser(study_tables, tmp_path):
             b.select("variant", variant)
             b.select("set", pset)
             panels = b.js(PANEL_JS)
+            ref = float(b.js("return document.getElementById('refnote').dataset.value;"))
+            scale = float(b.js("return document.getElementById('hi').textContent;"))
             table = tables[(variant, pset)]
             assert [p["id"] for p in panels] == [p["id"] for p in data["prompts"][f"{variant}|{pset}"]]
             for p in panels:
@@ -164,14 +168,14 @@ def test_viewer_in_a_real_browser(study_tables, tmp_path):
                 assert [t["text"] for t in p["tokens"]] == [WORDS[i] for i in ordered["token_id"]]
                 assert [t["pre"] for t in p["tokens"]] == ordered["is_prefill"].tolist()
                 for t in p["tokens"]:
-                    if abs(t["score"]) > 1e-3:
-                        assert colour_sign(t["bg"]) == (1 if t["score"] > 0 else -1), t
+                    if abs(t["score"] - ref) > 0.01 * scale:  # coloured relative to the stated reference
+                        assert colour_sign(t["bg"]) == (1 if t["score"] > ref else -1), t
         b.hover(".tok", 5)
         tip = b.js("return document.getElementById('tip').textContent;")
         fifth = [t for p in b.js(PANEL_JS) for t in p["tokens"]][5]
         assert f"score {fifth['score']:.4f}" in tip and b.js("return getComputedStyle(document.getElementById('tip')).display;") == "block"
-        b.select("view", "1")  # trigger vs control, side by side
-        panels = b.js(PANEL_JS)
+        b.select("view", "1")  # trigger vs control, side by side (and their difference: here the same tokens)
+        panels = [p for p in b.js(PANEL_JS) if p["panel"] != "diff"]
         assert {p["panel"] for p in panels} == {"ft|trigger", "ft|control"}
         assert len(panels) == 2 * len(data["prompts"]["ft|trigger"])
         notes = b.js("return document.getElementById('notes').textContent;")
@@ -184,3 +188,45 @@ def test_viewer_in_a_real_browser(study_tables, tmp_path):
 def test_ci_installs_the_browser():
     ci = (REPO / ".ci" / "run").read_text()
     assert "chromium-driver" in ci and "TRAITSCOPE_REQUIRE_BROWSER=1" in ci
+
+
+def test_viewer_reference_difference_sorting_and_search(study_tables, tmp_path):
+    """Scores are coloured relative to the stated reference (the comparison's base panel), a difference column shows
+    variant minus base on the same tokens, rows sort by mean score and filter by a search."""
+    tables, prompts = study_tables
+    data = build(tables, prompts)
+    write_viewer(tmp_path / "v.html", data)
+    combo = "safety/evil|mean_diff|2"
+    with browser() as b:
+        b.open((tmp_path / "v.html").as_uri())
+        b.select("trait", "safety/evil")
+        b.select("layer", "2")
+        b.select("method", "mean_diff")
+        b.select("view", "0")  # ft vs base on the same replayed tokens; base is the reference
+        base_tokens = [x for row in data["scores"]["base|replay"][combo] for x in row]
+        ref = float(b.js("return document.getElementById('refnote').dataset.value;"))
+        assert ref == pytest.approx(np.mean(base_tokens), abs=1e-6)
+        assert "reference, base" in b.js("return document.getElementById('refnote').textContent;")
+        panels = b.js(PANEL_JS)
+        diff = [p for p in panels if p["panel"] == "diff"]
+        assert len(diff) == len(data["prompts"]["ft|replay"])
+        for d in diff:
+            row = [p["id"] for p in data["prompts"]["ft|replay"]].index(d["id"])
+            ft, base = data["scores"]["ft|replay"][combo][row], data["scores"]["base|replay"][combo][row]
+            assert [t["score"] for t in d["tokens"]] == pytest.approx([a - c for a, c in zip(ft, base)], abs=1e-6)
+        b.select("ref", "raw")
+        assert float(b.js("return document.getElementById('refnote').dataset.value;")) == 0
+        b.select("view", "single")
+        b.select("variant", "ft")
+        b.select("set", "replay")
+        b.select("sort", "desc")
+        shown = [p["id"] for p in b.js(PANEL_JS)]
+        means = {p["id"]: np.mean(data["scores"]["ft|replay"][combo][k]) for k, p in enumerate(data["prompts"]["ft|replay"])}
+        assert shown == sorted(means, key=lambda i: -means[i])
+        b.js("const q = document.getElementById('q'); q.value = 'q03'; q.dispatchEvent(new Event('input'));")
+        assert [p["id"] for p in b.js(PANEL_JS)] == ["q03"]
+        assert "1 rows" in b.js("return document.getElementById('notes').textContent;")
+        b.js("const q = document.getElementById('q'); q.value = ''; q.dispatchEvent(new Event('input'));")
+        b.select("view", "0")
+        b.screenshot(tmp_path / "viewer.png")
+        assert b.console_errors() == []

@@ -302,14 +302,16 @@ def test_token_viewer_shows_the_projected_tokens(study, tiny_model_dir, tmp_path
             table = pd.read_parquet(r / "projections/base" / pset / "tokens.parquet")
             table = table[(table["trait"] == trait) & (table["layer"] == int(layer)) & (table["method"] == method)]
             panels = b.js(PANEL_JS)
+            ref = float(b.js("return document.getElementById('refnote').dataset.value;"))
+            scale = float(b.js("return document.getElementById('hi').textContent;"))
             assert len(panels) == table["id"].nunique() == 20  # under the cap: every prompt is shown
             for p in panels:
                 rows = table[table["id"] == p["id"]].sort_values("token_index")
                 assert [t["score"] for t in p["tokens"]] == pytest.approx(rows["score"].tolist(), abs=5e-5)
                 assert [t["text"] for t in p["tokens"]] == [tok.decode([int(i)]) for i in rows["token_id"]]
-                for t in p["tokens"]:
-                    assert t["bg"].startswith("rgb") and (abs(t["score"]) < 1e-3 or
-                                                          ("220, 38, 38" in t["bg"]) == (t["score"] > 0))
+                for t in p["tokens"]:  # coloured relative to the reference the page states
+                    assert t["bg"].startswith("rgb") and (abs(t["score"] - ref) < 0.01 * scale or
+                                                          ("220, 38, 38" in t["bg"]) == (t["score"] > ref))
         b.hover(".tok", 3)
         first = [t for p in b.js(PANEL_JS) for t in p["tokens"]][3]
         assert f"score {first['score']:.4f}" in b.js("return document.getElementById('tip').textContent;")
@@ -443,6 +445,20 @@ def test_open_results_gives_tidy_frames(study, tiny_model_dir):
         res.experiment("no_such")
     with pytest.raises(ResultsError, match="not a results folder"):
         traitscope.open_results(workdir / "nowhere")
+
+
+def test_every_table_column_is_documented(study):
+    """docs/results.md describes every column of every table the study wrote."""
+    workdir, _ = study
+    doc = (REPO / "docs" / "results.md").read_text()
+    missing = {}
+    for table in (workdir / "results").rglob("*.parquet"):
+        if "cache" in table.relative_to(workdir / "results").parts:
+            continue
+        gone = [c for c in pd.read_parquet(table).columns if f"`{c}`" not in doc]
+        if gone:
+            missing[str(table.relative_to(workdir))] = gone
+    assert not missing, missing
 
 
 def test_quickstart_notebook_runs_on_the_study(study):

@@ -34,11 +34,13 @@ class Panel(NamedTuple):
 
 
 class Comparison(NamedTuple):
-    """Panels shown side by side, row by row: paired by prompt id where the sets share ids, else by position."""
+    """Panels shown side by side, row by row: paired by prompt id where the sets share ids, else by position. Scores
+    are shown relative to the mean token score of panel ``reference`` (the base, the control condition)."""
 
     name: str
     panels: tuple[Panel, ...]
     note: str = ""
+    reference: int = 0
 
 
 def sample_ids(ids: Sequence[str], n: int, seed: int) -> list[str]:
@@ -137,7 +139,9 @@ def build_data(panel_ids: dict[PanelKey, list[str]],
         "scale": colour_scale(scores_of),
         "comparisons": [{"name": c.name, "note": c.note,
                          "panels": [{"label": p.label, "key": f"{p.variant}|{p.prompt_set}"} for p in c.panels
-                                    if f"{p.variant}|{p.prompt_set}" in present]}
+                                    if f"{p.variant}|{p.prompt_set}" in present],
+                         "reference": sum(f"{p.variant}|{p.prompt_set}" in present for p in c.panels[:c.reference])
+                         if f"{c.panels[c.reference].variant}|{c.panels[c.reference].prompt_set}" in present else 0}
                         for c in comparisons
                         if sum(f"{p.variant}|{p.prompt_set}" in present for p in c.panels) >= 2],
     }
@@ -181,7 +185,7 @@ def comparisons_of(study: Any) -> list[Comparison]:
         for v in bd.variants():
             out.append(Comparison(f"backdoor: trigger vs control ({v})",
                                   (Panel(f"trigger ({bd.trigger})", v, bd.trigger),
-                                   Panel(f"control ({bd.control})", v, bd.control))))
+                                   Panel(f"control ({bd.control})", v, bd.control)), reference=1))
     by_set: dict[str, list[str]] = {}
     for v, s in study.projected_pairs():
         by_set.setdefault(s, []).append(v)
@@ -218,7 +222,8 @@ h1{font-size:17px;margin:0 0 6px}
 label{margin-right:12px;white-space:nowrap}select{font:inherit;margin-left:4px}
 #legend{display:flex;align-items:center;gap:8px;margin-top:6px;font-size:12px}
 #bar{width:220px;height:12px;border:1px solid #d0d7de;background:linear-gradient(90deg,rgb(37,99,235),#fff,rgb(220,38,38))}
-#notes{font-size:12px;color:#57606a;margin-top:4px}
+#notes,#refnote{font-size:12px;color:#57606a;margin-top:4px}#refnote{color:#1f2328;font-weight:600}
+.mean{font-weight:400;color:#57606a}.cell.diffcell h3{color:#8250df}
 main{padding:10px 16px}
 .row{display:grid;gap:12px;margin-bottom:14px;border-bottom:1px solid #eaeef2;padding-bottom:10px}
 .cell h3{font-size:12px;margin:0 0 2px;color:#57606a;font-weight:600}
@@ -238,11 +243,19 @@ pointer-events:none;z-index:3;white-space:pre}
 <label>Layer<select id="layer"></select></label>
 <label id="variant-l">Variant<select id="variant"></select></label>
 <label id="set-l">Prompt set<select id="set"></select></label>
+<br><label>Colour<select id="ref"><option value="centred">relative to the reference mean</option>
+<option value="raw">raw score (0 = no projection)</option></select></label>
+<label>Sort rows<select id="sort"><option value="id">by id</option><option value="desc">mean score, high first</option>
+<option value="asc">mean score, low first</option><option value="diff">difference to the reference, high first</option>
+</select></label>
+<label>Search<input id="q" type="search" placeholder="prompt text, token or id"></label>
+<label id="diff-l"><input id="diff" type="checkbox" checked> difference column (same tokens)</label>
 </div>
 <div id="legend"><span id="lo"></span><span id="bar"></span><span id="hi"></span>
-<span id="unit">score = projection of the residual stream on the unit trait vector (residual-stream units); red: towards
-the trait, blue: away; full colour at the 99th percentile of |score| over every shown token of this trait, method and
-layer; underlined: prefill tokens (forced, not generated); hover a token for its value</span></div>
+<span id="unit">score = projection on the unit trait vector (units of the site's activations); red: above the
+reference, blue: below it; full colour at the 99th percentile of |score - reference| over every token shown;
+underlined: prefill tokens (forced, not generated); hover a token for its values</span></div>
+<div id="refnote"></div>
 <div id="notes"></div></header>
 <main id="main"></main><div id="tip"></div>
 <script id="data" type="application/json">__DATA__</script>
@@ -264,27 +277,65 @@ function colour(s, scale) {
   return t >= 0 ? `rgba(220,38,38,${a})` : `rgba(37,99,235,${a})`;
 }
 function combo() { return `${$("trait").value}|${$("method").value}|${$("layer").value}`; }
-function cell(key, i, label) {
+function scoresOf(key, i) { return (((D.scores[key] || {})[combo()] || [])[i]) || []; }
+function mean(xs) { return xs.length ? xs.reduce((a, b) => a + b, 0) / xs.length : NaN; }
+function quantile(xs, q) {
+  if (!xs.length) return 1;
+  const s = xs.slice().sort((a, b) => a - b), pos = (s.length - 1) * q, lo = Math.floor(pos), hi = Math.ceil(pos);
+  return s[lo] + (s[hi] - s[lo]) * (pos - lo);
+}
+function viewInfo() {
+  const v = $("view").value;
+  if (v === "single") {
+    const key = `${$("variant").value}|${$("set").value}`;
+    return {panels: [{label: key.replace("|", " · "), key: key}], ref: null};
+  }
+  const c = D.comparisons[Number(v)];
+  return {panels: c.panels, ref: c.reference || 0, note: c.note};
+}
+function reference(info) {
+  // the mean token score of the reference panel (a comparison's base or control), or of every shown token of this
+  // trait, method and layer (one variant and set)
+  if ($("ref").value === "raw") return {value: 0, text: "Raw scores: 0 means no projection on the trait vector."};
+  let xs = [], what;
+  if (info.ref === null) {
+    Object.keys(D.scores).forEach((k) => ((D.scores[k] || {})[combo()] || []).forEach((r) => { xs = xs.concat(r); }));
+    what = "the mean of every shown token of this trait, method and layer, in all variants and prompt sets";
+  } else {
+    const key = info.panels[info.ref].key;
+    ((D.scores[key] || {})[combo()] || []).forEach((r) => { xs = xs.concat(r); });
+    what = `the mean token score of the reference, ${info.panels[info.ref].label}`;
+  }
+  const m = xs.length ? mean(xs) : 0;
+  return {value: m, text: `Colours show score minus ${m.toFixed(4)}: ${what}.`};
+}
+function sameTokens(a, b) { return a && b && a.t.length === b.t.length && a.t.every((t, k) => t === b.t[k]); }
+function tokenSpans(toks, p, sc, ref, scale, extra) {
+  p.t.forEach((t, k) => {
+    const s = document.createElement("span"); s.className = "tok" + (p.p[k] ? " pre" : "");
+    s.textContent = t;
+    if (k < sc.length) {
+      s.dataset.score = sc[k]; s.style.backgroundColor = colour(sc[k] - ref, scale);
+      s.title = `${JSON.stringify(t)}  score ${sc[k].toFixed(4)}  (${(sc[k] - ref >= 0 ? "+" : "")}${(sc[k] - ref).toFixed(4)} ` +
+        `vs reference)  token ${k}${p.p[k] ? " (prefill)" : ""}${extra || ""}`;
+    }
+    toks.appendChild(s);
+  });
+}
+function cell(key, i, label, ref, scale) {
   const div = document.createElement("div"); div.className = "cell";
   const p = (D.prompts[key] || [])[i];
   const h = document.createElement("h3");
-  h.textContent = p ? `${label} · ${p.id}` : `${label} · (no prompt)`;
+  const sc = p ? scoresOf(key, i) : [];
+  h.textContent = p ? `${label} · ${p.id} ` : `${label} · (no prompt)`;
+  if (p && sc.length) { const m = document.createElement("span"); m.className = "mean";
+    m.textContent = `mean ${mean(sc).toFixed(4)}`; h.appendChild(m); }
   div.appendChild(h);
   if (!p) return div;
   const pr = document.createElement("div"); pr.className = "prompt"; pr.textContent = p.prompt; div.appendChild(pr);
   const toks = document.createElement("div"); toks.className = "toks";
   toks.dataset.panel = key; toks.dataset.id = p.id;
-  const sc = ((D.scores[key] || {})[combo()] || [])[i] || [];
-  const scale = D.scale[combo()] || 1;
-  p.t.forEach((t, k) => {
-    const s = document.createElement("span"); s.className = "tok" + (p.p[k] ? " pre" : "");
-    s.textContent = t;
-    if (k < sc.length) {
-      s.dataset.score = sc[k]; s.style.backgroundColor = colour(sc[k], scale);
-      s.title = `${JSON.stringify(t)}  score ${sc[k].toFixed(4)}  token ${k}${p.p[k] ? " (prefill)" : ""}`;
-    }
-    toks.appendChild(s);
-  });
+  tokenSpans(toks, p, sc, ref, scale);
   if (p.n > p.t.length) {
     const m = document.createElement("span"); m.className = "more";
     m.textContent = ` … ${p.n - p.t.length} more tokens not shown (viewer.max_tokens = ${D.caps.max_tokens})`;
@@ -295,13 +346,22 @@ function cell(key, i, label) {
   div.appendChild(toks);
   return div;
 }
-function panelsOfView() {
-  const v = $("view").value;
-  if (v === "single") {
-    const key = `${$("variant").value}|${$("set").value}`;
-    return [{label: key.replace("|", " · "), key: key}];
-  }
-  return D.comparisons[Number(v)].panels;
+function diffCell(panels, idx, refIdx, scale) {
+  // the other panel minus the reference, token by token, where both scored the same tokens
+  const other = refIdx === 0 ? 1 : 0;
+  const a = D.prompts[panels[other].key][idx[other]], b = D.prompts[panels[refIdx].key][idx[refIdx]];
+  const sa = scoresOf(panels[other].key, idx[other]), sb = scoresOf(panels[refIdx].key, idx[refIdx]);
+  const div = document.createElement("div"); div.className = "cell diffcell";
+  const h = document.createElement("h3");
+  h.textContent = `difference: ${panels[other].label} − ${panels[refIdx].label} · ${a.id} `;
+  const d = sa.map((x, k) => x - sb[k]);
+  const m = document.createElement("span"); m.className = "mean"; m.textContent = `mean ${mean(d).toFixed(4)}`;
+  h.appendChild(m); div.appendChild(h);
+  const toks = document.createElement("div"); toks.className = "toks diff";
+  toks.dataset.panel = "diff"; toks.dataset.id = a.id;
+  tokenSpans(toks, a, d, 0, scale, "  (difference)");
+  div.appendChild(toks);
+  return div;
 }
 function rowsOf(panels) {
   const first = D.prompts[panels[0].key] || [];
@@ -314,9 +374,33 @@ function rowsOf(panels) {
 function draw() {
   const v = $("view").value;
   $("variant-l").style.display = $("set-l").style.display = v === "single" ? "" : "none";
-  const scale = D.scale[combo()] || 1;
+  const info = viewInfo(), panels = info.panels;
+  const ref = reference(info);
+  $("refnote").textContent = ref.text; $("refnote").dataset.value = ref.value;
+  let rows = rowsOf(panels);
+  const refIdx = info.ref === null ? 0 : info.ref;
+  const twoSame = panels.length === 2 && rows.some((idx) => sameTokens(D.prompts[panels[0].key][idx[0]],
+                                                                      D.prompts[panels[1].key][idx[1]]));
+  $("diff-l").style.display = twoSame ? "" : "none";
+  const showDiff = twoSame && $("diff").checked;
+  // search: prompt text, id or token text of any panel of the row
+  const q = $("q").value.trim().toLowerCase();
+  if (q) rows = rows.filter((idx) => panels.some((pn, c) => { const p = (D.prompts[pn.key] || [])[idx[c]];
+    return p && (p.id.toLowerCase().includes(q) || p.prompt.toLowerCase().includes(q) || p.t.join("").toLowerCase().includes(q)); }));
+  const rowMean = (idx) => mean(scoresOf(panels[0].key, idx[0]));
+  const rowDiff = (idx) => panels.length < 2 ? rowMean(idx) :
+    mean(scoresOf(panels[refIdx === 0 ? 1 : 0].key, idx[refIdx === 0 ? 1 : 0])) - mean(scoresOf(panels[refIdx].key, idx[refIdx]));
+  const key = {desc: (i) => -rowMean(i), asc: (i) => rowMean(i), diff: (i) => -rowDiff(i)}[$("sort").value];
+  if (key) rows = rows.slice().sort((a, b) => { const x = key(a), y = key(b);
+    return (isNaN(x) ? Infinity : x) - (isNaN(y) ? Infinity : y); });
+  // one colour scale for the view: the 99th percentile of |score - reference| over every token shown
+  let dev = [], diffs = [];
+  rows.forEach((idx) => panels.forEach((pn, c) => scoresOf(pn.key, idx[c]).forEach((x) => dev.push(Math.abs(x - ref.value)))));
+  if (showDiff) rows.forEach((idx) => { const o = refIdx === 0 ? 1 : 0;
+    const a = scoresOf(panels[o].key, idx[o]), b = scoresOf(panels[refIdx].key, idx[refIdx]);
+    a.forEach((x, k) => { if (k < b.length) diffs.push(Math.abs(x - b[k])); }); });
+  const scale = quantile(dev, 0.99) || 1, dscale = quantile(diffs, 0.99) || 1;
   $("lo").textContent = (-scale).toFixed(2); $("hi").textContent = "+" + scale.toFixed(2);
-  const panels = panelsOfView();
   const main = $("main"); main.innerHTML = "";
   const notes = [];
   panels.forEach((pn) => {
@@ -325,14 +409,16 @@ function draw() {
   });
   let text = notes.join("; ") + `. Shown: a seeded random sample of at most ${D.caps.max_prompts} prompts per ` +
     `(variant, prompt set) (viewer.max_prompts, seed ${D.caps.seed}) and at most ${D.caps.max_tokens} tokens per ` +
-    `prompt (viewer.max_tokens).`;
-  if (v !== "single") text += " Rows pair prompts by id where the sets share ids, else by position. " +
-    (D.comparisons[Number(v)].note || "");
+    `prompt (viewer.max_tokens).` + (q ? ` Search "${q}": ${rows.length} rows.` : "");
+  if (v !== "single") text += " Rows pair prompts by id where the sets share ids, else by position. " + (info.note || "");
+  if (showDiff) text += ` Difference column: its own scale, full colour at ${dscale.toPrecision(2)}.`;
   $("notes").textContent = text;
-  rowsOf(panels).forEach((idx) => {
+  rows.forEach((idx) => {
     const row = document.createElement("div"); row.className = "row";
-    row.style.gridTemplateColumns = `repeat(${panels.length}, minmax(0, 1fr))`;
-    panels.forEach((pn, c) => row.appendChild(cell(pn.key, idx[c], pn.label)));
+    const same = showDiff && sameTokens(D.prompts[panels[0].key][idx[0]], D.prompts[panels[1].key][idx[1]]);
+    row.style.gridTemplateColumns = `repeat(${panels.length + (same ? 1 : 0)}, minmax(0, 1fr))`;
+    panels.forEach((pn, c) => row.appendChild(cell(pn.key, idx[c], pn.label, ref.value, scale)));
+    if (same) row.appendChild(diffCell(panels, idx, refIdx, dscale));
     main.appendChild(row);
   });
 }
@@ -347,6 +433,9 @@ fill($("trait"), D.traits); fill($("method"), D.methods);
 fill($("variant"), [...new Set(D.panels.map((k) => k.split("|")[0]))]);
 $("view").onchange = draw; $("trait").onchange = onTrait; $("method").onchange = draw; $("layer").onchange = draw;
 $("variant").onchange = onVariant; $("set").onchange = draw;
+$("ref").onchange = draw; $("sort").onchange = draw; $("q").oninput = draw; $("diff").onchange = draw;
+// the first view: the first comparison (variant vs base, the prefill conditions, trigger vs control) when there is one
+if (D.comparisons.length) $("view").value = "0";
 const tip = $("tip");
 document.addEventListener("mouseover", (e) => {
   const t = e.target;
