@@ -57,8 +57,10 @@ def extraction_summary(metrics: pd.DataFrame, best: dict[str, int], model: str) 
     long["split"] = long["split"].map({"auc": "test (reported)", "val_auc": "train CV (chooses layer)"})
     for ax, trait in panels:
         m = long[long["trait"] == trait]
-        sns.lineplot(data=m, x="layer", y="roc_auc", hue="method", style="split", marker="o", errorbar=None, ax=ax,
-                     style_order=["test (reported)", "train CV (chooses layer)"])
+        sns.lineplot(data=m, x="layer", y="roc_auc", hue="method", style="split", errorbar=None, ax=ax,
+                     style_order=["test (reported)", "train CV (chooses layer)"],  # distinct markers and dashes
+                     markers={"test (reported)": "o", "train CV (chooses layer)": "^"},
+                     dashes={"test (reported)": "", "train CV (chooses layer)": (3, 2)})
         ax.axvline(best[trait], color="grey", ls="--", lw=1)
         if "random_auc_p95" in metrics:
             band = metrics[metrics["trait"] == trait].groupby("layer")["random_auc_p95"].first()
@@ -110,15 +112,16 @@ def trait_scores(summary: pd.DataFrame) -> plt.Figure:
         d = summary[summary["trait"] == trait]
         ns = d.groupby("prompt_set")["id"].nunique()  # sorted by prompt set name
         order = list(ns.index)
-        sns.barplot(data=d, x="prompt_set", y="score", hue="variant", order=order, errorbar=("ci", 95), seed=BOOT_SEED,
-                    ax=ax)
+        # points with CIs, not bars from zero: a score's zero is no reference point
+        sns.pointplot(data=d, x="prompt_set", y="score", hue="variant", order=order, errorbar=("ci", 95),
+                      seed=BOOT_SEED, dodge=0.35, linestyle="none", capsize=0.1, ax=ax)
         layer, position = int(d["layer"].iloc[0]), d["position"].iloc[0]
         ax.set_xticks(range(len(order)))
         ax.set_xticklabels([f"{s}\n(n={ns[s]})" for s in order], fontsize=8)
         ax.set_title(f"{trait}, layer {layer}, {position}", fontsize=10)
         ax.set_xlabel("prompt set")
         ax.set_ylabel("mean score (projection units)")
-    fig.suptitle("Mean trait score per prompt set (error bars: 95% bootstrap CI)")
+    fig.suptitle("Mean trait score per prompt set (points: means; error bars: 95% bootstrap CI)")
     fig.tight_layout()
     return fig
 
@@ -372,8 +375,8 @@ def prefill_grid(result: dict, title: str) -> plt.Figure:
                             index=["harmful", "benign"], columns=["no prefill", "prefill"])
         notes = [[f"{c}\n{cells[c]['mean']:.2f} (sd {cells[c]['sd']:.2f})\nn={cells[c]['n']}" for c in row]
                  for row in (("C1", "C2"), ("C3", "C4"))]
-        sns.heatmap(grid, annot=notes, fmt="", cmap="vlag", center=float(grid.to_numpy().mean()), ax=ax,
-                    cbar_kws={"label": "mean score (projection units)"}, annot_kws={"fontsize": 8})
+        sns.heatmap(grid, annot=notes, fmt="", cmap="vlag", center=0.0, ax=ax,  # 0 = no projection on the trait
+                    cbar_kws={"label": "mean score (projection units; white = 0)"}, annot_kws={"fontsize": 8})
         c24 = result["comparisons"]["C2_vs_C4"]["traits"][trait]
         c12 = result["comparisons"]["C1_vs_C2"]["traits"][trait]
         rnd = (f" (random p95 {c24['random_auc_p95']:.2f})" if c24.get("n_random") else "")
@@ -412,8 +415,9 @@ def sae_features(result: dict[str, Any]) -> plt.Figure:
     """Per SAE layer: left, the top features' Cohen's d (a minus b) with 95% bootstrap CIs on the report half;
     right, their oriented ROC-AUC next to the trait vectors' and the random directions' 95th percentile."""
     layers = result["layers"]
-    fig, axes = plt.subplots(len(layers), 2, figsize=(13, 0.45 * max(len(r["features"]) for r in layers) + 2.6),
-                             squeeze=False)
+    rows = [max(len(r["features"]), min(5, len(r["features"])) + len(r["trait_aucs"])) for r in layers]
+    fig, axes = plt.subplots(len(layers), 2, figsize=(13, sum(0.32 * n + 1.9 for n in rows)), squeeze=False,
+                             gridspec_kw={"height_ratios": rows})  # each layer's rows get room: no tick overlaps
     a, b = result["conditions"]["a"]["label"], result["conditions"]["b"]["label"]
     for (ax1, ax2), r in zip(axes, layers):
         feats = r["features"]
