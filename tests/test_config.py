@@ -271,3 +271,15 @@ def test_the_configuration_reference_is_what_the_schema_gives():
     text = docs.render()
     for key in ("variants.<name>.chat_template", "capture.dtype", "variants.<name>.blocks.path"):
         assert f"`{key}`" in text
+
+
+def test_measured_figures_are_compared_within_rounding():
+    from traitscope.measure import same_figures
+
+    doc = "| safety/evil | 29 | 0.94 | 0.78 | yes |\nharm check AUC 1.00 [0.99, 1.00]"
+    assert same_figures(doc, doc) == []
+    assert same_figures(doc, doc.replace("0.94", "0.95")) == []  # the next rounding
+    assert same_figures(doc, doc.replace("0.94", "0.96"))  # a figure that moved
+    assert same_figures(doc, doc.replace("| 29 |", "| 28 |"))  # a chosen layer is exact
+    assert same_figures(doc, doc.replace("yes", "**no**"))  # a verdict that flipped
+    assert same_figures(doc, doc + "\nnew line")  # a figure the document lacks

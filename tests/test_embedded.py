@@ -88,6 +88,13 @@ def test_embedded_default_results_all(tmp_path):
     shards = list((results / "activations").rglob("shard-*.safetensors"))
     assert shards and all(s.stat().st_nlink == 2 for s in shards)
     assert not list((results / "cache/capture").glob("chunk-*.safetensors"))
+    # every number docs/measurements.md documents is still what the pipeline gives (python -m traitscope.measure)
+    from traitscope.measure import body, documented_body, same_figures
+    from traitscope.results import open_results
+
+    problems = same_figures(documented_body(), body(open_results(results, workdir)))
+    assert not problems, "docs/measurements.md is stale (fix: python -m traitscope.measure <results>):\n" + "\n".join(
+        problems[:20])
 
 
 def disk_bytes(folder) -> int:

@@ -578,3 +578,33 @@ def test_a_second_run_gives_identical_bytes(study, tmp_path_factory):
     mask = os.umask(0)
     os.umask(mask)
     assert all((again / k).stat().st_mode & 0o777 == 0o666 & ~mask for k in second)
+
+
+def test_clean_frees_what_no_result_needs_and_nothing_re_runs(study):
+    """python -m traitscope.clean removes superseded capture shards, a killed job's chunk tensors, finetune
+    checkpoints and CMA-ES state; every output keeps its bytes and the dry run after it plans nothing."""
+    import shutil as sh
+
+    workdir, cfg = study
+    r = workdir / "results"
+    cache = r / "cache" / "capture"
+    shard = next(cache.glob("shard-*.safetensors"))
+    superseded = cache / "shard-0000000000000000.safetensors"  # as a capture with other settings left it
+    sh.copyfile(shard, superseded)
+    (cache / "shard-0000000000000000.sha256").write_text("x\n")
+    (cache / "chunk-0000000000000000.safetensors").write_bytes(b"killed")
+    before = json.loads((r / "all").read_text())["outputs"]
+    dry = subprocess.run([sys.executable, "-m", "traitscope.clean", str(r), "--dry-run"], capture_output=True,
+                         text=True, check=True)
+    assert "capture shard no output names" in dry.stdout and superseded.exists()
+    done = subprocess.run([sys.executable, "-m", "traitscope.clean", str(r)], capture_output=True, text=True,
+                          check=True)
+    assert "finetune checkpoint" in done.stdout and "MB in" in done.stdout
+    assert not superseded.exists() and not (cache / "chunk-0000000000000000.safetensors").exists()
+    assert shard.exists() and not list((r / "cache" / "finetune").glob("*.safetensors"))
+    assert list((r / "cache" / "judge").rglob("*.json"))  # the judge's answers stay without --judge
+    for path, digest in before.items():
+        p = Path(path) if Path(path).is_absolute() else workdir / path
+        if p.name != "all":
+            assert hashlib.sha256(p.read_bytes()).hexdigest() == digest, path
+    assert planned_jobs(smk(workdir, cfg, "-n", "results/all")) == {}
