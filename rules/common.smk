@@ -24,7 +24,8 @@ validate(config, str(SCHEMA_PATH), set_default=False)  # the same schema through
 
 # What the report captions (workflow/report/*.rst, Jinja) may cite beyond the config: the rows of each prompt set.
 # A "_" key: provenance leaves it out, and no job reads it.
-config["_study"] = {"rows": dict(S.rows), "extract_random_directions": S.extract.random_directions}
+config["_study"] = {"rows": dict(S.rows), "extract_random_directions": S.extract.random_directions,
+                    "project_random_directions": S.project.random_directions}
 
 def command_line_targets():
     """The targets of the snakemake command line, as its own parser reads them (none when run otherwise): Snakemake
