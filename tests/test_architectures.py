@@ -178,3 +178,21 @@ def test_blocks_named_in_the_config(tokenizer: Any) -> None:
     model.traitscope_blocks = BlockNames(path=None, attn="post_attention_layernorm", mlp=None)
     assert site_module(model, 0, "attn") is model.model.layers[0].post_attention_layernorm
     assert site_module(model, 0, "mlp") is model.model.layers[0].mlp
+
+
+def test_a_variants_blocks_reach_the_hooks(tiny_model_dir, small_config):
+    """variants.<name>.blocks in the config: validated by the schema, carried by the variant, attached at load."""
+    from conftest import load_variant
+
+    from traitscope.config import load_config
+
+    blocks = {"path": "model.layers", "attn": "post_attention_layernorm", "mlp": "mlp"}
+    small_config["variants"]["base"]["blocks"] = blocks
+    spec = load_config(small_config).variants["base"]
+    assert spec.blocks == BlockNames(**blocks) and "blocks=BlockNames(" in repr(spec)
+    model, _ = load_variant({"model": str(tiny_model_dir), "device_map": "cpu", "blocks": blocks})
+    assert site_module(model, 1, "attn") is model.model.layers[1].post_attention_layernorm
+    small_config["variants"]["base"]["blocks"] = {"path": "model.layers", "attention": "x"}
+    from conftest import assert_config_error
+
+    assert_config_error(small_config, "variants.base.blocks")

@@ -92,7 +92,7 @@ def test_embedded_default_results_all(tmp_path):
     from traitscope.measure import body, documented_body, same_figures
     from traitscope.results import open_results
 
-    problems = same_figures(documented_body(), body(open_results(results, workdir)))
+    problems = same_figures(documented_body(), body(open_results(results, workdir), announced_bytes))
     assert not problems, "docs/measurements.md is stale (fix: python -m traitscope.measure <results>):\n" + "\n".join(
         problems[:20])
 

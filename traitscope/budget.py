@@ -105,6 +105,11 @@ def study_budget(study: Study) -> list[Budget]:
     return [pair_budget(study, v, s, (v, s) in projected) for v, s in sorted(projected | set(study.captured_only_pairs()))]
 
 
+def total_bytes(study: Study) -> float:
+    """What start-up announces the study will write: every captured (variant, set) and every trait capture."""
+    return sum(b.written for b in study_budget(study)) + sum(trait_capture_bytes(study, t) for t in study.trait_names())
+
+
 def human(n: float) -> str:
     for unit in ("B", "KB", "MB", "GB", "TB"):
         if abs(n) < 1000 or unit == "TB":
@@ -131,7 +136,7 @@ def report(study: Study, limit_gb: float) -> list[str]:
     lines.append(f"  trait extraction captures ({study.extract.variant}): " + ", ".join(
         f"{t} {human(n)}" for t, n in traits.items()))
     lines.append("  per variant: " + ", ".join(f"{v} {human(n)}" for v, n in sorted(per_variant.items())))
-    total = sum(per_variant.values()) + sum(traits.values())
+    total = total_bytes(study)
     lines.append(f"  total: {human(total)}")
     if total > limit_gb * 1e9:
         lines.append(f"WARNING: capture will write {human(total)}, above checks.activation_budget_gb={limit_gb:g} GB "

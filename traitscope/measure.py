@@ -46,8 +46,29 @@ def _table(head: list[str], rows: list[list[Any]]) -> list[str]:
             + ["| " + " | ".join(str(c) for c in r) + " |" for r in rows] + [""])
 
 
-def body(res: Results) -> str:
-    """The measured figures of a results folder as Markdown (no header)."""
+def disk_bytes(folder: str | Path) -> int:
+    """Bytes of the files below ``folder``, each inode once (as ``du -sb`` counts hard-linked shards)."""
+    seen, total = set(), 0
+    for path in Path(folder).rglob("*"):
+        if path.is_file() and not path.is_symlink():
+            st = path.stat()
+            if (st.st_dev, st.st_ino) not in seen:
+                seen.add((st.st_dev, st.st_ino))
+                total += st.st_size
+    return total
+
+
+def announced_bytes(res: Results) -> float:
+    """What start-up announces for the study that wrote ``res`` (its config from the manifest)."""
+    from .budget import total_bytes
+    from .config import load_config
+
+    return total_bytes(load_config(res.config, base_dir=res.workdir, resources_dir=res.workdir / "resources"))
+
+
+def body(res: Results, announced: float | None = None) -> str:
+    """The measured figures of a results folder as Markdown (no header); with ``announced`` (the bytes start-up
+    announced), the disk the study holds against it."""
     out: list[str] = ["## Findings (each beside its control)", ""]
     out += [f"- **{name}**: {line}" for name, line, _ in findings(res)] + [""]
     out += ["## Trait vectors", "",
@@ -126,6 +147,11 @@ def body(res: Results) -> str:
                 for r in s["layers"]]
         out += _table(["layer", "best feature", "its AUC", "best trait", "its AUC", "random p95", "feature beats",
                        "trait beats"], rows)
+    if announced:
+        held = disk_bytes(res.root)
+        out += ["## Disk", "", f"Start-up announced {announced / 1e6:.0f} MB (the activation budget); `results/` holds "
+                f"{held / announced:.2f} times that, each hard-linked shard counted once (finetune adapters and "
+                "checkpoints, logs and tables included).", ""]
     return "\n".join(out).rstrip() + "\n"
 
 
@@ -170,7 +196,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("results", nargs="?", default="results")
     parser.add_argument("--check", action="store_true")
     args = parser.parse_args(argv)
-    measured = body(open_results(args.results))
+    res = open_results(args.results)
+    measured = body(res, announced_bytes(res))
     if args.check:
         problems = same_figures(documented_body(), measured)
         for p in problems:
