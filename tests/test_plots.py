@@ -39,6 +39,13 @@ def _trait_scores():
     return plots.trait_scores(summary), 4, ["benign\n(n=3)", "harmful\n(n=4)"]
 
 
+def _trait_scores_one_variant():  # a study that captures one variant (pointplot cannot dodge one hue)
+    summary = pd.DataFrame([{"trait": t, "prompt_set": s, "id": f"{s}{i}", "score": rng.normal(), "variant": "base",
+                             "layer": 2, "position": "response_mean"}
+                            for t in TRAITS[:2] for s, n in (("benign", 3), ("harmful", 4)) for i in range(n)])
+    return plots.trait_scores(summary), 2, ["benign\n(n=3)", "harmful\n(n=4)"]
+
+
 def _steering_sweep():
     table = pd.DataFrame([{"layer": layer, "coef": c, "trait_score": rng.uniform(0, 100), "coherence": 50.0}
                           for layer in (1, 2) for c in (0, 1, 2) for _ in range(5)])
@@ -95,7 +102,8 @@ def _sae_features():
                                            "random directions, 95th pct (n=100)", "feature 3", "safety/evil"]
 
 
-FIGURES = {f.__name__.lstrip("_"): f for f in (_sae_features, _extraction_summary, _harm_separation, _trait_scores, _steering_sweep,
+FIGURES = {f.__name__.lstrip("_"): f for f in (_sae_features, _extraction_summary, _harm_separation, _trait_scores,
+                                               _trait_scores_one_variant, _steering_sweep,
                                                _optimization_curves, _loss_curve, _organism_detection,
                                                _backdoor_trait_comparison, _early_detection_tokens)}
 

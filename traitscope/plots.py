@@ -114,7 +114,8 @@ def trait_scores(summary: pd.DataFrame) -> plt.Figure:
         order = list(ns.index)
         # points with CIs, not bars from zero: a score's zero is no reference point
         sns.pointplot(data=d, x="prompt_set", y="score", hue="variant", order=order, errorbar=("ci", 95),
-                      seed=BOOT_SEED, dodge=0.35, linestyle="none", capsize=0.1, ax=ax)
+                      seed=BOOT_SEED, dodge=0.35 if d["variant"].nunique() > 1 else False, linestyle="none",
+                      capsize=0.1, ax=ax)
         layer, position = int(d["layer"].iloc[0]), d["position"].iloc[0]
         ax.set_xticks(range(len(order)))
         ax.set_xticklabels([f"{s}\n(n={ns[s]})" for s in order], fontsize=8)
