@@ -530,22 +530,22 @@ def _reversed(data):
 # the replay set of two variants + the two external datasets and the two prefilled sets
 N_PROJECT = 2 + 4 + 2 + 4
 ANALYSES = {"backdoor_detection": 1, "variant_comparison": 1, "external_dataset": 2, "prefill_attack": 1,
-            "trait_scores": 1, "token_viewer": 1, "manifest": 1}
+            "trait_scores": 1, "token_viewer": 1, "findings": 1, "manifest": 1}
 EXPECTED = {
     "nothing": {},
     "reorder_keys": {},
     "judge_retries": {"manifest": 1},
     "capture_batch_size": {"manifest": 1},
     "add_prompt_set": {"prep_prompts": 1, "capture": 1, "project": 1, "trait_scores": 1, "token_viewer": 1,
-                       "manifest": 1},
-    "add_variant": {"capture": 3, "project": 2, "trait_scores": 1, "token_viewer": 1, "manifest": 1},
+                       "findings": 1, "manifest": 1},
+    "add_variant": {"capture": 3, "project": 2, "trait_scores": 1, "token_viewer": 1, "findings": 1, "manifest": 1},
     "add_trait": {"prep_trait": 1, "capture_trait": 1, "extract_vectors": 1, "project": N_PROJECT,
                   "extraction_summary": 1, "sae_features": 3, **ANALYSES},
     "project_methods": {"project": N_PROJECT, **ANALYSES},
     "random_directions": {"project": N_PROJECT, **ANALYSES},  # re-projection only: no capture runs again
-    "compare_alpha": {"variant_comparison": 1, "manifest": 1},
+    "compare_alpha": {"variant_comparison": 1, "findings": 1, "manifest": 1},
     "judge_model": {"steering_sweep": 1, "optimize_vector": 1, "extraction_gap": 1, "organism_ablation": 1,
-                    "manifest": 1},
+                    "findings": 1, "manifest": 1},
 }
 
 
