@@ -16,9 +16,7 @@ import argparse
 import os
 import platform
 import re
-import subprocess
 import sys
-from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -60,10 +58,16 @@ def disk_bytes(folder: str | Path) -> int:
 
 def announced_bytes(res: Results) -> float:
     """What start-up announces for the study that wrote ``res`` (its config from the manifest)."""
+    import copy
+
     from .budget import total_bytes
     from .config import load_config
 
-    return total_bytes(load_config(res.config, base_dir=res.workdir, resources_dir=res.workdir / "resources"))
+    cfg = copy.deepcopy(res.config)  # the manifest holds the resolved config: a finetuned variant names its adapter
+    for variant in cfg.get("variants", {}).values():
+        if variant.get("finetune"):
+            variant.pop("adapter", None)
+    return total_bytes(load_config(cfg, base_dir=res.workdir, resources_dir=res.workdir / "resources"))
 
 
 def body(res: Results, announced: float | None = None) -> str:
@@ -155,16 +159,18 @@ def body(res: Results, announced: float | None = None) -> str:
     return "\n".join(out).rstrip() + "\n"
 
 
-def header(results: str | Path) -> str:
-    commit = subprocess.run(["git", "-C", str(DOC.parent.parent), "rev-parse", "--short", "HEAD"],
-                            capture_output=True, text=True).stdout.strip() or "unknown"
+def header(res: Results) -> str:
+    """Where the figures come from: the run's commit, finish time and platform (from its manifest), and this machine's
+    cores."""
+    m = res.manifest
+    commit = str(m.get("git_commit") or "unknown")[:7]
     return (f"# Measurements of the embedded default\n\n"
-            f"Measured {date.today()} at commit {commit} on {platform.machine()} with {os.cpu_count()} CPU cores "
-            f"(Python {platform.python_version()}), from `{results}` after `snakemake --cores 2 results/all` on "
-            "`config/config.yaml`, by `python -m traitscope.measure`. SmolLM2-135M-Instruct is a 135M-parameter "
-            "demonstration model: these numbers show the pipeline and its controls working, not findings about "
-            "large models. `tests/test_embedded.py` re-runs the study and fails when this file no longer holds what "
-            "it gives.\n\n" + HEADER_MARK + "\n\n")
+            f"Measured from a run of commit {commit} that finished {m.get('created', 'at an unknown time')} on "
+            f"{m.get('platform', platform.platform())} with {os.cpu_count()} CPU cores (`snakemake --cores 2 "
+            "results/all` on `config/config.yaml`), written by `python -m traitscope.measure <results>`. "
+            "SmolLM2-135M-Instruct is a 135M-parameter demonstration model: these numbers show the pipeline and its "
+            "controls working, not findings about large models. `tests/test_embedded.py` re-runs the study and fails "
+            "when this file no longer holds what it gives.\n\n" + HEADER_MARK + "\n\n")
 
 
 NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
@@ -204,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
             print(p, file=sys.stderr)
         return 1 if problems else 0
     DOC.parent.mkdir(exist_ok=True)
-    DOC.write_text(header(args.results) + measured, encoding="utf-8")
+    DOC.write_text(header(res) + measured, encoding="utf-8")
     print(f"wrote {DOC}")
     return 0
 
