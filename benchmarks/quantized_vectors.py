@@ -29,12 +29,16 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def run_extraction(config: dict[str, Any], workdir: Path, results: str, cores: int) -> Path:
+    """Extract every trait of ``config`` into ``workdir/results`` (the trait vectors only: what :func:`compare`
+    reads)."""
     cfg = dict(config, results_dir=results)
+    variant = cfg["extract"]["variant"]
+    targets = [f"{results}/vectors/{variant}/{trait}/vectors.json" for trait in cfg["traits"]]
     path = workdir / f"{Path(results).name}.yaml"
     path.write_text(yaml.safe_dump(cfg, sort_keys=False))
     env = dict(os.environ, LITELLM_LOCAL_MODEL_COST_MAP="True")
     proc = subprocess.run([sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir),
-                           "--configfile", str(path), "--cores", str(cores), f"{results}/extract/summary.parquet"],
+                           "--configfile", str(path), "--cores", str(cores), *targets],
                           capture_output=True, text=True, env=env)
     if proc.returncode:
         sys.exit(f"extraction into {results} failed:\n{proc.stderr[-3000:]}")
