@@ -67,9 +67,8 @@ def set_chat_format(tokenizer: Any, template: str | None = None, options: dict[s
     if template is not None:
         tokenizer.chat_template = template
     tokenizer._traitscope_chat_options = dict(options or {})
-    for cached in ("_traitscope_folds_system",):
-        if hasattr(tokenizer, cached):
-            delattr(tokenizer, cached)
+    if hasattr(tokenizer, "_traitscope_folds_system"):  # decided for the old template
+        del tokenizer._traitscope_folds_system
 
 
 def chat_options(tokenizer: Any) -> dict[str, Any]:

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from .project import at_layer
-from .stats import correct_pvalues, paired_comparison
+from .stats import correct_pvalues, paired_comparison, paired_dz
 
 
 def pooled_scores(frames: dict[str, pd.DataFrame], prompts: pd.DataFrame, best: dict[str, int], positions: dict[str, str],
@@ -75,7 +75,7 @@ def random_control(baselines: dict[str, Any], prompts: pd.DataFrame, best: dict[
         common = per_question[base].index.intersection(per_question[variant].index)
         diff = per_question[variant].loc[common].to_numpy() - per_question[base].loc[common].to_numpy()
         with np.errstate(invalid="ignore", divide="ignore"):
-            dz = diff.mean(0) / diff.std(0, ddof=1)
+            dz = paired_dz(diff, axis=0)
         out[trait] = {"random_abs_dz_p95": float(np.nanpercentile(np.abs(dz), 95)), "n_random": int(diff.shape[1])}
     return out
 

@@ -259,10 +259,10 @@ def _mean_loss(model: Any, data: list[tuple[list[int], list[int]]], batch_size: 
         return float("nan")
     total, tokens = 0.0, 0
     model.eval()
+    dev = input_device(model)
     with torch.no_grad():
         for i in range(0, len(data), batch_size):
             ids, mask, labels = _collate(data[i:i + batch_size], pad_id)
-            dev = input_device(model)
             n = int((labels[:, 1:] != -100).sum())
             if n == 0:
                 continue

@@ -80,8 +80,9 @@ def body(res: Results, announced: float | None = None) -> str:
             "against the 95th percentile of random unit directions at that layer, on the same rows.", ""]
     rows = []
     for t in res.traits():
-        b = res.vectors(t).info["best"]
-        rows.append([t, res.vectors(t).site, b["layer"], b["method"], _f(b["auc"]), _f(b["random_auc_p95"]),
+        info = res.vector_info(t)
+        b = info.info["best"]
+        rows.append([t, info.site, b["layer"], b["method"], _f(b["auc"]), _f(b["random_auc_p95"]),
                      _yes(b["beats_random"])])
     out += _table(["trait", "site", "layer", "method", "test AUC", "random p95", "beats"], rows)
     ex = res.experiments()

@@ -18,6 +18,7 @@ import json
 import logging
 import os
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -172,16 +173,10 @@ def model_dims(model: str, *, resources_dir: str | Path = "resources", revision:
     loading weights; raise a one-line ConfigError. ``context_length`` is None where the config does not state it."""
     name = embedded_name(model)
     if name is not None:
-        cfg_file = embedded_dir(name, resources_dir) / "config.json"
-        if cfg_file.exists():
-            return _dims_from_dict(read_model_config(cfg_file, key), key, model)
-        return _gguf_dims(embedded_gguf_path(name), key)
+        return _converted_dims(embedded_dir(name, resources_dir), lambda: embedded_gguf_path(name), key, model)
     gguf = gguf_source(model, key)
     if gguf is not None:
-        cfg_file = gguf_dir(gguf, resources_dir) / "config.json"
-        if cfg_file.exists():
-            return _dims_from_dict(read_model_config(cfg_file, key), key, model)
-        return _gguf_dims(gguf, key)
+        return _converted_dims(gguf_dir(gguf, resources_dir), lambda: gguf, key, model)
     if looks_local(model):
         path = Path(model).expanduser()
         cfg_file = path / "config.json"
@@ -198,6 +193,15 @@ def model_dims(model: str, *, resources_dir: str | Path = "resources", revision:
         raise ConfigError(f"{key}: cannot load the config of '{model}' from the hub ({first}) "
                           f"(fix: check the id and network, or download it and set {key} to the local folder)") from None
     return _dims_from_dict(cfg.to_dict(), key, model)
+
+
+def _converted_dims(folder: Path, gguf: Callable[[], Path], key: str, model: str) -> ModelDims:
+    """The dims of a GGUF model: from its converted folder's ``config.json`` once the conversion rule has run, from
+    the GGUF header before."""
+    cfg_file = folder / "config.json"
+    if cfg_file.exists():
+        return _dims_from_dict(read_model_config(cfg_file, key), key, model)
+    return _gguf_dims(gguf(), key)
 
 
 CONTEXT_KEYS = ("max_position_embeddings", "n_positions", "n_ctx", "seq_length", "max_sequence_length")
@@ -396,7 +400,7 @@ def placement(variant: ModelSpec) -> dict[str, Any]:
     spread = dm in ACCELERATE_MAPS and (torch.cuda.is_available() or variant.max_memory or variant.offload_folder)
     if not spread and variant.quantization == "none":
         return {}
-    kwargs: dict[str, Any] = {"device_map": dm if dm in ACCELERATE_MAPS and spread else pick_device(dm)}
+    kwargs: dict[str, Any] = {"device_map": dm if spread else pick_device(dm)}
     if variant.max_memory:
         kwargs["max_memory"] = {int(k) if str(k).isdigit() else str(k): v for k, v in variant.max_memory.items()}
     if variant.offload_folder:

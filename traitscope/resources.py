@@ -26,20 +26,25 @@ from .settings import Study
 BYTES = {"float32": 4.0, "float16": 2.0, "bfloat16": 2.0, "auto": 2.0}
 
 
+QUANT_BYTES = {"8bit": 1.0, "4bit": 0.5}
+
+
+def parameter_split(n_layers: int, hidden: int, vocab: int) -> tuple[float, float]:
+    """Estimated parameters of the decoder blocks and of the embeddings plus LM head."""
+    return 12.0 * n_layers * hidden**2, 2.0 * vocab * hidden
+
+
 def estimate_parameters(n_layers: int, hidden: int, vocab: int) -> float:
-    return 12.0 * n_layers * hidden**2 + 2.0 * vocab * hidden
+    return sum(parameter_split(n_layers, hidden, vocab))
 
 
 def weight_bytes(quantization: str, dtype: str, n_layers: int, hidden: int, vocab: int) -> float:
     """Bytes of a model's weights: the blocks at the dtype's size, or 1 (8bit) or 0.5 (4bit) byte per parameter when
     quantised, where bitsandbytes leaves the embeddings and LM head at 2 bytes (its compute dtype)."""
-    blocks, embeddings = 12.0 * n_layers * hidden**2, 2.0 * vocab * hidden
+    blocks, embeddings = parameter_split(n_layers, hidden, vocab)
     if quantization in QUANT_BYTES:
         return blocks * QUANT_BYTES[quantization] + embeddings * 2.0
     return (blocks + embeddings) * BYTES.get(dtype, 4.0)
-
-
-QUANT_BYTES = {"8bit": 1.0, "4bit": 0.5}
 
 
 def model_job_resources(study: Study, variant: str) -> dict[str, Any]:

@@ -17,6 +17,7 @@ their columns are listed in ``docs/results.md``.
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 from collections.abc import Iterable
@@ -26,6 +27,7 @@ from typing import Any
 import pandas as pd
 
 from . import TraitscopeError
+from .io import read_parquets
 from .layout import Layout
 
 PROMPT_COLUMNS = ["id", "prompt", "system", "prefill", "response", "label", "category", "group"]
@@ -97,11 +99,11 @@ class Results:
 
     def responses(self, variant: str, prompt_set: str) -> pd.DataFrame:
         """What each prompt's assistant turn was (generated, replayed or given), one row per prompt, all shards."""
-        files = sorted(Path(self.layout.responses(variant, prompt_set, "*")).parent.glob("shard-*.responses.parquet"))
+        files = sorted(glob.glob(self.layout.responses(variant, prompt_set, "*")))  # every shard's table
         if not files:
             raise ResultsError(f"no responses of {variant} on {prompt_set} in {self.root} (fix: check "
                                f"capture.variants/prompt_sets; pairs on disk: {self.pairs()[:6]})")
-        return pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
+        return read_parquets(files)
 
     def scores(self, variant: str | None = None, prompt_set: str | None = None, *, trait: str | None = None,
                method: str | None = None, layer: int | None = None, position: str | None = None) -> pd.DataFrame:
@@ -144,12 +146,23 @@ class Results:
         ``.info`` with its baselines)."""
         from .artifacts import TraitVectors
 
+        files = self._vector_files(trait, variant)
+        return TraitVectors.load(files["vectors"], files["sidecar"])
+
+    def vector_info(self, trait: str, variant: str | None = None) -> Any:
+        """A trait's :class:`~traitscope.artifacts.TraitVectors` without its tensors: the sidecar (``.info``,
+        ``.best_layer``, ``.site``) alone."""
+        from .artifacts import TraitVectors
+
+        return TraitVectors.load_info(self._vector_files(trait, variant)["sidecar"])
+
+    def _vector_files(self, trait: str, variant: str | None) -> dict[str, str]:
         variant = variant or (self.config.get("extract") or {}).get("variant") or _only(
             [p.name for p in (self.root / "vectors").glob("*") if p.is_dir()], "extraction variant")
         files = self.layout.vector_files(variant, trait)
         if not Path(files["vectors"]).is_file():
             raise ResultsError(f"no vectors of trait {trait!r} from {variant} in {self.root} (traits: {self.traits()})")
-        return TraitVectors.load(files["vectors"], files["sidecar"])
+        return files
 
     def vector(self, trait: str, method: str | None = None, layer: int | None = None) -> Any:
         """One trait vector as a float32 tensor; the extraction's chosen method and layer by default."""

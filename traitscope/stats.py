@@ -17,6 +17,12 @@ def pooled_d(a: np.ndarray, b: np.ndarray, axis: int = -1) -> np.ndarray:
     return (a.mean(axis=axis) - b.mean(axis=axis)) / pooled
 
 
+def paired_dz(diff: np.ndarray, axis: int = -1) -> np.ndarray:
+    """Cohen's d_z of paired differences: mean / SD (ddof=1) along ``axis`` (vectorised: bootstrap resamples, or one
+    column per random direction)."""
+    return diff.mean(axis=axis) / diff.std(axis=axis, ddof=1)
+
+
 def cohens_d(a: np.ndarray, b: np.ndarray) -> float:
     """Cohen's d for independent groups: (mean_a - mean_b) / pooled SD (ddof=1 per group); NaN when undefined."""
     a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
@@ -112,16 +118,12 @@ def paired_comparison(a: np.ndarray, b: np.ndarray, *, n_boot: int = 2000, level
                 "dz_ci_low": float("nan"), "dz_ci_high": float("nan")}
     test = ttest_rel(a, b)
     ci = test.confidence_interval(level)
-
-    def dz(d: np.ndarray, axis: int = -1) -> np.ndarray:
-        return d.mean(axis=axis) / d.std(axis=axis, ddof=1)
-
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        boot = bootstrap((diff,), dz, n_resamples=n_boot, confidence_level=level, method="percentile",
+        boot = bootstrap((diff,), paired_dz, n_resamples=n_boot, confidence_level=level, method="percentile",
                          vectorized=True, random_state=np.random.default_rng(seed))
     return {**out, "mean_difference": float(diff.mean()), "ci_low": float(ci.low), "ci_high": float(ci.high),
-            "t": float(test.statistic), "p": float(test.pvalue), "cohens_dz": float(dz(diff)),
+            "t": float(test.statistic), "p": float(test.pvalue), "cohens_dz": float(paired_dz(diff)),
             "dz_ci_low": float(boot.confidence_interval.low), "dz_ci_high": float(boot.confidence_interval.high)}
 
 

@@ -346,15 +346,21 @@ function cell(key, i, label, ref, scale) {
   div.appendChild(toks);
   return div;
 }
-function diffCell(panels, idx, refIdx, scale) {
-  // the other panel minus the reference, token by token, where both scored the same tokens
-  const other = refIdx === 0 ? 1 : 0;
-  const a = D.prompts[panels[other].key][idx[other]], b = D.prompts[panels[refIdx].key][idx[refIdx]];
+function otherOf(refIdx) { return refIdx === 0 ? 1 : 0; }  // the panel compared with the reference
+function tokenDiff(panels, idx, refIdx) {
+  // the other panel's scores minus the reference's, token by token (a two-panel view)
+  const other = otherOf(refIdx);
   const sa = scoresOf(panels[other].key, idx[other]), sb = scoresOf(panels[refIdx].key, idx[refIdx]);
+  return sa.slice(0, sb.length).map((x, k) => x - sb[k]);
+}
+function diffCell(panels, idx, refIdx, scale) {
+  // the difference as a cell, where both panels scored the same tokens
+  const other = otherOf(refIdx);
+  const a = D.prompts[panels[other].key][idx[other]];
   const div = document.createElement("div"); div.className = "cell diffcell";
   const h = document.createElement("h3");
   h.textContent = `difference: ${panels[other].label} − ${panels[refIdx].label} · ${a.id} `;
-  const d = sa.map((x, k) => x - sb[k]);
+  const d = tokenDiff(panels, idx, refIdx);
   const m = document.createElement("span"); m.className = "mean"; m.textContent = `mean ${mean(d).toFixed(4)}`;
   h.appendChild(m); div.appendChild(h);
   const toks = document.createElement("div"); toks.className = "toks diff";
@@ -389,16 +395,14 @@ function draw() {
     return p && (p.id.toLowerCase().includes(q) || p.prompt.toLowerCase().includes(q) || p.t.join("").toLowerCase().includes(q)); }));
   const rowMean = (idx) => mean(scoresOf(panels[0].key, idx[0]));
   const rowDiff = (idx) => panels.length < 2 ? rowMean(idx) :
-    mean(scoresOf(panels[refIdx === 0 ? 1 : 0].key, idx[refIdx === 0 ? 1 : 0])) - mean(scoresOf(panels[refIdx].key, idx[refIdx]));
+    mean(scoresOf(panels[otherOf(refIdx)].key, idx[otherOf(refIdx)])) - mean(scoresOf(panels[refIdx].key, idx[refIdx]));
   const key = {desc: (i) => -rowMean(i), asc: (i) => rowMean(i), diff: (i) => -rowDiff(i)}[$("sort").value];
   if (key) rows = rows.slice().sort((a, b) => { const x = key(a), y = key(b);
     return (isNaN(x) ? Infinity : x) - (isNaN(y) ? Infinity : y); });
   // one colour scale for the view: the 99th percentile of |score - reference| over every token shown
   let dev = [], diffs = [];
   rows.forEach((idx) => panels.forEach((pn, c) => scoresOf(pn.key, idx[c]).forEach((x) => dev.push(Math.abs(x - ref.value)))));
-  if (showDiff) rows.forEach((idx) => { const o = refIdx === 0 ? 1 : 0;
-    const a = scoresOf(panels[o].key, idx[o]), b = scoresOf(panels[refIdx].key, idx[refIdx]);
-    a.forEach((x, k) => { if (k < b.length) diffs.push(Math.abs(x - b[k])); }); });
+  if (showDiff) rows.forEach((idx) => tokenDiff(panels, idx, refIdx).forEach((x) => diffs.push(Math.abs(x))));
   const scale = quantile(dev, 0.99) || 1, dscale = quantile(diffs, 0.99) || 1;
   $("lo").textContent = (-scale).toFixed(2); $("hi").textContent = "+" + scale.toFixed(2);
   const main = $("main"); main.innerHTML = "";
