@@ -130,8 +130,13 @@ def test_placement_spreads_over_gpus_with_limits(monkeypatch):
                                       "offload_folder": "/scratch/off"}
     assert models.placement(entry("variants", {"model": "x"})) == {"device_map": "auto"}  # every visible GPU
     assert models.placement(entry("variants", {"model": "x", "device_map": "cuda:1"})) == {}  # moved after loading
+    # accelerate's other strategies compute on the GPU too: a quantised model's compute dtype is bfloat16 there
+    balanced = entry("variants", {"model": "x", "device_map": "balanced", "quantization": "4bit"})
+    assert models.pick_device("balanced") == "cuda"
+    assert models.quantization_config(balanced, models.pick_device("balanced")).bnb_4bit_compute_dtype == torch.bfloat16
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert models.placement(entry("variants", {"model": "x"})) == {}  # the CPU, in one piece
+    assert models.pick_device("balanced") == "cpu"  # without a GPU: moved to the CPU, never .to("balanced")
     assert models.placement(entry("variants", {"model": "x", "quantization": "4bit"})) == {"device_map": "cpu"}
 
 

@@ -379,9 +379,11 @@ def user_model_files_key(variant: ModelSpec) -> str | None:
 
 
 def pick_device(device_map: str) -> str:
+    """The device a model goes to (or, spread by accelerate, computes on first): a GPU where one is visible for
+    ``auto`` and accelerate's other strategies, else the CPU; the named device otherwise."""
     import torch
 
-    if device_map == "auto":
+    if device_map in ACCELERATE_MAPS:
         return "cuda" if torch.cuda.is_available() else "cpu"
     return device_map
 
