@@ -6,7 +6,7 @@
 #   snakemake --report report.zip              # every figure and key table, with captions (after a run)
 #
 # The config is validated at start-up into typed settings (rules/common.smk); paths come from
-# traitscope.layout, so the rule files can be included in any order.
+# traitscope.workflow.layout, so the rule files can be included in any order.
 
 from snakemake.utils import min_version
 

@@ -34,16 +34,16 @@ def child(args: argparse.Namespace) -> None:
     """One stage at one size, in this process; prints a JSON line with the peak RSS and the shard size."""
     import torch
 
-    from traitscope.artifacts import ActivationShard, ShardFiles, TraitVectors
-    from traitscope.capture import capture_prompts, capture_shard, iter_chunks
-    from traitscope.config import entry, section
-    from traitscope.models import load_model
-    from traitscope.project import project_files, score_tensors, write_scores
-    from traitscope.prompts import normalise
-    from traitscope.settings import BaselineJob, CaptureJob
-    from traitscope.workflow import steady_memory
+    from traitscope.core.artifacts import ActivationShard, ShardFiles, TraitVectors
+    from traitscope.core.capture import capture_prompts, capture_shard, iter_chunks
+    from traitscope.core.models import load_model
+    from traitscope.core.project import project_files, score_tensors, write_scores
+    from traitscope.core.prompts import normalise
+    from traitscope.workflow.config import entry, section
+    from traitscope.workflow.jobs import steady_memory
+    from traitscope.workflow.settings import BaselineJob, CaptureJob
 
-    steady_memory()  # as every job does (traitscope.workflow.setup)
+    steady_memory()  # as every job does (traitscope.workflow.jobs.setup)
     torch.set_num_threads(2)
     work = Path(args.work)
     model, tok = load_model(entry("variants", {"model": str(work / "model"), "dtype": "float32", "device_map": "cpu"}))
@@ -121,7 +121,7 @@ def main() -> None:
         args.stages = "capture,project"
     sizes = [int(x) for x in args.sizes.split(",")]
     stages = args.stages.split(",")
-    from traitscope.tiny import build_tiny_model
+    from traitscope.core.tiny import build_tiny_model
 
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)

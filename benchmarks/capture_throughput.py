@@ -25,11 +25,11 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from traitscope.capture import capture_batch
-from traitscope.chat import encode_rows
-from traitscope.config import entry, parse_layers
-from traitscope.models import decoder_layers, load_model
-from traitscope.prompts import load_prompt_set
+from traitscope.core.capture import capture_batch
+from traitscope.core.chat import encode_rows
+from traitscope.core.models import decoder_layers, load_model
+from traitscope.core.prompts import load_prompt_set
+from traitscope.workflow.config import entry, parse_layers
 
 
 def main() -> None:
@@ -46,7 +46,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as tmp:
         if args.short:
-            from traitscope.tiny import build_tiny_model
+            from traitscope.core.tiny import build_tiny_model
 
             args.model, args.rounds = str(build_tiny_model(Path(tmp) / "tiny")), 1
         run(args)

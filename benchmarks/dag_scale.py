@@ -6,7 +6,7 @@ are local parquet files, 330,000 prompts in all, in shards of 10,000 by default:
 runs for about an hour, long enough that loading 133 GB of weights is a small part of it), then times
 `snakemake -n results/all` in each mode and prints the jobs per rule, the jobs a SLURM run submits (every job but
 the local rule `all`, which `results/all` does not plan), the seconds, and the bytes capture and project write per prompt and in total (the start-up
-budget of traitscope.budget).
+budget of traitscope.workflow.budget).
 
     python benchmarks/dag_scale.py [--prompts 330000] [--shard-size 10000]
     python benchmarks/dag_scale.py --short          # seconds, a small study of the same shape (CI)
@@ -82,8 +82,8 @@ def main() -> None:
     args = ap.parse_args()
     if args.short:
         args.prompts, args.shard_size = 6_600, 2_000
-    from traitscope.budget import human, study_budget
-    from traitscope.config import load_config
+    from traitscope.workflow.budget import human, study_budget
+    from traitscope.workflow.config import load_config
 
     print(f"full-scale study: 4 variants (70B shape: 80 layers, hidden 8192), {args.prompts} prompts in shards of "
           f"{args.shard_size}, 6 traits, capture and extraction at all 80 layers, positions last, mean and response "

@@ -49,7 +49,7 @@ def compare(fp32: Path, quantized: Path, variant: str) -> list[dict[str, Any]]:
     """Per trait: vector cosines and test AUCs of the two runs (TraitVectors of ``variant`` in each)."""
     import numpy as np
 
-    from traitscope.artifacts import TraitVectors
+    from traitscope.core.artifacts import TraitVectors
 
     rows = []
     for sidecar in sorted((fp32 / "vectors" / variant).glob("*/*/vectors.json")):
@@ -111,7 +111,7 @@ def main() -> None:
         return
     with tempfile.TemporaryDirectory() as tmp:
         if args.short:
-            from traitscope.tiny import build_tiny_model
+            from traitscope.core.tiny import build_tiny_model
 
             model = build_tiny_model(Path(tmp) / "model", hidden=64, intermediate=128, layers=2)
             cfg, workdir, what = short_config(model), Path(tmp), "tiny random Llama, hidden 64 (--short)"

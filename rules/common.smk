@@ -7,13 +7,14 @@ import sys
 
 from snakemake.utils import validate
 
-from traitscope import TraitscopeError, guard
-from traitscope.budget import report as budget_report
-from traitscope.config import SCHEMA_PATH, load_config
-from traitscope.layout import Layout
-from traitscope.models import EMBEDDED, embedded_name, gguf_slug, gguf_source, looks_local, user_model_files_key
-from traitscope.resources import memory_for_attempt, model_job_resources, project_job_resources
-from traitscope.traits import trait_description
+from traitscope import TraitscopeError
+from traitscope.workflow import guard
+from traitscope.workflow.budget import report as budget_report
+from traitscope.workflow.config import SCHEMA_PATH, load_config
+from traitscope.workflow.layout import Layout
+from traitscope.core.models import EMBEDDED, embedded_name, gguf_slug, gguf_source, looks_local, user_model_files_key
+from traitscope.workflow.resources import memory_for_attempt, model_job_resources, project_job_resources
+from traitscope.core.traits import trait_description
 from traitscope.viewer import comparisons_of
 
 try:
@@ -155,7 +156,7 @@ def judge_inputs():
     return [L.embedded_model(name)] if name else []
 
 
-# Resources of jobs that load a model, from the model's size (traitscope/resources.py) and
+# Resources of jobs that load a model, from the model's size (traitscope/workflow/resources.py) and
 # config resources.variants overrides; every other job takes the profile's default-resources.
 MODEL_RES = {v: model_job_resources(S, v) for v in S.variants}
 

@@ -19,7 +19,7 @@ N_LAYERS, HIDDEN = 4, 32
 
 
 def build_tiny_model(path: Path, seed: int = 0) -> Path:
-    from traitscope.tiny import build_tiny_model as build
+    from traitscope.core.tiny import build_tiny_model as build
 
     return build(path, seed, hidden=HIDDEN, layers=N_LAYERS)
 
@@ -112,31 +112,31 @@ def organism_config(model_dir: Path) -> dict:
 
 def load_set(spec: dict, **kwargs):
     """load_prompt_set on a partial prompt-set dict (schema defaults filled in)."""
-    from traitscope.config import entry
-    from traitscope.prompts import load_prompt_set
+    from traitscope.core.prompts import load_prompt_set
+    from traitscope.workflow.config import entry
 
     return load_prompt_set(entry("prompt_sets", spec), **kwargs)
 
 
 def load_variant(spec: dict, **kwargs):
     """load_model on a partial variant dict (schema defaults filled in)."""
-    from traitscope.config import entry
-    from traitscope.models import load_model
+    from traitscope.core.models import load_model
+    from traitscope.workflow.config import entry
 
     return load_model(entry("variants", spec), **kwargs)
 
 
 def chat_data(spec: dict, **kwargs):
-    from traitscope.finetune import load_chat_data
-    from traitscope.settings import FinetuneData, build
+    from traitscope.core.finetune import load_chat_data
+    from traitscope.workflow.settings import FinetuneData, build
 
     return load_chat_data(build(FinetuneData, spec), **kwargs)
 
 
 def finetune_spec(**kwargs):
     """A FinetuneSpec with the schema's defaults."""
-    from traitscope.config import fill_defaults, load_schema
-    from traitscope.settings import FinetuneSpec, build
+    from traitscope.workflow.config import fill_defaults, load_schema
+    from traitscope.workflow.settings import FinetuneSpec, build
 
     schema = load_schema()["properties"]["finetune"]["additionalProperties"]
     data = fill_defaults({"base": "base", "data": {"source": "generated", "name": "backdoor"}, **kwargs}, schema)
@@ -145,8 +145,8 @@ def finetune_spec(**kwargs):
 
 def capture_job(layers, positions=("last", "mean", "response"), generate=False, max_new_tokens=32, **overrides):
     """A CaptureJob with the schema's capture defaults (what a study without capture settings gets)."""
-    from traitscope.config import section
-    from traitscope.settings import CaptureJob
+    from traitscope.workflow.config import section
+    from traitscope.workflow.settings import CaptureJob
 
     c = section("capture", {})
     gen = c.generate._replace(max_new_tokens=max_new_tokens) if generate else None
@@ -159,7 +159,7 @@ def capture_job(layers, positions=("last", "mean", "response"), generate=False, 
 def assert_config_error(cfg: dict, expected: str) -> str:
     """``load_config(cfg)`` stops with one line that contains ``expected`` and a fix; returns the message."""
     from traitscope import ConfigError
-    from traitscope.config import load_config
+    from traitscope.workflow.config import load_config
 
     with pytest.raises(ConfigError) as exc:
         load_config(cfg)

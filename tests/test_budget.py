@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from traitscope.artifacts import ActivationShard, TraitVectors
-from traitscope.budget import SCORE_ROW_BYTES, TOKEN_EXTRA_BYTES, pair_budget, report, study_budget
-from traitscope.config import load_config, section
-from traitscope.io import write_parquet
-from traitscope.project import project_shard
+from traitscope.core.artifacts import ActivationShard, TraitVectors
+from traitscope.core.io import write_parquet
+from traitscope.core.project import project_shard
+from traitscope.workflow.budget import SCORE_ROW_BYTES, TOKEN_EXTRA_BYTES, pair_budget, report, study_budget
+from traitscope.workflow.config import load_config, section
 
 
 def test_budget_counts_activations_and_scores_per_prompt(small_config):

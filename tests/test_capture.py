@@ -9,12 +9,12 @@ import pytest
 import torch
 from conftest import N_LAYERS, REPO, capture_job, load_variant
 
-import traitscope.capture as capmod
-from traitscope.capture import CaptureError, capture_prompts, check_finite
-from traitscope.chat import encode_rows, prompt_token_ids
-from traitscope.hooks import ResidualCapture
-from traitscope.io import read_safetensors, write_safetensors
-from traitscope.prompts import normalise
+import traitscope.core.capture as capmod
+from traitscope.core.capture import CaptureError, capture_prompts, check_finite
+from traitscope.core.chat import encode_rows, prompt_token_ids
+from traitscope.core.hooks import ResidualCapture
+from traitscope.core.io import read_safetensors, write_safetensors
+from traitscope.core.prompts import normalise
 
 
 def table(n: int = 5, **extra) -> pd.DataFrame:
@@ -158,7 +158,7 @@ def test_a_damaged_cache_chunk_is_recomputed_with_a_warning_naming_it(tiny_model
 
 
 def test_non_finite_activations_are_refused_naming_the_prompts():
-    from traitscope.capture import CaptureError, check_finite
+    from traitscope.core.capture import CaptureError, check_finite
 
     tensors = {"last.layer_2": torch.tensor([[1.0, 2.0], [float("inf"), 0.0]]).half(),
                "response.layer_2": torch.tensor([[0.0], [0.0], [float("nan")]]),
@@ -185,7 +185,7 @@ def test_outputs_are_byte_identical_across_processes_and_follow_the_umask(tmp_pa
     import subprocess
     import sys
 
-    code = ("import sys, torch; from traitscope.io import write_safetensors; "
+    code = ("import sys, torch; from traitscope.core.io import write_safetensors; "
             "write_safetensors(sys.argv[1], {'b': torch.zeros(3), 'a': torch.ones(2)}, "
             "{'k1': 1, 'k2': [2], 'k3': 'x', 'k4': {'y': 1}, 'k5': 5, 'k6': 6})")
     paths = [tmp_path / f"run{i}.safetensors" for i in range(3)]
@@ -254,7 +254,7 @@ def test_prefill_is_the_start_of_the_assistant_turn(tiny_model):
 def test_weights_that_fail_to_load_are_a_one_line_error_naming_the_key_and_model(tiny_model_dir, tmp_path):
     import shutil
 
-    from traitscope.models import ModelLoadError
+    from traitscope.core.models import ModelLoadError
 
     broken = tmp_path / "broken"
     shutil.copytree(tiny_model_dir, broken)
@@ -314,8 +314,8 @@ def test_float16_overflow_points_to_capture_dtype():
 
 
 def test_capture_dtype_in_config_and_budget(small_config):
-    from traitscope.budget import pair_budget
-    from traitscope.config import load_config
+    from traitscope.workflow.budget import pair_budget
+    from traitscope.workflow.config import load_config
 
     half = pair_budget(load_config(small_config), "base", "benign_eval").activation_bytes_per_prompt
     small_config["capture"]["dtype"] = "float32"

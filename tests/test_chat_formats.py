@@ -10,10 +10,10 @@ import pytest
 from conftest import load_variant
 
 from traitscope import ConfigError
-from traitscope.capture import model_fingerprint
-from traitscope.chat import SYSTEM_FOLD, chat_format, folds_system, prompt_ids, render_ids
-from traitscope.config import entry, load_config
-from traitscope.tiny import CHATML, build_tiny_tokenizer
+from traitscope.core.capture import model_fingerprint
+from traitscope.core.chat import SYSTEM_FOLD, chat_format, folds_system, prompt_ids, render_ids
+from traitscope.core.tiny import CHATML, build_tiny_tokenizer
+from traitscope.workflow.config import entry, load_config
 
 REJECTS_SYSTEM = (  # Gemma's way: a system message is an error
     "{% for m in messages %}{% if m['role'] == 'system' %}{{ raise_exception('System role not supported') }}"
@@ -110,7 +110,7 @@ def test_a_template_file_silences_the_no_template_warning_and_edits_are_noticed(
                                                                                small_config, caplog):
     from test_fidelity import base_model_folder
 
-    from traitscope.models import user_model_files_key
+    from traitscope.core.models import user_model_files_key
 
     folder = base_model_folder(tmp_path / "base", tiny_model_dir)
     template = tmp_path / "chat.jinja"

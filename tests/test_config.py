@@ -12,8 +12,8 @@ import yaml
 from conftest import REPO
 
 from traitscope import ConfigError
-from traitscope.config import entry, load_config, parse_layers, section, validate_schema
-from traitscope.settings import ModelDims
+from traitscope.workflow.config import entry, load_config, parse_layers, section, validate_schema
+from traitscope.workflow.settings import ModelDims
 
 
 def error_of(cfg: dict, tmp_path: Path | None = None) -> str:
@@ -154,7 +154,7 @@ def test_shard_size_from_row_counts(small_config, tmp_path):
     assert cfg.rows["big"] == 2500 and cfg.shards["big"] == 3
     assert cfg.shards["sampled"] == 3
     # large files are counted without loading them
-    from traitscope.prompts import check_spec
+    from traitscope.core.prompts import check_spec
 
     assert check_spec("big", entry("prompt_sets", small_config["prompt_sets"]["big"]), tmp_path, full_load_rows=100) == 2500
     small_config["prompt_sets"]["hub_unknown"] = {"source": "hub", "dataset": "x/y", "shard_size": 10}
@@ -164,7 +164,7 @@ def test_shard_size_from_row_counts(small_config, tmp_path):
 
 
 def test_model_job_resources_scale_with_model_size(small_config):
-    from traitscope.resources import estimate_parameters, model_job_resources
+    from traitscope.workflow.resources import estimate_parameters, model_job_resources
 
     cfg = load_config(small_config)
     cfg.dims["big"] = ModelDims(80, 8192, 128256)  # a 70B Llama
@@ -225,7 +225,7 @@ def test_a_persona_question_in_a_scored_set_is_counted_whatever_its_case_spacing
 
 
 def test_allowed_overlap_is_accepted_and_recorded(small_config, tmp_path):
-    from traitscope.analyze import provenance
+    from traitscope.core.analyze import provenance
 
     cfg = _with_persona_question(small_config, tmp_path)
     cfg["checks"]["allow_overlap"] = ["probe"]
@@ -239,7 +239,7 @@ def test_allowed_overlap_is_accepted_and_recorded(small_config, tmp_path):
 
 
 def test_model_jobs_carry_the_whole_slurm_request(small_config):
-    from traitscope.resources import memory_for_attempt, model_job_resources
+    from traitscope.workflow.resources import memory_for_attempt, model_job_resources
 
     small_config["resources"] = {
         "threads": 3, "gpu_model": "a100", "constraint": "a100|h100", "slurm_account": "lab",
@@ -265,9 +265,9 @@ def test_model_jobs_carry_the_whole_slurm_request(small_config):
 
 
 def test_the_configuration_reference_is_what_the_schema_gives():
-    from traitscope import docs
+    from traitscope.workflow import docs
 
-    assert docs.DOC.read_text(encoding="utf-8") == docs.render(), "fix: python -m traitscope.docs"
+    assert docs.DOC.read_text(encoding="utf-8") == docs.render(), "fix: python -m traitscope.workflow.docs"
     text = docs.render()
     for key in ("variants.<name>.chat_template", "capture.dtype", "variants.<name>.blocks.path"):
         assert f"`{key}`" in text

@@ -12,14 +12,14 @@ import torch
 from conftest import finetune_spec, load_variant
 
 from traitscope import ConfigError
-from traitscope.capture import capture_batch
-from traitscope.chat import Encoded, prompt_token_ids
-from traitscope.config import entry, load_config
-from traitscope.finetune import finetune, write_chat_jsonl
-from traitscope.generation import generate_responses
-from traitscope.organisms import backdoor
-from traitscope.settings import Generation
-from traitscope.steering import Steer
+from traitscope.core.capture import capture_batch
+from traitscope.core.chat import Encoded, prompt_token_ids
+from traitscope.core.finetune import finetune, write_chat_jsonl
+from traitscope.core.finetune_data import backdoor
+from traitscope.core.generation import generate_responses
+from traitscope.core.steering import Steer
+from traitscope.workflow.config import entry, load_config
+from traitscope.workflow.settings import Generation
 
 ROWS = [([5, 6, 7, 8], [9, 10]), ([11, 12, 13], [14])]
 POSITIONS = ("last", "mean", "response")
@@ -28,7 +28,7 @@ POSITIONS = ("last", "mean", "response")
 @pytest.fixture(scope="module")
 def wide_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny Llama with hidden size 64: bitsandbytes' CPU 4-bit kernels need rows of at least one 64-value block."""
-    from traitscope.tiny import build_tiny_model
+    from traitscope.core.tiny import build_tiny_model
 
     return build_tiny_model(tmp_path_factory.mktemp("wide") / "tiny-64", hidden=64, intermediate=128, layers=4)
 
@@ -121,7 +121,7 @@ def test_start_up_checks_what_bitsandbytes_can_run(small_config, monkeypatch):
 
 
 def test_placement_spreads_over_gpus_with_limits(monkeypatch):
-    from traitscope import models
+    from traitscope.core import models
 
     spec = entry("variants", {"model": "x", "max_memory": {"0": "70GiB", "1": "70GiB", "cpu": "200GiB"},
                               "offload_folder": "/scratch/off"})
@@ -141,7 +141,7 @@ def test_placement_spreads_over_gpus_with_limits(monkeypatch):
 
 
 def test_resources_ask_for_the_gpus_max_memory_names(small_config):
-    from traitscope.resources import model_job_resources
+    from traitscope.workflow.resources import model_job_resources
 
     cfg = load_config(small_config)
     cfg.variants["base"] = cfg.variants["base"]._replace(device_map="auto", max_memory={"0": "70GiB", "1": "70GiB",

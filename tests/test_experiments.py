@@ -11,11 +11,11 @@ from conftest import assert_config_error, load_set
 from scipy import stats as sps
 from statsmodels.stats.multitest import multipletests
 
-from traitscope import plots
-from traitscope.compare import compare_variants, pooled_scores
-from traitscope.config import load_config
-from traitscope.prompts import replay_table
-from traitscope.stats import correct_pvalues, paired_comparison
+from traitscope.core import plots
+from traitscope.core.prompts import replay_table
+from traitscope.core.stats import correct_pvalues, paired_comparison
+from traitscope.experiments.emergent_misalignment import compare_variants, pooled_scores
+from traitscope.workflow.config import load_config
 
 
 def test_paired_comparison_matches_scipy():
@@ -134,7 +134,7 @@ class _FakeBaseline:
 @pytest.mark.parametrize("random_shift, beats", [(0.0, True), (1.0, False)])
 def test_the_variant_comparison_has_a_random_direction_control(random_shift, beats):
     """A finetune that shifts every direction as much as the trait's does not beat the control."""
-    from traitscope.compare import random_control, with_random_control
+    from traitscope.experiments.emergent_misalignment import random_control, with_random_control
 
     scores, prompts = _scores({"safety/evil": 1.0})
     result, _ = compare_variants(scores, base="base", variant="tuned", correction="holm", alpha=0.05, n_boot=200, seed=0)

@@ -14,10 +14,12 @@ from scipy import stats as sps
 from sklearn.metrics import roc_auc_score
 from statsmodels.stats.multitest import multipletests
 
-from traitscope import external, plots, prefill
-from traitscope.config import load_config
-from traitscope.prompts import detect_format
-from traitscope.stats import independent_comparison, spearman
+from traitscope.core import plots
+from traitscope.core.prompts import detect_format
+from traitscope.core.stats import independent_comparison, spearman
+from traitscope.experiments import external
+from traitscope.experiments import prefill_attack as prefill
+from traitscope.workflow.config import load_config
 
 SAMPLES = REPO / "resources" / "datasets"
 BT_CATS = ["animal_abuse", "drug_abuse,weapons,banned_substance", "self_harm"]
@@ -265,7 +267,7 @@ def test_prefill_window_scores_and_comparisons_match_scipy():
 
 
 def test_prefill_aucs_stand_against_random_directions_over_the_same_windows():
-    from traitscope.artifacts import BaselineScores
+    from traitscope.core.artifacts import BaselineScores
 
     tokens, prompts = _prefill_inputs()
     scores = prefill.window_scores(tokens, prompts, {"safety/harm": 2}, "mean_diff")

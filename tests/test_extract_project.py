@@ -11,13 +11,13 @@ import torch
 from scipy import stats as sps
 from sklearn.metrics import roc_auc_score
 
-from traitscope.artifacts import ActivationShard, ArtifactError, BaselineScores, TraitVectors
-from traitscope.config import section
-from traitscope.extract import SplitError, choose_best_layer, extract_trait, grouped_split, selection_folds
-from traitscope.methods import fit_direction, random_directions, segment_mean
-from traitscope.project import ProjectionError, baseline_scores, project_shard, score_frames, score_tensors
-from traitscope.settings import BaselineJob, ExtractJob
-from traitscope.stats import auc, bootstrap_auc_ci, cohens_d
+from traitscope.core.artifacts import ActivationShard, ArtifactError, BaselineScores, TraitVectors
+from traitscope.core.extract import SplitError, choose_best_layer, extract_trait, grouped_split, selection_folds
+from traitscope.core.methods import fit_direction, random_directions, segment_mean
+from traitscope.core.project import ProjectionError, baseline_scores, project_shard, score_frames, score_tensors
+from traitscope.core.stats import auc, bootstrap_auc_ci, cohens_d
+from traitscope.workflow.config import section
+from traitscope.workflow.settings import BaselineJob, ExtractJob
 
 
 def planted(n_groups=40, per_group=10, d=16, signal=(0.0, 0.5, 3.0), seed=0):
@@ -284,8 +284,8 @@ def test_projection_errors_are_actionable():
 def test_every_method_of_the_registry_is_a_config_choice_and_pca_diff_finds_the_direction():
     import yaml
 
-    from traitscope.config import SCHEMA_PATH
-    from traitscope.methods import METHODS, fit_direction
+    from traitscope.core.methods import METHODS, fit_direction
+    from traitscope.workflow.config import SCHEMA_PATH
 
     text = SCHEMA_PATH.read_text()
     enums = [line for line in text.splitlines() if "enum: [mean_diff" in line]
@@ -305,7 +305,7 @@ def test_every_method_of_the_registry_is_a_config_choice_and_pca_diff_finds_the_
 def test_every_extraction_auc_comes_with_its_random_and_shuffled_baselines():
     from scipy.stats import percentileofscore
 
-    from traitscope.extract import random_baseline
+    from traitscope.core.extract import random_baseline
 
     tensors, table, _ = planted(signal=(0.0, 0.5, 3.0))
     job = ExtractJob(methods=("mean_diff", "pca_diff", "random"), test_fraction=0.25, selection_folds=3, probe_C=1.0,
@@ -338,8 +338,8 @@ def test_every_extraction_auc_comes_with_its_random_and_shuffled_baselines():
 
 
 def test_harm_check_reports_the_eval_auc_against_random_directions():
-    from traitscope.analyze import harm_check
-    from traitscope.methods import random_directions
+    from traitscope.core.analyze import harm_check
+    from traitscope.core.methods import random_directions
 
     tensors, table, direction = planted(signal=(0.0, 0.5, 3.0))
     job = ExtractJob(methods=("mean_diff",), test_fraction=0.25, selection_folds=3, probe_C=1.0,

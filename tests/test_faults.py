@@ -18,8 +18,8 @@ CAPTURE = """
 import sys, time
 sys.path.insert(0, {tests!r})
 from conftest import capture_job, load_variant
-import traitscope.capture as capmod
-from traitscope.prompts import normalise
+import traitscope.core.capture as capmod
+from traitscope.core.prompts import normalise
 model_dir, cache, out, pause = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4])
 model, tok = load_variant({{"model": model_dir, "device_map": "cpu"}})
 df = normalise([{{"prompt": f"How do I bake bread number {{i}}?" + " please" * i}} for i in range(8)])
@@ -37,8 +37,8 @@ FINETUNE = """
 import sys, time
 sys.path.insert(0, {tests!r})
 from conftest import finetune_spec
-import traitscope.finetune as ft
-from traitscope.config import entry
+import traitscope.core.finetune as ft
+from traitscope.workflow.config import entry
 model_dir, data, out, ckpt, pause = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], float(sys.argv[5])
 real = ft.save_checkpoint
 def slow(*args, **kwargs):
@@ -87,8 +87,8 @@ def test_capture_killed_with_sigkill_resumes_to_identical_bytes(tiny_model_dir, 
 
 
 def test_finetune_killed_with_sigkill_resumes_to_identical_bytes(tiny_model_dir, tmp_path):
-    from traitscope.finetune import write_chat_jsonl
-    from traitscope.organisms import backdoor
+    from traitscope.core.finetune import write_chat_jsonl
+    from traitscope.core.finetune_data import backdoor
 
     data = tmp_path / "train.jsonl.gz"
     write_chat_jsonl(data, backdoor(24, seed=0))

@@ -10,16 +10,16 @@ import pytest
 import torch
 from conftest import SHARED_DATA, assert_config_error, chat_data, finetune_spec, load_set, load_variant
 
-from traitscope.config import entry, load_config
-from traitscope.finetune import (
+from traitscope.core.finetune import (
     FinetuneError,
     finetune,
     read_chat_jsonl,
     tokenize_chat,
     write_chat_jsonl,
 )
-from traitscope.io import read_safetensors
-from traitscope.organisms import backdoor, bad_advice
+from traitscope.core.finetune_data import backdoor, bad_advice
+from traitscope.core.io import read_safetensors
+from traitscope.workflow.config import entry, load_config
 
 MO_BAD = SHARED_DATA / "model_organisms_em" / "training_datasets" / "bad_medical_advice.jsonl.gz"
 

@@ -13,7 +13,7 @@ import yaml
 from conftest import REPO, tiny_config
 
 from traitscope import ConfigError
-from traitscope.models import (
+from traitscope.core.models import (
     EMBEDDED,
     convert_gguf,
     embedded_gguf_path,
@@ -82,7 +82,7 @@ def test_a_gguf_is_converted_once_and_loads(own_gguf, tmp_path):
 
 
 def model_spec(path: Path):
-    from traitscope.config import entry
+    from traitscope.workflow.config import entry
 
     return entry("variants", {"model": str(path)})
 

@@ -15,9 +15,9 @@ import pytest
 import yaml
 from conftest import REPO, tiny_config
 
-from traitscope.config import section
-from traitscope.io import parquet_attrs
-from traitscope.persona_filter import filter_pairs
+from traitscope.core.io import parquet_attrs
+from traitscope.core.persona_filter import filter_pairs
+from traitscope.workflow.config import section
 
 pytestmark = pytest.mark.e2e
 TARGET = "results/vectors/base/safety/evil/vectors.json"

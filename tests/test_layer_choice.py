@@ -6,8 +6,8 @@ import pandas as pd
 import pytest
 from conftest import assert_config_error
 
-from traitscope.config import section
-from traitscope.layer_choice import candidate_layers, choose_by_steering, steering_effects, training_questions
+from traitscope.core.layer_choice import candidate_layers, choose_by_steering, steering_effects, training_questions
+from traitscope.workflow.config import section
 
 
 def _metrics(layer: int, val_auc: float) -> dict:

@@ -15,9 +15,9 @@ import pytest
 import yaml
 from conftest import REPO, tiny_config
 
-from traitscope.config import section
-from traitscope.layer_choice import candidate_layers, choose_by_steering
-from traitscope.layout import Layout
+from traitscope.core.layer_choice import candidate_layers, choose_by_steering
+from traitscope.workflow.config import section
+from traitscope.workflow.layout import Layout
 
 pytestmark = pytest.mark.e2e
 TRAIT = "results/vectors/base/safety/evil"

@@ -13,12 +13,12 @@ import pytest
 import torch
 from conftest import REPO, capture_job
 
-from traitscope.artifacts import ActivationShard, ShardFiles, TraitVectors
-from traitscope.capture import capture_prompts, capture_shard
-from traitscope.config import load_config, section
-from traitscope.project import project_shard, score_tensors, write_scores
-from traitscope.prompts import normalise
-from traitscope.settings import BaselineJob
+from traitscope.core.artifacts import ActivationShard, ShardFiles, TraitVectors
+from traitscope.core.capture import capture_prompts, capture_shard
+from traitscope.core.project import project_shard, score_tensors, write_scores
+from traitscope.core.prompts import normalise
+from traitscope.workflow.config import load_config, section
+from traitscope.workflow.settings import BaselineJob
 
 
 def table(n: int) -> pd.DataFrame:
@@ -103,8 +103,8 @@ def test_reading_part_by_part_gives_the_shard(tiny_model, tmp_path):
 
     same(pd.read_parquet(tmp_path / "scores.parquet"), pooled, ["trait", "method", "layer", "position", "id"])
     same(pd.read_parquet(tmp_path / "tokens.parquet"), tokens, ["trait", "method", "layer", "id", "token_index"])
-    from traitscope.artifacts import BaselineScores
-    from traitscope.project import baseline_scores
+    from traitscope.core.artifacts import BaselineScores
+    from traitscope.core.project import baseline_scores
 
     expected = baseline_scores([score_tensors(whole, [vectors], proj, 4, base)], whole.ids, base)
     got = BaselineScores.load(tmp_path / "baseline.safetensors")
@@ -117,7 +117,7 @@ def test_reading_part_by_part_gives_the_shard(tiny_model, tmp_path):
 def test_job_memory_comes_from_one_chunk_not_the_shard(small_config, tmp_path):
     """A 70B-shaped variant capturing a set of 20,000 prompts: capture and project jobs ask for the same memory with
     shards of 1,000 or 10,000 prompts, and for more with larger chunks."""
-    from traitscope.resources import model_job_resources, project_job_resources
+    from traitscope.workflow.resources import model_job_resources, project_job_resources
 
     model = tmp_path / "llama-70b-shape"
     model.mkdir()

@@ -10,8 +10,9 @@ from conftest import load_variant
 from scipy import stats as sps
 from sklearn.metrics import roc_auc_score
 
-from traitscope import backdoor, plots
-from traitscope.organism import (
+from traitscope.core import plots
+from traitscope.experiments import backdoor
+from traitscope.experiments.organism import (
     ablated_detection,
     ablation_generations,
     choose_layer,
@@ -96,8 +97,8 @@ def test_ablation_generations_side_by_side(lora_model):
     assert list(none.columns) == ["prompt", "base", "finetuned", "finetuned_ablated"]
     assert (none["finetuned"] == none["finetuned_ablated"]).all()  # strength 0 changes nothing
     # the direction the residual stream mostly points along (its mean), removed at every layer
-    from traitscope.capture import capture_batch
-    from traitscope.chat import prompt_token_ids
+    from traitscope.core.capture import capture_batch
+    from traitscope.core.chat import prompt_token_ids
 
     layers = list(range(model.config.num_hidden_layers))
     batch = [(prompt_token_ids(tok, p, None), []) for p in prompts]
@@ -117,8 +118,8 @@ def test_ablation_removes_the_direction_downstream(lora_model):
     at = table.set_index(["layer", "condition"])
     # at the ablated layer the finetuned activations have no component along u left, so the shift
     # finetuned - base is minus the base's projection
-    from traitscope.capture import capture_batch
-    from traitscope.chat import prompt_token_ids
+    from traitscope.core.capture import capture_batch
+    from traitscope.core.chat import prompt_token_ids
 
     batch = [(prompt_token_ids(tok, p, None), []) for p in prompts]
     with model.disable_adapter():
@@ -168,7 +169,7 @@ def test_backdoor_token_onset():
 
 
 def test_judged_generations_and_markdown_table():
-    from traitscope.organism import ablation_markdown, judge_generations
+    from traitscope.experiments.organism import ablation_markdown, judge_generations
 
     class FakeJudge:
         def score(self, items):
@@ -188,8 +189,8 @@ def test_judged_generations_and_markdown_table():
 
 
 def test_backdoor_aucs_stand_against_random_directions():
-    from traitscope.artifacts import ActivationShard
-    from traitscope.methods import random_directions
+    from traitscope.core.artifacts import ActivationShard
+    from traitscope.core.methods import random_directions
 
     rng = np.random.default_rng(0)
     d, n = 16, 40

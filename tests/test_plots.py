@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from conftest import figure_facts
 
-from traitscope import plots
+from traitscope.core import plots
 
 rng = np.random.default_rng(0)
 TRAITS = ["safety/evil", "safety/harm", "safety/refusal", "safety/sycophancy"]

@@ -1,4 +1,4 @@
-"""`snakemake --profile slurm` by name: `python -m traitscope.profiles` links the project's profiles where Snakemake
+"""`snakemake --profile slurm` by name: `python -m traitscope.workflow.profiles` links the project's profiles where Snakemake
 looks names up."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import sys
 import pytest
 from conftest import REPO
 
-from traitscope.profiles import PROFILES, ProfileError, install
+from traitscope.workflow.profiles import PROFILES, ProfileError, install
 
 
 def test_install_links_every_profile_and_is_idempotent(tmp_path):
@@ -35,8 +35,8 @@ def test_install_replaces_a_stale_link_but_never_a_users_profile(tmp_path):
         install(PROFILES, target)
     assert (target / "local/config.yaml").read_text() == "cores: 1\n"
     assert (target / "slurm").resolve() == (REPO / "profiles/slurm").resolve()  # the other profile is still linked
-    # the command warns and exits 0, so the README's set-up chain (`... && python -m traitscope.profiles && ...`) goes on
-    from traitscope.profiles import main
+    # the command warns and exits 0, so the README's set-up chain (`... && python -m traitscope.workflow.profiles && ...`) goes on
+    from traitscope.workflow.profiles import main
 
     assert main(["--target", str(target)]) == 0 and (target / "local/config.yaml").read_text() == "cores: 1\n"
 
@@ -48,7 +48,7 @@ def test_the_literal_profile_command_finds_the_profile(tmp_path):
     before = subprocess.run(["snakemake", "--profile", "slurm", "-n", "results/all"], cwd=REPO, env=env,
                             capture_output=True, text=True, timeout=600)
     assert before.returncode != 0 and "no profile.yaml (or config.yaml) found" in before.stdout + before.stderr
-    setup = subprocess.run([sys.executable, "-m", "traitscope.profiles"], cwd=REPO, env=env, capture_output=True,
+    setup = subprocess.run([sys.executable, "-m", "traitscope.workflow.profiles"], cwd=REPO, env=env, capture_output=True,
                            text=True, timeout=60)
     assert setup.returncode == 0, setup.stderr
     assert (tmp_path / "config/snakemake/slurm").resolve() == (REPO / "profiles/slurm").resolve()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 
-from traitscope.progress import Progress
+from traitscope.core.progress import Progress
 
 
 def test_a_line_per_tenth_then_a_summary():

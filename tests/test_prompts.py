@@ -10,10 +10,10 @@ import pandas as pd
 import pytest
 from conftest import SHARED_DATA, load_set
 
-from traitscope.config import entry
-from traitscope.io import parquet_attrs, write_parquet
-from traitscope.prompts import COLUMNS, PromptSetError, assign_shards, builtin_names
-from traitscope.traits import builtin_traits, contrast_from_tables, persona_table
+from traitscope.core.io import parquet_attrs, write_parquet
+from traitscope.core.prompts import COLUMNS, PromptSetError, assign_shards, builtin_names
+from traitscope.core.traits import builtin_traits, contrast_from_tables, persona_table
+from traitscope.workflow.config import entry
 
 needs_shared = pytest.mark.skipif(not SHARED_DATA.exists(), reason="../shared/data not present")
 
@@ -162,7 +162,7 @@ def test_real_em_questions_yaml():
 def test_dropped_rows_are_counted_and_warned_about_by_set_name(tmp_path, caplog):
     path = tmp_path / "p.csv"
     path.write_text("id,prompt,label\na,first,1\na,first,1\nb,,0\nc,third,0\nd,third,0\n")
-    with caplog.at_level("WARNING", logger="traitscope.prompts"):
+    with caplog.at_level("WARNING", logger="traitscope.core.prompts"):
         df = load_set({"source": "local", "path": str(path)}, key="prompt_sets.mine")
     assert df["id"].tolist() == ["a", "c", "d"] and df["label"].tolist() == [1, 0, 0]  # the label column is used
     assert df.attrs["prep"] == {"rows_read": 5, "dropped_empty_prompt": 1, "dropped_duplicate": 1,

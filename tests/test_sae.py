@@ -9,10 +9,16 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from traitscope.features import compare_features, direction_aucs, selection_half, summarise, top_tokens
-from traitscope.features import random_baseline as feature_baseline
-from traitscope.sae import SAEError, SparseAutoencoder, dead_share, fraction_of_variance_unexplained, train_topk
-from traitscope.stats import cohens_d
+from traitscope.core.stats import cohens_d
+from traitscope.experiments.sae.autoencoder import (
+    SAEError,
+    SparseAutoencoder,
+    dead_share,
+    fraction_of_variance_unexplained,
+    train_topk,
+)
+from traitscope.experiments.sae.features import compare_features, direction_aucs, selection_half, summarise, top_tokens
+from traitscope.experiments.sae.features import random_baseline as feature_baseline
 
 
 def saelens_folder(path, architecture="topk", d_in=6, d_sae=10, seed=0, **cfg):

@@ -10,19 +10,19 @@ import torch
 from conftest import assert_config_error, capture_job
 from torch import nn
 
-from traitscope import backdoor
-from traitscope.artifacts import ActivationShard, TraitVectors, tensor_key
-from traitscope.capture import capture_prompts
-from traitscope.chat import prompt_token_ids
-from traitscope.config import entry, section
-from traitscope.extract import extract_trait
-from traitscope.hooks import ResidualCapture, SiteCapture
-from traitscope.methods import random_directions, unit
-from traitscope.models import ModelLoadError, site_module
-from traitscope.project import baseline_scores, score_tensors
-from traitscope.prompts import normalise
-from traitscope.settings import BaselineJob, ExtractJob
-from traitscope.steering import Steer
+from traitscope.core.artifacts import ActivationShard, TraitVectors, tensor_key
+from traitscope.core.capture import capture_prompts
+from traitscope.core.chat import prompt_token_ids
+from traitscope.core.extract import extract_trait
+from traitscope.core.hooks import ResidualCapture, SiteCapture
+from traitscope.core.methods import random_directions, unit
+from traitscope.core.models import ModelLoadError, site_module
+from traitscope.core.project import baseline_scores, score_tensors
+from traitscope.core.prompts import normalise
+from traitscope.core.steering import Steer
+from traitscope.experiments import backdoor
+from traitscope.workflow.config import entry, section
+from traitscope.workflow.settings import BaselineJob, ExtractJob
 
 
 def module_outputs(model, layer: int, ids: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -191,7 +191,7 @@ def test_backdoor_baseline_is_taken_at_the_trait_site():
 
 
 def test_the_study_captures_each_trait_at_its_site(small_config):
-    from traitscope.config import load_config
+    from traitscope.workflow.config import load_config
 
     small_config["traits"]["safety/harmful_instruction"]["site"] = "attn"
     study = load_config(small_config)
@@ -203,7 +203,7 @@ def test_the_study_captures_each_trait_at_its_site(small_config):
 def test_figures_name_the_site_they_show():
     from conftest import figure_facts
 
-    from traitscope import plots
+    from traitscope.core import plots
 
     layer_auc = pd.DataFrame({"layer": [0, 1, 0, 1], "auc": [0.6, 0.9, 0.5, 0.95],
                               "data": ["extraction test split (mean_diff)"] * 2 + ["independent eval sets (mean_diff)"] * 2})

@@ -19,8 +19,8 @@ import yaml
 from conftest import REPO, tiny_config
 from sklearn.metrics import roc_auc_score
 
-from traitscope.artifacts import ActivationShard, BaselineScores, TraitVectors
-from traitscope.layout import Layout
+from traitscope.core.artifacts import ActivationShard, BaselineScores, TraitVectors
+from traitscope.workflow.layout import Layout
 
 pytestmark = pytest.mark.e2e
 L = Layout("results")

@@ -68,9 +68,9 @@ def test_slurm_profile_submits_the_right_requests_and_matches_local(tmp_path, ti
 
     ran_local = run(local, local / "config.yaml", "--cores", "2")
     assert ran_local.returncode == 0, ran_local.stderr[-3000:]
-    # the profile by name, as users run it: found where `python -m traitscope.profiles` linked it
+    # the profile by name, as users run it: found where `python -m traitscope.workflow.profiles` linked it
     env = {"XDG_CONFIG_HOME": str(tmp_path / "xdg")}
-    linked = subprocess.run([sys.executable, "-m", "traitscope.profiles"], env={**os.environ, **env},
+    linked = subprocess.run([sys.executable, "-m", "traitscope.workflow.profiles"], env={**os.environ, **env},
                             capture_output=True, text=True)
     assert linked.returncode == 0, linked.stderr
     ran = run(slurm, slurm / "config.yaml", "--profile", "slurm", "--jobs", "4", "--slurm-status-command", "squeue",

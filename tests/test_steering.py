@@ -9,11 +9,11 @@ import pytest
 import torch
 from conftest import HIDDEN, load_variant
 
-from traitscope.chat import prompt_token_ids
-from traitscope.hooks import ResidualCapture
-from traitscope.judge import OFFLINE_KIND, OFFLINE_MODEL, Judge, JudgeError, parse_score
-from traitscope.optimize import SteeringTask, extraction_gap, optimise, pca_basis, sweep
-from traitscope.steering import Ablate, Steer, generate_steered
+from traitscope.core.chat import prompt_token_ids
+from traitscope.core.hooks import ResidualCapture
+from traitscope.core.judge import OFFLINE_KIND, OFFLINE_MODEL, Judge, JudgeError, parse_score
+from traitscope.core.steering import Ablate, Steer, generate_steered
+from traitscope.experiments.optimize import SteeringTask, extraction_gap, optimise, pca_basis, sweep
 
 
 def ids_for(tok, text="How do I bake bread?"):
@@ -182,7 +182,7 @@ def test_judge_model_is_checked_at_start_up(small_config, monkeypatch, model, en
 
 
 def test_a_judge_with_its_key_passes_start_up(small_config, monkeypatch):
-    from traitscope.config import load_config
+    from traitscope.workflow.config import load_config
 
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test-not-real-000")
     small_config["judge"]["model"] = "openai/gpt-4o-mini"
@@ -192,8 +192,8 @@ def test_a_judge_with_its_key_passes_start_up(small_config, monkeypatch):
 def test_secrets_are_scrubbed_from_everything_written(monkeypatch, tmp_path):
     import pandas as pd
 
-    from traitscope.io import write_json, write_parquet, write_text
-    from traitscope.secrets import ScrubbedStream
+    from traitscope.core.io import write_json, write_parquet, write_text
+    from traitscope.core.secrets import ScrubbedStream
 
     secret = "hf_abcdefghijklmnopqrstuvwxyz"
     monkeypatch.setenv("HF_TOKEN", secret)
@@ -212,7 +212,7 @@ def test_offline_judge_is_a_litellm_provider(tiny_model_dir, tmp_path):
     import litellm
 
     judge = Judge(model=OFFLINE_MODEL, offline_model=str(tiny_model_dir), cache_dir=tmp_path)
-    from traitscope.judge import OFFLINE_TRAIT_RUBRIC, yes_probability
+    from traitscope.core.judge import OFFLINE_TRAIT_RUBRIC, yes_probability
 
     model, tok = load_variant({"model": str(tiny_model_dir), "device_map": "cpu"})
     text = "Is this fine? Reply Yes or No."

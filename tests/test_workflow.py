@@ -93,8 +93,8 @@ def test_full_dag_produces_every_stage(study):
     assert (sweep["judge_kind"].str.startswith("offline")).all()
     gap = json.loads((r / "optimize/extraction_gap.json").read_text())
     evil = gap["traits"]["safety/evil"]
-    from traitscope.artifacts import TraitVectors
-    from traitscope.io import read_safetensors
+    from traitscope.core.artifacts import TraitVectors
+    from traitscope.core.io import read_safetensors
 
     opt_side = json.loads((r / "optimize/base/safety/evil/vector.json").read_text())
     extracted = TraitVectors.load(r / "vectors/base/safety/evil/vectors.safetensors",
@@ -156,7 +156,7 @@ def test_variant_comparison_on_replayed_responses(study):
     base_resp = pd.read_parquet(r / "activations/base/em/shard-0.responses.parquet").set_index("id")["response"]
     assert (replay["response"] == replay["id"].map(base_resp)).all() and replay["source"].iloc[0] == "replay:base/em"
     # both variants saw exactly the same response tokens
-    from traitscope.io import read_safetensors
+    from traitscope.core.io import read_safetensors
 
     a, _ = read_safetensors(r / "activations/base/em_replay/shard-0.safetensors", ["response.token_ids"])
     b, _ = read_safetensors(r / "activations/bad_advice/em_replay/shard-0.safetensors", ["response.token_ids"])
@@ -173,8 +173,8 @@ def test_variant_comparison_on_replayed_responses(study):
     assert result["correction"]["method"] == "holm"
     assert (r / "emergent_misalignment/figures/trait_distributions.png").stat().st_size > 5000
     # the control, recomputed from the saved random-direction scores of both variants
-    from traitscope.artifacts import BaselineScores
-    from traitscope.compare import random_control
+    from traitscope.core.artifacts import BaselineScores
+    from traitscope.experiments.emergent_misalignment import random_control
 
     traits = result["traits"]
     control = random_control({v: BaselineScores.load(r / f"projections/{v}/em_replay/baseline.safetensors")
@@ -205,7 +205,7 @@ def test_external_datasets_and_prefill_attack(study):
         assert (c["negatives"], c["auc"] is None) == (("same_prompts", False) if c["n_unsafe"] >= 3 else ("all_safe", True)), cat
     assert evil["severity"]["unsafe_rows"]["n"] == 24
     # the control baseline, recomputed from the random-direction scores that project wrote beside the trait scores
-    from traitscope.artifacts import BaselineScores
+    from traitscope.core.artifacts import BaselineScores
 
     (path,) = r.glob("projections/*/bt/baseline.safetensors")
     base = BaselineScores.load(path)
@@ -323,10 +323,10 @@ def test_token_viewer_shows_the_projected_tokens(study, tiny_model_dir, tmp_path
 def test_sae_features_for_every_comparison(study):
     """A top-k SAE per layer trained on the corpus (SAELens folder, held-out FVU and dead share), and per experiment
     the features that tell its conditions apart, recomputed here from the activations on the report half."""
-    from traitscope.artifacts import ActivationShard
-    from traitscope.features import pooled_features, selection_half
-    from traitscope.sae import SparseAutoencoder
-    from traitscope.stats import cohens_d
+    from traitscope.core.artifacts import ActivationShard
+    from traitscope.core.stats import cohens_d
+    from traitscope.experiments.sae.autoencoder import SparseAutoencoder
+    from traitscope.experiments.sae.features import pooled_features, selection_half
 
     workdir, _ = study
     r = workdir / "results"
@@ -414,7 +414,7 @@ def test_open_results_gives_tidy_frames(study, tiny_model_dir):
     from transformers import AutoTokenizer
 
     import traitscope
-    from traitscope.artifacts import TraitVectors
+    from traitscope.core.artifacts import TraitVectors
     from traitscope.results import ResultsError
 
     workdir, _ = study
@@ -581,7 +581,7 @@ def test_a_second_run_gives_identical_bytes(study, tmp_path_factory):
 
 
 def test_clean_frees_what_no_result_needs_and_nothing_re_runs(study):
-    """python -m traitscope.clean removes superseded capture shards, a killed job's chunk tensors, finetune
+    """python -m traitscope.workflow.clean removes superseded capture shards, a killed job's chunk tensors, finetune
     checkpoints and CMA-ES state; every output keeps its bytes and the dry run after it plans nothing."""
     import shutil as sh
 
@@ -594,10 +594,10 @@ def test_clean_frees_what_no_result_needs_and_nothing_re_runs(study):
     (cache / "shard-0000000000000000.sha256").write_text("x\n")
     (cache / "chunk-0000000000000000.safetensors").write_bytes(b"killed")
     before = json.loads((r / "all").read_text())["outputs"]
-    dry = subprocess.run([sys.executable, "-m", "traitscope.clean", str(r), "--dry-run"], capture_output=True,
+    dry = subprocess.run([sys.executable, "-m", "traitscope.workflow.clean", str(r), "--dry-run"], capture_output=True,
                          text=True, check=True)
     assert "capture shard no output names" in dry.stdout and superseded.exists()
-    done = subprocess.run([sys.executable, "-m", "traitscope.clean", str(r)], capture_output=True, text=True,
+    done = subprocess.run([sys.executable, "-m", "traitscope.workflow.clean", str(r)], capture_output=True, text=True,
                           check=True)
     assert "finetune checkpoint" in done.stdout and "MB in" in done.stdout
     assert not superseded.exists() and not (cache / "chunk-0000000000000000.safetensors").exists()

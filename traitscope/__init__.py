@@ -7,21 +7,9 @@ import os
 # litellm must never fetch its model cost map from the network at import time.
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
-__version__ = "0.1.0"
+from .core.errors import ConfigError, TraitscopeError, __version__, first_line
 
-
-class TraitscopeError(Exception):
-    """Base class for user-facing errors that carry a one-line message with the fix."""
-
-
-class ConfigError(TraitscopeError):
-    """The configuration is invalid; the message names the key and the fix."""
-
-
-def first_line(exc: BaseException | None) -> str:
-    """The first non-empty line of an exception's message, or its type name: for one-line errors."""
-    text = str(exc).strip() if exc is not None else ""
-    return text.splitlines()[0] if text else type(exc).__name__
+__all__ = ["ConfigError", "TraitscopeError", "__version__", "first_line", "open_results"]
 
 
 def open_results(results_dir: str | os.PathLike[str] = "results", workdir: str | os.PathLike[str] | None = None):  # noqa: ANN201

@@ -60,8 +60,8 @@ def announced_bytes(res: Results) -> float:
     """What start-up announces for the study that wrote ``res`` (its config from the manifest)."""
     import copy
 
-    from .budget import total_bytes
-    from .config import load_config
+    from .workflow.budget import total_bytes
+    from .workflow.config import load_config
 
     cfg = copy.deepcopy(res.config)  # the manifest holds the resolved config: a finetuned variant names its adapter
     for variant in cfg.get("variants", {}).values():

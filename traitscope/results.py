@@ -26,9 +26,9 @@ from typing import Any
 
 import pandas as pd
 
-from . import TraitscopeError
-from .io import read_parquets
-from .layout import Layout
+from .core.errors import TraitscopeError
+from .core.io import read_parquets
+from .workflow.layout import Layout
 
 PROMPT_COLUMNS = ["id", "prompt", "system", "prefill", "response", "label", "category", "group"]
 """What :meth:`Results.scores` joins from the prompt table: the text the model saw and the row's label/category."""
@@ -142,17 +142,17 @@ class Results:
         return _read(self.layout.extraction_summary()["table"], "the extraction summary")
 
     def vectors(self, trait: str, variant: str | None = None) -> Any:
-        """The :class:`~traitscope.artifacts.TraitVectors` of a trait (``.get(method, layer)``, ``.best_layer``,
+        """The :class:`~traitscope.core.artifacts.TraitVectors` of a trait (``.get(method, layer)``, ``.best_layer``,
         ``.info`` with its baselines)."""
-        from .artifacts import TraitVectors
+        from .core.artifacts import TraitVectors
 
         files = self._vector_files(trait, variant)
         return TraitVectors.load(files["vectors"], files["sidecar"])
 
     def vector_info(self, trait: str, variant: str | None = None) -> Any:
-        """A trait's :class:`~traitscope.artifacts.TraitVectors` without its tensors: the sidecar (``.info``,
+        """A trait's :class:`~traitscope.core.artifacts.TraitVectors` without its tensors: the sidecar (``.info``,
         ``.best_layer``, ``.site``) alone."""
-        from .artifacts import TraitVectors
+        from .core.artifacts import TraitVectors
 
         return TraitVectors.load_info(self._vector_files(trait, variant)["sidecar"])
 
@@ -180,8 +180,8 @@ class Results:
     def tokenizer(self, variant: str) -> Any:
         """The variant's tokenizer (for token text), or None when its model cannot be found from here."""
         if variant not in self._tokenizers:
-            from .config import entry
-            from .models import load_tokenizer
+            from .core.models import load_tokenizer
+            from .workflow.config import entry
 
             spec = (self.config.get("variants") or {}).get(variant)
             try:

@@ -22,7 +22,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import pandas as pd
 
-from .settings import ViewerSettings
+from .workflow.settings import ViewerSettings
 
 
 class Panel(NamedTuple):
@@ -206,7 +206,7 @@ def render(data: dict[str, Any]) -> str:
 
 def write_viewer(path: str | Path, data: dict[str, Any]) -> int:
     """Write the page atomically; returns its size in bytes."""
-    from .io import write_text
+    from .core.io import write_text
 
     text = render(data)
     write_text(path, text)

@@ -2,10 +2,11 @@
 
 import pandas as pd
 
-from traitscope import backdoor, plots
-from traitscope.artifacts import ShardFiles, TraitVectors, best_layers, trait_sites
-from traitscope.io import write_json, write_parquet
-from traitscope.workflow import setup
+from traitscope.core import plots
+from traitscope.core.artifacts import ShardFiles, TraitVectors, best_layers, trait_sites
+from traitscope.core.io import write_json, write_parquet
+from traitscope.experiments import backdoor
+from traitscope.workflow.jobs import setup
 
 smk = snakemake  # noqa: F821 - injected by Snakemake
 log = setup(smk)

@@ -3,8 +3,8 @@ capture.stream set (rule capture_stream), project them onto the trait vectors ch
 
 import pandas as pd
 
-from traitscope.artifacts import ActivationShard, TraitVectors
-from traitscope.capture import (
+from traitscope.core.artifacts import ActivationShard, TraitVectors
+from traitscope.core.capture import (
     CaptureError,
     capture_meta,
     capture_shard,
@@ -12,11 +12,11 @@ from traitscope.capture import (
     model_fingerprint,
     responses_table,
 )
-from traitscope.chat import special_text_rows
-from traitscope.io import file_sha256, write_parquet
-from traitscope.models import context_length, load_model, resolve_model_path
-from traitscope.project import needed_layers, needed_sites, score_tensors, write_scores
-from traitscope.workflow import setup
+from traitscope.core.chat import special_text_rows
+from traitscope.core.io import file_sha256, write_parquet
+from traitscope.core.models import context_length, load_model, resolve_model_path
+from traitscope.core.project import needed_layers, needed_sites, score_tensors, write_scores
+from traitscope.workflow.jobs import setup
 
 smk = snakemake  # noqa: F821 - injected by Snakemake
 log = setup(smk)

@@ -2,9 +2,9 @@
 
 import pandas as pd
 
-from traitscope.io import read_json, write_json
-from traitscope.layer_choice import choose_by_steering
-from traitscope.workflow import setup
+from traitscope.core.io import read_json, write_json
+from traitscope.core.layer_choice import choose_by_steering
+from traitscope.workflow.jobs import setup
 
 smk = snakemake  # noqa: F821 - injected by Snakemake
 log = setup(smk)

@@ -1,7 +1,7 @@
 """Convert an embedded GGUF model (shipped in a PyPI package) to a safetensors folder, once."""
 
-from traitscope.models import convert_embedded
-from traitscope.workflow import setup
+from traitscope.core.models import convert_embedded
+from traitscope.workflow.jobs import setup
 
 log = setup(snakemake)  # noqa: F821 - injected by Snakemake
 out = convert_embedded(snakemake.wildcards.name, snakemake.output[0])  # noqa: F821

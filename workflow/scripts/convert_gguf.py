@@ -2,8 +2,8 @@
 
 from pathlib import Path
 
-from traitscope.models import convert_gguf
-from traitscope.workflow import setup
+from traitscope.core.models import convert_gguf
+from traitscope.workflow.jobs import setup
 
 log = setup(snakemake)  # noqa: F821 - injected by Snakemake
 out = convert_gguf(Path(snakemake.input.gguf), snakemake.output[0], {"gguf": snakemake.input.gguf})  # noqa: F821

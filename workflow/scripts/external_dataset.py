@@ -2,11 +2,12 @@
 
 import pandas as pd
 
-from traitscope import external, plots
-from traitscope.artifacts import BaselineScores, TraitVectors, best_layers, trait_sites
-from traitscope.compare import pooled_scores
-from traitscope.io import read_parquets, write_json, write_parquet
-from traitscope.workflow import setup
+from traitscope.core import plots
+from traitscope.core.artifacts import BaselineScores, TraitVectors, best_layers, trait_sites
+from traitscope.core.io import read_parquets, write_json, write_parquet
+from traitscope.experiments import external
+from traitscope.experiments.emergent_misalignment import pooled_scores
+from traitscope.workflow.jobs import setup
 
 smk = snakemake  # noqa: F821 - injected by Snakemake
 log = setup(smk)

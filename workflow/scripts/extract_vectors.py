@@ -3,10 +3,10 @@ with held-out metrics."""
 
 import pandas as pd
 
-from traitscope.artifacts import ActivationShard
-from traitscope.extract import extract_trait
-from traitscope.io import parquet_attrs, write_parquet
-from traitscope.workflow import setup
+from traitscope.core.artifacts import ActivationShard
+from traitscope.core.extract import extract_trait
+from traitscope.core.io import parquet_attrs, write_parquet
+from traitscope.workflow.jobs import setup
 
 smk = snakemake  # noqa: F821 - injected by Snakemake
 log = setup(smk)

@@ -1,8 +1,8 @@
 """Extracted vs optimised steering vectors, all traits: extraction_gap.json and optimization_curves.png."""
 
-from traitscope import plots
-from traitscope.io import read_json, read_parquets, write_json
-from traitscope.workflow import setup
+from traitscope.core import plots
+from traitscope.core.io import read_json, read_parquets, write_json
+from traitscope.workflow.jobs import setup
 
 smk = snakemake  # noqa: F821 - injected by Snakemake
 setup(smk)

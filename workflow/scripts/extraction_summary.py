@@ -1,9 +1,9 @@
 """Held-out extraction metrics of every trait in one table and one figure."""
 
-from traitscope import plots
-from traitscope.artifacts import TraitVectors, best_layers, trait_sites
-from traitscope.io import read_parquets, write_parquet
-from traitscope.workflow import setup
+from traitscope.core import plots
+from traitscope.core.artifacts import TraitVectors, best_layers, trait_sites
+from traitscope.core.io import read_parquets, write_parquet
+from traitscope.workflow.jobs import setup
 
 smk = snakemake  # noqa: F821 - injected by Snakemake
 log = setup(smk)

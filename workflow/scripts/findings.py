@@ -2,10 +2,10 @@
 
 from pathlib import Path
 
+from traitscope.core.io import write_json, write_text
 from traitscope.findings import as_json, findings, front_page, markdown
-from traitscope.io import write_json, write_text
 from traitscope.results import open_results
-from traitscope.workflow import setup
+from traitscope.workflow.jobs import setup
 
 smk = snakemake  # noqa: F821 - injected by Snakemake
 log = setup(smk)

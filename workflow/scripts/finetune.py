@@ -1,9 +1,9 @@
 """Train a LoRA adapter on the normalised chat data; save it with its provenance, loss table and curve."""
 
-from traitscope import plots
-from traitscope.finetune import finetune
-from traitscope.io import write_parquet
-from traitscope.workflow import setup
+from traitscope.core import plots
+from traitscope.core.finetune import finetune
+from traitscope.core.io import write_parquet
+from traitscope.workflow.jobs import setup
 
 smk = snakemake  # noqa: F821 - injected by Snakemake
 log = setup(smk)

@@ -1,10 +1,10 @@
 """Check that harmful and harmless instructions separate on the harm trait vector (held out)."""
 
-from traitscope import plots
-from traitscope.analyze import harm_check
-from traitscope.artifacts import ShardFiles, TraitVectors
-from traitscope.io import write_json
-from traitscope.workflow import setup
+from traitscope.core import plots
+from traitscope.core.analyze import harm_check
+from traitscope.core.artifacts import ShardFiles, TraitVectors
+from traitscope.core.io import write_json
+from traitscope.workflow.jobs import setup
 
 smk = snakemake  # noqa: F821 - injected by Snakemake
 log = setup(smk)

@@ -2,10 +2,10 @@
 
 import pandas as pd
 
-from traitscope.io import write_parquet
-from traitscope.judge import Judge
-from traitscope.persona_filter import filter_pairs, judge_answers
-from traitscope.workflow import setup
+from traitscope.core.io import write_parquet
+from traitscope.core.judge import Judge
+from traitscope.core.persona_filter import filter_pairs, judge_answers
+from traitscope.workflow.jobs import setup
 
 smk = snakemake  # noqa: F821 - injected by Snakemake
 log = setup(smk)

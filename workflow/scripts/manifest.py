@@ -2,9 +2,9 @@
 
 from pathlib import Path
 
-from traitscope.analyze import capture_counts, provenance
-from traitscope.io import parquet_attrs, write_json
-from traitscope.workflow import setup
+from traitscope.core.analyze import capture_counts, provenance
+from traitscope.core.io import parquet_attrs, write_json
+from traitscope.workflow.jobs import setup
 
 smk = snakemake  # noqa: F821 - injected by Snakemake
 setup(smk)

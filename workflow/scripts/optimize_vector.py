@@ -4,12 +4,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from traitscope.artifacts import ActivationShard, TraitVectors, tensor_key
-from traitscope.io import content_hash, write_json, write_parquet, write_safetensors
-from traitscope.optimize import build_task, extraction_gap, layer_norms, optimise, pca_basis
-from traitscope.settings import as_dict
-from traitscope.traits import trait_description
-from traitscope.workflow import setup
+from traitscope.core.artifacts import ActivationShard, TraitVectors, tensor_key
+from traitscope.core.io import content_hash, write_json, write_parquet, write_safetensors
+from traitscope.core.traits import trait_description
+from traitscope.experiments.optimize import build_task, extraction_gap, layer_norms, optimise, pca_basis
+from traitscope.workflow.jobs import setup
+from traitscope.workflow.settings import as_dict
 
 smk = snakemake  # noqa: F821 - injected by Snakemake
 log = setup(smk)

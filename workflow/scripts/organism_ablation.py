@@ -2,12 +2,12 @@
 
 import pandas as pd
 
-from traitscope.artifacts import tensor_key
-from traitscope.io import read_json, read_safetensors, write_json, write_parquet, write_text
-from traitscope.judge import Judge
-from traitscope.layers import parse_layers
-from traitscope.models import load_model
-from traitscope.organism import (
+from traitscope.core.artifacts import tensor_key
+from traitscope.core.io import read_json, read_safetensors, write_json, write_parquet, write_text
+from traitscope.core.judge import Judge
+from traitscope.core.layers import parse_layers
+from traitscope.core.models import load_model
+from traitscope.experiments.organism import (
     MISALIGNMENT,
     ablated_detection,
     ablation_generations,
@@ -15,7 +15,7 @@ from traitscope.organism import (
     judge_generations,
     restoration,
 )
-from traitscope.workflow import setup
+from traitscope.workflow.jobs import setup
 
 smk = snakemake  # noqa: F821 - injected by Snakemake
 log = setup(smk)

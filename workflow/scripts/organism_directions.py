@@ -1,10 +1,10 @@
 """Base-vs-finetuned directions per layer (train prompts) and their held-out detection (test prompts)."""
 
-from traitscope import plots
-from traitscope.artifacts import tensor_key
-from traitscope.io import read_safetensors, write_json, write_parquet, write_safetensors
-from traitscope.organism import choose_layer, directions_and_detection
-from traitscope.workflow import setup
+from traitscope.core import plots
+from traitscope.core.artifacts import tensor_key
+from traitscope.core.io import read_safetensors, write_json, write_parquet, write_safetensors
+from traitscope.experiments.organism import choose_layer, directions_and_detection
+from traitscope.workflow.jobs import setup
 
 smk = snakemake  # noqa: F821 - injected by Snakemake
 log = setup(smk)

@@ -2,10 +2,11 @@
 
 import pandas as pd
 
-from traitscope import plots, prefill
-from traitscope.artifacts import BaselineScores, TraitVectors, best_layers, trait_sites
-from traitscope.io import read_parquets, write_json, write_parquet
-from traitscope.workflow import setup
+from traitscope.core import plots
+from traitscope.core.artifacts import BaselineScores, TraitVectors, best_layers, trait_sites
+from traitscope.core.io import read_parquets, write_json, write_parquet
+from traitscope.experiments import prefill_attack as prefill
+from traitscope.workflow.jobs import setup
 
 smk = snakemake  # noqa: F821 - injected by Snakemake
 log = setup(smk)

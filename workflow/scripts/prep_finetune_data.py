@@ -1,7 +1,7 @@
 """Normalise finetuning chat data (generated, local or hub) into one gzipped jsonl."""
 
-from traitscope.finetune import load_chat_data, write_chat_jsonl
-from traitscope.workflow import setup
+from traitscope.core.finetune import load_chat_data, write_chat_jsonl
+from traitscope.workflow.jobs import setup
 
 smk = snakemake  # noqa: F821 - injected by Snakemake
 log = setup(smk)

@@ -3,9 +3,9 @@ normalised parquet schema."""
 
 import pandas as pd
 
-from traitscope.io import read_parquets, write_model_inputs
-from traitscope.prompts import load_prompt_set, replay_table
-from traitscope.workflow import setup
+from traitscope.core.io import read_parquets, write_model_inputs
+from traitscope.core.prompts import load_prompt_set, replay_table
+from traitscope.workflow.jobs import setup
 
 smk = snakemake  # noqa: F821 - injected by Snakemake
 log = setup(smk)

@@ -2,9 +2,9 @@
 
 import pandas as pd
 
-from traitscope.io import write_model_inputs
-from traitscope.traits import contrast_from_tables, persona_table
-from traitscope.workflow import setup
+from traitscope.core.io import write_model_inputs
+from traitscope.core.traits import contrast_from_tables, persona_table
+from traitscope.workflow.jobs import setup
 
 smk = snakemake  # noqa: F821 - injected by Snakemake
 log = setup(smk)

@@ -4,10 +4,10 @@ tables written part by part, so memory does not grow with the shard."""
 
 import pandas as pd
 
-from traitscope.artifacts import BaselineScores, TraitVectors
-from traitscope.io import concat_safetensors, write_parquet_parts
-from traitscope.project import project_files, write_scores
-from traitscope.workflow import setup
+from traitscope.core.artifacts import BaselineScores, TraitVectors
+from traitscope.core.io import concat_safetensors, write_parquet_parts
+from traitscope.core.project import project_files, write_scores
+from traitscope.workflow.jobs import setup
 
 smk = snakemake  # noqa: F821 - injected by Snakemake
 log = setup(smk)

@@ -2,13 +2,13 @@
 
 import functools
 
-from traitscope import plots
-from traitscope.artifacts import ActivationShard, TraitVectors, tensor_key
-from traitscope.features import compare_at_layer
-from traitscope.io import read_json, safetensors_keys, write_json
-from traitscope.models import load_tokenizer
-from traitscope.sae import SparseAutoencoder, resolve_source
-from traitscope.workflow import setup
+from traitscope.core import plots
+from traitscope.core.artifacts import ActivationShard, TraitVectors, tensor_key
+from traitscope.core.io import read_json, safetensors_keys, write_json
+from traitscope.core.models import load_tokenizer
+from traitscope.experiments.sae.autoencoder import SparseAutoencoder, resolve_source
+from traitscope.experiments.sae.features import compare_at_layer
+from traitscope.workflow.jobs import setup
 
 smk = snakemake  # noqa: F821 - injected by Snakemake
 log = setup(smk)

@@ -1,8 +1,8 @@
 """Train a top-k SAE at one layer on the corpus's last-token and response-token activations (SAELens folder)."""
 
-from traitscope.io import write_json
-from traitscope.sae import corpus_rows, train_topk
-from traitscope.workflow import setup
+from traitscope.core.io import write_json
+from traitscope.experiments.sae.autoencoder import corpus_rows, train_topk
+from traitscope.workflow.jobs import setup
 
 smk = snakemake  # noqa: F821 - injected by Snakemake
 log = setup(smk)

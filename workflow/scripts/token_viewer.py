@@ -2,9 +2,9 @@
 
 import functools
 
-from traitscope.models import load_tokenizer
+from traitscope.core.models import load_tokenizer
 from traitscope.viewer import build_data, read_panel, token_ids, write_viewer
-from traitscope.workflow import setup
+from traitscope.workflow.jobs import setup
 
 smk = snakemake  # noqa: F821 - injected by Snakemake
 log = setup(smk)

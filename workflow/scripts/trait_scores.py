@@ -2,11 +2,11 @@
 
 import pandas as pd
 
-from traitscope import plots
-from traitscope.analyze import score_summary
-from traitscope.artifacts import TraitVectors, best_layers
-from traitscope.io import write_parquet
-from traitscope.workflow import setup
+from traitscope.core import plots
+from traitscope.core.analyze import score_summary
+from traitscope.core.artifacts import TraitVectors, best_layers
+from traitscope.core.io import write_parquet
+from traitscope.workflow.jobs import setup
 
 smk = snakemake  # noqa: F821 - injected by Snakemake
 log = setup(smk)

@@ -2,11 +2,16 @@
 
 import pandas as pd
 
-from traitscope import plots
-from traitscope.artifacts import BaselineScores, TraitVectors, best_layers, trait_sites
-from traitscope.compare import compare_variants, pooled_scores, random_control, with_random_control
-from traitscope.io import read_parquets, write_json, write_parquet
-from traitscope.workflow import setup
+from traitscope.core import plots
+from traitscope.core.artifacts import BaselineScores, TraitVectors, best_layers, trait_sites
+from traitscope.core.io import read_parquets, write_json, write_parquet
+from traitscope.experiments.emergent_misalignment import (
+    compare_variants,
+    pooled_scores,
+    random_control,
+    with_random_control,
+)
+from traitscope.workflow.jobs import setup
 
 smk = snakemake  # noqa: F821 - injected by Snakemake
 log = setup(smk)

@@ -1,0 +1,1 @@
+"""The experiments: one module (or small package) each, registered once in :data:`REGISTRY`."""

@@ -1,0 +1,140 @@
+"""Backdoor detection from trait scores: trigger vs control prompts, before any bad output.
+
+Trigger and control prompt sets hold the same questions (paired by id) with and without the trigger, and
+the same replayed response, so the two conditions differ only in the trigger. For each trait (at its best
+layer) the scores of the backdoored variant separate the conditions with a ROC-AUC (stratified bootstrap
+95% CI) and a paired Wilcoxon signed-rank test; a baseline variant without the backdoor on the same prompts
+shows how much the trigger string alone moves the scores.
+
+Token positions: ``-1`` is the last prompt token (the model has read the trigger, nothing is generated
+yet); ``0, 1, ...`` are the replayed response tokens. The onset is the first position whose AUC CI lies
+above 0.5.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import stats as sps
+
+from ..core.methods import random_directions
+from ..core.project import at_layer
+from ..core.stats import column_aucs, separation
+
+POOLED = ("last", "response_mean")
+
+
+def _compare(trig: pd.Series, ctrl: pd.Series, *, n_boot: int, seed: int) -> dict[str, Any]:
+    """trig/ctrl: scores indexed by id."""
+    t, c = trig.dropna(), ctrl.dropna()
+    common = t.index.intersection(c.index)
+    diff = (t.loc[common] - c.loc[common]).to_numpy()
+    p = float(sps.wilcoxon(diff).pvalue) if len(diff) >= 2 and np.any(diff != 0) else float("nan")
+    return {**separation(t.to_numpy(), c.to_numpy(), n_boot=n_boot, seed=seed),
+            "mean_paired_difference": float(diff.mean()) if len(diff) else float("nan"), "wilcoxon_p": p,
+            "n_trigger": int(len(t)), "n_control": int(len(c)), "n_pairs": int(len(common))}
+
+
+def pooled_auc(scores: dict[str, tuple[pd.DataFrame, pd.DataFrame]], best_layers: dict[str, int], method: str, *,
+               n_boot: int, seed: int) -> pd.DataFrame:
+    """``scores``: variant -> (trigger pooled scores, control pooled scores). One row per variant, trait, position."""
+    rows = []
+    for variant, (trig, ctrl) in scores.items():
+        for trait, layer in best_layers.items():
+            t, c = at_layer(trig, trait, layer, method), at_layer(ctrl, trait, layer, method)
+            for pos in POOLED:
+                tp, cp = t[t["position"] == pos], c[c["position"] == pos]
+                if tp.empty or cp.empty:
+                    continue
+                rows.append({"variant": variant, "trait": trait, "layer": layer, "position": pos,
+                             **_compare(tp.set_index("id")["score"], cp.set_index("id")["score"], n_boot=n_boot, seed=seed)})
+    return pd.DataFrame(rows)
+
+
+def token_auc(pooled: pd.DataFrame, tokens: dict[str, tuple[pd.DataFrame, pd.DataFrame]], best_layers: dict[str, int],
+              method: str, *, max_tokens: int, n_boot: int, seed: int) -> pd.DataFrame:
+    """AUC trigger vs control at the last prompt token (-1, the ``last`` rows of :func:`pooled_auc`'s table
+    ``pooled``) and at each response token 0..max_tokens-1 (``tokens``: variant -> (trigger, control) per-token scores)."""
+    last = pooled[pooled["position"] == "last"].drop(columns="position").assign(token_index=-1)
+    rows = []
+    for variant, (ttrig, tctrl) in tokens.items():
+        for trait, layer in best_layers.items():
+            tt, tc = at_layer(ttrig, trait, layer, method), at_layer(tctrl, trait, layer, method)
+            for k in range(max_tokens):
+                a = tt[tt["token_index"] == k].set_index("id")["score"]
+                b = tc[tc["token_index"] == k].set_index("id")["score"]
+                if len(a) < 2 or len(b) < 2:
+                    break
+                rows.append({"variant": variant, "trait": trait, "layer": layer, "token_index": k,
+                             **_compare(a, b, n_boot=n_boot, seed=seed)})
+    out = pd.concat([last[last["variant"].isin(list(tokens))], pd.DataFrame(rows)], ignore_index=True)
+    return out.sort_values(["variant", "trait", "token_index"], kind="stable").reset_index(drop=True)
+
+
+def onset(tokens: pd.DataFrame, variant: str, trait: str) -> int | None:
+    """First token position whose AUC 95% CI lies above 0.5 (None if none does)."""
+    d = tokens[(tokens["variant"] == variant) & (tokens["trait"] == trait)].sort_values("token_index")
+    hit = d[d["ci_low"] > 0.5]
+    return int(hit["token_index"].iloc[0]) if len(hit) else None
+
+
+def random_baseline(trigger: list[Any], control: list[Any], points: list[tuple[str, int]], positions: list[str], n: int,
+                    seed: int) -> pd.DataFrame:
+    """The control baseline of a trigger-vs-control AUC: the AUCs of ``n`` seeded random unit directions on the same
+    pooled activations (trigger 1, control 0), per (site, layer) of ``points`` and pooled position. Rows: site, layer,
+    position, random_auc_mean, random_auc_p95, n_random."""
+    rows = []
+    directions = random_directions(n, trigger[0].hidden_size, seed).T  # the same at every point and position
+    for site, layer in points:
+        for pos in positions:
+            xs = [np.concatenate([shard.project(pos, layer, site, directions) for shard in shards])
+                  for shards in (trigger, control)]
+            y = np.r_[np.ones(len(xs[0])), np.zeros(len(xs[1]))]
+            aucs = column_aucs(y, np.vstack(xs))
+            rows.append({"site": site, "layer": layer, "position": pos, "random_auc_mean": float(aucs.mean()),
+                         "random_auc_p95": float(np.percentile(aucs, 95)), "n_random": n})
+    return pd.DataFrame(rows)
+
+
+def with_baseline(pooled: pd.DataFrame, baselines: dict[str, pd.DataFrame], sites: dict[str, str]) -> pd.DataFrame:
+    """``pooled`` (from :func:`pooled_auc`) with each row's random baseline (``baselines``: variant -> table of
+    :func:`random_baseline`) at its trait's site (``sites``: trait -> site) and ``beats_random`` (its AUC above the
+    random 95th percentile)."""
+    pooled = pooled.assign(site=pooled["trait"].map(sites))
+    parts = [pooled[pooled["variant"] == v].merge(b, on=["site", "layer", "position"], how="left")
+             for v, b in baselines.items()]
+    out = pd.concat(parts, ignore_index=True) if parts else pooled
+    out["beats_random"] = out["auc"] > out["random_auc_p95"]
+    return out
+
+
+def summary(pooled: pd.DataFrame, tokens: pd.DataFrame, *, variant: str, baseline: str | None,
+            info: dict[str, Any]) -> dict[str, Any]:
+    traits: dict[str, Any] = {}
+    for trait_key, d in pooled.groupby("trait"):
+        trait = str(trait_key)
+        entry: dict[str, Any] = {"layer": int(d["layer"].iloc[0]), "positions": {}}
+        if "site" in d:
+            entry["site"] = str(d["site"].iloc[0])
+        for pos, dp in d.groupby("position"):
+            keys = ("auc", "ci_low", "ci_high", "cohens_d", "mean_paired_difference", "wilcoxon_p", "n_trigger",
+                    "n_control", "n_pairs", "random_auc_p95", "beats_random")
+            entry["positions"][pos] = {r["variant"]: {k: r[k] for k in keys if k in r}
+                                       for r in dp.to_dict(orient="records")}
+            if baseline is not None and baseline in entry["positions"][pos] and variant in entry["positions"][pos]:
+                entry["positions"][pos]["auc_minus_baseline"] = (entry["positions"][pos][variant]["auc"]
+                                                                 - entry["positions"][pos][baseline]["auc"])
+        entry["onset_token"] = {v: onset(tokens, v, trait) for v in tokens["variant"].unique()} if len(tokens) else {}
+        traits[trait] = entry
+    return {**info, "variant": variant, "baseline": baseline, "traits": traits,
+            "definitions": {"auc": "ROC-AUC of trait scores, trigger (1) vs control (0) prompts; 95% stratified bootstrap CI",
+                            "wilcoxon_p": "paired Wilcoxon signed-rank test on trigger minus control scores of the same question",
+                            "onset_token": "first position (-1 = last prompt token, 0.. = response tokens) whose AUC CI lies above 0.5",
+                            "auc_minus_baseline": "AUC of the backdoored variant minus that of the baseline on the same prompts",
+                            "random_auc_p95": "95th percentile of the same AUC for 100 seeded random unit directions at "
+                                              "the layer and position (the control baseline: when random directions "
+                                              "separate trigger from control too, the AUC shows that the activations "
+                                              "changed, not that the trait carries the change)",
+                            "beats_random": "auc above random_auc_p95"}}

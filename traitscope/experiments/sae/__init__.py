@@ -1,0 +1,1 @@
+"""SAE features: sparse autoencoders trained or loaded per layer, and the features that tell two conditions apart."""

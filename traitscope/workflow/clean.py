@@ -1,0 +1,103 @@
+"""Free the disk a finished study no longer needs, without touching a result: ``python -m traitscope.workflow.clean``.
+
+    python -m traitscope.workflow.clean results --dry-run    # what would go, and how much
+    python -m traitscope.workflow.clean results              # remove it
+    python -m traitscope.workflow.clean results --judge      # also the judge's answers (asking again costs API calls)
+
+What goes is resumable work under ``<results>/cache/`` that no output depends on: capture shards that no
+activations file names any more (a superseded capture: the cache's copy is the only link left, so this is where the
+space goes after config edits), chunk tensors a killed capture job left, finetune checkpoints (the adapters are
+written) and CMA-ES state; plus temporaries a killed run left. The cache's copy of a current shard is the output
+file itself under a second name (a hard link), so removing it would free nothing; it stays, with the small
+per-chunk response tables that let an identical capture be linked again without the model. Snakemake tracks none of these, so the next dry run plans nothing
+(``tests/test_workflow.py`` checks it). What stays: every declared output (activation shards, tables, vectors,
+figures, adapters), and the judge's answers unless ``--judge``. The command holds the results folder's lock, so it
+never runs beside a workflow run. A later config edit recomputes what it needs (a killed job then resumes from its
+start).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import NamedTuple
+
+from ..core.errors import TraitscopeError
+
+
+class Removal(NamedTuple):
+    path: Path
+    size: int
+    why: str
+
+
+def plan(results_dir: str | Path, judge: bool = False) -> list[Removal]:
+    """What :func:`clean` would remove under ``results_dir``, with sizes and reasons (nothing is removed)."""
+    cache = Path(results_dir) / "cache"
+    out: list[Removal] = []
+
+    def add(path: Path, why: str) -> None:
+        if path.is_file() and not path.is_symlink():
+            out.append(Removal(path, path.stat().st_size, why))
+
+    capture = cache / "capture"
+    for shard in sorted(capture.glob("shard-*.safetensors")):
+        if shard.stat().st_nlink == 1:  # no activations output is this file any more
+            add(shard, "capture shard no output names (superseded)")
+            add(shard.with_suffix(".sha256"), "checksum of a superseded capture shard")
+    for chunk in sorted(capture.glob("chunk-*.safetensors")):  # their small response tables stay: shard reuse reads them
+        add(chunk, "capture chunk tensors a killed job left")
+    for ckpt in sorted((cache / "finetune").glob("*.safetensors")):
+        add(ckpt, "finetune checkpoint (the adapter is written)")
+    for state in sorted((cache / "optimize").glob("*.json")):
+        add(state, "CMA-ES state (the optimised vector is written)")
+    if judge:
+        for answer in sorted((cache / "judge").rglob("*.json")):
+            add(answer, "a cached judge answer (--judge)")
+    return out
+
+
+def clean(results_dir: str | Path, judge: bool = False) -> list[Removal]:
+    """Remove what :func:`plan` lists and a killed run's temporaries, holding the folder's lock."""
+    from .guard import hold, tidy
+
+    lock = hold(results_dir)
+    try:
+        removed = plan(results_dir, judge)
+        for r in removed:
+            r.path.unlink(missing_ok=True)
+        tidy(results_dir)
+        return removed
+    finally:
+        lock.close()
+
+
+def summary(items: list[Removal]) -> str:
+    by_why: dict[str, list[Removal]] = {}
+    for r in items:
+        by_why.setdefault(r.why, []).append(r)
+    lines = [f"  {len(rs):5d} x {why}: {sum(r.size for r in rs) / 1e6:.1f} MB" for why, rs in sorted(by_why.items())]
+    return "\n".join(lines + [f"  total: {sum(r.size for r in items) / 1e6:.1f} MB in {len(items)} files"])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("results", nargs="?", default="results")
+    parser.add_argument("--dry-run", "-n", action="store_true")
+    parser.add_argument("--judge", action="store_true")
+    args = parser.parse_args(argv)
+    if not Path(args.results).is_dir():
+        print(f"'{args.results}' is not a results folder (fix: pass the study's results_dir)", file=sys.stderr)
+        return 1
+    try:
+        items = plan(args.results, args.judge) if args.dry_run else clean(args.results, args.judge)
+    except TraitscopeError as exc:
+        print(str(exc), file=sys.stderr)
+        return 1
+    print(("would remove:\n" if args.dry_run else "removed:\n") + summary(items))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,713 @@
+"""Configuration: schema validation with one-line errors, semantic checks, layer specs.
+
+:func:`load_config` is what the Snakefile calls at start-up. Every problem is raised as a
+:class:`~traitscope.ConfigError` whose message is one line naming the config key and the fix,
+before any job runs.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import ValidationError, best_match
+
+from ..core.chat import PLAIN_FORMAT, folder_has_template, special_text_hits, special_texts
+from ..core.errors import ConfigError, TraitscopeError
+from ..core.layers import parse_layers
+from .settings import ModelDims, ModelSpec, PromptSetSpec, Study, build, unresolved_trait
+
+SCHEMA_PATH = Path(__file__).parents[1] / "schemas" / "config.schema.yaml"
+TRAIT_KEY = re.compile(r"^[a-z0-9_]+/[a-z0-9_]+$")
+SET_NAME = re.compile(r"^[A-Za-z0-9_]+$")
+
+log = logging.getLogger(__name__)
+
+
+def load_schema() -> dict[str, Any]:
+    return yaml.safe_load(SCHEMA_PATH.read_text())
+
+
+def _path(err: ValidationError) -> str:
+    return ".".join(str(p) for p in err.absolute_path) or "<top level>"
+
+
+def format_schema_error(err: ValidationError) -> str:
+    """Turn a jsonschema error into one line: where, what, and the fix."""
+    where, inst, v = _path(err), err.instance, err.validator
+    if v == "required":
+        missing = re.search(r"'([^']+)'", err.message)
+        name = missing.group(1) if missing else err.message
+        parent = "" if where == "<top level>" else f" under {where}"
+        return f"config error at {where}: missing key '{name}' (fix: add '{name}'{parent})"
+    if v == "additionalProperties":
+        allowed = sorted(err.schema.get("properties", {}))
+        extra = sorted(set(inst) - set(allowed)) if isinstance(inst, dict) else []
+        return (f"config error at {where}: unknown key(s) {extra} "
+                f"(fix: remove or rename them; allowed keys: {allowed})")
+    if v == "enum":
+        return f"config error at {where}: {inst!r} is not allowed (fix: use one of {err.validator_value})"
+    if v == "type":
+        want = err.validator_value
+        return f"config error at {where}: expected {want}, got {type(inst).__name__} {inst!r} (fix: give a {want})"
+    if v in ("minItems", "minProperties"):
+        return f"config error at {where}: must not be empty (fix: add at least one entry)"
+    if v in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):
+        return f"config error at {where}: {err.message} (fix: give a value that satisfies {v} {err.validator_value})"
+    if v == "oneOf":
+        desc = err.schema.get("description", "see the schema")
+        return f"config error at {where}: {inst!r} is not valid (fix: {desc})"
+    return f"config error at {where}: {err.message.splitlines()[0]} (fix: see {SCHEMA_PATH.name})"
+
+
+def fill_defaults(instance: Any, schema: dict[str, Any]) -> Any:
+    """Fill ``default`` values recursively, also inside ``additionalProperties`` maps."""
+    kind = schema.get("type")
+    if not isinstance(instance, dict) or not (kind is None or kind == "object" or (isinstance(kind, list) and "object" in kind)):
+        return instance
+    for key, sub in schema.get("properties", {}).items():
+        if key not in instance and "default" in sub:
+            instance[key] = copy.deepcopy(sub["default"])
+        if key in instance:
+            fill_defaults(instance[key], sub)
+    extra = schema.get("additionalProperties")
+    if isinstance(extra, dict):
+        for key, value in instance.items():
+            if key not in schema.get("properties", {}):
+                fill_defaults(value, extra)
+    return instance
+
+
+def validate_schema(config: dict[str, Any]) -> dict[str, Any]:
+    """Validate against the schema (one-line error on failure) and return a copy with defaults."""
+    schema = load_schema()
+    error = best_match(Draft202012Validator(schema).iter_errors(config))
+    if error is not None:
+        raise ConfigError(format_schema_error(error))
+    return fill_defaults(copy.deepcopy(config), schema)
+
+
+# -------------------------------------------------------------------------------------- semantics
+
+def _err(key: str, what: str, fix: str) -> ConfigError:
+    return ConfigError(f"config error at {key}: {what} (fix: {fix})")
+
+
+def check_sae(cfg: dict[str, Any], dims: dict[str, ModelDims]) -> None:
+    """SAE layers are captured layers of every variant the SAE reads; its position is captured; it has something
+    to compare; its corpus sets exist."""
+    sae = cfg.get("sae")
+    if not sae:
+        return
+    if not any(cfg.get(k) for k in ("backdoor", "organism", "prefill_attack")):
+        raise _err("sae", "no experiment to compare SAE features on",
+                   "configure backdoor, organism or prefill_attack, or remove the sae section")
+    variant = sae.get("variant") or cfg["extract"]["variant"]
+    if variant not in cfg["variants"]:
+        raise _err("sae.variant", f"unknown variant {variant!r}", f"use one of {sorted(cfg['variants'])}")
+    for s in sae["corpus"]:
+        if s not in cfg["prompt_sets"]:
+            raise _err("sae.corpus", f"unknown prompt set {s!r}", f"use one of {sorted(cfg['prompt_sets'])}")
+    cap = cfg["capture"]
+    stored = "last" if sae["position"] == "last" else "response"
+    if stored not in cap["positions"]:
+        raise _err("sae.position", f"{sae['position']} needs '{stored}' in capture.positions",
+                   f"add it to capture.positions or set sae.position to one of {cap['positions']}")
+    for layer in sae["layers"]:
+        n = dims[variant].n_layers
+        captured = parse_layers(cap["layers"], n, "capture.layers")
+        if layer not in captured:
+            raise _err("sae.layers", f"layer {layer} is not captured (capture.layers gives {captured[:5]}...)"
+                       if len(captured) > 5 else f"layer {layer} is not captured (capture.layers gives {captured})",
+                       "pick captured layers or add them to capture.layers")
+    if sae["source"] == "train" and sae["k"] > sae["n_features"]:
+        raise _err("sae.k", f"k={sae['k']} is more than n_features={sae['n_features']}", "lower sae.k")
+
+
+def check_semantics(cfg: dict[str, Any], base_dir: Path, resources_dir: Path
+                    ) -> tuple[dict[str, ModelDims], dict[str, int | None], dict[str, int]]:
+    """Cross-reference checks; returns the :class:`ModelDims` of each variant, the row count per prompt set (None
+    where unknown before prep) and the rows of each trait's extraction data where start-up can load it."""
+    from ..core import prompts, traits
+    from ..core.models import (
+        check_adapter,
+        check_bitsandbytes,
+        embedded_name,
+        job_device,
+        looks_local,
+        model_dims,
+        read_chat_template,
+    )
+
+    variants, sets, trait_cfg = cfg["variants"], cfg["prompt_sets"], cfg["traits"]
+    results = str(cfg["results_dir"]).strip()
+    if not results or Path(results).expanduser().resolve() == Path("/") or Path(results).expanduser() == Path.home():
+        raise _err("results_dir", f"{cfg['results_dir']!r} is not a directory of its own",
+                   "use a relative folder such as results, or an absolute path below /")
+    base = Path(base_dir).expanduser().resolve()
+    resolved = (base / Path(results).expanduser()).resolve()
+    if base == resolved or base.is_relative_to(resolved):
+        raise _err("results_dir", f"{cfg['results_dir']!r} is the project folder (or holds it), where results would mix "
+                   "with the config, data and code", "use a folder of its own, such as results")
+    check_seeds(cfg)
+    for name in sets:
+        if not SET_NAME.match(name):
+            raise _err(f"prompt_sets.{name}", "names may use letters, digits and _ only", f"rename '{name}'")
+
+    resolve_finetuned(cfg)
+    dims: dict[str, ModelDims] = {}
+    for name, var in variants.items():
+        model = var["model"]
+        if embedded_name(model) is None and looks_local(model) and not Path(model).expanduser().exists():
+            raise _err(f"variants.{name}.model", f"local folder '{model}' does not exist", "fix the path or use a hub id")
+        adapter = var.get("adapter")
+        if adapter and not var.get("finetune") and looks_local(adapter) and not Path(adapter).expanduser().exists():
+            raise _err(f"variants.{name}.adapter", f"adapter folder '{adapter}' does not exist",
+                       "fix the path, or let the finetune rule produce it")
+        dims[name] = model_dims(model, resources_dir=resources_dir, revision=var.get("revision"),
+                                trust_remote_code=bool(var.get("trust_remote_code")), key=f"variants.{name}.model")
+        if adapter and not var.get("finetune") and Path(adapter).expanduser().is_dir():
+            check_adapter(adapter, dims[name], f"variants.{name}.adapter", model)
+        if var.get("quantization", "none") != "none":
+            check_bitsandbytes(job_device(var.get("device_map", "auto")), f"variants.{name}.quantization")
+        if var.get("chat_template"):
+            read_chat_template(var["chat_template"], f"variants.{name}.chat_template")
+        elif embedded_name(model) is None and looks_local(model) and folder_has_template(model) is False:
+            log.warning("variants.%s: the tokenizer of '%s' has no chat template, so prompts are given in the plain "
+                        "format (%s) (fix: use the model's instruct/chat version, or add a chat template to its "
+                        "tokenizer_config.json or as chat_template.jinja)", name, model, PLAIN_FORMAT)
+
+    ext = cfg["extract"]
+    if ext["variant"] not in variants:
+        raise _err("extract.variant", f"unknown variant '{ext['variant']}'", f"use one of {sorted(variants)}")
+    if ext["selection_method"] not in ext["methods"]:
+        raise _err("extract.selection_method", f"'{ext['selection_method']}' is not in extract.methods",
+                   f"use one of {ext['methods']}")
+    parse_layers(ext["layers"], dims[ext["variant"]].n_layers, "extract.layers")
+
+    rows = {key: prompts.check_spec(key, build(PromptSetSpec, spec), base_dir) for key, spec in sets.items()}
+    check_replay(cfg, rows)
+
+    for key, spec in trait_cfg.items():
+        if not TRAIT_KEY.match(key):
+            raise _err(f"traits.{key}", "trait keys are 'category/name' in lower case", "rename it, e.g. safety/evil")
+        traits.check_spec(key, unresolved_trait(spec), sets, base_dir)
+
+    cap = cfg["capture"]
+    for v in cap["variants"]:
+        check_vector_variant(cfg, dims, v, "capture.variants")
+        parse_layers(cap["layers"], dims[v].n_layers, "capture.layers")
+    for s in cap["prompt_sets"]:
+        if s not in sets:
+            raise _err("capture.prompt_sets", f"unknown prompt set '{s}'", f"define it under prompt_sets or use one of {sorted(sets)}")
+    for s in cap["keep_activations"]:
+        if s not in sets:
+            raise _err("capture.keep_activations", f"unknown prompt set '{s}'", f"use one of {sorted(sets)}")
+
+    proj = cfg["project"]
+    if proj["layers"] != "best":
+        parse_layers(proj["layers"], dims[ext["variant"]].n_layers, "project.layers")
+    for m in proj["methods"]:
+        if m not in ext["methods"]:
+            raise _err("project.methods", f"'{m}' vectors are not extracted", f"add it to extract.methods or use {ext['methods']}")
+
+    for section in ("steering", "optimize"):
+        block = cfg.get(section)
+        if not block:
+            continue
+        for t in block["traits"]:
+            if t not in trait_cfg:
+                raise _err(f"{section}.traits", f"unknown trait {t!r}", f"use one of {sorted(trait_cfg)}")
+        if block["prompt_set"] not in sets:
+            raise _err(f"{section}.prompt_set", f"unknown prompt set {block['prompt_set']!r}", f"use one of {sorted(sets)}")
+        if section == "steering" and block["layers"] != "best":
+            parse_layers(block["layers"], dims[ext["variant"]].n_layers, "steering.layers")
+    if cfg.get("steering") or cfg.get("optimize") or cfg.get("organism"):  # the judged outputs
+        if cfg["judge"]["model"].startswith("traitscope/"):
+            model_dims(cfg["judge"]["offline_model"], resources_dir=resources_dir, key="judge.offline_model")
+        else:
+            from ..core.judge import check_judge_model
+
+            try:
+                check_judge_model(cfg["judge"]["model"])
+            except TraitscopeError as exc:
+                raise ConfigError(f"config error at {exc}") from None
+
+    check_context(cfg, dims)
+    check_organisms(cfg, dims)
+    check_compare(cfg, dims)
+    check_external(cfg, dims, base_dir)
+    check_prefill(cfg, dims)
+    check_sae(cfg, dims)
+
+    check = (cfg.get("checks") or {}).get("harm_separation")
+    if check:
+        if check.get("trait") not in trait_cfg:
+            raise _err("checks.harm_separation.trait", f"unknown trait {check.get('trait')!r}", f"use one of {sorted(trait_cfg)}")
+        for role in ("harmful", "harmless"):
+            s = check.get(role)
+            if s not in cap["prompt_sets"]:
+                raise _err(f"checks.harm_separation.{role}", f"{s!r} is not a captured prompt set",
+                           f"use one of capture.prompt_sets {cap['prompt_sets']}")
+    check_conditions(cfg, base_dir)
+    trait_rows = check_splits(cfg, base_dir)
+    check_special_tokens(cfg, base_dir, resources_dir)
+    return dims, rows, trait_rows
+
+
+SEED_RANGE = (0, 2**32 - 1)
+"""What numpy's and scikit-learn's random generators take as a seed."""
+
+
+def check_seeds(cfg: Any, where: str = "") -> None:
+    """Every ``seed`` in the config is an integer numpy can seed with."""
+    items = cfg.items() if isinstance(cfg, dict) else enumerate(cfg) if isinstance(cfg, list) else []
+    for k, v in items:
+        key = f"{where}.{k}" if where else str(k)
+        if k == "seed" and isinstance(v, int) and not SEED_RANGE[0] <= v <= SEED_RANGE[1]:
+            raise _err(key, f"{v} is outside the seeds numpy accepts ({SEED_RANGE[0]} to {SEED_RANGE[1]})",
+                       "use a seed in that range")
+        check_seeds(v, key)
+
+
+def condition_pairs(cfg: dict[str, Any]) -> list[tuple[str, str, str, str]]:
+    """Prompt sets that stand for two conditions an analysis compares, so they must differ: (key of the first,
+    its set, key of the second, its set)."""
+    pairs = []
+    for key, spec in cfg["traits"].items():
+        if spec.get("source") == "contrast":
+            pairs.append((f"traits.{key}.pos", spec.get("pos"), f"traits.{key}.neg", spec.get("neg")))
+    harm = (cfg.get("checks") or {}).get("harm_separation")
+    if harm:
+        pairs.append(("checks.harm_separation.harmful", harm.get("harmful"),
+                      "checks.harm_separation.harmless", harm.get("harmless")))
+    bd = cfg.get("backdoor")
+    if bd:
+        pairs.append(("backdoor.trigger", bd.get("trigger"), "backdoor.control", bd.get("control")))
+    pa = cfg.get("prefill_attack")
+    if pa:
+        roles = ("harmful", "harmful_prefill", "benign", "benign_prefill")
+        pairs += [(f"prefill_attack.{a}", pa.get(a), f"prefill_attack.{b}", pa.get(b))
+                  for i, a in enumerate(roles) for b in roles[i + 1:]]
+    return pairs
+
+
+def _row_keys(key: str, cfg: dict[str, Any], base_dir: Path) -> set[str] | None:
+    """What the model is shown for each row of a set (system prompt, prompt with its prefix, prefill), normalised
+    like the overlap check; None where start-up cannot load the set."""
+    from ..core.prompts import startup_table
+    from .overlap import normalise_text
+
+    spec = cfg["prompt_sets"].get(key)
+    if spec is None or spec.get("source") == "replay":
+        return None
+    table = startup_table(key, build(PromptSetSpec, spec), base_dir)
+    if table is None:
+        return None
+    cols = [table[c].fillna("").map(normalise_text) for c in ("system", "prompt", "prefill")]
+    return set(cols[0] + "\x1f" + cols[1] + "\x1f" + cols[2])
+
+
+def check_conditions(cfg: dict[str, Any], base_dir: Path) -> None:
+    """Two conditions an analysis compares are different prompt sets with no row in common (same system prompt,
+    prompt and prefill), or the comparison could only ever give an AUC of about 0.5."""
+    for key_a, set_a, key_b, set_b in condition_pairs(cfg):
+        if not set_a or not set_b:
+            continue
+        if set_a == set_b:
+            raise _err(key_b, f"{set_b!r} is also {key_a}, so the two conditions are the same prompts",
+                       "use a prompt set of the other condition")
+        rows_a, rows_b = _row_keys(set_a, cfg, base_dir), _row_keys(set_b, cfg, base_dir)
+        if rows_a is None or rows_b is None:
+            continue
+        shared = len(rows_a & rows_b)
+        if shared:
+            what = "are the same prompts" if rows_a == rows_b else f"share {shared} of their prompts"
+            raise _err(key_b, f"prompt sets {set_a!r} ({key_a}) and {set_b!r} {what} (same system prompt, prompt and "
+                       "prefill), which the comparison must tell apart",
+                       "remove the shared prompts from one of them, or use sets of two different conditions")
+
+
+def check_special_tokens(cfg: dict[str, Any], base_dir: Path, resources_dir: Path) -> None:
+    """With ``checks.special_tokens: refuse``: no prompt set start-up can load spells a special token of a variant's
+    tokenizer (read from its files, or the embedded GGUF). Sets start-up cannot load are refused by capture."""
+    if cfg["checks"].get("special_tokens", "text") != "refuse":
+        return
+    from ..core.chat import file_special_tokens, gguf_special_tokens
+    from ..core.models import embedded_dir, embedded_gguf_path, embedded_name, gguf_source, load_tokenizer
+    from ..core.prompts import startup_table
+
+    specials: dict[str, str] = {}  # token -> a variant whose tokenizer has it
+    for name, var in cfg["variants"].items():
+        emb = embedded_name(var["model"])
+        folder = embedded_dir(emb, resources_dir) if emb else Path(var["model"]).expanduser()
+        found = file_special_tokens(folder) if folder.is_dir() else None
+        gguf = embedded_gguf_path(emb) if emb else gguf_source(var["model"], f"variants.{name}.model")
+        if found is None and gguf is not None:
+            found = gguf_special_tokens(gguf)
+        if found is None:
+            try:
+                found = set(special_texts(load_tokenizer(build(ModelSpec, var), key=f"variants.{name}")))
+            except TraitscopeError:
+                log.warning("variants.%s: its tokenizer cannot be read at start-up, so special-token text is checked "
+                            "by the capture jobs", name)
+                continue
+        specials.update({t: name for t in sorted(found) if t not in specials})
+    for key, spec in cfg["prompt_sets"].items():
+        if spec.get("source") == "replay":
+            continue
+        table = startup_table(key, build(PromptSetSpec, spec), base_dir)
+        if table is None:
+            continue
+        for col, token, hit in special_text_hits(table, specials):
+            raise _err(f"prompt_sets.{key}", f"{int(hit.sum())} rows spell the special token {token!r} of variant "
+                       f"{specials[token]!r} in their {col}, e.g. row {table.loc[hit, 'id'].iloc[0]!r}, and "
+                       "checks.special_tokens is refuse", "remove it from the prompts, or set "
+                       "checks.special_tokens: text to keep it as ordinary text")
+
+
+def check_splits(cfg: dict[str, Any], base_dir: Path) -> dict[str, int]:
+    """Each trait's extraction data can give the train/test split (extract.test_fraction) and the grouped
+    cross-validation folds (extract.selection_folds) that extraction will ask for, with both classes everywhere:
+    the same split, on the same rows and seed, as the extract job, done at start-up instead of after the capture.
+    Traits whose data start-up cannot load are checked by the job. Returns the rows of each trait it checked."""
+    from ..core.extract import SplitError, grouped_split, selection_folds
+    from ..core.prompts import startup_table
+    from ..core.traits import contrast_from_tables, persona_table
+
+    ext, sets = cfg["extract"], cfg["prompt_sets"]
+    counts: dict[str, int] = {}
+    for key, data in cfg["traits"].items():
+        spec = unresolved_trait(data)
+        if spec.source == "contrast":
+            tables = [startup_table(str(s), build(PromptSetSpec, sets[str(s)]), base_dir) for s in (spec.pos, spec.neg)]
+            if tables[0] is None or tables[1] is None:
+                continue
+            table = contrast_from_tables(tables[0], tables[1], str(spec.pos), str(spec.neg))
+        else:
+            table = persona_table(key, spec, base_dir)
+        counts[key] = len(table)
+        labels, groups = table["label"].to_numpy(dtype=int), table["group"].to_numpy()
+        n_pos, n_neg = int((labels == 1).sum()), int((labels == 0).sum())
+        try:
+            train, _ = grouped_split(labels, groups, ext["test_fraction"], cfg["seed"])
+            selection_folds(labels[train], groups[train], ext["selection_folds"], cfg["seed"])
+        except SplitError as exc:
+            raise ConfigError(f"config error at traits.{key}: {n_pos} positive and {n_neg} negative rows in "
+                              f"{len(set(groups.tolist()))} groups cannot be split as asked: {exc}") from None
+    return counts
+
+
+def check_overlap(cfg: dict[str, Any], base_dir: Path) -> tuple[dict[str, dict[str, int]], list[str]]:
+    """Scored sets sharing prompts with a trait's extraction data: an error unless the set is listed in
+    ``checks.allow_overlap``. Returns the allowed overlaps (set -> trait -> shared prompts) and the sets that
+    start-up could not compare, for the manifest."""
+    from .overlap import find_overlaps
+
+    allowed = list(cfg["checks"].get("allow_overlap") or [])
+    for name in allowed:
+        if name not in cfg["prompt_sets"]:
+            raise _err("checks.allow_overlap", f"unknown prompt set {name!r}", f"use one of {sorted(cfg['prompt_sets'])}")
+    recorded: dict[str, dict[str, int]] = {}
+    overlaps, unchecked = find_overlaps(cfg, base_dir)
+    if unchecked:
+        log.warning("prompt sets %s are loaded only by prep (hub or large files): their overlap with extraction "
+                    "prompts is not checked", unchecked)
+    for o in overlaps:
+        if o.scored not in allowed:
+            raise _err(f"prompt_sets.{o.scored}", f"{o.shared} of its prompts are also extraction prompts of trait "
+                       f"{o.trait} ({o.extraction}), so its scores on that trait would be measured on training data",
+                       f"score other prompts, or list '{o.scored}' under checks.allow_overlap to accept and record it")
+        recorded.setdefault(o.scored, {})[o.trait] = o.shared
+        log.warning("prompt set %s shares %d prompts with the extraction data of %s (allowed by checks.allow_overlap)",
+                    o.scored, o.shared, o.trait)
+    return recorded, unchecked
+
+
+def resolve_finetuned(cfg: dict[str, Any]) -> None:
+    """A variant with ``finetune: <name>`` becomes the finetune's base model plus the adapter it trains."""
+    variants, finetunes = cfg["variants"], cfg["finetune"]
+    for name in list(variants) + list(finetunes):
+        if not SET_NAME.match(name):
+            where = "variants" if name in variants else "finetune"
+            raise _err(f"{where}.{name}", "names may use letters, digits and _ only", f"rename '{name}'")
+    for name, ft in finetunes.items():
+        if ft["base"] not in variants:
+            raise _err(f"finetune.{name}.base", f"unknown variant '{ft['base']}'", f"use one of {sorted(variants)}")
+        if variants[ft["base"]].get("finetune"):
+            raise _err(f"finetune.{name}.base", f"'{ft['base']}' is itself a finetuned variant",
+                       "finetune a variant without finetune:")
+        data = ft["data"]
+        need = {"generated": "name", "local": "path", "hub": "dataset"}[data["source"]]
+        if not data.get(need):
+            raise _err(f"finetune.{name}.data.{need}", f"missing for source {data['source']}", f"add {need}:")
+        if data["source"] == "generated":
+            from ..core.finetune_data import DATASETS
+
+            if data["name"] not in DATASETS:
+                raise _err(f"finetune.{name}.data.name", f"unknown generated dataset {data['name']!r}",
+                           f"use one of {list(DATASETS)}")
+    for name, var in variants.items():
+        ft = var.get("finetune")
+        if not ft:
+            if not var.get("model"):
+                raise _err(f"variants.{name}", "no model", "add model: (a hub id, a local folder or embedded:<name>) or finetune: <name>")
+            continue
+        if ft not in finetunes:
+            raise _err(f"variants.{name}.finetune", f"unknown finetune {ft!r}",
+                       f"define it under finetune: or use one of {sorted(finetunes)}")
+        if var.get("adapter"):
+            raise _err(f"variants.{name}", "both adapter and finetune are set", "keep one of them")
+        base = variants[finetunes[ft]["base"]]
+        if var.get("model") and var["model"] != base["model"]:
+            raise _err(f"variants.{name}.model", f"'{var['model']}' differs from the model of finetune.{ft}.base",
+                       "remove model: (it is taken from the base variant)")
+        var.update(model=base["model"], revision=base.get("revision"), trust_remote_code=base.get("trust_remote_code", False),
+                   adapter=f"{cfg['results_dir']}/finetune/{ft}/adapter")
+        if finetunes[ft].get("quantization", "none") != "none":
+            from ..core.models import check_bitsandbytes, job_device
+
+            check_bitsandbytes(job_device(base.get("device_map", "auto")), f"finetune.{ft}.quantization")
+        for inherited in ("chat_template", "chat_options", "blocks"):  # the format and layout the adapter learned in
+            if var.get(inherited) is None:
+                var[inherited] = base.get(inherited)
+
+
+def check_context(cfg: dict[str, Any], dims: dict[str, ModelDims]) -> None:
+    """Every sequence a job builds fits the model's context: the prompt is cut at ``capture.max_length`` (counted),
+    so prompt plus generated tokens must stay within ``max_position_embeddings``; likewise a finetune example."""
+    cap, ext = cfg["capture"], cfg["extract"]
+    generates = cap["generate"]["enabled"] and "response" in cap["positions"]
+    capture = ((cap["max_length"] + cap["generate"]["max_new_tokens"],
+                "capture.max_length + capture.generate.max_new_tokens") if generates
+               else (cap["max_length"], "capture.max_length"))
+    checks = [(v, *capture) for v in cap["variants"]]
+    checks.append((ext["variant"], cap["max_length"] + ext["max_new_tokens"], "capture.max_length + extract.max_new_tokens"))
+    for v, n, what in checks:
+        ctx = dims[v].context_length
+        if ctx is not None and n > ctx:
+            raise _err("capture.max_length", f"{what} = {n} tokens exceeds the context of variant '{v}' ({ctx} tokens), "
+                       "where its positions would be extrapolated", f"lower them to at most {ctx} in total")
+    for name, ft in cfg["finetune"].items():
+        base = ft.get("base")
+        ctx = dims[base].context_length if base in dims else None
+        if ctx is not None and ft["max_length"] > ctx:
+            raise _err(f"finetune.{name}.max_length", f"{ft['max_length']} exceeds the context of variant '{base}' "
+                       f"({ctx} tokens)", f"use at most {ctx}")
+
+
+def check_vector_variant(cfg: dict[str, Any], dims: dict[str, ModelDims], variant: str, key: str) -> None:
+    """``variant`` must exist and share the hidden size of ``extract.variant``, so the trait vectors apply to it."""
+    variants, ext = cfg["variants"], cfg["extract"]["variant"]
+    if variant not in variants:
+        raise _err(key, f"unknown variant '{variant}'", f"use one of {sorted(variants)}")
+    if dims[variant].hidden_size != dims[ext].hidden_size:
+        raise _err(key, f"variant '{variant}' has hidden size {dims[variant].hidden_size} but the trait vectors come from "
+                   f"'{ext}' with hidden size {dims[ext].hidden_size}, so they cannot transfer",
+                   "use variants whose hidden size matches extract.variant, or extract vectors from that model")
+
+
+def check_projected_method(cfg: dict[str, Any], method: str, key: str) -> None:
+    """An analysis reads scores of ``method`` vectors, so the project stage must compute them."""
+    if method not in cfg["project"]["methods"]:
+        raise _err(key, f"{method!r} is not in project.methods", f"use one of {cfg['project']['methods']}")
+
+
+def check_replay(cfg: dict[str, Any], rows: dict[str, int | None]) -> None:
+    """A replay set needs an existing, non-replay source set and a variant that generates responses."""
+    sets, variants, cap = cfg["prompt_sets"], cfg["variants"], cfg["capture"]
+    for key, spec in sets.items():
+        if spec["source"] != "replay":
+            continue
+        src, var = spec.get("prompt_set"), spec.get("variant")
+        if src not in sets or sets[src]["source"] == "replay":
+            raise _err(f"prompt_sets.{key}.prompt_set", f"{src!r} is not a prompt set to replay",
+                       f"use one of {sorted(k for k, v in sets.items() if v['source'] != 'replay')}")
+        if var not in variants:
+            raise _err(f"prompt_sets.{key}.variant", f"unknown variant {var!r}", f"use one of {sorted(variants)}")
+        if not cap["generate"]["enabled"] or "response" not in cap["positions"]:
+            raise _err(f"prompt_sets.{key}", "replay needs generated responses",
+                       "set capture.generate.enabled: true and keep response in capture.positions")
+        rows[key] = rows.get(src)
+
+
+def check_compare(cfg: dict[str, Any], dims: dict[str, ModelDims]) -> None:
+    cmp_ = cfg.get("compare")
+    if not cmp_:
+        return
+    for role in ("base", "variant"):
+        check_vector_variant(cfg, dims, cmp_[role], f"compare.{role}")
+    if cmp_["base"] == cmp_["variant"]:
+        raise _err("compare.variant", "the variant is the base", "compare two different variants")
+    pset = cmp_["prompt_set"]
+    if pset not in cfg["prompt_sets"]:
+        raise _err("compare.prompt_set", f"unknown prompt set {pset!r}", f"use one of {sorted(cfg['prompt_sets'])}")
+    if cfg["prompt_sets"][pset]["source"] != "replay":
+        raise _err("compare.prompt_set", f"{pset!r} is not a replay set, so the two variants would be scored on "
+                   "different response tokens", "define {source: replay, prompt_set: <set>, variant: <base>} and use it")
+    check_projected_method(cfg, cmp_["method"], "compare.method")
+
+
+def check_external(cfg: dict[str, Any], dims: dict[str, ModelDims], base_dir: Path) -> None:
+    ext = cfg.get("external")
+    if not ext:
+        return
+    check_vector_variant(cfg, dims, ext["variant"], "external.variant")
+    check_projected_method(cfg, ext["method"], "external.method")
+    for name, ds in ext["datasets"].items():
+        if not SET_NAME.match(name):
+            raise _err(f"external.datasets.{name}", "names may use letters, digits and _ only", f"rename '{name}'")
+        for s in ds["prompt_sets"]:
+            if s not in cfg["prompt_sets"]:
+                raise _err(f"external.datasets.{name}.prompt_sets", f"unknown prompt set {s!r}",
+                           f"use one of {sorted(cfg['prompt_sets'])}")
+        check_labelled(cfg, name, ds["prompt_sets"], base_dir)
+
+
+def check_labelled(cfg: dict[str, Any], dataset: str, sets: list[str], base_dir: Path) -> None:
+    """An external dataset compares unsafe (label 1) with safe (0) rows: every row of its sets needs a label and
+    both classes must be there, or its AUCs would silently be null."""
+    from ..core.prompts import startup_table
+
+    labels: set[int] = set()
+    for s in sets:
+        table = startup_table(s, build(PromptSetSpec, cfg["prompt_sets"][s]), base_dir)
+        if table is None:  # known only after prep: the external job checks it
+            return
+        missing = int(table["label"].isna().sum())
+        if missing:
+            raise _err(f"prompt_sets.{s}", f"{missing} of {len(table)} rows have no label, but external.datasets."
+                       f"{dataset} compares unsafe (1) with safe (0) rows",
+                       "map a 0/1 column with fields.label, or give the set a constant label: 0 or 1")
+        labels |= set(table["label"].dropna().astype(int))
+    if labels != {0, 1}:
+        raise _err(f"external.datasets.{dataset}.prompt_sets", f"the sets {sets} hold only label {sorted(labels)}",
+                   "add a set of the other class (e.g. benign prompts with label: 0)")
+
+
+def check_prefill(cfg: dict[str, Any], dims: dict[str, ModelDims]) -> None:
+    """The four prefill-attack conditions: plain sets without a prefill, prefilled sets with one."""
+    pa = cfg.get("prefill_attack")
+    if not pa:
+        return
+    sets, cap = cfg["prompt_sets"], cfg["capture"]
+    check_vector_variant(cfg, dims, pa["variant"], "prefill_attack.variant")
+    for role in ("harmful", "harmful_prefill", "benign", "benign_prefill"):
+        s = pa[role]
+        if s not in sets:
+            raise _err(f"prefill_attack.{role}", f"unknown prompt set {s!r}", f"use one of {sorted(sets)}")
+        forced = bool(sets[s].get("prefill")) or "prefill" in (sets[s].get("fields") or {})
+        if role.endswith("_prefill") and not forced:
+            raise _err(f"prefill_attack.{role}", f"prompt set {s!r} has no prefill",
+                       f"set prompt_sets.{s}.prefill to a compliance prefill such as 'Sure, here is'")
+        if not role.endswith("_prefill") and forced:
+            raise _err(f"prefill_attack.{role}", f"prompt set {s!r} has a prefill", "use the same prompts without prefill")
+    if "response" not in cap["positions"] or not cfg["project"]["per_token"]:
+        raise _err("capture.positions", "the prefill attack scores assistant-turn tokens",
+                   "keep response in capture.positions and project.per_token: true")
+    if not cap["generate"]["enabled"]:
+        raise _err("capture.generate.enabled", "without generation the no-prefill conditions have no assistant tokens",
+                   "set capture.generate.enabled: true")
+    check_projected_method(cfg, pa["method"], "prefill_attack.method")
+
+
+def check_organisms(cfg: dict[str, Any], dims: dict[str, ModelDims]) -> None:
+    """Cross-references of the organism and backdoor sections."""
+    variants, sets, cap = cfg["variants"], cfg["prompt_sets"], cfg["capture"]
+    org = cfg.get("organism")
+    if org:
+        for role in ("base", "finetuned"):
+            if org[role] not in variants:
+                raise _err(f"organism.{role}", f"unknown variant {org[role]!r}", f"use one of {sorted(variants)}")
+        base, ft = variants[org["base"]], variants[org["finetuned"]]
+        if not ft.get("adapter") or ft["model"] != base["model"] or base.get("adapter"):
+            raise _err("organism.finetuned", f"'{org['finetuned']}' must be '{org['base']}' plus a LoRA adapter "
+                       "(the base generations come from the same model with the adapter disabled)",
+                       "use a variant with finetune: (or adapter:) on the base variant's model")
+        for role in ("train", "test"):
+            if org[role] not in sets:
+                raise _err(f"organism.{role}", f"unknown prompt set {org[role]!r}", f"use one of {sorted(sets)}")
+        if org["train"] == org["test"]:
+            raise _err("organism.test", "the test set is the train set, so detection would not be held out",
+                       "use a different prompt set (e.g. the eval split)")
+        n = dims[org["base"]].n_layers
+        layers = set(parse_layers(org["layers"], n, "organism.layers"))
+        missing = sorted(layers - set(parse_layers(cap["layers"], n, "capture.layers")))
+        if missing:
+            raise _err("organism.layers", f"layers {missing} are not in capture.layers", "capture them or narrow organism.layers")
+        if "last" not in cap["positions"]:
+            raise _err("capture.positions", "the organism directions need last-token activations", "add last")
+        if org["ablate_method"] not in org["methods"]:
+            raise _err("organism.ablate_method", f"{org['ablate_method']!r} is not in organism.methods", f"use one of {org['methods']}")
+        if org["ablate_layers"] != "best":
+            bad = sorted(set(parse_layers(org["ablate_layers"], n, "organism.ablate_layers")) - layers)
+            if bad:
+                raise _err("organism.ablate_layers", f"layers {bad} are not in organism.layers", "ablate layers with a direction")
+    bd = cfg.get("backdoor")
+    if bd:
+        for role in ("variant", "baseline"):
+            if bd.get(role) is not None:
+                check_vector_variant(cfg, dims, bd[role], f"backdoor.{role}")
+        for role in ("trigger", "control"):
+            if bd[role] not in sets:
+                raise _err(f"backdoor.{role}", f"unknown prompt set {bd[role]!r}", f"use one of {sorted(sets)}")
+        check_projected_method(cfg, bd["method"], "backdoor.method")
+
+
+def load_config(config: dict[str, Any], base_dir: str | Path = ".", resources_dir: str | Path = "resources",
+                check: bool = True) -> Study:
+    """Validate a raw config dict (schema, then semantics) and return the typed :class:`~traitscope.workflow.settings.Study`.
+
+    With ``check`` the model sizes (``dims``), prompt-set row counts (``rows``) and capture shards
+    (``shards``) are learnt too; without it only the schema is applied (no file or model is opened).
+    """
+    cfg = validate_schema(config)
+    if not check:
+        return Study.from_config(cfg, config=cfg)
+    dims, rows, trait_rows = check_semantics(cfg, Path(base_dir), Path(resources_dir))
+    overlaps, unchecked = check_overlap(cfg, Path(base_dir))
+    shards = {k: shard_count(k, spec, rows.get(k)) for k, spec in cfg["prompt_sets"].items()}
+    for k, spec in cfg["prompt_sets"].items():  # a replay set keeps the shards of the set it replays
+        if spec["source"] == "replay":
+            shards[k] = shards[spec["prompt_set"]]
+    return Study.from_config(cfg, dims=dims, rows=rows, shards=shards, trait_rows=trait_rows,
+                             overlaps={"allowed": overlaps, "unchecked": unchecked}, config=cfg)
+
+
+def entry(kind: str, data: dict[str, Any]) -> Any:
+    """One typed entry of a map section (``variants``, ``prompt_sets``, ``traits``, ``finetune``) from a partial
+    dict, with the schema's defaults: for callers outside a study (tests, notebooks)."""
+    schema = load_schema()["properties"][kind]["additionalProperties"]
+    filled = fill_defaults(copy.deepcopy(data), schema)
+    if kind == "traits":
+        return unresolved_trait(filled)
+    return build({"variants": ModelSpec, "prompt_sets": PromptSetSpec}[kind], filled)
+
+
+def section(name: str, data: dict[str, Any] | None = None) -> Any:
+    """One typed top-level section (``capture``, ``judge``, ...) from a partial dict, with the schema's defaults."""
+    from .settings import SECTIONS
+
+    sub = load_schema()["properties"][name]
+    return build(SECTIONS[name], fill_defaults(copy.deepcopy(data or {}), sub))
+
+
+def shard_count(key: str, spec: dict[str, Any], rows: int | None) -> int:
+    """Capture shards of a prompt set: ``shards``, or ceil(rows / ``shard_size``)."""
+    if spec.get("shards") and spec.get("shard_size"):
+        raise _err(f"prompt_sets.{key}", "both shards and shard_size are set", "keep one of them")
+    if spec.get("shard_size"):
+        if rows is None:
+            raise _err(f"prompt_sets.{key}.shard_size", "the size of this set is unknown before it is downloaded",
+                       "set sample (a fixed size) or shards instead")
+        return max(1, -(-rows // int(spec["shard_size"])))
+    shards = int(spec.get("shards") or 1)
+    if rows is not None and shards > rows:
+        raise _err(f"prompt_sets.{key}.shards", f"{shards} shards for {rows} prompts would leave shards empty",
+                   f"use at most {rows} shards, or shard_size")
+    return shards

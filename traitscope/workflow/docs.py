@@ -1,0 +1,102 @@
+"""The configuration reference, generated from the schema so that it cannot drift from what start-up validates.
+
+    python -m traitscope.workflow.docs            # write docs/configuration.md
+    python -m traitscope.workflow.docs --check    # exit 1 when docs/configuration.md is not what the schema gives
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from .config import load_schema
+
+DOC = Path(__file__).resolve().parents[2] / "docs" / "configuration.md"
+HEADER = """# Configuration reference
+
+Generated from `traitscope/schemas/config.schema.yaml` by `python -m traitscope.workflow.docs` (a test fails when this file
+is not what the schema gives). Start-up validates a study's config against the same schema and fills in these
+defaults; `<name>` stands for a key you choose (a variant's, a prompt set's, a finetune's name), `category/name` for a
+trait. Layer specs: `all`, `12`, `-1`, `"10-20"` (inclusive), `"0:30:2"` (a slice), `"3,7"`, or a list of these.
+"""
+
+
+def _type(spec: dict[str, Any], defs: dict[str, Any]) -> str:
+    if "$ref" in spec:
+        name = spec["$ref"].rsplit("/", 1)[1]
+        return f"{name} spec" if name == "layers" else name
+    if "enum" in spec:
+        return " \\| ".join(f"`{v}`" for v in spec["enum"] if v is not None) + (" or null" if None in spec["enum"] else "")
+    if "oneOf" in spec or "anyOf" in spec:
+        return " or ".join(_type(s, defs) for s in spec.get("oneOf") or spec.get("anyOf") or [])
+    kind = spec.get("type", "")
+    kinds = kind if isinstance(kind, list) else [kind]
+    named = [k for k in kinds if k != "null"]
+    if "array" in named and isinstance(spec.get("items"), dict):
+        named = [f"list of {_type(spec['items'], defs)}" if k == "array" else k for k in named]
+    return " or ".join(named) + (" or null" if "null" in kinds else "")
+
+
+def _default(spec: dict[str, Any]) -> str:
+    if "default" not in spec:
+        return ""
+    return f"`{json.dumps(spec['default'])}`"
+
+
+def _clean(text: Any) -> str:
+    return " ".join(str(text or "").split()).replace("|", "\\|")
+
+
+def _rows(prefix: str, spec: dict[str, Any], defs: dict[str, Any]) -> list[tuple[str, str, str, str]]:
+    rows = [(prefix, _type(spec, defs), _default(spec), _clean(spec.get("description")))]
+    props = spec.get("properties") or {}
+    for key, sub in props.items():
+        rows += _rows(f"{prefix}.{key}", sub, defs)
+    extra = spec.get("additionalProperties")
+    if isinstance(extra, dict) and (extra.get("properties") or extra.get("description")):
+        rows += _rows(f"{prefix}.<name>", extra, defs)
+    if isinstance(spec.get("items"), dict) and spec["items"].get("properties"):
+        rows += _rows(f"{prefix}[]", spec["items"], defs)
+    return rows
+
+
+def render(schema: dict[str, Any] | None = None) -> str:
+    """The Markdown reference of ``schema`` (the project's schema by default): one table per top-level section."""
+    schema = schema or load_schema()
+    defs = schema.get("definitions") or {}
+    required = set(schema.get("required") or [])
+    out = [HEADER]
+    toc = []
+    body = []
+    for section, spec in schema["properties"].items():
+        toc.append(f"- [`{section}`](#{section.replace('_', '-')})" + (" (required)" if section in required else ""))
+        body.append(f"\n## {section}\n")
+        if spec.get("description"):
+            body.append(_clean(spec["description"]) + "\n")
+        body.append("| key | type | default | meaning |\n| --- | --- | --- | --- |")
+        for key, kind, default, desc in _rows(section, spec, defs):
+            body.append(f"| `{key}` | {kind} | {default} | {desc} |")
+    return "\n".join(out + toc + body) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--check", action="store_true")
+    args = parser.parse_args(argv)
+    text = render()
+    if args.check:
+        if not DOC.is_file() or DOC.read_text(encoding="utf-8") != text:
+            print(f"{DOC} is out of date (fix: python -m traitscope.workflow.docs)", file=sys.stderr)
+            return 1
+        return 0
+    DOC.parent.mkdir(exist_ok=True)
+    DOC.write_text(text, encoding="utf-8")
+    print(f"wrote {DOC}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
