@@ -26,11 +26,13 @@ include: "rules/finetune.smk"
 include: "rules/extract.smk"
 include: "rules/capture.smk"
 include: "rules/project.smk"
-include: "rules/steer.smk"
-include: "rules/organisms.smk"
-include: "rules/experiments.smk"
-include: "rules/sae.smk"
 include: "rules/analyze.smk"
+
+
+# Each configured experiment's rules (rules/<name>.smk), from the registry (traitscope/experiments/__init__.py).
+for experiment, _ in EXPERIMENTS:
+
+    include: experiment.rules or f"rules/{experiment.name}.smk"
 
 
 # The report's front page: after a run, the study's findings beside their controls (rule findings); before, the intro.

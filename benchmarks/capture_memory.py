@@ -39,9 +39,9 @@ def child(args: argparse.Namespace) -> None:
     from traitscope.core.models import load_model
     from traitscope.core.project import project_files, score_tensors, write_scores
     from traitscope.core.prompts import normalise
+    from traitscope.core.specs import BaselineJob, CaptureJob
     from traitscope.workflow.config import entry, section
     from traitscope.workflow.jobs import steady_memory
-    from traitscope.workflow.settings import BaselineJob, CaptureJob
 
     steady_memory()  # as every job does (traitscope.workflow.jobs.setup)
     torch.set_num_threads(2)

@@ -82,8 +82,8 @@ def main() -> None:
     args = ap.parse_args()
     if args.short:
         args.prompts, args.shard_size = 6_600, 2_000
+    from traitscope.study import load_config
     from traitscope.workflow.budget import human, study_budget
-    from traitscope.workflow.config import load_config
 
     print(f"full-scale study: 4 variants (70B shape: 80 layers, hidden 8192), {args.prompts} prompts in shards of "
           f"{args.shard_size}, 6 traits, capture and extraction at all 80 layers, positions last, mean and response "

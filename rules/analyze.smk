@@ -15,27 +15,6 @@ rule extraction_summary:
         "../workflow/scripts/extraction_summary.py"
 
 
-if S.harm_check:
-
-    rule harm_check:
-        input:
-            vectors=vector_files("vectors", [S.harm_check.trait])[0],
-            sidecar=vector_files("sidecar", [S.harm_check.trait])[0],
-            harmful=shards(L.activations, [S.extract.variant], [S.harm_check.harmful]),
-            harmless=shards(L.activations, [S.extract.variant], [S.harm_check.harmless]),
-        output:
-            **reported(L.harm_check(), "Harm check", figure="harm_check", json="harm_check_json"),
-        params:
-            check=S.harm_check,
-            seed=S.seed,
-        log:
-            L.log("harm_check"),
-        conda:
-            ENV
-        script:
-            "../workflow/scripts/harm_check.py"
-
-
 rule trait_scores:
     input:
         scores=captured(L.scores),
@@ -58,14 +37,14 @@ if viewer_enabled():
     rule token_viewer:
         input:
             tokens=projected(L.token_scores),
-            prompts=[L.prompts(s) for s in projected_sets()],
-            models=[f for v in projected_variants() for f in model_inputs(v)],
+            prompts=[L.prompts(s) for s in PROJECTED_SETS],
+            models=[f for v in PROJECTED_VARIANTS for f in model_inputs(v)],
         output:
             **reported(L.viewer(), "Token viewer", page="token_viewer"),
         params:
             panels=projected(variant_set),
-            prompt_sets=projected_sets(),
-            variants={v: S.variants[v] for v in projected_variants()},
+            prompt_sets=PROJECTED_SETS,
+            variants={v: S.variants[v] for v in PROJECTED_VARIANTS},
             comparisons=comparisons_of(S),
             viewer=S.viewer,
             seed=S.seed,

@@ -5,16 +5,16 @@
 rule capture:
     input:
         prompts=L.prompts(),
-        model=variant_model_files,
+        model=lambda w: model_inputs(w.variant),
     output:
         activations=L.activations(),
         responses=L.responses(),
     wildcard_constraints:
         pset=set_pattern(TWO_STEP_SETS),
     params:
-        variant=variant_spec,
-        model_files=variant_files_key,
-        job=capture_job,
+        variant=lambda w: S.variants[w.variant],
+        model_files=lambda w: MODEL_FILES[w.variant],
+        job=lambda w: S.capture_job(w.variant),
         cache_dir=L.cache("capture"),
         special_tokens=S.config["checks"]["special_tokens"],
     log:
@@ -33,7 +33,7 @@ if STREAM_SETS:
     rule capture_stream:
         input:
             prompts=L.prompts(),
-            model=variant_model_files,
+            model=lambda w: model_inputs(w.variant),
             vectors=vector_files("vectors"),
             sidecars=vector_files("sidecar"),
         output:
@@ -44,12 +44,12 @@ if STREAM_SETS:
         wildcard_constraints:
             pset=set_pattern(STREAM_SETS),
         params:
-            variant=variant_spec,
-            model_files=variant_files_key,
-            job=capture_job,
+            variant=lambda w: S.variants[w.variant],
+            model_files=lambda w: MODEL_FILES[w.variant],
+            job=lambda w: S.capture_job(w.variant),
             project=S.project,
-            baseline=baseline_job,
-            n_layers=variant_n_layers,
+            baseline=lambda w: S.baseline_job(w.pset),
+            n_layers=lambda w: S.n_layers(w.variant),
             cache_dir=L.cache("capture"),
             special_tokens=S.config["checks"]["special_tokens"],
         log:

@@ -4,13 +4,13 @@
 rule capture_trait:
     input:
         prompts=L.trait_prompts(),
-        model=variant_model_files,
+        model=lambda w: model_inputs(w.variant),
     output:
         **L.trait_capture(),
     params:
-        variant=variant_spec,
-        model_files=variant_files_key,
-        job=trait_capture_job,
+        variant=lambda w: S.variants[w.variant],
+        model_files=lambda w: MODEL_FILES[w.variant],
+        job=lambda w: S.trait_capture_job(trait_of(w)),
         cache_dir=L.cache("capture"),
         special_tokens=S.config["checks"]["special_tokens"],
     log:
@@ -33,7 +33,7 @@ rule judge_trait:
         L.trait_judged(),
     params:
         trait=trait_of,
-        description=trait_judge_description,
+        description=lambda w: trait_description(trait_of(w), S.traits[trait_of(w)]),
         judge=S.judge,
         judge_cache=L.cache("judge"),
         filter=S.extract.filter,
@@ -56,10 +56,10 @@ rule extract_vectors:
         metrics=L.vector_files()["metrics"],
     params:
         trait=trait_of,
-        model=variant_model_name,
+        model=lambda w: S.variants[w.variant].model,
         job=S.extract_job(),
         layers=S.extract_layers(),
-        position=trait_position,
+        position=lambda w: S.traits[trait_of(w)].position,
         seed=S.seed,
     log:
         L.log("extract_vectors", "{variant}", "{category}", "{trait}"),
@@ -77,16 +77,16 @@ if S.extract.steering_layer_choice:
             sidecar=L.auc_sidecar(),
             activations=L.trait_capture()["activations"],
             table=L.trait_prompts(),
-            model=variant_model_files,
+            model=lambda w: model_inputs(w.variant),
             judge=judge_inputs(),
         output:
             **reported(L.layer_choice(), "Extraction", "layer choice by steering",
                        {"trait": "{category}/{trait}", "variant": "{variant}"}, figure="layer_choice"),
         params:
             trait=trait_of,
-            variant=variant_spec,
-            model_files=variant_files_key,
-            trait_spec=trait_spec,
+            variant=lambda w: S.variants[w.variant],
+            model_files=lambda w: MODEL_FILES[w.variant],
+            trait_spec=lambda w: S.traits[trait_of(w)],
             choice=S.extract.steering_layer_choice,
             judge=S.judge,
             judge_cache=L.cache("judge"),

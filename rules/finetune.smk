@@ -8,7 +8,7 @@ rule prep_finetune_data:
     output:
         L.finetune_data(),
     params:
-        spec=finetune_spec,
+        spec=lambda w: S.finetune[w.ft],
     log:
         L.log("prep_finetune_data", "{ft}"),
     conda:
@@ -20,14 +20,14 @@ rule prep_finetune_data:
 rule finetune:
     input:
         data=L.finetune_data(),
-        model=finetune_base_files,
+        model=lambda w: model_inputs(S.finetune[w.ft].base),
     output:
         adapter=directory(L.adapter()),
         **reported(L.finetune_files(), "Finetuning", "{ft}", {"finetune": "{ft}"}, figure="finetune_loss"),
     params:
-        base=finetune_base_spec,
-        model_files=finetune_base_files_key,
-        spec=finetune_spec,
+        base=lambda w: S.variants[S.finetune[w.ft].base],
+        model_files=lambda w: MODEL_FILES[S.finetune[w.ft].base],
+        spec=lambda w: S.finetune[w.ft],
         checkpoint_dir=L.cache("finetune"),
     log:
         L.log("finetune", "{ft}"),

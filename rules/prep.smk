@@ -37,8 +37,8 @@ rule prep_prompts:
     output:
         L.prompts(),
     params:
-        spec=prompt_set_spec,
-        shards=prompt_set_shards,
+        spec=lambda w: S.prompt_sets[w.pset],
+        shards=lambda w: S.shard_count(w.pset),
         seed=S.seed,
     log:
         L.log("prep_prompts", "{pset}"),
@@ -55,7 +55,7 @@ rule prep_trait:
         L.trait_prompts(),
     params:
         trait=trait_of,
-        spec=trait_spec,
+        spec=lambda w: S.traits[trait_of(w)],
         seed=S.seed,
     log:
         L.log("prep_trait", "{category}", "{trait}"),

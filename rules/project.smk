@@ -11,14 +11,14 @@ rule project:
         baseline=L.baseline(),
     params:
         project=S.project,
-        baseline=baseline_job,
-        n_layers=variant_n_layers,
-        mode=projection_mode,
+        baseline=lambda w: S.baseline_job(w.pset),
+        n_layers=lambda w: S.n_layers(w.variant),
+        mode=lambda w: "stream" if S.streamed(w.pset) else "two-step",
     log:
         L.log("project", "{variant}", "{pset}"),
     resources:
         mem_mb=project_mem_mb,
-        runtime=project_runtime,
+        runtime=lambda w: project_job_resources(S, w.variant, w.pset)["runtime"],
     conda:
         ENV
     script:

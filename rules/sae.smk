@@ -1,43 +1,56 @@
-# SAE features: one sparse autoencoder per sae.layers (trained here on the corpus's activations, or loaded in the
-# SAELens format), then, per two-condition experiment, the features that tell the conditions apart.
+# sae: one sparse autoencoder per sae.layers (trained here on the corpus's activations, or loaded in the SAELens
+# format), then, per two-condition contrast of the study's experiments, the features that tell the conditions apart.
+SAE = S.experiment("sae")
+SAE_SET = S.sae
+SAE_VARIANT = SAE.variant(S, SAE_SET)
+SAE_CORPUS = list(SAE.corpus(S, SAE_SET))
 
-if S.sae:
-    if S.sae.source == "train":
 
-        rule sae_train:
-            input:
-                activations=sae_corpus_shards,
-            output:
-                config=L.sae()["config"],
-                weights=L.sae()["weights"],
-                training=report(L.sae()["training"], caption="../workflow/report/sae_training.rst",
-                                category=category("SAE features"), labels={"entry": "SAE training"}),
-            params:
-                sae=sae_train_settings,
-                corpus=sae_corpus_pairs,
-                seed=S.seed,
-            log:
-                L.log("sae_train", "layer_{layer}"),
-            conda:
-                ENV
-            script:
-                "../workflow/scripts/sae_train.py"
+if SAE_SET.source == "train":
 
-    rule sae_features:
+    rule sae_train:
         input:
-            unpack(sae_feature_inputs),
+            activations=shards(L.activations, [SAE_VARIANT], SAE_CORPUS),
         output:
-            **reported(L.sae_features(), "SAE features", subcategory="{experiment}", figure="sae_features",
-                       json="sae_features_json"),
+            config=SAE.trained(L)["config"],
+            weights=SAE.trained(L)["weights"],
+            training=report(SAE.trained(L)["training"], caption="../workflow/report/sae_training.rst",
+                            category=category(SAE.title), labels={"entry": "SAE training"}),
         params:
-            comparison=sae_comparison,
-            sae=S.sae,
-            sources=sae_sources(),
-            variant=sae_model_spec,
+            sae=lambda w: SAE.training(SAE_SET, w.layer),
+            corpus=[(SAE_VARIANT, s) for s in SAE_CORPUS],
             seed=S.seed,
         log:
-            L.log("sae_features", "{experiment}"),
+            L.log("sae_train", "layer_{layer}"),
         conda:
             ENV
         script:
-            "../workflow/scripts/sae_features.py"
+            "../workflow/scripts/sae_train.py"
+
+
+SAE_CONTRASTS = S.sae_comparisons()  # comparison name -> its two conditions
+
+
+rule sae_features:
+    input:
+        a=lambda w: shards(L.activations, [SAE_CONTRASTS[w.experiment].a_variant], [SAE_CONTRASTS[w.experiment].a_set]),
+        b=lambda w: shards(L.activations, [SAE_CONTRASTS[w.experiment].b_variant], [SAE_CONTRASTS[w.experiment].b_set]),
+        sae_files=SAE.source_files(L, SAE_SET),
+        vectors=vector_files("vectors"),
+        sidecars=vector_files("sidecar"),
+        model=lambda w: model_inputs(SAE_CONTRASTS[w.experiment].a_variant),
+    output:
+        **reported(SAE.files(L), SAE.title, subcategory="{experiment}", figure="sae_features",
+                   json="sae_features_json"),
+    params:
+        comparison=lambda w: SAE_CONTRASTS[w.experiment],
+        sae=SAE_SET,
+        sources=SAE.sources(L, SAE_SET),
+        variant=lambda w: S.variants[SAE_CONTRASTS[w.experiment].a_variant],
+        seed=S.seed,
+    log:
+        L.log("sae_features", "{experiment}"),
+    conda:
+        ENV
+    script:
+        "../workflow/scripts/sae_features.py"

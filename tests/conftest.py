@@ -99,7 +99,7 @@ def organism_config(model_dir: Path) -> dict:
                                                    "harmbench": {"prompt_sets": ["hb", "benign_eval"]}}}
     cfg["prefill_attack"] = {"harmful": "harmful_eval", "harmful_prefill": "harmful_prefill", "benign": "benign_eval",
                              "benign_prefill": "benign_prefill", "n_boot": 200, "max_tokens": 8}
-    cfg["compare"] = {"variant": "bad_advice", "prompt_set": "em_replay", "n_boot": 200}
+    cfg["emergent_misalignment"] = {"variant": "bad_advice", "prompt_set": "em_replay", "n_boot": 200}
     cfg["organism"] = {"finetuned": "bad_advice", "train": "medical_extract", "test": "medical_eval",
                        "n_generations": 2, "max_new_tokens": 3, "n_boot": 200}
     cfg["backdoor"] = {"variant": "backdoored", "baseline": "base", "trigger": "backdoor_trigger",
@@ -128,15 +128,15 @@ def load_variant(spec: dict, **kwargs):
 
 def chat_data(spec: dict, **kwargs):
     from traitscope.core.finetune import load_chat_data
-    from traitscope.workflow.settings import FinetuneData, build
+    from traitscope.core.specs import FinetuneData, build
 
     return load_chat_data(build(FinetuneData, spec), **kwargs)
 
 
 def finetune_spec(**kwargs):
     """A FinetuneSpec with the schema's defaults."""
+    from traitscope.core.specs import FinetuneSpec, build
     from traitscope.workflow.config import fill_defaults, load_schema
-    from traitscope.workflow.settings import FinetuneSpec, build
 
     schema = load_schema()["properties"]["finetune"]["additionalProperties"]
     data = fill_defaults({"base": "base", "data": {"source": "generated", "name": "backdoor"}, **kwargs}, schema)
@@ -145,8 +145,8 @@ def finetune_spec(**kwargs):
 
 def capture_job(layers, positions=("last", "mean", "response"), generate=False, max_new_tokens=32, **overrides):
     """A CaptureJob with the schema's capture defaults (what a study without capture settings gets)."""
+    from traitscope.core.specs import CaptureJob
     from traitscope.workflow.config import section
-    from traitscope.workflow.settings import CaptureJob
 
     c = section("capture", {})
     gen = c.generate._replace(max_new_tokens=max_new_tokens) if generate else None
@@ -159,7 +159,7 @@ def capture_job(layers, positions=("last", "mean", "response"), generate=False, 
 def assert_config_error(cfg: dict, expected: str) -> str:
     """``load_config(cfg)`` stops with one line that contains ``expected`` and a fix; returns the message."""
     from traitscope import ConfigError
-    from traitscope.workflow.config import load_config
+    from traitscope.study import load_config
 
     with pytest.raises(ConfigError) as exc:
         load_config(cfg)

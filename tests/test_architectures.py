@@ -14,9 +14,9 @@ from traitscope.core.capture import capture_batch
 from traitscope.core.hooks import SiteCapture
 from traitscope.core.methods import unit
 from traitscope.core.models import ModelLoadError, decoder_layers, site_module
+from traitscope.core.specs import BlockNames
 from traitscope.core.steering import Ablate, Steer, generate_steered
 from traitscope.core.tiny import FAMILIES, build_tiny_tokenizer, tiny_config
-from traitscope.workflow.settings import BlockNames
 
 N_LAYERS = 3
 EXACT = {"rtol": 0.0, "atol": 1e-12}
@@ -184,7 +184,7 @@ def test_a_variants_blocks_reach_the_hooks(tiny_model_dir, small_config):
     """variants.<name>.blocks in the config: validated by the schema, carried by the variant, attached at load."""
     from conftest import load_variant
 
-    from traitscope.workflow.config import load_config
+    from traitscope.study import load_config
 
     blocks = {"path": "model.layers", "attn": "post_attention_layernorm", "mlp": "mlp"}
     small_config["variants"]["base"]["blocks"] = blocks

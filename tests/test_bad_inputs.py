@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from traitscope import ConfigError
-from traitscope.workflow.config import load_config
+from traitscope.study import load_config
 
 
 def local(cfg: dict, tmp: Path, name: str, content: bytes | str, **spec) -> None:

@@ -8,8 +8,8 @@ import torch
 from traitscope.core.artifacts import ActivationShard, TraitVectors
 from traitscope.core.io import write_parquet
 from traitscope.core.project import project_shard
+from traitscope.study import load_config, section
 from traitscope.workflow.budget import SCORE_ROW_BYTES, TOKEN_EXTRA_BYTES, pair_budget, report, study_budget
-from traitscope.workflow.config import load_config, section
 
 
 def test_budget_counts_activations_and_scores_per_prompt(small_config):

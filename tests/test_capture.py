@@ -314,8 +314,8 @@ def test_float16_overflow_points_to_capture_dtype():
 
 
 def test_capture_dtype_in_config_and_budget(small_config):
+    from traitscope.study import load_config
     from traitscope.workflow.budget import pair_budget
-    from traitscope.workflow.config import load_config
 
     half = pair_budget(load_config(small_config), "base", "benign_eval").activation_bytes_per_prompt
     small_config["capture"]["dtype"] = "float32"

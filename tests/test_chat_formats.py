@@ -13,7 +13,8 @@ from traitscope import ConfigError
 from traitscope.core.capture import model_fingerprint
 from traitscope.core.chat import SYSTEM_FOLD, chat_format, folds_system, prompt_ids, render_ids
 from traitscope.core.tiny import CHATML, build_tiny_tokenizer
-from traitscope.workflow.config import entry, load_config
+from traitscope.study import load_config
+from traitscope.workflow.config import entry
 
 REJECTS_SYSTEM = (  # Gemma's way: a system message is an error
     "{% for m in messages %}{% if m['role'] == 'system' %}{{ raise_exception('System role not supported') }}"

@@ -12,8 +12,9 @@ import yaml
 from conftest import REPO
 
 from traitscope import ConfigError
-from traitscope.workflow.config import entry, load_config, parse_layers, section, validate_schema
-from traitscope.workflow.settings import ModelDims
+from traitscope.core.specs import ModelDims
+from traitscope.study import load_config, section, validate_schema
+from traitscope.workflow.config import entry, parse_layers
 
 
 def error_of(cfg: dict, tmp_path: Path | None = None) -> str:
@@ -265,9 +266,9 @@ def test_model_jobs_carry_the_whole_slurm_request(small_config):
 
 
 def test_the_configuration_reference_is_what_the_schema_gives():
-    from traitscope.workflow import docs
+    from traitscope import docs
 
-    assert docs.DOC.read_text(encoding="utf-8") == docs.render(), "fix: python -m traitscope.workflow.docs"
+    assert docs.DOC.read_text(encoding="utf-8") == docs.render(), "fix: python -m traitscope.docs"
     text = docs.render()
     for key in ("variants.<name>.chat_template", "capture.dtype", "variants.<name>.blocks.path"):
         assert f"`{key}`" in text

@@ -17,9 +17,10 @@ from traitscope.core.chat import Encoded, prompt_token_ids
 from traitscope.core.finetune import finetune, write_chat_jsonl
 from traitscope.core.finetune_data import backdoor
 from traitscope.core.generation import generate_responses
+from traitscope.core.specs import Generation
 from traitscope.core.steering import Steer
-from traitscope.workflow.config import entry, load_config
-from traitscope.workflow.settings import Generation
+from traitscope.study import load_config
+from traitscope.workflow.config import entry
 
 ROWS = [([5, 6, 7, 8], [9, 10]), ([11, 12, 13], [14])]
 POSITIONS = ("last", "mean", "response")

@@ -11,11 +11,12 @@ from conftest import assert_config_error, load_set
 from scipy import stats as sps
 from statsmodels.stats.multitest import multipletests
 
-from traitscope.core import plots
+from traitscope.core.project import pooled_scores
 from traitscope.core.prompts import replay_table
 from traitscope.core.stats import correct_pvalues, paired_comparison
-from traitscope.experiments.emergent_misalignment import compare_variants, pooled_scores
-from traitscope.workflow.config import load_config
+from traitscope.experiments import emergent_misalignment
+from traitscope.experiments.emergent_misalignment import compare_variants
+from traitscope.study import load_config
 
 
 def test_paired_comparison_matches_scipy():
@@ -73,7 +74,7 @@ def test_compare_variants_per_question_with_correction():
     assert evil["p"] == pytest.approx(ref.pvalue)
     adj, _ = correct_pvalues([evil["p"], harm["p"]], "holm")
     assert [evil["p_adjusted"], harm["p_adjusted"]] == pytest.approx(adj)
-    fig = plots.trait_distributions(per_q, result, "test")
+    fig = emergent_misalignment.trait_distributions(per_q, result, "test")
     assert "n=12 questions" in fig.axes[0].get_title()
 
 
@@ -90,21 +91,21 @@ def _with_compare(cfg: dict) -> dict:
     cfg["prompt_sets"]["em"] = {"source": "builtin", "name": "em_benign", "split": "eval"}
     cfg["prompt_sets"]["em_replay"] = {"source": "replay", "prompt_set": "em", "variant": "base"}
     cfg["variants"]["other"] = dict(cfg["variants"]["base"])
-    cfg["compare"] = {"variant": "other", "prompt_set": "em_replay"}
+    cfg["emergent_misalignment"] = {"variant": "other", "prompt_set": "em_replay"}
     return cfg
 
 
 def test_compare_config(small_config):
     cfg = load_config(_with_compare(small_config))
     assert cfg.shards["em_replay"] == cfg.shards["em"] and cfg.rows["em_replay"] == 20
-    assert cfg.compare.correction == "holm"
+    assert cfg.emergent_misalignment.correction == "holm"
 
 
 @pytest.mark.parametrize("mutate, expected", [
-    (lambda c: c["compare"].update(prompt_set="em"), "compare.prompt_set: 'em' is not a replay set"),
+    (lambda c: c["emergent_misalignment"].update(prompt_set="em"), "emergent_misalignment.prompt_set: 'em' is not a replay set"),
     (lambda c: c["prompt_sets"]["em_replay"].update(variant="ghost"), "prompt_sets.em_replay.variant: unknown variant"),
     (lambda c: c["prompt_sets"]["em_replay"].update(prompt_set="em_replay"), "prompt_sets.em_replay.prompt_set"),
-    (lambda c: c["compare"].update(variant="base"), "compare.variant: the variant is the base"),
+    (lambda c: c["emergent_misalignment"].update(variant="base"), "emergent_misalignment.variant: the variant is the base"),
 ])
 def test_compare_config_errors(small_config, mutate, expected):
     cfg = _with_compare(small_config)
@@ -118,7 +119,7 @@ def test_transfer_needs_matching_hidden_size(small_config, tmp_path):
     (wide / "config.json").write_text(json.dumps({"num_hidden_layers": 4, "hidden_size": 48, "vocab_size": 400}))
     cfg = _with_compare(small_config)
     cfg["variants"]["other"] = {"model": str(wide)}
-    msg = assert_config_error(cfg, "compare.variant")
+    msg = assert_config_error(cfg, "emergent_misalignment.variant")
     assert "hidden size 48" in msg and "cannot transfer" in msg
 
 
@@ -155,6 +156,6 @@ def test_the_variant_comparison_has_a_random_direction_control(random_shift, bea
     evil = out["traits"]["safety/evil"]
     assert evil["significant"] and evil["beats_random"] is beats
     assert out["n_significant_and_beats_random"] == int(beats)
-    fig = plots.trait_distributions(_scores({"safety/evil": 1.0})[0].groupby(["trait", "variant", "group"])["score"]
+    fig = emergent_misalignment.trait_distributions(_scores({"safety/evil": 1.0})[0].groupby(["trait", "variant", "group"])["score"]
                                     .mean().reset_index(), out, "test")
     assert ("beats it" if beats else "does NOT beat it") in fig.axes[0].get_title()

@@ -19,7 +19,7 @@ from traitscope.core.prompts import detect_format
 from traitscope.core.stats import independent_comparison, spearman
 from traitscope.experiments import external
 from traitscope.experiments import prefill_attack as prefill
-from traitscope.workflow.config import load_config
+from traitscope.study import load_config
 
 SAMPLES = REPO / "resources" / "datasets"
 BT_CATS = ["animal_abuse", "drug_abuse,weapons,banned_substance", "self_harm"]
@@ -326,7 +326,7 @@ def test_trajectory_ci_is_the_t_interval():
 
 def test_experiment_figures_show_panels_labels_and_n(tmp_path):
     table = external.category_auc(_external_scores(), min_per_class=3, n_boot=200, seed=0)
-    fig = plots.per_category_auc(table, "per-category test")
+    fig = external.per_category_auc(table, "per-category test")
     facts = figure_facts(fig)
     n_traits = table["trait"].nunique()
     assert facts["panels"] == n_traits and all(facts["xlabels"]) and facts["titles"][0].startswith(sorted(table["trait"])[0])
@@ -338,14 +338,14 @@ def test_experiment_figures_show_panels_labels_and_n(tmp_path):
     result = prefill.summary(prefill.compare_conditions(scores, correction="holm", alpha=0.05, n_boot=200, seed=0),
                              scores, {})
     assert result["cells"]["safety/harm"]["C1"]["n"] == 10 and result["prefill_tokens"]["median"] == K
-    facts = figure_facts(plots.prefill_grid(result, "grid test"))
+    facts = figure_facts(prefill.prefill_grid(result, "grid test"))
     assert facts["panels"] == 1 and facts["xlabels"] == ["assistant turn starts with"] and facts["ylabels"] == ["prompts"]
     assert facts["text"].count("n=10") == 4 and "(layer 2)" in facts["titles"][0]
     traj = prefill.trajectories(tokens, {"safety/harm": 2}, "mean_diff", max_tokens=6)
-    fig = plots.trajectory_divergence(traj, K, "trajectory test")
+    fig = prefill.trajectory_divergence(traj, K, "trajectory test")
     facts = figure_facts(fig)
     assert facts["panels"] == 1 and f"the {K} prefill tokens" in facts["xlabels"][0] and facts["ylabels"][0]
-    assert all(f"{name} (n<=10)" in facts["text"] for name in plots.PREFILL_NAMES.values())
+    assert all(f"{name} (n<=10)" in facts["text"] for name in prefill.PREFILL_NAMES.values())
     plots.save(fig, tmp_path / "trajectory_divergence.png")
     for name in ("per_category_auc.png", "trajectory_divergence.png"):
         assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -15,9 +16,9 @@ from traitscope.core.artifacts import ActivationShard, ArtifactError, BaselineSc
 from traitscope.core.extract import SplitError, choose_best_layer, extract_trait, grouped_split, selection_folds
 from traitscope.core.methods import fit_direction, random_directions, segment_mean
 from traitscope.core.project import ProjectionError, baseline_scores, project_shard, score_frames, score_tensors
+from traitscope.core.specs import BaselineJob, ExtractJob
 from traitscope.core.stats import auc, bootstrap_auc_ci, cohens_d
-from traitscope.workflow.config import section
-from traitscope.workflow.settings import BaselineJob, ExtractJob
+from traitscope.study import section
 
 
 def planted(n_groups=40, per_group=10, d=16, signal=(0.0, 0.5, 3.0), seed=0):
@@ -285,9 +286,10 @@ def test_every_method_of_the_registry_is_a_config_choice_and_pca_diff_finds_the_
     import yaml
 
     from traitscope.core.methods import METHODS, fit_direction
+    from traitscope.experiments import REGISTRY
     from traitscope.workflow.config import SCHEMA_PATH
 
-    text = SCHEMA_PATH.read_text()
+    text = "\n".join(Path(f).read_text() for f in [SCHEMA_PATH, *(e.schema for e in REGISTRY if e.schema)])
     enums = [line for line in text.splitlines() if "enum: [mean_diff" in line]
     assert len(enums) == 9 and all(yaml.safe_load("{" + e.split("{", 1)[1])["enum"] == list(METHODS) for e in enums)
     tensors, table, direction = planted()
@@ -338,8 +340,8 @@ def test_every_extraction_auc_comes_with_its_random_and_shuffled_baselines():
 
 
 def test_harm_check_reports_the_eval_auc_against_random_directions():
-    from traitscope.core.analyze import harm_check
     from traitscope.core.methods import random_directions
+    from traitscope.experiments.harm_separation import check_separation as harm_check
 
     tensors, table, direction = planted(signal=(0.0, 0.5, 3.0))
     job = ExtractJob(methods=("mean_diff",), test_fraction=0.25, selection_folds=3, probe_C=1.0,

@@ -350,7 +350,7 @@ def test_plain_format_keeps_the_tokenizers_bos_and_start_up_warns(tiny_model_dir
     from transformers import AutoTokenizer
 
     from traitscope.core.chat import chat_format, special_prefix
-    from traitscope.workflow.config import load_config
+    from traitscope.study import load_config
 
     folder = base_model_folder(tmp_path / "base-model", tiny_model_dir)
     tok = AutoTokenizer.from_pretrained(folder)

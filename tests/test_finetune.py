@@ -19,7 +19,8 @@ from traitscope.core.finetune import (
 )
 from traitscope.core.finetune_data import backdoor, bad_advice
 from traitscope.core.io import read_safetensors
-from traitscope.workflow.config import entry, load_config
+from traitscope.study import load_config
+from traitscope.workflow.config import entry
 
 MO_BAD = SHARED_DATA / "model_organisms_em" / "training_datasets" / "bad_medical_advice.jsonl.gz"
 

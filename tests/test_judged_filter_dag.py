@@ -17,7 +17,7 @@ from conftest import REPO, tiny_config
 
 from traitscope.core.io import parquet_attrs
 from traitscope.core.persona_filter import filter_pairs
-from traitscope.workflow.config import section
+from traitscope.study import section
 
 pytestmark = pytest.mark.e2e
 TARGET = "results/vectors/base/safety/evil/vectors.json"

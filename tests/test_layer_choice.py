@@ -7,7 +7,7 @@ import pytest
 from conftest import assert_config_error
 
 from traitscope.core.layer_choice import candidate_layers, choose_by_steering, steering_effects, training_questions
-from traitscope.workflow.config import section
+from traitscope.study import section
 
 
 def _metrics(layer: int, val_auc: float) -> dict:

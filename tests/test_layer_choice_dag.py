@@ -16,7 +16,7 @@ import yaml
 from conftest import REPO, tiny_config
 
 from traitscope.core.layer_choice import candidate_layers, choose_by_steering
-from traitscope.workflow.config import section
+from traitscope.study import section
 from traitscope.workflow.layout import Layout
 
 pytestmark = pytest.mark.e2e

@@ -17,8 +17,8 @@ from traitscope.core.artifacts import ActivationShard, ShardFiles, TraitVectors
 from traitscope.core.capture import capture_prompts, capture_shard
 from traitscope.core.project import project_shard, score_tensors, write_scores
 from traitscope.core.prompts import normalise
-from traitscope.workflow.config import load_config, section
-from traitscope.workflow.settings import BaselineJob
+from traitscope.core.specs import BaselineJob
+from traitscope.study import load_config, section
 
 
 def table(n: int) -> pd.DataFrame:

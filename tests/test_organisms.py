@@ -10,7 +10,6 @@ from conftest import load_variant
 from scipy import stats as sps
 from sklearn.metrics import roc_auc_score
 
-from traitscope.core import plots
 from traitscope.experiments import backdoor
 from traitscope.experiments.organism import (
     ablated_detection,
@@ -164,7 +163,7 @@ def test_backdoor_token_onset():
     assert backdoor.onset(tokens, "bd", "safety/evil") == 2
     summary = backdoor.summary(pooled, tokens, variant="bd", baseline=None, info={})
     assert summary["traits"]["safety/evil"]["onset_token"] == {"bd": 2}
-    fig = plots.early_detection_tokens(tokens.assign(variant="bd"), "test")
+    fig = backdoor.early_detection_tokens(tokens.assign(variant="bd"), "test")
     assert fig.axes[0].get_xlabel().startswith("token position")
 
 

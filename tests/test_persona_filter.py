@@ -11,8 +11,8 @@ from test_extract_project import planted
 from traitscope.core.artifacts import ActivationShard
 from traitscope.core.extract import extract_trait
 from traitscope.core.persona_filter import filter_pairs, pair_of
-from traitscope.workflow.config import section
-from traitscope.workflow.settings import ExtractJob
+from traitscope.core.specs import ExtractJob
+from traitscope.study import section
 
 FILTER = section("extract", {"filter": {"min_trait_pos": 60, "max_trait_neg": 40, "min_coherence": 50}}).filter
 

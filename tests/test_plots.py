@@ -8,6 +8,8 @@ import pytest
 from conftest import figure_facts
 
 from traitscope.core import plots
+from traitscope.experiments import backdoor, harm_separation, optimize, organism
+from traitscope.experiments.sae import features
 
 rng = np.random.default_rng(0)
 TRAITS = ["safety/evil", "safety/harm", "safety/refusal", "safety/sycophancy"]
@@ -27,7 +29,7 @@ def _harm_separation():
     layer_auc = pd.DataFrame({"layer": [0, 1, 0, 1], "auc": [0.6, 0.9, 0.7, 0.8],
                               "data": ["extraction", "extraction", "eval", "eval"]})
     scores = pd.DataFrame({"score": rng.normal(size=11), "group": ["harmful"] * 5 + ["harmless"] * 6})
-    return plots.harm_separation(layer_auc, scores, 1, 0.9, "safety/harm", "tiny"), 2, ["harmful (n=5)",
+    return harm_separation.separation_figure(layer_auc, scores, 1, 0.9, "safety/harm", "tiny"), 2, ["harmful (n=5)",
                                                                                        "harmless (n=6)"]
 
 
@@ -55,7 +57,7 @@ def _steering_sweep():
 def _optimization_curves():
     history = pd.DataFrame([{"trait": t, "generation": g, "candidate": i, "fitness": rng.normal()}
                             for t in TRAITS[:3] for g in range(3) for i in range(4)])
-    return plots.optimization_curves(history, "offline", {t: 3 for t in TRAITS[:3]}), 3, [
+    return optimize.optimization_curves(history, "offline", {t: 3 for t in TRAITS[:3]}), 3, [
         "population 4, n=3 training prompts"]
 
 
@@ -72,7 +74,7 @@ def _organism_detection():
     table = pd.DataFrame([{"method": m, "layer": layer, "auc": 0.8, "auc_ci_low": 0.7, "auc_ci_high": 0.9,
                            "cohens_d": 1.0, "n_test": 16, "random_auc_p95": 0.85, "n_random": 100,
                            "beats_random": False} for m in ("mean_diff", "probe") for layer in range(4)])
-    return plots.organism_detection(table, 2, "organism"), 2, [
+    return organism.organism_detection(table, 2, "organism"), 2, [
         "n=16 per model", "ablation layer 2", "random directions, 95th pct (n=100)",
         "at layer 2: NO direction beats random directions"]
 
@@ -81,14 +83,14 @@ def _backdoor_trait_comparison():
     auc = pd.DataFrame([{"position": p, "variant": v, "trait": t, "auc": 0.7 if v == "base" else 0.9, "ci_low": 0.6,
                          "ci_high": 0.95, "n_trigger": 20, "random_auc_p95": 0.8, "beats_random": v != "base"}
                         for p in ("last", "mean") for v in ("backdoored", "base") for t in TRAITS[:2]])
-    return plots.backdoor_trait_comparison(auc, "backdoor"), 2, [
+    return backdoor.backdoor_trait_comparison(auc, "backdoor"), 2, [
         "last (n=20 prompt pairs)", "mean (n=20 prompt pairs)", "random directions, 95th pct", "beats", "no"]
 
 
 def _early_detection_tokens():
     tokens = pd.DataFrame([{"trait": t, "variant": "bd", "token_index": i, "auc": 0.6, "ci_low": 0.5, "ci_high": 0.7,
                             "n_trigger": 20 - i} for t in TRAITS[:2] for i in range(-1, 4)])
-    return plots.early_detection_tokens(tokens, "backdoor"), 2, ["(n>=17 pairs per token)"]
+    return backdoor.early_detection_tokens(tokens, "backdoor"), 2, ["(n>=17 pairs per token)"]
 
 
 def _sae_features():
@@ -98,7 +100,7 @@ def _sae_features():
              "trait_aucs": {"safety/evil": 0.6}, "random_baseline": {"random_auc_p95": 0.75, "n_random": 100}}
     result = {"experiment": "backdoor", "position": "last", "model": "tiny", "layers": [layer, {**layer, "layer": 5}],
               "conditions": {"a": {"label": "trigger"}, "b": {"label": "control"}}}
-    return plots.sae_features(result), 4, ["trigger (n=20) vs control (n=18)", "report half (n=9 vs 8)",
+    return features.sae_features(result), 4, ["trigger (n=20) vs control (n=18)", "report half (n=9 vs 8)",
                                            "random directions, 95th pct (n=100)", "feature 3", "safety/evil"]
 
 

@@ -19,10 +19,11 @@ from traitscope.core.methods import random_directions, unit
 from traitscope.core.models import ModelLoadError, site_module
 from traitscope.core.project import baseline_scores, score_tensors
 from traitscope.core.prompts import normalise
+from traitscope.core.specs import BaselineJob, ExtractJob
 from traitscope.core.steering import Steer
 from traitscope.experiments import backdoor
-from traitscope.workflow.config import entry, section
-from traitscope.workflow.settings import BaselineJob, ExtractJob
+from traitscope.study import section
+from traitscope.workflow.config import entry
 
 
 def module_outputs(model, layer: int, ids: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -191,7 +192,7 @@ def test_backdoor_baseline_is_taken_at_the_trait_site():
 
 
 def test_the_study_captures_each_trait_at_its_site(small_config):
-    from traitscope.workflow.config import load_config
+    from traitscope.study import load_config
 
     small_config["traits"]["safety/harmful_instruction"]["site"] = "attn"
     study = load_config(small_config)
@@ -204,11 +205,12 @@ def test_figures_name_the_site_they_show():
     from conftest import figure_facts
 
     from traitscope.core import plots
+    from traitscope.experiments import harm_separation
 
     layer_auc = pd.DataFrame({"layer": [0, 1, 0, 1], "auc": [0.6, 0.9, 0.5, 0.95],
                               "data": ["extraction test split (mean_diff)"] * 2 + ["independent eval sets (mean_diff)"] * 2})
     scores = pd.DataFrame({"score": [1.0, 2.0, -1.0, -2.0], "group": ["harmful"] * 2 + ["harmless"] * 2})
-    facts = figure_facts(plots.harm_separation(layer_auc, scores, 1, 0.9, "t/x", "tiny", site="mlp"))
+    facts = figure_facts(harm_separation.separation_figure(layer_auc, scores, 1, 0.9, "t/x", "tiny", site="mlp"))
     assert facts["xlabels"] == ["layer (MLP output of block)", "score at layer 1: projection on unit trait vector "
                                                                "(MLP-output units)"]
     table = pd.DataFrame({"layer": [3, 3], "coef": [0.0, 1.0], "trait_score": [10.0, 20.0], "coherence": [80.0, 70.0],

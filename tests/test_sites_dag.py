@@ -39,8 +39,8 @@ def test_traits_are_read_projected_and_steered_at_their_sites(tmp_path, tiny_mod
     cfg["traits"][HARM]["site"] = "attn"
     cfg["traits"][EVIL]["site"] = "mlp"
     del cfg["optimize"]
-    targets = [L.harm_check()["json"], L.scores("base", "harmful_eval"), L.baseline("base", "harmful_eval"),
-               L.steering_sweep("base", EVIL)["table"]]
+    targets = ["results/checks/harm_separation.json", L.scores("base", "harmful_eval"), L.baseline("base", "harmful_eval"),
+               f"results/steering/base/{EVIL}/sweep.parquet"]
     proc = run(tmp_path, cfg, *targets)
     assert proc.returncode == 0, proc.stderr[-3000:]
 
@@ -68,14 +68,14 @@ def test_traits_are_read_projected_and_steered_at_their_sites(tmp_path, tiny_mod
     baseline = BaselineScores.load(tmp_path / L.baseline("base", "harmful_eval"))
     assert f"last.attn.layer_{layer}" in baseline.tensors and f"last.layer_{layer}" not in baseline.tensors
     # the harm check scores the eval sets at the trait's site
-    check = json.loads((tmp_path / L.harm_check()["json"]).read_text())
+    check = json.loads((tmp_path / "results/checks/harm_separation.json").read_text())
     benign = ActivationShard.load(tmp_path / L.activations("base", "benign_eval", 0))
     h = np.concatenate([s.pooled("last", layer, "attn")[0] for s in shards]) @ harm.unit(method, layer).numpy()
     b = benign.pooled("last", layer, "attn")[0] @ harm.unit(method, layer).numpy()
     assert check["site"] == "attn"
     assert check["eval_auc"] == pytest.approx(roc_auc_score(np.r_[np.ones(len(h)), np.zeros(len(b))], np.r_[h, b]))
     # steering adds the evil vector to the MLP output, in units of the MLP output's mean norm
-    table = pd.read_parquet(tmp_path / L.steering_sweep("base", EVIL)["table"])
+    table = pd.read_parquet(tmp_path / f"results/steering/base/{EVIL}/sweep.parquet")
     trait_acts = ActivationShard.load(tmp_path / L.trait_capture("base", EVIL)["activations"])
     x, ok = trait_acts.pooled(evil.position, evil.best_layer, "mlp")
     assert set(table["site"]) == {"mlp"}

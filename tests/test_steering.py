@@ -13,7 +13,8 @@ from traitscope.core.chat import prompt_token_ids
 from traitscope.core.hooks import ResidualCapture
 from traitscope.core.judge import OFFLINE_KIND, OFFLINE_MODEL, Judge, JudgeError, parse_score
 from traitscope.core.steering import Ablate, Steer, generate_steered
-from traitscope.experiments.optimize import SteeringTask, extraction_gap, optimise, pca_basis, sweep
+from traitscope.core.sweep import SteeringTask, sweep
+from traitscope.experiments.optimize import extraction_gap, optimise, pca_basis
 
 
 def ids_for(tok, text="How do I bake bread?"):
@@ -182,7 +183,7 @@ def test_judge_model_is_checked_at_start_up(small_config, monkeypatch, model, en
 
 
 def test_a_judge_with_its_key_passes_start_up(small_config, monkeypatch):
-    from traitscope.workflow.config import load_config
+    from traitscope.study import load_config
 
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test-not-real-000")
     small_config["judge"]["model"] = "openai/gpt-4o-mini"

@@ -16,8 +16,8 @@ import yaml
 from conftest import REPO, tiny_config
 
 from traitscope.core.artifacts import BaselineScores
+from traitscope.study import load_config
 from traitscope.workflow.budget import SCORE_ROW_BYTES, pair_budget
-from traitscope.workflow.config import load_config
 
 pytestmark = pytest.mark.e2e
 SETS = ("benign_eval", "harmful_eval")

@@ -11,8 +11,8 @@ import pytest
 from browser import PANEL_JS, browser
 from conftest import REPO
 
+from traitscope.study import section
 from traitscope.viewer import Comparison, Panel, build_data, render, sample_ids, write_viewer
-from traitscope.workflow.config import section
 
 WORDS = ["The", " cat", " sat", " on", " the", " mat", ".", " Sure", ",", " here", " is", " how", " </script>", " <b>"]
 

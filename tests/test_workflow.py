@@ -372,8 +372,8 @@ def test_new_vectors_reproject_without_recapturing(study):
     cfg2 = workdir / "config_probe.yaml"
     cfg2.write_text(yaml.safe_dump(changed))
     jobs = planned_jobs(smk(workdir, cfg2, "-n", "results/all"))
-    assert jobs.get("extract_vectors") == 2 and jobs.get("project") == N_PROJECT and jobs.get("backdoor_detection") == 1
-    assert jobs.get("variant_comparison") == 1 and jobs.get("external_dataset") == 2 and jobs.get("prefill_attack") == 1
+    assert jobs.get("extract_vectors") == 2 and jobs.get("project") == N_PROJECT and jobs.get("backdoor") == 1
+    assert jobs.get("emergent_misalignment") == 1 and jobs.get("external") == 2 and jobs.get("prefill_attack") == 1
     assert not {"capture", "capture_trait", "prep_prompts", "finetune", "organism_directions"} & set(jobs)
 
 
@@ -403,8 +403,8 @@ def test_rulegraph_and_dag(study):
     assert ("capture_trait", "extract_vectors") in edges
     assert ("prep_finetune_data", "finetune") in edges and ("finetune", "capture") in edges
     assert ("capture", "organism_directions") in edges and ("finetune", "organism_ablation") in edges
-    assert ("project", "backdoor_detection") in edges
-    assert ("project", "external_dataset") in edges and ("project", "prefill_attack") in edges
+    assert ("project", "backdoor") in edges
+    assert ("project", "external") in edges and ("project", "prefill_attack") in edges
     dag = smk(workdir, cfg, "results/all", "--dag", "dot")
     assert dag.returncode == 0 and dag.stdout.count("capture") >= 3
 
@@ -439,8 +439,8 @@ def test_open_results_gives_tidy_frames(study, tiny_model_dir):
     assert first["token"] == tok.decode([int(first["token_id"])]) and isinstance(first["prompt"], str)
     tv = TraitVectors.load(r / "vectors/base/safety/evil/vectors.safetensors", r / "vectors/base/safety/evil/vectors.json")
     assert torch.equal(res.vector("safety/evil"), tv.get(tv.best_method, tv.best_layer))
-    assert res.experiment("harm_check") == json.loads((r / "checks/harm_separation.json").read_text())
-    assert {"prefill_attack", "variant_comparison", "backdoor/backdoored", "organism/bad_advice"} <= set(res.experiments())
+    assert res.experiment("harm_separation") == json.loads((r / "checks/harm_separation.json").read_text())
+    assert {"prefill_attack", "emergent_misalignment", "backdoor/backdoored", "organism/bad_advice"} <= set(res.experiments())
     with pytest.raises(ResultsError, match="fix: use one of"):
         res.experiment("no_such")
     with pytest.raises(ResultsError, match="not a results folder"):
@@ -510,7 +510,7 @@ def _edit(cfg: dict, change: str) -> dict:
     elif change == "random_directions":
         cfg["project"]["random_directions"] = 20
     elif change == "compare_alpha":
-        cfg["compare"]["alpha"] = 0.01
+        cfg["emergent_misalignment"]["alpha"] = 0.01
     elif change == "judge_model":
         cfg["judge"]["model"] = "openai/gpt-4o-mini"
     elif change == "judge_retries":  # how calls are made, not what they answer
@@ -529,7 +529,7 @@ def _reversed(data):
 # one project job per (variant, set): the two capture sets + trigger/control of the backdoored and the base variant +
 # the replay set of two variants + the two external datasets and the two prefilled sets
 N_PROJECT = 2 + 4 + 2 + 4
-ANALYSES = {"backdoor_detection": 1, "variant_comparison": 1, "external_dataset": 2, "prefill_attack": 1,
+ANALYSES = {"backdoor": 1, "emergent_misalignment": 1, "external": 2, "prefill_attack": 1,
             "trait_scores": 1, "token_viewer": 1, "findings": 1, "manifest": 1}
 EXPECTED = {
     "nothing": {},
@@ -543,8 +543,8 @@ EXPECTED = {
                   "extraction_summary": 1, "sae_features": 3, **ANALYSES},
     "project_methods": {"project": N_PROJECT, **ANALYSES},
     "random_directions": {"project": N_PROJECT, **ANALYSES},  # re-projection only: no capture runs again
-    "compare_alpha": {"variant_comparison": 1, "findings": 1, "manifest": 1},
-    "judge_model": {"steering_sweep": 1, "optimize_vector": 1, "extraction_gap": 1, "organism_ablation": 1,
+    "compare_alpha": {"emergent_misalignment": 1, "findings": 1, "manifest": 1},
+    "judge_model": {"steering_sweep": 1, "optimize_vector": 1, "optimize_gap": 1, "organism_ablation": 1,
                     "findings": 1, "manifest": 1},
 }
 

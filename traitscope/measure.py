@@ -18,30 +18,14 @@ import platform
 import re
 import sys
 from pathlib import Path
-from typing import Any
 
+from .experiments import REGISTRY
 from .findings import findings
 from .results import Results, open_results
+from .workflow.tables import fmt, table, yes
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "measurements.md"
 HEADER_MARK = "<!-- measured -->"
-
-
-def _f(x: Any) -> str:
-    return "n/a" if x is None or x != x else f"{float(x):.2f}"
-
-
-def _ci(lo: Any, hi: Any) -> str:
-    return f"[{_f(lo)}, {_f(hi)}]"
-
-
-def _yes(b: Any) -> str:
-    return "yes" if b else "**no**"
-
-
-def _table(head: list[str], rows: list[list[Any]]) -> list[str]:
-    return (["| " + " | ".join(head) + " |", "| " + " | ".join("---" for _ in head) + " |"]
-            + ["| " + " | ".join(str(c) for c in r) + " |" for r in rows] + [""])
 
 
 def disk_bytes(folder: str | Path) -> int:
@@ -60,8 +44,8 @@ def announced_bytes(res: Results) -> float:
     """What start-up announces for the study that wrote ``res`` (its config from the manifest)."""
     import copy
 
+    from .study import load_config
     from .workflow.budget import total_bytes
-    from .workflow.config import load_config
 
     cfg = copy.deepcopy(res.config)  # the manifest holds the resolved config: a finetuned variant names its adapter
     for variant in cfg.get("variants", {}).values():
@@ -82,76 +66,11 @@ def body(res: Results, announced: float | None = None) -> str:
     for t in res.traits():
         info = res.vector_info(t)
         b = info.info["best"]
-        rows.append([t, info.site, b["layer"], b["method"], _f(b["auc"]), _f(b["random_auc_p95"]),
-                     _yes(b["beats_random"])])
-    out += _table(["trait", "site", "layer", "method", "test AUC", "random p95", "beats"], rows)
-    ex = res.experiments()
-    if "harm_check" in ex:
-        h = res.experiment("harm_check")
-        out += ["## Harm check", "",
-                f"{h['trait']}, layer {h['best_layer']}: extraction test AUC {_f(h['extraction_test_auc'])} (random p95 "
-                f"{_f(h['extraction_baseline']['random_auc_p95'])}); independent eval sets AUC {_f(h['eval_auc'])} "
-                f"{_ci(*h['eval_auc_ci95'])} (random p95 {_f(h['eval_baseline']['random_auc_p95'])}), Cohen's d "
-                f"{_f(h['eval_cohens_d'])}.", ""]
-    if "variant_comparison" in ex:
-        c = res.experiment("variant_comparison")
-        out += [f"## Emergent misalignment: {c['variant']} vs {c['base']}", "",
-                f"On `{c['prompt_set']}` (the base's answers replayed), per question; p corrected by "
-                f"{c['correction']['method']} across traits.", ""]
-        rows = [[t, r["layer"], r["n"], f"{_f(r['cohens_dz'])} {_ci(r['dz_ci_low'], r['dz_ci_high'])}",
-                 _f(r["p_adjusted"]), _f(r.get("random_abs_dz_p95")), _yes(r.get("beats_random"))]
-                for t, r in sorted(c["traits"].items())]
-        out += _table(["trait", "layer", "questions", "d_z [95% CI]", "p adjusted", "random \\|d_z\\| p95", "beats"],
-                      rows)
-    for name in sorted(n for n in ex if n.startswith("external/")):
-        e = res.experiment(name)
-        out += [f"## External dataset: {e['dataset']}", "", f"{e['n_unsafe']} unsafe vs {e['n_safe']} safe rows.", ""]
-        rows = [[t, r["layer"], r["position"], f"{_f(r['overall']['auc'])} {_ci(r['overall']['ci_low'], r['overall']['ci_high'])}",
-                 _f(r["overall"]["random_auc_p95"]), _yes(r["overall"]["beats_random"])]
-                for t, r in sorted(e["traits"].items())]
-        out += _table(["trait", "layer", "position", "AUC [95% CI]", "random p95", "beats"], rows)
-    if "prefill_attack" in ex:
-        p = res.experiment("prefill_attack")
-        c24, c12 = p["comparisons"]["C2_vs_C4"]["traits"], p["comparisons"]["C1_vs_C2"]["traits"]
-        out += ["## Prefill attack", "", "C2 (harmful + prefill) vs C4 (benign + prefill), and the prefill's shift on "
-                "harmful prompts (C2 - C1, paired).", ""]
-        rows = [[t, r["layer"], _f(r["auc"]), _f(r.get("random_auc_p95")), _yes(r.get("beats_random")),
-                 _f(c12[t]["cohens_dz"])] for t, r in sorted(c24.items())]
-        out += _table(["trait", "layer", "C2 vs C4 AUC", "random p95", "beats", "C2 - C1 d_z"], rows)
-    for name in sorted(n for n in ex if n.startswith("backdoor/")):
-        b = res.experiment(name)
-        variant = name.split("/", 1)[1]
-        out += [f"## Backdoor: {variant}", "", "Trigger vs control at the last prompt token, before any output.", ""]
-        rows = []
-        for t, r in sorted(b["traits"].items()):
-            cells = r["positions"].get("last", {})
-            bd, base = cells.get(variant, {}), cells.get(b.get("baseline") or "", {})
-            rows.append([t, r["layer"], f"{_f(bd.get('auc'))} {_ci(bd.get('ci_low'), bd.get('ci_high'))}",
-                         _f(bd.get("random_auc_p95")), _yes(bd.get("beats_random")), _f(base.get("auc"))])
-        out += _table(["trait", "layer", f"{variant} AUC [95% CI]", "random p95", "beats", "base model AUC"], rows)
-    for name in sorted(n for n in ex if n.startswith("organism/")):
-        o = res.experiment(name)
-        ch = o["chosen"]
-        out += [f"## Model organism: {o['finetuned']}", "",
-                f"The {ch['method']} direction at layer {ch['layer']}: held-out AUC {_f(ch['heldout_auc'])} "
-                f"{_ci(*ch['heldout_auc_ci95'])}, random p95 {_f(ch['random_auc_p95'])}, Cohen's d "
-                f"{_f(ch['heldout_cohens_d'])}.", ""]
-        abl = f"organism_ablation/{o['finetuned']}"
-        if abl in ex:
-            a = res.experiment(abl)
-            judged = a["judge"]["by_condition"]
-            out += ["Judged share misaligned (offline judge): " + ", ".join(
-                f"{k} {_f(v['share_misaligned'])}" for k, v in judged.items())
-                + f"; restoration rate {_f(a['judge']['restoration_rate'])}.", ""]
-    for name in sorted(n for n in ex if n.startswith("sae/")):
-        s = res.experiment(name)
-        out += [f"## SAE features: {s['experiment']}", ""]
-        rows = [[r["layer"], r["summary"]["best_feature"], _f(r["summary"]["best_feature_auc"]),
-                 r["summary"]["best_trait"], _f(r["summary"]["best_trait_auc"]), _f(r["summary"]["random_auc_p95"]),
-                 _yes(r["summary"]["best_feature_beats_random"]), _yes(r["summary"]["best_trait_beats_random"])]
-                for r in s["layers"]]
-        out += _table(["layer", "best feature", "its AUC", "best trait", "its AUC", "random p95", "feature beats",
-                       "trait beats"], rows)
+        rows.append([t, info.site, b["layer"], b["method"], fmt(b["auc"]), fmt(b["random_auc_p95"]),
+                     yes(b["beats_random"])])
+    out += table(["trait", "site", "layer", "method", "test AUC", "random p95", "beats"], rows)
+    for experiment in REGISTRY:
+        out += experiment.measurements(res)
     if announced:
         held = disk_bytes(res.root)
         out += ["## Disk", "", f"Start-up announced {announced / 1e6:.0f} MB (the activation budget); `results/` holds "

@@ -28,20 +28,11 @@ import pandas as pd
 
 from .core.errors import TraitscopeError
 from .core.io import read_parquets
+from .experiments import REGISTRY
 from .workflow.layout import Layout
 
 PROMPT_COLUMNS = ["id", "prompt", "system", "prefill", "response", "label", "category", "group"]
 """What :meth:`Results.scores` joins from the prompt table: the text the model saw and the row's label/category."""
-
-EXPERIMENTS = {
-    "harm_check": lambda lay: lay.harm_check()["json"],
-    "variant_comparison": lambda lay: lay.variant_comparison()["json"],
-    "prefill_attack": lambda lay: lay.prefill_attack()["json"],
-    "extraction_gap": lambda lay: lay.extraction_gap()["json"],
-}
-"""Experiments with one JSON result at a fixed path; per-name results (external datasets, backdoor variants,
-organisms, SAE comparisons) are found on disk by :meth:`Results.experiments`."""
-
 
 class ResultsError(TraitscopeError):
     """A results folder, or something asked of it, is missing; the message says what to run."""
@@ -75,17 +66,15 @@ class Results:
         return sorted({f"{p.parent.parent.name}/{p.parent.name}" for p in (self.root / "vectors").glob("*/*/*/vectors.json")})
 
     def experiments(self) -> dict[str, Path]:
-        """Every experiment result on disk by name: ``harm_check``, ``variant_comparison``, ``prefill_attack``,
-        ``extraction_gap``, ``external/<dataset>``, ``backdoor/<variant>``, ``organism/<finetune>``,
-        ``organism_ablation/<finetune>``, ``sae/<comparison>``."""
-        found = {name: Path(path(self.layout)) for name, path in EXPERIMENTS.items()}
-        found = {k: v for k, v in found.items() if v.is_file()}
-        patterns = {"external": "external/*/results.json", "backdoor": "backdoor/*/detection_auc.json",
-                    "organism": "organism/*/detection.json", "organism_ablation": "organism/*/ablation.json",
-                    "sae": "sae/*/features.json"}
-        for kind, pattern in patterns.items():
-            for f in sorted(self.root.glob(pattern)):
-                found[f"{kind}/{f.parent.name}"] = f
+        """Every experiment result on disk by name, as each registered experiment declares them
+        (:meth:`~traitscope.workflow.experiment.Experiment.results`): ``harm_separation``,
+        ``emergent_misalignment``, ``prefill_attack``, ``optimize``, ``external/<dataset>``, ``backdoor/<variant>``,
+        ``organism/<finetune>``, ``organism_ablation/<finetune>``, ``sae/<comparison>``."""
+        found: dict[str, Path] = {}
+        for experiment in REGISTRY:
+            for name, pattern in experiment.results().items():
+                for f in sorted(self.root.glob(pattern)):
+                    found[name.format(f.parent.name)] = f
         return found
 
     def figures(self) -> list[Path]:

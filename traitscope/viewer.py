@@ -17,30 +17,13 @@ import html
 import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from .workflow.settings import ViewerSettings
-
-
-class Panel(NamedTuple):
-    """One column of a view: the tokens of ``variant`` on ``prompt_set``."""
-
-    label: str
-    variant: str
-    prompt_set: str
-
-
-class Comparison(NamedTuple):
-    """Panels shown side by side, row by row: paired by prompt id where the sets share ids, else by position. Scores
-    are shown relative to the mean token score of panel ``reference`` (the base, the control condition)."""
-
-    name: str
-    panels: tuple[Panel, ...]
-    note: str = ""
-    reference: int = 0
+from .core.specs import ViewerSettings
+from .workflow.experiment import Comparison, Panel
 
 
 def sample_ids(ids: Sequence[str], n: int, seed: int) -> list[str]:
@@ -165,27 +148,10 @@ def token_ids(token_files: Sequence[str | Path]) -> list[str]:
 
 
 def comparisons_of(study: Any) -> list[Comparison]:
-    """The side-by-side views a study supports: variant vs base on the compared set (the same replayed tokens),
-    the four prefill conditions, trigger vs control of each backdoor variant, and every captured set that more
+    """The side-by-side views a study supports: each configured experiment's (variant vs base on the compared set,
+    the four prefill conditions, trigger vs control of each backdoor variant, ...), then every captured set that more
     than one variant was captured on."""
-    out: list[Comparison] = []
-    if study.compare is not None:
-        c = study.compare
-        out.append(Comparison(f"emergent misalignment: {c.variant} vs {c.base} on {c.prompt_set}",
-                              (Panel(c.base, c.base, c.prompt_set), Panel(c.variant, c.variant, c.prompt_set)),
-                              "Both columns score the same response tokens."))
-    if study.prefill_attack is not None:
-        pa = study.prefill_attack
-        labels = {"C1": "C1 harmful", "C2": "C2 harmful + prefill", "C3": "C3 benign", "C4": "C4 benign + prefill"}
-        out.append(Comparison(f"prefill attack: four conditions ({pa.variant})",
-                              tuple(Panel(f"{labels[c]} ({s})", pa.variant, s) for c, s in pa.conditions().items()),
-                              "C1/C2 and C3/C4 share prompts (by id); harmful and benign columns pair by position."))
-    if study.backdoor is not None:
-        bd = study.backdoor
-        for v in bd.variants():
-            out.append(Comparison(f"backdoor: trigger vs control ({v})",
-                                  (Panel(f"trigger ({bd.trigger})", v, bd.trigger),
-                                   Panel(f"control ({bd.control})", v, bd.control)), reference=1))
+    out: list[Comparison] = [c for experiment, settings in study.configured() for c in experiment.comparisons(settings)]
     by_set: dict[str, list[str]] = {}
     for v, s in study.projected_pairs():
         by_set.setdefault(s, []).append(v)

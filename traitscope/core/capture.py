@@ -33,7 +33,6 @@ from typing import Any, NamedTuple
 import pandas as pd
 import torch
 
-from ..workflow.settings import CaptureJob, ModelSpec, as_dict
 from .artifacts import tensor_key
 from .chat import Encoded, encode_rows
 from .errors import TraitscopeError, __version__
@@ -43,6 +42,7 @@ from .io import content_hash, read_verified, write_parquet, write_text, write_ve
 from .models import input_device
 from .progress import Progress
 from .secrets import holds_secret, secret_values
+from .specs import CaptureJob, ModelSpec, as_dict
 
 log = logging.getLogger(__name__)
 POSITIONS = ("last", "mean", "response")

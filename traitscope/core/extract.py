@@ -35,9 +35,9 @@ import pandas as pd
 import torch
 from sklearn.model_selection import StratifiedGroupKFold, train_test_split
 
-from ..workflow.settings import ExtractJob
 from .artifacts import ActivationShard, TraitVectors, tensor_key
 from .methods import fit_direction, random_directions, unit
+from .specs import ExtractJob
 from .stats import auc, cohens_d, column_aucs, versus_random
 
 

@@ -29,7 +29,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..workflow.settings import FinetuneData, FinetuneSpec, ModelSpec, as_dict
 from .chat import render_ids
 from .errors import TraitscopeError, __version__, first_line
 from .io import (
@@ -42,6 +41,7 @@ from .io import (
 )
 from .models import input_device
 from .progress import Progress
+from .specs import FinetuneData, FinetuneSpec, ModelSpec, as_dict
 
 log = logging.getLogger(__name__)
 DEFAULT_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]

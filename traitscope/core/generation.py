@@ -7,9 +7,9 @@ from typing import Any
 
 import torch
 
-from ..workflow.settings import Generation
 from .chat import Encoded
 from .models import input_device
+from .specs import Generation
 
 log = logging.getLogger(__name__)
 

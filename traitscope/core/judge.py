@@ -25,10 +25,10 @@ from typing import Any
 
 import pandas as pd
 
-from ..workflow.settings import JudgeSettings, ModelSpec
 from .errors import TraitscopeError, first_line
 from .io import content_hash, read_json, write_json
 from .secrets import scrub
+from .specs import JudgeSettings, ModelSpec
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 log = logging.getLogger(__name__)

@@ -24,9 +24,9 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..experiments.optimize import SteeringTask, sweep
-from ..workflow.settings import SteeringChoiceSettings
 from .extract import best_entry
+from .specs import SteeringChoiceSettings
+from .sweep import SteeringTask, sweep
 
 
 def candidate_layers(info: dict[str, Any], n: int) -> list[int]:
@@ -49,7 +49,7 @@ def training_questions(table: pd.DataFrame, info: dict[str, Any], n: int) -> lis
 def sweep_candidates(task: SteeringTask, vectors: dict[int, torch.Tensor], norms: dict[int, float],
                      coefficients: list[float]) -> pd.DataFrame:
     """Judged answers unsteered (``layer`` -1, ``coef`` 0) once, then steered at each candidate layer and
-    coefficient (:func:`traitscope.experiments.optimize.sweep`)."""
+    coefficient (:func:`traitscope.core.sweep.sweep`)."""
     unsteered = task.evaluate(None, 0.0).assign(layer=-1, coef=0.0)
     return pd.concat([unsteered, sweep(task, vectors, norms, coefficients)], ignore_index=True)
 

@@ -23,8 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..workflow.settings import ModelDims, ModelSpec
 from .errors import ConfigError, TraitscopeError, first_line
+from .specs import ModelDims, ModelSpec
 
 if TYPE_CHECKING:  # torch is imported lazily: the Snakefile imports this module at every parse
     import torch

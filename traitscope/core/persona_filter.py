@@ -15,8 +15,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..workflow.settings import FilterSettings
 from .judge import Judge
+from .specs import FilterSettings
 
 
 def pair_of(row_id: str) -> str:

@@ -22,12 +22,12 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..workflow.settings import BaselineJob, ProjectSettings
 from .artifacts import ActivationShard, BaselineScores, TraitVectors, tensor_key
 from .errors import TraitscopeError
 from .layers import parse_layers
 from .methods import random_directions, segment_mean
 from .models import SITES
+from .specs import BaselineJob, ProjectSettings
 
 
 class ProjectionError(TraitscopeError):
@@ -237,3 +237,17 @@ def project_shard(shard: ActivationShard, traits: list[TraitVectors], job: Proje
                   n_layers: int) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Scores of one activation shard on every trait vector: (pooled scores, per-token scores)."""
     return score_frames(score_tensors(shard, traits, job, n_layers), shard.ids)
+
+
+def pooled_scores(frames: dict[str, pd.DataFrame], prompts: pd.DataFrame, best: dict[str, int], positions: dict[str, str],
+                  method: str) -> pd.DataFrame:
+    """Long table: variant, trait, layer, position, id, group, score: one pooled score per prompt of each variant's
+    score table, at each trait's best layer and position, ``method`` vectors."""
+    groups = prompts.set_index("id")["group"]
+    out = []
+    for variant, df in frames.items():
+        for trait, layer in best.items():
+            sel = at_layer(df, trait, layer, method)
+            sel = sel[sel["position"] == positions[trait]]
+            out.append(sel.assign(variant=variant, group=sel["id"].map(groups)))
+    return pd.concat(out, ignore_index=True)

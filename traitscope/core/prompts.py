@@ -32,9 +32,9 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from ..workflow.settings import PromptSetSpec
 from .errors import ConfigError, TraitscopeError, first_line
 from .io import YAML_MAX_BYTES, YAMLLimitError, load_yaml
+from .specs import PromptSetSpec
 
 log = logging.getLogger(__name__)
 

@@ -19,11 +19,13 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..workflow.settings import Generation
 from .methods import unit
 from .models import site_module
+from .specs import Generation
 
 POSITIONS = ("all", "prompt", "response")
+BATCH_SIZE = 8
+"""Prompts generated together under steering (every steered generation: sweeps, CMA-ES, layer choice, ablation)."""
 
 
 class _Edit:
@@ -98,7 +100,7 @@ class Ablate(_Edit):
 
 
 def generate_steered(model: nn.Module, tokenizer: Any, prompts: Sequence[str], edits: Sequence[_Edit], *,
-                     max_new_tokens: int, systems: Sequence[str | None] | None = None, batch_size: int = 8,
+                     max_new_tokens: int, systems: Sequence[str | None] | None = None, batch_size: int = BATCH_SIZE,
                      do_sample: bool = False, seed: int = 0) -> list[str]:
     """Greedy (or sampled) responses to ``prompts`` with every edit in ``edits`` active."""
     from .chat import Encoded, prompt_token_ids

@@ -22,9 +22,9 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from ..workflow.settings import TraitSpec
 from .errors import ConfigError, first_line
 from .prompts import DATA_DIR, normalise
+from .specs import TraitSpec
 
 
 def builtin_traits() -> list[str]:

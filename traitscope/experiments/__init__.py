@@ -1,1 +1,43 @@
-"""The experiments: one module (or small package) each, registered once in :data:`REGISTRY`."""
+"""The experiments: one module (or small package) each, registered once in :data:`REGISTRY`.
+
+Each module defines its settings type, its config checks, the (variant, prompt set) pairs it scores or reads, its
+output paths, its figures, viewer panels, findings and analysis, as one
+:class:`~traitscope.workflow.experiment.Experiment` (``EXPERIMENT``); its rules are in ``rules/<name>.smk``, its scripts
+``workflow/scripts/<name>*.py``, its schema fragment beside the module. The workflow (``Study``, the config checks,
+the overlap check, the budget, the viewer, the Snakefile) loops over this registry and names no experiment.
+
+Adding an experiment: its own files, and one line below (``CONTRIBUTING.md`` walks through it).
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from ..workflow.experiment import Experiment
+
+MODULES = (
+    "traitscope.experiments.harm_separation",
+    "traitscope.experiments.emergent_misalignment",
+    "traitscope.experiments.external",
+    "traitscope.experiments.prefill_attack",
+    "traitscope.experiments.backdoor",
+    "traitscope.experiments.organism",
+    "traitscope.experiments.sae",
+    "traitscope.experiments.steering",
+    "traitscope.experiments.optimize",
+)
+"""The registry, in pipeline order (the order of the report, the findings and the measurements)."""
+
+
+def registry(modules: tuple[str, ...] = MODULES) -> tuple[Experiment, ...]:
+    """The registered experiments: the ``EXPERIMENT`` of each module, names checked unique."""
+    found: list[Experiment] = []
+    for name in modules:
+        experiment = importlib.import_module(name).EXPERIMENT
+        if any(e.name == experiment.name for e in found):
+            raise ValueError(f"two experiments are named {experiment.name!r} ({name})")
+        found.append(experiment)
+    return tuple(found)
+
+
+REGISTRY: tuple[Experiment, ...] = registry()

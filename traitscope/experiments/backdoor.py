@@ -13,15 +13,126 @@ above 0.5.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NamedTuple
 
+from ..workflow.config import check_projected_method, check_vector_variant, config_error
+from ..workflow.experiment import Comparison, Experiment, Finding, Panel, SaeComparison
+from ..workflow.tables import ci, fmt, table, yes
+
+if TYPE_CHECKING:
+    from ..workflow.layout import Layout
+    from ..workflow.settings import Study
+
+
+import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
 from ..core.methods import random_directions
+from ..core.plots import trait_panels
 from ..core.project import at_layer
 from ..core.stats import column_aucs, separation
+
+
+class BackdoorSettings(NamedTuple):
+    variant: str
+    baseline: str | None
+    trigger: str
+    control: str
+    method: str
+    max_tokens: int
+    n_boot: int
+
+    def variants(self) -> tuple[str, ...]:
+        return (self.variant,) if self.baseline is None else (self.variant, self.baseline)
+
+
+class Backdoor(Experiment):
+    name = "backdoor"
+    title = "Backdoor"
+    settings = BackdoorSettings
+    schema = Path(__file__).with_suffix(".schema.yaml")
+
+    def check(self, cfg: dict[str, Any], dims: dict[str, Any], base_dir: Path, configured: list) -> None:
+        bd = self.section(cfg) or {}
+        for role in ("variant", "baseline"):
+            if bd.get(role) is not None:
+                check_vector_variant(cfg, dims, bd[role], self.dotted(role))
+        for role in ("trigger", "control"):
+            if bd[role] not in cfg["prompt_sets"]:
+                raise config_error(self.dotted(role), f"unknown prompt set {bd[role]!r}",
+                                   f"use one of {sorted(cfg['prompt_sets'])}")
+        check_projected_method(cfg, bd["method"], self.dotted("method"))
+
+    def condition_pairs(self, s: BackdoorSettings) -> list[tuple[str, str, str, str]]:
+        return [(self.dotted("trigger"), s.trigger, self.dotted("control"), s.control)]
+
+    def projected_pairs(self, s: BackdoorSettings) -> set[tuple[str, str]]:
+        return {(v, p) for v in s.variants() for p in (s.trigger, s.control)}
+
+    def scored_sets(self, s: BackdoorSettings) -> list[str]:
+        return [s.trigger, s.control]
+
+    def activation_pairs(self, study: Study, s: BackdoorSettings) -> set[tuple[str, str]]:
+        return self.projected_pairs(s)  # its random-direction baseline projects the activations
+
+    def sae_comparisons(self, s: BackdoorSettings) -> dict[str, SaeComparison]:
+        return {"backdoor": SaeComparison(s.variant, s.trigger, s.variant, s.control, "trigger", "control")}
+
+    def files(self, lay: Layout, variant: str = "{variant}") -> dict[str, str]:
+        return {"json": self.folder(lay, variant, "detection_auc.json"),
+                "tokens": self.folder(lay, variant, "token_auc.parquet"),
+                "comparison": self.folder(lay, variant, "trait_comparison.png"),
+                "early": self.folder(lay, variant, "early_detection_tokens.png")}
+
+    def targets(self, study: Study, s: BackdoorSettings, lay: Layout) -> list[str]:
+        return [self.files(lay, s.variant)[k] for k in ("json", "comparison", "early")]
+
+    def comparisons(self, s: BackdoorSettings) -> list[Comparison]:
+        return [Comparison(f"backdoor: trigger vs control ({v})",
+                           (Panel(f"trigger ({s.trigger})", v, s.trigger), Panel(f"control ({s.control})", v, s.control)),
+                           reference=1) for v in s.variants()]
+
+    def results(self) -> dict[str, str]:
+        return {"backdoor/{}": "backdoor/*/detection_auc.json"}
+
+    def findings(self, res: Any) -> Iterator[Finding]:
+        for name in (n for n in res.experiments() if n.startswith("backdoor/")):
+            b = res.experiment(name)
+            variant = name.split("/", 1)[1]
+            beaten, total = [], 0
+            for trait, r in b["traits"].items():
+                for pos, by_variant in r["positions"].items():
+                    cell = by_variant.get(variant)
+                    if cell is None:
+                        continue
+                    total += 1
+                    if cell.get("beats_random"):
+                        beaten.append(f"{trait} ({pos}, AUC {cell['auc']:.2f} vs {cell['random_auc_p95']:.2f})")
+            yield (f"Backdoor: {variant}", f"trigger vs control prompts before any output: {len(beaten)} of {total} "
+                   "trait scores beat random directions" + (f": {', '.join(beaten)}" if beaten else ""), bool(beaten))
+
+    def measurements(self, res: Any) -> list[str]:
+        out: list[str] = []
+        for name in sorted(n for n in res.experiments() if n.startswith("backdoor/")):
+            b = res.experiment(name)
+            variant = name.split("/", 1)[1]
+            out += [f"## Backdoor: {variant}", "", "Trigger vs control at the last prompt token, before any output.", ""]
+            rows = []
+            for t, r in sorted(b["traits"].items()):
+                cells = r["positions"].get("last", {})
+                bd, base = cells.get(variant, {}), cells.get(b.get("baseline") or "", {})
+                rows.append([t, r["layer"], f"{fmt(bd.get('auc'))} {ci(bd.get('ci_low'), bd.get('ci_high'))}",
+                             fmt(bd.get("random_auc_p95")), yes(bd.get("beats_random")), fmt(base.get("auc"))])
+            out += table(["trait", "layer", f"{variant} AUC [95% CI]", "random p95", "beats", "base model AUC"], rows)
+        return out
+
+
+EXPERIMENT = Backdoor()
+
 
 POOLED = ("last", "response_mean")
 
@@ -138,3 +249,64 @@ def summary(pooled: pd.DataFrame, tokens: pd.DataFrame, *, variant: str, baselin
                                               "separate trigger from control too, the AUC shows that the activations "
                                               "changed, not that the trait carries the change)",
                             "beats_random": "auc above random_auc_p95"}}
+
+# ---------------------------------------------------------------------------------------------- figures
+
+def backdoor_trait_comparison(auc: pd.DataFrame, title: str) -> plt.Figure:
+    """ROC-AUC trigger vs control per trait with 95% CIs; one panel per pooled position, one bar per variant."""
+    positions = list(dict.fromkeys(auc["position"]))
+    variants = list(dict.fromkeys(auc["variant"]))
+    traits = sorted(auc["trait"].unique())
+    fig, axes = plt.subplots(1, len(positions), figsize=(5.5 * len(positions), 0.5 * len(traits) + 2.5),
+                             squeeze=False, sharey=True)
+    height = 0.8 / len(variants)
+    for ax, pos in zip(axes.flat, positions):
+        for k, variant in enumerate(variants):
+            d = auc[(auc["position"] == pos) & (auc["variant"] == variant)].set_index("trait").reindex(traits)
+            y = [i + k * height for i in range(len(traits))]
+            err = [d["auc"] - d["ci_low"], d["ci_high"] - d["auc"]]
+            ax.barh(y, d["auc"], height=height, xerr=err, capsize=2, label=variant)
+            if "random_auc_p95" in d:  # the control: random directions on the same prompts, at the same layer
+                ax.scatter(d["random_auc_p95"], y, marker="D", s=28, color="crimson", zorder=3,
+                           label="random directions, 95th pct" if k == 0 else None)
+                for yi, value, beats in zip(y, d["auc"], d["beats_random"]):
+                    if value == value:  # not NaN
+                        ax.text(1.01, yi, "beats" if beats else "no", va="center", fontsize=7,
+                                transform=ax.get_yaxis_transform())
+        ax.set_yticks([i + 0.4 - height / 2 for i in range(len(traits))])
+        ax.set_yticklabels(traits)
+        ax.axvline(0.5, color="black", lw=0.8, ls=":")
+        ax.set_xlim(0, 1.02)
+        ax.set_xlabel("ROC-AUC, trigger vs control prompts")
+        ax.set_ylabel("trait")
+        n = int(auc[auc["position"] == pos]["n_trigger"].iloc[0])
+        ax.set_title(f"{pos} (n={n} prompt pairs)", fontsize=10)
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    axes.flat[-1].legend(handles, labels, title="variant", fontsize=8, loc="upper left", bbox_to_anchor=(1.12, 1.0))
+    fig.suptitle(title + "\n(bars: 95% bootstrap CI; red diamond: 95th percentile of 100 random directions, the "
+                 "control; right of each bar: whether its AUC beats it)", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def early_detection_tokens(tokens: pd.DataFrame, title: str) -> plt.Figure:
+    """ROC-AUC trigger vs control at each assistant-turn token (-1 = last prompt token), 95% CI band."""
+    traits = sorted(tokens["trait"].unique())
+    fig, panels = trait_panels(traits, 4.8, 3.4, sharey=True)
+    for ax, trait in panels:
+        d = tokens[tokens["trait"] == trait]
+        for variant, v in d.groupby("variant", sort=False):
+            v = v.sort_values("token_index")
+            ax.plot(v["token_index"], v["auc"], marker="o", ms=3, label=variant)
+            ax.fill_between(v["token_index"], v["ci_low"], v["ci_high"], alpha=0.2)
+        ax.axhline(0.5, color="black", lw=0.5, ls=":")
+        ax.axvline(-0.5, color="grey", lw=0.8, ls="--")
+        ax.set_ylim(0, 1.02)
+        n = int(d["n_trigger"].min())
+        ax.set_title(f"{trait} (n>={n} pairs per token)", fontsize=10)
+        ax.set_xlabel("token position (-1 = last prompt token,\n0.. = replayed response tokens)")
+        ax.set_ylabel("ROC-AUC, trigger vs control")
+        ax.legend(fontsize=7)
+    fig.suptitle(title + " (band: 95% bootstrap CI)", fontsize=10)
+    fig.tight_layout()
+    return fig

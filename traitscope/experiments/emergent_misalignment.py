@@ -14,26 +14,115 @@ the same rows and questions); a trait ``beats_random`` when its |d_z| exceeds th
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NamedTuple
 
+from ..workflow.config import check_projected_method, check_vector_variant, config_error
+from ..workflow.experiment import Comparison, Experiment, Finding, Panel
+from ..workflow.tables import ci, fmt, table, yes
+
+if TYPE_CHECKING:
+    from ..workflow.layout import Layout
+    from ..workflow.settings import Study
+
+
+import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+import seaborn as sns
 
-from ..core.project import at_layer
+from ..core.plots import trait_panels
 from ..core.stats import correct_pvalues, paired_comparison, paired_dz
 
 
-def pooled_scores(frames: dict[str, pd.DataFrame], prompts: pd.DataFrame, best: dict[str, int], positions: dict[str, str],
-                  method: str) -> pd.DataFrame:
-    """Long table: variant, trait, layer, position, id, group, score (one pooled score per prompt)."""
-    groups = prompts.set_index("id")["group"]
-    out = []
-    for variant, df in frames.items():
-        for trait, layer in best.items():
-            sel = at_layer(df, trait, layer, method)
-            sel = sel[sel["position"] == positions[trait]]
-            out.append(sel.assign(variant=variant, group=sel["id"].map(groups)))
-    return pd.concat(out, ignore_index=True)
+class CompareSettings(NamedTuple):
+    """``emergent_misalignment``: a variant against the base on a replay set (the class keeps its first name, which
+    is in the rule's params)."""
+
+    base: str
+    variant: str
+    prompt_set: str
+    method: str
+    position: str | None
+    correction: str
+    alpha: float
+    n_boot: int
+
+
+class EmergentMisalignment(Experiment):
+    name = "emergent_misalignment"
+    title = "Emergent misalignment"
+    settings = CompareSettings
+    schema = Path(__file__).with_suffix(".schema.yaml")
+
+    def check(self, cfg: dict[str, Any], dims: dict[str, Any], base_dir: Path, configured: list) -> None:
+        c = self.section(cfg) or {}
+        for role in ("base", "variant"):
+            check_vector_variant(cfg, dims, c[role], self.dotted(role))
+        if c["base"] == c["variant"]:
+            raise config_error(self.dotted("variant"), "the variant is the base", "compare two different variants")
+        pset = c["prompt_set"]
+        if pset not in cfg["prompt_sets"]:
+            raise config_error(self.dotted("prompt_set"), f"unknown prompt set {pset!r}",
+                               f"use one of {sorted(cfg['prompt_sets'])}")
+        if cfg["prompt_sets"][pset]["source"] != "replay":
+            raise config_error(self.dotted("prompt_set"), f"{pset!r} is not a replay set, so the two variants would "
+                               "be scored on different response tokens",
+                               "define {source: replay, prompt_set: <set>, variant: <base>} and use it")
+        check_projected_method(cfg, c["method"], self.dotted("method"))
+
+    def projected_pairs(self, s: CompareSettings) -> set[tuple[str, str]]:
+        return {(s.base, s.prompt_set), (s.variant, s.prompt_set)}
+
+    def files(self, lay: Layout) -> dict[str, str]:
+        return {"json": self.folder(lay, "variant_comparison.json"),
+                "scores": self.folder(lay, "per_question_scores.parquet"),
+                "figure": self.folder(lay, "figures", "trait_distributions.png")}
+
+    def targets(self, study: Study, s: CompareSettings, lay: Layout) -> list[str]:
+        return [self.files(lay)[k] for k in ("json", "figure")]
+
+    def comparisons(self, s: CompareSettings) -> list[Comparison]:
+        return [Comparison(f"emergent misalignment: {s.variant} vs {s.base} on {s.prompt_set}",
+                           (Panel(s.base, s.base, s.prompt_set), Panel(s.variant, s.variant, s.prompt_set)),
+                           "Both columns score the same response tokens.")]
+
+    def results(self) -> dict[str, str]:
+        return {"emergent_misalignment": "emergent_misalignment/variant_comparison.json"}
+
+    def findings(self, res: Any) -> Iterator[Finding]:
+        if "emergent_misalignment" not in res.experiments():
+            return
+        c = res.experiment("emergent_misalignment")
+        traits = c["traits"]
+        significant = [t for t, r in traits.items() if r["significant"]]
+        if "n_significant_and_beats_random" in c:
+            both = [t for t in significant if traits[t].get("beats_random")]
+            line = (f"{c['variant']} vs {c['base']} on the same tokens: {len(significant)} of {len(traits)} traits "
+                    f"differ significantly ({c['correction']['method']}); {len(both)} of those also shift more than "
+                    "random directions do" + (f" ({', '.join(both)})" if both else ""))
+            yield "Emergent misalignment", line, bool(both)
+        else:
+            yield ("Emergent misalignment", f"{c['variant']} vs {c['base']}: {len(significant)} of {len(traits)} "
+                   "traits differ significantly (no random-direction control in this result; "
+                   "project.random_directions must be above 0)", None)
+
+    def measurements(self, res: Any) -> list[str]:
+        if "emergent_misalignment" not in res.experiments():
+            return []
+        c = res.experiment("emergent_misalignment")
+        out = [f"## Emergent misalignment: {c['variant']} vs {c['base']}", "",
+               f"On `{c['prompt_set']}` (the base's answers replayed), per question; p corrected by "
+               f"{c['correction']['method']} across traits.", ""]
+        rows = [[t, r["layer"], r["n"], f"{fmt(r['cohens_dz'])} {ci(r['dz_ci_low'], r['dz_ci_high'])}",
+                 fmt(r["p_adjusted"]), fmt(r.get("random_abs_dz_p95")), yes(r.get("beats_random"))]
+                for t, r in sorted(c["traits"].items())]
+        return out + table(["trait", "layer", "questions", "d_z [95% CI]", "p adjusted", "random \\|d_z\\| p95",
+                            "beats"], rows)
+
+
+EXPERIMENT = EmergentMisalignment()
 
 
 def compare_variants(scores: pd.DataFrame, *, base: str, variant: str, correction: str, alpha: float, n_boot: int,
@@ -95,3 +184,30 @@ def with_random_control(result: dict[str, Any], control: dict[str, dict[str, Any
                          "percentile")
     result["n_significant_and_beats_random"] = both
     return result
+
+# ---------------------------------------------------------------------------------------------- figures
+
+def trait_distributions(per_question: pd.DataFrame, result: dict, title: str) -> plt.Figure:
+    """Per-question mean score of base and variant, one panel per trait; lines join the same question."""
+    base, variant = result["base"], result["variant"]
+    traits = sorted(per_question["trait"].unique())
+    fig, panels = trait_panels(traits, 4.4, 3.8)
+    for ax, trait in panels:
+        d = per_question[per_question["trait"] == trait]
+        sns.boxplot(data=d, x="variant", y="score", order=[base, variant], ax=ax, color="lightgrey", showfliers=False,
+                    width=0.5)
+        wide = d.pivot(index="group", columns="variant", values="score").dropna()
+        for _, row in wide.iterrows():
+            ax.plot([0, 1], [row[base], row[variant]], color="grey", lw=0.7, alpha=0.7, marker="o", ms=3)
+        r = result["traits"][trait]
+        control = ""
+        if "random_abs_dz_p95" in r:
+            control = (f"\nrandom directions: |d_z| p95 {r['random_abs_dz_p95']:.2f} (n={r['n_random']}): "
+                       + ("beats it" if r["beats_random"] else "does NOT beat it"))
+        ax.set_title(f"{trait}, layer {r['layer']}, {r['position']}\nn={r['n']} questions, d_z {r['cohens_dz']:.2f} "
+                     f"[{r['dz_ci_low']:.2f}, {r['dz_ci_high']:.2f}], p_adj {r['p_adjusted']:.3g}{control}", fontsize=9)
+        ax.set_xlabel("variant")
+        ax.set_ylabel("mean score per question (projection units)")
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig

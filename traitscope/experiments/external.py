@@ -24,14 +24,134 @@ For each trait (at its best layer, pooled at its extraction position) and each h
 
 from __future__ import annotations
 
-import json
-from typing import Any
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NamedTuple
 
+from ..core.specs import PromptSetSpec, build
+from ..workflow.config import SET_NAME, check_projected_method, check_vector_variant, config_error
+from ..workflow.experiment import Experiment, Finding
+from ..workflow.tables import ci, fmt, table, yes
+
+if TYPE_CHECKING:
+    from ..workflow.layout import Layout
+    from ..workflow.settings import Study
+
+import json
+
+import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from ..core.plots import trait_panels
 from ..core.prompts import split_categories
 from ..core.stats import column_aucs, separation, spearman, versus_random
+
+
+class ExternalDataset(NamedTuple):
+    prompt_sets: tuple[str, ...]
+    severity: str | None
+
+
+class ExternalSettings(NamedTuple):
+    variant: str
+    method: str
+    position: str | None
+    min_per_class: int
+    n_boot: int
+    failure_fpr: float
+    n_failures: int
+    datasets: dict[str, ExternalDataset]
+
+
+class External(Experiment):
+    name = "external"
+    title = "External"
+    settings = ExternalSettings
+    schema = Path(__file__).with_suffix(".schema.yaml")
+
+    def check(self, cfg: dict[str, Any], dims: dict[str, Any], base_dir: Path, configured: list) -> None:
+        ext = self.section(cfg) or {}
+        check_vector_variant(cfg, dims, ext["variant"], self.dotted("variant"))
+        check_projected_method(cfg, ext["method"], self.dotted("method"))
+        for name, ds in ext["datasets"].items():
+            if not SET_NAME.match(name):
+                raise config_error(self.dotted(f"datasets.{name}"), "names may use letters, digits and _ only",
+                                   f"rename '{name}'")
+            for s in ds["prompt_sets"]:
+                if s not in cfg["prompt_sets"]:
+                    raise config_error(self.dotted(f"datasets.{name}.prompt_sets"), f"unknown prompt set {s!r}",
+                                       f"use one of {sorted(cfg['prompt_sets'])}")
+            check_labelled(cfg, self.dotted(f"datasets.{name}"), ds["prompt_sets"], base_dir)
+
+    def projected_pairs(self, s: ExternalSettings) -> set[tuple[str, str]]:
+        return {(s.variant, p) for d in s.datasets.values() for p in d.prompt_sets}
+
+    def scored_sets(self, s: ExternalSettings) -> list[str]:
+        return [p for d in s.datasets.values() for p in d.prompt_sets]
+
+    def files(self, lay: Layout, dataset: str = "{dataset}") -> dict[str, str]:
+        return {"json": self.folder(lay, dataset, "results.json"),
+                "table": self.folder(lay, dataset, "per_category.parquet"),
+                "scores": self.folder(lay, dataset, "scores.parquet"),
+                "failures": self.folder(lay, dataset, "failure_cases.json"),
+                "figure": self.folder(lay, dataset, "per_category_auc.png")}
+
+    def targets(self, study: Study, s: ExternalSettings, lay: Layout) -> list[str]:
+        return [self.files(lay, d)[k] for d in s.datasets for k in ("json", "figure", "failures")]
+
+    def results(self) -> dict[str, str]:
+        return {"external/{}": "external/*/results.json"}
+
+    def findings(self, res: Any) -> Iterator[Finding]:
+        for name in (n for n in res.experiments() if n.startswith("external/")):
+            e = res.experiment(name)
+            parts, beaten = [], 0
+            for trait, r in e["traits"].items():
+                o = r["overall"]
+                beaten += bool(o["beats_random"])
+                parts.append(f"{trait} {o['auc']:.2f} vs {o['random_auc_p95']:.2f}")
+            yield (f"External: {e['dataset']}", f"unsafe vs safe rows ({e['n_unsafe']} vs {e['n_safe']}), AUC vs "
+                   f"random 95th percentile: {'; '.join(parts)}; {beaten} of {len(parts)} traits beat random "
+                   "directions", beaten > 0)
+
+    def measurements(self, res: Any) -> list[str]:
+        out: list[str] = []
+        for name in sorted(n for n in res.experiments() if n.startswith("external/")):
+            e = res.experiment(name)
+            out += [f"## External dataset: {e['dataset']}", "", f"{e['n_unsafe']} unsafe vs {e['n_safe']} safe rows.",
+                    ""]
+            rows = [[t, r["layer"], r["position"],
+                     f"{fmt(r['overall']['auc'])} {ci(r['overall']['ci_low'], r['overall']['ci_high'])}",
+                     fmt(r["overall"]["random_auc_p95"]), yes(r["overall"]["beats_random"])]
+                    for t, r in sorted(e["traits"].items())]
+            out += table(["trait", "layer", "position", "AUC [95% CI]", "random p95", "beats"], rows)
+        return out
+
+
+EXPERIMENT = External()
+
+
+def check_labelled(cfg: dict[str, Any], key: str, sets: list[str], base_dir: Path) -> None:
+    """An external dataset compares unsafe (label 1) with safe (0) rows: every row of its sets needs a label and
+    both classes must be there, or its AUCs would silently be null."""
+    from ..core.prompts import startup_table
+
+    labels: set[int] = set()
+    for s in sets:
+        table = startup_table(s, build(PromptSetSpec, cfg["prompt_sets"][s]), base_dir)
+        if table is None:  # known only after prep: the external job checks it
+            return
+        missing = int(table["label"].isna().sum())
+        if missing:
+            raise config_error(f"prompt_sets.{s}", f"{missing} of {len(table)} rows have no label, but {key} "
+                               "compares unsafe (1) with safe (0) rows",
+                               "map a 0/1 column with fields.label, or give the set a constant label: 0 or 1")
+        labels |= set(table["label"].dropna().astype(int))
+    if labels != {0, 1}:
+        raise config_error(f"{key}.prompt_sets", f"the sets {sets} hold only label {sorted(labels)}",
+                           "add a set of the other class (e.g. benign prompts with label: 0)")
+
 
 SEVERITY_FIELDS = ("severity", "severity_level")
 NEGATIVES = ("same_category", "same_prompts", "all_safe")
@@ -193,3 +313,39 @@ def summary(table: pd.DataFrame, severity: dict[str, Any] | None, info: dict[str
                 "severity": "Spearman's rho of score vs the data's severity field (scipy.stats.spearmanr), "
                             "95% paired bootstrap CI; null where the data has no severity",
                 "score": "projection on the unit trait vector at the trait's best layer (residual-stream units)"}}
+
+# ---------------------------------------------------------------------------------------------- figures
+
+def per_category_auc(table: pd.DataFrame, title: str) -> plt.Figure:
+    """ROC-AUC unsafe vs safe per harm category (and overall) with 95% CIs, one panel per trait."""
+    traits = sorted(table["trait"].unique())
+    cats = ["overall"] + sorted(c for c in table["category"].unique() if c != "overall")
+    fig, panels = trait_panels(traits, 5.2, 0.42 * len(cats) + 1.6, sharey=False)
+    for ax, trait in panels:
+        d = table[table["trait"] == trait].set_index("category").reindex(cats)
+        y = list(range(len(cats)))[::-1]
+        ok = d["auc"].notna().to_numpy()
+        ax.errorbar(d["auc"][ok], [v for v, k in zip(y, ok) if k],
+                    xerr=[(d["auc"] - d["ci_low"])[ok], (d["ci_high"] - d["auc"])[ok]],
+                    fmt="o", ms=4, capsize=2, color="tab:blue", label="trait vector (95% CI)")
+        if "random_auc_p95" in d and d["random_auc_p95"].notna().any():
+            has = d["random_auc_p95"].notna().to_numpy()
+            ax.scatter(d["random_auc_p95"][has], [v for v, k in zip(y, has) if k], marker="|", s=90, color="tab:red",
+                       label=f"95th pct of {int(d['n_random'].max())} random directions")
+            ax.legend(fontsize=6, loc="lower left")
+        for v, k, (_cat, r) in zip(y, ok, d.iterrows()):
+            if not k and pd.notna(r["n_unsafe"]):
+                ax.text(0.03, v, "too few rows for an AUC", va="center", fontsize=7, color="grey")
+        labels = [f"{c} ({int(r['n_unsafe']) if pd.notna(r['n_unsafe']) else 0} vs {int(r['n_safe']) if pd.notna(r['n_safe']) else 0})"
+                  for c, r in d.iterrows()]
+        ax.set_yticks(y)
+        ax.set_yticklabels(labels, fontsize=7)
+        ax.set_ylim(-0.6, len(cats) - 0.4)
+        ax.axvline(0.5, color="black", lw=0.8, ls=":")
+        ax.set_xlim(0, 1.02)
+        ax.set_xlabel("ROC-AUC, unsafe vs safe (0.5 = chance)")
+        first = d.iloc[0]
+        ax.set_title(f"{trait}\nlayer {int(first['layer'])}, {first['position']}", fontsize=9)
+    fig.suptitle(title + "\n(labels: category (n unsafe vs n safe); bars: 95% bootstrap CI)", fontsize=10)
+    fig.tight_layout()
+    return fig

@@ -1,8 +1,6 @@
 """Steering evaluation and CMA-ES optimisation of steering vectors against a judge.
 
-Coefficients are given in units of the mean activation norm at the layer (``coef x mean ||h||``), at the trait's
-site (the residual stream, or the attention or MLP output a site vector is added to), so one setting means the same
-across layers and models.
+The coefficient is in units of the mean activation norm at the trait's layer and site (:mod:`traitscope.core.sweep`).
 
 CMA-ES (the ``cma`` package) searches a ``k``-dimensional PCA subspace of the trait's extraction
 activations at its layer: ``v(z) = u0 + B^T z`` (``u0`` the unit extracted vector, ``B`` the top-``k``
@@ -17,80 +15,74 @@ without pickles, then continues.
 
 from __future__ import annotations
 
-import contextlib
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import torch
 from sklearn.decomposition import PCA
 
-from ..core.artifacts import ActivationShard, TraitVectors
 from ..core.io import read_json, write_json
-from ..core.judge import Judge
 from ..core.methods import unit
 from ..core.progress import Progress
-from ..core.steering import Steer, generate_steered
-from ..workflow.settings import JudgeSettings, ModelSpec
+from ..core.sweep import SteeringTask
+from ..workflow.config import check_steering_section
+from ..workflow.experiment import Experiment
+
+if TYPE_CHECKING:
+    from ..workflow.layout import Layout
+    from ..workflow.settings import Study
 
 
-@dataclass
-class SteeringTask:
-    """Everything needed to judge steered responses for one trait."""
-
-    model: Any
-    tokenizer: Any
-    judge: Judge
-    trait: str
-    description: str
-    layer: int
-    prompts: list[str]
-    norm: float  # mean activation norm at the layer (and site): the coefficient unit
-    max_new_tokens: int = 24
-    positions: str = "all"
-    batch_size: int = 8
-    seed: int = 0
-    site: str = "resid"  # where the vector is added: the residual stream after the block, or its attn/mlp output
-
-    def evaluate(self, vector: torch.Tensor | None, coef: float, prompts: list[str] | None = None) -> pd.DataFrame:
-        """Responses and judged scores with ``vector`` added at ``coef x norm`` (None or 0: unsteered)."""
-        prompts = self.prompts if prompts is None else prompts
-        with contextlib.ExitStack() as stack:
-            edits = [] if vector is None or coef == 0 else [
-                stack.enter_context(Steer(self.model, self.layer, vector, coef * self.norm, self.positions,
-                                          self.site))]
-            responses = generate_steered(self.model, self.tokenizer, prompts, edits, max_new_tokens=self.max_new_tokens,
-                                         batch_size=self.batch_size, seed=self.seed)
-        scores = self.judge.score([{"question": q, "answer": a, "trait": self.trait, "description": self.description}
-                                   for q, a in zip(prompts, responses)])
-        return pd.concat([pd.DataFrame({"prompt": prompts, "response": responses}), scores], axis=1)
+class OptimizeSettings(NamedTuple):
+    traits: tuple[str, ...]
+    prompt_set: str
+    n_prompts: int
+    coefficient: float
+    population: int
+    iterations: int
+    sigma0: float
+    pca_components: int
+    max_new_tokens: int
 
 
-def mean_norm(x: np.ndarray) -> float:
-    return float(np.linalg.norm(x, axis=1).mean())
+class Optimize(Experiment):
+    name = "optimize"
+    title = "Optimize"
+    settings = OptimizeSettings
+    schema = Path(__file__).with_suffix(".schema.yaml")
+    uses_judge = True
+
+    def check(self, cfg: dict[str, Any], dims: dict[str, Any], base_dir: Path, configured: list) -> None:
+        check_steering_section(self, cfg, dims)
+
+    def prompt_sets(self, s: OptimizeSettings) -> list[str]:
+        return [s.prompt_set]
+
+    def optimized(self, lay: Layout, variant: str = "{variant}", trait: str = "{category}/{trait}") -> dict[str, str]:
+        return {"vector": self.folder(lay, variant, trait, "vector.safetensors"),
+                "sidecar": self.folder(lay, variant, trait, "vector.json"),
+                "history": self.folder(lay, variant, trait, "history.parquet")}
+
+    def files(self, lay: Layout) -> dict[str, str]:
+        return {"json": self.folder(lay, "extraction_gap.json"), "figure": self.folder(lay, "optimization_curves.png")}
+
+    def targets(self, study: Study, s: OptimizeSettings, lay: Layout) -> list[str]:
+        return list(self.files(lay).values())
+
+    def results(self) -> dict[str, str]:
+        return {"optimize": "optimize/extraction_gap.json"}
+
+
+EXPERIMENT = Optimize()
 
 
 def split_prompts(prompts: list[str], seed: int) -> tuple[list[str], list[str]]:
     order = np.random.default_rng(seed).permutation(len(prompts))
     half = len(prompts) // 2
     return [prompts[i] for i in order[:half]], [prompts[i] for i in order[half:]]
-
-
-def sweep(task: SteeringTask, vectors: dict[int, torch.Tensor], norms: dict[int, float],
-          coefficients: list[float]) -> pd.DataFrame:
-    """Judged trait score and coherence for every (layer, coefficient)."""
-    rows = []
-    progress = Progress(f"steering {task.trait}", len(vectors) * len(coefficients), "settings (layer x coefficient)")
-    for layer, v in vectors.items():
-        t = SteeringTask(**{**task.__dict__, "layer": layer, "norm": norms[layer]})
-        for coef in coefficients:
-            rows.append(t.evaluate(v, coef).assign(layer=layer, coef=coef))
-            progress.update(1, note=f"layer {layer}, coefficient {coef}: trait {rows[-1]['trait_score'].mean():.1f}")
-    table = pd.concat(rows, ignore_index=True)
-    progress.close(f"{len(table)} steered responses judged at {len(vectors)} layer(s) x {len(coefficients)} coefficients")
-    return table
 
 
 def pca_basis(x: np.ndarray, k: int, seed: int) -> np.ndarray:
@@ -156,31 +148,25 @@ def extraction_gap(task: SteeringTask, v0: torch.Tensor, v_opt: torch.Tensor, co
     return out
 
 
-def build_task(*, variant: ModelSpec, judge_cfg: JudgeSettings, judge_cache: str | Path, trait: str,
-               description: str, prompts: list[str], layer: int, norm: float, max_new_tokens: int,
-               positions: str = "all", seed: int = 0, site: str = "resid") -> SteeringTask:
-    """Load the model and the judge for a steering job (used by the workflow scripts)."""
-    from ..core.models import load_model
+# ---------------------------------------------------------------------------------------------- figures
 
-    model, tokenizer = load_model(variant, key="variant")
-    judge = Judge.from_config(judge_cfg, judge_cache)
-    return SteeringTask(model=model, tokenizer=tokenizer, judge=judge, trait=trait, description=description,
-                        layer=layer, prompts=prompts, norm=norm, max_new_tokens=max_new_tokens, positions=positions,
-                        seed=seed, site=site)
-
-
-def trait_norms(activations: str | Path, vectors: TraitVectors, layers: list[int]) -> dict[int, float]:
-    """:func:`layer_norms` of a trait's contrastive capture at ``layers``, at the trait's position and site (the
-    coefficient unit of steering with its vectors); reads only those tensors."""
-    shard = ActivationShard.load_at(activations, vectors.position, layers, vectors.site)
-    return layer_norms(shard, vectors.position, layers, vectors.site)
-
-
-def layer_norms(shard: ActivationShard, position: str, layers: list[int], site: str = "resid") -> dict[int, float]:
-    """Mean activation norm per layer over the trait's contrastive activations, at ``site`` (the residual stream, or
-    the attention or MLP output that a site vector is added to)."""
-    out = {}
-    for layer in layers:
-        x, ok = shard.pooled(position, layer, site)
-        out[layer] = mean_norm(x[ok])
-    return out
+def optimization_curves(history: pd.DataFrame, judge_kind: str, n_train: dict[str, int]) -> plt.Figure:
+    """CMA-ES fitness per generation: best so far and population mean, one panel per trait."""
+    traits = sorted(history["trait"].unique())
+    fig, axes = plt.subplots(1, len(traits), figsize=(max(7.5, 5.5 * len(traits)), 4.2), squeeze=False)
+    for ax, trait in zip(axes.flat, traits):
+        h = history[history["trait"] == trait]
+        per_gen = h.groupby("generation")["fitness"].agg(["mean", "max"]).reset_index()
+        per_gen["best so far"] = per_gen["max"].cummax()
+        ax.plot(per_gen["generation"], per_gen["best so far"], marker="o", label="best so far")
+        ax.plot(per_gen["generation"], per_gen["mean"], marker="s", ls="--", label="population mean")
+        ax.axhline(0, color="grey", lw=0.8)
+        pop = int(h.groupby("generation").size().max())
+        ax.set_title(f"{trait} (population {pop}, n={n_train[trait]} training prompts)", fontsize=10)
+        ax.set_xlabel("CMA-ES generation")
+        ax.set_xticks(per_gen["generation"].tolist())
+        ax.set_ylabel("judged trait change vs unsteered\n(points on the 0-100 scale)")
+        ax.legend(fontsize=8)
+    fig.suptitle(f"Steering-vector optimisation on training prompts\n(judge: {judge_kind})", fontsize=10)
+    fig.tight_layout()
+    return fig

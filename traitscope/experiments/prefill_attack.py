@@ -30,15 +30,145 @@ directions at the trait's layer, scored over the same windows of the same rows (
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NamedTuple
 
+from ..workflow.config import check_projected_method, check_vector_variant, config_error
+from ..workflow.experiment import Comparison, Experiment, Finding, Panel, SaeComparison
+from ..workflow.tables import fmt, table, yes
+
+if TYPE_CHECKING:
+    from ..workflow.layout import Layout
+    from ..workflow.settings import Study
+
+
+import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+import seaborn as sns
 from scipy import stats as sps
 
 from ..core.artifacts import BaselineScores
+from ..core.plots import trait_panels
 from ..core.project import at_layer
 from ..core.stats import column_aucs, correct_pvalues, independent_comparison, paired_comparison, versus_random
+
+
+class PrefillSettings(NamedTuple):
+    variant: str
+    harmful: str
+    harmful_prefill: str
+    benign: str
+    benign_prefill: str
+    method: str
+    correction: str
+    alpha: float
+    n_boot: int
+    max_tokens: int
+
+    def conditions(self) -> dict[str, str]:
+        """C1..C4 -> prompt set."""
+        return {"C1": self.harmful, "C2": self.harmful_prefill, "C3": self.benign, "C4": self.benign_prefill}
+
+
+ROLES = ("harmful", "harmful_prefill", "benign", "benign_prefill")
+
+
+class PrefillAttack(Experiment):
+    name = "prefill_attack"
+    title = "Prefill attack"
+    settings = PrefillSettings
+    schema = Path(__file__).with_suffix(".schema.yaml")
+
+    def check(self, cfg: dict[str, Any], dims: dict[str, Any], base_dir: Path, configured: list) -> None:
+        """The four conditions: plain sets without a prefill, prefilled sets with one; assistant-turn tokens scored."""
+        pa = self.section(cfg) or {}
+        sets, cap = cfg["prompt_sets"], cfg["capture"]
+        check_vector_variant(cfg, dims, pa["variant"], self.dotted("variant"))
+        for role in ROLES:
+            s = pa[role]
+            if s not in sets:
+                raise config_error(self.dotted(role), f"unknown prompt set {s!r}", f"use one of {sorted(sets)}")
+            forced = bool(sets[s].get("prefill")) or "prefill" in (sets[s].get("fields") or {})
+            if role.endswith("_prefill") and not forced:
+                raise config_error(self.dotted(role), f"prompt set {s!r} has no prefill",
+                                   f"set prompt_sets.{s}.prefill to a compliance prefill such as 'Sure, here is'")
+            if not role.endswith("_prefill") and forced:
+                raise config_error(self.dotted(role), f"prompt set {s!r} has a prefill",
+                                   "use the same prompts without prefill")
+        if "response" not in cap["positions"] or not cfg["project"]["per_token"]:
+            raise config_error("capture.positions", "the prefill attack scores assistant-turn tokens",
+                               "keep response in capture.positions and project.per_token: true")
+        if not cap["generate"]["enabled"]:
+            raise config_error("capture.generate.enabled", "without generation the no-prefill conditions have no "
+                               "assistant tokens", "set capture.generate.enabled: true")
+        check_projected_method(cfg, pa["method"], self.dotted("method"))
+
+    def condition_pairs(self, s: PrefillSettings) -> list[tuple[str, str, str, str]]:
+        sets = dict(zip(ROLES, (s.harmful, s.harmful_prefill, s.benign, s.benign_prefill)))
+        return [(self.dotted(a), sets[a], self.dotted(b), sets[b]) for i, a in enumerate(ROLES) for b in ROLES[i + 1:]]
+
+    def projected_pairs(self, s: PrefillSettings) -> set[tuple[str, str]]:
+        return {(s.variant, p) for p in s.conditions().values()}
+
+    def scored_sets(self, s: PrefillSettings) -> list[str]:
+        return [s.harmful, s.harmful_prefill, s.benign, s.benign_prefill]
+
+    def per_token_baseline(self, s: PrefillSettings, pset: str) -> bool:
+        return pset in s.conditions().values()  # its AUCs compare windowed per-token scores
+
+    def sae_comparisons(self, s: PrefillSettings) -> dict[str, SaeComparison]:
+        c = s.conditions()
+        return {"prefill": SaeComparison(s.variant, c["C2"], s.variant, c["C4"], "C2 harmful + prefill",
+                                         "C4 benign + prefill")}
+
+    def files(self, lay: Layout) -> dict[str, str]:
+        return {"json": self.folder(lay, "condition_comparison.json"),
+                "scores": self.folder(lay, "window_scores.parquet"),
+                "trajectory": self.folder(lay, "trajectory.parquet"),
+                "grid": self.folder(lay, "2x2_grid.png"),
+                "divergence": self.folder(lay, "trajectory_divergence.png")}
+
+    def targets(self, study: Study, s: PrefillSettings, lay: Layout) -> list[str]:
+        return [self.files(lay)[k] for k in ("json", "grid", "divergence")]
+
+    def comparisons(self, s: PrefillSettings) -> list[Comparison]:
+        labels = {"C1": "C1 harmful", "C2": "C2 harmful + prefill", "C3": "C3 benign", "C4": "C4 benign + prefill"}
+        return [Comparison(f"prefill attack: four conditions ({s.variant})",
+                           tuple(Panel(f"{labels[c]} ({p})", s.variant, p) for c, p in s.conditions().items()),
+                           "C1/C2 and C3/C4 share prompts (by id); harmful and benign columns pair by position.")]
+
+    def results(self) -> dict[str, str]:
+        return {"prefill_attack": "prefill_attack/condition_comparison.json"}
+
+    def findings(self, res: Any) -> Iterator[Finding]:
+        if "prefill_attack" not in res.experiments():
+            return
+        p = res.experiment("prefill_attack")
+        comp = p["comparisons"].get("C2_vs_C4")
+        if not comp:
+            return
+        parts = [f"{t} AUC {r['auc']:.2f} vs {r['random_auc_p95']:.2f}" for t, r in comp["traits"].items()]
+        beaten = [t for t, r in comp["traits"].items() if r.get("beats_random")]
+        yield ("Prefill attack", "under a forced-compliance prefill, harmful vs benign prompts (C2 vs C4): "
+               f"{'; '.join(parts)}; harm still represented (beats random directions) for "
+               f"{', '.join(beaten) if beaten else 'no trait'}", bool(beaten))
+
+    def measurements(self, res: Any) -> list[str]:
+        if "prefill_attack" not in res.experiments():
+            return []
+        p = res.experiment("prefill_attack")
+        c24, c12 = p["comparisons"]["C2_vs_C4"]["traits"], p["comparisons"]["C1_vs_C2"]["traits"]
+        out = ["## Prefill attack", "", "C2 (harmful + prefill) vs C4 (benign + prefill), and the prefill's shift on "
+               "harmful prompts (C2 - C1, paired).", ""]
+        rows = [[t, r["layer"], fmt(r["auc"]), fmt(r.get("random_auc_p95")), yes(r.get("beats_random")),
+                 fmt(c12[t]["cohens_dz"])] for t, r in sorted(c24.items())]
+        return out + table(["trait", "layer", "C2 vs C4 AUC", "random p95", "beats", "C2 - C1 d_z"], rows)
+
+
+EXPERIMENT = PrefillAttack()
+
 
 CONDITIONS = {"C1": ("harmful", False), "C2": ("harmful", True), "C3": ("benign", False), "C4": ("benign", True)}
 COMPARISONS = {"C2_vs_C4": ("C2", "C4", "independent"), "C1_vs_C3": ("C1", "C3", "independent"),
@@ -169,3 +299,55 @@ def summary(comparisons: dict[str, Any], scores: pd.DataFrame, info: dict[str, A
                                   "of n_random seeded random unit directions at the trait's layer, scored over the "
                                   "same token windows of the same rows; beats_random: AUC above it",
                 "correction": "p-values adjusted across traits within each comparison (statsmodels multipletests)"}}
+
+# ---------------------------------------------------------------------------------------------- figures
+
+PREFILL_STYLE = {"C1": ("tab:red", "--"), "C2": ("tab:red", "-"), "C3": ("tab:blue", "--"), "C4": ("tab:blue", "-")}
+PREFILL_NAMES = {"C1": "C1 harmful, no prefill", "C2": "C2 harmful + prefill", "C3": "C3 benign, no prefill",
+                 "C4": "C4 benign + prefill"}
+
+
+def prefill_grid(result: dict, title: str) -> plt.Figure:
+    """Mean window score of the four conditions as a 2x2 grid (prompts x prefill), one panel per trait."""
+    traits = sorted(result["cells"])
+    fig, panels = trait_panels(traits, 3.6, 3.2)
+    for ax, trait in panels:
+        cells = result["cells"][trait]
+        grid = pd.DataFrame([[cells["C1"]["mean"], cells["C2"]["mean"]], [cells["C3"]["mean"], cells["C4"]["mean"]]],
+                            index=["harmful", "benign"], columns=["no prefill", "prefill"])
+        notes = [[f"{c}\n{cells[c]['mean']:.2f} (sd {cells[c]['sd']:.2f})\nn={cells[c]['n']}" for c in row]
+                 for row in (("C1", "C2"), ("C3", "C4"))]
+        sns.heatmap(grid, annot=notes, fmt="", cmap="vlag", center=0.0, ax=ax,  # 0 = no projection on the trait
+                    cbar_kws={"label": "mean score (projection units; white = 0)"}, annot_kws={"fontsize": 8})
+        c24 = result["comparisons"]["C2_vs_C4"]["traits"][trait]
+        c12 = result["comparisons"]["C1_vs_C2"]["traits"][trait]
+        rnd = (f" (random p95 {c24['random_auc_p95']:.2f})" if c24.get("n_random") else "")
+        ax.set_title(f"{trait} (layer {c24['layer']})\nC2 vs C4: d {c24['cohens_d']:.2f}, AUC {c24['auc']:.2f}{rnd}; "
+                     f"C2-C1: d_z {c12['cohens_dz']:.2f}", fontsize=8)
+        ax.set_xlabel("assistant turn starts with")
+        ax.set_ylabel("prompts")
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def trajectory_divergence(traj: pd.DataFrame, k: int, title: str) -> plt.Figure:
+    """Per-token mean score of each condition over the assistant turn with 95% CI bands; prefill span shaded."""
+    traits = sorted(traj["trait"].unique())
+    fig, panels = trait_panels(traits, 4.8, 3.4)
+    for ax, trait in panels:
+        d = traj[traj["trait"] == trait]
+        for cond, v in d.groupby("condition", sort=True):
+            v = v.sort_values("token_index")
+            color, ls = PREFILL_STYLE[cond]
+            ax.plot(v["token_index"], v["mean"], color=color, ls=ls, lw=1.4,
+                    label=f"{PREFILL_NAMES[cond]} (n<={int(v['n'].max())})")
+            ax.fill_between(v["token_index"], v["ci_low"], v["ci_high"], color=color, alpha=0.15)
+        ax.axvspan(-0.5, k - 0.5, color="grey", alpha=0.12, lw=0)
+        ax.set_title(f"{trait} (layer {int(d['layer'].iloc[0])})", fontsize=10)
+        ax.set_xlabel(f"assistant-turn token (shaded: the {k} prefill tokens in C2/C4)")
+        ax.set_ylabel("mean score (projection units)")
+        ax.legend(fontsize=6)
+    fig.suptitle(title + " (bands: 95% t CI over prompts)", fontsize=10)
+    fig.tight_layout()
+    return fig

@@ -23,7 +23,8 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from ..core.layers import parse_layers
-from .settings import CaptureJob, Study
+from ..core.specs import CaptureJob
+from .settings import Study
 
 SCORE_ROW_BYTES = 8.0
 """Bytes per score row in parquet at scale (``tests/test_budget.py`` measures it on the tables ``project`` writes for

@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import logging
 import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,17 +21,29 @@ from jsonschema.exceptions import ValidationError, best_match
 from ..core.chat import PLAIN_FORMAT, folder_has_template, special_text_hits, special_texts
 from ..core.errors import ConfigError, TraitscopeError
 from ..core.layers import parse_layers
-from .settings import ModelDims, ModelSpec, PromptSetSpec, Study, build, unresolved_trait
+from ..core.specs import ModelDims, ModelSpec, PromptSetSpec, build, unresolved_trait
+from .experiment import Experiment
+from .settings import Study
 
 SCHEMA_PATH = Path(__file__).parents[1] / "schemas" / "config.schema.yaml"
 TRAIT_KEY = re.compile(r"^[a-z0-9_]+/[a-z0-9_]+$")
 SET_NAME = re.compile(r"^[A-Za-z0-9_]+$")
+RENAMED = {"compare": "emergent_misalignment"}
+"""Config sections that were renamed (one name per concept: config section, rules, scripts, results folder)."""
 
 log = logging.getLogger(__name__)
 
 
-def load_schema() -> dict[str, Any]:
-    return yaml.safe_load(SCHEMA_PATH.read_text())
+def load_schema(experiments: Sequence[Experiment] = ()) -> dict[str, Any]:
+    """The config schema: the core's (``traitscope/schemas/config.schema.yaml``) with each experiment's section
+    fragment in place (a top-level key, or nested like ``checks.harm_separation``)."""
+    schema = yaml.safe_load(SCHEMA_PATH.read_text())
+    for e in experiments:
+        node = schema
+        for k in e.key()[:-1]:
+            node = node["properties"][k]
+        node.setdefault("properties", {})[e.key()[-1]] = {"default": None, **e.schema_fragment()}
+    return schema
 
 
 def _path(err: ValidationError) -> str:
@@ -83,9 +96,12 @@ def fill_defaults(instance: Any, schema: dict[str, Any]) -> Any:
     return instance
 
 
-def validate_schema(config: dict[str, Any]) -> dict[str, Any]:
+def validate_schema(config: dict[str, Any], experiments: Sequence[Experiment] = ()) -> dict[str, Any]:
     """Validate against the schema (one-line error on failure) and return a copy with defaults."""
-    schema = load_schema()
+    schema = load_schema(experiments)
+    for old, new in RENAMED.items():
+        if old in config and new in schema["properties"]:
+            raise ConfigError(f"config error at {old}: the section is now called {new} (fix: rename {old}: to {new}:)")
     error = best_match(Draft202012Validator(schema).iter_errors(config))
     if error is not None:
         raise ConfigError(format_schema_error(error))
@@ -94,42 +110,11 @@ def validate_schema(config: dict[str, Any]) -> dict[str, Any]:
 
 # -------------------------------------------------------------------------------------- semantics
 
-def _err(key: str, what: str, fix: str) -> ConfigError:
+def config_error(key: str, what: str, fix: str) -> ConfigError:
     return ConfigError(f"config error at {key}: {what} (fix: {fix})")
 
 
-def check_sae(cfg: dict[str, Any], dims: dict[str, ModelDims]) -> None:
-    """SAE layers are captured layers of every variant the SAE reads; its position is captured; it has something
-    to compare; its corpus sets exist."""
-    sae = cfg.get("sae")
-    if not sae:
-        return
-    if not any(cfg.get(k) for k in ("backdoor", "organism", "prefill_attack")):
-        raise _err("sae", "no experiment to compare SAE features on",
-                   "configure backdoor, organism or prefill_attack, or remove the sae section")
-    variant = sae.get("variant") or cfg["extract"]["variant"]
-    if variant not in cfg["variants"]:
-        raise _err("sae.variant", f"unknown variant {variant!r}", f"use one of {sorted(cfg['variants'])}")
-    for s in sae["corpus"]:
-        if s not in cfg["prompt_sets"]:
-            raise _err("sae.corpus", f"unknown prompt set {s!r}", f"use one of {sorted(cfg['prompt_sets'])}")
-    cap = cfg["capture"]
-    stored = "last" if sae["position"] == "last" else "response"
-    if stored not in cap["positions"]:
-        raise _err("sae.position", f"{sae['position']} needs '{stored}' in capture.positions",
-                   f"add it to capture.positions or set sae.position to one of {cap['positions']}")
-    for layer in sae["layers"]:
-        n = dims[variant].n_layers
-        captured = parse_layers(cap["layers"], n, "capture.layers")
-        if layer not in captured:
-            raise _err("sae.layers", f"layer {layer} is not captured (capture.layers gives {captured[:5]}...)"
-                       if len(captured) > 5 else f"layer {layer} is not captured (capture.layers gives {captured})",
-                       "pick captured layers or add them to capture.layers")
-    if sae["source"] == "train" and sae["k"] > sae["n_features"]:
-        raise _err("sae.k", f"k={sae['k']} is more than n_features={sae['n_features']}", "lower sae.k")
-
-
-def check_semantics(cfg: dict[str, Any], base_dir: Path, resources_dir: Path
+def check_semantics(cfg: dict[str, Any], base_dir: Path, resources_dir: Path, experiments: Sequence[Experiment] = ()
                     ) -> tuple[dict[str, ModelDims], dict[str, int | None], dict[str, int]]:
     """Cross-reference checks; returns the :class:`ModelDims` of each variant, the row count per prompt set (None
     where unknown before prep) and the rows of each trait's extraction data where start-up can load it."""
@@ -147,27 +132,27 @@ def check_semantics(cfg: dict[str, Any], base_dir: Path, resources_dir: Path
     variants, sets, trait_cfg = cfg["variants"], cfg["prompt_sets"], cfg["traits"]
     results = str(cfg["results_dir"]).strip()
     if not results or Path(results).expanduser().resolve() == Path("/") or Path(results).expanduser() == Path.home():
-        raise _err("results_dir", f"{cfg['results_dir']!r} is not a directory of its own",
+        raise config_error("results_dir", f"{cfg['results_dir']!r} is not a directory of its own",
                    "use a relative folder such as results, or an absolute path below /")
     base = Path(base_dir).expanduser().resolve()
     resolved = (base / Path(results).expanduser()).resolve()
     if base == resolved or base.is_relative_to(resolved):
-        raise _err("results_dir", f"{cfg['results_dir']!r} is the project folder (or holds it), where results would mix "
+        raise config_error("results_dir", f"{cfg['results_dir']!r} is the project folder (or holds it), where results would mix "
                    "with the config, data and code", "use a folder of its own, such as results")
     check_seeds(cfg)
     for name in sets:
         if not SET_NAME.match(name):
-            raise _err(f"prompt_sets.{name}", "names may use letters, digits and _ only", f"rename '{name}'")
+            raise config_error(f"prompt_sets.{name}", "names may use letters, digits and _ only", f"rename '{name}'")
 
     resolve_finetuned(cfg)
     dims: dict[str, ModelDims] = {}
     for name, var in variants.items():
         model = var["model"]
         if embedded_name(model) is None and looks_local(model) and not Path(model).expanduser().exists():
-            raise _err(f"variants.{name}.model", f"local folder '{model}' does not exist", "fix the path or use a hub id")
+            raise config_error(f"variants.{name}.model", f"local folder '{model}' does not exist", "fix the path or use a hub id")
         adapter = var.get("adapter")
         if adapter and not var.get("finetune") and looks_local(adapter) and not Path(adapter).expanduser().exists():
-            raise _err(f"variants.{name}.adapter", f"adapter folder '{adapter}' does not exist",
+            raise config_error(f"variants.{name}.adapter", f"adapter folder '{adapter}' does not exist",
                        "fix the path, or let the finetune rule produce it")
         dims[name] = model_dims(model, resources_dir=resources_dir, revision=var.get("revision"),
                                 trust_remote_code=bool(var.get("trust_remote_code")), key=f"variants.{name}.model")
@@ -184,9 +169,9 @@ def check_semantics(cfg: dict[str, Any], base_dir: Path, resources_dir: Path
 
     ext = cfg["extract"]
     if ext["variant"] not in variants:
-        raise _err("extract.variant", f"unknown variant '{ext['variant']}'", f"use one of {sorted(variants)}")
+        raise config_error("extract.variant", f"unknown variant '{ext['variant']}'", f"use one of {sorted(variants)}")
     if ext["selection_method"] not in ext["methods"]:
-        raise _err("extract.selection_method", f"'{ext['selection_method']}' is not in extract.methods",
+        raise config_error("extract.selection_method", f"'{ext['selection_method']}' is not in extract.methods",
                    f"use one of {ext['methods']}")
     parse_layers(ext["layers"], dims[ext["variant"]].n_layers, "extract.layers")
 
@@ -195,7 +180,7 @@ def check_semantics(cfg: dict[str, Any], base_dir: Path, resources_dir: Path
 
     for key, spec in trait_cfg.items():
         if not TRAIT_KEY.match(key):
-            raise _err(f"traits.{key}", "trait keys are 'category/name' in lower case", "rename it, e.g. safety/evil")
+            raise config_error(f"traits.{key}", "trait keys are 'category/name' in lower case", "rename it, e.g. safety/evil")
         traits.check_spec(key, unresolved_trait(spec), sets, base_dir)
 
     cap = cfg["capture"]
@@ -204,30 +189,20 @@ def check_semantics(cfg: dict[str, Any], base_dir: Path, resources_dir: Path
         parse_layers(cap["layers"], dims[v].n_layers, "capture.layers")
     for s in cap["prompt_sets"]:
         if s not in sets:
-            raise _err("capture.prompt_sets", f"unknown prompt set '{s}'", f"define it under prompt_sets or use one of {sorted(sets)}")
+            raise config_error("capture.prompt_sets", f"unknown prompt set '{s}'", f"define it under prompt_sets or use one of {sorted(sets)}")
     for s in cap["keep_activations"]:
         if s not in sets:
-            raise _err("capture.keep_activations", f"unknown prompt set '{s}'", f"use one of {sorted(sets)}")
+            raise config_error("capture.keep_activations", f"unknown prompt set '{s}'", f"use one of {sorted(sets)}")
 
     proj = cfg["project"]
     if proj["layers"] != "best":
         parse_layers(proj["layers"], dims[ext["variant"]].n_layers, "project.layers")
     for m in proj["methods"]:
         if m not in ext["methods"]:
-            raise _err("project.methods", f"'{m}' vectors are not extracted", f"add it to extract.methods or use {ext['methods']}")
+            raise config_error("project.methods", f"'{m}' vectors are not extracted", f"add it to extract.methods or use {ext['methods']}")
 
-    for section in ("steering", "optimize"):
-        block = cfg.get(section)
-        if not block:
-            continue
-        for t in block["traits"]:
-            if t not in trait_cfg:
-                raise _err(f"{section}.traits", f"unknown trait {t!r}", f"use one of {sorted(trait_cfg)}")
-        if block["prompt_set"] not in sets:
-            raise _err(f"{section}.prompt_set", f"unknown prompt set {block['prompt_set']!r}", f"use one of {sorted(sets)}")
-        if section == "steering" and block["layers"] != "best":
-            parse_layers(block["layers"], dims[ext["variant"]].n_layers, "steering.layers")
-    if cfg.get("steering") or cfg.get("optimize") or cfg.get("organism"):  # the judged outputs
+    configured = [(e, e.build(data)) for e in experiments if (data := e.section(cfg))]
+    if any(e.uses_judge for e, _ in configured):  # the judged outputs
         if cfg["judge"]["model"].startswith("traitscope/"):
             model_dims(cfg["judge"]["offline_model"], resources_dir=resources_dir, key="judge.offline_model")
         else:
@@ -239,22 +214,9 @@ def check_semantics(cfg: dict[str, Any], base_dir: Path, resources_dir: Path
                 raise ConfigError(f"config error at {exc}") from None
 
     check_context(cfg, dims)
-    check_organisms(cfg, dims)
-    check_compare(cfg, dims)
-    check_external(cfg, dims, base_dir)
-    check_prefill(cfg, dims)
-    check_sae(cfg, dims)
-
-    check = (cfg.get("checks") or {}).get("harm_separation")
-    if check:
-        if check.get("trait") not in trait_cfg:
-            raise _err("checks.harm_separation.trait", f"unknown trait {check.get('trait')!r}", f"use one of {sorted(trait_cfg)}")
-        for role in ("harmful", "harmless"):
-            s = check.get(role)
-            if s not in cap["prompt_sets"]:
-                raise _err(f"checks.harm_separation.{role}", f"{s!r} is not a captured prompt set",
-                           f"use one of capture.prompt_sets {cap['prompt_sets']}")
-    check_conditions(cfg, base_dir)
+    for e, _ in configured:
+        e.check(cfg, dims, base_dir, configured)
+    check_conditions(cfg, base_dir, configured)
     trait_rows = check_splits(cfg, base_dir)
     check_special_tokens(cfg, base_dir, resources_dir)
     return dims, rows, trait_rows
@@ -270,30 +232,21 @@ def check_seeds(cfg: Any, where: str = "") -> None:
     for k, v in items:
         key = f"{where}.{k}" if where else str(k)
         if k == "seed" and isinstance(v, int) and not SEED_RANGE[0] <= v <= SEED_RANGE[1]:
-            raise _err(key, f"{v} is outside the seeds numpy accepts ({SEED_RANGE[0]} to {SEED_RANGE[1]})",
+            raise config_error(key, f"{v} is outside the seeds numpy accepts ({SEED_RANGE[0]} to {SEED_RANGE[1]})",
                        "use a seed in that range")
         check_seeds(v, key)
 
 
-def condition_pairs(cfg: dict[str, Any]) -> list[tuple[str, str, str, str]]:
+def condition_pairs(cfg: dict[str, Any], configured: Sequence[tuple[Experiment, Any]] = ()
+                    ) -> list[tuple[str, str, str, str]]:
     """Prompt sets that stand for two conditions an analysis compares, so they must differ: (key of the first,
-    its set, key of the second, its set)."""
+    its set, key of the second, its set): each contrast trait's pos and neg, and each experiment's conditions."""
     pairs = []
     for key, spec in cfg["traits"].items():
         if spec.get("source") == "contrast":
             pairs.append((f"traits.{key}.pos", spec.get("pos"), f"traits.{key}.neg", spec.get("neg")))
-    harm = (cfg.get("checks") or {}).get("harm_separation")
-    if harm:
-        pairs.append(("checks.harm_separation.harmful", harm.get("harmful"),
-                      "checks.harm_separation.harmless", harm.get("harmless")))
-    bd = cfg.get("backdoor")
-    if bd:
-        pairs.append(("backdoor.trigger", bd.get("trigger"), "backdoor.control", bd.get("control")))
-    pa = cfg.get("prefill_attack")
-    if pa:
-        roles = ("harmful", "harmful_prefill", "benign", "benign_prefill")
-        pairs += [(f"prefill_attack.{a}", pa.get(a), f"prefill_attack.{b}", pa.get(b))
-                  for i, a in enumerate(roles) for b in roles[i + 1:]]
+    for e, s in configured:
+        pairs += e.condition_pairs(s)
     return pairs
 
 
@@ -313,14 +266,14 @@ def _row_keys(key: str, cfg: dict[str, Any], base_dir: Path) -> set[str] | None:
     return set(cols[0] + "\x1f" + cols[1] + "\x1f" + cols[2])
 
 
-def check_conditions(cfg: dict[str, Any], base_dir: Path) -> None:
+def check_conditions(cfg: dict[str, Any], base_dir: Path, configured: Sequence[tuple[Experiment, Any]] = ()) -> None:
     """Two conditions an analysis compares are different prompt sets with no row in common (same system prompt,
     prompt and prefill), or the comparison could only ever give an AUC of about 0.5."""
-    for key_a, set_a, key_b, set_b in condition_pairs(cfg):
+    for key_a, set_a, key_b, set_b in condition_pairs(cfg, configured):
         if not set_a or not set_b:
             continue
         if set_a == set_b:
-            raise _err(key_b, f"{set_b!r} is also {key_a}, so the two conditions are the same prompts",
+            raise config_error(key_b, f"{set_b!r} is also {key_a}, so the two conditions are the same prompts",
                        "use a prompt set of the other condition")
         rows_a, rows_b = _row_keys(set_a, cfg, base_dir), _row_keys(set_b, cfg, base_dir)
         if rows_a is None or rows_b is None:
@@ -328,7 +281,7 @@ def check_conditions(cfg: dict[str, Any], base_dir: Path) -> None:
         shared = len(rows_a & rows_b)
         if shared:
             what = "are the same prompts" if rows_a == rows_b else f"share {shared} of their prompts"
-            raise _err(key_b, f"prompt sets {set_a!r} ({key_a}) and {set_b!r} {what} (same system prompt, prompt and "
+            raise config_error(key_b, f"prompt sets {set_a!r} ({key_a}) and {set_b!r} {what} (same system prompt, prompt and "
                        "prefill), which the comparison must tell apart",
                        "remove the shared prompts from one of them, or use sets of two different conditions")
 
@@ -365,7 +318,7 @@ def check_special_tokens(cfg: dict[str, Any], base_dir: Path, resources_dir: Pat
         if table is None:
             continue
         for col, token, hit in special_text_hits(table, specials):
-            raise _err(f"prompt_sets.{key}", f"{int(hit.sum())} rows spell the special token {token!r} of variant "
+            raise config_error(f"prompt_sets.{key}", f"{int(hit.sum())} rows spell the special token {token!r} of variant "
                        f"{specials[token]!r} in their {col}, e.g. row {table.loc[hit, 'id'].iloc[0]!r}, and "
                        "checks.special_tokens is refuse", "remove it from the prompts, or set "
                        "checks.special_tokens: text to keep it as ordinary text")
@@ -403,7 +356,8 @@ def check_splits(cfg: dict[str, Any], base_dir: Path) -> dict[str, int]:
     return counts
 
 
-def check_overlap(cfg: dict[str, Any], base_dir: Path) -> tuple[dict[str, dict[str, int]], list[str]]:
+def check_overlap(cfg: dict[str, Any], base_dir: Path, scored: Sequence[str]
+                  ) -> tuple[dict[str, dict[str, int]], list[str]]:
     """Scored sets sharing prompts with a trait's extraction data: an error unless the set is listed in
     ``checks.allow_overlap``. Returns the allowed overlaps (set -> trait -> shared prompts) and the sets that
     start-up could not compare, for the manifest."""
@@ -412,15 +366,15 @@ def check_overlap(cfg: dict[str, Any], base_dir: Path) -> tuple[dict[str, dict[s
     allowed = list(cfg["checks"].get("allow_overlap") or [])
     for name in allowed:
         if name not in cfg["prompt_sets"]:
-            raise _err("checks.allow_overlap", f"unknown prompt set {name!r}", f"use one of {sorted(cfg['prompt_sets'])}")
+            raise config_error("checks.allow_overlap", f"unknown prompt set {name!r}", f"use one of {sorted(cfg['prompt_sets'])}")
     recorded: dict[str, dict[str, int]] = {}
-    overlaps, unchecked = find_overlaps(cfg, base_dir)
+    overlaps, unchecked = find_overlaps(cfg, base_dir, scored)
     if unchecked:
         log.warning("prompt sets %s are loaded only by prep (hub or large files): their overlap with extraction "
                     "prompts is not checked", unchecked)
     for o in overlaps:
         if o.scored not in allowed:
-            raise _err(f"prompt_sets.{o.scored}", f"{o.shared} of its prompts are also extraction prompts of trait "
+            raise config_error(f"prompt_sets.{o.scored}", f"{o.shared} of its prompts are also extraction prompts of trait "
                        f"{o.trait} ({o.extraction}), so its scores on that trait would be measured on training data",
                        f"score other prompts, or list '{o.scored}' under checks.allow_overlap to accept and record it")
         recorded.setdefault(o.scored, {})[o.trait] = o.shared
@@ -435,37 +389,37 @@ def resolve_finetuned(cfg: dict[str, Any]) -> None:
     for name in list(variants) + list(finetunes):
         if not SET_NAME.match(name):
             where = "variants" if name in variants else "finetune"
-            raise _err(f"{where}.{name}", "names may use letters, digits and _ only", f"rename '{name}'")
+            raise config_error(f"{where}.{name}", "names may use letters, digits and _ only", f"rename '{name}'")
     for name, ft in finetunes.items():
         if ft["base"] not in variants:
-            raise _err(f"finetune.{name}.base", f"unknown variant '{ft['base']}'", f"use one of {sorted(variants)}")
+            raise config_error(f"finetune.{name}.base", f"unknown variant '{ft['base']}'", f"use one of {sorted(variants)}")
         if variants[ft["base"]].get("finetune"):
-            raise _err(f"finetune.{name}.base", f"'{ft['base']}' is itself a finetuned variant",
+            raise config_error(f"finetune.{name}.base", f"'{ft['base']}' is itself a finetuned variant",
                        "finetune a variant without finetune:")
         data = ft["data"]
         need = {"generated": "name", "local": "path", "hub": "dataset"}[data["source"]]
         if not data.get(need):
-            raise _err(f"finetune.{name}.data.{need}", f"missing for source {data['source']}", f"add {need}:")
+            raise config_error(f"finetune.{name}.data.{need}", f"missing for source {data['source']}", f"add {need}:")
         if data["source"] == "generated":
             from ..core.finetune_data import DATASETS
 
             if data["name"] not in DATASETS:
-                raise _err(f"finetune.{name}.data.name", f"unknown generated dataset {data['name']!r}",
+                raise config_error(f"finetune.{name}.data.name", f"unknown generated dataset {data['name']!r}",
                            f"use one of {list(DATASETS)}")
     for name, var in variants.items():
         ft = var.get("finetune")
         if not ft:
             if not var.get("model"):
-                raise _err(f"variants.{name}", "no model", "add model: (a hub id, a local folder or embedded:<name>) or finetune: <name>")
+                raise config_error(f"variants.{name}", "no model", "add model: (a hub id, a local folder or embedded:<name>) or finetune: <name>")
             continue
         if ft not in finetunes:
-            raise _err(f"variants.{name}.finetune", f"unknown finetune {ft!r}",
+            raise config_error(f"variants.{name}.finetune", f"unknown finetune {ft!r}",
                        f"define it under finetune: or use one of {sorted(finetunes)}")
         if var.get("adapter"):
-            raise _err(f"variants.{name}", "both adapter and finetune are set", "keep one of them")
+            raise config_error(f"variants.{name}", "both adapter and finetune are set", "keep one of them")
         base = variants[finetunes[ft]["base"]]
         if var.get("model") and var["model"] != base["model"]:
-            raise _err(f"variants.{name}.model", f"'{var['model']}' differs from the model of finetune.{ft}.base",
+            raise config_error(f"variants.{name}.model", f"'{var['model']}' differs from the model of finetune.{ft}.base",
                        "remove model: (it is taken from the base variant)")
         var.update(model=base["model"], revision=base.get("revision"), trust_remote_code=base.get("trust_remote_code", False),
                    adapter=f"{cfg['results_dir']}/finetune/{ft}/adapter")
@@ -491,13 +445,13 @@ def check_context(cfg: dict[str, Any], dims: dict[str, ModelDims]) -> None:
     for v, n, what in checks:
         ctx = dims[v].context_length
         if ctx is not None and n > ctx:
-            raise _err("capture.max_length", f"{what} = {n} tokens exceeds the context of variant '{v}' ({ctx} tokens), "
+            raise config_error("capture.max_length", f"{what} = {n} tokens exceeds the context of variant '{v}' ({ctx} tokens), "
                        "where its positions would be extrapolated", f"lower them to at most {ctx} in total")
     for name, ft in cfg["finetune"].items():
         base = ft.get("base")
         ctx = dims[base].context_length if base in dims else None
         if ctx is not None and ft["max_length"] > ctx:
-            raise _err(f"finetune.{name}.max_length", f"{ft['max_length']} exceeds the context of variant '{base}' "
+            raise config_error(f"finetune.{name}.max_length", f"{ft['max_length']} exceeds the context of variant '{base}' "
                        f"({ctx} tokens)", f"use at most {ctx}")
 
 
@@ -505,9 +459,9 @@ def check_vector_variant(cfg: dict[str, Any], dims: dict[str, ModelDims], varian
     """``variant`` must exist and share the hidden size of ``extract.variant``, so the trait vectors apply to it."""
     variants, ext = cfg["variants"], cfg["extract"]["variant"]
     if variant not in variants:
-        raise _err(key, f"unknown variant '{variant}'", f"use one of {sorted(variants)}")
+        raise config_error(key, f"unknown variant '{variant}'", f"use one of {sorted(variants)}")
     if dims[variant].hidden_size != dims[ext].hidden_size:
-        raise _err(key, f"variant '{variant}' has hidden size {dims[variant].hidden_size} but the trait vectors come from "
+        raise config_error(key, f"variant '{variant}' has hidden size {dims[variant].hidden_size} but the trait vectors come from "
                    f"'{ext}' with hidden size {dims[ext].hidden_size}, so they cannot transfer",
                    "use variants whose hidden size matches extract.variant, or extract vectors from that model")
 
@@ -515,7 +469,7 @@ def check_vector_variant(cfg: dict[str, Any], dims: dict[str, ModelDims], varian
 def check_projected_method(cfg: dict[str, Any], method: str, key: str) -> None:
     """An analysis reads scores of ``method`` vectors, so the project stage must compute them."""
     if method not in cfg["project"]["methods"]:
-        raise _err(key, f"{method!r} is not in project.methods", f"use one of {cfg['project']['methods']}")
+        raise config_error(key, f"{method!r} is not in project.methods", f"use one of {cfg['project']['methods']}")
 
 
 def check_replay(cfg: dict[str, Any], rows: dict[str, int | None]) -> None:
@@ -526,156 +480,36 @@ def check_replay(cfg: dict[str, Any], rows: dict[str, int | None]) -> None:
             continue
         src, var = spec.get("prompt_set"), spec.get("variant")
         if src not in sets or sets[src]["source"] == "replay":
-            raise _err(f"prompt_sets.{key}.prompt_set", f"{src!r} is not a prompt set to replay",
+            raise config_error(f"prompt_sets.{key}.prompt_set", f"{src!r} is not a prompt set to replay",
                        f"use one of {sorted(k for k, v in sets.items() if v['source'] != 'replay')}")
         if var not in variants:
-            raise _err(f"prompt_sets.{key}.variant", f"unknown variant {var!r}", f"use one of {sorted(variants)}")
+            raise config_error(f"prompt_sets.{key}.variant", f"unknown variant {var!r}", f"use one of {sorted(variants)}")
         if not cap["generate"]["enabled"] or "response" not in cap["positions"]:
-            raise _err(f"prompt_sets.{key}", "replay needs generated responses",
+            raise config_error(f"prompt_sets.{key}", "replay needs generated responses",
                        "set capture.generate.enabled: true and keep response in capture.positions")
         rows[key] = rows.get(src)
 
 
-def check_compare(cfg: dict[str, Any], dims: dict[str, ModelDims]) -> None:
-    cmp_ = cfg.get("compare")
-    if not cmp_:
-        return
-    for role in ("base", "variant"):
-        check_vector_variant(cfg, dims, cmp_[role], f"compare.{role}")
-    if cmp_["base"] == cmp_["variant"]:
-        raise _err("compare.variant", "the variant is the base", "compare two different variants")
-    pset = cmp_["prompt_set"]
-    if pset not in cfg["prompt_sets"]:
-        raise _err("compare.prompt_set", f"unknown prompt set {pset!r}", f"use one of {sorted(cfg['prompt_sets'])}")
-    if cfg["prompt_sets"][pset]["source"] != "replay":
-        raise _err("compare.prompt_set", f"{pset!r} is not a replay set, so the two variants would be scored on "
-                   "different response tokens", "define {source: replay, prompt_set: <set>, variant: <base>} and use it")
-    check_projected_method(cfg, cmp_["method"], "compare.method")
-
-
-def check_external(cfg: dict[str, Any], dims: dict[str, ModelDims], base_dir: Path) -> None:
-    ext = cfg.get("external")
-    if not ext:
-        return
-    check_vector_variant(cfg, dims, ext["variant"], "external.variant")
-    check_projected_method(cfg, ext["method"], "external.method")
-    for name, ds in ext["datasets"].items():
-        if not SET_NAME.match(name):
-            raise _err(f"external.datasets.{name}", "names may use letters, digits and _ only", f"rename '{name}'")
-        for s in ds["prompt_sets"]:
-            if s not in cfg["prompt_sets"]:
-                raise _err(f"external.datasets.{name}.prompt_sets", f"unknown prompt set {s!r}",
-                           f"use one of {sorted(cfg['prompt_sets'])}")
-        check_labelled(cfg, name, ds["prompt_sets"], base_dir)
-
-
-def check_labelled(cfg: dict[str, Any], dataset: str, sets: list[str], base_dir: Path) -> None:
-    """An external dataset compares unsafe (label 1) with safe (0) rows: every row of its sets needs a label and
-    both classes must be there, or its AUCs would silently be null."""
-    from ..core.prompts import startup_table
-
-    labels: set[int] = set()
-    for s in sets:
-        table = startup_table(s, build(PromptSetSpec, cfg["prompt_sets"][s]), base_dir)
-        if table is None:  # known only after prep: the external job checks it
-            return
-        missing = int(table["label"].isna().sum())
-        if missing:
-            raise _err(f"prompt_sets.{s}", f"{missing} of {len(table)} rows have no label, but external.datasets."
-                       f"{dataset} compares unsafe (1) with safe (0) rows",
-                       "map a 0/1 column with fields.label, or give the set a constant label: 0 or 1")
-        labels |= set(table["label"].dropna().astype(int))
-    if labels != {0, 1}:
-        raise _err(f"external.datasets.{dataset}.prompt_sets", f"the sets {sets} hold only label {sorted(labels)}",
-                   "add a set of the other class (e.g. benign prompts with label: 0)")
-
-
-def check_prefill(cfg: dict[str, Any], dims: dict[str, ModelDims]) -> None:
-    """The four prefill-attack conditions: plain sets without a prefill, prefilled sets with one."""
-    pa = cfg.get("prefill_attack")
-    if not pa:
-        return
-    sets, cap = cfg["prompt_sets"], cfg["capture"]
-    check_vector_variant(cfg, dims, pa["variant"], "prefill_attack.variant")
-    for role in ("harmful", "harmful_prefill", "benign", "benign_prefill"):
-        s = pa[role]
-        if s not in sets:
-            raise _err(f"prefill_attack.{role}", f"unknown prompt set {s!r}", f"use one of {sorted(sets)}")
-        forced = bool(sets[s].get("prefill")) or "prefill" in (sets[s].get("fields") or {})
-        if role.endswith("_prefill") and not forced:
-            raise _err(f"prefill_attack.{role}", f"prompt set {s!r} has no prefill",
-                       f"set prompt_sets.{s}.prefill to a compliance prefill such as 'Sure, here is'")
-        if not role.endswith("_prefill") and forced:
-            raise _err(f"prefill_attack.{role}", f"prompt set {s!r} has a prefill", "use the same prompts without prefill")
-    if "response" not in cap["positions"] or not cfg["project"]["per_token"]:
-        raise _err("capture.positions", "the prefill attack scores assistant-turn tokens",
-                   "keep response in capture.positions and project.per_token: true")
-    if not cap["generate"]["enabled"]:
-        raise _err("capture.generate.enabled", "without generation the no-prefill conditions have no assistant tokens",
-                   "set capture.generate.enabled: true")
-    check_projected_method(cfg, pa["method"], "prefill_attack.method")
-
-
-def check_organisms(cfg: dict[str, Any], dims: dict[str, ModelDims]) -> None:
-    """Cross-references of the organism and backdoor sections."""
-    variants, sets, cap = cfg["variants"], cfg["prompt_sets"], cfg["capture"]
-    org = cfg.get("organism")
-    if org:
-        for role in ("base", "finetuned"):
-            if org[role] not in variants:
-                raise _err(f"organism.{role}", f"unknown variant {org[role]!r}", f"use one of {sorted(variants)}")
-        base, ft = variants[org["base"]], variants[org["finetuned"]]
-        if not ft.get("adapter") or ft["model"] != base["model"] or base.get("adapter"):
-            raise _err("organism.finetuned", f"'{org['finetuned']}' must be '{org['base']}' plus a LoRA adapter "
-                       "(the base generations come from the same model with the adapter disabled)",
-                       "use a variant with finetune: (or adapter:) on the base variant's model")
-        for role in ("train", "test"):
-            if org[role] not in sets:
-                raise _err(f"organism.{role}", f"unknown prompt set {org[role]!r}", f"use one of {sorted(sets)}")
-        if org["train"] == org["test"]:
-            raise _err("organism.test", "the test set is the train set, so detection would not be held out",
-                       "use a different prompt set (e.g. the eval split)")
-        n = dims[org["base"]].n_layers
-        layers = set(parse_layers(org["layers"], n, "organism.layers"))
-        missing = sorted(layers - set(parse_layers(cap["layers"], n, "capture.layers")))
-        if missing:
-            raise _err("organism.layers", f"layers {missing} are not in capture.layers", "capture them or narrow organism.layers")
-        if "last" not in cap["positions"]:
-            raise _err("capture.positions", "the organism directions need last-token activations", "add last")
-        if org["ablate_method"] not in org["methods"]:
-            raise _err("organism.ablate_method", f"{org['ablate_method']!r} is not in organism.methods", f"use one of {org['methods']}")
-        if org["ablate_layers"] != "best":
-            bad = sorted(set(parse_layers(org["ablate_layers"], n, "organism.ablate_layers")) - layers)
-            if bad:
-                raise _err("organism.ablate_layers", f"layers {bad} are not in organism.layers", "ablate layers with a direction")
-    bd = cfg.get("backdoor")
-    if bd:
-        for role in ("variant", "baseline"):
-            if bd.get(role) is not None:
-                check_vector_variant(cfg, dims, bd[role], f"backdoor.{role}")
-        for role in ("trigger", "control"):
-            if bd[role] not in sets:
-                raise _err(f"backdoor.{role}", f"unknown prompt set {bd[role]!r}", f"use one of {sorted(sets)}")
-        check_projected_method(cfg, bd["method"], "backdoor.method")
-
-
 def load_config(config: dict[str, Any], base_dir: str | Path = ".", resources_dir: str | Path = "resources",
-                check: bool = True) -> Study:
+                check: bool = True, *, experiments: Sequence[Experiment] = ()) -> Study:
     """Validate a raw config dict (schema, then semantics) and return the typed :class:`~traitscope.workflow.settings.Study`.
 
-    With ``check`` the model sizes (``dims``), prompt-set row counts (``rows``) and capture shards
-    (``shards``) are learnt too; without it only the schema is applied (no file or model is opened).
+    ``experiments`` is the registry (:data:`traitscope.experiments.REGISTRY`; :func:`traitscope.study.load_config`
+    passes it): their sections are validated, checked and typed. With ``check`` the model sizes (``dims``),
+    prompt-set row counts (``rows``) and capture shards (``shards``) are learnt too; without it only the schema is
+    applied (no file or model is opened).
     """
-    cfg = validate_schema(config)
+    cfg = validate_schema(config, experiments)
     if not check:
-        return Study.from_config(cfg, config=cfg)
-    dims, rows, trait_rows = check_semantics(cfg, Path(base_dir), Path(resources_dir))
-    overlaps, unchecked = check_overlap(cfg, Path(base_dir))
+        return Study.from_config(cfg, experiments, config=cfg)
+    dims, rows, trait_rows = check_semantics(cfg, Path(base_dir), Path(resources_dir), experiments)
+    scored = Study.from_config(cfg, experiments).scored_sets()
+    overlaps, unchecked = check_overlap(cfg, Path(base_dir), scored)
     shards = {k: shard_count(k, spec, rows.get(k)) for k, spec in cfg["prompt_sets"].items()}
     for k, spec in cfg["prompt_sets"].items():  # a replay set keeps the shards of the set it replays
         if spec["source"] == "replay":
             shards[k] = shards[spec["prompt_set"]]
-    return Study.from_config(cfg, dims=dims, rows=rows, shards=shards, trait_rows=trait_rows,
+    return Study.from_config(cfg, experiments, dims=dims, rows=rows, shards=shards, trait_rows=trait_rows,
                              overlaps={"allowed": overlaps, "unchecked": unchecked}, config=cfg)
 
 
@@ -689,10 +523,17 @@ def entry(kind: str, data: dict[str, Any]) -> Any:
     return build({"variants": ModelSpec, "prompt_sets": PromptSetSpec}[kind], filled)
 
 
-def section(name: str, data: dict[str, Any] | None = None) -> Any:
-    """One typed top-level section (``capture``, ``judge``, ...) from a partial dict, with the schema's defaults."""
+def section(name: str, data: dict[str, Any] | None = None, experiments: Sequence[Experiment] = ()) -> Any:
+    """One typed top-level section (``capture``, ``judge``, an experiment's) from a partial dict, with the schema's
+    defaults."""
     from .settings import SECTIONS
 
+    for e in experiments:
+        if e.name == name:
+            node = load_schema(experiments)
+            for k in e.key():
+                node = node["properties"][k]
+            return e.build(fill_defaults(copy.deepcopy(data or {}), node))
     sub = load_schema()["properties"][name]
     return build(SECTIONS[name], fill_defaults(copy.deepcopy(data or {}), sub))
 
@@ -700,14 +541,27 @@ def section(name: str, data: dict[str, Any] | None = None) -> Any:
 def shard_count(key: str, spec: dict[str, Any], rows: int | None) -> int:
     """Capture shards of a prompt set: ``shards``, or ceil(rows / ``shard_size``)."""
     if spec.get("shards") and spec.get("shard_size"):
-        raise _err(f"prompt_sets.{key}", "both shards and shard_size are set", "keep one of them")
+        raise config_error(f"prompt_sets.{key}", "both shards and shard_size are set", "keep one of them")
     if spec.get("shard_size"):
         if rows is None:
-            raise _err(f"prompt_sets.{key}.shard_size", "the size of this set is unknown before it is downloaded",
+            raise config_error(f"prompt_sets.{key}.shard_size", "the size of this set is unknown before it is downloaded",
                        "set sample (a fixed size) or shards instead")
         return max(1, -(-rows // int(spec["shard_size"])))
     shards = int(spec.get("shards") or 1)
     if rows is not None and shards > rows:
-        raise _err(f"prompt_sets.{key}.shards", f"{shards} shards for {rows} prompts would leave shards empty",
+        raise config_error(f"prompt_sets.{key}.shards", f"{shards} shards for {rows} prompts would leave shards empty",
                    f"use at most {rows} shards, or shard_size")
     return shards
+
+
+def check_steering_section(experiment: Any, cfg: dict[str, Any], dims: dict[str, Any]) -> None:
+    """A steering section (``steering``, ``optimize``)'s traits and prompt set exist; its layers (where it has them) are layers of the model."""
+    block = experiment.section(cfg) or {}
+    for t in block["traits"]:
+        if t not in cfg["traits"]:
+            raise config_error(experiment.dotted("traits"), f"unknown trait {t!r}", f"use one of {sorted(cfg['traits'])}")
+    if block["prompt_set"] not in cfg["prompt_sets"]:
+        raise config_error(experiment.dotted("prompt_set"), f"unknown prompt set {block['prompt_set']!r}",
+                           f"use one of {sorted(cfg['prompt_sets'])}")
+    if block.get("layers", "best") != "best":
+        parse_layers(block["layers"], dims[cfg["extract"]["variant"]].n_layers, experiment.dotted("layers"))

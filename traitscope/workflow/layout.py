@@ -1,4 +1,5 @@
-"""The results layout: every path the rules and the package use, spelled once.
+"""The results layout: every path of the core stages, spelled once (each experiment spells its own, under
+``results/<name>/``, in its module: :meth:`Experiment.folder <traitscope.workflow.experiment.Experiment.folder>`).
 
 Each method returns a path (or a dict of named paths for an artifact made of several files). Called
 without arguments it returns the Snakemake pattern with wildcards (``{variant}``, ``{pset}``, ``{shard}``,
@@ -17,10 +18,9 @@ without arguments it returns the Snakemake pattern with wildcards (``{variant}``
         (and shard-<i>.baseline.safetensors)
       projections/<variant>/<set>/{scores,tokens}.parquet                     project (one job per set)
       projections/<variant>/<set>/baseline.safetensors                        project (BaselineScores)
-      sae/layer_<L>/{cfg.json, sae_weights.safetensors, training.json}       sae_train (SAELens format)
-      sae/<experiment>/features.{json,png}                                    sae_features
-      extract/summary, checks/, analysis/, emergent_misalignment/, external/, prefill_attack/,
-      organism/, backdoor/, steering/, optimize/                              analyze
+      extract/summary, analysis/, viewer/, findings.{md,json}                analyze
+      <experiment>/ (emergent_misalignment, external, prefill_attack, backdoor, organism, sae, steering,
+      optimize; checks/ for checks.harm_separation)                          each experiment's rules
       cache/{capture,finetune,optimize,judge}/, logs/<rule>/...               resumable work, logs
       all                                                                     provenance manifest
 """
@@ -143,76 +143,12 @@ class Layout:
         """Per-token trait scores of a (variant, prompt set): id, token_index, token_id, is_prefill, ..., score."""
         return self.path("projections", variant, pset, "tokens.parquet")
 
-    # ---------------------------------------------------------------- SAE features
-    def sae(self, layer: object = "{layer}") -> dict[str, str]:
-        """A trained SAE in the SAELens folder layout, and its training report."""
-        return {"config": self.path("sae", f"layer_{layer}", "cfg.json"),
-                "weights": self.path("sae", f"layer_{layer}", "sae_weights.safetensors"),
-                "training": self.path("sae", f"layer_{layer}", "training.json")}
-
-    def sae_features(self, experiment: str = "{experiment}") -> dict[str, str]:
-        return {"json": self.path("sae", experiment, "features.json"),
-                "figure": self.path("sae", experiment, "features.png")}
-
-    # ---------------------------------------------------------------- analyses
     def extraction_summary(self) -> dict[str, str]:
         return {"table": self.path("extract", "summary.parquet"), "figure": self.path("extract", "summary.png")}
-
-    def harm_check(self) -> dict[str, str]:
-        return {"json": self.path("checks", "harm_separation.json"), "figure": self.path("checks", "harm_separation.png")}
 
     def trait_scores(self) -> dict[str, str]:
         return {"table": self.path("analysis", "trait_scores.parquet"),
                 "figure": self.path("analysis", "trait_scores.png")}
-
-    def steering_sweep(self, variant: str = "{variant}", trait: str = TRAIT) -> dict[str, str]:
-        return {"table": self.path("steering", variant, trait, "sweep.parquet"),
-                "figure": self.path("steering", variant, trait, "sweep.png")}
-
-    def optimized(self, variant: str = "{variant}", trait: str = TRAIT) -> dict[str, str]:
-        return {"vector": self.path("optimize", variant, trait, "vector.safetensors"),
-                "sidecar": self.path("optimize", variant, trait, "vector.json"),
-                "history": self.path("optimize", variant, trait, "history.parquet")}
-
-    def extraction_gap(self) -> dict[str, str]:
-        return {"json": self.path("optimize", "extraction_gap.json"),
-                "figure": self.path("optimize", "optimization_curves.png")}
-
-    def organism_directions(self, ft: str) -> dict[str, str]:
-        return {"directions": self.path("organism", ft, "directions.safetensors"),
-                "table": self.path("organism", ft, "detection.parquet"),
-                "json": self.path("organism", ft, "detection.json"),
-                "figure": self.path("organism", ft, "detection_auc.png")}
-
-    def organism_ablation(self, ft: str) -> dict[str, str]:
-        return {"table": self.path("organism", ft, "ablation.parquet"),
-                "markdown": self.path("organism", ft, "ablation.md"),
-                "json": self.path("organism", ft, "ablation.json")}
-
-    def backdoor(self, variant: str) -> dict[str, str]:
-        return {"json": self.path("backdoor", variant, "detection_auc.json"),
-                "tokens": self.path("backdoor", variant, "token_auc.parquet"),
-                "comparison": self.path("backdoor", variant, "trait_comparison.png"),
-                "early": self.path("backdoor", variant, "early_detection_tokens.png")}
-
-    def variant_comparison(self) -> dict[str, str]:
-        return {"json": self.path("emergent_misalignment", "variant_comparison.json"),
-                "scores": self.path("emergent_misalignment", "per_question_scores.parquet"),
-                "figure": self.path("emergent_misalignment", "figures", "trait_distributions.png")}
-
-    def external(self, dataset: str = "{dataset}") -> dict[str, str]:
-        return {"json": self.path("external", dataset, "results.json"),
-                "table": self.path("external", dataset, "per_category.parquet"),
-                "scores": self.path("external", dataset, "scores.parquet"),
-                "failures": self.path("external", dataset, "failure_cases.json"),
-                "figure": self.path("external", dataset, "per_category_auc.png")}
-
-    def prefill_attack(self) -> dict[str, str]:
-        return {"json": self.path("prefill_attack", "condition_comparison.json"),
-                "scores": self.path("prefill_attack", "window_scores.parquet"),
-                "trajectory": self.path("prefill_attack", "trajectory.parquet"),
-                "grid": self.path("prefill_attack", "2x2_grid.png"),
-                "divergence": self.path("prefill_attack", "trajectory_divergence.png")}
 
     def viewer(self) -> dict[str, str]:
         return {"page": self.path("viewer", "tokens.html")}

@@ -1,7 +1,8 @@
 """No overlap between extraction and scored data: a prompt that helped fit a trait vector must not be scored
 on that vector, or the score measures memorised training data, not the trait.
 
-Every prompt set that is projected (captured, harm-checked, external, prefill, backdoor, compared) is compared
+Every prompt set that is scored on the traits (:meth:`~traitscope.workflow.settings.Study.scored_sets`: the
+captured sets and each experiment's) is compared
 at start-up with the extraction prompts of every trait (a contrast trait's ``pos``/``neg`` sets, a persona
 trait's questions), on normalised prompt text (:func:`normalise_text`: NFKC, case folded, invisible characters and
 spacing removed) with any configured ``prefix`` removed.
@@ -13,10 +14,11 @@ scored sets allowed to overlap; their shared-prompt counts are recorded in ``res
 from __future__ import annotations
 
 import unicodedata
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from .settings import PromptSetSpec, build, unresolved_trait
+from ..core.specs import PromptSetSpec, build, unresolved_trait
 
 
 class Overlap(NamedTuple):
@@ -37,22 +39,6 @@ def normalise_text(text: str) -> str:
     so that ``"Ｈow do I\u200b bake  bread?"`` and ``"how do i bake bread?"`` are the same prompt."""
     folded = unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", str(text)).casefold())
     return "".join(ch for ch in folded if not ch.isspace() and unicodedata.category(ch) not in INVISIBLE)
-
-
-def scored_sets(cfg: dict[str, Any]) -> list[str]:
-    """Every prompt set whose activations are projected on the traits, in config order without repeats."""
-    out = list(cfg["capture"]["prompt_sets"])
-    harm = (cfg.get("checks") or {}).get("harm_separation") or {}
-    out += [harm[k] for k in ("harmful", "harmless") if harm.get(k)]
-    for ds in ((cfg.get("external") or {}).get("datasets") or {}).values():
-        out += list(ds["prompt_sets"])
-    pa = cfg.get("prefill_attack") or {}
-    out += [pa[k] for k in ("harmful", "harmful_prefill", "benign", "benign_prefill") if pa.get(k)]
-    bd = cfg.get("backdoor") or {}
-    out += [bd[k] for k in ("trigger", "control") if bd.get(k)]
-    if cfg.get("compare"):
-        out.append(cfg["compare"]["prompt_set"])
-    return list(dict.fromkeys(out))
 
 
 def set_texts(key: str, sets: dict[str, Any], base_dir: Path, known: dict[str, set[str] | None]) -> set[str] | None:
@@ -88,13 +74,13 @@ def trait_texts(key: str, spec_data: dict[str, Any], sets: dict[str, Any], base_
     return "its persona questions", {normalise_text(p) for p in table["prompt"]}
 
 
-def find_overlaps(cfg: dict[str, Any], base_dir: Path) -> tuple[list[Overlap], list[str]]:
+def find_overlaps(cfg: dict[str, Any], base_dir: Path, scored_sets: Sequence[str]) -> tuple[list[Overlap], list[str]]:
     """Every (scored set, trait) pair that shares prompts, with the count; and the (scored or extraction) sets
-    that could not be compared because start-up cannot load them."""
+    that could not be compared because start-up cannot load them. ``scored_sets``: :meth:`Study.scored_sets`."""
     sets, known = cfg["prompt_sets"], {}  # type: ignore[var-annotated]
     found = []
     traits = {t: trait_texts(t, spec, sets, base_dir, known) for t, spec in sorted(cfg["traits"].items())}
-    for scored in scored_sets(cfg):
+    for scored in scored_sets:
         if scored not in sets:
             continue
         texts = set_texts(scored, sets, base_dir, known)

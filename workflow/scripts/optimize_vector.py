@@ -6,10 +6,11 @@ import pandas as pd
 
 from traitscope.core.artifacts import ActivationShard, TraitVectors, tensor_key
 from traitscope.core.io import content_hash, write_json, write_parquet, write_safetensors
+from traitscope.core.specs import as_dict
+from traitscope.core.sweep import build_task, layer_norms
 from traitscope.core.traits import trait_description
-from traitscope.experiments.optimize import build_task, extraction_gap, layer_norms, optimise, pca_basis
+from traitscope.experiments.optimize import extraction_gap, optimise, pca_basis
 from traitscope.workflow.jobs import setup
-from traitscope.workflow.settings import as_dict
 
 smk = snakemake  # noqa: F821 - injected by Snakemake
 log = setup(smk)

@@ -3,6 +3,7 @@
 from traitscope.core import plots
 from traitscope.core.artifacts import tensor_key
 from traitscope.core.io import read_safetensors, write_json, write_parquet, write_safetensors
+from traitscope.experiments import organism
 from traitscope.experiments.organism import choose_layer, directions_and_detection
 from traitscope.workflow.jobs import setup
 
@@ -31,5 +32,5 @@ write_parquet(smk.output.table, table)
 write_json(smk.output.json, info)
 title = (f"Model organism '{org.finetuned}' vs '{org.base}': last-token directions fitted on '{org.train}', "
          f"tested on '{org.test}'")
-plots.save(plots.organism_detection(table, chosen["layer"], title), smk.output.figure)
+plots.save(organism.organism_detection(table, chosen["layer"], title), smk.output.figure)
 log.info("chosen layer %d: held-out AUC %.3f", chosen["layer"], chosen["heldout_auc"])

@@ -32,9 +32,9 @@ write_parquet(smk.output.scores, scores)
 write_parquet(smk.output.trajectory, traj)
 k = int(result["prefill_tokens"]["median"])
 what = f"variant '{pa.variant}', {pa.method} vectors, prefill {info['prefill_text'][0]!r}"
-plots.save(plots.prefill_grid(result, f"Prefill attack: mean trait score over the first {k} assistant tokens "
+plots.save(prefill.prefill_grid(result, f"Prefill attack: mean trait score over the first {k} assistant tokens "
                                       f"(the prefill, or the model's own start)\n{what}"), smk.output.grid)
-plots.save(plots.trajectory_divergence(traj, k, f"Prefill attack: trait score along the assistant turn\n{what}"),
+plots.save(prefill.trajectory_divergence(traj, k, f"Prefill attack: trait score along the assistant turn\n{what}"),
            smk.output.divergence)
 log.info("C2 vs C4 d: %s", {t: round(r["cohens_d"], 2) for t, r in comparisons["C2_vs_C4"]["traits"].items()})
 for name in ("C2_vs_C4", "C1_vs_C3"):

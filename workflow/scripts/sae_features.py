@@ -6,6 +6,7 @@ from traitscope.core import plots
 from traitscope.core.artifacts import ActivationShard, TraitVectors, tensor_key
 from traitscope.core.io import read_json, safetensors_keys, write_json
 from traitscope.core.models import load_tokenizer
+from traitscope.experiments.sae import features
 from traitscope.experiments.sae.autoencoder import SparseAutoencoder, resolve_source
 from traitscope.experiments.sae.features import compare_at_layer
 from traitscope.workflow.jobs import setup
@@ -60,4 +61,4 @@ result = {
         "summary": "the best feature's and the best trait vector's AUC against the random 95th percentile"},
 }
 write_json(smk.output.json, result)
-plots.save(plots.sae_features(result), smk.output.figure)
+plots.save(features.sae_features(result), smk.output.figure)

@@ -6,8 +6,8 @@ from traitscope.core import plots
 from traitscope.core.artifacts import TraitVectors
 from traitscope.core.io import write_parquet
 from traitscope.core.layers import parse_layers
+from traitscope.core.sweep import build_task, sweep, trait_norms
 from traitscope.core.traits import trait_description
-from traitscope.experiments.optimize import build_task, sweep, trait_norms
 from traitscope.workflow.jobs import setup
 
 smk = snakemake  # noqa: F821 - injected by Snakemake

@@ -17,7 +17,10 @@ import hashlib
 from collections.abc import Callable
 from typing import Any
 
+import matplotlib.pyplot as plt
 import numpy as np
+import pandas as pd
+import seaborn as sns
 import torch
 from scipy.stats import percentileofscore
 
@@ -173,3 +176,45 @@ def compare_at_layer(sae: SparseAutoencoder, a: list[Any], b: list[Any], layer: 
             "n_report_b": int((~sel_b).sum()), "features": features, "trait_aucs": trait_aucs,
             "random_baseline": {k: v for k, v in baseline.items() if k != "aucs"},
             "summary": summarise(features, trait_aucs, baseline)}
+
+# ---------------------------------------------------------------------------------------------- figures
+
+def sae_features(result: dict[str, Any]) -> plt.Figure:
+    """Per SAE layer: left, the top features' Cohen's d (a minus b) with 95% bootstrap CIs on the report half;
+    right, their oriented ROC-AUC next to the trait vectors' and the random directions' 95th percentile."""
+    layers = result["layers"]
+    rows = [max(len(r["features"]), min(5, len(r["features"])) + len(r["trait_aucs"])) for r in layers]
+    fig, axes = plt.subplots(len(layers), 2, figsize=(13, sum(0.32 * n + 1.9 for n in rows)), squeeze=False,
+                             gridspec_kw={"height_ratios": rows})  # each layer's rows get room: no tick overlaps
+    a, b = result["conditions"]["a"]["label"], result["conditions"]["b"]["label"]
+    for (ax1, ax2), r in zip(axes, layers):
+        feats = r["features"]
+        names = [f"feature {f['feature']}" for f in feats]
+        d = [f["cohens_d"] for f in feats]
+        err = [[f["cohens_d"] - f["d_ci_low"] for f in feats], [f["d_ci_high"] - f["cohens_d"] for f in feats]]
+        ax1.errorbar(d, range(len(feats)), xerr=err, fmt="o", color="tab:blue", capsize=3)
+        ax1.axvline(0, color="black", lw=0.5)
+        ax1.set_yticks(range(len(feats)), names, fontsize=7)
+        ax1.set_ylabel("SAE feature (selection rank)")
+        ax1.invert_yaxis()
+        ax1.set_xlabel(f"Cohen's d, {a} minus {b} (feature activation, 95% CI)")
+        ax1.set_title(f"layer {r['layer']}: top {len(feats)} features, ranked on the selection half; shown on "
+                      f"the report half (n={r['n_report_a']} vs {r['n_report_b']})", fontsize=9)
+        bars = pd.DataFrame(
+            [{"what": f"feature {f['feature']}", "kind": "SAE feature", "auc": f["auc_oriented"]} for f in feats[:5]]
+            + [{"what": t, "kind": "trait vector", "auc": v} for t, v in sorted(r["trait_aucs"].items())])
+        sns.barplot(data=bars, y="what", x="auc", hue="kind", dodge=False, ax=ax2)
+        p95 = r["random_baseline"]["random_auc_p95"]
+        ax2.axvline(p95, color="grey", ls="--", lw=1,
+                    label=f"random directions, 95th pct (n={r['random_baseline']['n_random']})")
+        ax2.axvline(0.5, color="black", lw=0.5, ls=":")
+        ax2.set_xlim(0, 1.02)
+        ax2.set_xlabel(f"ROC-AUC, {a} vs {b} (report half; sign from the selection half)")
+        ax2.set_ylabel("direction")
+        ax2.tick_params(axis="y", labelsize=7)
+        ax2.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+        ax2.set_title(f"layer {r['layer']}: best SAE features vs trait vectors", fontsize=9)
+    fig.suptitle(f"SAE features, {result['experiment']}: {a} (n={layers[0]['n_a']}) vs {b} (n={layers[0]['n_b']}), "
+                 f"{result['position']} position, {result['model']}")
+    fig.tight_layout()
+    return fig

@@ -5,6 +5,7 @@ import pandas as pd
 from traitscope.core import plots
 from traitscope.core.artifacts import BaselineScores, TraitVectors, best_layers, trait_sites
 from traitscope.core.io import read_parquets, write_json, write_parquet
+from traitscope.experiments import emergent_misalignment
 from traitscope.experiments.emergent_misalignment import (
     compare_variants,
     pooled_scores,
@@ -15,7 +16,7 @@ from traitscope.workflow.jobs import setup
 
 smk = snakemake  # noqa: F821 - injected by Snakemake
 log = setup(smk)
-c = smk.params.compare
+c = smk.params.settings
 sidecars = [TraitVectors.load_info(f) for f in smk.input.sidecars]
 best = best_layers(sidecars)
 positions = {s.trait: c.position or s.position for s in sidecars}
@@ -34,5 +35,5 @@ write_json(smk.output.json, result)
 write_parquet(smk.output.scores, per_q)
 title = (f"Trait scores of '{c.variant}' vs '{c.base}' on the same prompts and replayed responses "
          f"('{c.prompt_set}', {c.method} vectors; p corrected by {c.correction} across traits)")
-plots.save(plots.trait_distributions(per_q, result, title), smk.output.figure)
+plots.save(emergent_misalignment.trait_distributions(per_q, result, title), smk.output.figure)
 log.info("variant comparison: %s", {t: round(r["cohens_dz"], 2) for t, r in result["traits"].items()})

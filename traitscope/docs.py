@@ -1,7 +1,7 @@
 """The configuration reference, generated from the schema so that it cannot drift from what start-up validates.
 
-    python -m traitscope.workflow.docs            # write docs/configuration.md
-    python -m traitscope.workflow.docs --check    # exit 1 when docs/configuration.md is not what the schema gives
+    python -m traitscope.docs            # write docs/configuration.md
+    python -m traitscope.docs --check    # exit 1 when docs/configuration.md is not what the schema gives
 """
 
 from __future__ import annotations
@@ -12,12 +12,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .config import load_schema
+from .study import load_schema
 
-DOC = Path(__file__).resolve().parents[2] / "docs" / "configuration.md"
+DOC = Path(__file__).resolve().parents[1] / "docs" / "configuration.md"
 HEADER = """# Configuration reference
 
-Generated from `traitscope/schemas/config.schema.yaml` by `python -m traitscope.workflow.docs` (a test fails when this file
+Generated from `traitscope/schemas/config.schema.yaml` by `python -m traitscope.docs` (a test fails when this file
 is not what the schema gives). Start-up validates a study's config against the same schema and fills in these
 defaults; `<name>` stands for a key you choose (a variant's, a prompt set's, a finetune's name), `category/name` for a
 trait. Layer specs: `all`, `12`, `-1`, `"10-20"` (inclusive), `"0:30:2"` (a slice), `"3,7"`, or a list of these.
@@ -89,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     text = render()
     if args.check:
         if not DOC.is_file() or DOC.read_text(encoding="utf-8") != text:
-            print(f"{DOC} is out of date (fix: python -m traitscope.workflow.docs)", file=sys.stderr)
+            print(f"{DOC} is out of date (fix: python -m traitscope.docs)", file=sys.stderr)
             return 1
         return 0
     DOC.parent.mkdir(exist_ok=True)

@@ -2,6 +2,7 @@
 
 from traitscope.core import plots
 from traitscope.core.io import read_json, read_parquets, write_json
+from traitscope.experiments import optimize
 from traitscope.workflow.jobs import setup
 
 smk = snakemake  # noqa: F821 - injected by Snakemake
@@ -15,4 +16,4 @@ write_json(smk.output.json, {
     "traits": {s["trait"]: {"layer": s["layer"], "coefficient": s["coefficient"], **s["extraction_gap"]} for s in sidecars},
 })
 n_train = {s["trait"]: s["extraction_gap"]["train"]["n_prompts"] for s in sidecars}
-plots.save(plots.optimization_curves(history, sidecars[0]["judge_kind"], n_train), smk.output.figure)
+plots.save(optimize.optimization_curves(history, sidecars[0]["judge_kind"], n_train), smk.output.figure)

@@ -5,8 +5,8 @@ import pandas as pd
 from traitscope.core import plots
 from traitscope.core.artifacts import BaselineScores, TraitVectors, best_layers, trait_sites
 from traitscope.core.io import read_parquets, write_json, write_parquet
+from traitscope.core.project import pooled_scores
 from traitscope.experiments import external
-from traitscope.experiments.emergent_misalignment import pooled_scores
 from traitscope.workflow.jobs import setup
 
 smk = snakemake  # noqa: F821 - injected by Snakemake
@@ -40,7 +40,7 @@ write_json(smk.output.failures, {**info, "failure_cases": external.failure_cases
     scores, fpr=ext.failure_fpr, n_cases=ext.n_failures)})
 title = (f"Do trait scores separate unsafe from safe rows of '{smk.wildcards.dataset}'? "
          f"(variant '{ext.variant}', {ext.method} vectors, n={info['n_unsafe']} unsafe / {info['n_safe']} safe)")
-plots.save(plots.per_category_auc(table, title), smk.output.figure)
+plots.save(external.per_category_auc(table, title), smk.output.figure)
 log.info("overall AUC: %s", {r.trait: round(r.auc, 2) for r in table[table["category"] == "overall"].itertuples()})
 for trait, entry in result["traits"].items():
     if entry["baseline"] and not entry["overall"]["beats_random"]:

@@ -47,6 +47,6 @@ info = {"trigger_set": bd.trigger, "control_set": bd.control, "method": bd.metho
 write_json(smk.output.json, backdoor.summary(pooled, tokens, variant=bd.variant, baseline=bd.baseline, info=info))
 write_parquet(smk.output.tokens, tokens)
 title = f"Backdoor '{bd.variant}': trait scores on '{bd.trigger}' vs '{bd.control}' ({bd.method} vectors, best layer)"
-plots.save(plots.backdoor_trait_comparison(pooled, title), smk.output.comparison)
-plots.save(plots.early_detection_tokens(tokens, title), smk.output.early)
+plots.save(backdoor.backdoor_trait_comparison(pooled, title), smk.output.comparison)
+plots.save(backdoor.early_detection_tokens(tokens, title), smk.output.early)
 log.info("backdoor detection: %d pooled comparisons, %d token comparisons", len(pooled), len(tokens))

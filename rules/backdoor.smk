@@ -1,0 +1,26 @@
+# backdoor: trait scores of a backdoored variant on trigger vs control prompts, before any bad output.
+BD = S.experiment("backdoor")
+BD_SET = S.backdoor
+
+
+rule backdoor:
+    input:
+        trigger=per_set(L.scores, BD_SET.variants(), [BD_SET.trigger]),
+        control=per_set(L.scores, BD_SET.variants(), [BD_SET.control]),
+        trigger_tokens=per_set(L.token_scores, BD_SET.variants(), [BD_SET.trigger]),
+        control_tokens=per_set(L.token_scores, BD_SET.variants(), [BD_SET.control]),
+        trigger_acts=shards(L.activations, BD_SET.variants(), [BD_SET.trigger]),
+        control_acts=shards(L.activations, BD_SET.variants(), [BD_SET.control]),
+        sidecars=vector_files("sidecar"),
+    output:
+        **reported(BD.files(L, BD_SET.variant), BD.title, comparison="backdoor_comparison", early="backdoor_early",
+                   json="backdoor_json"),
+    params:
+        backdoor=BD_SET,
+        seed=S.seed,
+    log:
+        L.log("backdoor"),
+    conda:
+        ENV
+    script:
+        "../workflow/scripts/backdoor.py"

@@ -1,0 +1,193 @@
+"""The harm check: does the harmful-instruction trait separate held-out harmful and harmless prompts?
+
+Config ``checks.harm_separation`` (the check sits with the study's other start-up and sanity checks); results in
+``results/checks/harm_separation.{json,png}``. Two held-out views at the trait's chosen layer: the extraction test
+split (its metrics are in the vector's sidecar) and independent eval prompt sets never used for extraction, projected
+at every captured layer. The control: random unit directions at the chosen layer on the same eval rows, each given the
+sign that agrees with the trait vector.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+import torch
+
+from ..core.artifacts import ActivationShard, ShardFiles, TraitVectors, tensor_key
+from ..core.methods import random_directions
+from ..core.plots import layer_axis, score_unit
+from ..core.stats import auc, column_aucs, separation, versus_random
+from ..workflow.config import config_error
+from ..workflow.experiment import Experiment, Finding, verdict
+from ..workflow.tables import ci, fmt
+
+if TYPE_CHECKING:
+    from ..workflow.layout import Layout
+    from ..workflow.settings import Study
+
+
+class HarmCheckSettings(NamedTuple):
+    trait: str
+    harmful: str
+    harmless: str
+    min_auc: float
+
+
+class HarmSeparation(Experiment):
+    name = "harm_separation"
+    title = "Harm separation"
+    settings = HarmCheckSettings
+    config_key = ("checks", "harm_separation")
+    schema = Path(__file__).with_suffix(".schema.yaml")
+
+    def check(self, cfg: dict[str, Any], dims: dict[str, Any], base_dir: Path, configured: list) -> None:
+        section = self.section(cfg) or {}
+        if section.get("trait") not in cfg["traits"]:
+            raise config_error(self.dotted("trait"), f"unknown trait {section.get('trait')!r}",
+                               f"use one of {sorted(cfg['traits'])}")
+        captured = cfg["capture"]["prompt_sets"]
+        for role in ("harmful", "harmless"):
+            s = section.get(role)
+            if s not in captured:
+                raise config_error(self.dotted(role), f"{s!r} is not a captured prompt set",
+                                   f"use one of capture.prompt_sets {captured}")
+
+    def condition_pairs(self, s: HarmCheckSettings) -> list[tuple[str, str, str, str]]:
+        return [(self.dotted("harmful"), s.harmful, self.dotted("harmless"), s.harmless)]
+
+    def scored_sets(self, s: HarmCheckSettings) -> list[str]:
+        return [s.harmful, s.harmless]
+
+    def activation_pairs(self, study: Study, s: HarmCheckSettings) -> set[tuple[str, str]]:
+        return {(study.extract.variant, p) for p in (s.harmful, s.harmless)}
+
+    def files(self, lay: Layout) -> dict[str, str]:
+        return {"json": lay.path("checks", "harm_separation.json"), "figure": lay.path("checks", "harm_separation.png")}
+
+    def targets(self, study: Study, s: HarmCheckSettings, lay: Layout) -> list[str]:
+        return list(self.files(lay).values())
+
+    def results(self) -> dict[str, str]:
+        return {"harm_separation": "checks/harm_separation.json"}
+
+    def findings(self, res: Any) -> Iterator[Finding]:
+        if "harm_separation" not in res.experiments():
+            return
+        h = res.experiment("harm_separation")
+        base = h["eval_baseline"]
+        yield ("Harm check", f"{h['trait']} at layer {h['best_layer']} separates the independent harmful and harmless "
+               f"prompts with AUC {h['eval_auc']:.2f} (random 95th percentile {base['random_auc_p95']:.2f}): "
+               f"{verdict(base['beats_random'])}", bool(base["beats_random"]))
+
+    def measurements(self, res: Any) -> list[str]:
+        if "harm_separation" not in res.experiments():
+            return []
+        h = res.experiment("harm_separation")
+        return ["## Harm check", "",
+                f"{h['trait']}, layer {h['best_layer']}: extraction test AUC {fmt(h['extraction_test_auc'])} (random p95 "
+                f"{fmt(h['extraction_baseline']['random_auc_p95'])}); independent eval sets AUC {fmt(h['eval_auc'])} "
+                f"{ci(*h['eval_auc_ci95'])} (random p95 {fmt(h['eval_baseline']['random_auc_p95'])}), Cohen's d "
+                f"{fmt(h['eval_cohens_d'])}.", ""]
+
+
+EXPERIMENT = HarmSeparation()
+
+
+# ---------------------------------------------------------------------------------------------- analysis
+
+def check_separation(vectors: TraitVectors, harmful: list[ActivationShard] | list[ShardFiles],
+               harmless: list[ActivationShard] | list[ShardFiles], *,
+               min_auc: float, seed: int) -> tuple[dict[str, Any], pd.DataFrame, pd.DataFrame]:
+    """Does the trait vector separate held-out harmful from harmless prompts?
+
+    Two held-out views: the extraction split (metrics stored in the sidecar) and independent eval
+    prompt sets that were never used for extraction, projected at every captured layer, at the trait's
+    extraction position and site, with the vectors of the method that chose the best layer.
+    """
+    sidecar = vectors.info
+    best, method, position, site = vectors.best_layer, vectors.best_method, vectors.position, vectors.site
+    rows = [{"layer": v["layer"], "auc": v["metrics"]["auc"], "data": f"extraction test split ({m})"}
+            for v in sidecar["vectors"] for m in [v["method"]]]
+
+    def scores(shards: list[ActivationShard] | list[ShardFiles], layer: int, u: torch.Tensor | np.ndarray) -> np.ndarray:
+        direction = u.numpy() if isinstance(u, torch.Tensor) else u
+        return np.concatenate([shard.project(position, layer, site, direction) for shard in shards])
+
+    layers = harmful[0].layers
+    per_layer_scores: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+    for layer in layers:
+        if tensor_key(method, layer) not in vectors.tensors:
+            continue
+        u = vectors.unit(method, layer)
+        h, b = scores(harmful, layer, u), scores(harmless, layer, u)
+        per_layer_scores[layer] = (h, b)
+        y = np.r_[np.ones(len(h)), np.zeros(len(b))]
+        rows.append({"layer": layer, "auc": auc(y, np.r_[h, b]), "data": f"independent eval sets ({method})"})
+    if best not in per_layer_scores:
+        raise ValueError(f"best layer {best} was not captured for the eval sets; add it to capture.layers")
+    h, b = per_layer_scores[best]
+    y, s = np.r_[np.ones(len(h)), np.zeros(len(b))], np.r_[h, b]
+    sep = separation(h, b, seed=seed)
+    eval_auc = sep["auc"]
+    chosen = next(v["metrics"] for v in sidecar["vectors"] if v["layer"] == best and v["method"] == method)
+    extraction_auc = float(chosen["auc"])
+    # control baseline on the eval sets: random unit directions at the best layer, each given the sign that agrees
+    # with the trait vector (no eval label is used), as many as extraction drew
+    trait_dir = vectors.unit(method, best).numpy()
+    rand = random_directions(int(chosen.get("n_random", 100)), len(trait_dir), seed)
+    rand *= np.where(rand @ trait_dir >= 0, 1.0, -1.0)[:, None]
+    ph, pb = scores(harmful, best, rand.T), scores(harmless, best, rand.T)
+    random_aucs = column_aucs(y, np.vstack([ph, pb]))
+    result = {
+        "trait": sidecar["trait"], "model": sidecar["model"], "position": position, "site": site, "method": method,
+        "best_layer": best, "best_layer_reason": sidecar["best"]["reason"],
+        "extraction_val_auc": float(chosen["val_auc"]), "extraction_test_auc": extraction_auc,
+        "eval_auc": eval_auc, "eval_auc_ci95": [sep["ci_low"], sep["ci_high"]], "eval_cohens_d": sep["cohens_d"],
+        "extraction_baseline": {k: chosen.get(k) for k in ("random_auc_p95", "auc_percentile", "beats_random",
+                                                           "shuffled_auc", "n_random")},
+        "eval_baseline": versus_random(eval_auc, random_aucs),
+        "n_eval_harmful": int(len(h)), "n_eval_harmless": int(len(b)),
+        "min_auc": min_auc, "passed": bool(extraction_auc >= min_auc and eval_auc >= min_auc),
+        "criterion": "ROC-AUC >= min_auc at the best layer, on the extraction test split and on the eval sets",
+        "definitions": {
+            "extraction_val_auc": "cross-validated ROC-AUC inside the extraction training split: chose the best layer",
+            "extraction_test_auc": "ROC-AUC on the extraction test split at that layer (not used for any choice)",
+            "eval_auc": "ROC-AUC on the independent eval prompt sets at that layer (not used for any choice)",
+            "*_baseline": "the same AUC of random unit directions at that layer (extraction: oriented on the training "
+                          "split; eval: given the trait vector's sign): their 95th percentile, the vector's percentile "
+                          "among them, whether it beats the 95th percentile, and (extraction) a shuffled-label vector"},
+    }
+    dist = pd.DataFrame({"score": s, "group": np.where(y == 1, "harmful", "harmless")})
+    return result, pd.DataFrame(rows), dist
+
+
+# ---------------------------------------------------------------------------------------------- figures
+
+def separation_figure(layer_auc: pd.DataFrame, scores: pd.DataFrame, best_layer: int, min_auc: float,
+                    trait: str, model: str, site: str = "resid") -> plt.Figure:
+    """Left: ROC-AUC per layer (extraction test split and independent eval sets). Right: score
+    distributions of the eval sets at the best layer."""
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.2))
+    sns.lineplot(data=layer_auc, x="layer", y="auc", hue="data", style="data", markers=True, errorbar=None, ax=ax1)
+    ax1.axhline(min_auc, color="red", ls="--", lw=1, label=f"required AUC {min_auc}")
+    ax1.axvline(best_layer, color="grey", ls=":", lw=1)
+    ax1.set_ylim(0.0, 1.02)
+    ax1.set_xlabel(layer_axis(site))
+    ax1.set_ylabel("ROC-AUC, harmful vs harmless")
+    ax1.set_title(f"Separation by layer (best layer {best_layer})")
+    ax1.legend(fontsize=8)
+    counts = scores.groupby("group").size().to_dict()
+    scores = scores.assign(group=scores["group"].map(lambda g: f"{g} (n={counts[g]})"))
+    sns.histplot(data=scores, x="score", hue="group", stat="density", common_norm=False, element="step", ax=ax2)
+    ax2.set_xlabel(f"score at layer {best_layer}: {score_unit(site)}")
+    ax2.set_ylabel("density")
+    ax2.set_title("Held-out eval prompts projected on the vector")
+    fig.suptitle(f"{trait}: harmful vs harmless instructions, {model}")
+    fig.tight_layout()
+    return fig
