@@ -55,7 +55,7 @@ def main() -> None:
 def run(args: argparse.Namespace) -> None:
     model, tok = load_model(entry("variants", {"model": args.model, "dtype": args.dtype, "device_map": args.device}))
     layers = parse_layers(args.layers, model.config.num_hidden_layers)
-    df = pd.concat([load_prompt_set(entry("prompt_sets", {"source": "builtin", "name": n, "split": "all"}))
+    df = pd.concat([load_prompt_set(entry("prompt_sets", {"source": "builtin", "name": n, "split": "all"}), seed=0)
                     for n in ("harmful", "benign")], ignore_index=True)
     df["response"] = "Sure, here is a short answer to your question."
     enc = encode_rows(tok, df, 512)

@@ -115,7 +115,7 @@ def load_set(spec: dict, **kwargs):
     from traitscope.core.prompts import load_prompt_set
     from traitscope.workflow.config import entry
 
-    return load_prompt_set(entry("prompt_sets", spec), **kwargs)
+    return load_prompt_set(entry("prompt_sets", spec), **{"seed": 1234, **kwargs})
 
 
 def load_variant(spec: dict, **kwargs):

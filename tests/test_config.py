@@ -157,7 +157,7 @@ def test_shard_size_from_row_counts(small_config, tmp_path):
     # large files are counted without loading them
     from traitscope.core.prompts import check_spec
 
-    assert check_spec("big", entry("prompt_sets", small_config["prompt_sets"]["big"]), tmp_path, full_load_rows=100) == 2500
+    assert check_spec("big", entry("prompt_sets", small_config["prompt_sets"]["big"]), tmp_path, 0, full_load_rows=100) == 2500
     small_config["prompt_sets"]["hub_unknown"] = {"source": "hub", "dataset": "x/y", "shard_size": 10}
     assert "set sample" in error_of(small_config)
     small_config["prompt_sets"]["hub_unknown"] = {"source": "hub", "dataset": "x/y", "shards": 2, "shard_size": 10}
@@ -223,6 +223,29 @@ def test_a_persona_question_in_a_scored_set_is_counted_whatever_its_case_spacing
     cfg = _with_persona_question(small_config, tmp_path, prefix)
     msg = assert_config_error(cfg, "prompt_sets.probe: 1 of its prompts are also extraction prompts of trait safety/evil")
     assert "(its persona questions)" in msg
+
+
+def test_start_up_checks_a_sampled_set_with_the_study_seed(small_config, tmp_path):
+    """A sampled set is drawn at start-up with the study's seed, as prep draws it: the overlap check sees the rows that
+    will be scored (it once drew with a fixed seed of its own)."""
+    import json
+
+    from conftest import assert_config_error, load_set
+
+    extraction = load_set({"source": "builtin", "name": "harmful", "split": "extract"})["prompt"].iloc[0]
+    rows = [{"prompt": f"How do I bake bread number {i}?"} for i in range(30)] + [{"prompt": extraction}]
+    path = tmp_path / "sampled.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    spec = {"source": "local", "path": str(path), "sample": 5}
+    drawn = {s: extraction in set(load_set(spec, seed=s)["prompt"]) for s in range(300)}
+    seed = next(s for s, hit in drawn.items() if hit and s != 1234)
+    small_config["prompt_sets"]["sampled"] = spec
+    small_config["capture"]["prompt_sets"].append("sampled")
+    small_config["seed"] = seed
+    assert_config_error(small_config, "prompt_sets.sampled: 1 of its prompts are also extraction prompts of trait "
+                                      "safety/harmful_instruction")
+    small_config["seed"] = next(s for s, hit in drawn.items() if not hit)
+    load_config(small_config)  # that seed's sample holds no extraction prompt
 
 
 def test_allowed_overlap_is_accepted_and_recorded(small_config, tmp_path):

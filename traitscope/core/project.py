@@ -1,7 +1,7 @@
 """Projection of captured activations onto trait vectors.
 
 The score of an activation ``a`` on a trait vector ``v`` is the scalar projection onto the unit
-vector: ``score = a . v / ||v||`` (units of the residual stream; comparable across prompts and
+vector: ``score = a . v / ||v||`` (units of the activations at the trait's site; comparable across prompts and
 variants for one trait and layer, not across layers). A trait read at another site than the residual stream
 (``traits.<name>.site``: ``attn`` or ``mlp``) is projected on the activations captured at that site, and so is its
 random baseline. Pooled scores:

@@ -273,7 +273,7 @@ def _rows_harmbench(df: pd.DataFrame, fields: dict[str, str], source: str) -> li
 
 # ------------------------------------------------------------------------------------------ public
 
-def load_prompt_set(spec: PromptSetSpec, *, key: str = "prompt_set", seed: int = 1234,
+def load_prompt_set(spec: PromptSetSpec, *, seed: int, key: str = "prompt_set",
                     base_dir: str | Path = ".", shards: int | None = None) -> pd.DataFrame:
     """Load one prompt set spec (see the config schema) into the normalised table.
 
@@ -568,24 +568,25 @@ def _row_count(path: Path) -> int:
     return _ROWS[key]
 
 
-def startup_table(key: str, spec: PromptSetSpec, base_dir: Path, limit: int = FULL_LOAD_ROWS) -> pd.DataFrame | None:
+def startup_table(key: str, spec: PromptSetSpec, base_dir: Path, seed: int, limit: int = FULL_LOAD_ROWS) -> pd.DataFrame | None:
     """The whole table of a set that start-up can afford to load (builtin, or a local file of at most ``limit``
-    records), loaded once per process; None for hub sets, replays and larger files."""
+    records), loaded once per process, sampled with ``seed`` (the study's) as prep samples it; None for hub sets,
+    replays and larger files."""
     path = Path(base_dir) / Path(spec.path).expanduser() if spec.source == "local" and spec.path else None
     stat = path.stat() if path is not None and path.exists() else None
-    cache_key = (key, repr(spec), str(base_dir), stat and (stat.st_mtime_ns, stat.st_size), limit)
+    cache_key = (key, repr(spec), str(base_dir), stat and (stat.st_mtime_ns, stat.st_size), limit, seed)
     if cache_key not in _STARTUP:
         table = None
         if spec.source == "builtin":
-            table = load_prompt_set(spec, key=f"prompt_sets.{key}")
+            table = load_prompt_set(spec, key=f"prompt_sets.{key}", seed=seed)
         elif path is not None and stat is not None:
             if stat.st_size and _row_count(path) <= limit:
-                table = load_prompt_set(spec, key=f"prompt_sets.{key}", base_dir=base_dir)
+                table = load_prompt_set(spec, key=f"prompt_sets.{key}", base_dir=base_dir, seed=seed)
         _STARTUP[cache_key] = table
     return _STARTUP[cache_key]
 
 
-def check_spec(key: str, spec: PromptSetSpec, base_dir: Path, full_load_rows: int = FULL_LOAD_ROWS) -> int | None:
+def check_spec(key: str, spec: PromptSetSpec, base_dir: Path, seed: int, full_load_rows: int = FULL_LOAD_ROWS) -> int | None:
     """Start-up check of one prompt set; returns its row count (after ``sample``) where it can be known.
 
     It runs at every Snakefile parse, so it stays cheap: files are counted first (parquet metadata, lines);
@@ -598,7 +599,7 @@ def check_spec(key: str, spec: PromptSetSpec, base_dir: Path, full_load_rows: in
         return None
     try:
         if spec.source == "builtin":
-            return len(startup_table(key, spec, base_dir))  # type: ignore[arg-type]
+            return len(startup_table(key, spec, base_dir, seed))  # type: ignore[arg-type]
         if spec.source == "local":
             if not spec.path:
                 raise PromptSetError(f"{k}.path: missing (fix: add path: to the file)")
@@ -612,7 +613,7 @@ def check_spec(key: str, spec: PromptSetSpec, base_dir: Path, full_load_rows: in
             except PromptSetError as exc:
                 raise PromptSetError(f"{k}.path: {exc}") from None
             if n <= full_load_rows:  # small: load whole (also reports an empty set)
-                return len(startup_table(key, spec, base_dir, full_load_rows))  # type: ignore[arg-type]
+                return len(startup_table(key, spec, base_dir, seed, full_load_rows))  # type: ignore[arg-type]
             fmt = spec.format
             head = peek_records(path)
             try:

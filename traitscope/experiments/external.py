@@ -139,7 +139,7 @@ def check_labelled(cfg: dict[str, Any], key: str, sets: list[str], base_dir: Pat
 
     labels: set[int] = set()
     for s in sets:
-        table = startup_table(s, build(PromptSetSpec, cfg["prompt_sets"][s]), base_dir)
+        table = startup_table(s, build(PromptSetSpec, cfg["prompt_sets"][s]), base_dir, cfg["seed"])
         if table is None:  # known only after prep: the external job checks it
             return
         missing = int(table["label"].isna().sum())

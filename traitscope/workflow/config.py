@@ -175,7 +175,7 @@ def check_semantics(cfg: dict[str, Any], base_dir: Path, resources_dir: Path, ex
                    f"use one of {ext['methods']}")
     parse_layers(ext["layers"], dims[ext["variant"]].n_layers, "extract.layers")
 
-    rows = {key: prompts.check_spec(key, build(PromptSetSpec, spec), base_dir) for key, spec in sets.items()}
+    rows = {key: prompts.check_spec(key, build(PromptSetSpec, spec), base_dir, cfg["seed"]) for key, spec in sets.items()}
     check_replay(cfg, rows)
 
     for key, spec in trait_cfg.items():
@@ -259,7 +259,7 @@ def _row_keys(key: str, cfg: dict[str, Any], base_dir: Path) -> set[str] | None:
     spec = cfg["prompt_sets"].get(key)
     if spec is None or spec.get("source") == "replay":
         return None
-    table = startup_table(key, build(PromptSetSpec, spec), base_dir)
+    table = startup_table(key, build(PromptSetSpec, spec), base_dir, cfg["seed"])
     if table is None:
         return None
     cols = [table[c].fillna("").map(normalise_text) for c in ("system", "prompt", "prefill")]
@@ -314,7 +314,7 @@ def check_special_tokens(cfg: dict[str, Any], base_dir: Path, resources_dir: Pat
     for key, spec in cfg["prompt_sets"].items():
         if spec.get("source") == "replay":
             continue
-        table = startup_table(key, build(PromptSetSpec, spec), base_dir)
+        table = startup_table(key, build(PromptSetSpec, spec), base_dir, cfg["seed"])
         if table is None:
             continue
         for col, token, hit in special_text_hits(table, specials):
@@ -338,7 +338,7 @@ def check_splits(cfg: dict[str, Any], base_dir: Path) -> dict[str, int]:
     for key, data in cfg["traits"].items():
         spec = unresolved_trait(data)
         if spec.source == "contrast":
-            tables = [startup_table(str(s), build(PromptSetSpec, sets[str(s)]), base_dir) for s in (spec.pos, spec.neg)]
+            tables = [startup_table(str(s), build(PromptSetSpec, sets[str(s)]), base_dir, cfg["seed"]) for s in (spec.pos, spec.neg)]
             if tables[0] is None or tables[1] is None:
                 continue
             table = contrast_from_tables(tables[0], tables[1], str(spec.pos), str(spec.neg))

@@ -52,9 +52,18 @@ def setup(smk: Any) -> logging.Logger:
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         force=True)
     torch.set_num_threads(max(1, int(getattr(smk, "threads", 1) or 1)))
-    seed = int(smk.params.get("seed", 1234)) if hasattr(smk.params, "get") else 1234
+    seed = smk.params.get("seed") if hasattr(smk.params, "get") else None
+    seed = int(default_seed() if seed is None else seed)
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
     verify_inputs(str(f) for f in getattr(smk, "input", []) or [])
     return logging.getLogger("traitscope")
+
+
+def default_seed() -> int:
+    """The seed of a job without a ``seed`` param (their outputs do not depend on it): the schema's default seed, the
+    one home of that number."""
+    from .config import load_schema
+
+    return int(load_schema()["properties"]["seed"]["default"])

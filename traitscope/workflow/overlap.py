@@ -41,7 +41,8 @@ def normalise_text(text: str) -> str:
     return "".join(ch for ch in folded if not ch.isspace() and unicodedata.category(ch) not in INVISIBLE)
 
 
-def set_texts(key: str, sets: dict[str, Any], base_dir: Path, known: dict[str, set[str] | None]) -> set[str] | None:
+def set_texts(key: str, sets: dict[str, Any], base_dir: Path, known: dict[str, set[str] | None], seed: int
+              ) -> set[str] | None:
     """Normalised prompt texts of a set (its prefix removed), or None where they cannot be known at start-up."""
     from ..core.prompts import startup_table
 
@@ -49,9 +50,9 @@ def set_texts(key: str, sets: dict[str, Any], base_dir: Path, known: dict[str, s
         return known[key]
     spec = build(PromptSetSpec, sets[key])
     if spec.source == "replay":
-        texts = set_texts(spec.prompt_set, sets, base_dir, known) if spec.prompt_set in sets else None
+        texts = set_texts(spec.prompt_set, sets, base_dir, known, seed) if spec.prompt_set in sets else None
     else:
-        table = startup_table(key, spec, base_dir)
+        table = startup_table(key, spec, base_dir, seed)
         if table is None:
             texts = None
         else:
@@ -62,13 +63,13 @@ def set_texts(key: str, sets: dict[str, Any], base_dir: Path, known: dict[str, s
 
 
 def trait_texts(key: str, spec_data: dict[str, Any], sets: dict[str, Any], base_dir: Path,
-                known: dict[str, set[str] | None]) -> tuple[str, set[str] | None]:
+                known: dict[str, set[str] | None], seed: int) -> tuple[str, set[str] | None]:
     """Where a trait's extraction prompts come from, and their normalised texts (None if not known yet)."""
     from ..core.traits import persona_table
 
     spec = unresolved_trait(spec_data)
     if spec.source == "contrast":
-        pos, neg = (set_texts(s, sets, base_dir, known) if s else None for s in (spec.pos, spec.neg))
+        pos, neg = (set_texts(s, sets, base_dir, known, seed) if s else None for s in (spec.pos, spec.neg))
         return f"prompt sets {spec.pos!r} and {spec.neg!r}", None if pos is None or neg is None else pos | neg
     table = persona_table(key, spec, base_dir)
     return "its persona questions", {normalise_text(p) for p in table["prompt"]}
@@ -79,11 +80,11 @@ def find_overlaps(cfg: dict[str, Any], base_dir: Path, scored_sets: Sequence[str
     that could not be compared because start-up cannot load them. ``scored_sets``: :meth:`Study.scored_sets`."""
     sets, known = cfg["prompt_sets"], {}  # type: ignore[var-annotated]
     found = []
-    traits = {t: trait_texts(t, spec, sets, base_dir, known) for t, spec in sorted(cfg["traits"].items())}
+    traits = {t: trait_texts(t, spec, sets, base_dir, known, cfg["seed"]) for t, spec in sorted(cfg["traits"].items())}
     for scored in scored_sets:
         if scored not in sets:
             continue
-        texts = set_texts(scored, sets, base_dir, known)
+        texts = set_texts(scored, sets, base_dir, known, cfg["seed"])
         if texts is None:
             continue
         for trait, (where, extraction) in traits.items():
