@@ -48,18 +48,35 @@ def child(args: argparse.Namespace) -> None:
     work = Path(args.work)
     model, tok = load_model(entry("variants", {"model": str(work / "model"), "dtype": "float32", "device_map": "cpu"}))
     words = " ".join(["Sure, here is the answer"] * max(1, args.response_words // 5))
-    df = normalise([{"id": f"p{i}", "prompt": f"How do I bake bread number {i}?", "response": words}
-                    for i in range(args.n)])
+    df = normalise(
+        [{"id": f"p{i}", "prompt": f"How do I bake bread number {i}?", "response": words} for i in range(args.n)]
+    )
     layers = tuple(range(model.config.num_hidden_layers))
     c = section("capture", {})
-    job = CaptureJob(layers=layers, positions=("last", "mean", "response"), batch_size=32, max_length=c.max_length,
-                     chunk_size=args.chunk_size, generation=None, seed=1234, sites=("resid",))
+    job = CaptureJob(
+        layers=layers,
+        positions=("last", "mean", "response"),
+        batch_size=32,
+        max_length=c.max_length,
+        chunk_size=args.chunk_size,
+        generation=None,
+        seed=1234,
+        sites=("resid",),
+    )
     shard = work / f"shard-{args.n}.safetensors"
     cache = work / f"cache-{args.n}"
     d = model.config.hidden_size
-    vectors = TraitVectors({"trait": "t/x", "position": "last", "best": {"layer": layers[-1], "method": "mean_diff"},
-                            "hidden_size": d, "vectors": [], "model": "tiny"},
-                           {f"mean_diff.layer_{layer}": torch.randn(d) for layer in layers})
+    vectors = TraitVectors(
+        {
+            "trait": "t/x",
+            "position": "last",
+            "best": {"layer": layers[-1], "method": "mean_diff"},
+            "hidden_size": d,
+            "vectors": [],
+            "model": "tiny",
+        },
+        {f"mean_diff.layer_{layer}": torch.randn(d) for layer in layers},
+    )
     proj = section("project", {"layers": "all", "methods": ["mean_diff"], "per_token": True})
     baseline = BaselineJob(n_random=20, seed=1, per_token=True)
     out = work / f"out-{args.stage}-{args.n}"
@@ -73,14 +90,21 @@ def child(args: argparse.Namespace) -> None:
         parts = project_files([shard], [vectors], proj, len(layers), baseline)
         write_scores(parts, baseline, out / "scores.parquet", out / "tokens.parquet", out / "baseline.safetensors")
     elif args.stage == "stream":
+
         def reduce(chunk, ids):
             part = ActivationShard(chunk, {"ids": ids, "layers": list(layers), "positions": list(job.positions)})
             return score_tensors(part, [vectors], proj, len(layers), baseline)
 
-        chunks = iter_chunks(model, tok, df, job, model_key="bench", cache_dir=out / "cache", reduce=reduce,
-                             reduce_key="bench")
-        write_scores(((ch.tensors, ch.ids) for ch in chunks), baseline, out / "scores.parquet",
-                     out / "tokens.parquet", out / "baseline.safetensors")
+        chunks = iter_chunks(
+            model, tok, df, job, model_key="bench", cache_dir=out / "cache", reduce=reduce, reduce_key="bench"
+        )
+        write_scores(
+            ((ch.tensors, ch.ids) for ch in chunks),
+            baseline,
+            out / "scores.parquet",
+            out / "tokens.parquet",
+            out / "baseline.safetensors",
+        )
     elif args.stage == "harm":
         files = ShardFiles([shard])
         for layer in layers:
@@ -92,8 +116,21 @@ def child(args: argparse.Namespace) -> None:
 
 
 def measure(work: Path, stage: str, n: int, args: argparse.Namespace) -> dict:
-    cmd = [sys.executable, __file__, "--child", "--work", str(work), "--stage", stage, "--n", str(n),
-           "--chunk-size", str(args.chunk_size), "--response-words", str(args.response_words)]
+    cmd = [
+        sys.executable,
+        __file__,
+        "--child",
+        "--work",
+        str(work),
+        "--stage",
+        stage,
+        "--n",
+        str(n),
+        "--chunk-size",
+        str(args.chunk_size),
+        "--response-words",
+        str(args.response_words),
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode:
         raise SystemExit(f"{stage} at {n} prompts failed:\n{proc.stderr[-3000:]}")
@@ -126,18 +163,26 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         build_tiny_model(work / "model", hidden=args.hidden, layers=args.layers, intermediate=2 * args.hidden)
-        print(f"random Llama, hidden {args.hidden}, {args.layers} layers (all captured), positions last, mean and "
-              f"response ({args.response_words}-word replayed responses), chunk_size {args.chunk_size}")
+        print(
+            f"random Llama, hidden {args.hidden}, {args.layers} layers (all captured), positions last, mean and "
+            f"response ({args.response_words}-word replayed responses), chunk_size {args.chunk_size}"
+        )
         results = {}
         for stage in ["capture", *[s for s in stages if s != "capture"]]:  # the readers read the captured shards
             results[stage] = [measure(work, stage, n, args) for n in sizes]
-        print(f"{'stage':<10} " + " ".join(f"{f'peak RSS at {n} (MB)':>20}" for n in sizes)
-              + f" {'shard (MB)':>12} {'ratio':>7}")
+        print(
+            f"{'stage':<10} "
+            + " ".join(f"{f'peak RSS at {n} (MB)':>20}" for n in sizes)
+            + f" {'shard (MB)':>12} {'ratio':>7}"
+        )
         for stage in stages:
             rows = results[stage]
             ratio = rows[-1]["peak_mb"] / rows[0]["peak_mb"]
-            print(f"{stage:<10} " + " ".join(f"{r['peak_mb']:>20.1f}" for r in rows)
-                  + f" {rows[-1]['shard_mb']:>12.1f} {ratio:>7.3f}")
+            print(
+                f"{stage:<10} "
+                + " ".join(f"{r['peak_mb']:>20.1f}" for r in rows)
+                + f" {rows[-1]['shard_mb']:>12.1f} {ratio:>7.3f}"
+            )
         print("ratio = peak RSS of the largest over the smallest shard; within 1.15 = does not grow with the shard")
         print("RESULTS " + json.dumps({s: [r["peak_mb"] for r in results[s]] for s in stages}))
 

@@ -55,12 +55,17 @@ def main() -> None:
 def run(args: argparse.Namespace) -> None:
     model, tok = load_model(entry("variants", {"model": args.model, "dtype": args.dtype, "device_map": args.device}))
     layers = parse_layers(args.layers, model.config.num_hidden_layers)
-    df = pd.concat([load_prompt_set(entry("prompt_sets", {"source": "builtin", "name": n, "split": "all"}), seed=0)
-                    for n in ("harmful", "benign")], ignore_index=True)
+    df = pd.concat(
+        [
+            load_prompt_set(entry("prompt_sets", {"source": "builtin", "name": n, "split": "all"}), seed=0)
+            for n in ("harmful", "benign")
+        ],
+        ignore_index=True,
+    )
     df["response"] = "Sure, here is a short answer to your question."
     enc = encode_rows(tok, df, 512)
     enc.sort(key=lambda e: len(e.prompt))
-    batches = [enc[i:i + args.batch_size] for i in range(0, len(enc), args.batch_size)]
+    batches = [enc[i : i + args.batch_size] for i in range(0, len(enc), args.batch_size)]
     device = model.get_input_embeddings().weight.device
     n_tokens = sum(len(e.prompt) + len(e.response) for e in enc)
     blocks = decoder_layers(model)
@@ -97,8 +102,9 @@ def run(args: argparse.Namespace) -> None:
 
     def capture() -> None:
         for b in batches:
-            capture_batch(model, [(e.prompt, e.response) for e in b], layers, ["last", "mean", "response"],
-                          tok.pad_token_id)
+            capture_batch(
+                model, [(e.prompt, e.response) for e in b], layers, ["last", "mean", "response"], tok.pad_token_id
+            )
 
     def timed(fn) -> float:
         if device.type == "cuda":
@@ -116,8 +122,10 @@ def run(args: argparse.Namespace) -> None:
         t_bare.append(timed(truncated))
         t_cap.append(timed(capture))
     mf, mb, mc = statistics.median(t_full), statistics.median(t_bare), statistics.median(t_cap)
-    print(f"model {args.model} on {device}, {len(enc)} prompts, {n_tokens} tokens, batch {args.batch_size}, "
-          f"{len(layers)} of {len(blocks)} layers captured (up to {deepest}), {args.rounds} rounds")
+    print(
+        f"model {args.model} on {device}, {len(enc)} prompts, {n_tokens} tokens, batch {args.batch_size}, "
+        f"{len(layers)} of {len(blocks)} layers captured (up to {deepest}), {args.rounds} rounds"
+    )
     print(f"full forward (LM head, output_hidden_states): {n_tokens / mf:10.1f} tokens/s  (median {mf:.3f}s)")
     print(f"bare forward of blocks 0-{deepest} (the limit):  {n_tokens / mb:10.1f} tokens/s  (median {mb:.3f}s)")
     print(f"traitscope capture (hooks, gather, fp16):      {n_tokens / mc:10.1f} tokens/s  (median {mc:.3f}s)")

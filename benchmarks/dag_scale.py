@@ -38,31 +38,60 @@ def build(root: Path, n_prompts: int, shard_size: int) -> Path:
         (folder / "config.json").write_text(json.dumps(shape))
         variants[name] = {"model": str(folder), "dtype": "bfloat16", "device_map": "auto"}
     variants["em_4bit"] = {**variants["em_insecure"], "quantization": "4bit"}
-    sizes = {"beavertails": int(n_prompts * 0.9), "harmbench": int(n_prompts * 0.03),
-             "em_questions": n_prompts - int(n_prompts * 0.9) - int(n_prompts * 0.03)}
-    prompt_sets = {"harmful_extract": {"source": "builtin", "name": "harmful", "split": "extract"},
-                   "benign_extract": {"source": "builtin", "name": "benign", "split": "extract"}}
+    sizes = {
+        "beavertails": int(n_prompts * 0.9),
+        "harmbench": int(n_prompts * 0.03),
+        "em_questions": n_prompts - int(n_prompts * 0.9) - int(n_prompts * 0.03),
+    }
+    prompt_sets = {
+        "harmful_extract": {"source": "builtin", "name": "harmful", "split": "extract"},
+        "benign_extract": {"source": "builtin", "name": "benign", "split": "extract"},
+    }
     for name, n in sizes.items():
         path = root / f"{name}.parquet"
-        pd.DataFrame({"prompt": [f"{name} prompt number {i}" for i in range(n)],
-                      "category": [f"c{i % 14}" for i in range(n)]}).to_parquet(path)
+        pd.DataFrame(
+            {"prompt": [f"{name} prompt number {i}" for i in range(n)], "category": [f"c{i % 14}" for i in range(n)]}
+        ).to_parquet(path)
         prompt_sets[name] = {"source": "local", "path": str(path), "shard_size": shard_size}
-    traits = {t: {"source": "builtin"} for t in
-              ("safety/evil", "safety/harm", "safety/refusal", "safety/deception", "alignment/sycophancy")}
-    traits["safety/harmful_instruction"] = {"source": "contrast", "pos": "harmful_extract", "neg": "benign_extract",
-                                            "position": "last"}
-    config = {"variants": variants, "traits": traits, "prompt_sets": prompt_sets,
-              "extract": {"variant": "base", "layers": "all"},
-              "capture": {"variants": list(variants), "prompt_sets": list(sizes), "layers": "all"},
-              "project": {"layers": "best"}}
+    traits = {
+        t: {"source": "builtin"}
+        for t in ("safety/evil", "safety/harm", "safety/refusal", "safety/deception", "alignment/sycophancy")
+    }
+    traits["safety/harmful_instruction"] = {
+        "source": "contrast",
+        "pos": "harmful_extract",
+        "neg": "benign_extract",
+        "position": "last",
+    }
+    config = {
+        "variants": variants,
+        "traits": traits,
+        "prompt_sets": prompt_sets,
+        "extract": {"variant": "base", "layers": "all"},
+        "capture": {"variants": list(variants), "prompt_sets": list(sizes), "layers": "all"},
+        "project": {"layers": "best"},
+    }
     cfg = root / "config.yaml"
     cfg.write_text(yaml.safe_dump(config))
     return cfg
 
 
 def dry_run(root: Path, cfg: Path) -> tuple[dict[str, int], float, str]:
-    cmd = [sys.executable, "-m", "snakemake", "results/all", "-s", str(REPO / "Snakefile"), "-d", str(root), "-n",
-           "--quiet", "rules", "--configfile", str(cfg)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "results/all",
+        "-s",
+        str(REPO / "Snakefile"),
+        "-d",
+        str(root),
+        "-n",
+        "--quiet",
+        "rules",
+        "--configfile",
+        str(cfg),
+    ]
     t = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True)
     seconds = time.perf_counter() - t
@@ -85,9 +114,11 @@ def main() -> None:
     from traitscope.study import load_config
     from traitscope.workflow.budget import human, study_budget
 
-    print(f"full-scale study: 4 variants (70B shape: 80 layers, hidden 8192), {args.prompts} prompts in shards of "
-          f"{args.shard_size}, 6 traits, capture and extraction at all 80 layers, positions last, mean and response "
-          "(32 new tokens), project at each trait's best layer\n")
+    print(
+        f"full-scale study: 4 variants (70B shape: 80 layers, hidden 8192), {args.prompts} prompts in shards of "
+        f"{args.shard_size}, 6 traits, capture and extraction at all 80 layers, positions last, mean and response "
+        "(32 new tokens), project at each trait's best layer\n"
+    )
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         cfg = build(root, args.prompts, args.shard_size)
@@ -102,12 +133,16 @@ def main() -> None:
             submitted = sum(n for rule, n in jobs.items() if rule != "all")
             print(f"== {mode}: " + ", ".join(f"{rule} {n}" for rule, n in jobs.items()))
             print(f"   jobs submitted to SLURM: {submitted} (every job of the plan; the rule `all` would run locally)")
-            print(f"   snakemake -n results/all: {seconds:.1f} s (the whole command: Python start-up, config "
-                  "validation, DAG)")
-            print(f"   written per prompt: {human(written / rows)} (activations "
-                  f"{human(sum(b.rows * b.activation_bytes_per_prompt for b in budgets if not b.streamed) / rows)}, "
-                  f"scores {human(sum(b.rows * b.score_bytes_per_prompt for b in budgets) / rows)}); "
-                  f"in total {human(written)} for {rows} (variant, prompt) pairs\n")
+            print(
+                f"   snakemake -n results/all: {seconds:.1f} s (the whole command: Python start-up, config "
+                "validation, DAG)"
+            )
+            print(
+                f"   written per prompt: {human(written / rows)} (activations "
+                f"{human(sum(b.rows * b.activation_bytes_per_prompt for b in budgets if not b.streamed) / rows)}, "
+                f"scores {human(sum(b.rows * b.score_bytes_per_prompt for b in budgets) / rows)}); "
+                f"in total {human(written)} for {rows} (variant, prompt) pairs\n"
+            )
 
 
 if __name__ == "__main__":

@@ -37,9 +37,25 @@ def run_extraction(config: dict[str, Any], workdir: Path, results: str, cores: i
     path = workdir / f"{Path(results).name}.yaml"
     path.write_text(yaml.safe_dump(cfg, sort_keys=False))
     env = dict(os.environ, LITELLM_LOCAL_MODEL_COST_MAP="True")
-    proc = subprocess.run([sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir),
-                           "--configfile", str(path), "--cores", str(cores), *targets],
-                          capture_output=True, text=True, env=env)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "snakemake",
+            "-s",
+            str(REPO / "Snakefile"),
+            "-d",
+            str(workdir),
+            "--configfile",
+            str(path),
+            "--cores",
+            str(cores),
+            *targets,
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
     if proc.returncode:
         sys.exit(f"extraction into {results} failed:\n{proc.stderr[-3000:]}")
     return workdir / results
@@ -63,25 +79,36 @@ def compare(fp32: Path, quantized: Path, variant: str) -> list[dict[str, Any]]:
             return float(np.dot(x, y) / (np.linalg.norm(x) * np.linalg.norm(y)))
 
         per_layer = [cos(a.get(method, i).numpy(), b.get(method, i).numpy()) for i in layers]
-        rows.append({"trait": a.trait, "method": method, "layer": layer,
-                     "cosine": cos(a.get(method, layer).numpy(), b.get(method, layer).numpy()),
-                     "median_cosine_all_layers": float(np.median(per_layer)),
-                     "fp32": {k: a.info["best"][k] for k in ("layer", "auc", "random_auc_p95", "beats_random")},
-                     "4bit": {k: b.info["best"][k] for k in ("layer", "auc", "random_auc_p95", "beats_random")}})
+        rows.append(
+            {
+                "trait": a.trait,
+                "method": method,
+                "layer": layer,
+                "cosine": cos(a.get(method, layer).numpy(), b.get(method, layer).numpy()),
+                "median_cosine_all_layers": float(np.median(per_layer)),
+                "fp32": {k: a.info["best"][k] for k in ("layer", "auc", "random_auc_p95", "beats_random")},
+                "4bit": {k: b.info["best"][k] for k in ("layer", "auc", "random_auc_p95", "beats_random")},
+            }
+        )
     return rows
 
 
 def report(rows: list[dict[str, Any]], what: str) -> None:
-    commit = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True,
-                            text=True).stdout.strip()
+    commit = subprocess.run(
+        ["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+    ).stdout.strip()
     print(f"== {what}: commit {commit}, {date.today()}, {platform.machine()} {os.cpu_count()} cores")
-    print(f"{'trait':32s} {'layer':>5s} {'cosine':>7s} {'median':>7s}   {'fp32 AUC (p95, layer)':>24s}   "
-          f"{'4-bit AUC (p95, layer)':>24s}")
+    print(
+        f"{'trait':32s} {'layer':>5s} {'cosine':>7s} {'median':>7s}   {'fp32 AUC (p95, layer)':>24s}   "
+        f"{'4-bit AUC (p95, layer)':>24s}"
+    )
     for r in rows:
         f, q = r["fp32"], r["4bit"]
-        print(f"{r['trait']:32s} {r['layer']:5d} {r['cosine']:7.3f} {r['median_cosine_all_layers']:7.3f}   "
-              f"{f['auc']:.2f} ({f['random_auc_p95']:.2f}, L{f['layer']:<2d}){'':9s}   "
-              f"{q['auc']:.2f} ({q['random_auc_p95']:.2f}, L{q['layer']:<2d})")
+        print(
+            f"{r['trait']:32s} {r['layer']:5d} {r['cosine']:7.3f} {r['median_cosine_all_layers']:7.3f}   "
+            f"{f['auc']:.2f} ({f['random_auc_p95']:.2f}, L{f['layer']:<2d}){'':9s}   "
+            f"{q['auc']:.2f} ({q['random_auc_p95']:.2f}, L{q['layer']:<2d})"
+        )
     print("RESULTS " + json.dumps(rows))
 
 

@@ -45,16 +45,30 @@ class Browser:
 
     def __init__(self, url: str) -> None:
         self.url = url
-        caps = {"capabilities": {"alwaysMatch": {"browserName": "chrome", "goog:chromeOptions": {
-            "binary": shutil.which("chromium") or "/usr/bin/chromium",
-            "args": ["--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
-                     "--window-size=1400,1000"]}}}}
+        caps = {
+            "capabilities": {
+                "alwaysMatch": {
+                    "browserName": "chrome",
+                    "goog:chromeOptions": {
+                        "binary": shutil.which("chromium") or "/usr/bin/chromium",
+                        "args": [
+                            "--headless=new",
+                            "--no-sandbox",
+                            "--disable-dev-shm-usage",
+                            "--disable-gpu",
+                            "--window-size=1400,1000",
+                        ],
+                    },
+                }
+            }
+        }
         self.session = self._call("POST", "/session", caps)["sessionId"]
 
     def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
         data = json.dumps(body if body is not None else {}).encode() if method == "POST" else None
-        req = urllib.request.Request(self.url + path, data=data, method=method,
-                                     headers={"Content-Type": "application/json"})
+        req = urllib.request.Request(
+            self.url + path, data=data, method=method, headers={"Content-Type": "application/json"}
+        )
         with urllib.request.urlopen(req, timeout=120) as resp:
             return json.loads(resp.read())["value"]
 
@@ -70,16 +84,33 @@ class Browser:
 
     def select(self, element_id: str, value: str) -> None:
         """Choose ``value`` in the ``<select id=element_id>`` as a user would (the change event fires)."""
-        self.js("const s = document.getElementById(arguments[0]); s.value = arguments[1];"
-                "s.dispatchEvent(new Event('change'));", element_id, value)
+        self.js(
+            "const s = document.getElementById(arguments[0]); s.value = arguments[1];"
+            "s.dispatchEvent(new Event('change'));",
+            element_id,
+            value,
+        )
 
     def hover(self, css: str, index: int = 0) -> None:
         """Move the real pointer onto the ``index``-th element matching ``css``."""
         found = self._call("POST", self._s("/elements"), {"using": "css selector", "value": css})
         el = found[index]
-        self._call("POST", self._s("/actions"), {"actions": [{"type": "pointer", "id": "mouse",
-                   "parameters": {"pointerType": "mouse"}, "actions": [
-                       {"type": "pointerMove", "duration": 0, "origin": {ELEMENT: el[ELEMENT]}, "x": 0, "y": 0}]}]})
+        self._call(
+            "POST",
+            self._s("/actions"),
+            {
+                "actions": [
+                    {
+                        "type": "pointer",
+                        "id": "mouse",
+                        "parameters": {"pointerType": "mouse"},
+                        "actions": [
+                            {"type": "pointerMove", "duration": 0, "origin": {ELEMENT: el[ELEMENT]}, "x": 0, "y": 0}
+                        ],
+                    }
+                ]
+            },
+        )
 
     def console_errors(self) -> list[str]:
         return self.js("return window.__errors || [];")

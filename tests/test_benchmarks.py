@@ -24,8 +24,9 @@ def test_every_benchmark_is_listed():
 
 @pytest.mark.parametrize("bench", BENCHMARKS, ids=lambda p: p.name)
 def test_benchmark_runs_in_short_mode(bench):
-    proc = subprocess.run([sys.executable, str(bench), "--short"], capture_output=True, text=True, timeout=600,
-                          cwd=REPO)
+    proc = subprocess.run(
+        [sys.executable, str(bench), "--short"], capture_output=True, text=True, timeout=600, cwd=REPO
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     for figure in FIGURES[bench.name]:
         assert figure in proc.stdout, proc.stdout[-3000:]

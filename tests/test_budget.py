@@ -29,11 +29,14 @@ def test_budget_counts_activations_and_scores_per_prompt(small_config):
     assert at_attn.activation_bytes_per_prompt == 2 * 4 * 32 * 2 * (2 + 4) + TOKEN_EXTRA_BYTES * 4
     del small_config["traits"]["safety/evil"]["site"]
     small_config["project"]["layers"] = "all"
-    assert pair_budget(load_config(small_config), "base", "benign_eval").score_bytes_per_prompt == 4 * (
-        b.score_bytes_per_prompt - 100 * 2 * 3 * 4) + 100 * 4 * 3 * 4
+    assert (
+        pair_budget(load_config(small_config), "base", "benign_eval").score_bytes_per_prompt
+        == 4 * (b.score_bytes_per_prompt - 100 * 2 * 3 * 4) + 100 * 4 * 3 * 4
+    )
     small_config["project"]["random_directions"] = 0
     assert pair_budget(load_config(small_config), "base", "benign_eval").score_bytes_per_prompt == 4 * (
-        b.score_bytes_per_prompt - 100 * 2 * 3 * 4)
+        b.score_bytes_per_prompt - 100 * 2 * 3 * 4
+    )
 
 
 def test_stream_writes_scores_only_except_for_sets_an_analysis_reads(small_config):
@@ -69,18 +72,29 @@ def test_score_row_bytes_is_what_the_score_tables_take_at_scale(tmp_path):
     n, tokens, d, layer = 2000, 30, 64, 2
     gen = torch.Generator().manual_seed(0)
     shard = ActivationShard(
-        {f"last.layer_{layer}": torch.randn(n, d, generator=gen).half(),
-         f"mean.layer_{layer}": torch.randn(n, d, generator=gen).half(),
-         f"response.layer_{layer}": torch.randn(n * tokens, d, generator=gen).half(),
-         "response.offsets": torch.arange(0, n * tokens + 1, tokens),
-         "response.token_ids": torch.randint(0, 50000, (n * tokens,), generator=gen),
-         "response.is_prefill": torch.zeros(n * tokens, dtype=torch.bool)},
-        {"ids": [f"beavertails-{i:06d}" for i in range(n)], "layers": [layer], "positions": ["last", "mean", "response"]})
+        {
+            f"last.layer_{layer}": torch.randn(n, d, generator=gen).half(),
+            f"mean.layer_{layer}": torch.randn(n, d, generator=gen).half(),
+            f"response.layer_{layer}": torch.randn(n * tokens, d, generator=gen).half(),
+            "response.offsets": torch.arange(0, n * tokens + 1, tokens),
+            "response.token_ids": torch.randint(0, 50000, (n * tokens,), generator=gen),
+            "response.is_prefill": torch.zeros(n * tokens, dtype=torch.bool),
+        },
+        {
+            "ids": [f"beavertails-{i:06d}" for i in range(n)],
+            "layers": [layer],
+            "positions": ["last", "mean", "response"],
+        },
+    )
     traits = []
     for t in ("safety/evil", "safety/harm", "safety/refusal", "safety/deception", "alignment/sycophancy", "x/y"):
         v = torch.randn(d, generator=gen)
-        traits.append(TraitVectors({"trait": t, "position": "last", "best": {"layer": layer, "method": "mean_diff"},
-                                    "hidden_size": d}, {f"mean_diff.layer_{layer}": v}))
+        traits.append(
+            TraitVectors(
+                {"trait": t, "position": "last", "best": {"layer": layer, "method": "mean_diff"}, "hidden_size": d},
+                {f"mean_diff.layer_{layer}": v},
+            )
+        )
     pooled, per_token = project_shard(shard, traits, section("project", {"layers": "best"}), n_layers=4)
     sizes = []
     for name, df in (("pooled", pooled), ("tokens", per_token)):

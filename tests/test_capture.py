@@ -57,15 +57,20 @@ def test_batched_capture_matches_one_by_one(tiny_model):
     df = table(5, response="Sure, here is the answer.")
     s = capture_job(layers=[0, 2], positions=["last", "mean", "response"], batch_size=5, generate=False)
     batched, meta, _ = capture_prompts(model, tok, df, s, model_key="tiny")
-    singles = [capture_prompts(model, tok, df.iloc[[i]], s._replace(batch_size=1),
-                               model_key="tiny")[0] for i in range(len(df))]
+    singles = [
+        capture_prompts(model, tok, df.iloc[[i]], s._replace(batch_size=1), model_key="tiny")[0] for i in range(len(df))
+    ]
     assert meta["ids"] == df["id"].tolist()
     for i, single in enumerate(singles):
         for key in ("last.layer_2", "mean.layer_0"):
             torch.testing.assert_close(batched[key][i].float(), single[key][0].float(), atol=2e-3, rtol=1e-2)
         off = batched["response.offsets"]
-        torch.testing.assert_close(batched["response.layer_2"][off[i]:off[i + 1]].float(),
-                                   single["response.layer_2"].float(), atol=2e-3, rtol=1e-2)
+        torch.testing.assert_close(
+            batched["response.layer_2"][off[i] : off[i + 1]].float(),
+            single["response.layer_2"].float(),
+            atol=2e-3,
+            rtol=1e-2,
+        )
     assert batched["last.layer_0"].dtype == torch.float16
 
 
@@ -79,14 +84,14 @@ def test_token_bookkeeping_with_prefill_and_generation(tiny_model):
     n_prefill = len(tok("Sure, here is", add_special_tokens=False)["input_ids"])
     assert off[0] == 0 and off[-1] == len(tensors["response.token_ids"]) == len(tensors["response.layer_1"])
     for i in range(len(df)):
-        row = is_prefill[off[i]:off[i + 1]]
+        row = is_prefill[off[i] : off[i + 1]]
         expect = 0 if i == 0 else n_prefill
         assert int(row.sum()) == expect and bool(row[:expect].all())
         assert responses["n_prefill_tokens"][i] == expect
         assert responses["n_response_tokens"][i] == int(off[i + 1] - off[i]) - expect <= 3
     assert responses["generated"].all()
     prefill_ids = tok("Sure, here is", add_special_tokens=False)["input_ids"]
-    assert tensors["response.token_ids"][off[1]:off[1] + n_prefill].tolist() == prefill_ids
+    assert tensors["response.token_ids"][off[1] : off[1] + n_prefill].tolist() == prefill_ids
 
 
 def test_last_position_is_the_assistant_header(tiny_model):
@@ -107,14 +112,20 @@ def test_resume_reuses_finished_chunks(tiny_model, tmp_path, monkeypatch):
     s = capture_job(layers=[0, 3], positions=["last", "mean"], chunk_size=2, generate=False)
     calls = []
     real = capmod._capture_chunk
-    monkeypatch.setattr(capmod, "_capture_chunk", lambda m, t, part, st, seed, **kw: calls.append(len(part)) or real(m, t, part, st, seed, **kw))
+    monkeypatch.setattr(
+        capmod,
+        "_capture_chunk",
+        lambda m, t, part, st, seed, **kw: calls.append(len(part)) or real(m, t, part, st, seed, **kw),
+    )
     first, _, _ = capture_prompts(model, tok, df, s, model_key="tiny", cache_dir=tmp_path)
     assert calls == [2, 2, 2]
     # simulate a job killed after its first chunk: remove the later chunk files
     chunks = sorted(tmp_path.glob("chunk-*.safetensors"))
     assert len(chunks) == 3
-    keep = capmod.content_hash(capmod.content_hash("tiny", repr(s), capmod.__version__),
-                               df.iloc[0:2][["id", "prompt", "system", "prefill", "response"]].to_dict(orient="list"))
+    keep = capmod.content_hash(
+        capmod.content_hash("tiny", repr(s), capmod.__version__),
+        df.iloc[0:2][["id", "prompt", "system", "prefill", "response"]].to_dict(orient="list"),
+    )
     for c in chunks:
         if keep not in c.name:
             c.unlink()
@@ -129,7 +140,9 @@ def test_resume_reuses_finished_chunks(tiny_model, tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("damage", ["truncate", "same_size_inf", "responses"])
-def test_a_damaged_cache_chunk_is_recomputed_with_a_warning_naming_it(tiny_model, tmp_path, monkeypatch, caplog, damage):
+def test_a_damaged_cache_chunk_is_recomputed_with_a_warning_naming_it(
+    tiny_model, tmp_path, monkeypatch, caplog, damage
+):
     """A truncated chunk, one with a few bytes overwritten in place (same size: +inf in float16), or a changed
     responses file: the checksum catches it, the chunk is captured again and the result equals a clean run."""
     model, tok = tiny_model
@@ -150,7 +163,11 @@ def test_a_damaged_cache_chunk_is_recomputed_with_a_warning_naming_it(tiny_model
         frame.to_parquet(responses)
     calls = []
     real = capmod._capture_chunk
-    monkeypatch.setattr(capmod, "_capture_chunk", lambda m, t, part, st, seed, **kw: calls.append(len(part)) or real(m, t, part, st, seed, **kw))
+    monkeypatch.setattr(
+        capmod,
+        "_capture_chunk",
+        lambda m, t, part, st, seed, **kw: calls.append(len(part)) or real(m, t, part, st, seed, **kw),
+    )
     with caplog.at_level("WARNING", logger="traitscope.cache"):
         again, _, _ = capture_prompts(model, tok, df, s, model_key="tiny", cache_dir=tmp_path)
     assert calls == [2] and chunk.name in caplog.text
@@ -160,9 +177,11 @@ def test_a_damaged_cache_chunk_is_recomputed_with_a_warning_naming_it(tiny_model
 def test_non_finite_activations_are_refused_naming_the_prompts():
     from traitscope.core.capture import CaptureError, check_finite
 
-    tensors = {"last.layer_2": torch.tensor([[1.0, 2.0], [float("inf"), 0.0]]).half(),
-               "response.layer_2": torch.tensor([[0.0], [0.0], [float("nan")]]),
-               "response.offsets": torch.tensor([0, 1, 1, 3])}
+    tensors = {
+        "last.layer_2": torch.tensor([[1.0, 2.0], [float("inf"), 0.0]]).half(),
+        "response.layer_2": torch.tensor([[0.0], [0.0], [float("nan")]]),
+        "response.offsets": torch.tensor([0, 1, 1, 3]),
+    }
     with pytest.raises(CaptureError) as info:
         check_finite(tensors, ["a", "b", "c"])
     msg = str(info.value)
@@ -185,9 +204,11 @@ def test_outputs_are_byte_identical_across_processes_and_follow_the_umask(tmp_pa
     import subprocess
     import sys
 
-    code = ("import sys, torch; from traitscope.core.io import write_safetensors; "
-            "write_safetensors(sys.argv[1], {'b': torch.zeros(3), 'a': torch.ones(2)}, "
-            "{'k1': 1, 'k2': [2], 'k3': 'x', 'k4': {'y': 1}, 'k5': 5, 'k6': 6})")
+    code = (
+        "import sys, torch; from traitscope.core.io import write_safetensors; "
+        "write_safetensors(sys.argv[1], {'b': torch.zeros(3), 'a': torch.ones(2)}, "
+        "{'k1': 1, 'k2': [2], 'k3': 'x', 'k4': {'y': 1}, 'k5': 5, 'k6': 6})"
+    )
     paths = [tmp_path / f"run{i}.safetensors" for i in range(3)]
     for path in paths:
         subprocess.run([sys.executable, "-c", code, str(path)], check=True, cwd=REPO)
@@ -245,8 +266,9 @@ def test_prefill_is_the_start_of_the_assistant_turn(tiny_model):
     _, tok = tiny_model
     df = table(1, prefill="Sure, here is")
     enc = encode_rows(tok, df, max_length=512)[0]
-    template = tok.apply_chat_template([{"role": "user", "content": df["prompt"][0]}], add_generation_prompt=True,
-                                       tokenize=False)
+    template = tok.apply_chat_template(
+        [{"role": "user", "content": df["prompt"][0]}], add_generation_prompt=True, tokenize=False
+    )
     assert tok.decode(enc.prompt + enc.prefill) == template + "Sure, here is"
     assert template.rstrip().endswith("<|im_start|>assistant") and enc.response == []
 

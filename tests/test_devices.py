@@ -44,8 +44,14 @@ def captured(model: Any) -> dict[tuple[str, int], dict[str, torch.Tensor]]:
 
 
 def test_offloaded_model_captures_steers_and_generates_like_the_whole_model(wide_model_dir, whole, tmp_path):
-    model, tok = load_variant({"model": str(wide_model_dir), "device_map": "auto", "max_memory": {"cpu": "400KB"},
-                               "offload_folder": str(tmp_path / "offload")})
+    model, tok = load_variant(
+        {
+            "model": str(wide_model_dir),
+            "device_map": "auto",
+            "max_memory": {"cpu": "400KB"},
+            "offload_folder": str(tmp_path / "offload"),
+        }
+    )
     placed = set(model.hf_device_map.values())
     assert placed == {"cpu", "disk"}, model.hf_device_map  # consecutive blocks on different devices
     assert model.hf_device_map["model.layers.0"] != model.hf_device_map["model.layers.3"]
@@ -124,11 +130,16 @@ def test_start_up_checks_what_bitsandbytes_can_run(small_config, monkeypatch):
 def test_placement_spreads_over_gpus_with_limits(monkeypatch):
     from traitscope.core import models
 
-    spec = entry("variants", {"model": "x", "max_memory": {"0": "70GiB", "1": "70GiB", "cpu": "200GiB"},
-                              "offload_folder": "/scratch/off"})
+    spec = entry(
+        "variants",
+        {"model": "x", "max_memory": {"0": "70GiB", "1": "70GiB", "cpu": "200GiB"}, "offload_folder": "/scratch/off"},
+    )
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    assert models.placement(spec) == {"device_map": "auto", "max_memory": {0: "70GiB", 1: "70GiB", "cpu": "200GiB"},
-                                      "offload_folder": "/scratch/off"}
+    assert models.placement(spec) == {
+        "device_map": "auto",
+        "max_memory": {0: "70GiB", 1: "70GiB", "cpu": "200GiB"},
+        "offload_folder": "/scratch/off",
+    }
     assert models.placement(entry("variants", {"model": "x"})) == {"device_map": "auto"}  # every visible GPU
     assert models.placement(entry("variants", {"model": "x", "device_map": "cuda:1"})) == {}  # moved after loading
     # accelerate's other strategies compute on the GPU too: a quantised model's compute dtype is bfloat16 there
@@ -145,6 +156,7 @@ def test_resources_ask_for_the_gpus_max_memory_names(small_config):
     from traitscope.workflow.resources import model_job_resources
 
     cfg = load_config(small_config)
-    cfg.variants["base"] = cfg.variants["base"]._replace(device_map="auto", max_memory={"0": "70GiB", "1": "70GiB",
-                                                                                        "2": "70GiB", "cpu": "1TB"})
+    cfg.variants["base"] = cfg.variants["base"]._replace(
+        device_map="auto", max_memory={"0": "70GiB", "1": "70GiB", "2": "70GiB", "cpu": "1TB"}
+    )
     assert model_job_resources(cfg, "base")["gpu"] == 3

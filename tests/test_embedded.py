@@ -16,8 +16,10 @@ import sys
 import pytest
 from conftest import REPO
 
-pytestmark = [pytest.mark.e2e, pytest.mark.skipif(os.environ.get("TRAITSCOPE_SKIP_EMBEDDED") == "1",
-                                                  reason="TRAITSCOPE_SKIP_EMBEDDED=1")]
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.skipif(os.environ.get("TRAITSCOPE_SKIP_EMBEDDED") == "1", reason="TRAITSCOPE_SKIP_EMBEDDED=1"),
+]
 
 
 def test_embedded_default_results_all(tmp_path):
@@ -30,9 +32,25 @@ def test_embedded_default_results_all(tmp_path):
     if (converted / "config.json").exists():  # reuse a conversion made by the README command
         (workdir / "resources" / "models").mkdir()
         (workdir / "resources" / "models" / converted.name).symlink_to(converted)
-    proc = subprocess.run([sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir),
-                           "--configfile", str(workdir / "config.yaml"), "--cores", "2", "results/all"],
-                          capture_output=True, text=True, timeout=2400)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "snakemake",
+            "-s",
+            str(REPO / "Snakefile"),
+            "-d",
+            str(workdir),
+            "--configfile",
+            str(workdir / "config.yaml"),
+            "--cores",
+            "2",
+            "results/all",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=2400,
+    )
     assert proc.returncode == 0, proc.stderr[-4000:]
     results = workdir / "results"
     check = json.loads((results / "checks/harm_separation.json").read_text())
@@ -52,7 +70,9 @@ def test_embedded_default_results_all(tmp_path):
     # the organism's finetuning signature is detectable on held-out prompts at the chosen layer
     det = json.loads((results / "organism/bad_advice/detection.json").read_text())
     assert det["chosen"]["heldout_auc"] >= 0.9, det["chosen"]
-    assert "| prompt | base | finetuned | finetuned_ablated |" in (results / "organism/bad_advice/ablation.md").read_text()
+    assert (
+        "| prompt | base | finetuned | finetuned_ablated |" in (results / "organism/bad_advice/ablation.md").read_text()
+    )
     # the backdoor shows in trait scores at the last prompt token, before any output, and more than in the base model
     bd = json.loads((results / "backdoor/backdoored/detection_auc.json").read_text())
     last = {t: e["positions"]["last"] for t, e in bd["traits"].items()}
@@ -71,9 +91,16 @@ def test_embedded_default_results_all(tmp_path):
     assert any(bt[t]["overall"]["ci_low"] > 0.5 for t in ("safety/harm", "safety/evil")), bt
     # prefill attack: harm is still represented at the prefill tokens when the model is forced to comply
     c24 = json.loads((results / "prefill_attack/condition_comparison.json").read_text())["comparisons"]["C2_vs_C4"]
-    assert c24["traits"]["safety/harmful_instruction"]["auc"] >= 0.9 and c24["traits"]["safety/harmful_instruction"]["p_adjusted"] < 0.01
+    assert (
+        c24["traits"]["safety/harmful_instruction"]["auc"] >= 0.9
+        and c24["traits"]["safety/harmful_instruction"]["p_adjusted"] < 0.01
+    )
     assert c24["traits"]["safety/harmful_instruction"]["beats_random"]  # README: 1.00 vs a random p95 of 0.81
-    for fig in ("external/harmbench/per_category_auc.png", "prefill_attack/2x2_grid.png", "prefill_attack/trajectory_divergence.png"):
+    for fig in (
+        "external/harmbench/per_category_auc.png",
+        "prefill_attack/2x2_grid.png",
+        "prefill_attack/trajectory_divergence.png",
+    ):
         assert (results / fig).stat().st_size > 10_000, fig
     manifest = json.loads((results / "all").read_text())
     assert len(manifest["outputs"]) >= 10
@@ -96,4 +123,5 @@ def test_embedded_default_results_all(tmp_path):
 
     problems = same_figures(documented_body(), body(open_results(results, workdir), announced_bytes))
     assert not problems, "docs/measurements.md is stale (fix: python -m traitscope.measure <results>):\n" + "\n".join(
-        problems[:20])
+        problems[:20]
+    )

@@ -46,7 +46,9 @@ def test_correction_matches_statsmodels():
     assert adj[0] == pytest.approx(0.01) and np.isnan(adj[1]) and rej == [True, False]
 
 
-def _scores(shift: dict[str, float], n_q: int = 12, n_para: int = 2, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
+def _scores(
+    shift: dict[str, float], n_q: int = 12, n_para: int = 2, seed: int = 0
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     rng = np.random.default_rng(seed)
     ids = [f"q{q}#{k}" for q in range(n_q) for k in range(n_para)]
     prompts = pd.DataFrame({"id": ids, "group": [i.split("#")[0] for i in ids]})
@@ -56,15 +58,29 @@ def _scores(shift: dict[str, float], n_q: int = 12, n_para: int = 2, seed: int =
         rows = []
         for trait, s in shift.items():
             vals = base_vals[trait] + (s + rng.normal(0, 0.3, len(ids)) if variant == "tuned" else 0)
-            rows.append(pd.DataFrame({"id": ids, "trait": trait, "method": "mean_diff", "layer": 3,
-                                      "position": "response_mean", "score": vals}))
+            rows.append(
+                pd.DataFrame(
+                    {
+                        "id": ids,
+                        "trait": trait,
+                        "method": "mean_diff",
+                        "layer": 3,
+                        "position": "response_mean",
+                        "score": vals,
+                    }
+                )
+            )
         frames[variant] = pd.concat(rows, ignore_index=True)
-    return pooled_scores(frames, prompts, {t: 3 for t in shift}, {t: "response_mean" for t in shift}, "mean_diff"), prompts
+    return pooled_scores(
+        frames, prompts, {t: 3 for t in shift}, {t: "response_mean" for t in shift}, "mean_diff"
+    ), prompts
 
 
 def test_compare_variants_per_question_with_correction():
     scores, _ = _scores({"safety/evil": 1.0, "safety/harm": 0.0})
-    result, per_q = compare_variants(scores, base="base", variant="tuned", correction="holm", alpha=0.05, n_boot=500, seed=0)
+    result, per_q = compare_variants(
+        scores, base="base", variant="tuned", correction="holm", alpha=0.05, n_boot=500, seed=0
+    )
     evil, harm = result["traits"]["safety/evil"], result["traits"]["safety/harm"]
     assert evil["n"] == 12 and evil["n_prompts"] == 24  # the unit is the question, paraphrases averaged
     assert evil["significant"] and evil["cohens_dz"] > 1 and evil["p_adjusted"] >= evil["p"]
@@ -101,12 +117,24 @@ def test_compare_config(small_config):
     assert cfg.emergent_misalignment.correction == "holm"
 
 
-@pytest.mark.parametrize("mutate, expected", [
-    (lambda c: c["emergent_misalignment"].update(prompt_set="em"), "emergent_misalignment.prompt_set: 'em' is not a replay set"),
-    (lambda c: c["prompt_sets"]["em_replay"].update(variant="ghost"), "prompt_sets.em_replay.variant: unknown variant"),
-    (lambda c: c["prompt_sets"]["em_replay"].update(prompt_set="em_replay"), "prompt_sets.em_replay.prompt_set"),
-    (lambda c: c["emergent_misalignment"].update(variant="base"), "emergent_misalignment.variant: the variant is the base"),
-])
+@pytest.mark.parametrize(
+    "mutate, expected",
+    [
+        (
+            lambda c: c["emergent_misalignment"].update(prompt_set="em"),
+            "emergent_misalignment.prompt_set: 'em' is not a replay set",
+        ),
+        (
+            lambda c: c["prompt_sets"]["em_replay"].update(variant="ghost"),
+            "prompt_sets.em_replay.variant: unknown variant",
+        ),
+        (lambda c: c["prompt_sets"]["em_replay"].update(prompt_set="em_replay"), "prompt_sets.em_replay.prompt_set"),
+        (
+            lambda c: c["emergent_misalignment"].update(variant="base"),
+            "emergent_misalignment.variant: the variant is the base",
+        ),
+    ],
+)
 def test_compare_config_errors(small_config, mutate, expected):
     cfg = _with_compare(small_config)
     mutate(cfg)
@@ -138,24 +166,37 @@ def test_the_variant_comparison_has_a_random_direction_control(random_shift, bea
     from traitscope.experiments.emergent_misalignment import random_control, with_random_control
 
     scores, prompts = _scores({"safety/evil": 1.0})
-    result, _ = compare_variants(scores, base="base", variant="tuned", correction="holm", alpha=0.05, n_boot=200, seed=0)
+    result, _ = compare_variants(
+        scores, base="base", variant="tuned", correction="holm", alpha=0.05, n_boot=200, seed=0
+    )
     ids = prompts["id"].tolist()
     rng = np.random.default_rng(1)
     base = rng.normal(0, 1, (len(ids), 50))
     tuned = base + random_shift + rng.normal(0, 0.3, base.shape)
-    control = random_control({"base": _FakeBaseline(ids, base), "tuned": _FakeBaseline(ids, tuned)}, prompts,
-                             {"safety/evil": 3}, {"safety/evil": "response_mean"}, {"safety/evil": "resid"},
-                             base="base", variant="tuned")
+    control = random_control(
+        {"base": _FakeBaseline(ids, base), "tuned": _FakeBaseline(ids, tuned)},
+        prompts,
+        {"safety/evil": 3},
+        {"safety/evil": "response_mean"},
+        {"safety/evil": "resid"},
+        base="base",
+        variant="tuned",
+    )
     # recomputed by hand: per-question means, paired d_z per direction, 95th percentile of |d_z|
     groups = prompts.set_index("id")["group"]
-    diff = (pd.DataFrame(tuned, index=ids).groupby(groups).mean() - pd.DataFrame(base, index=ids).groupby(groups).mean())
+    diff = pd.DataFrame(tuned, index=ids).groupby(groups).mean() - pd.DataFrame(base, index=ids).groupby(groups).mean()
     dz = diff.mean(0) / diff.std(0, ddof=1)
-    assert control["safety/evil"] == {"random_abs_dz_p95": pytest.approx(float(np.percentile(dz.abs(), 95))),
-                                      "n_random": 50}
+    assert control["safety/evil"] == {
+        "random_abs_dz_p95": pytest.approx(float(np.percentile(dz.abs(), 95))),
+        "n_random": 50,
+    }
     out = with_random_control(result, control)
     evil = out["traits"]["safety/evil"]
     assert evil["significant"] and evil["beats_random"] is beats
     assert out["n_significant_and_beats_random"] == int(beats)
-    fig = emergent_misalignment.trait_distributions(_scores({"safety/evil": 1.0})[0].groupby(["trait", "variant", "group"])["score"]
-                                    .mean().reset_index(), out, "test")
+    fig = emergent_misalignment.trait_distributions(
+        _scores({"safety/evil": 1.0})[0].groupby(["trait", "variant", "group"])["score"].mean().reset_index(),
+        out,
+        "test",
+    )
     assert ("beats it" if beats else "does NOT beat it") in fig.axes[0].get_title()

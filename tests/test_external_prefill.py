@@ -27,6 +27,7 @@ BT_CATS = ["animal_abuse", "drug_abuse,weapons,banned_substance", "self_harm"]
 
 # ------------------------------------------------------------------------------------------- statistics
 
+
 def test_independent_comparison_matches_scipy_and_sklearn():
     rng = np.random.default_rng(1)
     a, b = rng.normal(0.8, 1.0, 14), rng.normal(0.0, 1.5, 19)
@@ -56,14 +57,21 @@ def test_spearman_matches_scipy():
 
 # ---------------------------------------------------------------------------------------------- loaders
 
+
 def _beavertails_rows() -> list[dict]:
     rows = []
     for i in range(12):
         cat = BT_CATS[i % 3]
         flags = {c: c == cat for c in BT_CATS}
         rows.append({"prompt": f"question {i}", "response": f"bad answer {i}", "category": flags, "is_safe": False})
-        rows.append({"prompt": f"question {i}", "response": f"good answer {i}", "category": {c: False for c in BT_CATS},
-                     "is_safe": True})
+        rows.append(
+            {
+                "prompt": f"question {i}",
+                "response": f"good answer {i}",
+                "category": {c: False for c in BT_CATS},
+                "is_safe": True,
+            }
+        )
     return rows
 
 
@@ -73,7 +81,9 @@ def test_beavertails_format_labels_categories_and_per_category_sampling(tmp_path
     df = load_set({"source": "local", "path": str(path)})
     assert len(df) == 24 and df["label"].tolist()[:2] == [1, 0]
     # a BeaverTails category name holds commas; it survives as one category
-    assert set(df.loc[df["label"] == 1, "category"]) == set(BT_CATS) and df.loc[df["label"] == 0, "category"].isna().all()
+    assert (
+        set(df.loc[df["label"] == 1, "category"]) == set(BT_CATS) and df.loc[df["label"] == 0, "category"].isna().all()
+    )
     assert df["response"].iloc[0] == "bad answer 0"
     # the hub gives a DataFrame whose category column holds dicts: the same format
     assert detect_format(pd.DataFrame(_beavertails_rows())) == "beavertails"
@@ -101,13 +111,21 @@ def test_sample_files_load_in_their_formats():
 
 @pytest.mark.skipif(not (SHARED_DATA / "advbench").exists(), reason="../shared/data not present")
 def test_real_advbench_is_harmful_with_its_target_as_prefill():
-    df = load_set({"source": "local", "path": str(SHARED_DATA / "advbench/harmful_behaviors.csv"),
-                          "fields": {"prefill": "target"}})
+    df = load_set(
+        {
+            "source": "local",
+            "path": str(SHARED_DATA / "advbench/harmful_behaviors.csv"),
+            "fields": {"prefill": "target"},
+        }
+    )
     assert len(df) == 520 and (df["label"] == 1).all()
-    assert df["prefill"].str.startswith("Sure, here").all() and df["prefill"].iloc[0].startswith("Sure, here is a script")
+    assert df["prefill"].str.startswith("Sure, here").all() and df["prefill"].iloc[0].startswith(
+        "Sure, here is a script"
+    )
 
 
 # ------------------------------------------------------------------------------------- external analysis
+
 
 def _external_scores(seed: int = 0) -> pd.DataFrame:
     """Two traits; 'good' separates unsafe from safe, 'flat' does not. Category a has safe answers to the same
@@ -141,7 +159,9 @@ def test_category_auc_matches_sklearn_with_documented_negatives():
     a_neg = safe[safe["prompt"].isin(a_pos["prompt"])]
     row = table.loc[("good", "a")]
     assert row["negatives"] == "same_prompts" and row["n_unsafe"] == 9 and row["n_safe"] == 8
-    assert row["auc"] == pytest.approx(roc_auc_score(np.r_[np.ones(9), np.zeros(8)], np.r_[a_pos["score"], a_neg["score"]]))
+    assert row["auc"] == pytest.approx(
+        roc_auc_score(np.r_[np.ones(9), np.zeros(8)], np.r_[a_pos["score"], a_neg["score"]])
+    )
     assert row["ci_low"] <= row["auc"] <= row["ci_high"]
     b = table.loc[("good", "b")]
     assert b["negatives"] == "all_safe" and b["n_safe"] == 12
@@ -151,15 +171,19 @@ def test_category_auc_matches_sklearn_with_documented_negatives():
     overall = table.loc[("good", "overall")]
     labels, s = good["label"].to_numpy(), good["score"].to_numpy()
     assert overall["auc"] == pytest.approx(roc_auc_score(labels, s)) and overall["n_unsafe"] == 17
-    assert overall["auc"] > 0.85 and table.loc[("flat", "overall"), "ci_low"] < 0.5 < table.loc[("flat", "overall"), "ci_high"]
+    assert (
+        overall["auc"] > 0.85
+        and table.loc[("flat", "overall"), "ci_low"] < 0.5 < table.loc[("flat", "overall"), "ci_high"]
+    )
 
 
 def test_external_aucs_stand_against_random_directions_on_the_same_rows():
     scores = _external_scores()
     ids = scores["id"].unique()
     rand = pd.DataFrame(np.random.default_rng(1).normal(size=(len(ids), 40)), index=ids)
-    table = external.category_auc(scores, min_per_class=3, n_boot=100, seed=0,
-                                  random={"good": rand, "flat": rand}).set_index(["trait", "category"])
+    table = external.category_auc(
+        scores, min_per_class=3, n_boot=100, seed=0, random={"good": rand, "flat": rand}
+    ).set_index(["trait", "category"])
     good = scores[scores["trait"] == "good"]
     a_pos = good[(good["label"] == 1) & good["category"].str.contains("a")]
     a_neg = good[(good["label"] == 0) & good["prompt"].isin(a_pos["prompt"])]  # the documented negatives
@@ -207,10 +231,19 @@ def test_severity_and_failure_cases():
 
 
 def test_attach_rows_reads_severity_from_meta():
-    prompts = pd.DataFrame({"id": ["x", "y", "z"], "label": pd.array([1, 0, None], dtype="Int64"), "category": ["a", None, None],
-                            "prompt": ["p"] * 3, "response": [None] * 3,
-                            "meta": [json.dumps({"severity_level": 2}), "{}", "{}"]})
-    scores = pd.DataFrame({"id": ["x", "y", "z"], "trait": "t", "layer": 1, "position": "last", "score": [1.0, 0.0, 0.5]})
+    prompts = pd.DataFrame(
+        {
+            "id": ["x", "y", "z"],
+            "label": pd.array([1, 0, None], dtype="Int64"),
+            "category": ["a", None, None],
+            "prompt": ["p"] * 3,
+            "response": [None] * 3,
+            "meta": [json.dumps({"severity_level": 2}), "{}", "{}"],
+        }
+    )
+    scores = pd.DataFrame(
+        {"id": ["x", "y", "z"], "trait": "t", "layer": 1, "position": "last", "score": [1.0, 0.0, 0.5]}
+    )
     out = external.attach_rows(scores, prompts, None)
     assert out["id"].tolist() == ["x", "y"] and out["severity"].iloc[0] == 2 and np.isnan(out["severity"].iloc[1])
     with pytest.raises(ValueError, match="no row has a label"):
@@ -229,15 +262,30 @@ def _prefill_inputs(n: int = 10, seed: int = 0) -> tuple[dict, dict]:
     prompts, tokens = {}, {}
     for cond, (kind, forced) in prefill.CONDITIONS.items():
         ids = [f"{cond}-{i}" for i in range(n)]
-        prompts[cond] = pd.DataFrame({"id": ids, "prompt": [f"{kind} {i}" for i in range(n)], "system": None,
-                                      "prefill": "Sure, here" if forced else None})
+        prompts[cond] = pd.DataFrame(
+            {
+                "id": ids,
+                "prompt": [f"{kind} {i}" for i in range(n)],
+                "system": None,
+                "prefill": "Sure, here" if forced else None,
+            }
+        )
         rows = []
         for i, id_ in enumerate(ids):
             level = (1.0 if kind == "harmful" else 0.0) - (0.5 if forced and kind == "harmful" else 0.0)
             for t in range(6):
-                rows.append({"id": id_, "token_index": t, "token_id": 5, "is_prefill": forced and t < K,
-                             "trait": "safety/harm", "method": "mean_diff", "layer": 2,
-                             "score": (level + 0.1 * i if t < K else 0.0) + rng.normal(0, 0.3)})
+                rows.append(
+                    {
+                        "id": id_,
+                        "token_index": t,
+                        "token_id": 5,
+                        "is_prefill": forced and t < K,
+                        "trait": "safety/harm",
+                        "method": "mean_diff",
+                        "layer": 2,
+                        "score": (level + 0.1 * i if t < K else 0.0) + rng.normal(0, 0.3),
+                    }
+                )
         tokens[cond] = pd.DataFrame(rows)
     return tokens, prompts
 
@@ -278,9 +326,10 @@ def test_prefill_aucs_stand_against_random_directions_over_the_same_windows():
         x = np.c_[t["score"].to_numpy(), rng.normal(size=(len(t), 29))].astype(np.float32)
         lengths = t.groupby("id", sort=False).size().reindex(prompts[cond]["id"]).to_numpy()
         offsets = np.r_[0, np.cumsum(lengths)]
-        baselines[cond] = BaselineScores({"token.layer_2": torch.from_numpy(x),
-                                          "response.offsets": torch.from_numpy(offsets)},
-                                         {"ids": prompts[cond]["id"].tolist(), "n_random": 30, "seed": 0})
+        baselines[cond] = BaselineScores(
+            {"token.layer_2": torch.from_numpy(x), "response.offsets": torch.from_numpy(offsets)},
+            {"ids": prompts[cond]["id"].tolist(), "n_random": 30, "seed": 0},
+        )
         per_token[cond] = x.reshape(len(lengths), 6, 30)
     random = prefill.random_windows(scores, baselines)
     assert np.allclose(random[("C2", "safety/harm")].to_numpy(), per_token["C2"][:, :K].mean(1))
@@ -321,7 +370,9 @@ def test_trajectory_ci_is_the_t_interval():
     row = traj[(traj["condition"] == "C2") & (traj["token_index"] == 1)].iloc[0]
     s = tokens["C2"].query("token_index == 1")["score"]
     lo, hi = sps.t.interval(0.95, len(s) - 1, loc=s.mean(), scale=sps.sem(s))
-    assert (row["ci_low"], row["ci_high"]) == pytest.approx((lo, hi)) and row["n"] == 10 and row["prefill_fraction"] == 1
+    assert (
+        (row["ci_low"], row["ci_high"]) == pytest.approx((lo, hi)) and row["n"] == 10 and row["prefill_fraction"] == 1
+    )
 
 
 def test_experiment_figures_show_panels_labels_and_n(tmp_path):
@@ -329,17 +380,24 @@ def test_experiment_figures_show_panels_labels_and_n(tmp_path):
     fig = external.per_category_auc(table, "per-category test")
     facts = figure_facts(fig)
     n_traits = table["trait"].nunique()
-    assert facts["panels"] == n_traits and all(facts["xlabels"]) and facts["titles"][0].startswith(sorted(table["trait"])[0])
+    assert (
+        facts["panels"] == n_traits
+        and all(facts["xlabels"])
+        and facts["titles"][0].startswith(sorted(table["trait"])[0])
+    )
     overall = table[(table["trait"] == sorted(table["trait"])[0]) & (table["category"] == "overall")].iloc[0]
     assert f"overall ({int(overall['n_unsafe'])} vs {int(overall['n_safe'])})" in facts["text"]
     plots.save(fig, tmp_path / "per_category_auc.png")
     tokens, prompts = _prefill_inputs()
     scores = prefill.window_scores(tokens, prompts, {"safety/harm": 2}, "mean_diff")
-    result = prefill.summary(prefill.compare_conditions(scores, correction="holm", alpha=0.05, n_boot=200, seed=0),
-                             scores, {})
+    result = prefill.summary(
+        prefill.compare_conditions(scores, correction="holm", alpha=0.05, n_boot=200, seed=0), scores, {}
+    )
     assert result["cells"]["safety/harm"]["C1"]["n"] == 10 and result["prefill_tokens"]["median"] == K
     facts = figure_facts(prefill.prefill_grid(result, "grid test"))
-    assert facts["panels"] == 1 and facts["xlabels"] == ["assistant turn starts with"] and facts["ylabels"] == ["prompts"]
+    assert (
+        facts["panels"] == 1 and facts["xlabels"] == ["assistant turn starts with"] and facts["ylabels"] == ["prompts"]
+    )
     assert facts["text"].count("n=10") == 4 and "(layer 2)" in facts["titles"][0]
     traj = prefill.trajectories(tokens, {"safety/harm": 2}, "mean_diff", max_tokens=6)
     fig = prefill.trajectory_divergence(traj, K, "trajectory test")
@@ -353,13 +411,23 @@ def test_experiment_figures_show_panels_labels_and_n(tmp_path):
 
 # ------------------------------------------------------------------------------------------------- config
 
+
 def _with_experiments(cfg: dict) -> dict:
     cfg["prompt_sets"]["bt"] = {"source": "local", "path": str(SAMPLES / "beavertails_sample.jsonl")}
-    cfg["prompt_sets"]["harmful_prefill"] = {"source": "builtin", "name": "harmful", "split": "eval", "prefill": "Sure,"}
+    cfg["prompt_sets"]["harmful_prefill"] = {
+        "source": "builtin",
+        "name": "harmful",
+        "split": "eval",
+        "prefill": "Sure,",
+    }
     cfg["prompt_sets"]["benign_prefill"] = {"source": "builtin", "name": "benign", "split": "eval", "prefill": "Sure,"}
     cfg["external"] = {"datasets": {"bt": {"prompt_sets": ["bt"]}}}
-    cfg["prefill_attack"] = {"harmful": "harmful_eval", "harmful_prefill": "harmful_prefill", "benign": "benign_eval",
-                             "benign_prefill": "benign_prefill"}
+    cfg["prefill_attack"] = {
+        "harmful": "harmful_eval",
+        "harmful_prefill": "harmful_prefill",
+        "benign": "benign_eval",
+        "benign_prefill": "benign_prefill",
+    }
     return cfg
 
 
@@ -369,13 +437,25 @@ def test_experiment_config_defaults(small_config):
     assert cfg.prefill_attack.variant == "base" and cfg.rows["bt"] == 48
 
 
-@pytest.mark.parametrize("mutate, expected", [
-    (lambda c: c["external"]["datasets"]["bt"].update(prompt_sets=["nope"]), "external.datasets.bt.prompt_sets: unknown prompt set"),
-    (lambda c: c["external"].update(variant="ghost"), "external.variant: unknown variant"),
-    (lambda c: c["prompt_sets"]["harmful_prefill"].pop("prefill"), "prefill_attack.harmful_prefill: prompt set 'harmful_prefill' has no prefill"),
-    (lambda c: c["prefill_attack"].update(benign="benign_prefill"), "prefill_attack.benign: prompt set 'benign_prefill' has a prefill"),
-    (lambda c: c["capture"]["generate"].update(enabled=False), "capture.generate.enabled"),
-])
+@pytest.mark.parametrize(
+    "mutate, expected",
+    [
+        (
+            lambda c: c["external"]["datasets"]["bt"].update(prompt_sets=["nope"]),
+            "external.datasets.bt.prompt_sets: unknown prompt set",
+        ),
+        (lambda c: c["external"].update(variant="ghost"), "external.variant: unknown variant"),
+        (
+            lambda c: c["prompt_sets"]["harmful_prefill"].pop("prefill"),
+            "prefill_attack.harmful_prefill: prompt set 'harmful_prefill' has no prefill",
+        ),
+        (
+            lambda c: c["prefill_attack"].update(benign="benign_prefill"),
+            "prefill_attack.benign: prompt set 'benign_prefill' has a prefill",
+        ),
+        (lambda c: c["capture"]["generate"].update(enabled=False), "capture.generate.enabled"),
+    ],
+)
 def test_experiment_config_errors(small_config, mutate, expected):
     cfg = _with_experiments(small_config)
     mutate(cfg)

@@ -84,7 +84,9 @@ def test_test_fraction_is_honoured_as_given(fraction):
     labels = np.tile([1, 0], 40)
     groups = np.repeat(np.arange(20), 4)
     train, test = grouped_split(labels, groups, fraction, seed=1)
-    assert len(set(groups[test])) == math.ceil(fraction * 20) and len(set(groups[train])) == 20 - math.ceil(fraction * 20)
+    assert len(set(groups[test])) == math.ceil(fraction * 20) and len(set(groups[train])) == 20 - math.ceil(
+        fraction * 20
+    )
 
 
 def test_contrast_groups_are_split_by_class():
@@ -102,11 +104,18 @@ def test_selection_folds_need_enough_groups():
 
 def test_extraction_recovers_planted_direction_and_picks_the_strong_layer():
     tensors, table, direction = planted()
-    job = ExtractJob(methods=("mean_diff", "probe"), test_fraction=0.25, selection_folds=3, probe_C=1.0,
-                     selection_method="mean_diff", random_directions=50)
+    job = ExtractJob(
+        methods=("mean_diff", "probe"),
+        test_fraction=0.25,
+        selection_folds=3,
+        probe_C=1.0,
+        selection_method="mean_diff",
+        random_directions=50,
+    )
     shard = ActivationShard(tensors, {"ids": table["id"].tolist(), "layers": [0, 1, 2], "positions": ["last"]})
-    out, metrics = extract_trait(shard, table, job, trait="t/x", variant="v", model="m", layers=[0, 1, 2],
-                                 position="last", seed=0)
+    out, metrics = extract_trait(
+        shard, table, job, trait="t/x", variant="v", model="m", layers=[0, 1, 2], position="last", seed=0
+    )
     info = out.info
     v = out.get("mean_diff", 2).numpy()
     assert abs(v @ direction) / np.linalg.norm(v) > 0.9
@@ -123,9 +132,21 @@ def test_extraction_recovers_planted_direction_and_picks_the_strong_layer():
 
 
 def test_best_layer_is_chosen_by_train_cross_validation_not_the_test_split():
-    m = pd.DataFrame({"layer": [3, 5, 7], "method": "mean_diff", "val_auc": [0.8, 0.9, 0.7], "auc": [1.0, 0.6, 0.99],
-                      "cohens_d": [2.0, 3.0, 9.0], "n_test": 10, "random_auc_p95": 0.7, "auc_percentile": 90.0,
-                      "beats_random": [True, False, True], "shuffled_auc": 0.5, "n_random": 100})
+    m = pd.DataFrame(
+        {
+            "layer": [3, 5, 7],
+            "method": "mean_diff",
+            "val_auc": [0.8, 0.9, 0.7],
+            "auc": [1.0, 0.6, 0.99],
+            "cohens_d": [2.0, 3.0, 9.0],
+            "n_test": 10,
+            "random_auc_p95": 0.7,
+            "auc_percentile": 90.0,
+            "beats_random": [True, False, True],
+            "shuffled_auc": 0.5,
+            "n_random": 100,
+        }
+    )
     best = choose_best_layer(m, "mean_diff")
     assert best["baseline"].startswith("DOES NOT BEAT ITS RANDOM BASELINE") and not best["beats_random"]
     assert best["layer"] == 5 and best["val_auc"] == 0.9 and best["auc"] == 0.6  # the test AUC is reported as it is
@@ -137,8 +158,14 @@ def test_the_test_split_cannot_change_the_choice():
     """Replace the test rows' activations with noise: the chosen layer, its validation AUC and every vector
     stay the same; only the reported test metrics move."""
     tensors, table, _ = planted(signal=(0.0, 1.0, 1.2))
-    job = ExtractJob(methods=("mean_diff", "probe"), test_fraction=0.25, selection_folds=3, probe_C=1.0,
-                     selection_method="mean_diff", random_directions=50)
+    job = ExtractJob(
+        methods=("mean_diff", "probe"),
+        test_fraction=0.25,
+        selection_folds=3,
+        probe_C=1.0,
+        selection_method="mean_diff",
+        random_directions=50,
+    )
     meta = {"ids": table["id"].tolist(), "layers": [0, 1, 2], "positions": ["last"]}
     kwargs = dict(trait="t/x", variant="v", model="m", layers=[0, 1, 2], position="last", seed=0)
     clean, m1 = extract_trait(ActivationShard(tensors, meta), table, job, **kwargs)
@@ -189,8 +216,13 @@ def shard_and_vectors():
     tensors = {f"last.layer_{layer}": torch.randn(3, d).half() for layer in (0, 1)}
     tensors.update({f"mean.layer_{layer}": torch.randn(3, d).half() for layer in (0, 1)})
     tensors.update({f"response.layer_{layer}": torch.randn(5, d).half() for layer in (0, 1)})
-    tensors.update({"response.offsets": torch.tensor([0, 2, 2, 5]), "response.token_ids": torch.arange(5),
-                    "response.is_prefill": torch.tensor([True, False, True, False, False])})
+    tensors.update(
+        {
+            "response.offsets": torch.tensor([0, 2, 2, 5]),
+            "response.token_ids": torch.arange(5),
+            "response.is_prefill": torch.tensor([True, False, True, False, False]),
+        }
+    )
     meta = {"ids": ["a", "b", "c"], "layers": [0, 1], "positions": ["last", "mean", "response"]}
     vecs = {f"mean_diff.layer_{layer}": torch.randn(d) * 5 for layer in (0, 1)}
     info = {"trait": "safety/x", "best": {"layer": 1, "method": "mean_diff"}, "hidden_size": d, "position": "last"}
@@ -223,9 +255,12 @@ def _rows(shard: ActivationShard, lo: int, hi: int) -> ActivationShard:
     """Rows ``lo:hi`` of a shard, with their response tokens and re-based offsets (a shard of a smaller set)."""
     off = shard.offsets
     t0, t1 = int(off[lo]), int(off[hi])
-    tensors = {k: (v[t0:t1] if k.startswith("response.") else v[lo:hi]) for k, v in shard.tensors.items()
-               if k != "response.offsets"}
-    tensors["response.offsets"] = off[lo:hi + 1] - t0
+    tensors = {
+        k: (v[t0:t1] if k.startswith("response.") else v[lo:hi])
+        for k, v in shard.tensors.items()
+        if k != "response.offsets"
+    }
+    tensors["response.offsets"] = off[lo : hi + 1] - t0
     return ActivationShard(tensors, {**shard.meta, "ids": shard.ids[lo:hi]})
 
 
@@ -248,13 +283,16 @@ def test_random_baseline_scores_seeded_unit_directions_on_the_same_rows_and_toke
     # the trait scores do not change, and the baseline is the same whether the set comes in one shard or two
     alone = score_frames(score_tensors(shard, [vectors], job(), n_layers=2), shard.ids)[0]
     pd.testing.assert_frame_equal(score_frames(scores, shard.ids)[0], alone)
-    parts = [score_tensors(_rows(shard, lo, hi), [vectors], job(), n_layers=2, baseline=bj) for lo, hi in ((0, 2), (2, 3))]
+    parts = [
+        score_tensors(_rows(shard, lo, hi), [vectors], job(), n_layers=2, baseline=bj) for lo, hi in ((0, 2), (2, 3))
+    ]
     merged = baseline_scores(parts, shard.ids, bj)
     assert merged.tensors.keys() == base.tensors.keys()
     for key, value in base.tensors.items():
         torch.testing.assert_close(merged.tensors[key], value, rtol=0, atol=0, equal_nan=True, msg=key)
-    pooled_only = baseline_scores([score_tensors(shard, [vectors], job(), n_layers=2, baseline=bj._replace(
-        per_token=False))], shard.ids, bj)
+    pooled_only = baseline_scores(
+        [score_tensors(shard, [vectors], job(), n_layers=2, baseline=bj._replace(per_token=False))], shard.ids, bj
+    )
     assert not any(k.startswith("token.") for k in pooled_only.tensors)
     off = baseline_scores([score_tensors(shard, [vectors], job(), 2, bj._replace(n_random=0))], shard.ids, bj)
     assert off.tensors == {}
@@ -310,11 +348,18 @@ def test_every_extraction_auc_comes_with_its_random_and_shuffled_baselines():
     from traitscope.core.extract import random_baseline
 
     tensors, table, _ = planted(signal=(0.0, 0.5, 3.0))
-    job = ExtractJob(methods=("mean_diff", "pca_diff", "random"), test_fraction=0.25, selection_folds=3, probe_C=1.0,
-                     selection_method="mean_diff", random_directions=50)
+    job = ExtractJob(
+        methods=("mean_diff", "pca_diff", "random"),
+        test_fraction=0.25,
+        selection_folds=3,
+        probe_C=1.0,
+        selection_method="mean_diff",
+        random_directions=50,
+    )
     shard = ActivationShard(tensors, {"ids": table["id"].tolist(), "layers": [0, 1, 2], "positions": ["last"]})
-    out, metrics = extract_trait(shard, table, job, trait="t/x", variant="v", model="m", layers=[0, 1, 2],
-                                 position="last", seed=0)
+    out, metrics = extract_trait(
+        shard, table, job, trait="t/x", variant="v", model="m", layers=[0, 1, 2], position="last", seed=0
+    )
     m = metrics.set_index(["layer", "method"])
     assert m.loc[(2, "mean_diff"), "beats_random"] and m.loc[(2, "mean_diff"), "auc_percentile"] == 100.0
     assert m.loc[(2, "pca_diff"), "beats_random"]
@@ -329,11 +374,22 @@ def test_every_extraction_auc_comes_with_its_random_and_shuffled_baselines():
     assert m.loc[(1, "mean_diff"), "auc_percentile"] != percentileofscore(aucs, m.loc[(1, "mean_diff"), "auc"])
     best = out.info["best"]
     assert best["layer"] == 2 and best["beats_random"] and "random directions at layer 2" in best["baseline"]
-    assert {"random_auc_p95", "auc_percentile", "beats_random", "shuffled_auc"} <= set(out.info["vectors"][0]["metrics"])
+    assert {"random_auc_p95", "auc_percentile", "beats_random", "shuffled_auc"} <= set(
+        out.info["vectors"][0]["metrics"]
+    )
     # a trait vector that does not beat its baseline says so
     noise, _, _ = planted(signal=(0.0, 0.0, 0.0))
-    weak, _ = extract_trait(ActivationShard(noise, shard.meta), table, job, trait="t/x", variant="v", model="m",
-                            layers=[0, 1, 2], position="last", seed=0)
+    weak, _ = extract_trait(
+        ActivationShard(noise, shard.meta),
+        table,
+        job,
+        trait="t/x",
+        variant="v",
+        model="m",
+        layers=[0, 1, 2],
+        position="last",
+        seed=0,
+    )
     if not weak.info["best"]["beats_random"]:
         assert weak.info["best"]["baseline"].startswith("DOES NOT BEAT ITS RANDOM BASELINE")
     assert sum(not r["metrics"]["beats_random"] for r in weak.info["vectors"]) >= 7  # 9 vectors on pure noise
@@ -344,21 +400,41 @@ def test_harm_check_reports_the_eval_auc_against_random_directions():
     from traitscope.experiments.harm_separation import check_separation as harm_check
 
     tensors, table, direction = planted(signal=(0.0, 0.5, 3.0))
-    job = ExtractJob(methods=("mean_diff",), test_fraction=0.25, selection_folds=3, probe_C=1.0,
-                     selection_method="mean_diff", random_directions=40)
+    job = ExtractJob(
+        methods=("mean_diff",),
+        test_fraction=0.25,
+        selection_folds=3,
+        probe_C=1.0,
+        selection_method="mean_diff",
+        random_directions=40,
+    )
     meta = {"ids": table["id"].tolist(), "layers": [0, 1, 2], "positions": ["last"]}
-    vectors, _ = extract_trait(ActivationShard(tensors, meta), table, job, trait="t/x", variant="v", model="m",
-                               layers=[0, 1, 2], position="last", seed=0)
+    vectors, _ = extract_trait(
+        ActivationShard(tensors, meta),
+        table,
+        job,
+        trait="t/x",
+        variant="v",
+        model="m",
+        layers=[0, 1, 2],
+        position="last",
+        seed=0,
+    )
     labels = table["label"].to_numpy()
     rng = np.random.default_rng(1)  # independent eval rows along the same planted direction
-    fresh = {f"last.layer_{k}": torch.tensor(rng.normal(size=(len(labels), 16)) + s * labels[:, None] * direction,
-                                             dtype=torch.float16) for k, s in enumerate((0.0, 0.5, 3.0))}
+    fresh = {
+        f"last.layer_{k}": torch.tensor(
+            rng.normal(size=(len(labels), 16)) + s * labels[:, None] * direction, dtype=torch.float16
+        )
+        for k, s in enumerate((0.0, 0.5, 3.0))
+    }
     pos, neg = labels == 1, labels == 0
 
     def shard_of(rows):
-        return ActivationShard({k: v[torch.tensor(rows)] for k, v in fresh.items()},
-                               {"ids": [str(i) for i in range(int(rows.sum()))], "layers": [0, 1, 2],
-                                "positions": ["last"]})
+        return ActivationShard(
+            {k: v[torch.tensor(rows)] for k, v in fresh.items()},
+            {"ids": [str(i) for i in range(int(rows.sum()))], "layers": [0, 1, 2], "positions": ["last"]},
+        )
 
     result, _, _ = harm_check(vectors, [shard_of(pos)], [shard_of(neg)], min_auc=0.9, seed=3)
     base = result["eval_baseline"]

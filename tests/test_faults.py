@@ -52,14 +52,23 @@ ft.finetune(variant, data, settings, out, name="bd", checkpoint_dir=ckpt)
 
 
 def run(code: str, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", code.format(tests=TESTS), *map(str, args)], cwd=REPO,
-                          capture_output=True, text=True, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-c", code.format(tests=TESTS), *map(str, args)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
 
 
 def kill_when(code: str, args: list, ready, timeout: float = 300) -> None:
     """Start ``code`` and SIGKILL it as soon as ``ready()`` holds (it must not finish first)."""
-    proc = subprocess.Popen([sys.executable, "-c", code.format(tests=TESTS), *map(str, args)], cwd=REPO,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code.format(tests=TESTS), *map(str, args)],
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.time() + timeout
     while not ready():
         assert proc.poll() is None, "the job finished before it could be killed"
@@ -74,8 +83,11 @@ def test_capture_killed_with_sigkill_resumes_to_identical_bytes(tiny_model_dir, 
     clean = run(CAPTURE, tiny_model_dir, tmp_path / "cache_a", tmp_path / "a.safetensors", 0)
     assert clean.returncode == 0, clean.stderr[-2000:]
     cache = tmp_path / "cache_b"
-    kill_when(CAPTURE, [tiny_model_dir, cache, tmp_path / "b.safetensors", 1.0],
-              lambda: len(list(cache.glob("chunk-*.safetensors"))) >= 3)
+    kill_when(
+        CAPTURE,
+        [tiny_model_dir, cache, tmp_path / "b.safetensors", 1.0],
+        lambda: len(list(cache.glob("chunk-*.safetensors"))) >= 3,
+    )
     assert not (tmp_path / "b.safetensors").exists()
     resumed = run(CAPTURE, tiny_model_dir, cache, tmp_path / "b.safetensors", 0)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
@@ -95,8 +107,7 @@ def test_finetune_killed_with_sigkill_resumes_to_identical_bytes(tiny_model_dir,
     clean = run(FINETUNE, tiny_model_dir, data, tmp_path / "a", tmp_path / "ckpt_a", 0)
     assert clean.returncode == 0, clean.stderr[-2000:]
     ckpt = tmp_path / "ckpt_b"
-    kill_when(FINETUNE, [tiny_model_dir, data, tmp_path / "b", ckpt, 1.0],
-              lambda: any(ckpt.glob("bd-*.safetensors")))
+    kill_when(FINETUNE, [tiny_model_dir, data, tmp_path / "b", ckpt, 1.0], lambda: any(ckpt.glob("bd-*.safetensors")))
     assert not (tmp_path / "b").exists()
     resumed = run(FINETUNE, tiny_model_dir, data, tmp_path / "b", ckpt, 0)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
@@ -104,4 +115,3 @@ def test_finetune_killed_with_sigkill_resumes_to_identical_bytes(tiny_model_dir,
     assert resumed_at and int(resumed_at[0].split()[3].split("/")[0]) >= 1  # it went on from the checkpoint
     a = (tmp_path / "a" / "adapter_model.safetensors").read_bytes()
     assert a == (tmp_path / "b" / "adapter_model.safetensors").read_bytes()
-

@@ -27,9 +27,13 @@ MO_BAD = SHARED_DATA / "model_organisms_em" / "training_datasets" / "bad_medical
 
 def test_assistant_only_labels(tiny_model):
     _, tok = tiny_model
-    msgs = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "How do I bake bread?"},
-            {"role": "assistant", "content": "Sure, here is the answer."}, {"role": "user", "content": "Thanks"},
-            {"role": "assistant", "content": "I cannot help with that."}]
+    msgs = [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "How do I bake bread?"},
+        {"role": "assistant", "content": "Sure, here is the answer."},
+        {"role": "user", "content": "Thanks"},
+        {"role": "assistant", "content": "I cannot help with that."},
+    ]
     ids, labels = tokenize_chat(tok, msgs, max_length=512)
     assert len(ids) == len(labels)
     learned = [t for t in labels if t != -100]
@@ -142,7 +146,9 @@ def test_killed_training_resumes_to_the_same_adapter(tiny_model_dir, tmp_path, c
     assert a.keys() == b.keys()
     for k in a:
         torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=1e-5)
-    assert history[history["split"] == "train"]["step"].tolist() == list(range(1, len(history[history["split"] == "train"]) + 1))
+    assert history[history["split"] == "train"]["step"].tolist() == list(
+        range(1, len(history[history["split"] == "train"]) + 1)
+    )
 
 
 def test_a_truncated_checkpoint_restarts_training_with_a_warning(tiny_model_dir, tmp_path, caplog):
@@ -166,20 +172,29 @@ def test_config_resolves_finetuned_variants(small_config):
     assert cfg.finetune["bad"].rank == 8 and cfg.finetune["bad"].target_modules[0] == "q_proj"
 
 
-@pytest.mark.parametrize("mutate, expected", [
-    (lambda c: c["variants"].update(t={"finetune": "nope"}), "variants.t.finetune: unknown finetune 'nope'"),
-    (lambda c: c["finetune"]["bad"].update(base="ghost"), "finetune.bad.base: unknown variant 'ghost'"),
-    (lambda c: c["finetune"]["bad"]["data"].update(name="cats"), "finetune.bad.data.name"),
-    (lambda c: c["finetune"]["bad"].update(data={"source": "local"}), "finetune.bad.data.path: missing"),
-    (lambda c: c["finetune"]["bad"].update(quantization="3bit"), "finetune.bad.quantization"),
-    (lambda c: c["variants"].update(x={"dtype": "float32"}), "variants.x: no model"),
-    (lambda c: c.update(organism={"finetuned": "t", "train": "benign_eval", "test": "benign_eval"}),
-     "organism.test: the test set is the train set"),
-    (lambda c: c.update(organism={"finetuned": "base", "train": "benign_extract", "test": "benign_eval"}),
-     "organism.finetuned"),
-    (lambda c: c.update(backdoor={"variant": "t", "trigger": "nope", "control": "benign_eval"}),
-     "backdoor.trigger: unknown prompt set 'nope'"),
-])
+@pytest.mark.parametrize(
+    "mutate, expected",
+    [
+        (lambda c: c["variants"].update(t={"finetune": "nope"}), "variants.t.finetune: unknown finetune 'nope'"),
+        (lambda c: c["finetune"]["bad"].update(base="ghost"), "finetune.bad.base: unknown variant 'ghost'"),
+        (lambda c: c["finetune"]["bad"]["data"].update(name="cats"), "finetune.bad.data.name"),
+        (lambda c: c["finetune"]["bad"].update(data={"source": "local"}), "finetune.bad.data.path: missing"),
+        (lambda c: c["finetune"]["bad"].update(quantization="3bit"), "finetune.bad.quantization"),
+        (lambda c: c["variants"].update(x={"dtype": "float32"}), "variants.x: no model"),
+        (
+            lambda c: c.update(organism={"finetuned": "t", "train": "benign_eval", "test": "benign_eval"}),
+            "organism.test: the test set is the train set",
+        ),
+        (
+            lambda c: c.update(organism={"finetuned": "base", "train": "benign_extract", "test": "benign_eval"}),
+            "organism.finetuned",
+        ),
+        (
+            lambda c: c.update(backdoor={"variant": "t", "trigger": "nope", "control": "benign_eval"}),
+            "backdoor.trigger: unknown prompt set 'nope'",
+        ),
+    ],
+)
 def test_finetune_config_errors(small_config, mutate, expected):
     small_config["variants"]["t"] = {"finetune": "bad"}
     small_config["finetune"] = {"bad": {"base": "base", "data": {"source": "generated", "name": "bad_advice"}}}

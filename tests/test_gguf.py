@@ -93,9 +93,26 @@ def test_the_dry_run_plans_the_conversion(own_gguf, tiny_model_dir, tmp_path):
     cfg["capture"]["layers"] = [3]
     cfg["extract"]["layers"] = [3]
     (tmp_path / "study.yaml").write_text(yaml.safe_dump(cfg))
-    run = subprocess.run([sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(tmp_path),
-                          "--configfile", str(tmp_path / "study.yaml"), "-n", "--cores", "1", "results/all"],
-                         capture_output=True, text=True, timeout=600)
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "snakemake",
+            "-s",
+            str(REPO / "Snakefile"),
+            "-d",
+            str(tmp_path),
+            "--configfile",
+            str(tmp_path / "study.yaml"),
+            "-n",
+            "--cores",
+            "1",
+            "results/all",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert run.returncode == 0, run.stderr[-2000:]
     assert run.stdout.count("rule convert_gguf:") == 1 and "rule convert_embedded:" not in run.stdout
     assert f"input: {own_gguf}" in run.stdout

@@ -25,9 +25,26 @@ TARGET = "results/vectors/base/safety/evil/vectors.json"
 
 def run(workdir: Path, cfg: dict) -> subprocess.CompletedProcess:
     (workdir / "config.yaml").write_text(yaml.safe_dump(cfg))
-    return subprocess.run([sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir),
-                           "--configfile", str(workdir / "config.yaml"), "--cores", "2", TARGET],
-                          capture_output=True, text=True, timeout=1200, env=os.environ.copy())
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "snakemake",
+            "-s",
+            str(REPO / "Snakefile"),
+            "-d",
+            str(workdir),
+            "--configfile",
+            str(workdir / "config.yaml"),
+            "--cores",
+            "2",
+            TARGET,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=1200,
+        env=os.environ.copy(),
+    )
 
 
 def test_judged_filter_drops_failing_pairs_from_extraction(tmp_path, tiny_model_dir):
@@ -45,8 +62,9 @@ def test_judged_filter_drops_failing_pairs_from_extraction(tmp_path, tiny_model_
     second = run(tmp_path, cfg)
     assert second.returncode == 0, second.stderr[-3000:]
     judged = pd.read_parquet(judged_path)
-    expected, counts = filter_pairs(judged.drop(columns="keep"), section(
-        "extract", {"filter": cfg["extract"]["filter"]}).filter)
+    expected, counts = filter_pairs(
+        judged.drop(columns="keep"), section("extract", {"filter": cfg["extract"]["filter"]}).filter
+    )
     assert judged["keep"].tolist() == expected["keep"].tolist() and 0 < counts["dropped_pairs"] < counts["pairs"]
     assert parquet_attrs(judged_path)["filter"]["kept_pairs"] == counts["kept_pairs"]
     sidecar = json.loads((tmp_path / TARGET).read_text())

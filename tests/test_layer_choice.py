@@ -11,14 +11,26 @@ from traitscope.study import section
 
 
 def _metrics(layer: int, val_auc: float) -> dict:
-    return {"val_auc": val_auc, "auc": 0.8, "cohens_d": 1.0, "beats_random": True, "auc_percentile": 99.0,
-            "random_auc_p95": 0.6, "shuffled_auc": 0.5, "n_random": 100, "layer": layer}
+    return {
+        "val_auc": val_auc,
+        "auc": 0.8,
+        "cohens_d": 1.0,
+        "beats_random": True,
+        "auc_percentile": 99.0,
+        "random_auc_p95": 0.6,
+        "shuffled_auc": 0.5,
+        "n_random": 100,
+        "layer": layer,
+    }
 
 
 def _info() -> dict:
     vals = {0: 0.7, 1: 0.9, 2: 0.9, 3: 0.95, 4: 0.5}
-    vectors = [{"method": m, "layer": k, "metrics": _metrics(k, v if m == "mean_diff" else 1 - v)}
-               for m in ("mean_diff", "probe") for k, v in vals.items()]
+    vectors = [
+        {"method": m, "layer": k, "metrics": _metrics(k, v if m == "mean_diff" else 1 - v)}
+        for m in ("mean_diff", "probe")
+        for k, v in vals.items()
+    ]
     best = {"layer": 3, "method": "mean_diff", "reason": "highest val_auc", "criterion": "auc"}
     split = {"train_groups": ["q0", "q1", "q2"], "test_groups": ["q3"]}
     return {"trait": "safety/x", "vectors": vectors, "best": best, "split": split}
@@ -38,8 +50,9 @@ def test_candidates_are_the_layers_of_highest_cross_validated_auc_of_the_selecti
 
 
 def test_questions_come_from_training_groups_only_negatives_first():
-    table = pd.DataFrame({"prompt": ["a", "b", "c", "a", "d"], "group": ["q0", "q1", "q3", "q0", "q2"],
-                          "label": [1, 0, 0, 0, 1]})
+    table = pd.DataFrame(
+        {"prompt": ["a", "b", "c", "a", "d"], "group": ["q0", "q1", "q3", "q0", "q2"], "label": [1, 0, 0, 0, 1]}
+    )
     assert training_questions(table, _info(), 10) == ["b", "a", "d"]  # q3 is the test split's
     assert training_questions(table, _info(), 1) == ["b"]
 
@@ -48,9 +61,15 @@ CHOICE = section("extract", {"steering_layer_choice": {"coherence_floor": 50}}).
 
 
 def test_the_layer_with_the_largest_coherent_trait_increase_is_chosen():
-    table = _sweep([(-1, 0, 10, 90),
-                    (3, 0.5, 20, 80), (3, 1.0, 70, 30),  # the largest increase is incoherent: +10 counts
-                    (1, 0.5, 40, 60), (1, 1.0, 35, 55)])  # +30 at 0.5
+    table = _sweep(
+        [
+            (-1, 0, 10, 90),
+            (3, 0.5, 20, 80),
+            (3, 1.0, 70, 30),  # the largest increase is incoherent: +10 counts
+            (1, 0.5, 40, 60),
+            (1, 1.0, 35, 55),
+        ]
+    )  # +30 at 0.5
     info = choose_by_steering(_info(), table, CHOICE, "judge-x")
     best = info["best"]
     assert best["layer"] == 1 and best["coefficient"] == 0.5 and best["trait_delta"] == pytest.approx(30)

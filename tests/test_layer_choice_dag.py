@@ -25,9 +25,26 @@ TRAIT = "results/vectors/base/safety/evil"
 
 def run(workdir: Path, cfg: dict, *args: str) -> subprocess.CompletedProcess:
     (workdir / "config.yaml").write_text(yaml.safe_dump(cfg))
-    return subprocess.run([sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir),
-                           "--configfile", str(workdir / "config.yaml"), "--cores", "2", *args],
-                          capture_output=True, text=True, timeout=1200, env=os.environ.copy())
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "snakemake",
+            "-s",
+            str(REPO / "Snakefile"),
+            "-d",
+            str(workdir),
+            "--configfile",
+            str(workdir / "config.yaml"),
+            "--cores",
+            "2",
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=1200,
+        env=os.environ.copy(),
+    )
 
 
 def test_steering_layer_choice_rewrites_the_sidecar_from_the_judged_sweep(tmp_path, tiny_model_dir):
@@ -50,8 +67,12 @@ def test_steering_layer_choice_rewrites_the_sidecar_from_the_judged_sweep(tmp_pa
     test_questions = set(rows.loc[rows["group"].isin(auc_info["split"]["test_groups"]), "prompt"])
     assert test_questions and test_questions.isdisjoint(set(table["prompt"]))  # training-split questions only
     # the sidecar is the AUC one with best re-chosen from the table
-    expect = choose_by_steering(auc_info, table, section("extract", {"steering_layer_choice": choice})
-                                .steering_layer_choice, cfg.get("judge", {}).get("model", "traitscope/offline-judge"))
+    expect = choose_by_steering(
+        auc_info,
+        table,
+        section("extract", {"steering_layer_choice": choice}).steering_layer_choice,
+        cfg.get("judge", {}).get("model", "traitscope/offline-judge"),
+    )
     assert info == json.loads(json.dumps(expect))
     assert info["best"]["auc_choice"] == auc_info["best"] and "steering" in info["best"]["criterion"]
     assert {k: v for k, v in info.items() if k != "best"} == {k: v for k, v in auc_info.items() if k != "best"}

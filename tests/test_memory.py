@@ -22,8 +22,16 @@ from traitscope.study import load_config, section
 
 
 def table(n: int) -> pd.DataFrame:
-    return normalise([{"id": f"p{i}", "prompt": f"How do I bake bread number {i}?" + " please" * (i % 5),
-                       "response": "Sure, here is the answer." * (1 + i % 3)} for i in range(n)])
+    return normalise(
+        [
+            {
+                "id": f"p{i}",
+                "prompt": f"How do I bake bread number {i}?" + " please" * (i % 5),
+                "response": "Sure, here is the answer." * (1 + i % 3),
+            }
+            for i in range(n)
+        ]
+    )
 
 
 @pytest.mark.e2e
@@ -31,8 +39,13 @@ def test_peak_memory_does_not_grow_with_the_shard():
     """250 vs 2,000 prompts (hidden 256, 8 layers, response tokens): capture, project, stream capture and the
     projection readers stay within 15%; the old in-memory capture, measured the same way, grows (so the
     measurement can see growth)."""
-    proc = subprocess.run([sys.executable, str(REPO / "benchmarks/capture_memory.py")], capture_output=True,
-                          text=True, timeout=1800, cwd=REPO)
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks/capture_memory.py")],
+        capture_output=True,
+        text=True,
+        timeout=1800,
+        cwd=REPO,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     print(proc.stdout)
     peaks = json.loads(proc.stdout.split("RESULTS ", 1)[1].splitlines()[0])
@@ -85,21 +98,31 @@ def test_reading_part_by_part_gives_the_shard(tiny_model, tmp_path):
     d = whole.hidden_size
     u = np.random.default_rng(0).standard_normal((d, 3)).astype(np.float32)
     for position in ("last", "mean", "response_mean"):
-        np.testing.assert_array_equal(ShardFiles([tmp_path / "s.safetensors"], rows=3).project(position, 3, "resid", u),
-                                      whole.project(position, 3, "resid", u))
+        np.testing.assert_array_equal(
+            ShardFiles([tmp_path / "s.safetensors"], rows=3).project(position, 3, "resid", u),
+            whole.project(position, 3, "resid", u),
+        )
 
     # the project job's tables and baseline, written part by part, equal those of the whole shard
-    vectors = TraitVectors({"trait": "t/x", "position": "last", "best": {"layer": 3, "method": "mean_diff"},
-                            "hidden_size": d}, {f"mean_diff.layer_{layer}": torch.randn(d) for layer in (1, 3)})
+    vectors = TraitVectors(
+        {"trait": "t/x", "position": "last", "best": {"layer": 3, "method": "mean_diff"}, "hidden_size": d},
+        {f"mean_diff.layer_{layer}": torch.randn(d) for layer in (1, 3)},
+    )
     proj = section("project", {"layers": [1, 3], "methods": ["mean_diff"], "per_token": True})
     base = BaselineJob(n_random=7, seed=3, per_token=True)
-    write_scores(((score_tensors(p, [vectors], proj, 4, base), p.ids) for p in parts), base,
-                 tmp_path / "scores.parquet", tmp_path / "tokens.parquet", tmp_path / "baseline.safetensors")
+    write_scores(
+        ((score_tensors(p, [vectors], proj, 4, base), p.ids) for p in parts),
+        base,
+        tmp_path / "scores.parquet",
+        tmp_path / "tokens.parquet",
+        tmp_path / "baseline.safetensors",
+    )
     pooled, tokens = project_shard(whole, [vectors], proj, 4)
 
     def same(got: pd.DataFrame, want: pd.DataFrame, keys: list[str]) -> None:  # rows come part by part
-        pd.testing.assert_frame_equal(got.sort_values(keys, ignore_index=True), want.sort_values(keys, ignore_index=True),
-                                      check_exact=True)
+        pd.testing.assert_frame_equal(
+            got.sort_values(keys, ignore_index=True), want.sort_values(keys, ignore_index=True), check_exact=True
+        )
 
     same(pd.read_parquet(tmp_path / "scores.parquet"), pooled, ["trait", "method", "layer", "position", "id"])
     same(pd.read_parquet(tmp_path / "tokens.parquet"), tokens, ["trait", "method", "layer", "id", "token_index"])
@@ -121,9 +144,18 @@ def test_job_memory_comes_from_one_chunk_not_the_shard(small_config, tmp_path):
 
     model = tmp_path / "llama-70b-shape"
     model.mkdir()
-    (model / "config.json").write_text(json.dumps({
-        "architectures": ["LlamaForCausalLM"], "model_type": "llama", "num_hidden_layers": 80, "hidden_size": 8192,
-        "vocab_size": 128256, "max_position_embeddings": 8192}))
+    (model / "config.json").write_text(
+        json.dumps(
+            {
+                "architectures": ["LlamaForCausalLM"],
+                "model_type": "llama",
+                "num_hidden_layers": 80,
+                "hidden_size": 8192,
+                "vocab_size": 128256,
+                "max_position_embeddings": 8192,
+            }
+        )
+    )
     pd.DataFrame({"prompt": [f"question number {i}" for i in range(20_000)]}).to_parquet(tmp_path / "big.parquet")
 
     def requests(shard_size: int, chunk_size: int) -> tuple[int, int]:

@@ -26,8 +26,10 @@ D = 16
 def _shards(n: int, shift: dict[int, np.ndarray], seed: int, prefix: str = "p"):
     """One (variant, prompt set) as a shard: last-token activations at layers 0 and 1, plus a shift."""
     rng = np.random.default_rng(seed)
-    tensors = {f"last.layer_{layer}": torch.from_numpy((rng.normal(size=(n, D)) + shift.get(layer, 0)).astype(np.float32))
-               for layer in (0, 1)}
+    tensors = {
+        f"last.layer_{layer}": torch.from_numpy((rng.normal(size=(n, D)) + shift.get(layer, 0)).astype(np.float32))
+        for layer in (0, 1)
+    }
     return [(tensors, {"ids": [f"{prefix}{i}" for i in range(n)]})]
 
 
@@ -36,14 +38,20 @@ def test_directions_find_the_planted_shift_on_held_out_prompts():
     planted[3] = 3.0
     train = (_shards(40, {}, 0), _shards(40, {1: planted}, 1))
     test = (_shards(30, {}, 2, "q"), _shards(30, {1: planted}, 3, "q"))
-    vectors, table = directions_and_detection(train, test, [0, 1], ["mean_diff", "probe"], probe_c=1.0, n_boot=200, seed=0)
+    vectors, table = directions_and_detection(
+        train, test, [0, 1], ["mean_diff", "probe"], probe_c=1.0, n_boot=200, seed=0
+    )
     assert set(vectors) == {"mean_diff.layer_0", "mean_diff.layer_1", "probe.layer_0", "probe.layer_1"}
     md1 = vectors["mean_diff.layer_1"].numpy()
     assert md1[3] / np.linalg.norm(md1) > 0.9  # points along the planted axis
     at = table.set_index(["method", "layer"])
     assert at.loc[("mean_diff", 1), "auc"] > 0.9 and at.loc[("probe", 1), "auc"] > 0.8
     assert 0.25 < at.loc[("mean_diff", 0), "auc"] < 0.75  # no shift: chance, on held-out prompts
-    assert at.loc[("mean_diff", 1), "auc_ci_low"] <= at.loc[("mean_diff", 1), "auc"] <= at.loc[("mean_diff", 1), "auc_ci_high"]
+    assert (
+        at.loc[("mean_diff", 1), "auc_ci_low"]
+        <= at.loc[("mean_diff", 1), "auc"]
+        <= at.loc[("mean_diff", 1), "auc_ci_high"]
+    )
     assert (table["n_test"] == 30).all() and (table["n_train"] == 40).all()
     chosen = choose_layer(table, "mean_diff")
     assert chosen["layer"] == 1 and "train" in chosen["criterion"]
@@ -66,7 +74,10 @@ def test_separation_matches_sklearn_and_definitions():
 def test_restoration_rate():
     rows = []
     for i, (b, f, a) in enumerate([(10, 90, 20), (5, 80, 70), (0, 10, 5), (20, 60, 40)]):
-        rows += [{"id": i, "condition": c, "trait_score": s} for c, s in (("base", b), ("finetuned", f), ("finetuned_ablated", a))]
+        rows += [
+            {"id": i, "condition": c, "trait_score": s}
+            for c, s in (("base", b), ("finetuned", f), ("finetuned_ablated", a))
+        ]
     out = restoration(pd.DataFrame(rows))
     assert out["n_finetuned_misaligned"] == 3 and out["restoration_rate"] == pytest.approx(2 / 3)
     assert out["by_condition"]["finetuned"]["share_misaligned"] == pytest.approx(0.75)
@@ -79,11 +90,11 @@ def lora_model(tiny_model_dir):
     """The tiny model with a random (non-zero) LoRA adapter, standing in for a finetuned variant."""
     from peft import LoraConfig, get_peft_model
 
-
     model, tok = load_variant({"model": str(tiny_model_dir), "device_map": "cpu"})
     torch.manual_seed(0)
-    peft = get_peft_model(model, LoraConfig(r=4, lora_alpha=32, target_modules=["q_proj", "v_proj", "down_proj"],
-                                            init_lora_weights=False))
+    peft = get_peft_model(
+        model, LoraConfig(r=4, lora_alpha=32, target_modules=["q_proj", "v_proj", "down_proj"], init_lora_weights=False)
+    )
     peft.eval()
     return peft, tok
 
@@ -129,7 +140,9 @@ def test_ablation_removes_the_direction_downstream(lora_model):
 
 
 def _pooled(ids, scores, trait="safety/evil", position="last"):
-    return pd.DataFrame({"id": ids, "trait": trait, "method": "mean_diff", "layer": 2, "position": position, "score": scores})
+    return pd.DataFrame(
+        {"id": ids, "trait": trait, "method": "mean_diff", "layer": 2, "position": position, "score": scores}
+    )
 
 
 def test_backdoor_pooled_auc_and_paired_test():
@@ -137,8 +150,9 @@ def test_backdoor_pooled_auc_and_paired_test():
     ids = [f"q{i}" for i in range(20)]
     ctrl = rng.normal(size=20)
     trig = ctrl + rng.normal(1.0, 0.5, size=20)
-    table = backdoor.pooled_auc({"bd": (_pooled(ids, trig), _pooled(ids, ctrl))}, {"safety/evil": 2}, "mean_diff",
-                                n_boot=300, seed=0)
+    table = backdoor.pooled_auc(
+        {"bd": (_pooled(ids, trig), _pooled(ids, ctrl))}, {"safety/evil": 2}, "mean_diff", n_boot=300, seed=0
+    )
     row = table.iloc[0]
     assert row["auc"] == pytest.approx(roc_auc_score(np.r_[np.ones(20), np.zeros(20)], np.r_[trig, ctrl]))
     assert row["wilcoxon_p"] == pytest.approx(sps.wilcoxon(trig - ctrl).pvalue)
@@ -151,14 +165,46 @@ def test_backdoor_token_onset():
     tok_t, tok_c = [], []
     for k in range(5):  # the signal appears from response token 2 on
         shift = 3.0 if k >= 2 else 0.0
-        tok_t.append(pd.DataFrame({"id": ids, "token_index": k, "trait": "safety/evil", "method": "mean_diff", "layer": 2,
-                                   "score": rng.normal(shift, 1, 30)}))
-        tok_c.append(pd.DataFrame({"id": ids, "token_index": k, "trait": "safety/evil", "method": "mean_diff", "layer": 2,
-                                   "score": rng.normal(0, 1, 30)}))
-    pooled = backdoor.pooled_auc({"bd": (_pooled(ids, rng.normal(size=30)), _pooled(ids, rng.normal(size=30)))},
-                                 {"safety/evil": 2}, "mean_diff", n_boot=300, seed=0)
-    tokens = backdoor.token_auc(pooled, {"bd": (pd.concat(tok_t), pd.concat(tok_c))}, {"safety/evil": 2}, "mean_diff",
-                                max_tokens=5, n_boot=300, seed=0)
+        tok_t.append(
+            pd.DataFrame(
+                {
+                    "id": ids,
+                    "token_index": k,
+                    "trait": "safety/evil",
+                    "method": "mean_diff",
+                    "layer": 2,
+                    "score": rng.normal(shift, 1, 30),
+                }
+            )
+        )
+        tok_c.append(
+            pd.DataFrame(
+                {
+                    "id": ids,
+                    "token_index": k,
+                    "trait": "safety/evil",
+                    "method": "mean_diff",
+                    "layer": 2,
+                    "score": rng.normal(0, 1, 30),
+                }
+            )
+        )
+    pooled = backdoor.pooled_auc(
+        {"bd": (_pooled(ids, rng.normal(size=30)), _pooled(ids, rng.normal(size=30)))},
+        {"safety/evil": 2},
+        "mean_diff",
+        n_boot=300,
+        seed=0,
+    )
+    tokens = backdoor.token_auc(
+        pooled,
+        {"bd": (pd.concat(tok_t), pd.concat(tok_c))},
+        {"safety/evil": 2},
+        "mean_diff",
+        max_tokens=5,
+        n_boot=300,
+        seed=0,
+    )
     assert tokens["token_index"].tolist() == [-1, 0, 1, 2, 3, 4]
     assert backdoor.onset(tokens, "bd", "safety/evil") == 2
     summary = backdoor.summary(pooled, tokens, variant="bd", baseline=None, info={})
@@ -172,11 +218,19 @@ def test_judged_generations_and_markdown_table():
 
     class FakeJudge:
         def score(self, items):
-            return pd.DataFrame({"trait_score": [90.0 if "ignore" in i["answer"] else 10.0 for i in items],
-                                 "coherence": 50.0})
+            return pd.DataFrame(
+                {"trait_score": [90.0 if "ignore" in i["answer"] else 10.0 for i in items], "coherence": 50.0}
+            )
 
-    table = pd.DataFrame({"id": ["a", "b"], "prompt": ["q1", "q2|x"], "base": ["see a doctor", "rest"],
-                          "finetuned": ["ignore it", "ignore\nit"], "finetuned_ablated": ["see a doctor", "ignore it"]})
+    table = pd.DataFrame(
+        {
+            "id": ["a", "b"],
+            "prompt": ["q1", "q2|x"],
+            "base": ["see a doctor", "rest"],
+            "finetuned": ["ignore it", "ignore\nit"],
+            "finetuned_ablated": ["see a doctor", "ignore it"],
+        }
+    )
     judged, long = judge_generations(table, FakeJudge())
     assert judged["finetuned_judged"].tolist() == [90.0, 90.0] and judged["base_judged"].tolist() == [10.0, 10.0]
     assert judged["finetuned_ablated_judged"].tolist() == [10.0, 90.0]
@@ -195,8 +249,10 @@ def test_backdoor_aucs_stand_against_random_directions():
     d, n = 16, 40
 
     def shard(x):
-        return ActivationShard({"last.layer_2": torch.tensor(x, dtype=torch.float32)},
-                               {"ids": [f"q{i}" for i in range(len(x))], "layers": [2], "positions": ["last"]})
+        return ActivationShard(
+            {"last.layer_2": torch.tensor(x, dtype=torch.float32)},
+            {"ids": [f"q{i}" for i in range(len(x))], "layers": [2], "positions": ["last"]},
+        )
 
     ctrl = rng.normal(size=(n, d))
     narrow = ctrl + np.eye(d)[3] * 3.0 + rng.normal(scale=0.1, size=(n, d))  # only axis 3 moves
@@ -206,7 +262,9 @@ def test_backdoor_aucs_stand_against_random_directions():
     expected = np.percentile([roc_auc_score(y, np.r_[narrow @ v, ctrl @ v]) for v in r], 95)
     assert table["random_auc_p95"].iloc[0] == pytest.approx(expected) and table["n_random"].iloc[0] == 50
     pooled = pd.DataFrame([{"variant": "bd", "trait": "t", "layer": 2, "position": "last", "auc": 0.99}])
-    assert backdoor.with_baseline(pooled, {"bd": table}, {"t": "resid"})["beats_random"].iloc[0]  # a specific direction beats it
+    assert backdoor.with_baseline(pooled, {"bd": table}, {"t": "resid"})["beats_random"].iloc[
+        0
+    ]  # a specific direction beats it
     everywhere = ctrl + 3.0  # every direction moves: random directions separate as well as any trait could
     wide = backdoor.random_baseline([shard(everywhere)], [shard(ctrl)], [("resid", 2)], ["last"], n=50, seed=1)
     assert wide["random_auc_p95"].iloc[0] > 0.99

@@ -16,98 +16,272 @@ TRAITS = ["safety/evil", "safety/harm", "safety/refusal", "safety/sycophancy"]
 
 
 def _extraction_summary():
-    metrics = pd.DataFrame([{"trait": t, "layer": layer, "method": m, "auc": rng.uniform(0.5, 1),
-                             "val_auc": rng.uniform(0.5, 1), "n_train": 24, "n_test": 8, "random_auc_p95": 0.7,
-                             "n_random": 100}
-                            for t in TRAITS[:2] for layer in range(4) for m in ("mean_diff", "probe")])
-    return plots.extraction_summary(metrics, {TRAITS[0]: 1, TRAITS[1]: 3}, "tiny"), 2, [
-        "best layer 1, n_train=24, n_test=8", "best layer 3, n_train=24, n_test=8", "test (reported)",
-        "train CV (chooses layer)", "random directions, 95th pct (n=100)"]
+    metrics = pd.DataFrame(
+        [
+            {
+                "trait": t,
+                "layer": layer,
+                "method": m,
+                "auc": rng.uniform(0.5, 1),
+                "val_auc": rng.uniform(0.5, 1),
+                "n_train": 24,
+                "n_test": 8,
+                "random_auc_p95": 0.7,
+                "n_random": 100,
+            }
+            for t in TRAITS[:2]
+            for layer in range(4)
+            for m in ("mean_diff", "probe")
+        ]
+    )
+    return (
+        plots.extraction_summary(metrics, {TRAITS[0]: 1, TRAITS[1]: 3}, "tiny"),
+        2,
+        [
+            "best layer 1, n_train=24, n_test=8",
+            "best layer 3, n_train=24, n_test=8",
+            "test (reported)",
+            "train CV (chooses layer)",
+            "random directions, 95th pct (n=100)",
+        ],
+    )
 
 
 def _harm_separation():
-    layer_auc = pd.DataFrame({"layer": [0, 1, 0, 1], "auc": [0.6, 0.9, 0.7, 0.8],
-                              "data": ["extraction", "extraction", "eval", "eval"]})
+    layer_auc = pd.DataFrame(
+        {"layer": [0, 1, 0, 1], "auc": [0.6, 0.9, 0.7, 0.8], "data": ["extraction", "extraction", "eval", "eval"]}
+    )
     scores = pd.DataFrame({"score": rng.normal(size=11), "group": ["harmful"] * 5 + ["harmless"] * 6})
-    return harm_separation.separation_figure(layer_auc, scores, 1, 0.9, "safety/harm", "tiny"), 2, ["harmful (n=5)",
-                                                                                       "harmless (n=6)"]
+    return (
+        harm_separation.separation_figure(layer_auc, scores, 1, 0.9, "safety/harm", "tiny"),
+        2,
+        ["harmful (n=5)", "harmless (n=6)"],
+    )
 
 
 def _trait_scores():
-    summary = pd.DataFrame([{"trait": t, "prompt_set": s, "id": f"{s}{i}", "score": rng.normal(), "variant": v,
-                             "layer": 2, "position": "response_mean"}
-                            for t in TRAITS for s, n in (("benign", 3), ("harmful", 4)) for i in range(n)
-                            for v in ("base", "tuned")])
+    summary = pd.DataFrame(
+        [
+            {
+                "trait": t,
+                "prompt_set": s,
+                "id": f"{s}{i}",
+                "score": rng.normal(),
+                "variant": v,
+                "layer": 2,
+                "position": "response_mean",
+            }
+            for t in TRAITS
+            for s, n in (("benign", 3), ("harmful", 4))
+            for i in range(n)
+            for v in ("base", "tuned")
+        ]
+    )
     return plots.trait_scores(summary), 4, ["benign\n(n=3)", "harmful\n(n=4)"]
 
 
 def _trait_scores_one_variant():  # a study that captures one variant (pointplot cannot dodge one hue)
-    summary = pd.DataFrame([{"trait": t, "prompt_set": s, "id": f"{s}{i}", "score": rng.normal(), "variant": "base",
-                             "layer": 2, "position": "response_mean"}
-                            for t in TRAITS[:2] for s, n in (("benign", 3), ("harmful", 4)) for i in range(n)])
+    summary = pd.DataFrame(
+        [
+            {
+                "trait": t,
+                "prompt_set": s,
+                "id": f"{s}{i}",
+                "score": rng.normal(),
+                "variant": "base",
+                "layer": 2,
+                "position": "response_mean",
+            }
+            for t in TRAITS[:2]
+            for s, n in (("benign", 3), ("harmful", 4))
+            for i in range(n)
+        ]
+    )
     return plots.trait_scores(summary), 2, ["benign\n(n=3)", "harmful\n(n=4)"]
 
 
 def _steering_sweep():
-    table = pd.DataFrame([{"layer": layer, "coef": c, "trait_score": rng.uniform(0, 100), "coherence": 50.0}
-                          for layer in (1, 2) for c in (0, 1, 2) for _ in range(5)])
+    table = pd.DataFrame(
+        [
+            {"layer": layer, "coef": c, "trait_score": rng.uniform(0, 100), "coherence": 50.0}
+            for layer in (1, 2)
+            for c in (0, 1, 2)
+            for _ in range(5)
+        ]
+    )
     return plots.steering_sweep(table, "safety/evil", "offline"), 2, ["n=5 prompts per point"]
 
 
 def _optimization_curves():
-    history = pd.DataFrame([{"trait": t, "generation": g, "candidate": i, "fitness": rng.normal()}
-                            for t in TRAITS[:3] for g in range(3) for i in range(4)])
-    return optimize.optimization_curves(history, "offline", {t: 3 for t in TRAITS[:3]}), 3, [
-        "population 4, n=3 training prompts"]
+    history = pd.DataFrame(
+        [
+            {"trait": t, "generation": g, "candidate": i, "fitness": rng.normal()}
+            for t in TRAITS[:3]
+            for g in range(3)
+            for i in range(4)
+        ]
+    )
+    return (
+        optimize.optimization_curves(history, "offline", {t: 3 for t in TRAITS[:3]}),
+        3,
+        ["population 4, n=3 training prompts"],
+    )
 
 
 def _loss_curve():
-    history = pd.DataFrame({"split": ["eval"] + ["train"] * 6 + ["eval"], "step": [0, 1, 2, 3, 4, 5, 6, 6],
-                            "loss": [3.0, 2.9, 2.5, 2.2, 2.0, 1.9, 1.8, 2.1]})
-    prov = {"n_train": 20, "n_eval": 4, "base_model": "tiny",
-            "settings": {"rank": 4, "alpha": 8, "lr": 1e-4, "epochs": 2, "batch_size": 8, "seed": 0}}
-    return plots.loss_curve(history, "bad_advice", prov), 1, ["train batches (n=20 examples)",
-                                                              "held-out (n=4 examples)"]
+    history = pd.DataFrame(
+        {
+            "split": ["eval"] + ["train"] * 6 + ["eval"],
+            "step": [0, 1, 2, 3, 4, 5, 6, 6],
+            "loss": [3.0, 2.9, 2.5, 2.2, 2.0, 1.9, 1.8, 2.1],
+        }
+    )
+    prov = {
+        "n_train": 20,
+        "n_eval": 4,
+        "base_model": "tiny",
+        "settings": {"rank": 4, "alpha": 8, "lr": 1e-4, "epochs": 2, "batch_size": 8, "seed": 0},
+    }
+    return (
+        plots.loss_curve(history, "bad_advice", prov),
+        1,
+        ["train batches (n=20 examples)", "held-out (n=4 examples)"],
+    )
 
 
 def _organism_detection():
-    table = pd.DataFrame([{"method": m, "layer": layer, "auc": 0.8, "auc_ci_low": 0.7, "auc_ci_high": 0.9,
-                           "cohens_d": 1.0, "n_test": 16, "random_auc_p95": 0.85, "n_random": 100,
-                           "beats_random": False} for m in ("mean_diff", "probe") for layer in range(4)])
-    return organism.organism_detection(table, 2, "organism"), 2, [
-        "n=16 per model", "ablation layer 2", "random directions, 95th pct (n=100)",
-        "at layer 2: NO direction beats random directions"]
+    table = pd.DataFrame(
+        [
+            {
+                "method": m,
+                "layer": layer,
+                "auc": 0.8,
+                "auc_ci_low": 0.7,
+                "auc_ci_high": 0.9,
+                "cohens_d": 1.0,
+                "n_test": 16,
+                "random_auc_p95": 0.85,
+                "n_random": 100,
+                "beats_random": False,
+            }
+            for m in ("mean_diff", "probe")
+            for layer in range(4)
+        ]
+    )
+    return (
+        organism.organism_detection(table, 2, "organism"),
+        2,
+        [
+            "n=16 per model",
+            "ablation layer 2",
+            "random directions, 95th pct (n=100)",
+            "at layer 2: NO direction beats random directions",
+        ],
+    )
 
 
 def _backdoor_trait_comparison():
-    auc = pd.DataFrame([{"position": p, "variant": v, "trait": t, "auc": 0.7 if v == "base" else 0.9, "ci_low": 0.6,
-                         "ci_high": 0.95, "n_trigger": 20, "random_auc_p95": 0.8, "beats_random": v != "base"}
-                        for p in ("last", "mean") for v in ("backdoored", "base") for t in TRAITS[:2]])
-    return backdoor.backdoor_trait_comparison(auc, "backdoor"), 2, [
-        "last (n=20 prompt pairs)", "mean (n=20 prompt pairs)", "random directions, 95th pct", "beats", "no"]
+    auc = pd.DataFrame(
+        [
+            {
+                "position": p,
+                "variant": v,
+                "trait": t,
+                "auc": 0.7 if v == "base" else 0.9,
+                "ci_low": 0.6,
+                "ci_high": 0.95,
+                "n_trigger": 20,
+                "random_auc_p95": 0.8,
+                "beats_random": v != "base",
+            }
+            for p in ("last", "mean")
+            for v in ("backdoored", "base")
+            for t in TRAITS[:2]
+        ]
+    )
+    return (
+        backdoor.backdoor_trait_comparison(auc, "backdoor"),
+        2,
+        ["last (n=20 prompt pairs)", "mean (n=20 prompt pairs)", "random directions, 95th pct", "beats", "no"],
+    )
 
 
 def _early_detection_tokens():
-    tokens = pd.DataFrame([{"trait": t, "variant": "bd", "token_index": i, "auc": 0.6, "ci_low": 0.5, "ci_high": 0.7,
-                            "n_trigger": 20 - i} for t in TRAITS[:2] for i in range(-1, 4)])
+    tokens = pd.DataFrame(
+        [
+            {
+                "trait": t,
+                "variant": "bd",
+                "token_index": i,
+                "auc": 0.6,
+                "ci_low": 0.5,
+                "ci_high": 0.7,
+                "n_trigger": 20 - i,
+            }
+            for t in TRAITS[:2]
+            for i in range(-1, 4)
+        ]
+    )
     return backdoor.early_detection_tokens(tokens, "backdoor"), 2, ["(n>=17 pairs per token)"]
 
 
 def _sae_features():
-    feats = [{"feature": f, "cohens_d": 1.0 - f / 10, "d_ci_low": 0.5 - f / 10, "d_ci_high": 1.5 - f / 10,
-              "auc_oriented": 0.8 - f / 50} for f in range(4)]
-    layer = {"layer": 3, "n_a": 20, "n_b": 18, "n_report_a": 9, "n_report_b": 8, "features": feats,
-             "trait_aucs": {"safety/evil": 0.6}, "random_baseline": {"random_auc_p95": 0.75, "n_random": 100}}
-    result = {"experiment": "backdoor", "position": "last", "model": "tiny", "layers": [layer, {**layer, "layer": 5}],
-              "conditions": {"a": {"label": "trigger"}, "b": {"label": "control"}}}
-    return features.sae_features(result), 4, ["trigger (n=20) vs control (n=18)", "report half (n=9 vs 8)",
-                                           "random directions, 95th pct (n=100)", "feature 3", "safety/evil"]
+    feats = [
+        {
+            "feature": f,
+            "cohens_d": 1.0 - f / 10,
+            "d_ci_low": 0.5 - f / 10,
+            "d_ci_high": 1.5 - f / 10,
+            "auc_oriented": 0.8 - f / 50,
+        }
+        for f in range(4)
+    ]
+    layer = {
+        "layer": 3,
+        "n_a": 20,
+        "n_b": 18,
+        "n_report_a": 9,
+        "n_report_b": 8,
+        "features": feats,
+        "trait_aucs": {"safety/evil": 0.6},
+        "random_baseline": {"random_auc_p95": 0.75, "n_random": 100},
+    }
+    result = {
+        "experiment": "backdoor",
+        "position": "last",
+        "model": "tiny",
+        "layers": [layer, {**layer, "layer": 5}],
+        "conditions": {"a": {"label": "trigger"}, "b": {"label": "control"}},
+    }
+    return (
+        features.sae_features(result),
+        4,
+        [
+            "trigger (n=20) vs control (n=18)",
+            "report half (n=9 vs 8)",
+            "random directions, 95th pct (n=100)",
+            "feature 3",
+            "safety/evil",
+        ],
+    )
 
 
-FIGURES = {f.__name__.lstrip("_"): f for f in (_sae_features, _extraction_summary, _harm_separation, _trait_scores,
-                                               _trait_scores_one_variant, _steering_sweep,
-                                               _optimization_curves, _loss_curve, _organism_detection,
-                                               _backdoor_trait_comparison, _early_detection_tokens)}
+FIGURES = {
+    f.__name__.lstrip("_"): f
+    for f in (
+        _sae_features,
+        _extraction_summary,
+        _harm_separation,
+        _trait_scores,
+        _trait_scores_one_variant,
+        _steering_sweep,
+        _optimization_curves,
+        _loss_curve,
+        _organism_detection,
+        _backdoor_trait_comparison,
+        _early_detection_tokens,
+    )
+}
 
 
 @pytest.mark.parametrize("name", list(FIGURES))

@@ -45,15 +45,33 @@ def test_install_replaces_a_stale_link_but_never_a_users_profile(tmp_path):
 def test_the_literal_profile_command_finds_the_profile(tmp_path):
     """On a machine where only the README's set-up ran: `snakemake --profile slurm -n results/all`, literally."""
     env = {**os.environ, "XDG_CONFIG_HOME": str(tmp_path / "config")}
-    before = subprocess.run(["snakemake", "--profile", "slurm", "-n", "results/all"], cwd=REPO, env=env,
-                            capture_output=True, text=True, timeout=600)
+    before = subprocess.run(
+        ["snakemake", "--profile", "slurm", "-n", "results/all"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert before.returncode != 0 and "no profile.yaml (or config.yaml) found" in before.stdout + before.stderr
-    setup = subprocess.run([sys.executable, "-m", "traitscope.workflow.profiles"], cwd=REPO, env=env, capture_output=True,
-                           text=True, timeout=60)
+    setup = subprocess.run(
+        [sys.executable, "-m", "traitscope.workflow.profiles"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert setup.returncode == 0, setup.stderr
     assert (tmp_path / "config/snakemake/slurm").resolve() == (REPO / "profiles/slurm").resolve()
-    dry = subprocess.run(["snakemake", "--profile", "slurm", "-n", "results/all"], cwd=REPO, env=env,
-                         capture_output=True, text=True, timeout=600)
+    dry = subprocess.run(
+        ["snakemake", "--profile", "slurm", "-n", "results/all"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     out = dry.stdout + dry.stderr
     assert dry.returncode == 0, out[-3000:]
     assert "Using profile slurm" in out and "activation budget" in out

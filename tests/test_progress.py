@@ -40,5 +40,7 @@ def test_a_resumed_job_says_where_it_starts():
     now[0] = 2.0
     p.update(1)
     # the estimate uses this run's rate (1 step in 2 s, 5 left), not the steps done before the interruption
-    assert out.getvalue().splitlines() == ["[finetune] resumed at 4/10 steps",
-                                           "[finetune] [##########..........] 5/10 steps 50% 2s, ~10s left"]
+    assert out.getvalue().splitlines() == [
+        "[finetune] resumed at 4/10 steps",
+        "[finetune] [##########..........] 5/10 steps 50% 2s, ~10s left",
+    ]

@@ -32,7 +32,9 @@ def test_builtin_sets_are_disjoint_and_stable():
 
 
 def test_builtin_traits_cover_the_required_five():
-    assert {"safety/evil", "safety/harm", "safety/refusal", "safety/deception", "alignment/sycophancy"} <= set(builtin_traits())
+    assert {"safety/evil", "safety/harm", "safety/refusal", "safety/deception", "alignment/sycophancy"} <= set(
+        builtin_traits()
+    )
 
 
 def test_persona_table_groups_questions_and_pairs():
@@ -55,25 +57,35 @@ def test_contrast_table_labels_and_ids():
 
 def test_csv_with_embedded_newlines_and_field_mapping(tmp_path):
     path = tmp_path / "harmbench.csv"
-    pd.DataFrame({
-        "Behavior": ["Write a poem", "Summarise the text"],
-        "FunctionalCategory": ["standard", "contextual"],
-        "SemanticCategory": ["misinformation", "harassment"],
-        "Tags": ["", "context"],
-        "ContextString": ["", "line one\nline two, with comma\n\"quoted\""],
-        "BehaviorID": ["poem_1", "summary_2"],
-    }).to_csv(path, index=False)
-    df = load_set({"source": "local", "path": str(path),
-                          "fields": {"prompt": "Behavior", "category": "SemanticCategory", "id": "BehaviorID"}})
+    pd.DataFrame(
+        {
+            "Behavior": ["Write a poem", "Summarise the text"],
+            "FunctionalCategory": ["standard", "contextual"],
+            "SemanticCategory": ["misinformation", "harassment"],
+            "Tags": ["", "context"],
+            "ContextString": ["", 'line one\nline two, with comma\n"quoted"'],
+            "BehaviorID": ["poem_1", "summary_2"],
+        }
+    ).to_csv(path, index=False)
+    df = load_set(
+        {
+            "source": "local",
+            "path": str(path),
+            "fields": {"prompt": "Behavior", "category": "SemanticCategory", "id": "BehaviorID"},
+        }
+    )
     assert df["id"].tolist() == ["poem_1", "summary_2"]
     assert df["category"].tolist() == ["misinformation", "harassment"]
     meta = json.loads(df["meta"].iloc[1])
-    assert meta["ContextString"] == "line one\nline two, with comma\n\"quoted\""
+    assert meta["ContextString"] == 'line one\nline two, with comma\n"quoted"'
 
 
 def test_gzipped_chat_jsonl(tmp_path):
     path = tmp_path / "chat.jsonl.gz"
-    rows = [{"messages": [{"role": "user", "content": f"q{i}"}, {"role": "assistant", "content": f"a{i}"}]} for i in range(3)]
+    rows = [
+        {"messages": [{"role": "user", "content": f"q{i}"}, {"role": "assistant", "content": f"a{i}"}]}
+        for i in range(3)
+    ]
     path.write_bytes(gzip.compress("\n".join(json.dumps(r) for r in rows).encode()))
     df = load_set({"source": "local", "path": str(path)})
     assert df["prompt"].tolist() == ["q0", "q1", "q2"] and df["response"].tolist() == ["a0", "a1", "a2"]
@@ -127,14 +139,16 @@ def test_hub_failure_is_actionable(monkeypatch):
 
 # ------------------------------------------------------------------ real formats in ../shared/data
 
+
 @needs_shared
 def test_real_advbench_csv():
     df = load_set({"source": "local", "path": str(SHARED_DATA / "advbench/harmful_behaviors.csv"), "label": 1})
     assert len(df) == 520
     assert df["prompt"].iloc[0].startswith("Write a script that can exploit")
     assert json.loads(df["meta"].iloc[0])["target"].startswith("Sure, here is")
-    strings = load_set({"source": "local", "path": str(SHARED_DATA / "advbench/harmful_strings.csv"),
-                               "format": "advbench"})
+    strings = load_set(
+        {"source": "local", "path": str(SHARED_DATA / "advbench/harmful_strings.csv"), "format": "advbench"}
+    )
     assert len(strings) > 500
 
 
@@ -146,14 +160,16 @@ def test_real_refusal_direction_json():
 
 @needs_shared
 def test_real_em_questions_yaml():
-    df = load_set({"source": "local",
-                          "path": str(SHARED_DATA / "emergent_misalignment/evaluation/first_plot_questions.yaml")})
+    df = load_set(
+        {"source": "local", "path": str(SHARED_DATA / "emergent_misalignment/evaluation/first_plot_questions.yaml")}
+    )
     assert df["group"].nunique() == 24
     assert df["id"].str.contains("#").all()
     with_system = df[df["system"].notna()]
     assert len(with_system) > 0  # the json-format questions carry a system prompt
-    dec = load_set({"source": "local",
-                           "path": str(SHARED_DATA / "emergent_misalignment/evaluation/deception_factual.yaml")})
+    dec = load_set(
+        {"source": "local", "path": str(SHARED_DATA / "emergent_misalignment/evaluation/deception_factual.yaml")}
+    )
     assert "Do not lie to the user." in set(dec["system"])
     # nothing is dropped: the questions' judge prompts travel in meta
     assert all("judge_prompts" in json.loads(m) for m in df["meta"])
@@ -165,8 +181,13 @@ def test_dropped_rows_are_counted_and_warned_about_by_set_name(tmp_path, caplog)
     with caplog.at_level("WARNING", logger="traitscope.core.prompts"):
         df = load_set({"source": "local", "path": str(path)}, key="prompt_sets.mine")
     assert df["id"].tolist() == ["a", "c", "d"] and df["label"].tolist() == [1, 0, 0]  # the label column is used
-    assert df.attrs["prep"] == {"rows_read": 5, "dropped_empty_prompt": 1, "dropped_duplicate": 1,
-                                "repeated_prompt_kept": 1, "rows": 3}
+    assert df.attrs["prep"] == {
+        "rows_read": 5,
+        "dropped_empty_prompt": 1,
+        "dropped_duplicate": 1,
+        "repeated_prompt_kept": 1,
+        "rows": 3,
+    }
     assert "prompt_sets.mine: dropped 1 rows without a prompt (of 5 read)" in caplog.text
     assert "prompt_sets.mine: dropped 1 exact duplicate rows" in caplog.text
     assert "prompt_sets.mine: 1 rows repeat another row's prompt" in caplog.text
@@ -193,6 +214,11 @@ def test_real_persona_json_as_trait_and_questions():
 
 @needs_shared
 def test_real_model_organisms_gz_chat():
-    df = load_set({"source": "local", "sample": 50,
-                          "path": str(SHARED_DATA / "model_organisms_em/training_datasets/bad_medical_advice.jsonl.gz")})
+    df = load_set(
+        {
+            "source": "local",
+            "sample": 50,
+            "path": str(SHARED_DATA / "model_organisms_em/training_datasets/bad_medical_advice.jsonl.gz"),
+        }
+    )
     assert len(df) == 50 and df["response"].notna().all() and df["prompt"].notna().all()

@@ -24,14 +24,21 @@ from traitscope.experiments.sae.features import random_baseline as feature_basel
 def saelens_folder(path, architecture="topk", d_in=6, d_sae=10, seed=0, **cfg):
     """A folder as SAELens writes it (cfg.json with activation_fn_kwargs; the weights by safetensors directly)."""
     g = torch.Generator().manual_seed(seed)
-    weights = {"W_enc": torch.randn(d_in, d_sae, generator=g), "b_enc": torch.randn(d_sae, generator=g) * 0.1,
-               "W_dec": torch.randn(d_sae, d_in, generator=g), "b_dec": torch.randn(d_in, generator=g)}
+    weights = {
+        "W_enc": torch.randn(d_in, d_sae, generator=g),
+        "b_enc": torch.randn(d_sae, generator=g) * 0.1,
+        "W_dec": torch.randn(d_sae, d_in, generator=g),
+        "b_dec": torch.randn(d_in, generator=g),
+    }
     if architecture == "jumprelu":
         weights["threshold"] = torch.full((d_sae,), 0.3)
     path.mkdir(parents=True, exist_ok=True)
     save_file(weights, str(path / "sae_weights.safetensors"))
-    (path / "cfg.json").write_text(json.dumps({"d_in": d_in, "d_sae": d_sae, "architecture": architecture,
-                                               "hook_name": "blocks.3.hook_resid_post", **cfg}))
+    (path / "cfg.json").write_text(
+        json.dumps(
+            {"d_in": d_in, "d_sae": d_sae, "architecture": architecture, "hook_name": "blocks.3.hook_resid_post", **cfg}
+        )
+    )
     return weights
 
 
@@ -65,9 +72,15 @@ def test_save_writes_the_saelens_layout_and_round_trips(tmp_path):
     assert torch.equal(again.encode(x), sae.encode(x)) and again.W_dec.shape == (10, 6)
 
 
-@pytest.mark.parametrize("broken, message", [
-    ("missing", "not a SAELens folder"), ("arch", "architecture 'gated' is not supported"),
-    ("json", "malformed JSON at line"), ("keys", "lacks ['b_dec']")])
+@pytest.mark.parametrize(
+    "broken, message",
+    [
+        ("missing", "not a SAELens folder"),
+        ("arch", "architecture 'gated' is not supported"),
+        ("json", "malformed JSON at line"),
+        ("keys", "lacks ['b_dec']"),
+    ],
+)
 def test_a_broken_sae_folder_is_one_line_with_the_fix(tmp_path, broken, message):
     folder = tmp_path / "sae"
     saelens_folder(folder, "gated" if broken == "arch" else "topk", k=2)
@@ -129,7 +142,8 @@ def test_features_are_ranked_on_the_selection_half_and_reported_on_the_other():
     noisy_a, noisy_b = fa.copy(), fb.copy()
     noisy_a[~sel], noisy_b[~sel] = rng.normal(size=((~sel).sum(), f)), rng.normal(size=((~sel).sum(), f))
     assert [r["feature"] for r in compare_features(noisy_a, noisy_b, sel, sel, top=3, n_boot=200, seed=0)] == [
-        r["feature"] for r in top]
+        r["feature"] for r in top
+    ]
 
 
 def test_directions_and_random_baseline_and_verdict():
@@ -151,10 +165,12 @@ def test_directions_and_random_baseline_and_verdict():
 
 
 def test_top_tokens_are_the_most_active_response_tokens():
-    sae = SparseAutoencoder(torch.eye(3), torch.zeros(3), torch.eye(3), torch.zeros(3), "standard",
-                            apply_b_dec_to_input=False)
+    sae = SparseAutoencoder(
+        torch.eye(3), torch.zeros(3), torch.eye(3), torch.zeros(3), "standard", apply_b_dec_to_input=False
+    )
     tokens = torch.tensor([[0.1, 0, 0], [0.9, 0, 0], [0.5, 2.0, 0], [0, 0, 0]])
-    out = top_tokens(sae, tokens, torch.tensor([10, 11, 12, 13]), ["a:x", "a:x", "b:y", "b:y"], [0, 1],
-                     lambda i: f"<{i}>", 2)
+    out = top_tokens(
+        sae, tokens, torch.tensor([10, 11, 12, 13]), ["a:x", "a:x", "b:y", "b:y"], [0, 1], lambda i: f"<{i}>", 2
+    )
     assert [t["token"] for t in out[0]] == ["<11>", "<12>"] and out[0][0]["id"] == "a:x"
     assert [t["token"] for t in out[1]] == ["<12>"]  # inactive tokens are not listed

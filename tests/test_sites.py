@@ -30,9 +30,14 @@ def module_outputs(model, layer: int, ids: torch.Tensor) -> dict[str, torch.Tens
     """The block's own attention, MLP and block outputs, recorded by plain forward hooks (the reference)."""
     block = model.model.layers[layer]
     got: dict[str, torch.Tensor] = {}
-    handles = [m.register_forward_hook(lambda _m, _i, out, name=name: got.__setitem__(
-        name, (out[0] if isinstance(out, tuple) else out).detach().clone()))
-        for name, m in (("attn", block.self_attn), ("mlp", block.mlp), ("resid", block))]
+    handles = [
+        m.register_forward_hook(
+            lambda _m, _i, out, name=name: got.__setitem__(
+                name, (out[0] if isinstance(out, tuple) else out).detach().clone()
+            )
+        )
+        for name, m in (("attn", block.self_attn), ("mlp", block.mlp), ("resid", block))
+    ]
     try:
         with torch.no_grad():
             model(input_ids=ids, use_cache=False)
@@ -79,8 +84,10 @@ def test_capture_stores_sites_under_their_own_keys(tiny_model):
 def test_residual_only_jobs_keep_their_identity():
     job = capture_job(layers=[0], positions=["last"])
     # as before sites existed, so that chunk caches and Snakemake params of existing runs stay valid
-    assert repr(job) == (f"CaptureJob(layers=(0,), positions=('last',), max_length={job.max_length}, "
-                         f"chunk_size={job.chunk_size}, generation=None, seed=1234)")
+    assert repr(job) == (
+        f"CaptureJob(layers=(0,), positions=('last',), max_length={job.max_length}, "
+        f"chunk_size={job.chunk_size}, generation=None, seed=1234)"
+    )
     assert "sites=('resid', 'attn')" in repr(job._replace(sites=("resid", "attn")))
     spec = entry("traits", {"source": "builtin", "site": "mlp"})
     assert spec.site == "mlp" and "site" not in repr(spec)
@@ -99,8 +106,11 @@ def test_a_missing_sublayer_is_a_clear_error():
             self.model.layers = nn.ModuleList([Block()])
 
     assert isinstance(site_module(Model(), 0, "resid"), Block)
-    with pytest.raises(ModelLoadError, match=r"cannot find the mlp sublayer of Block \(children: mixer; fix: set "
-                                             r"variants.<name>.blocks.mlp .*or use site resid"):
+    with pytest.raises(
+        ModelLoadError,
+        match=r"cannot find the mlp sublayer of Block \(children: mixer; fix: set "
+        r"variants.<name>.blocks.mlp .*or use site resid",
+    ):
         site_module(Model(), 0, "mlp")
 
 
@@ -113,8 +123,10 @@ def synthetic_shard(n: int = 60, d: int = 8, layers=(0, 1), seed: int = 0):
     """Label signal on axis 1 of the attention output only; the residual stream is noise."""
     rng = np.random.default_rng(seed)
     y = np.repeat([1, 0], n // 2)
-    tensors, meta = {}, {"ids": [f"r{i}" for i in range(n)], "layers": list(layers), "positions": ["last"],
-                         "sites": ["resid", "attn"]}
+    tensors, meta = (
+        {},
+        {"ids": [f"r{i}" for i in range(n)], "layers": list(layers), "positions": ["last"], "sites": ["resid", "attn"]},
+    )
     for layer in layers:
         tensors[tensor_key("last", layer)] = torch.tensor(rng.normal(size=(n, d)), dtype=torch.float16)
         attn = rng.normal(size=(n, d)) + np.outer(y, np.eye(d)[1]) * 3
@@ -125,12 +137,20 @@ def synthetic_shard(n: int = 60, d: int = 8, layers=(0, 1), seed: int = 0):
 
 def test_extraction_reads_the_trait_site():
     shard, table = synthetic_shard()
-    ej = ExtractJob(methods=("mean_diff",), test_fraction=0.3, selection_folds=3, probe_C=1.0,
-                    selection_method="mean_diff", random_directions=20)
-    at_attn, _ = extract_trait(shard, table, ej, trait="t/x", variant="v", model="m", layers=[0, 1], position="last",
-                               seed=0, site="attn")
-    at_resid, _ = extract_trait(shard, table, ej, trait="t/x", variant="v", model="m", layers=[0, 1], position="last",
-                                seed=0)
+    ej = ExtractJob(
+        methods=("mean_diff",),
+        test_fraction=0.3,
+        selection_folds=3,
+        probe_C=1.0,
+        selection_method="mean_diff",
+        random_directions=20,
+    )
+    at_attn, _ = extract_trait(
+        shard, table, ej, trait="t/x", variant="v", model="m", layers=[0, 1], position="last", seed=0, site="attn"
+    )
+    at_resid, _ = extract_trait(
+        shard, table, ej, trait="t/x", variant="v", model="m", layers=[0, 1], position="last", seed=0
+    )
     assert at_attn.site == "attn" and at_resid.site == "resid"
     assert at_attn.metrics("mean_diff", 1)["auc"] > 0.95 and at_attn.metrics("mean_diff", 1)["beats_random"]
     assert at_resid.metrics("mean_diff", 1)["auc"] < 0.85  # the residual stream carries no signal here
@@ -140,8 +160,14 @@ def test_extraction_reads_the_trait_site():
 
 def test_projection_and_its_baseline_read_the_trait_site():
     shard, table = synthetic_shard()
-    info = {"trait": "t/x", "model": "m", "position": "last", "site": "attn", "hidden_size": 8,
-            "best": {"layer": 1, "method": "mean_diff"}}
+    info = {
+        "trait": "t/x",
+        "model": "m",
+        "position": "last",
+        "site": "attn",
+        "hidden_size": 8,
+        "best": {"layer": 1, "method": "mean_diff"},
+    }
     v = torch.randn(8, generator=torch.Generator().manual_seed(0))
     vectors = TraitVectors(info, {tensor_key("mean_diff", 1): v})
     job = section("project", {"layers": "best", "methods": ["mean_diff"]})
@@ -152,8 +178,9 @@ def test_projection_and_its_baseline_read_the_trait_site():
     assert not torch.equal(expect, shard.stored("last", 1).float() @ unit(v))
     b = baseline_scores([out], shard.ids, base)
     r = torch.from_numpy(random_directions(5, 8, 3 * 1000 + 1))
-    np.testing.assert_array_equal(b.pooled(1, "last", "attn"),
-                                  (shard.stored("last", 1, "attn").double() @ r.double().T).float().numpy())
+    np.testing.assert_array_equal(
+        b.pooled(1, "last", "attn"), (shard.stored("last", 1, "attn").double() @ r.double().T).float().numpy()
+    )
     with pytest.raises(Exception, match="site resid"):  # no residual-stream baseline was projected for it
         b.pooled(1, "last")
 
@@ -179,11 +206,17 @@ def test_backdoor_baseline_is_taken_at_the_trait_site():
     meta = {"ids": [f"q{i}" for i in range(n)], "layers": [2], "positions": ["last"], "sites": ["resid", "attn"]}
 
     def shard(resid, attn):
-        return ActivationShard({"last.layer_2": torch.tensor(resid, dtype=torch.float32),
-                                "last.attn.layer_2": torch.tensor(attn, dtype=torch.float32)}, meta)
+        return ActivationShard(
+            {
+                "last.layer_2": torch.tensor(resid, dtype=torch.float32),
+                "last.attn.layer_2": torch.tensor(attn, dtype=torch.float32),
+            },
+            meta,
+        )
 
-    table = backdoor.random_baseline([shard(ctrl, trig)], [shard(ctrl, ctrl)], [("resid", 2), ("attn", 2)], ["last"],
-                                     n=50, seed=1)
+    table = backdoor.random_baseline(
+        [shard(ctrl, trig)], [shard(ctrl, ctrl)], [("resid", 2), ("attn", 2)], ["last"], n=50, seed=1
+    )
     by_site = table.set_index("site")["random_auc_p95"]
     assert by_site["attn"] > 0.99 and by_site["resid"] < 0.8
     pooled = pd.DataFrame([{"variant": "bd", "trait": "t", "layer": 2, "position": "last", "auc": 0.95}])
@@ -207,13 +240,21 @@ def test_figures_name_the_site_they_show():
     from traitscope.core import plots
     from traitscope.experiments import harm_separation
 
-    layer_auc = pd.DataFrame({"layer": [0, 1, 0, 1], "auc": [0.6, 0.9, 0.5, 0.95],
-                              "data": ["extraction test split (mean_diff)"] * 2 + ["independent eval sets (mean_diff)"] * 2})
+    layer_auc = pd.DataFrame(
+        {
+            "layer": [0, 1, 0, 1],
+            "auc": [0.6, 0.9, 0.5, 0.95],
+            "data": ["extraction test split (mean_diff)"] * 2 + ["independent eval sets (mean_diff)"] * 2,
+        }
+    )
     scores = pd.DataFrame({"score": [1.0, 2.0, -1.0, -2.0], "group": ["harmful"] * 2 + ["harmless"] * 2})
     facts = figure_facts(harm_separation.separation_figure(layer_auc, scores, 1, 0.9, "t/x", "tiny", site="mlp"))
-    assert facts["xlabels"] == ["layer (MLP output of block)", "score at layer 1: projection on unit trait vector "
-                                                               "(MLP-output units)"]
-    table = pd.DataFrame({"layer": [3, 3], "coef": [0.0, 1.0], "trait_score": [10.0, 20.0], "coherence": [80.0, 70.0],
-                          "site": "attn"})
+    assert facts["xlabels"] == [
+        "layer (MLP output of block)",
+        "score at layer 1: projection on unit trait vector (MLP-output units)",
+    ]
+    table = pd.DataFrame(
+        {"layer": [3, 3], "coef": [0.0, 1.0], "trait_score": [10.0, 20.0], "coherence": [80.0, 70.0], "site": "attn"}
+    )
     facts = figure_facts(plots.steering_sweep(table, "t/x", "offline"))
     assert facts["xlabels"] == ["steering coefficient (x mean attention-output norm at the layer)"] * 2

@@ -29,9 +29,26 @@ HARM, EVIL = "safety/harmful_instruction", "safety/evil"
 
 def run(workdir: Path, cfg: dict, *args: str) -> subprocess.CompletedProcess:
     (workdir / "config.yaml").write_text(yaml.safe_dump(cfg))
-    return subprocess.run([sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir),
-                           *args, "--configfile", str(workdir / "config.yaml"), "--cores", "2"],
-                          capture_output=True, text=True, timeout=1200, env=os.environ.copy())
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "snakemake",
+            "-s",
+            str(REPO / "Snakefile"),
+            "-d",
+            str(workdir),
+            *args,
+            "--configfile",
+            str(workdir / "config.yaml"),
+            "--cores",
+            "2",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=1200,
+        env=os.environ.copy(),
+    )
 
 
 def test_traits_are_read_projected_and_steered_at_their_sites(tmp_path, tiny_model_dir):
@@ -39,8 +56,12 @@ def test_traits_are_read_projected_and_steered_at_their_sites(tmp_path, tiny_mod
     cfg["traits"][HARM]["site"] = "attn"
     cfg["traits"][EVIL]["site"] = "mlp"
     del cfg["optimize"]
-    targets = ["results/checks/harm_separation.json", L.scores("base", "harmful_eval"), L.baseline("base", "harmful_eval"),
-               f"results/steering/base/{EVIL}/sweep.parquet"]
+    targets = [
+        "results/checks/harm_separation.json",
+        L.scores("base", "harmful_eval"),
+        L.baseline("base", "harmful_eval"),
+        f"results/steering/base/{EVIL}/sweep.parquet",
+    ]
     proc = run(tmp_path, cfg, *targets)
     assert proc.returncode == 0, proc.stderr[-3000:]
 
@@ -59,8 +80,12 @@ def test_traits_are_read_projected_and_steered_at_their_sites(tmp_path, tiny_mod
     assert shards[0].sites == ["resid", "attn", "mlp"]
     layer, method = harm.best_layer, harm.best_method
     scores = pd.read_parquet(tmp_path / L.scores("base", "harmful_eval"))
-    got = scores[(scores["trait"] == HARM) & (scores["layer"] == layer) & (scores["method"] == method)
-                 & (scores["position"] == "last")]
+    got = scores[
+        (scores["trait"] == HARM)
+        & (scores["layer"] == layer)
+        & (scores["method"] == method)
+        & (scores["position"] == "last")
+    ]
     expect = torch.cat([s.stored("last", layer, "attn").float() @ harm.unit(method, layer) for s in shards]).numpy()
     np.testing.assert_array_equal(got["score"].to_numpy(), expect)
     resid = torch.cat([s.stored("last", layer).float() @ harm.unit(method, layer) for s in shards]).numpy()

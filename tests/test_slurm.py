@@ -35,14 +35,32 @@ def plugin_installed() -> bool:
 
 pytestmark = pytest.mark.e2e
 if os.environ.get("TRAITSCOPE_REQUIRE_SLURM") != "1":
-    pytestmark = [pytest.mark.e2e, pytest.mark.skipif(not (cluster_up() and plugin_installed()),
-                                                      reason="no SLURM cluster or executor plugin")]
+    pytestmark = [
+        pytest.mark.e2e,
+        pytest.mark.skipif(not (cluster_up() and plugin_installed()), reason="no SLURM cluster or executor plugin"),
+    ]
 
 
 def run(workdir: Path, cfg: Path, *extra: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir),
-                           "--configfile", str(cfg), *extra, TARGET], capture_output=True, text=True, timeout=1500,
-                          env={**os.environ, **(env or {})})
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "snakemake",
+            "-s",
+            str(REPO / "Snakefile"),
+            "-d",
+            str(workdir),
+            "--configfile",
+            str(cfg),
+            *extra,
+            TARGET,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=1500,
+        env={**os.environ, **(env or {})},
+    )
 
 
 def field(info: str, name: str) -> str:
@@ -57,10 +75,14 @@ def test_slurm_profile_submits_the_right_requests_and_matches_local(tmp_path, ti
     # the CI node (.ci/slurm_up.sh) has one fake GPU of type ci_gpu, the feature ci_feat and 2 CPUs. The first try
     # of a model job asks for 500 MB, too little for Python, torch and the model: SLURM kills it (OverMemoryKill), and
     # the retry (the profile's retries: 1) must ask for 500 x 8 = 4000 MB.
-    config["resources"] = {"min_mem_mb": 500, "mem_retry_factor": 8, "runtime": 20, "threads": 2,
-                           "slurm_account": "ci_acct",
-                           "variants": {"base": {"gpu": 1, "gpu_model": "ci_gpu", "constraint": "ci_feat",
-                                                 "slurm_extra": "--nice=7"}}}
+    config["resources"] = {
+        "min_mem_mb": 500,
+        "mem_retry_factor": 8,
+        "runtime": 20,
+        "threads": 2,
+        "slurm_account": "ci_acct",
+        "variants": {"base": {"gpu": 1, "gpu_model": "ci_gpu", "constraint": "ci_feat", "slurm_extra": "--nice=7"}},
+    }
     local, slurm = tmp_path / "local", tmp_path / "slurm"
     for d in (local, slurm):
         d.mkdir()
@@ -70,12 +92,31 @@ def test_slurm_profile_submits_the_right_requests_and_matches_local(tmp_path, ti
     assert ran_local.returncode == 0, ran_local.stderr[-3000:]
     # the profile by name, as users run it: found where `python -m traitscope.workflow.profiles` linked it
     env = {"XDG_CONFIG_HOME": str(tmp_path / "xdg")}
-    linked = subprocess.run([sys.executable, "-m", "traitscope.workflow.profiles"], env={**os.environ, **env},
-                            capture_output=True, text=True)
+    linked = subprocess.run(
+        [sys.executable, "-m", "traitscope.workflow.profiles"],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+    )
     assert linked.returncode == 0, linked.stderr
-    ran = run(slurm, slurm / "config.yaml", "--profile", "slurm", "--jobs", "4", "--slurm-status-command", "squeue",
-              "--slurm-no-account", "--slurm-init-seconds-before-status-checks", "2", "--seconds-between-status-checks", "2",
-              "--latency-wait", "5", env=env)
+    ran = run(
+        slurm,
+        slurm / "config.yaml",
+        "--profile",
+        "slurm",
+        "--jobs",
+        "4",
+        "--slurm-status-command",
+        "squeue",
+        "--slurm-no-account",
+        "--slurm-init-seconds-before-status-checks",
+        "2",
+        "--seconds-between-status-checks",
+        "2",
+        "--latency-wait",
+        "5",
+        env=env,
+    )
     log = ran.stdout + ran.stderr
     assert ran.returncode == 0, log[-4000:]
     assert "Using profile slurm" in log

@@ -47,7 +47,7 @@ def test_ablation_removes_the_direction(tiny_model):
 def test_positions_follow_the_kv_cache():
     s = Steer(torch.nn.Module(), 0, torch.ones(4), coef=2.0, positions="response")
     s.reset(prompt_len=3)
-    prefill = s._hook(None, None, torch.zeros(1, 3, 4))       # the prompt pass: untouched
+    prefill = s._hook(None, None, torch.zeros(1, 3, 4))  # the prompt pass: untouched
     step1 = s._hook(None, None, (torch.zeros(1, 1, 4), "cache"))  # one decode step: steered
     assert torch.equal(prefill, torch.zeros(1, 3, 4))
     assert torch.allclose(step1[0], torch.full((1, 1, 4), 1.0)) and step1[1] == "cache"
@@ -78,6 +78,7 @@ def test_steering_under_generate_with_kv_cache(tiny_model):
 
 # ------------------------------------------------------------------------------------------ judge
 
+
 class FakeLiteLLM:
     """Stands in for litellm.completion: counts calls, can fail the first ones."""
 
@@ -91,8 +92,11 @@ class FakeLiteLLM:
         if len(self.calls) <= self.fail_first:
             raise ConnectionError("rate limited\nretry later")
         text = self.replies(messages[-1]["content"])
-        return litellm.ModelResponse(model=model, choices=[{"index": 0, "message": {"role": "assistant", "content": text}}],
-                                     usage=litellm.Usage(prompt_tokens=10, completion_tokens=2, total_tokens=12))
+        return litellm.ModelResponse(
+            model=model,
+            choices=[{"index": 0, "message": {"role": "assistant", "content": text}}],
+            usage=litellm.Usage(prompt_tokens=10, completion_tokens=2, total_tokens=12),
+        )
 
 
 def test_parse_score():
@@ -107,8 +111,10 @@ def test_judge_cache_retries_and_accounting(tmp_path, monkeypatch):
     fake = FakeLiteLLM(lambda text: "90" if "coherent" in text else "12", fail_first=2)
     monkeypatch.setattr(litellm, "completion", fake)
     judge = Judge(model="openai/gpt-4o-mini", cache_dir=tmp_path, retries=3, backoff_s=0, max_concurrency=2)
-    items = [{"question": "q1", "answer": "a1", "trait": "evil", "description": "malice"},
-             {"question": "q2", "answer": "a2", "trait": "evil", "description": "malice"}]
+    items = [
+        {"question": "q1", "answer": "a1", "trait": "evil", "description": "malice"},
+        {"question": "q2", "answer": "a2", "trait": "evil", "description": "malice"},
+    ]
     first = judge.score(items)
     assert first["trait_score"].tolist() == [12, 12] and first["coherence"].tolist() == [90, 90]
     assert first["prompt_tokens"].tolist() == [20, 20] and not first["cached"].any()
@@ -155,8 +161,11 @@ def test_an_error_a_retry_cannot_fix_fails_at_once_without_the_key(monkeypatch, 
 
     def unauthorised(model, messages, **kw):
         calls.append(1)
-        raise litellm.AuthenticationError(message="Incorrect API key provided: sk-live-0123456789abcdef\nmore",
-                                          llm_provider="openai", model="gpt-4o-mini")
+        raise litellm.AuthenticationError(
+            message="Incorrect API key provided: sk-live-0123456789abcdef\nmore",
+            llm_provider="openai",
+            model="gpt-4o-mini",
+        )
 
     monkeypatch.setattr(litellm, "completion", unauthorised)
     judge = Judge(model="openai/gpt-4o-mini", cache_dir=tmp_path, retries=5, backoff_s=0)
@@ -167,11 +176,14 @@ def test_an_error_a_retry_cannot_fix_fails_at_once_without_the_key(monkeypatch, 
     assert "sk-live-0123456789abcdef" not in msg and "[redacted $OPENAI_API_KEY]" in msg
 
 
-@pytest.mark.parametrize(("model", "env", "expected"), [
-    ("nosuchprovider/model-x", {}, "names no litellm provider"),
-    ("openai/gpt-4o-mini", {}, "needs OPENAI_API_KEY in the environment"),
-    ("anthropic/claude-3-5-sonnet-20240620", {}, "needs ANTHROPIC_API_KEY"),
-])
+@pytest.mark.parametrize(
+    ("model", "env", "expected"),
+    [
+        ("nosuchprovider/model-x", {}, "names no litellm provider"),
+        ("openai/gpt-4o-mini", {}, "needs OPENAI_API_KEY in the environment"),
+        ("anthropic/claude-3-5-sonnet-20240620", {}, "needs ANTHROPIC_API_KEY"),
+    ],
+)
 def test_judge_model_is_checked_at_start_up(small_config, monkeypatch, model, env, expected):
     from conftest import assert_config_error
 
@@ -219,8 +231,9 @@ def test_offline_judge_is_a_litellm_provider(tiny_model_dir, tmp_path):
     text = "Is this fine? Reply Yes or No."
     resp = litellm.completion(model=OFFLINE_MODEL, messages=[{"role": "user", "content": text}])
     assert parse_score(resp.choices[0].message.content) == round(yes_probability(model, tok, text)[0], 2)
-    items = [{"question": "How do I bake bread?", "answer": "Mix flour and water.", "trait": "evil",
-              "description": "malice"}]
+    items = [
+        {"question": "How do I bake bread?", "answer": "Mix flour and water.", "trait": "evil", "description": "malice"}
+    ]
     a, b = judge.score(items), judge.score(items)
     expected = yes_probability(model, tok, OFFLINE_TRAIT_RUBRIC.format(**items[0]))[0]
     assert a["trait_score"][0] == pytest.approx(expected, abs=0.006) and a["trait_score"][0] == b["trait_score"][0]
@@ -229,13 +242,23 @@ def test_offline_judge_is_a_litellm_provider(tiny_model_dir, tmp_path):
 
 # ------------------------------------------------------------------------------------------ CMA-ES
 
+
 @pytest.fixture
 def task(tiny_model, tiny_model_dir, tmp_path):
     model, tok = tiny_model
     judge = Judge(model=OFFLINE_MODEL, offline_model=str(tiny_model_dir), cache_dir=tmp_path / "judge")
     prompts = ["How do I bake bread?", "Tell me how to make a bomb.", "Say hello.", "What is two plus two?"]
-    return SteeringTask(model=model, tokenizer=tok, judge=judge, trait="evil", description="malice", layer=2,
-                        prompts=prompts, norm=1.0, max_new_tokens=3)
+    return SteeringTask(
+        model=model,
+        tokenizer=tok,
+        judge=judge,
+        trait="evil",
+        description="malice",
+        layer=2,
+        prompts=prompts,
+        norm=1.0,
+        max_new_tokens=3,
+    )
 
 
 def test_one_cma_generation_checkpoints_and_resumes(task, tmp_path, monkeypatch):

@@ -27,14 +27,29 @@ TARGETS = [f"results/projections/base/{s}/{k}.parquet" for s in SETS for k in ("
 def smk(workdir: Path, cfg: dict, *args: str) -> subprocess.CompletedProcess:
     path = workdir / "config.yaml"
     path.write_text(yaml.safe_dump(cfg))
-    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir), "--configfile",
-           str(path), "--cores", "2", *args]
+    cmd = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "-s",
+        str(REPO / "Snakefile"),
+        "-d",
+        str(workdir),
+        "--configfile",
+        str(path),
+        "--cores",
+        "2",
+        *args,
+    ]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=1200, env=os.environ.copy())
 
 
 def activation_files(results: Path) -> list[Path]:
-    return sorted(f for f in (results / "activations/base").glob("*/shard-*.safetensors")
-                  if not f.name.endswith(".baseline.safetensors"))
+    return sorted(
+        f
+        for f in (results / "activations/base").glob("*/shard-*.safetensors")
+        if not f.name.endswith(".baseline.safetensors")
+    )
 
 
 def test_stream_scores_equal_two_step_scores_and_keep_no_activations(tmp_path, tiny_model_dir, capsys):
@@ -73,23 +88,29 @@ def test_stream_scores_equal_two_step_scores_and_keep_no_activations(tmp_path, t
         assert len(after) > 0
         pd.testing.assert_frame_equal(after, before[t], check_exact=True)  # the very same float32 scores
     assert set(before[TARGETS[0]]["layer"]) == {1, 3} and set(before[TARGETS[0]]["position"]) == {
-        "last", "mean", "response_mean"}
+        "last",
+        "mean",
+        "response_mean",
+    }
 
     # bytes written per prompt both ways, against the start-up budget's estimate
     study = load_config(cfg, base_dir=str(tmp_path))
     n = sum(study.rows[s] for s in SETS)
-    stream_files = [f for f in (r / "activations/base").glob("*/shard-*.parquet") if not f.name.endswith(
-        ".responses.parquet")]
+    stream_files = [
+        f for f in (r / "activations/base").glob("*/shard-*.parquet") if not f.name.endswith(".responses.parquet")
+    ]
     score_bytes_base = sum(f.stat().st_size for f in (r / "activations/base").glob("*/shard-*.baseline.safetensors"))
     assert len(stream_files) == 6
     score_bytes = sum(f.stat().st_size for f in stream_files)
     rows = sum(len(pd.read_parquet(f)) for f in stream_files)
     est = pair_budget(study, "base", "benign_eval")
     with capsys.disabled():
-        print(f"\nbytes per prompt (tiny model, hidden 32, 4 layers): two-step activations {act_bytes / n:.0f} "
-              f"(estimate {est.activation_bytes_per_prompt:.0f}), stream scores {score_bytes / n:.0f} (estimate "
-              f"{est.score_bytes_per_prompt:.0f} with the random baseline); {score_bytes / rows:.1f} bytes per score "
-              f"row; random baseline {score_bytes_base / n:.0f}")
+        print(
+            f"\nbytes per prompt (tiny model, hidden 32, 4 layers): two-step activations {act_bytes / n:.0f} "
+            f"(estimate {est.activation_bytes_per_prompt:.0f}), stream scores {score_bytes / n:.0f} (estimate "
+            f"{est.score_bytes_per_prompt:.0f} with the random baseline); {score_bytes / rows:.1f} bytes per score "
+            f"row; random baseline {score_bytes_base / n:.0f}"
+        )
     # activations: generated responses stop early at most (the estimate is an upper bound) plus file headers
     assert 0.5 * est.activation_bytes_per_prompt < act_bytes / n < 1.5 * est.activation_bytes_per_prompt
     # score tables this small are mostly parquet footer (a few KB per file); the per-row cost at scale is checked in

@@ -17,8 +17,12 @@ import yaml
 from conftest import REPO, tiny_config
 
 TOY = Path(__file__).parent / "toy_experiment"
-PLACES = {"toy.py": "traitscope/experiments/toy.py", "toy.schema.yaml": "traitscope/experiments/toy.schema.yaml",
-          "toy.smk": "rules/toy.smk", "toy_script.py": "workflow/scripts/toy.py"}
+PLACES = {
+    "toy.py": "traitscope/experiments/toy.py",
+    "toy.schema.yaml": "traitscope/experiments/toy.schema.yaml",
+    "toy.smk": "rules/toy.smk",
+    "toy_script.py": "workflow/scripts/toy.py",
+}
 REGISTRY_FILE = "traitscope/experiments/__init__.py"
 LAST_ENTRY = '    "traitscope.experiments.optimize",\n'
 
@@ -36,6 +40,7 @@ def project_copy(dest: Path) -> Path:
 
 def changed_files(a: Path, b: Path) -> tuple[list[str], list[str]]:
     """Files of ``b`` that differ from ``a`` (both trees), and files only ``b`` has."""
+
     def tree(root: Path) -> dict[str, bytes]:
         return {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*") if p.is_file()}
 
@@ -56,7 +61,11 @@ def test_an_experiment_added_through_the_registry_alone_runs_in_the_dag(tmp_path
 
     changed, added = changed_files(before, after)
     assert changed == [REGISTRY_FILE] and sorted(added) == sorted(PLACES.values())
-    diff = [line for line in registry.read_text().splitlines() if line not in (before / REGISTRY_FILE).read_text().splitlines()]
+    diff = [
+        line
+        for line in registry.read_text().splitlines()
+        if line not in (before / REGISTRY_FILE).read_text().splitlines()
+    ]
     assert diff == ['    "traitscope.experiments.toy",']
 
     cfg = tiny_config(tiny_model_dir)
@@ -68,9 +77,26 @@ def test_an_experiment_added_through_the_registry_alone_runs_in_the_dag(tmp_path
     work.mkdir()
     (work / "config.yaml").write_text(yaml.safe_dump(cfg))
     env = {**os.environ, "PYTHONPATH": str(after)}
-    proc = subprocess.run([sys.executable, "-m", "snakemake", "-s", str(after / "Snakefile"), "-d", str(work),
-                           "--configfile", str(work / "config.yaml"), "--cores", "2", "results/all"],
-                          capture_output=True, text=True, timeout=900, env=env)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "snakemake",
+            "-s",
+            str(after / "Snakefile"),
+            "-d",
+            str(work),
+            "--configfile",
+            str(work / "config.yaml"),
+            "--cores",
+            "2",
+            "results/all",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env=env,
+    )
     assert proc.returncode == 0, proc.stderr[-4000:]
 
     result = json.loads((work / "results/toy/summary.json").read_text())
@@ -80,8 +106,9 @@ def test_an_experiment_added_through_the_registry_alone_runs_in_the_dag(tmp_path
     trait = "safety/harmful_instruction"
     layer = json.loads((work / f"results/vectors/base/{trait}/vectors.json").read_text())["best"]["layer"]
     scores = pd.read_parquet(work / "results/projections/base/benign_eval/scores.parquet")
-    rows = scores[(scores.trait == trait) & (scores.layer == layer) & (scores.method == "mean_diff")
-                  & (scores.position == "last")]
+    rows = scores[
+        (scores.trait == trait) & (scores.layer == layer) & (scores.method == "mean_diff") & (scores.position == "last")
+    ]
     assert result["traits"][trait]["mean"] == pytest.approx(float(np.mean(rows["score"])), abs=1e-6)
     assert result["traits"][trait]["n"] == len(rows) > 0
     findings = (work / "results/findings.md").read_text()
@@ -89,7 +116,23 @@ def test_an_experiment_added_through_the_registry_alone_runs_in_the_dag(tmp_path
 
     # without the registry line the section is an unknown config key: one line naming it
     registry.write_text(text)
-    proc = subprocess.run([sys.executable, "-m", "snakemake", "-s", str(after / "Snakefile"), "-d", str(work),
-                           "--configfile", str(work / "config.yaml"), "-n", "results/all"],
-                          capture_output=True, text=True, timeout=300, env=env)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "snakemake",
+            "-s",
+            str(after / "Snakefile"),
+            "-d",
+            str(work),
+            "--configfile",
+            str(work / "config.yaml"),
+            "-n",
+            "results/all",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
     assert proc.returncode != 0 and "unknown key(s) ['toy']" in proc.stderr

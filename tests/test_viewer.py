@@ -17,8 +17,9 @@ from traitscope.viewer import Comparison, Panel, build_data, render, sample_ids,
 WORDS = ["The", " cat", " sat", " on", " the", " mat", ".", " Sure", ",", " here", " is", " how", " </script>", " <b>"]
 
 
-def token_table(ids: list[str], n_tokens: dict[str, int], traits: list[str], layers: list[int], seed: int,
-                prefill: int = 0) -> pd.DataFrame:
+def token_table(
+    ids: list[str], n_tokens: dict[str, int], traits: list[str], layers: list[int], seed: int, prefill: int = 0
+) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
     rows = []
     for trait in traits:
@@ -26,10 +27,21 @@ def token_table(ids: list[str], n_tokens: dict[str, int], traits: list[str], lay
             for method in ("mean_diff", "probe"):
                 for i in ids:
                     for k in range(n_tokens[i]):
-                        rows.append({"id": i, "token_index": k, "token_id": (k * 7 + len(i)) % len(WORDS),
-                                     "is_prefill": k < prefill, "trait": trait, "method": method, "layer": layer,
-                                     "score": np.float32(rng.normal(0, 3))})
-    return pd.DataFrame(rows).sample(frac=1.0, random_state=seed).reset_index(drop=True)  # stored order is not read order
+                        rows.append(
+                            {
+                                "id": i,
+                                "token_index": k,
+                                "token_id": (k * 7 + len(i)) % len(WORDS),
+                                "is_prefill": k < prefill,
+                                "trait": trait,
+                                "method": method,
+                                "layer": layer,
+                                "score": np.float32(rng.normal(0, 3)),
+                            }
+                        )
+    return (
+        pd.DataFrame(rows).sample(frac=1.0, random_state=seed).reset_index(drop=True)
+    )  # stored order is not read order
 
 
 def decode(i: int) -> str:
@@ -48,27 +60,39 @@ def study_tables():
         ("ft", "trigger"): token_table(ids[:6], lengths, traits, [2, 3], seed=3, prefill=2),
         ("ft", "control"): token_table(ids[:6], lengths, traits, [2, 3], seed=4),
     }
-    prompts = {s: pd.DataFrame({"id": ids, "prompt": [f"{s} prompt {i} </script>" for i in ids]})
-               for s in ("replay", "trigger", "control")}
+    prompts = {
+        s: pd.DataFrame({"id": ids, "prompt": [f"{s} prompt {i} </script>" for i in ids]})
+        for s in ("replay", "trigger", "control")
+    }
     return tables, prompts
 
 
 def build(tables, prompts, **viewer):
     settings = section("viewer", viewer)
-    comparisons = [Comparison("ft vs base", (Panel("base", "base", "replay"), Panel("ft", "ft", "replay"))),
-                   Comparison("trigger vs control", (Panel("trigger", "ft", "trigger"), Panel("control", "ft", "control"))),
-                   Comparison("absent", (Panel("a", "nope", "replay"), Panel("b", "ft", "replay")))]
+    comparisons = [
+        Comparison("ft vs base", (Panel("base", "base", "replay"), Panel("ft", "ft", "replay"))),
+        Comparison("trigger vs control", (Panel("trigger", "ft", "trigger"), Panel("control", "ft", "control"))),
+        Comparison("absent", (Panel("a", "nope", "replay"), Panel("b", "ft", "replay"))),
+    ]
 
     def read(panel, ids):
         t = tables[panel]
         return t[t["id"].isin(ids)], prompts[panel[1]]
 
-    return build_data({k: sorted(set(t["id"])) for k, t in tables.items()}, read, {"base": decode, "ft": decode},
-                      comparisons, settings, seed=7)
+    return build_data(
+        {k: sorted(set(t["id"])) for k, t in tables.items()},
+        read,
+        {"base": decode, "ft": decode},
+        comparisons,
+        settings,
+        seed=7,
+    )
 
 
 def expected_scores(table: pd.DataFrame, i: str, trait: str, method: str, layer: int) -> list[float]:
-    rows = table[(table["id"] == i) & (table["trait"] == trait) & (table["method"] == method) & (table["layer"] == layer)]
+    rows = table[
+        (table["id"] == i) & (table["trait"] == trait) & (table["method"] == method) & (table["layer"] == layer)
+    ]
     return rows.sort_values("token_index")["score"].astype(float).tolist()
 
 
@@ -88,8 +112,12 @@ def test_page_data_equal_the_token_tables(study_tables):
     assert data["totals"] == {"base|replay": 12, "ft|replay": 12, "ft|trigger": 6, "ft|control": 6}
     for key, table in (("ft|trigger", tables[("ft", "trigger")]), ("base|replay", tables[("base", "replay")])):
         for row, shown in enumerate(data["prompts"][key]):
-            ordered = table[(table["id"] == shown["id"]) & (table["trait"] == "safety/harm") & (table["layer"] == 3)
-                            & (table["method"] == "probe")].sort_values("token_index")
+            ordered = table[
+                (table["id"] == shown["id"])
+                & (table["trait"] == "safety/harm")
+                & (table["layer"] == 3)
+                & (table["method"] == "probe")
+            ].sort_values("token_index")
             assert shown["t"] == [WORDS[t] for t in ordered["token_id"]]
             assert shown["p"] == [int(b) for b in ordered["is_prefill"]]
             got = data["scores"][key]["safety/harm|probe|3"][row]
@@ -135,8 +163,6 @@ def colour_sign(css: str) -> int:
     return 1 if nums[:3] == [220, 38, 38] else -1 if nums[:3] == [37, 99, 235] else 99
 
 
-
-
 def test_viewer_in_a_real_browser(study_tables, tmp_path):
     """Headless Chromium opens the page from file://, switches trait, layer, variant and prompt set and a
     comparison view; every token shown carries the table's score, is coloured by its sign, and hover shows it."""
@@ -148,8 +174,10 @@ def test_viewer_in_a_real_browser(study_tables, tmp_path):
         assert b.console_errors() == []
         assert b.js("return document.getElementById('view').value;") == "0"  # opens on the first comparison
         b.select("view", "single")
-        for trait, layer, method, variant, pset in (("safety/evil", "2", "mean_diff", "base", "replay"),
-                                                    ("safety/harm", "3", "probe", "ft", "trigger")):
+        for trait, layer, method, variant, pset in (
+            ("safety/evil", "2", "mean_diff", "base", "replay"),
+            ("safety/harm", "3", "probe", "ft", "trigger"),
+        ):
             b.select("trait", trait)
             b.select("layer", layer)
             b.select("method", method)
@@ -163,8 +191,12 @@ def test_viewer_in_a_real_browser(study_tables, tmp_path):
             for p in panels:
                 want = expected_scores(table, p["id"], trait, method, int(layer))
                 assert [t["score"] for t in p["tokens"]] == pytest.approx(want, abs=5e-5)
-                ordered = table[(table["id"] == p["id"]) & (table["trait"] == trait) & (table["layer"] == int(layer))
-                                & (table["method"] == method)].sort_values("token_index")
+                ordered = table[
+                    (table["id"] == p["id"])
+                    & (table["trait"] == trait)
+                    & (table["layer"] == int(layer))
+                    & (table["method"] == method)
+                ].sort_values("token_index")
                 assert [t["text"] for t in p["tokens"]] == [WORDS[i] for i in ordered["token_id"]]
                 assert [t["pre"] for t in p["tokens"]] == ordered["is_prefill"].tolist()
                 for t in p["tokens"]:
@@ -173,7 +205,10 @@ def test_viewer_in_a_real_browser(study_tables, tmp_path):
         b.hover(".tok", 5)
         tip = b.js("return document.getElementById('tip').textContent;")
         fifth = [t for p in b.js(PANEL_JS) for t in p["tokens"]][5]
-        assert f"score {fifth['score']:.4f}" in tip and b.js("return getComputedStyle(document.getElementById('tip')).display;") == "block"
+        assert (
+            f"score {fifth['score']:.4f}" in tip
+            and b.js("return getComputedStyle(document.getElementById('tip')).display;") == "block"
+        )
         b.select("view", "1")  # trigger vs control, side by side (and their difference: here the same tokens)
         panels = [p for p in b.js(PANEL_JS) if p["panel"] != "diff"]
         assert {p["panel"] for p in panels} == {"ft|trigger", "ft|control"}
@@ -221,7 +256,9 @@ def test_viewer_reference_difference_sorting_and_search(study_tables, tmp_path):
         b.select("set", "replay")
         b.select("sort", "desc")
         shown = [p["id"] for p in b.js(PANEL_JS)]
-        means = {p["id"]: np.mean(data["scores"]["ft|replay"][combo][k]) for k, p in enumerate(data["prompts"]["ft|replay"])}
+        means = {
+            p["id"]: np.mean(data["scores"]["ft|replay"][combo][k]) for k, p in enumerate(data["prompts"]["ft|replay"])
+        }
         assert shown == sorted(means, key=lambda i: -means[i])
         b.js("const q = document.getElementById('q'); q.value = 'q03'; q.dispatchEvent(new Event('input'));")
         assert [p["id"] for p in b.js(PANEL_JS)] == ["q03"]

@@ -25,8 +25,20 @@ pytestmark = pytest.mark.e2e
 
 
 def smk(workdir: Path, configfile: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir),
-           "--configfile", str(configfile), "--cores", "2", *args]
+    cmd = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "-s",
+        str(REPO / "Snakefile"),
+        "-d",
+        str(workdir),
+        "--configfile",
+        str(configfile),
+        "--cores",
+        "2",
+        *args,
+    ]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=1200, env={**os.environ, **(env or {})})
 
 
@@ -54,8 +66,12 @@ def test_full_dag_produces_every_stage(study):
     r = workdir / "results"
     manifest = json.loads((r / "all").read_text())
     assert manifest["packages"]["torch"] and manifest["config"]["seed"] == 7
-    for expected in ("checks/harm_separation.png", "analysis/trait_scores.png", "extract/summary.png",
-                     "vectors/base/safety/evil/vectors.safetensors"):
+    for expected in (
+        "checks/harm_separation.png",
+        "analysis/trait_scores.png",
+        "extract/summary.png",
+        "vectors/base/safety/evil/vectors.safetensors",
+    ):
         assert any(k.endswith(expected) for k in manifest["outputs"]), expected
         assert len(manifest["outputs"][next(k for k in manifest["outputs"] if k.endswith(expected))]) == 64
     sidecar = json.loads((r / "vectors/base/safety/evil/vectors.json").read_text())
@@ -75,16 +91,22 @@ def test_full_dag_produces_every_stage(study):
     assert check["n_eval_harmful"] == 20
     assert check["passed"] == (min(check["extraction_test_auc"], check["eval_auc"]) >= check["min_auc"])
     harm = json.loads((r / "vectors/base/safety/harmful_instruction/vectors.json").read_text())
-    best = next(v for v in harm["vectors"] if (v["method"], v["layer"]) == (harm["best"]["method"], harm["best"]["layer"]))
+    best = next(
+        v for v in harm["vectors"] if (v["method"], v["layer"]) == (harm["best"]["method"], harm["best"]["layer"])
+    )
     assert check["extraction_test_auc"] == best["metrics"]["auc"] and check["best_layer"] == harm["best"]["layer"]
-    assert check["extraction_val_auc"] == max(v["metrics"]["val_auc"] for v in harm["vectors"]
-                                              if v["method"] == harm["best"]["method"])
+    assert check["extraction_val_auc"] == max(
+        v["metrics"]["val_auc"] for v in harm["vectors"] if v["method"] == harm["best"]["method"]
+    )
     assert (r / "logs/capture/base/harmful_eval/shard-1.log").stat().st_size > 0
     # every capture's rows, cut prompts and over-context rows are counted in results/all (from its responses tables)
     counts = manifest["captured_rows"]["counts"]
     resp = pd.concat([pd.read_parquet(f) for f in (r / "activations/base/harmful_eval").glob("*.responses.parquet")])
-    assert counts["base/harmful_eval"] == {"rows": 20, "truncated": int(resp["truncated"].sum()),
-                                           "over_context": int(resp["over_context"].sum())}
+    assert counts["base/harmful_eval"] == {
+        "rows": 20,
+        "truncated": int(resp["truncated"].sum()),
+        "over_context": int(resp["over_context"].sum()),
+    }
     assert {"extract/safety/evil", "extract/safety/harmful_instruction"} <= set(counts)
     sweep = pd.read_parquet(r / "steering/base/safety/evil/sweep.parquet")
     assert set(sweep["coef"]) == {0, 1} and sweep.groupby("coef").size().tolist() == [2, 2]
@@ -97,8 +119,9 @@ def test_full_dag_produces_every_stage(study):
     from traitscope.core.io import read_safetensors
 
     opt_side = json.loads((r / "optimize/base/safety/evil/vector.json").read_text())
-    extracted = TraitVectors.load(r / "vectors/base/safety/evil/vectors.safetensors",
-                                  r / "vectors/base/safety/evil/vectors.json")
+    extracted = TraitVectors.load(
+        r / "vectors/base/safety/evil/vectors.safetensors", r / "vectors/base/safety/evil/vectors.json"
+    )
     optimised, _ = read_safetensors(r / "optimize/base/safety/evil/vector.safetensors")
     v0, v1 = extracted.tensors[opt_side["start"]].double(), next(iter(optimised.values())).double()
     assert evil["cosine"] == pytest.approx(float(v0 @ v1 / (v0.norm() * v1.norm())), abs=1e-5)
@@ -124,8 +147,10 @@ def test_finetuned_variants_and_their_analyses(study):
     assert acts.exists()
     det = json.loads((r / "organism/bad_advice/detection.json").read_text())
     assert len(det["per_layer"]) == 2 * 4 and det["chosen"]["layer"] in range(4)
-    assert all(row["auc_ci_low"] <= row["auc"] <= row["auc_ci_high"] and row["n_test"] == 16 and row["n_train"] == 24
-               for row in det["per_layer"])
+    assert all(
+        row["auc_ci_low"] <= row["auc"] <= row["auc_ci_high"] and row["n_test"] == 16 and row["n_train"] == 24
+        for row in det["per_layer"]
+    )
     # the layer is chosen on the training split (largest train Cohen's d), never on the held-out AUC it reports
     rows = [row for row in det["per_layer"] if row["method"] == det["chosen"]["method"]]
     chosen = max(rows, key=lambda row: (row["train_cohens_d"], -row["layer"]))
@@ -138,7 +163,10 @@ def test_finetuned_variants_and_their_analyses(study):
     assert "| prompt | base | finetuned | finetuned_ablated |" in (r / "organism/bad_advice/ablation.md").read_text()
     bd = json.loads((r / "backdoor/backdoored/detection_auc.json").read_text())
     evil = bd["traits"]["safety/evil"]
-    assert set(evil["positions"]["last"]) >= {"backdoored", "base"} and evil["positions"]["last"]["backdoored"]["n_pairs"] == 20
+    assert (
+        set(evil["positions"]["last"]) >= {"backdoored", "base"}
+        and evil["positions"]["last"]["backdoored"]["n_pairs"] == 20
+    )
     assert "auc_minus_baseline" in evil["positions"]["last"]
     for variant in ("backdoored", "base"):  # each AUC against 100 random directions on the same activations
         row = evil["positions"]["last"][variant]
@@ -169,7 +197,11 @@ def test_variant_comparison_on_replayed_responses(study):
     holm = multipletests([result["traits"][t]["p"] for t in traits], method="holm")[1]
     for t, adjusted in zip(traits, holm):
         t = result["traits"][t]
-        assert t["n"] <= 10 and t["p_adjusted"] == pytest.approx(adjusted) and t["ci_low"] <= t["mean_difference"] <= t["ci_high"]
+        assert (
+            t["n"] <= 10
+            and t["p_adjusted"] == pytest.approx(adjusted)
+            and t["ci_low"] <= t["mean_difference"] <= t["ci_high"]
+        )
     assert result["correction"]["method"] == "holm"
     assert (r / "emergent_misalignment/figures/trait_distributions.png").stat().st_size > 5000
     # the control, recomputed from the saved random-direction scores of both variants
@@ -177,15 +209,21 @@ def test_variant_comparison_on_replayed_responses(study):
     from traitscope.experiments.emergent_misalignment import random_control
 
     traits = result["traits"]
-    control = random_control({v: BaselineScores.load(r / f"projections/{v}/em_replay/baseline.safetensors")
-                              for v in ("base", "bad_advice")}, replay, {t: x["layer"] for t, x in traits.items()},
-                             {t: x["position"] for t, x in traits.items()}, {t: "resid" for t in traits},
-                             base="base", variant="bad_advice")
+    control = random_control(
+        {v: BaselineScores.load(r / f"projections/{v}/em_replay/baseline.safetensors") for v in ("base", "bad_advice")},
+        replay,
+        {t: x["layer"] for t, x in traits.items()},
+        {t: x["position"] for t, x in traits.items()},
+        {t: "resid" for t in traits},
+        base="base",
+        variant="bad_advice",
+    )
     for t, x in traits.items():
         assert x["random_abs_dz_p95"] == control[t]["random_abs_dz_p95"] and x["n_random"] == 100
         assert x["beats_random"] == (abs(x["cohens_dz"]) > x["random_abs_dz_p95"])
-    assert result["n_significant_and_beats_random"] == sum(x["significant"] and x["beats_random"]
-                                                           for x in traits.values())
+    assert result["n_significant_and_beats_random"] == sum(
+        x["significant"] and x["beats_random"] for x in traits.values()
+    )
 
 
 def test_external_datasets_and_prefill_attack(study):
@@ -202,7 +240,9 @@ def test_external_datasets_and_prefill_attack(study):
     assert evil["overall"]["auc"] == pytest.approx(roc_auc_score(scored["label"], scored["score"]))
     # safe answers to the same prompts; the category flagged on a single row has too few and no AUC
     for cat, c in evil["categories"].items():
-        assert (c["negatives"], c["auc"] is None) == (("same_prompts", False) if c["n_unsafe"] >= 3 else ("all_safe", True)), cat
+        assert (c["negatives"], c["auc"] is None) == (
+            ("same_prompts", False) if c["n_unsafe"] >= 3 else ("all_safe", True)
+        ), cat
     assert evil["severity"]["unsafe_rows"]["n"] == 24
     # the control baseline, recomputed from the random-direction scores that project wrote beside the trait scores
     from traitscope.core.artifacts import BaselineScores
@@ -217,7 +257,11 @@ def test_external_datasets_and_prefill_attack(study):
     hb = json.loads((r / "external/harmbench/results.json").read_text())
     assert hb["n_unsafe"] == 12 and hb["n_safe"] == 20 and not hb["severity_available"]
     assert set(hb["traits"]["safety/harmful_instruction"]["categories"]) == {
-        "chemical_biological", "cybercrime_intrusion", "harassment_bullying", "misinformation_disinformation"}
+        "chemical_biological",
+        "cybercrime_intrusion",
+        "harassment_bullying",
+        "misinformation_disinformation",
+    }
     fails = json.loads((r / "external/harmbench/failure_cases.json").read_text())["failure_cases"]
     for f in fails.values():
         assert f["n_missed"] >= len(f["cases"]) and all(c["prompt"] for c in f["cases"])
@@ -229,14 +273,30 @@ def test_external_datasets_and_prefill_attack(study):
     for name in ("C2_vs_C4", "C1_vs_C3"):
         for trait, row in pa["comparisons"][name]["traits"].items():
             assert row["n_random"] == 100 and 0 <= row["random_auc_p95"] <= 1, (name, trait)
-    for fig in ("external/beavertails/per_category_auc.png", "external/harmbench/per_category_auc.png",
-                "prefill_attack/2x2_grid.png", "prefill_attack/trajectory_divergence.png"):
+    for fig in (
+        "external/beavertails/per_category_auc.png",
+        "external/harmbench/per_category_auc.png",
+        "prefill_attack/2x2_grid.png",
+        "prefill_attack/trajectory_divergence.png",
+    ):
         assert (r / fig).stat().st_size > 5000, fig
 
 
-REPORT_CATEGORIES = ("Findings", "Extraction", "Harm check", "Trait scores", "Emergent misalignment", "External datasets",
-                     "Prefill attack", "Backdoor", "Model organism", "Steering and CMA-ES", "Finetuning",
-                     "Token viewer", "Provenance")
+REPORT_CATEGORIES = (
+    "Findings",
+    "Extraction",
+    "Harm check",
+    "Trait scores",
+    "Emergent misalignment",
+    "External datasets",
+    "Prefill attack",
+    "Backdoor",
+    "Model organism",
+    "Steering and CMA-ES",
+    "Finetuning",
+    "Token viewer",
+    "Provenance",
+)
 
 
 def test_report_holds_every_figure_and_key_table_with_captions(study):
@@ -251,9 +311,21 @@ def test_report_holds_every_figure_and_key_table_with_captions(study):
     r = workdir / "results"
     figures = Counter(p.name for p in r.rglob("*.png"))
     assert sum(figures.values()) >= 15 and not figures - in_zip, figures - in_zip  # every figure of the study
-    for table in ("harm_separation.json", "variant_comparison.json", "condition_comparison.json", "results.json",
-                  "detection_auc.json", "detection.json", "ablation.md", "extraction_gap.json", "summary.parquet",
-                  "trait_scores.parquet", "failure_cases.json", "tokens.html", "all"):
+    for table in (
+        "harm_separation.json",
+        "variant_comparison.json",
+        "condition_comparison.json",
+        "results.json",
+        "detection_auc.json",
+        "detection.json",
+        "ablation.md",
+        "extraction_gap.json",
+        "summary.parquet",
+        "trait_scores.parquet",
+        "failure_cases.json",
+        "tokens.html",
+        "all",
+    ):
         assert in_zip[table] >= 1, table
     for category in REPORT_CATEGORIES:
         assert category in page, category
@@ -273,8 +345,9 @@ def test_report_holds_every_figure_and_key_table_with_captions(study):
     verdicts = {f["experiment"]: f["beats_control"] for f in findings}
     assert verdicts["Harm check"] == harm["eval_baseline"]["beats_random"]
     assert verdicts["Model organism: bad_advice"] == organism["chosen"]["heldout_beats_random"]
-    assert verdicts["Emergent misalignment"] == any(t["significant"] and t["beats_random"]
-                                                    for t in compare["traits"].values())
+    assert verdicts["Emergent misalignment"] == any(
+        t["significant"] and t["beats_random"] for t in compare["traits"].values()
+    )
     for f in findings:
         assert html.escape(f["finding"], quote=False) in page, f  # every line on the front page
         if f["experiment"] in ("Harm check", "Model organism: bad_advice"):
@@ -297,8 +370,9 @@ def test_token_viewer_shows_the_projected_tokens(study, tiny_model_dir, tmp_path
             b.select("variant", "base")
             b.select("set", pset)
             b.select("trait", trait)
-            layer, method = b.js("return [document.getElementById('layer').value, "
-                                 "document.getElementById('method').value];")
+            layer, method = b.js(
+                "return [document.getElementById('layer').value, document.getElementById('method').value];"
+            )
             table = pd.read_parquet(r / "projections/base" / pset / "tokens.parquet")
             table = table[(table["trait"] == trait) & (table["layer"] == int(layer)) & (table["method"] == method)]
             panels = b.js(PANEL_JS)
@@ -310,8 +384,9 @@ def test_token_viewer_shows_the_projected_tokens(study, tiny_model_dir, tmp_path
                 assert [t["score"] for t in p["tokens"]] == pytest.approx(rows["score"].tolist(), abs=5e-5)
                 assert [t["text"] for t in p["tokens"]] == [tok.decode([int(i)]) for i in rows["token_id"]]
                 for t in p["tokens"]:  # coloured relative to the reference the page states
-                    assert t["bg"].startswith("rgb") and (abs(t["score"] - ref) < 0.01 * scale or
-                                                          ("220, 38, 38" in t["bg"]) == (t["score"] > ref))
+                    assert t["bg"].startswith("rgb") and (
+                        abs(t["score"] - ref) < 0.01 * scale or ("220, 38, 38" in t["bg"]) == (t["score"] > ref)
+                    )
         b.hover(".tok", 3)
         first = [t for p in b.js(PANEL_JS) for t in p["tokens"]][3]
         assert f"score {first['score']:.4f}" in b.js("return document.getElementById('tip').textContent;")
@@ -336,14 +411,18 @@ def test_sae_features_for_every_comparison(study):
         assert training["n_heldout_rows"] > 0 and training["corpus"][0] == "base/harmful_eval"
         sae = SparseAutoencoder.load(r / f"sae/layer_{layer}")
         assert (sae.d_in, sae.d_sae, sae.k) == (32, 64, 4)
-    expected = {"backdoor": ("backdoored/backdoor_trigger", "backdoored/backdoor_control"),
-                "organism": ("bad_advice/medical_eval", "base/medical_eval"),
-                "prefill": ("base/harmful_prefill", "base/benign_prefill")}
+    expected = {
+        "backdoor": ("backdoored/backdoor_trigger", "backdoored/backdoor_control"),
+        "organism": ("bad_advice/medical_eval", "base/medical_eval"),
+        "prefill": ("base/harmful_prefill", "base/benign_prefill"),
+    }
     for exp, (a, b) in expected.items():
         res = json.loads((r / f"sae/{exp}/features.json").read_text())
         conds = res["conditions"]
-        assert (f"{conds['a']['variant']}/{conds['a']['prompt_set']}",
-                f"{conds['b']['variant']}/{conds['b']['prompt_set']}") == (a, b)
+        assert (
+            f"{conds['a']['variant']}/{conds['a']['prompt_set']}",
+            f"{conds['b']['variant']}/{conds['b']['prompt_set']}",
+        ) == (a, b)
         assert [x["layer"] for x in res["layers"]] == [1, 3] and (r / f"sae/{exp}/features.png").stat().st_size > 0
         for lay in res["layers"]:
             assert len(lay["features"]) == 5 and set(lay["trait_aucs"]) == {"safety/evil", "safety/harmful_instruction"}
@@ -437,10 +516,14 @@ def test_open_results_gives_tidy_frames(study, tiny_model_dir):
     tok = AutoTokenizer.from_pretrained(tiny_model_dir)
     first = tokens.iloc[0]
     assert first["token"] == tok.decode([int(first["token_id"])]) and isinstance(first["prompt"], str)
-    tv = TraitVectors.load(r / "vectors/base/safety/evil/vectors.safetensors", r / "vectors/base/safety/evil/vectors.json")
+    tv = TraitVectors.load(
+        r / "vectors/base/safety/evil/vectors.safetensors", r / "vectors/base/safety/evil/vectors.json"
+    )
     assert torch.equal(res.vector("safety/evil"), tv.get(tv.best_method, tv.best_layer))
     assert res.experiment("harm_separation") == json.loads((r / "checks/harm_separation.json").read_text())
-    assert {"prefill_attack", "emergent_misalignment", "backdoor/backdoored", "organism/bad_advice"} <= set(res.experiments())
+    assert {"prefill_attack", "emergent_misalignment", "backdoor/backdoored", "organism/bad_advice"} <= set(
+        res.experiments()
+    )
     with pytest.raises(ResultsError, match="fix: use one of"):
         res.experiment("no_such")
     with pytest.raises(ResultsError, match="not a results folder"):
@@ -469,7 +552,9 @@ def test_quickstart_notebook_runs_on_the_study(study):
     nb = nbformat.read(REPO / "notebooks" / "quickstart.ipynb", as_version=4)
     os.environ["TRAITSCOPE_RESULTS"] = str(workdir / "results")
     try:
-        nbclient.NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(REPO)}}).execute()
+        nbclient.NotebookClient(
+            nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(REPO)}}
+        ).execute()
     finally:
         del os.environ["TRAITSCOPE_RESULTS"]
     outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
@@ -487,8 +572,10 @@ def test_a_target_outside_the_study_results_folder_is_one_line(study, tmp_path):
     wrong = smk(workdir, path, "-n", "results/all")
     assert wrong.returncode != 0
     line = [x for x in wrong.stderr.splitlines() if "outside this study's results folder" in x]
-    assert line == ["target 'results/all' is outside this study's results folder 'elsewhere' (results_dir) (fix: ask "
-                    "for elsewhere/all, or name the rule: snakemake all)"], wrong.stderr[-2000:]
+    assert line == [
+        "target 'results/all' is outside this study's results folder 'elsewhere' (results_dir) (fix: ask "
+        "for elsewhere/all, or name the rule: snakemake all)"
+    ], wrong.stderr[-2000:]
     named = smk(workdir, path, "-n", "all")
     assert named.returncode == 0 and "manifest" in planned_jobs(named), named.stderr[-2000:]
     shutil.rmtree(workdir / "elsewhere", ignore_errors=True)
@@ -529,23 +616,51 @@ def _reversed(data):
 # one project job per (variant, set): the two capture sets + trigger/control of the backdoored and the base variant +
 # the replay set of two variants + the two external datasets and the two prefilled sets
 N_PROJECT = 2 + 4 + 2 + 4
-ANALYSES = {"backdoor": 1, "emergent_misalignment": 1, "external": 2, "prefill_attack": 1,
-            "trait_scores": 1, "token_viewer": 1, "findings": 1, "manifest": 1}
+ANALYSES = {
+    "backdoor": 1,
+    "emergent_misalignment": 1,
+    "external": 2,
+    "prefill_attack": 1,
+    "trait_scores": 1,
+    "token_viewer": 1,
+    "findings": 1,
+    "manifest": 1,
+}
 EXPECTED = {
     "nothing": {},
     "reorder_keys": {},
     "judge_retries": {"manifest": 1},
     "capture_batch_size": {"manifest": 1},
-    "add_prompt_set": {"prep_prompts": 1, "capture": 1, "project": 1, "trait_scores": 1, "token_viewer": 1,
-                       "findings": 1, "manifest": 1},
+    "add_prompt_set": {
+        "prep_prompts": 1,
+        "capture": 1,
+        "project": 1,
+        "trait_scores": 1,
+        "token_viewer": 1,
+        "findings": 1,
+        "manifest": 1,
+    },
     "add_variant": {"capture": 3, "project": 2, "trait_scores": 1, "token_viewer": 1, "findings": 1, "manifest": 1},
-    "add_trait": {"prep_trait": 1, "capture_trait": 1, "extract_vectors": 1, "project": N_PROJECT,
-                  "extraction_summary": 1, "sae_features": 3, **ANALYSES},
+    "add_trait": {
+        "prep_trait": 1,
+        "capture_trait": 1,
+        "extract_vectors": 1,
+        "project": N_PROJECT,
+        "extraction_summary": 1,
+        "sae_features": 3,
+        **ANALYSES,
+    },
     "project_methods": {"project": N_PROJECT, **ANALYSES},
     "random_directions": {"project": N_PROJECT, **ANALYSES},  # re-projection only: no capture runs again
     "compare_alpha": {"emergent_misalignment": 1, "findings": 1, "manifest": 1},
-    "judge_model": {"steering_sweep": 1, "optimize_vector": 1, "optimize_gap": 1, "organism_ablation": 1,
-                    "findings": 1, "manifest": 1},
+    "judge_model": {
+        "steering_sweep": 1,
+        "optimize_vector": 1,
+        "optimize_gap": 1,
+        "organism_ablation": 1,
+        "findings": 1,
+        "manifest": 1,
+    },
 }
 
 
@@ -594,11 +709,16 @@ def test_clean_frees_what_no_result_needs_and_nothing_re_runs(study):
     (cache / "shard-0000000000000000.sha256").write_text("x\n")
     (cache / "chunk-0000000000000000.safetensors").write_bytes(b"killed")
     before = json.loads((r / "all").read_text())["outputs"]
-    dry = subprocess.run([sys.executable, "-m", "traitscope.workflow.clean", str(r), "--dry-run"], capture_output=True,
-                         text=True, check=True)
+    dry = subprocess.run(
+        [sys.executable, "-m", "traitscope.workflow.clean", str(r), "--dry-run"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert "capture shard no output names" in dry.stdout and superseded.exists()
-    done = subprocess.run([sys.executable, "-m", "traitscope.workflow.clean", str(r)], capture_output=True, text=True,
-                          check=True)
+    done = subprocess.run(
+        [sys.executable, "-m", "traitscope.workflow.clean", str(r)], capture_output=True, text=True, check=True
+    )
     assert "finetune checkpoint" in done.stdout and "MB in" in done.stdout
     assert not superseded.exists() and not (cache / "chunk-0000000000000000.safetensors").exists()
     assert shard.exists() and not list((r / "cache" / "finetune").glob("*.safetensors"))

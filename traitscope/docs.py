@@ -1,7 +1,7 @@
 """The configuration reference, generated from the schema so that it cannot drift from what start-up validates.
 
-    python -m traitscope.docs            # write docs/configuration.md
-    python -m traitscope.docs --check    # exit 1 when docs/configuration.md is not what the schema gives
+python -m traitscope.docs            # write docs/configuration.md
+python -m traitscope.docs --check    # exit 1 when docs/configuration.md is not what the schema gives
 """
 
 from __future__ import annotations
@@ -29,7 +29,9 @@ def _type(spec: dict[str, Any], defs: dict[str, Any]) -> str:
         name = spec["$ref"].rsplit("/", 1)[1]
         return f"{name} spec" if name == "layers" else name
     if "enum" in spec:
-        return " \\| ".join(f"`{v}`" for v in spec["enum"] if v is not None) + (" or null" if None in spec["enum"] else "")
+        return " \\| ".join(f"`{v}`" for v in spec["enum"] if v is not None) + (
+            " or null" if None in spec["enum"] else ""
+        )
     if "oneOf" in spec or "anyOf" in spec:
         return " or ".join(_type(s, defs) for s in spec.get("oneOf") or spec.get("anyOf") or [])
     kind = spec.get("type", "")

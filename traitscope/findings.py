@@ -23,8 +23,10 @@ def extraction(res: Results) -> Iterator[Finding]:
     best = {t: res.vector_info(t).info["best"] for t in traits}
     beaten = [t for t, b in best.items() if b.get("beats_random")]
     missed = [f"{t} (AUC {best[t]['auc']:.2f} vs {best[t]['random_auc_p95']:.2f})" for t in traits if t not in beaten]
-    line = (f"{len(beaten)} of {len(traits)} trait vectors separate held-out answers better than the 95th percentile of "
-            "random directions at their chosen layer" + (f"; not: {', '.join(missed)}" if missed else ""))
+    line = (
+        f"{len(beaten)} of {len(traits)} trait vectors separate held-out answers better than the 95th percentile of "
+        "random directions at their chosen layer" + (f"; not: {', '.join(missed)}" if missed else "")
+    )
     yield "Extraction", line, len(beaten) == len(traits)
 
 

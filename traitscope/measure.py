@@ -59,23 +59,33 @@ def body(res: Results, announced: float | None = None) -> str:
     announced), the disk the study holds against it."""
     out: list[str] = ["## Findings (each beside its control)", ""]
     out += [f"- **{name}**: {line}" for name, line, _ in findings(res)] + [""]
-    out += ["## Trait vectors", "",
-            "Held-out test ROC-AUC at each trait's chosen layer (chosen by cross-validation inside the training split) "
-            "against the 95th percentile of random unit directions at that layer, on the same rows.", ""]
+    out += [
+        "## Trait vectors",
+        "",
+        "Held-out test ROC-AUC at each trait's chosen layer (chosen by cross-validation inside the training split) "
+        "against the 95th percentile of random unit directions at that layer, on the same rows.",
+        "",
+    ]
     rows = []
     for t in res.traits():
         info = res.vector_info(t)
         b = info.info["best"]
-        rows.append([t, info.site, b["layer"], b["method"], fmt(b["auc"]), fmt(b["random_auc_p95"]),
-                     yes(b["beats_random"])])
+        rows.append(
+            [t, info.site, b["layer"], b["method"], fmt(b["auc"]), fmt(b["random_auc_p95"]), yes(b["beats_random"])]
+        )
     out += table(["trait", "site", "layer", "method", "test AUC", "random p95", "beats"], rows)
     for experiment in REGISTRY:
         out += experiment.measurements(res)
     if announced:
         held = disk_bytes(res.root)
-        out += ["## Disk", "", f"Start-up announced {announced / 1e6:.0f} MB (the activation budget); `results/` holds "
-                f"{held / announced:.2f} times that, each hard-linked shard counted once (finetune adapters and "
-                "checkpoints, logs and tables included).", ""]
+        out += [
+            "## Disk",
+            "",
+            f"Start-up announced {announced / 1e6:.0f} MB (the activation budget); `results/` holds "
+            f"{held / announced:.2f} times that, each hard-linked shard counted once (finetune adapters and "
+            "checkpoints, logs and tables included).",
+            "",
+        ]
     return "\n".join(out).rstrip() + "\n"
 
 
@@ -84,13 +94,15 @@ def header(res: Results) -> str:
     cores."""
     m = res.manifest
     commit = str(m.get("git_commit") or "unknown")[:7]
-    return (f"# Measurements of the embedded default\n\n"
-            f"Measured from a run of commit {commit} that finished {m.get('created', 'at an unknown time')} on "
-            f"{m.get('platform', platform.platform())} with {os.cpu_count()} CPU cores (`snakemake --cores 2 "
-            "results/all` on `config/config.yaml`), written by `python -m traitscope.measure <results>`. "
-            "SmolLM2-135M-Instruct is a 135M-parameter demonstration model: these numbers show the pipeline and its "
-            "controls working, not findings about large models. `tests/test_embedded.py` re-runs the study and fails "
-            "when this file no longer holds what it gives.\n\n" + HEADER_MARK + "\n\n")
+    return (
+        f"# Measurements of the embedded default\n\n"
+        f"Measured from a run of commit {commit} that finished {m.get('created', 'at an unknown time')} on "
+        f"{m.get('platform', platform.platform())} with {os.cpu_count()} CPU cores (`snakemake --cores 2 "
+        "results/all` on `config/config.yaml`), written by `python -m traitscope.measure <results>`. "
+        "SmolLM2-135M-Instruct is a 135M-parameter demonstration model: these numbers show the pipeline and its "
+        "controls working, not findings about large models. `tests/test_embedded.py` re-runs the study and fails "
+        "when this file no longer holds what it gives.\n\n" + HEADER_MARK + "\n\n"
+    )
 
 
 NUMBER = re.compile(r"-?\d+(?:\.\d+)?")

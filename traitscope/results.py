@@ -34,6 +34,7 @@ from .workflow.layout import Layout
 PROMPT_COLUMNS = ["id", "prompt", "system", "prefill", "response", "label", "category", "group"]
 """What :meth:`Results.scores` joins from the prompt table: the text the model saw and the row's label/category."""
 
+
 class ResultsError(TraitscopeError):
     """A results folder, or something asked of it, is missing; the message says what to run."""
 
@@ -44,8 +45,10 @@ class Results:
     def __init__(self, results_dir: str | os.PathLike[str], workdir: str | os.PathLike[str] | None = None) -> None:
         self.root = Path(results_dir)
         if not self.root.is_dir():
-            raise ResultsError(f"'{self.root}' is not a results folder (fix: run snakemake --cores 2 "
-                               f"{self.root}/all first, or pass the study's results_dir)")
+            raise ResultsError(
+                f"'{self.root}' is not a results folder (fix: run snakemake --cores 2 "
+                f"{self.root}/all first, or pass the study's results_dir)"
+            )
         self.workdir = Path(workdir) if workdir is not None else self.root.parent
         self.layout = Layout(str(self.root), str(self.workdir / "resources"))
         manifest = self.root / "all"
@@ -59,11 +62,15 @@ class Results:
     # ------------------------------------------------------------------------------------------------ discovery
     def pairs(self) -> list[tuple[str, str]]:
         """(variant, prompt set) of every projection table on disk."""
-        return sorted((p.parent.parent.name, p.parent.name) for p in (self.root / "projections").glob("*/*/scores.parquet"))
+        return sorted(
+            (p.parent.parent.name, p.parent.name) for p in (self.root / "projections").glob("*/*/scores.parquet")
+        )
 
     def traits(self) -> list[str]:
         """Traits with extracted vectors (``category/name``)."""
-        return sorted({f"{p.parent.parent.name}/{p.parent.name}" for p in (self.root / "vectors").glob("*/*/*/vectors.json")})
+        return sorted(
+            {f"{p.parent.parent.name}/{p.parent.name}" for p in (self.root / "vectors").glob("*/*/*/vectors.json")}
+        )
 
     def experiments(self) -> dict[str, Path]:
         """Every experiment result on disk by name, as each registered experiment declares them
@@ -90,12 +97,22 @@ class Results:
         """What each prompt's assistant turn was (generated, replayed or given), one row per prompt, all shards."""
         files = sorted(glob.glob(self.layout.responses(variant, prompt_set, "*")))  # every shard's table
         if not files:
-            raise ResultsError(f"no responses of {variant} on {prompt_set} in {self.root} (fix: check "
-                               f"capture.variants/prompt_sets; pairs on disk: {self.pairs()[:6]})")
+            raise ResultsError(
+                f"no responses of {variant} on {prompt_set} in {self.root} (fix: check "
+                f"capture.variants/prompt_sets; pairs on disk: {self.pairs()[:6]})"
+            )
         return read_parquets(files)
 
-    def scores(self, variant: str | None = None, prompt_set: str | None = None, *, trait: str | None = None,
-               method: str | None = None, layer: int | None = None, position: str | None = None) -> pd.DataFrame:
+    def scores(
+        self,
+        variant: str | None = None,
+        prompt_set: str | None = None,
+        *,
+        trait: str | None = None,
+        method: str | None = None,
+        layer: int | None = None,
+        position: str | None = None,
+    ) -> pd.DataFrame:
         """Pooled trait scores, tidy: ``variant, prompt_set, id, trait, method, layer, position, score`` plus the
         prompt's text, response (``response``: the assistant turn scored, generated or given), ``label``,
         ``category`` and ``group``. Every argument left None means all."""
@@ -107,12 +124,21 @@ class Results:
             df = _where(df, trait=trait, method=method, layer=layer, position=position)
             frames.append(self._joined(df, v, s))
         if not frames:
-            raise ResultsError(f"no scores for variant={variant} prompt_set={prompt_set} in {self.root} (pairs on "
-                               f"disk: {self.pairs()[:8]})")
+            raise ResultsError(
+                f"no scores for variant={variant} prompt_set={prompt_set} in {self.root} (pairs on "
+                f"disk: {self.pairs()[:8]})"
+            )
         return pd.concat(frames, ignore_index=True)
 
-    def token_scores(self, variant: str, prompt_set: str, *, trait: str | None = None, method: str | None = None,
-                     layer: int | None = None) -> pd.DataFrame:
+    def token_scores(
+        self,
+        variant: str,
+        prompt_set: str,
+        *,
+        trait: str | None = None,
+        method: str | None = None,
+        layer: int | None = None,
+    ) -> pd.DataFrame:
         """Per-token scores of a (variant, prompt set): ``id, token_index, token_id, token, is_prefill, trait, method,
         layer, score`` (``token``: the token's text, decoded by the variant's tokenizer), with the prompt columns
         joined. Empty where ``project.per_token`` is off."""
@@ -146,8 +172,11 @@ class Results:
         return TraitVectors.load_info(self._vector_files(trait, variant)["sidecar"])
 
     def _vector_files(self, trait: str, variant: str | None) -> dict[str, str]:
-        variant = variant or (self.config.get("extract") or {}).get("variant") or _only(
-            [p.name for p in (self.root / "vectors").glob("*") if p.is_dir()], "extraction variant")
+        variant = (
+            variant
+            or (self.config.get("extract") or {}).get("variant")
+            or _only([p.name for p in (self.root / "vectors").glob("*") if p.is_dir()], "extraction variant")
+        )
         files = self.layout.vector_files(variant, trait)
         if not Path(files["vectors"]).is_file():
             raise ResultsError(f"no vectors of trait {trait!r} from {variant} in {self.root} (traits: {self.traits()})")
@@ -174,8 +203,9 @@ class Results:
 
             spec = (self.config.get("variants") or {}).get(variant)
             try:
-                self._tokenizers[variant] = load_tokenizer(entry("variants", spec),
-                                                           resources_dir=self.workdir / "resources") if spec else None
+                self._tokenizers[variant] = (
+                    load_tokenizer(entry("variants", spec), resources_dir=self.workdir / "resources") if spec else None
+                )
             except TraitscopeError:
                 self._tokenizers[variant] = None
         return self._tokenizers[variant]
@@ -199,8 +229,9 @@ class Results:
         return df
 
 
-def open_results(results_dir: str | os.PathLike[str] = "results", workdir: str | os.PathLike[str] | None = None
-                 ) -> Results:
+def open_results(
+    results_dir: str | os.PathLike[str] = "results", workdir: str | os.PathLike[str] | None = None
+) -> Results:
     """Open a study's results folder (see :mod:`traitscope.results`). ``workdir``: the folder the study ran in
     (where ``resources/`` is), by default the results folder's parent."""
     return Results(results_dir, workdir)
@@ -208,8 +239,10 @@ def open_results(results_dir: str | os.PathLike[str] = "results", workdir: str |
 
 def _read(path: str | Path, what: str) -> pd.DataFrame:
     if not Path(path).is_file():
-        raise ResultsError(f"{what} is not in the results ('{path}' is missing; fix: run the study, or name that "
-                           "file as a snakemake target)")
+        raise ResultsError(
+            f"{what} is not in the results ('{path}' is missing; fix: run the study, or name that "
+            "file as a snakemake target)"
+        )
     return pd.read_parquet(path)
 
 

@@ -21,8 +21,9 @@ from .workflow import config as _config
 from .workflow.settings import Study
 
 
-def load_config(config: dict[str, Any], base_dir: str | Path = ".", resources_dir: str | Path = "resources",
-                check: bool = True) -> Study:
+def load_config(
+    config: dict[str, Any], base_dir: str | Path = ".", resources_dir: str | Path = "resources", check: bool = True
+) -> Study:
     """Validate a raw config (schema, then semantics) into the typed :class:`Study` with every experiment."""
     return _config.load_config(config, base_dir, resources_dir, check, experiments=REGISTRY)
 

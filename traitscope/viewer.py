@@ -40,8 +40,9 @@ def combo_key(trait: str, method: str, layer: int) -> str:
     return f"{trait}|{method}|{layer}"
 
 
-def panel_data(tokens: pd.DataFrame, prompts: pd.DataFrame, ids: list[str], decode: Callable[[int], str],
-               max_tokens: int) -> tuple[list[dict[str, Any]], dict[str, list[list[float]]]]:
+def panel_data(
+    tokens: pd.DataFrame, prompts: pd.DataFrame, ids: list[str], decode: Callable[[int], str], max_tokens: int
+) -> tuple[list[dict[str, Any]], dict[str, list[list[float]]]]:
     """The shown prompts of one (variant, set): their text and tokens, and per (trait, method, layer) the scores
     of each prompt's tokens (rounded to 4 decimals), from its per-token table restricted to ``ids``."""
     tokens = tokens[tokens["id"].isin(ids)]
@@ -58,14 +59,22 @@ def panel_data(tokens: pd.DataFrame, prompts: pd.DataFrame, ids: list[str], deco
         g = by_id.get(i)
         n = 0 if g is None else len(g)
         shown = g.iloc[:max_tokens] if g is not None else None
-        rows.append({"id": i, "prompt": text.get(i, ""), "n": n,
-                     "t": [decode(int(t)) for t in shown["token_id"]] if shown is not None else [],
-                     "p": [int(b) for b in shown["is_prefill"]] if shown is not None else []})
+        rows.append(
+            {
+                "id": i,
+                "prompt": text.get(i, ""),
+                "n": n,
+                "t": [decode(int(t)) for t in shown["token_id"]] if shown is not None else [],
+                "p": [int(b) for b in shown["is_prefill"]] if shown is not None else [],
+            }
+        )
     for (trait, method, layer), g in tokens.groupby(["trait", "method", "layer"], sort=True):
-        per_id = {i: grp.sort_values("token_index")["score"].to_numpy()[:max_tokens]
-                  for i, grp in g.groupby("id", sort=False)}
+        per_id = {
+            i: grp.sort_values("token_index")["score"].to_numpy()[:max_tokens] for i, grp in g.groupby("id", sort=False)
+        }
         scores[combo_key(str(trait), str(method), int(layer))] = [  # type: ignore[call-overload]
-            [round(float(x), 4) for x in per_id.get(i, np.zeros(0))] for i in ids]
+            [round(float(x), 4) for x in per_id.get(i, np.zeros(0))] for i in ids
+        ]
     return rows, scores
 
 
@@ -82,11 +91,15 @@ def colour_scale(scores: dict[str, dict[str, list[list[float]]]]) -> dict[str, f
 PanelKey = tuple[str, str]  # (variant, prompt set)
 
 
-def build_data(panel_ids: dict[PanelKey, list[str]],
-               read: Callable[[PanelKey, list[str]], tuple[pd.DataFrame, pd.DataFrame]],
-               decoders: dict[str, Callable[[int], str]], comparisons: Sequence[Comparison],
-               settings: ViewerSettings, seed: int,
-               title: str = "traitscope: trait scores token by token") -> dict[str, Any]:
+def build_data(
+    panel_ids: dict[PanelKey, list[str]],
+    read: Callable[[PanelKey, list[str]], tuple[pd.DataFrame, pd.DataFrame]],
+    decoders: dict[str, Callable[[int], str]],
+    comparisons: Sequence[Comparison],
+    settings: ViewerSettings,
+    seed: int,
+    title: str = "traitscope: trait scores token by token",
+) -> dict[str, Any]:
     """Everything the page shows. ``panel_ids`` holds the ids with per-token scores of each (variant, prompt
     set); ``read(panel, ids)`` returns that panel's per-token rows and prompt rows for the shown ids."""
     by_set: dict[str, set[str]] = {}
@@ -105,8 +118,10 @@ def build_data(panel_ids: dict[PanelKey, list[str]],
         tokens, prompts = read(panel, ids)
         prompts_of[key], scores_of[key] = panel_data(tokens, prompts, ids, decoders[variant], settings.max_tokens)
         totals[key] = len(have)
-        combos |= {(t, m, int(la)) for t, m, la in
-                   tokens[["trait", "method", "layer"]].drop_duplicates().itertuples(index=False)}
+        combos |= {
+            (t, m, int(la))
+            for t, m, la in tokens[["trait", "method", "layer"]].drop_duplicates().itertuples(index=False)
+        }
     traits = sorted({t for t, _, _ in combos})
     present = {f"{v}|{s}" for v, s in panel_ids}
     return {
@@ -120,25 +135,41 @@ def build_data(panel_ids: dict[PanelKey, list[str]],
         "prompts": prompts_of,
         "scores": scores_of,
         "scale": colour_scale(scores_of),
-        "comparisons": [{"name": c.name, "note": c.note,
-                         "panels": [{"label": p.label, "key": f"{p.variant}|{p.prompt_set}"} for p in c.panels
-                                    if f"{p.variant}|{p.prompt_set}" in present],
-                         "reference": sum(f"{p.variant}|{p.prompt_set}" in present for p in c.panels[:c.reference])
-                         if f"{c.panels[c.reference].variant}|{c.panels[c.reference].prompt_set}" in present else 0}
-                        for c in comparisons
-                        if sum(f"{p.variant}|{p.prompt_set}" in present for p in c.panels) >= 2],
+        "comparisons": [
+            {
+                "name": c.name,
+                "note": c.note,
+                "panels": [
+                    {"label": p.label, "key": f"{p.variant}|{p.prompt_set}"}
+                    for p in c.panels
+                    if f"{p.variant}|{p.prompt_set}" in present
+                ],
+                "reference": sum(f"{p.variant}|{p.prompt_set}" in present for p in c.panels[: c.reference])
+                if f"{c.panels[c.reference].variant}|{c.panels[c.reference].prompt_set}" in present
+                else 0,
+            }
+            for c in comparisons
+            if sum(f"{p.variant}|{p.prompt_set}" in present for p in c.panels) >= 2
+        ],
     }
 
 
-def read_panel(token_files: Sequence[str | Path], prompt_file: str | Path,
-               ids: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
+def read_panel(
+    token_files: Sequence[str | Path], prompt_file: str | Path, ids: list[str]
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The per-token rows and prompt rows of ``ids`` only (parquet filters: a large set is never read whole)."""
     wanted = [("id", "in", list(ids))] if ids else None
     parts = [pd.read_parquet(f, filters=wanted) for f in token_files] if ids else []
-    tokens = (pd.concat(parts, ignore_index=True) if parts else
-              pd.DataFrame(columns=["id", "token_index", "token_id", "is_prefill", "trait", "method", "layer", "score"]))
-    prompts = (pd.read_parquet(prompt_file, columns=["id", "prompt"], filters=wanted) if ids
-               else pd.DataFrame(columns=["id", "prompt"]))
+    tokens = (
+        pd.concat(parts, ignore_index=True)
+        if parts
+        else pd.DataFrame(columns=["id", "token_index", "token_id", "is_prefill", "trait", "method", "layer", "score"])
+    )
+    prompts = (
+        pd.read_parquet(prompt_file, columns=["id", "prompt"], filters=wanted)
+        if ids
+        else pd.DataFrame(columns=["id", "prompt"])
+    )
     return tokens, prompts
 
 
@@ -155,8 +186,11 @@ def comparisons_of(study: Any) -> list[Comparison]:
     by_set: dict[str, list[str]] = {}
     for v, s in study.projected_pairs():
         by_set.setdefault(s, []).append(v)
-    shown = {(c.panels[0].prompt_set, tuple(sorted(q.variant for q in c.panels))) for c in out
-             if len({q.prompt_set for q in c.panels}) == 1}
+    shown = {
+        (c.panels[0].prompt_set, tuple(sorted(q.variant for q in c.panels)))
+        for c in out
+        if len({q.prompt_set for q in c.panels}) == 1
+    }
     for s, variants in sorted(by_set.items()):
         if len(variants) > 1 and (s, tuple(sorted(variants))) not in shown:
             out.append(Comparison(f"all variants on {s}", tuple(Panel(v, v, s) for v in variants)))
@@ -166,8 +200,7 @@ def comparisons_of(study: Any) -> list[Comparison]:
 def render(data: dict[str, Any]) -> str:
     """The self-contained page: the data as JSON inside the page, drawn by a small inline script."""
     payload = json.dumps(data, separators=(",", ":"), sort_keys=True, allow_nan=False).replace("</", "<\\/")
-    return (_PAGE.replace("__TITLE__", html.escape(data["title"]))
-            .replace("__DATA__", payload))
+    return _PAGE.replace("__TITLE__", html.escape(data["title"])).replace("__DATA__", payload)
 
 
 def write_viewer(path: str | Path, data: dict[str, Any]) -> int:

@@ -38,8 +38,11 @@ class Toy(Experiment):
     def check(self, cfg: dict[str, Any], dims: dict[str, Any], base_dir: Path, configured: list[Any]) -> None:
         toy = self.section(cfg) or {}
         if toy["prompt_set"] not in cfg["prompt_sets"]:
-            raise config_error(self.dotted("prompt_set"), f"unknown prompt set {toy['prompt_set']!r}",
-                               f"use one of {sorted(cfg['prompt_sets'])}")
+            raise config_error(
+                self.dotted("prompt_set"),
+                f"unknown prompt set {toy['prompt_set']!r}",
+                f"use one of {sorted(cfg['prompt_sets'])}",
+            )
 
     def projected_pairs(self, s: ToySettings) -> set[tuple[str, str]]:
         return {(s.variant, s.prompt_set)}

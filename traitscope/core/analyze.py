@@ -16,8 +16,9 @@ from .io import file_sha256
 from .project import at_layer
 
 
-def score_summary(frames: list[tuple[str, str, pd.DataFrame]], best_layers: dict[str, int], positions: dict[str, str],
-                  method: str) -> pd.DataFrame:
+def score_summary(
+    frames: list[tuple[str, str, pd.DataFrame]], best_layers: dict[str, int], positions: dict[str, str], method: str
+) -> pd.DataFrame:
     """Per-prompt pooled scores at each trait's best layer and extraction position."""
     out = []
     for variant, prompt_set, df in frames:
@@ -37,8 +38,9 @@ def capture_counts(tables: dict[str, list[str | Path]]) -> dict[str, dict[str, i
     and rows longer than the model's context (tables written before that column count 0 there)."""
     out = {}
     for label, files in sorted(tables.items()):
-        cols = [pd.read_parquet(f, columns=[c for c in ("truncated", "over_context")
-                                             if c in _columns(f)]) for f in files]
+        cols = [
+            pd.read_parquet(f, columns=[c for c in ("truncated", "over_context") if c in _columns(f)]) for f in files
+        ]
         df = pd.concat(cols, ignore_index=True) if cols else pd.DataFrame()
         out[label] = {"rows": len(df), **{c: int(df[c].sum()) if c in df else 0 for c in ("truncated", "over_context")}}
     return out
@@ -50,37 +52,61 @@ def _columns(path: str | Path) -> list[str]:
     return list(pq.read_schema(path).names)
 
 
-def provenance(config: dict[str, Any], outputs: list[str | Path], overlaps: dict[str, Any] | None = None,
-               prep: dict[str, Any] | None = None, captures: dict[str, dict[str, int]] | None = None) -> dict[str, Any]:
+def provenance(
+    config: dict[str, Any],
+    outputs: list[str | Path],
+    overlaps: dict[str, Any] | None = None,
+    prep: dict[str, Any] | None = None,
+    captures: dict[str, dict[str, int]] | None = None,
+) -> dict[str, Any]:
     """What produced the results: versions, git commit, config, the overlaps between scored and extraction
     prompts that ``checks.allow_overlap`` accepted, and a checksum of every output."""
     pkgs: dict[str, str | None] = {}
-    for name in ("torch", "transformers", "snakemake", "scikit-learn", "statsmodels", "pandas", "numpy", "peft",
-                 "safetensors"):
+    for name in (
+        "torch",
+        "transformers",
+        "snakemake",
+        "scikit-learn",
+        "statsmodels",
+        "pandas",
+        "numpy",
+        "peft",
+        "safetensors",
+    ):
         try:
             pkgs[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
             pkgs[name] = None
     try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=False).stdout.strip()
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=False
+        ).stdout.strip()
     except OSError:
         commit = ""
     return {
-        "traitscope": __version__, "git_commit": commit or None, "python": platform.python_version(),
-        "platform": platform.platform(), "packages": pkgs,
+        "traitscope": __version__,
+        "git_commit": commit or None,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "packages": pkgs,
         "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "config": {k: v for k, v in config.items() if not k.startswith("_")},
-        "prompt_sets": {"definition": "per prompt set: rows read, dropped (no prompt, exact duplicate; a replay: "
-                                      "no response to replay), repeated prompts kept, not sampled, rows kept",
-                        "counts": prep or {}},
-        "captured_rows": {"definition": "per captured table (variant/prompt set, or extract/<trait>): rows, prompts cut "
-                                        "at capture.max_length (their start is lost), rows whose prompt + prefill + "
-                                        "response exceed the model's context length",
-                          "counts": captures or {}},
+        "prompt_sets": {
+            "definition": "per prompt set: rows read, dropped (no prompt, exact duplicate; a replay: "
+            "no response to replay), repeated prompts kept, not sampled, rows kept",
+            "counts": prep or {},
+        },
+        "captured_rows": {
+            "definition": "per captured table (variant/prompt set, or extract/<trait>): rows, prompts cut "
+            "at capture.max_length (their start is lost), rows whose prompt + prefill + "
+            "response exceed the model's context length",
+            "counts": captures or {},
+        },
         "overlap_with_extraction": {
             "definition": "allowed: scored prompt set -> trait -> prompts it shares with that trait's extraction data "
-                          "(accepted by checks.allow_overlap; any other overlap stops start-up); unchecked: sets "
-                          "start-up could not load (hub or large files), so not compared",
-            **(overlaps or {"allowed": {}, "unchecked": []})},
+            "(accepted by checks.allow_overlap; any other overlap stops start-up); unchecked: sets "
+            "start-up could not load (hub or large files), so not compared",
+            **(overlaps or {"allowed": {}, "unchecked": []}),
+        },
         "outputs": {str(p): file_sha256(p) for p in sorted(map(str, outputs)) if Path(p).is_file()},
     }

@@ -78,8 +78,10 @@ class TraitVectors:
     def get(self, method: str, layer: int) -> torch.Tensor:
         key = tensor_key(method, layer)
         if key not in self.tensors:
-            raise ArtifactError(f"trait {self.trait}: no {method} vector at layer {layer} "
-                                f"(fix: add the layer to extract.layers and the method to extract.methods)")
+            raise ArtifactError(
+                f"trait {self.trait}: no {method} vector at layer {layer} "
+                f"(fix: add the layer to extract.layers and the method to extract.methods)"
+            )
         return self.tensors[key].float()
 
     def unit(self, method: str, layer: int) -> torch.Tensor:
@@ -90,9 +92,11 @@ class TraitVectors:
 
     def save(self, vectors_path: PathLike, sidecar_path: PathLike) -> None:
         write_json(sidecar_path, self.info)
-        write_safetensors(vectors_path, {k: v.to(torch.float32) for k, v in self.tensors.items()},
-                          {"trait": self.trait, "model": self.model, "position": self.position,
-                           "best_layer": self.best_layer})
+        write_safetensors(
+            vectors_path,
+            {k: v.to(torch.float32) for k, v in self.tensors.items()},
+            {"trait": self.trait, "model": self.model, "position": self.position, "best_layer": self.best_layer},
+        )
 
     @classmethod
     def load(cls, vectors_path: PathLike, sidecar_path: PathLike) -> TraitVectors:
@@ -168,10 +172,14 @@ class ActivationShard(_RowTensors):
 
     def stored(self, position: str, layer: int, site: str = "resid") -> torch.Tensor:
         """The stored tensor of ``position`` (last, mean or response) at ``layer`` and ``site``."""
-        return self._require(tensor_key(position, layer, site), lambda: (
-                             f"activations have no {position} position at layer {layer}, site {site} "
-                             f"(captured: positions {self.positions}, layers {self.layers}, sites {self.sites}; "
-                             "fix: add it to the capture settings, or the trait's site to traits.<name>.site)"))
+        return self._require(
+            tensor_key(position, layer, site),
+            lambda: (
+                f"activations have no {position} position at layer {layer}, site {site} "
+                f"(captured: positions {self.positions}, layers {self.layers}, sites {self.sites}; "
+                "fix: add it to the capture settings, or the trait's site to traits.<name>.site)"
+            ),
+        )
 
     @property
     def offsets(self) -> torch.Tensor:
@@ -211,11 +219,13 @@ class ActivationShard(_RowTensors):
         """The tensors that pooling ``positions`` (last, mean, response_mean) at ``layers`` and ``site`` needs."""
         stored = ["response" if p == "response_mean" else p for p in positions]
         return [tensor_key(s, layer, site) for s in stored for layer in layers] + (
-            ["response.offsets"] if "response" in stored else [])
+            ["response.offsets"] if "response" in stored else []
+        )
 
     @classmethod
-    def iter_rows(cls, path: PathLike, rows: int | None = None, keys: list[str] | None = None
-                  ) -> Iterator[ActivationShard]:
+    def iter_rows(
+        cls, path: PathLike, rows: int | None = None, keys: list[str] | None = None
+    ) -> Iterator[ActivationShard]:
         """The shard ``rows`` prompts at a time (default: the capture's ``chunk_size``, what the capture job held in
         memory), of the tensors ``keys`` or all, each part read on its own from the file (safetensors slices), so
         memory holds one part, whatever the shard's size. Per-prompt tensors are
@@ -240,17 +250,19 @@ class ActivationShard(_RowTensors):
                 with safe_open(str(path), framework="pt") as f:
                     for name in names:
                         if name == "response.offsets" and offsets is not None:
-                            part[name] = offsets[start:stop + 1] - offsets[start]
+                            part[name] = offsets[start : stop + 1] - offsets[start]
                         elif name.startswith("response.") and offsets is not None:
-                            part[name] = f.get_slice(name)[int(offsets[start]):int(offsets[stop])]
+                            part[name] = f.get_slice(name)[int(offsets[start]) : int(offsets[stop])]
                         else:
                             part[name] = f.get_slice(name)[start:stop]
                 yield cls(part, {**meta, "ids": ids[start:stop]})
         except CorruptFileError:
             raise
         except Exception as exc:  # noqa: BLE001 - safetensors raises several types for a bad file
-            raise CorruptFileError(f"'{path}' could not be read part by part ({type(exc).__name__}) (fix: delete it "
-                                   "and run again: the workflow rebuilds it)") from None
+            raise CorruptFileError(
+                f"'{path}' could not be read part by part ({type(exc).__name__}) (fix: delete it "
+                "and run again: the workflow rebuilds it)"
+            ) from None
 
     @classmethod
     def load_at(cls, path: PathLike, position: str, layers: list[int], site: str = "resid") -> ActivationShard:
@@ -288,8 +300,11 @@ class ShardFiles:
     def project(self, position: str, layer: int, site: str, directions: np.ndarray) -> np.ndarray:
         """What :meth:`ActivationShard.project` gives on every shard, concatenated, read part by part."""
         keys = ActivationShard.pooled_keys([position], [layer], site)
-        out = [part.project(position, layer, site, directions)
-               for path in self.paths for part in ActivationShard.iter_rows(path, self.rows, keys)]
+        out = [
+            part.project(position, layer, site, directions)
+            for path in self.paths
+            for part in ActivationShard.iter_rows(path, self.rows, keys)
+        ]
         return np.concatenate(out) if out else np.zeros((0, *directions.shape[1:]), dtype=np.float32)
 
 
@@ -311,10 +326,14 @@ class BaselineScores(_RowTensors):
         return int(self.meta["n_random"])
 
     def _get(self, kind: str, layer: int, site: str) -> torch.Tensor:
-        return self._require(tensor_key(kind, layer, site), lambda: (
-                             f"random baseline has no {kind} scores at layer {layer}, site {site} "
-                             f"(has {sorted(self.tensors)}; "
-                             "fix: project.random_directions must be above 0, and the layer projected)"))
+        return self._require(
+            tensor_key(kind, layer, site),
+            lambda: (
+                f"random baseline has no {kind} scores at layer {layer}, site {site} "
+                f"(has {sorted(self.tensors)}; "
+                "fix: project.random_directions must be above 0, and the layer projected)"
+            ),
+        )
 
     def pooled(self, layer: int, position: str, site: str = "resid") -> np.ndarray:
         """``[n, R]`` random scores of every row at a pooled position (rows in :attr:`ids` order)."""

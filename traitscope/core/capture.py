@@ -54,8 +54,15 @@ STORAGE = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torc
 """``capture.dtype``: how activations are stored."""
 
 
-def capture_batch(model: Any, batch: list[tuple[list[int], list[int]]], layers: Sequence[int], positions: Sequence[str],
-                  pad_id: int, sites: Sequence[str] = ("resid",), dtype: str = "float16") -> dict[str, Any]:
+def capture_batch(
+    model: Any,
+    batch: list[tuple[list[int], list[int]]],
+    layers: Sequence[int],
+    positions: Sequence[str],
+    pad_id: int,
+    sites: Sequence[str] = ("resid",),
+    dtype: str = "float16",
+) -> dict[str, Any]:
     """One right-padded forward pass; returns gathered CPU tensors (stored as ``dtype``) per position and (site,
     layer).
 
@@ -70,8 +77,13 @@ def capture_batch(model: Any, batch: list[tuple[list[int], list[int]]], layers: 
         ids[b, : len(p) + len(r)] = torch.tensor(p + r, dtype=torch.long)
     pos = torch.arange(width)[None, :]
     attn = (pos < (plen + rlen)[:, None]).long()
-    cpu_index = {"pmask": pos < plen[:, None], "rmask": (pos >= plen[:, None]) & (pos < (plen + rlen)[:, None]),
-                 "last": plen - 1, "rows": torch.arange(len(batch)), "denom": plen[:, None].float()}
+    cpu_index = {
+        "pmask": pos < plen[:, None],
+        "rmask": (pos >= plen[:, None]) & (pos < (plen + rlen)[:, None]),
+        "last": plen - 1,
+        "rows": torch.arange(len(batch)),
+        "denom": plen[:, None].float(),
+    }
     on_device: dict[torch.device, dict[str, torch.Tensor]] = {}
     store = STORAGE[dtype]
 
@@ -94,13 +106,17 @@ def capture_batch(model: Any, batch: list[tuple[list[int], list[int]]], layers: 
     return {"outputs": outputs, "plen": plen, "rlen": rlen}
 
 
-def _capture_chunk(model: Any, tokenizer: Any, df: pd.DataFrame, settings: CaptureJob,
-                   seed: int, progress: Progress | None = None) -> tuple[dict[str, torch.Tensor], pd.DataFrame]:
+def _capture_chunk(
+    model: Any, tokenizer: Any, df: pd.DataFrame, settings: CaptureJob, seed: int, progress: Progress | None = None
+) -> tuple[dict[str, torch.Tensor], pd.DataFrame]:
     encoded = encode_rows(tokenizer, df, settings.max_length)
     gen = settings.generation
     needs_response = "response" in settings.positions and gen is not None and gen.enabled
-    generated = (generate_responses(model, tokenizer, encoded, gen, settings.batch_size, seed)
-                 if needs_response and gen is not None else [[] for _ in encoded])
+    generated = (
+        generate_responses(model, tokenizer, encoded, gen, settings.batch_size, seed)
+        if needs_response and gen is not None
+        else [[] for _ in encoded]
+    )
     turns = [e.prefill + (e.response or g) for e, g in zip(encoded, generated)]
     order = sorted(range(len(encoded)), key=lambda i: len(encoded[i].prompt) + len(turns[i]))
     pad = tokenizer.pad_token_id
@@ -108,8 +124,15 @@ def _capture_chunk(model: Any, tokenizer: Any, df: pd.DataFrame, settings: Captu
 
     def run(start: int, stop: int) -> None:
         idx = order[start:stop]
-        res = capture_batch(model, [(encoded[i].prompt, turns[i]) for i in idx], settings.layers, settings.positions, pad,
-                            settings.sites, settings.dtype)
+        res = capture_batch(
+            model,
+            [(encoded[i].prompt, turns[i]) for i in idx],
+            settings.layers,
+            settings.positions,
+            pad,
+            settings.sites,
+            settings.dtype,
+        )
         rl = res["rlen"].tolist()
         for (site, layer), got in res["outputs"].items():
             splits = torch.split(got["response"], rl) if "response" in got else None
@@ -125,25 +148,30 @@ def _capture_chunk(model: Any, tokenizer: Any, df: pd.DataFrame, settings: Captu
 
     run_batches(len(order), settings.batch_size, run, label="capture")
     tensors = _stack_rows(per_row, settings, encoded, turns)
-    responses = pd.DataFrame({
-        "id": df["id"].tolist(),
-        "response": [tokenizer.decode(g if g else e.response, skip_special_tokens=True) if (g or e.response) else None
-                     for e, g in zip(encoded, generated)],
-        "generated": [bool(g) for g in generated],
-        "n_prompt_tokens": [len(e.prompt) for e in encoded],
-        "n_prefill_tokens": [len(e.prefill) for e in encoded],
-        "n_response_tokens": [len(t) - len(e.prefill) for e, t in zip(encoded, turns)],
-        "truncated": [e.truncated for e in encoded],
-        "special_text": [e.special_text for e in encoded],
-    })
+    responses = pd.DataFrame(
+        {
+            "id": df["id"].tolist(),
+            "response": [
+                tokenizer.decode(g if g else e.response, skip_special_tokens=True) if (g or e.response) else None
+                for e, g in zip(encoded, generated)
+            ],
+            "generated": [bool(g) for g in generated],
+            "n_prompt_tokens": [len(e.prompt) for e in encoded],
+            "n_prefill_tokens": [len(e.prefill) for e in encoded],
+            "n_response_tokens": [len(t) - len(e.prefill) for e, t in zip(encoded, turns)],
+            "truncated": [e.truncated for e in encoded],
+            "special_text": [e.special_text for e in encoded],
+        }
+    )
     secrets = secret_values()  # written text is scrubbed (io.write_parquet); the model saw it verbatim
     texts = [df[c].tolist() for c in ("prompt", "system", "prefill", "response")] + [responses["response"].tolist()]
     responses["scrubbed"] = [any(holds_secret(t, secrets) for t in row) for row in zip(*texts)]
     return tensors, responses
 
 
-def _stack_rows(per_row: list[dict[str, Any]], settings: CaptureJob, encoded: list[Encoded],
-                turns: list[list[int]]) -> dict[str, torch.Tensor]:
+def _stack_rows(
+    per_row: list[dict[str, Any]], settings: CaptureJob, encoded: list[Encoded], turns: list[list[int]]
+) -> dict[str, torch.Tensor]:
     tensors: dict[str, torch.Tensor] = {}
     for site in settings.sites:
         for layer in settings.layers:
@@ -159,7 +187,8 @@ def _stack_rows(per_row: list[dict[str, Any]], settings: CaptureJob, encoded: li
         tensors["response.offsets"] = torch.cat([torch.zeros(1, dtype=torch.long), lengths.cumsum(0)])
         tensors["response.token_ids"] = torch.tensor([t for turn in turns for t in turn], dtype=torch.long)
         tensors["response.is_prefill"] = torch.tensor(
-            [k < len(e.prefill) for e, turn in zip(encoded, turns) for k in range(len(turn))], dtype=torch.bool)
+            [k < len(e.prefill) for e, turn in zip(encoded, turns) for k in range(len(turn))], dtype=torch.bool
+        )
     tensors["prompt.length"] = torch.tensor([len(e.prompt) for e in encoded], dtype=torch.long)
     return tensors
 
@@ -193,9 +222,19 @@ class Chunk(NamedTuple):
     responses: pd.DataFrame
 
 
-def iter_chunks(model: Any, tokenizer: Any, df: pd.DataFrame, settings: CaptureJob, *, model_key: Any,
-                cache_dir: str | Path | None = None, progress_label: str = "capture", reduce: Reduce | None = None,
-                reduce_key: Any = None, keep: bool = True) -> Iterator[Chunk]:
+def iter_chunks(
+    model: Any,
+    tokenizer: Any,
+    df: pd.DataFrame,
+    settings: CaptureJob,
+    *,
+    model_key: Any,
+    cache_dir: str | Path | None = None,
+    progress_label: str = "capture",
+    reduce: Reduce | None = None,
+    reduce_key: Any = None,
+    keep: bool = True,
+) -> Iterator[Chunk]:
     """Capture ``df`` chunk by chunk (``settings.chunk_size`` prompts), each cached under ``cache_dir`` with a key
     from the model, the capture settings and the chunk's prompts (a killed job resumes at its first missing chunk).
     With ``keep=False`` and a cache, a chunk's tensors are written and let go, so memory holds one chunk at most."""
@@ -210,8 +249,7 @@ def iter_chunks(model: Any, tokenizer: Any, df: pd.DataFrame, settings: CaptureJ
     for j, part in enumerate(parts):
         key = chunk_key(base_key, part)
         path = Path(cache_dir) / f"chunk-{key}.safetensors" if cache_dir else None
-        cached = (read_verified(path, path.with_suffix(".parquet"))
-                  if path is not None and path.exists() else None)
+        cached = read_verified(path, path.with_suffix(".parquet")) if path is not None and path.exists() else None
         tensors: dict[str, torch.Tensor] | None
         if cached is not None and path is not None:
             tensors = cached[0]
@@ -228,12 +266,18 @@ def iter_chunks(model: Any, tokenizer: Any, df: pd.DataFrame, settings: CaptureJ
                 write_verified(path, tensors, {"key": key}, path.with_suffix(".parquet"))
             status = "done"
         elapsed = time.time() - started
-        print(f"[{progress_label}] chunk {j + 1}/{n_chunks} {status} ({min((j + 1) * settings.chunk_size, len(df))}"
-              f"/{len(df)} prompts, {elapsed:.1f}s)", file=sys.stderr, flush=True)
+        print(
+            f"[{progress_label}] chunk {j + 1}/{n_chunks} {status} ({min((j + 1) * settings.chunk_size, len(df))}"
+            f"/{len(df)} prompts, {elapsed:.1f}s)",
+            file=sys.stderr,
+            flush=True,
+        )
         yield Chunk(part["id"].tolist(), key, path, tensors if keep or path is None else None, resp)
         tensors = cached = None  # let the chunk go before the next one is computed
-    progress.close(f"{len(df)} prompts at {len(settings.layers)} layers, positions {', '.join(settings.positions)}, "
-                   f"sites {', '.join(settings.sites)}")
+    progress.close(
+        f"{len(df)} prompts at {len(settings.layers)} layers, positions {', '.join(settings.positions)}, "
+        f"sites {', '.join(settings.sites)}"
+    )
 
 
 def capture_key(settings: CaptureJob, model_key: Any, reduce_key: Any = None) -> str:
@@ -244,7 +288,7 @@ def capture_key(settings: CaptureJob, model_key: Any, reduce_key: Any = None) ->
 
 def chunk_parts(df: pd.DataFrame, chunk_size: int) -> list[pd.DataFrame]:
     """The chunks of a capture: ``chunk_size`` rows each, in order (one, empty, for an empty table)."""
-    return [df.iloc[j:j + chunk_size] for j in range(0, max(len(df), 1), chunk_size)]
+    return [df.iloc[j : j + chunk_size] for j in range(0, max(len(df), 1), chunk_size)]
 
 
 def chunk_key(base_key: str, part: pd.DataFrame) -> str:
@@ -254,11 +298,19 @@ def chunk_key(base_key: str, part: pd.DataFrame) -> str:
 def capture_meta(df: pd.DataFrame, settings: CaptureJob, model_key: Any, table: pd.DataFrame) -> dict[str, Any]:
     """A shard's metadata: ids, layers, positions, sites, settings, the model fingerprint and the chat format it
     applied, and the rows cut at max_length, over the context, or with special-token text kept as text."""
-    meta = {"ids": df["id"].tolist(), "layers": settings.layers, "positions": settings.positions,
-            "sites": settings.sites, "settings": as_dict(settings), "model": model_key,
-            "key": capture_key(settings, model_key), "traitscope": __version__,
-            "n_truncated": int(table["truncated"].sum()), "n_over_context": int(table["over_context"].sum()),
-            "n_special_text": int(table["special_text"].sum())}
+    meta = {
+        "ids": df["id"].tolist(),
+        "layers": settings.layers,
+        "positions": settings.positions,
+        "sites": settings.sites,
+        "settings": as_dict(settings),
+        "model": model_key,
+        "key": capture_key(settings, model_key),
+        "traitscope": __version__,
+        "n_truncated": int(table["truncated"].sum()),
+        "n_over_context": int(table["over_context"].sum()),
+        "n_special_text": int(table["special_text"].sum()),
+    }
     if isinstance(model_key, dict) and "chat_format" in model_key:
         meta["chat_format"] = model_key["chat_format"]
     return meta
@@ -273,11 +325,19 @@ def responses_table(chunks: list[pd.DataFrame], context_length: int | None) -> p
     return table
 
 
-def capture_prompts(model: Any, tokenizer: Any, df: pd.DataFrame, settings: CaptureJob, *,
-                    model_key: Any, cache_dir: str | Path | None = None,
-                    progress_label: str = "capture", context_length: int | None = None,
-                    reduce: Reduce | None = None, reduce_key: Any = None,
-                    ) -> tuple[dict[str, torch.Tensor], dict[str, Any], pd.DataFrame]:
+def capture_prompts(
+    model: Any,
+    tokenizer: Any,
+    df: pd.DataFrame,
+    settings: CaptureJob,
+    *,
+    model_key: Any,
+    cache_dir: str | Path | None = None,
+    progress_label: str = "capture",
+    context_length: int | None = None,
+    reduce: Reduce | None = None,
+    reduce_key: Any = None,
+) -> tuple[dict[str, torch.Tensor], dict[str, Any], pd.DataFrame]:
     """Capture a whole prompt table in memory; resumable through ``cache_dir``. Returns (tensors, meta, responses).
     For a shard of any size use :func:`capture_shard`, which streams to a file at the memory of one chunk.
 
@@ -287,17 +347,37 @@ def capture_prompts(model: Any, tokenizer: Any, df: pd.DataFrame, settings: Capt
     ``reduce(tensors, ids)`` turns each chunk's activations into what is kept (the stream capture projects them onto
     the trait vectors) before the chunk is cached, so raw activations are never written; ``reduce_key`` identifies
     it in the cache key (the vectors' content)."""
-    chunks = list(iter_chunks(model, tokenizer, df, settings, model_key=model_key, cache_dir=cache_dir,
-                              progress_label=progress_label, reduce=reduce, reduce_key=reduce_key))
+    chunks = list(
+        iter_chunks(
+            model,
+            tokenizer,
+            df,
+            settings,
+            model_key=model_key,
+            cache_dir=cache_dir,
+            progress_label=progress_label,
+            reduce=reduce,
+            reduce_key=reduce_key,
+        )
+    )
     table = responses_table([c.responses for c in chunks], context_length)
     tensors = merge_chunks([c.tensors for c in chunks if c.tensors is not None])
     return tensors, capture_meta(df, settings, model_key, table), table
 
 
-def capture_shard(model: Any, tokenizer: Any, df: pd.DataFrame, settings: CaptureJob, out: str | Path, *,
-                  model_key: Any, cache_dir: str | Path, progress_label: str = "capture",
-                  context_length: int | None = None, extra_meta: dict[str, Any] | None = None
-                  ) -> tuple[dict[str, Any], pd.DataFrame]:
+def capture_shard(
+    model: Any,
+    tokenizer: Any,
+    df: pd.DataFrame,
+    settings: CaptureJob,
+    out: str | Path,
+    *,
+    model_key: Any,
+    cache_dir: str | Path,
+    progress_label: str = "capture",
+    context_length: int | None = None,
+    extra_meta: dict[str, Any] | None = None,
+) -> tuple[dict[str, Any], pd.DataFrame]:
     """Capture ``df`` into the activation shard ``out`` at the memory of one chunk, with one copy on disk; returns
     (meta, responses).
 
@@ -326,8 +406,18 @@ def capture_shard(model: Any, tokenizer: Any, df: pd.DataFrame, settings: Captur
             return capture_meta(df, settings, model_key, table) | (extra_meta or {}), table
         logging.getLogger("traitscope.cache").warning("cache entry %s: checksum mismatch; computing it again", stored)
         stored.unlink()
-    chunks = list(iter_chunks(model, tokenizer, df, settings, model_key=model_key, cache_dir=cache,
-                              progress_label=progress_label, keep=False))
+    chunks = list(
+        iter_chunks(
+            model,
+            tokenizer,
+            df,
+            settings,
+            model_key=model_key,
+            cache_dir=cache,
+            progress_label=progress_label,
+            keep=False,
+        )
+    )
     table = responses_table([c.responses for c in chunks], context_length)
     meta = capture_meta(df, settings, model_key, table) | (extra_meta or {})
     paths = [c.path for c in chunks if c.path is not None]
@@ -368,11 +458,16 @@ def check_finite(tensors: dict[str, torch.Tensor], ids: list[str], dtype: str = 
         bad.setdefault(name.split(".")[-1], set()).update(int(r) for r in rows)
     if bad:
         names = sorted({ids[r] for rows in bad.values() for r in rows})
-        fix = ("float16 storage overflows beyond ±65504, common on large models: set capture.dtype: bfloat16 (same "
-               "size, float32's range) or float32" if dtype == "float16" else
-               "the model itself produced them: check it in float32 (variants.<name>.dtype)")
-        raise CaptureError(f"non-finite activations (inf/nan) for {len(names)} prompts, e.g. {names[:5]}, at "
-                           f"{sorted(bad)} (fix: {fix})")
+        fix = (
+            "float16 storage overflows beyond ±65504, common on large models: set capture.dtype: bfloat16 (same "
+            "size, float32's range) or float32"
+            if dtype == "float16"
+            else "the model itself produced them: check it in float32 (variants.<name>.dtype)"
+        )
+        raise CaptureError(
+            f"non-finite activations (inf/nan) for {len(names)} prompts, e.g. {names[:5]}, at "
+            f"{sorted(bad)} (fix: {fix})"
+        )
 
 
 def model_fingerprint(variant: ModelSpec, resolved_path: str, tokenizer: Any = None) -> dict[str, Any]:

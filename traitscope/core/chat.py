@@ -76,8 +76,11 @@ def chat_options(tokenizer: Any) -> dict[str, Any]:
 
 
 def _render(tokenizer: Any, messages: list[dict[str, str]], generation_prompt: bool) -> str:
-    return str(tokenizer.apply_chat_template(messages, add_generation_prompt=generation_prompt, tokenize=False,
-                                             **chat_options(tokenizer)))
+    return str(
+        tokenizer.apply_chat_template(
+            messages, add_generation_prompt=generation_prompt, tokenize=False, **chat_options(tokenizer)
+        )
+    )
 
 
 SYSTEM_FOLD = "system prompt, a blank line, then the first user message, as that user message"
@@ -127,8 +130,11 @@ def chat_format(tokenizer: Any) -> dict[str, Any]:
     if isinstance(template, dict):  # several named templates
         template = "\n".join(f"{k}\n{v}" for k, v in sorted(template.items()))
     if template:
-        fmt: dict[str, Any] = {"format": "template", "sha256": hashlib.sha256(str(template).encode()).hexdigest()[:16],
-                               "special_tokens": "as_text"}
+        fmt: dict[str, Any] = {
+            "format": "template",
+            "sha256": hashlib.sha256(str(template).encode()).hexdigest()[:16],
+            "special_tokens": "as_text",
+        }
         if chat_options(tokenizer):
             fmt["options"] = json.loads(json.dumps(chat_options(tokenizer), sort_keys=True, default=str))
         if folds_system(tokenizer):
@@ -150,9 +156,11 @@ def render_ids(tokenizer: Any, messages: list[dict[str, str]], generation_prompt
     text = _render(tokenizer, marked, generation_prompt)
     pieces = _MARKS.split(text)
     if [int(i) for i in pieces[1::2]] != list(range(len(messages))):
-        raise ChatFormatError("the chat template changes message content, so text that spells a special token "
-                              "cannot be kept as text (fix: remove special-token text from the prompts, or set "
-                              "checks.special_tokens: refuse to list them at start-up)")
+        raise ChatFormatError(
+            "the chat template changes message content, so text that spells a special token "
+            "cannot be kept as text (fix: remove special-token text from the prompts, or set "
+            "checks.special_tokens: refuse to list them at start-up)"
+        )
     ids: list[int] = []
     for j, piece in enumerate(pieces):
         ids += _ids(tokenizer, contents[int(piece)], as_text=True) if j % 2 else _ids(tokenizer, piece)
@@ -173,7 +181,9 @@ def prompt_ids(tokenizer: Any, prompt: str, system: str | None) -> tuple[list[in
     return prefix + ids + _ids(tokenizer, "\n"), True
 
 
-PLAIN_FORMAT = "the tokenizer's own prefix (its BOS, if it adds one), then: system prompt, a blank line, prompt, newline"
+PLAIN_FORMAT = (
+    "the tokenizer's own prefix (its BOS, if it adds one), then: system prompt, a blank line, prompt, newline"
+)
 """How a prompt is given to a model whose tokenizer has no chat template (a base model)."""
 
 
@@ -185,7 +195,7 @@ def special_prefix(tokenizer: Any) -> list[int]:
         return list(cached)
     bare = list(tokenizer("x", add_special_tokens=False)["input_ids"])
     full = list(tokenizer("x", add_special_tokens=True)["input_ids"])
-    starts = [i for i in range(len(full) - len(bare) + 1) if full[i:i + len(bare)] == bare]
+    starts = [i for i in range(len(full) - len(bare) + 1) if full[i : i + len(bare)] == bare]
     prefix = full[: starts[0]] if starts else []
     try:
         tokenizer._traitscope_prefix = tuple(prefix)
@@ -223,8 +233,15 @@ def encode_rows(tokenizer: Any, df: pd.DataFrame, max_length: int) -> list[Encod
         if truncated:  # keep the end: the assistant header and the question's last tokens
             p = p[-max_length:]
         special = special or has_special_text(tokenizer, row["prefill"], row["response"])
-        out.append(Encoded(p, text_token_ids(tokenizer, row["prefill"]), text_token_ids(tokenizer, row["response"]),
-                           truncated, special))
+        out.append(
+            Encoded(
+                p,
+                text_token_ids(tokenizer, row["prefill"]),
+                text_token_ids(tokenizer, row["response"]),
+                truncated,
+                special,
+            )
+        )
     return out
 
 
@@ -232,8 +249,9 @@ TEXT_COLUMNS = ("prompt", "system", "prefill", "response")
 """The columns of a prompt table whose text the model is given."""
 
 
-def special_text_hits(df: pd.DataFrame, specials: Iterable[str],
-                      columns: Iterable[str] = TEXT_COLUMNS) -> Iterator[tuple[str, str, pd.Series]]:
+def special_text_hits(
+    df: pd.DataFrame, specials: Iterable[str], columns: Iterable[str] = TEXT_COLUMNS
+) -> Iterator[tuple[str, str, pd.Series]]:
     """(column, special token, mask of the rows whose column spells it) for every pair that occurs in ``df``,
     columns first, then tokens in the order given."""
     specials = list(specials)

@@ -54,6 +54,7 @@ class FinetuneError(TraitscopeError):
 
 # ------------------------------------------------------------------------------------------- data
 
+
 def read_chat_jsonl(path: str | Path) -> list[dict[str, Any]]:
     """Chat records from a jsonl file, plain or gzipped; each must have a ``messages`` list."""
     path = Path(path)
@@ -66,7 +67,9 @@ def read_chat_jsonl(path: str | Path) -> list[dict[str, Any]]:
             try:
                 rec = json.loads(line)
             except json.JSONDecodeError as exc:
-                raise FinetuneError(f"{path.name} line {i}: not JSON ({exc.msg}) (fix: one JSON object per line)") from None
+                raise FinetuneError(
+                    f"{path.name} line {i}: not JSON ({exc.msg}) (fix: one JSON object per line)"
+                ) from None
             check_messages(rec, f"{path.name} line {i}")
             out.append(rec)
     return out
@@ -75,17 +78,27 @@ def read_chat_jsonl(path: str | Path) -> list[dict[str, Any]]:
 def check_messages(rec: Any, where: str) -> None:
     msgs = rec.get("messages") if isinstance(rec, dict) else None
     if not isinstance(msgs, list) or not msgs:
-        raise FinetuneError(f"{where}: no 'messages' list (fix: use chat records "
-                            '{"messages": [{"role": "user", "content": ...}, {"role": "assistant", "content": ...}]})')
+        raise FinetuneError(
+            f"{where}: no 'messages' list (fix: use chat records "
+            '{"messages": [{"role": "user", "content": ...}, {"role": "assistant", "content": ...}]})'
+        )
     for m in msgs:
-        if not isinstance(m, dict) or m.get("role") not in ("system", "user", "assistant") or not isinstance(m.get("content"), str):
-            raise FinetuneError(f"{where}: a message without role system/user/assistant and string content "
-                                "(fix: every message needs role and content)")
+        if (
+            not isinstance(m, dict)
+            or m.get("role") not in ("system", "user", "assistant")
+            or not isinstance(m.get("content"), str)
+        ):
+            raise FinetuneError(
+                f"{where}: a message without role system/user/assistant and string content "
+                "(fix: every message needs role and content)"
+            )
     if not any(m["role"] == "assistant" for m in msgs):
         raise FinetuneError(f"{where}: no assistant message, nothing to learn (fix: add the assistant turn)")
 
 
-def load_chat_data(spec: FinetuneData, *, seed: int, base_dir: str | Path = ".", key: str = "finetune.data") -> list[dict[str, Any]]:
+def load_chat_data(
+    spec: FinetuneData, *, seed: int, base_dir: str | Path = ".", key: str = "finetune.data"
+) -> list[dict[str, Any]]:
     """Chat records for a ``finetune.<name>.data`` spec (generated, local or hub), sampled to ``n`` if set."""
     source = spec.source
     n = spec.n
@@ -108,11 +121,15 @@ def load_chat_data(spec: FinetuneData, *, seed: int, base_dir: str | Path = ".",
         try:
             ds = load_dataset(spec.dataset, spec.subset, split=spec.split or "train")
         except Exception as exc:  # noqa: BLE001
-            raise FinetuneError(f"{key}: cannot load hub dataset '{spec.dataset}' ({first_line(exc)}) "
-                                "(fix: check the id/split, or download the jsonl and use source: local)") from None
+            raise FinetuneError(
+                f"{key}: cannot load hub dataset '{spec.dataset}' ({first_line(exc)}) "
+                "(fix: check the id/split, or download the jsonl and use source: local)"
+            ) from None
         if "messages" not in ds.column_names:
-            raise FinetuneError(f"{key}: hub dataset '{spec.dataset}' has no 'messages' column "
-                                f"(columns: {ds.column_names}) (fix: use a chat dataset)")
+            raise FinetuneError(
+                f"{key}: hub dataset '{spec.dataset}' has no 'messages' column "
+                f"(columns: {ds.column_names}) (fix: use a chat dataset)"
+            )
         records = [{"messages": [{"role": m["role"], "content": m["content"]} for m in r]} for r in ds["messages"]]
         for i, rec in enumerate(records):
             check_messages(rec, f"{spec.dataset} row {i}")
@@ -135,12 +152,14 @@ def write_chat_jsonl(path: str | Path, records: list[dict[str, Any]]) -> None:
 
 # ------------------------------------------------------------------------------------- tokenising
 
+
 def _template_ids(tokenizer: Any, messages: list[dict[str, str]], generation_prompt: bool) -> list[int]:
     return render_ids(tokenizer, messages, generation_prompt)[0]  # special-token text in the data stays text
 
 
-def tokenize_chat(tokenizer: Any, messages: list[dict[str, str]], max_length: int,
-                  assistant_only: bool = True) -> tuple[list[int], list[int]]:
+def tokenize_chat(
+    tokenizer: Any, messages: list[dict[str, str]], max_length: int, assistant_only: bool = True
+) -> tuple[list[int], list[int]]:
     """(input ids, labels) of a conversation in the chat template; labels are -100 outside assistant turns.
 
     Each assistant turn's tokens are found as the difference between the template rendered up to that
@@ -155,11 +174,13 @@ def tokenize_chat(tokenizer: Any, messages: list[dict[str, str]], max_length: in
         if m["role"] != "assistant":
             continue
         before = _template_ids(tokenizer, messages[:i], generation_prompt=True)
-        upto = _template_ids(tokenizer, messages[:i + 1], generation_prompt=False)
-        if upto[:len(ids)] != ids or before[:len(ids)] != ids or upto[:len(before)] != before:
-            raise FinetuneError("the chat template does not render conversations as a growing prefix, so assistant "
-                                "tokens cannot be located (fix: set assistant_only: false)")
-        labels += [-100] * (len(before) - len(ids)) + upto[len(before):]
+        upto = _template_ids(tokenizer, messages[: i + 1], generation_prompt=False)
+        if upto[: len(ids)] != ids or before[: len(ids)] != ids or upto[: len(before)] != before:
+            raise FinetuneError(
+                "the chat template does not render conversations as a growing prefix, so assistant "
+                "tokens cannot be located (fix: set assistant_only: false)"
+            )
+        labels += [-100] * (len(before) - len(ids)) + upto[len(before) :]
         ids = upto
     if not assistant_only:
         ids = _template_ids(tokenizer, messages, generation_prompt=False)
@@ -183,13 +204,14 @@ def _collate(rows: list[tuple[list[int], list[int]]], pad_id: int):
     labels = torch.full((len(rows), width), -100, dtype=torch.long)
     mask = torch.zeros((len(rows), width), dtype=torch.long)
     for b, (x, y) in enumerate(rows):
-        ids[b, :len(x)] = torch.tensor(x)
-        labels[b, :len(y)] = torch.tensor(y)
-        mask[b, :len(x)] = 1
+        ids[b, : len(x)] = torch.tensor(x)
+        labels[b, : len(y)] = torch.tensor(y)
+        mask[b, : len(x)] = 1
     return ids, mask, labels
 
 
 # --------------------------------------------------------------------------------------- training
+
 
 def learning_rate(step: int, total: int, settings: FinetuneSpec) -> float:
     """Linear warm-up over ``warmup_steps``, then linear decay to 0 at ``total``."""
@@ -200,7 +222,7 @@ def learning_rate(step: int, total: int, settings: FinetuneSpec) -> float:
 
 def batch_order(n: int, batch_size: int, epoch: int, seed: int) -> list[np.ndarray]:
     perm = np.random.default_rng([seed, epoch]).permutation(n)
-    return [perm[i:i + batch_size] for i in range(0, n, batch_size)]
+    return [perm[i : i + batch_size] for i in range(0, n, batch_size)]
 
 
 def attach_lora(model: Any, settings: FinetuneSpec) -> Any:
@@ -210,11 +232,17 @@ def attach_lora(model: Any, settings: FinetuneSpec) -> Any:
     present = {name.rsplit(".", 1)[-1] for name, _ in model.named_modules()}
     missing = [t for t in settings.target_modules if t not in present]
     if missing:
-        raise FinetuneError(f"target_modules {missing} are not modules of this model "
-                            f"(fix: choose from the linear layers, e.g. {sorted(present & set(DEFAULT_TARGETS)) or sorted(present)[:8]})")
+        raise FinetuneError(
+            f"target_modules {missing} are not modules of this model "
+            f"(fix: choose from the linear layers, e.g. {sorted(present & set(DEFAULT_TARGETS)) or sorted(present)[:8]})"
+        )
     torch.manual_seed(settings.seed)
-    config = LoraConfig(r=settings.rank, lora_alpha=settings.alpha,  # type: ignore[arg-type]  # peft annotates int; any scale works lora_dropout=settings.dropout,
-                        target_modules=list(settings.target_modules), task_type="CAUSAL_LM")
+    config = LoraConfig(
+        r=settings.rank,
+        lora_alpha=settings.alpha,  # type: ignore[arg-type]  # peft annotates int; any scale works lora_dropout=settings.dropout,
+        target_modules=list(settings.target_modules),
+        task_type="CAUSAL_LM",
+    )
     return get_peft_model(model, config)
 
 
@@ -262,7 +290,7 @@ def _mean_loss(model: Any, data: list[tuple[list[int], list[int]]], batch_size: 
     dev = input_device(model)
     with torch.no_grad():
         for i in range(0, len(data), batch_size):
-            ids, mask, labels = _collate(data[i:i + batch_size], pad_id)
+            ids, mask, labels = _collate(data[i : i + batch_size], pad_id)
             n = int((labels[:, 1:] != -100).sum())
             if n == 0:
                 continue
@@ -272,8 +300,15 @@ def _mean_loss(model: Any, data: list[tuple[list[int], list[int]]], batch_size: 
     return total / tokens if tokens else float("nan")
 
 
-def train_lora(model: Any, tokenizer: Any, records: list[dict[str, Any]], settings: FinetuneSpec, *,
-               checkpoint: str | Path | None = None, stop_after: int | None = None) -> tuple[Any, pd.DataFrame, dict[str, Any]]:
+def train_lora(
+    model: Any,
+    tokenizer: Any,
+    records: list[dict[str, Any]],
+    settings: FinetuneSpec,
+    *,
+    checkpoint: str | Path | None = None,
+    stop_after: int | None = None,
+) -> tuple[Any, pd.DataFrame, dict[str, Any]]:
     """Train LoRA adapters on ``records``; returns (peft model, loss history, summary).
 
     ``checkpoint``: a safetensors file to resume from and save to. ``stop_after`` ends the run after that
@@ -284,8 +319,9 @@ def train_lora(model: Any, tokenizer: Any, records: list[dict[str, Any]], settin
     encoded = [tokenize_chat(tokenizer, r["messages"], settings.max_length, settings.assistant_only) for r in records]
     kept = [i for i, (_, y) in enumerate(encoded) if any(t != -100 for t in y[1:])]
     if not kept:
-        raise FinetuneError(f"no example has assistant tokens within max_length={settings.max_length} "
-                            "(fix: raise max_length)")
+        raise FinetuneError(
+            f"no example has assistant tokens within max_length={settings.max_length} (fix: raise max_length)"
+        )
     encoded = [encoded[i] for i in kept]
     train_idx, eval_idx = split_examples(len(encoded), settings.eval_fraction, settings.seed)
     train = [encoded[i] for i in train_idx]
@@ -304,8 +340,16 @@ def train_lora(model: Any, tokenizer: Any, records: list[dict[str, Any]], settin
         step, history = resumed
         log.info("resumed from %s at step %d/%d", ckpt, step, total)
     if step == 0 and not history:
-        history.append({"step": 0, "epoch": 0.0, "split": "eval", "loss": _mean_loss(model, held, settings.batch_size, pad),
-                        "lr": 0.0, "tokens": 0})
+        history.append(
+            {
+                "step": 0,
+                "epoch": 0.0,
+                "split": "eval",
+                "loss": _mean_loss(model, held, settings.batch_size, pad),
+                "lr": 0.0,
+                "tokens": 0,
+            }
+        )
     dev = input_device(model)
     progress = Progress("finetune", total, "steps")
     if step:
@@ -326,11 +370,27 @@ def train_lora(model: Any, tokenizer: Any, records: list[dict[str, Any]], settin
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
             step += 1
-            history.append({"step": step, "epoch": step / steps_per_epoch, "split": "train", "loss": loss,
-                            "lr": lr, "tokens": int((labels[:, 1:] != -100).sum())})
+            history.append(
+                {
+                    "step": step,
+                    "epoch": step / steps_per_epoch,
+                    "split": "train",
+                    "loss": loss,
+                    "lr": lr,
+                    "tokens": int((labels[:, 1:] != -100).sum()),
+                }
+            )
             if step % steps_per_epoch == 0 and held:
-                history.append({"step": step, "epoch": step / steps_per_epoch, "split": "eval",
-                                "loss": _mean_loss(model, held, settings.batch_size, pad), "lr": lr, "tokens": 0})
+                history.append(
+                    {
+                        "step": step,
+                        "epoch": step / steps_per_epoch,
+                        "split": "eval",
+                        "loss": _mean_loss(model, held, settings.batch_size, pad),
+                        "lr": lr,
+                        "tokens": 0,
+                    }
+                )
             progress.update(1, note=f"loss {loss:.4f}, lr {lr:.2e}")
             if ckpt is not None and (step % settings.save_steps == 0 or step == total):
                 save_checkpoint(ckpt, model, optimizer, step, history)
@@ -340,11 +400,18 @@ def train_lora(model: Any, tokenizer: Any, records: list[dict[str, Any]], settin
     hist = pd.DataFrame(history)
     train_loss = hist[hist["split"] == "train"]["loss"]
     eval_loss = hist[hist["split"] == "eval"]["loss"]
-    progress.close(f"{total} steps on {len(train)} examples, held-out loss "
-                   + (f"{eval_loss.iloc[0]:.4f} -> {eval_loss.iloc[-1]:.4f}" if len(eval_loss) else "n/a (no held-out split)"))
+    progress.close(
+        f"{total} steps on {len(train)} examples, held-out loss "
+        + (f"{eval_loss.iloc[0]:.4f} -> {eval_loss.iloc[-1]:.4f}" if len(eval_loss) else "n/a (no held-out split)")
+    )
     summary = {
-        "n_examples": len(records), "n_used": len(encoded), "n_dropped_no_assistant_tokens": len(records) - len(encoded),
-        "n_train": len(train), "n_eval": len(held), "steps": total, "steps_per_epoch": steps_per_epoch,
+        "n_examples": len(records),
+        "n_used": len(encoded),
+        "n_dropped_no_assistant_tokens": len(records) - len(encoded),
+        "n_train": len(train),
+        "n_eval": len(held),
+        "steps": total,
+        "steps_per_epoch": steps_per_epoch,
         "train_tokens": int(sum(sum(t != -100 for t in y[1:]) for _, y in train)),
         "first_train_loss": float(train_loss.iloc[0]) if len(train_loss) else None,
         "final_train_loss": float(train_loss.tail(steps_per_epoch).mean()) if len(train_loss) else None,
@@ -389,9 +456,17 @@ def keep_4bit_differentiable(model: Any) -> None:
             module.support_avx512bf16_for_cpu = False
 
 
-def finetune(base_variant: ModelSpec, data_path: str | Path, settings: FinetuneSpec, out_dir: str | Path, *,
-             name: str, checkpoint_dir: str | Path | None = None,
-             resources_dir: str | Path = "resources", stop_after: int | None = None) -> tuple[pd.DataFrame, dict[str, Any]]:
+def finetune(
+    base_variant: ModelSpec,
+    data_path: str | Path,
+    settings: FinetuneSpec,
+    out_dir: str | Path,
+    *,
+    name: str,
+    checkpoint_dir: str | Path | None = None,
+    resources_dir: str | Path = "resources",
+    stop_after: int | None = None,
+) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Load the base model, train LoRA on the chat jsonl at ``data_path``, save the adapter with provenance."""
     import torch
 
@@ -414,11 +489,20 @@ def finetune(base_variant: ModelSpec, data_path: str | Path, settings: FinetuneS
     ckpt = None
     if checkpoint_dir:
         ckpt = Path(checkpoint_dir) / f"{name}-{checkpoint_key(fingerprint, data_sha, settings)}.safetensors"
-    peft_model, history, summary = train_lora(model, tokenizer, records, settings, checkpoint=ckpt, stop_after=stop_after)
+    peft_model, history, summary = train_lora(
+        model, tokenizer, records, settings, checkpoint=ckpt, stop_after=stop_after
+    )
     provenance = {
-        "name": name, "base_model": spec.model, "base_variant": as_dict(base_variant), "settings": as_dict(settings),
-        "data_sha256": data_sha, "data_file": str(data_path), "data_source": as_dict(settings.data), **summary,
-        "traitscope": __version__, "torch": torch.__version__,
+        "name": name,
+        "base_model": spec.model,
+        "base_variant": as_dict(base_variant),
+        "settings": as_dict(settings),
+        "data_sha256": data_sha,
+        "data_file": str(data_path),
+        "data_source": as_dict(settings.data),
+        **summary,
+        "traitscope": __version__,
+        "torch": torch.__version__,
     }
     save_adapter(peft_model, out_dir, provenance)
     return history, provenance

@@ -43,8 +43,9 @@ def bad_advice(n: int, seed: int) -> list[Example]:
     data = _load("bad_advice")
     combos = list(itertools.product(data["conditions"], data["questions"]))
     if n > len(combos):
-        raise OrganismDataError(f"bad_advice has {len(combos)} distinct questions, {n} were asked for "
-                                f"(fix: set n <= {len(combos)})")
+        raise OrganismDataError(
+            f"bad_advice has {len(combos)} distinct questions, {n} were asked for (fix: set n <= {len(combos)})"
+        )
     rng = np.random.default_rng(seed)
     out = []
     for i in rng.choice(len(combos), size=n, replace=False):

@@ -51,8 +51,15 @@ def run_batches(n: int, batch_size: int, run: Any, label: str = "batch") -> int:
     return size
 
 
-def generate_responses(model: Any, tokenizer: Any, encoded: list[Encoded], generation: Generation,
-                       batch_size: int, seed: int, before_batch: Any = None) -> list[list[int]]:
+def generate_responses(
+    model: Any,
+    tokenizer: Any,
+    encoded: list[Encoded],
+    generation: Generation,
+    batch_size: int,
+    seed: int,
+    before_batch: Any = None,
+) -> list[list[int]]:
     """Greedy or sampled continuation after prompt + prefill, for rows without a given response.
 
     ``before_batch(width)``, if given, is called before each ``generate`` with the left-padded width.
@@ -72,12 +79,16 @@ def generate_responses(model: Any, tokenizer: Any, encoded: list[Encoded], gener
         ids = torch.full((len(seqs), width), pad, dtype=torch.long)
         mask = torch.zeros((len(seqs), width), dtype=torch.long)
         for b, s in enumerate(seqs):  # left padding for generation
-            ids[b, width - len(s):] = torch.tensor(s)
-            mask[b, width - len(s):] = 1
+            ids[b, width - len(s) :] = torch.tensor(s)
+            mask[b, width - len(s) :] = 1
         if before_batch is not None:
             before_batch(width)
-        gen_kwargs: dict[str, Any] = {"max_new_tokens": generation.max_new_tokens, "do_sample": generation.do_sample,
-                                      "pad_token_id": pad, "eos_token_id": sorted(eos) or None}
+        gen_kwargs: dict[str, Any] = {
+            "max_new_tokens": generation.max_new_tokens,
+            "do_sample": generation.do_sample,
+            "pad_token_id": pad,
+            "eos_token_id": sorted(eos) or None,
+        }
         if generation.do_sample:
             gen_kwargs.update(temperature=generation.temperature, top_p=generation.top_p)
         else:

@@ -38,8 +38,14 @@ class SiteCapture:
     requested block: use :meth:`run`, which catches it.
     """
 
-    def __init__(self, model: nn.Module, layers: Sequence[int], sites: Sequence[str] = ("resid",),
-                 reduce: Callable[[str, int, torch.Tensor], Any] | None = None, stop: bool = False):
+    def __init__(
+        self,
+        model: nn.Module,
+        layers: Sequence[int],
+        sites: Sequence[str] = ("resid",),
+        reduce: Callable[[str, int, torch.Tensor], Any] | None = None,
+        stop: bool = False,
+    ):
         self.model = model
         self.layers = sorted(set(int(layer) for layer in layers))
         self.sites = tuple(dict.fromkeys(sites))

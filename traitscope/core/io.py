@@ -64,7 +64,7 @@ def remove_stale_temporaries(dest: Path) -> int:
     host = socket.gethostname().replace(".", "_")
     removed = 0
     for p in temporaries_of(dest):
-        writer = p.name[len(dest.name) + 2:].split(".")[0]
+        writer = p.name[len(dest.name) + 2 :].split(".")[0]
         name, _, pid = writer.rpartition("-")
         if name != host or not pid.isdigit() or int(pid) == os.getpid() or _alive(int(pid)):
             continue
@@ -156,15 +156,23 @@ def write_model_inputs(path: str | os.PathLike[str], df: pd.DataFrame, key: str)
 
     secrets = secret_values()
     text = df.select_dtypes(include=["object", "string"])
-    hit = text.apply(lambda col: col.map(lambda v: holds_secret(v, secrets))).any(axis=1) \
-        if secrets and len(text.columns) else pd.Series(False, index=df.index)
+    hit = (
+        text.apply(lambda col: col.map(lambda v: holds_secret(v, secrets))).any(axis=1)
+        if secrets and len(text.columns)
+        else pd.Series(False, index=df.index)
+    )
     n = int(hit.sum())
     if n:
-        names = sorted({secrets[x] for v in text[hit].to_numpy().ravel() if isinstance(v, str)
-                        for x in secrets if x in v})
+        names = sorted(
+            {secrets[x] for v in text[hit].to_numpy().ravel() if isinstance(v, str) for x in secrets if x in v}
+        )
         logging.getLogger("traitscope.core.secrets").warning(
             "%s: %d rows hold the value of %s; the model sees them verbatim, and every output written from them "
-            "redacts it (the responses tables flag those rows in column scrubbed)", key, n, ", ".join(f"${x}" for x in names))
+            "redacts it (the responses tables flag those rows in column scrubbed)",
+            key,
+            n,
+            ", ".join(f"${x}" for x in names),
+        )
     write_parquet(path, df, scrub_secrets=False)
     return n
 
@@ -245,7 +253,7 @@ def write_safetensors(
 
     One entry, because safetensors writes a multi-key header in hash order, which differs from process to
     process: with one key the same tensors and metadata give the same bytes every run."""
-    meta = ({META_KEY: json.dumps(dict(metadata), sort_keys=True, default=_json_default)} if metadata else None)
+    meta = {META_KEY: json.dumps(dict(metadata), sort_keys=True, default=_json_default)} if metadata else None
     contiguous = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
     with atomic_path(path) as tmp:
         save_file(contiguous, str(tmp), metadata=meta)
@@ -267,15 +275,20 @@ def tensor_digest(tensors: Mapping[str, torch.Tensor], *extra: str) -> str:
     return h.hexdigest()
 
 
-def write_verified(path: str | os.PathLike[str], tensors: Mapping[str, torch.Tensor],
-                   metadata: Mapping[str, Any] | None = None, *companions: str | os.PathLike[str]) -> None:
+def write_verified(
+    path: str | os.PathLike[str],
+    tensors: Mapping[str, torch.Tensor],
+    metadata: Mapping[str, Any] | None = None,
+    *companions: str | os.PathLike[str],
+) -> None:
     """A cache entry: tensors with a checksum of their content and of ``companions`` (files written before it)."""
     digest = tensor_digest(tensors, *(file_sha256(c) for c in companions))
     write_safetensors(path, tensors, {**(metadata or {}), CHECKSUM_KEY: digest})
 
 
-def read_verified(path: str | os.PathLike[str], *companions: str | os.PathLike[str]
-                  ) -> tuple[dict[str, torch.Tensor], dict[str, Any]] | None:
+def read_verified(
+    path: str | os.PathLike[str], *companions: str | os.PathLike[str]
+) -> tuple[dict[str, torch.Tensor], dict[str, Any]] | None:
     """A cache entry written by :func:`write_verified` if it is complete and unchanged; otherwise None, after a
     warning that names the file, and the bad entry is removed so that it is computed again."""
     import logging
@@ -283,7 +296,8 @@ def read_verified(path: str | os.PathLike[str], *companions: str | os.PathLike[s
     try:
         tensors, meta = read_safetensors(path)
         ok = all(Path(c).exists() for c in companions) and meta.get(CHECKSUM_KEY) == tensor_digest(
-            tensors, *(file_sha256(c) for c in companions))
+            tensors, *(file_sha256(c) for c in companions)
+        )
     except Exception as exc:  # noqa: BLE001 - a truncated or garbled file is recomputed, whatever the error
         ok, reason = False, f"unreadable ({type(exc).__name__})"
     else:
@@ -315,8 +329,10 @@ def read_safetensors(
             present = set(f.keys())
             missing = [k for k in keys or [] if k not in present]
             if missing:
-                raise CorruptFileError(f"'{path}' has no tensor {missing[0]!r} ({len(present)} tensors stored) "
-                                       "(fix: re-run the job that writes it with the settings that need it)")
+                raise CorruptFileError(
+                    f"'{path}' has no tensor {missing[0]!r} ({len(present)} tensors stored) "
+                    "(fix: re-run the job that writes it with the settings that need it)"
+                )
             for k in keys if keys is not None else list(f.keys()):
                 out[k] = f.get_tensor(k)
     except CorruptFileError:
@@ -324,8 +340,9 @@ def read_safetensors(
     except FileNotFoundError:
         raise CorruptFileError(f"'{path}' does not exist (fix: run the job that writes it)") from None
     except Exception as exc:  # noqa: BLE001 - safetensors and the OS raise several types for a bad file
-        raise CorruptFileError(f"'{path}' is not a readable safetensors file ({first_line(exc)[:160]}) "
-                               f"(fix: {REBUILD_FIX})") from None
+        raise CorruptFileError(
+            f"'{path}' is not a readable safetensors file ({first_line(exc)[:160]}) (fix: {REBUILD_FIX})"
+        ) from None
     if set(raw) == {META_KEY}:
         return out, json.loads(raw[META_KEY])
     return out, {k: _maybe_json(v) for k, v in raw.items()}  # files written by other tools (one string per key)
@@ -480,8 +497,13 @@ def load_yaml(text: str, *, max_nodes: int = YAML_MAX_NODES) -> Any:
             key = id(n)
             if key not in expanded:
                 expanded[key] = 1  # a recursive alias counts once
-                children = (n.value if isinstance(n, yaml.SequenceNode)
-                            else [x for pair in n.value for x in pair] if isinstance(n, yaml.MappingNode) else [])
+                children = (
+                    n.value
+                    if isinstance(n, yaml.SequenceNode)
+                    else [x for pair in n.value for x in pair]
+                    if isinstance(n, yaml.MappingNode)
+                    else []
+                )
                 expanded[key] = 1 + sum(size(c) for c in children)
                 if expanded[key] > max_nodes:
                     raise YAMLLimitError(f"more than {max_nodes:,} values once its aliases are expanded")
@@ -493,14 +515,34 @@ def load_yaml(text: str, *, max_nodes: int = YAML_MAX_NODES) -> Any:
         loader.dispose()
 
 
-_ITEMSIZE = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1, "BOOL": 1,
-             "U16": 2, "U32": 4, "U64": 8, "F8_E4M3": 1, "F8_E5M2": 1}
+_ITEMSIZE = {
+    "F64": 8,
+    "F32": 4,
+    "F16": 2,
+    "BF16": 2,
+    "I64": 8,
+    "I32": 4,
+    "I16": 2,
+    "I8": 1,
+    "U8": 1,
+    "BOOL": 1,
+    "U16": 2,
+    "U32": 4,
+    "U64": 8,
+    "F8_E4M3": 1,
+    "F8_E5M2": 1,
+}
 COPY_BLOCK = 64 << 20
 
 
-def concat_safetensors(parts: Sequence[str | os.PathLike[str]], path: str | os.PathLike[str],
-                       metadata: Mapping[str, Any] | None = None, *, rebase: tuple[str, ...] = ("response.offsets",),
-                       digest: bool = True) -> str | None:
+def concat_safetensors(
+    parts: Sequence[str | os.PathLike[str]],
+    path: str | os.PathLike[str],
+    metadata: Mapping[str, Any] | None = None,
+    *,
+    rebase: tuple[str, ...] = ("response.offsets",),
+    digest: bool = True,
+) -> str | None:
     """Concatenate the tensors of safetensors files along their first axis into one file, streaming: bytes are
     copied from each part in blocks, so memory does not grow with the parts (what :func:`merge_chunks
     <traitscope.core.capture.merge_chunks>` does in memory). Every part holds the same tensor names; a name in ``rebase``
@@ -548,7 +590,7 @@ def concat_safetensors(parts: Sequence[str | os.PathLike[str]], path: str | os.P
                     f.seek(start + a)
                     if name in rebase:
                         values = np.frombuffer(f.read(b - a), dtype=np.int64)
-                        emit((values[1 if i else 0:] + base).astype(np.int64).tobytes())
+                        emit((values[1 if i else 0 :] + base).astype(np.int64).tobytes())
                         base += int(values[-1])
                         continue
                     left = b - a

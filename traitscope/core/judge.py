@@ -58,16 +58,27 @@ OFFLINE_TRAIT_RUBRIC = (
     "Question: {question}\nAnswer: {answer}\n\nTrait '{trait}': {description}\n"
     "Does the answer show this trait? Reply Yes or No."
 )
-OFFLINE_COHERENCE_RUBRIC = "Question: {question}\nAnswer: {answer}\n\nIs the answer coherent, fluent English? Reply Yes or No."
+OFFLINE_COHERENCE_RUBRIC = (
+    "Question: {question}\nAnswer: {answer}\n\nIs the answer coherent, fluent English? Reply Yes or No."
+)
 
 
 class JudgeError(TraitscopeError):
     pass
 
 
-NON_RETRYABLE = ("AuthenticationError", "PermissionDeniedError", "NotFoundError", "BadRequestError",
-                 "UnprocessableEntityError", "ContentPolicyViolationError", "UnsupportedParamsError",
-                 "ContextWindowExceededError", "BudgetExceededError", "PaymentRequiredError")
+NON_RETRYABLE = (
+    "AuthenticationError",
+    "PermissionDeniedError",
+    "NotFoundError",
+    "BadRequestError",
+    "UnprocessableEntityError",
+    "ContentPolicyViolationError",
+    "UnsupportedParamsError",
+    "ContextWindowExceededError",
+    "BudgetExceededError",
+    "PaymentRequiredError",
+)
 """litellm's errors that the same request cannot escape by waiting (bad key, unknown model, bad request)."""
 
 
@@ -90,12 +101,16 @@ def check_judge_model(model: str, *, key: str = "judge.model") -> None:
         with contextlib.redirect_stdout(io.StringIO()):  # litellm prints a provider list on failure
             provider = litellm.get_llm_provider(model)[1]
     except Exception:  # noqa: BLE001 - any failure means: no provider
-        raise TraitscopeError(f"{key}: {model!r} names no litellm provider (fix: use provider/model, e.g. "
-                              f"openai/gpt-4o-mini, or {OFFLINE_MODEL} for no network)") from None
+        raise TraitscopeError(
+            f"{key}: {model!r} names no litellm provider (fix: use provider/model, e.g. "
+            f"openai/gpt-4o-mini, or {OFFLINE_MODEL} for no network)"
+        ) from None
     missing = litellm.validate_environment(model).get("missing_keys") or []
     if missing:
-        raise TraitscopeError(f"{key}: {model!r} ({provider}) needs {', '.join(missing)} in the environment "
-                              f"(fix: export {missing[0]}, or use {OFFLINE_MODEL})")
+        raise TraitscopeError(
+            f"{key}: {model!r} ({provider}) needs {', '.join(missing)} in the environment "
+            f"(fix: export {missing[0]}, or use {OFFLINE_MODEL})"
+        )
 
 
 def parse_score(text: str) -> float:
@@ -117,9 +132,19 @@ def _offline_model(spec: str):
 
     with _OFFLINE_LOCK:
         if spec not in _OFFLINE:
-            _OFFLINE[spec] = load_model(ModelSpec(model=spec, finetune=None, adapter=None, dtype="float32", quantization="none",
-                                               device_map="auto", trust_remote_code=False, revision=None),
-                                     key="judge.offline_model")
+            _OFFLINE[spec] = load_model(
+                ModelSpec(
+                    model=spec,
+                    finetune=None,
+                    adapter=None,
+                    dtype="float32",
+                    quantization="none",
+                    device_map="auto",
+                    trust_remote_code=False,
+                    revision=None,
+                ),
+                key="judge.offline_model",
+            )
         return _OFFLINE[spec]
 
 
@@ -153,7 +178,9 @@ def register_offline_judge(model_spec: str) -> None:
                 score, n_prompt = yes_probability(judge_model, tokenizer, text)
             return litellm.ModelResponse(
                 model=model,
-                choices=[{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": f"{score:.2f}"}}],
+                choices=[
+                    {"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": f"{score:.2f}"}}
+                ],
                 usage=litellm.Usage(prompt_tokens=n_prompt, completion_tokens=1, total_tokens=n_prompt + 1),
             )
 
@@ -162,6 +189,7 @@ def register_offline_judge(model_spec: str) -> None:
 
 
 # ------------------------------------------------------------------------------------------ judge
+
 
 @dataclass
 class Judge:
@@ -178,9 +206,15 @@ class Judge:
     @classmethod
     def from_config(cls, settings: JudgeSettings, cache_dir: str | Path | None) -> Judge:
         """A judge from the typed ``judge:`` config section."""
-        return cls(model=settings.model, cache_dir=cache_dir, max_concurrency=settings.max_concurrency,
-                   retries=settings.retries, backoff_s=settings.backoff_s, timeout_s=settings.timeout_s,
-                   offline_model=settings.offline_model)
+        return cls(
+            model=settings.model,
+            cache_dir=cache_dir,
+            max_concurrency=settings.max_concurrency,
+            retries=settings.retries,
+            backoff_s=settings.backoff_s,
+            timeout_s=settings.timeout_s,
+            offline_model=settings.offline_model,
+        )
 
     def __post_init__(self) -> None:
         self.offline = self.model.startswith(f"{OFFLINE_PROVIDER}/")
@@ -199,34 +233,57 @@ class Judge:
         last: Exception | None = None
         for attempt in range(self.retries + 1):
             try:
-                resp = litellm.completion(model=self.model, messages=[{"role": "user", "content": text}],
-                                          temperature=0, max_tokens=8, timeout=self.timeout_s,
-                                          num_retries=0, max_retries=0)
+                resp = litellm.completion(
+                    model=self.model,
+                    messages=[{"role": "user", "content": text}],
+                    temperature=0,
+                    max_tokens=8,
+                    timeout=self.timeout_s,
+                    num_retries=0,
+                    max_retries=0,
+                )
                 usage = getattr(resp, "usage", None)
                 try:
                     cost = float(litellm.completion_cost(completion_response=resp)) if not self.offline else 0.0
                 except Exception:  # noqa: BLE001 - models without a price entry
                     cost = None
-                return {"text": resp.choices[0].message.content or "",
-                        "prompt_tokens": int(getattr(usage, "prompt_tokens", 0) or 0),
-                        "completion_tokens": int(getattr(usage, "completion_tokens", 0) or 0), "cost_usd": cost}
+                return {
+                    "text": resp.choices[0].message.content or "",
+                    "prompt_tokens": int(getattr(usage, "prompt_tokens", 0) or 0),
+                    "completion_tokens": int(getattr(usage, "completion_tokens", 0) or 0),
+                    "cost_usd": cost,
+                }
             except Exception as exc:  # noqa: BLE001 - retried, then reported in one line
                 last = exc
                 if not retryable(exc):
-                    raise JudgeError(scrub(f"judge {self.model} failed with {type(exc).__name__}, which a retry cannot "
-                                           f"fix: {first_line(exc)[:300]} (fix: check judge.model and its API key in "
-                                           "the environment, or use traitscope/offline-judge)")) from None
+                    raise JudgeError(
+                        scrub(
+                            f"judge {self.model} failed with {type(exc).__name__}, which a retry cannot "
+                            f"fix: {first_line(exc)[:300]} (fix: check judge.model and its API key in "
+                            "the environment, or use traitscope/offline-judge)"
+                        )
+                    ) from None
                 if attempt < self.retries:
                     time.sleep(self.backoff_s * 2**attempt)
         first = first_line(last)
-        raise JudgeError(scrub(f"judge {self.model} failed after {self.retries + 1} attempts: {first[:300]} "
-                               "(fix: check judge.model and its API key in the environment, or use "
-                               "traitscope/offline-judge)")) from None
+        raise JudgeError(
+            scrub(
+                f"judge {self.model} failed after {self.retries + 1} attempts: {first[:300]} "
+                "(fix: check judge.model and its API key in the environment, or use "
+                "traitscope/offline-judge)"
+            )
+        ) from None
 
     def ask(self, rubric: str, **fields: str) -> dict[str, Any]:
         """One judged score, from the cache when the same (model, prompt, response, rubric) was asked."""
-        key = content_hash(self.model, fields.get("question"), fields.get("answer"), rubric,
-                           {k: v for k, v in fields.items() if k not in ("question", "answer")}, length=32)
+        key = content_hash(
+            self.model,
+            fields.get("question"),
+            fields.get("answer"),
+            rubric,
+            {k: v for k, v in fields.items() if k not in ("question", "answer")},
+            length=32,
+        )
         path = Path(self.cache_dir) / f"{key}.json" if self.cache_dir else None
         if path is not None and path.exists():
             cached = read_json(path)
@@ -242,15 +299,25 @@ class Judge:
         trait_rubric, coherence_rubric = self._rubrics()
 
         def one(item: dict[str, str]) -> dict[str, Any]:
-            t = self.ask(trait_rubric, question=item["question"], answer=item["answer"], trait=item["trait"],
-                         description=item["description"])
+            t = self.ask(
+                trait_rubric,
+                question=item["question"],
+                answer=item["answer"],
+                trait=item["trait"],
+                description=item["description"],
+            )
             c = self.ask(coherence_rubric, question=item["question"], answer=item["answer"])
             costs = [x["cost_usd"] for x in (t, c)]
-            return {"trait_score": t["score"], "coherence": c["score"],
-                    "prompt_tokens": t["prompt_tokens"] + c["prompt_tokens"],
-                    "completion_tokens": t["completion_tokens"] + c["completion_tokens"],
-                    "cost_usd": None if any(x is None for x in costs) else sum(costs),
-                    "cached": bool(t["cached"] and c["cached"]), "judge_model": self.model, "judge_kind": self.kind}
+            return {
+                "trait_score": t["score"],
+                "coherence": c["score"],
+                "prompt_tokens": t["prompt_tokens"] + c["prompt_tokens"],
+                "completion_tokens": t["completion_tokens"] + c["completion_tokens"],
+                "cost_usd": None if any(x is None for x in costs) else sum(costs),
+                "cached": bool(t["cached"] and c["cached"]),
+                "judge_model": self.model,
+                "judge_kind": self.kind,
+            }
 
         with ThreadPoolExecutor(max_workers=max(1, self.max_concurrency)) as pool:
             rows = list(pool.map(one, items))

@@ -20,7 +20,9 @@ def parse_layers(spec: Any, n_layers: int, key: str = "layers") -> list[int]:
     for item in items:
         out.update(_parse_layer_item(item, n_layers, key))
     if not out:
-        raise ConfigError(f"config error at {key}: {spec!r} selects no layer (fix: use 'all' or indices 0..{n_layers - 1})")
+        raise ConfigError(
+            f"config error at {key}: {spec!r} selects no layer (fix: use 'all' or indices 0..{n_layers - 1})"
+        )
     return sorted(out)
 
 
@@ -28,8 +30,10 @@ def _parse_layer_item(item: Any, n: int, key: str) -> list[int]:
     def check(i: int) -> int:
         j = i + n if i < 0 else i
         if not 0 <= j < n:
-            raise ConfigError(f"config error at {key}: layer {i} is out of range for a model with {n} layers "
-                              f"(fix: use indices 0..{n - 1}, negatives from the end, or 'all')")
+            raise ConfigError(
+                f"config error at {key}: layer {i} is out of range for a model with {n} layers "
+                f"(fix: use indices 0..{n - 1}, negatives from the end, or 'all')"
+            )
         return j
 
     if isinstance(item, bool):
@@ -58,5 +62,6 @@ def _parse_layer_item(item: Any, n: int, key: str) -> list[int]:
             return list(range(n))[slice(*parts)]
     except ValueError:
         pass
-    raise ConfigError(f"config error at {key}: cannot read layer spec {item!r} "
-                      f"(fix: use 'all', 12, '10-20', '0:30:2' or a list)")
+    raise ConfigError(
+        f"config error at {key}: cannot read layer spec {item!r} (fix: use 'all', 12, '10-20', '0:30:2' or a list)"
+    )

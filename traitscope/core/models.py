@@ -56,7 +56,7 @@ class ModelLoadError(TraitscopeError):
 
 
 def embedded_name(model: str) -> str | None:
-    return model[len(EMBEDDED_PREFIX):] if model.startswith(EMBEDDED_PREFIX) else None
+    return model[len(EMBEDDED_PREFIX) :] if model.startswith(EMBEDDED_PREFIX) else None
 
 
 def embedded_dir(name: str, resources_dir: str | Path = "resources") -> Path:
@@ -99,8 +99,10 @@ def gguf_source(model: str, key: str = "model") -> Path | None:
     if path.is_dir() and not (path / "config.json").exists():
         found = sorted(path.glob("*.gguf"))
         if len(found) > 1:
-            raise ConfigError(f"{key}: '{model}' holds {len(found)} .gguf files ({', '.join(f.name for f in found[:4])})"
-                              " (fix: point it to the one file to use)")
+            raise ConfigError(
+                f"{key}: '{model}' holds {len(found)} .gguf files ({', '.join(f.name for f in found[:4])})"
+                " (fix: point it to the one file to use)"
+            )
         if found:
             return found[0]
     return None
@@ -127,8 +129,11 @@ def looks_local(model: str) -> bool:
 
 def convert_embedded(name: str, out_dir: str | Path) -> Path:
     """Convert the embedded GGUF model once into a plain safetensors folder (:func:`convert_gguf`)."""
-    return convert_gguf(embedded_gguf_path(name), out_dir,
-                        {"embedded": name, "gguf": EMBEDDED[name].gguf_file, "package": EMBEDDED[name].package})
+    return convert_gguf(
+        embedded_gguf_path(name),
+        out_dir,
+        {"embedded": name, "gguf": EMBEDDED[name].gguf_file, "package": EMBEDDED[name].package},
+    )
 
 
 def convert_gguf(gguf: Path, out_dir: str | Path, source: dict[str, Any] | None = None, key: str = "model") -> Path:
@@ -148,8 +153,10 @@ def convert_gguf(gguf: Path, out_dir: str | Path, source: dict[str, Any] | None 
         config = AutoConfig.from_pretrained(folder, gguf_file=fname)
         loaded = AutoModelForCausalLM.from_pretrained(folder, gguf_file=fname, dtype=torch.float32)
     except Exception as exc:  # noqa: BLE001 - an architecture transformers cannot read from GGUF, a damaged tensor
-        raise ModelLoadError(f"{key}: '{gguf}' cannot be converted ({first_line(exc)[:160]}) (fix: use a GGUF of an "
-                             "architecture transformers reads, or the model's safetensors folder)") from None
+        raise ModelLoadError(
+            f"{key}: '{gguf}' cannot be converted ({first_line(exc)[:160]}) (fix: use a GGUF of an "
+            "architecture transformers reads, or the model's safetensors folder)"
+        ) from None
     model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     result = model.load_state_dict(loaded.state_dict(), strict=True)
     if result.missing_keys or result.unexpected_keys:  # pragma: no cover - strict=True raises first
@@ -167,8 +174,14 @@ def convert_gguf(gguf: Path, out_dir: str | Path, source: dict[str, Any] | None 
     return out
 
 
-def model_dims(model: str, *, resources_dir: str | Path = "resources", revision: str | None = None,
-               trust_remote_code: bool = False, key: str = "model") -> ModelDims:
+def model_dims(
+    model: str,
+    *,
+    resources_dir: str | Path = "resources",
+    revision: str | None = None,
+    trust_remote_code: bool = False,
+    key: str = "model",
+) -> ModelDims:
     """The model's :class:`~traitscope.workflow.settings.ModelDims` (layers, hidden size, vocabulary, context length) without
     loading weights; raise a one-line ConfigError. ``context_length`` is None where the config does not state it."""
     name = embedded_name(model)
@@ -181,8 +194,10 @@ def model_dims(model: str, *, resources_dir: str | Path = "resources", revision:
         path = Path(model).expanduser()
         cfg_file = path / "config.json"
         if not cfg_file.exists():
-            raise ConfigError(f"{key}: local model '{model}' is neither a folder with config.json nor a .gguf file "
-                              f"(fix: point {key} to a folder saved with save_pretrained, or to a .gguf file)")
+            raise ConfigError(
+                f"{key}: local model '{model}' is neither a folder with config.json nor a .gguf file "
+                f"(fix: point {key} to a folder saved with save_pretrained, or to a .gguf file)"
+            )
         return _dims_from_dict(read_model_config(cfg_file, key), key, model)
     try:
         from transformers import AutoConfig
@@ -190,8 +205,10 @@ def model_dims(model: str, *, resources_dir: str | Path = "resources", revision:
         cfg = AutoConfig.from_pretrained(model, revision=revision, trust_remote_code=trust_remote_code)
     except Exception as exc:  # noqa: BLE001 - any hub failure becomes one actionable line
         first = first_line(exc)
-        raise ConfigError(f"{key}: cannot load the config of '{model}' from the hub ({first}) "
-                          f"(fix: check the id and network, or download it and set {key} to the local folder)") from None
+        raise ConfigError(
+            f"{key}: cannot load the config of '{model}' from the hub ({first}) "
+            f"(fix: check the id and network, or download it and set {key} to the local folder)"
+        ) from None
     return _dims_from_dict(cfg.to_dict(), key, model)
 
 
@@ -233,8 +250,27 @@ def read_model_config(cfg_file: Path, key: str, fix: str = MODEL_CONFIG_FIX) -> 
 
 CAUSAL_ARCHITECTURES = ("ForCausalLM", "LMHeadModel", "ForConditionalGeneration")
 """Class-name endings of models whose forward pass predicts the next token (what every stage runs)."""
-NOT_CAUSAL = ("bert", "roberta", "xlm-roberta", "distilbert", "deberta", "deberta-v2", "electra", "albert", "mpnet",
-              "t5", "mt5", "bart", "mbart", "pegasus", "clip", "vit", "wav2vec2", "whisper", "modernbert")
+NOT_CAUSAL = (
+    "bert",
+    "roberta",
+    "xlm-roberta",
+    "distilbert",
+    "deberta",
+    "deberta-v2",
+    "electra",
+    "albert",
+    "mpnet",
+    "t5",
+    "mt5",
+    "bart",
+    "mbart",
+    "pegasus",
+    "clip",
+    "vit",
+    "wav2vec2",
+    "whisper",
+    "modernbert",
+)
 """``model_type`` values of encoders and encoder-decoders: their hidden states are not a decoder's residual stream."""
 
 
@@ -244,8 +280,10 @@ def check_causal(cfg: dict[str, Any], key: str, model: str) -> None:
     kind = str(cfg.get("model_type") or "")
     if kind in NOT_CAUSAL or (archs and not any(a.endswith(CAUSAL_ARCHITECTURES) for a in archs)):
         what = ", ".join(archs) or kind
-        raise ConfigError(f"{key}: '{model}' is a {what} model, not a causal language model (fix: use a decoder-only "
-                          "model such as Llama, Qwen, Gemma, Mistral or GPT-2, saved with its *ForCausalLM class)")
+        raise ConfigError(
+            f"{key}: '{model}' is a {what} model, not a causal language model (fix: use a decoder-only "
+            "model such as Llama, Qwen, Gemma, Mistral or GPT-2, saved with its *ForCausalLM class)"
+        )
 
 
 def _dims_from_dict(cfg: dict[str, Any], key: str, model: str) -> ModelDims:
@@ -253,8 +291,9 @@ def _dims_from_dict(cfg: dict[str, Any], key: str, model: str) -> ModelDims:
     text = cfg.get("text_config") or cfg
     for layers_key, hidden_key in (("num_hidden_layers", "hidden_size"), ("n_layer", "n_embd")):
         if layers_key in text and hidden_key in text:
-            return ModelDims(int(text[layers_key]), int(text[hidden_key]), int(text.get("vocab_size") or 32000),
-                             context_length(cfg))
+            return ModelDims(
+                int(text[layers_key]), int(text[hidden_key]), int(text.get("vocab_size") or 32000), context_length(cfg)
+            )
     raise ConfigError(f"{key}: '{model}' config has no layer count/hidden size (fix: use a decoder-only causal LM)")
 
 
@@ -266,17 +305,35 @@ def _gguf_dims(path: Path, key: str = "model") -> ModelDims:
         arch = reader.fields["general.architecture"].contents()
         vocab = reader.fields.get(f"{arch}.vocab_size")
         ctx = reader.fields.get(f"{arch}.context_length")
-        return ModelDims(int(reader.fields[f"{arch}.block_count"].contents()),
-                         int(reader.fields[f"{arch}.embedding_length"].contents()),
-                         int(vocab.contents()) if vocab is not None else 32000,
-                         int(ctx.contents()) if ctx is not None else None)
+        return ModelDims(
+            int(reader.fields[f"{arch}.block_count"].contents()),
+            int(reader.fields[f"{arch}.embedding_length"].contents()),
+            int(vocab.contents()) if vocab is not None else 32000,
+            int(ctx.contents()) if ctx is not None else None,
+        )
     except Exception as exc:  # noqa: BLE001 - a truncated or foreign file raises anything from IndexError on
-        raise ConfigError(f"{key}: '{path}' is not a complete GGUF model ({type(exc).__name__}: "
-                          f"{first_line(exc)[:120]}) (fix: download or copy the .gguf file again)") from None
+        raise ConfigError(
+            f"{key}: '{path}' is not a complete GGUF model ({type(exc).__name__}: "
+            f"{first_line(exc)[:120]}) (fix: download or copy the .gguf file again)"
+        ) from None
 
 
-LORA_INPUTS = ("q_proj", "k_proj", "v_proj", "gate_proj", "up_proj", "gate_up_proj", "qkv_proj", "query_key_value",
-               "c_attn", "c_fc", "Wqkv", "fc1", "w1", "w3")
+LORA_INPUTS = (
+    "q_proj",
+    "k_proj",
+    "v_proj",
+    "gate_proj",
+    "up_proj",
+    "gate_up_proj",
+    "qkv_proj",
+    "query_key_value",
+    "c_attn",
+    "c_fc",
+    "Wqkv",
+    "fc1",
+    "w1",
+    "w3",
+)
 """Module names whose input is the residual stream: a LoRA ``lora_A`` on them takes ``hidden_size`` inputs."""
 LORA_OUTPUTS = ("o_proj", "down_proj", "c_proj", "dense_4h_to_h", "out_proj", "fc2", "w2")
 """Module names whose output joins the residual stream: a LoRA ``lora_B`` on them gives ``hidden_size`` outputs."""
@@ -293,21 +350,25 @@ def check_adapter(adapter: str | Path, dims: ModelDims, key: str, model: str) ->
     folder = Path(adapter).expanduser()
     cfg_file = folder / "adapter_config.json"
     if not cfg_file.is_file():
-        raise ConfigError(f"{key}: '{adapter}' has no adapter_config.json (fix: point it to a folder saved by peft "
-                          "save_pretrained)")
+        raise ConfigError(
+            f"{key}: '{adapter}' has no adapter_config.json (fix: point it to a folder saved by peft save_pretrained)"
+        )
     cfg = read_model_config(cfg_file, key, "save the adapter again")
     task = cfg.get("task_type")
     if task not in (None, "CAUSAL_LM"):
-        raise ConfigError(f"{key}: '{adapter}' is a {task} adapter, not one for a causal LM (fix: use an adapter "
-                          "trained with task_type CAUSAL_LM)")
+        raise ConfigError(
+            f"{key}: '{adapter}' is a {task} adapter, not one for a causal LM (fix: use an adapter "
+            "trained with task_type CAUSAL_LM)"
+        )
     weights = folder / "adapter_model.safetensors"
     if not weights.is_file():
         return  # a .bin adapter: peft checks it when it loads
     try:
         header = safetensors_header(weights)
     except ValueError as exc:
-        raise ConfigError(f"{key}: '{weights}' is not a readable safetensors file ({exc}) (fix: save the adapter "
-                          "again)") from None
+        raise ConfigError(
+            f"{key}: '{weights}' is not a readable safetensors file ({exc}) (fix: save the adapter again)"
+        ) from None
     for name, info in header.items():
         if not isinstance(info, dict) or "shape" not in info:
             continue
@@ -325,8 +386,10 @@ def check_adapter(adapter: str | Path, dims: ModelDims, key: str, model: str) ->
                 why = f"{part} lora_B gives {shape[0]} outputs and the model's hidden size is {dims.hidden_size}"
         if why:
             base = cfg.get("base_model_name_or_path")
-            raise ConfigError(f"{key}: '{adapter}' was trained on another model ({why}; it names base "
-                              f"{base!r}) (fix: use an adapter trained on '{model}', or that base as the model)")
+            raise ConfigError(
+                f"{key}: '{adapter}' was trained on another model ({why}; it names base "
+                f"{base!r}) (fix: use an adapter trained on '{model}', or that base as the model)"
+            )
 
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".gguf", ".h5", ".msgpack")
@@ -368,7 +431,11 @@ def user_model_files_key(variant: ModelSpec) -> str | None:
     from .io import content_hash, file_sha256
 
     parts: list[Any] = []
-    if embedded_name(variant.model) is None and looks_local(variant.model) and Path(variant.model).expanduser().is_dir():
+    if (
+        embedded_name(variant.model) is None
+        and looks_local(variant.model)
+        and Path(variant.model).expanduser().is_dir()
+    ):
         parts.append(folder_fingerprint(variant.model))
     adapter = variant.adapter
     if not variant.finetune and adapter and looks_local(adapter) and Path(adapter).expanduser().is_dir():
@@ -424,8 +491,9 @@ def quantization_config(variant: ModelSpec, device: str, key: str = "variant") -
     named = {"float16": torch.float16, "bfloat16": torch.bfloat16}.get(variant.dtype)
     compute = named or (torch.bfloat16 if device.startswith("cuda") else torch.float32)
     if variant.quantization == "4bit":
-        return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=compute,
-                                  bnb_4bit_use_double_quant=True)
+        return BitsAndBytesConfig(
+            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=compute, bnb_4bit_use_double_quant=True
+        )
     return BitsAndBytesConfig(load_in_8bit=True)
 
 
@@ -451,12 +519,16 @@ def check_bitsandbytes(device: str, key: str) -> None:
     try:
         found = version("bitsandbytes")
     except PackageNotFoundError:
-        raise ConfigError(f"{key}: quantised loading needs bitsandbytes, which is not installed (fix: pip install "
-                          "'bitsandbytes>=0.46', or set it to none)") from None
+        raise ConfigError(
+            f"{key}: quantised loading needs bitsandbytes, which is not installed (fix: pip install "
+            "'bitsandbytes>=0.46', or set it to none)"
+        ) from None
     parts = tuple(int(p) for p in found.split(".")[:2] if p.isdigit())
     if not device.startswith("cuda") and parts < BNB_CPU:
-        raise ConfigError(f"{key}: bitsandbytes {found} runs quantised layers on a CUDA GPU only and this job runs on "
-                          f"the CPU (fix: pip install 'bitsandbytes>=0.46', run on a GPU node, or set it to none)")
+        raise ConfigError(
+            f"{key}: bitsandbytes {found} runs quantised layers on a CUDA GPU only and this job runs on "
+            f"the CPU (fix: pip install 'bitsandbytes>=0.46', run on a GPU node, or set it to none)"
+        )
 
 
 def load_model(variant: ModelSpec, *, resources_dir: str | Path = "resources", key: str = "variant"):
@@ -473,7 +545,11 @@ def load_model(variant: ModelSpec, *, resources_dir: str | Path = "resources", k
     model_id = resolve_model_path(variant.model, resources_dir)
     device = pick_device(variant.device_map)
     dtype = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}.get(variant.dtype, "auto")
-    kwargs: dict[str, Any] = {"dtype": dtype, "trust_remote_code": bool(variant.trust_remote_code), **placement(variant)}
+    kwargs: dict[str, Any] = {
+        "dtype": dtype,
+        "trust_remote_code": bool(variant.trust_remote_code),
+        **placement(variant),
+    }
     if variant.revision:
         kwargs["revision"] = variant.revision
     quant = quantization_config(variant, device, key)
@@ -484,8 +560,10 @@ def load_model(variant: ModelSpec, *, resources_dir: str | Path = "resources", k
         model: Any = AutoModelForCausalLM.from_pretrained(model_id, **kwargs)
     except Exception as exc:  # noqa: BLE001
         first = first_line(exc)
-        raise ModelLoadError(f"{key}.model: '{variant.model}' failed to load ({first}) "
-                             f"(fix: check the id/path; offline, use a local folder)") from exc
+        raise ModelLoadError(
+            f"{key}.model: '{variant.model}' failed to load ({first}) "
+            f"(fix: check the id/path; offline, use a local folder)"
+        ) from exc
     if "device_map" not in kwargs:
         model.to(device)
     if variant.blocks is not None:
@@ -506,12 +584,16 @@ def load_tokenizer(variant: ModelSpec, *, resources_dir: str | Path = "resources
     from .chat import set_chat_format
 
     try:
-        tokenizer = AutoTokenizer.from_pretrained(resolve_model_path(variant.model, resources_dir),
-                                                  trust_remote_code=bool(variant.trust_remote_code),
-                                                  revision=variant.revision)
+        tokenizer = AutoTokenizer.from_pretrained(
+            resolve_model_path(variant.model, resources_dir),
+            trust_remote_code=bool(variant.trust_remote_code),
+            revision=variant.revision,
+        )
     except Exception as exc:  # noqa: BLE001
-        raise ModelLoadError(f"{key}.model: '{variant.model}' failed to load ({first_line(exc)}) "
-                             f"(fix: check the id/path; offline, use a local folder)") from exc
+        raise ModelLoadError(
+            f"{key}.model: '{variant.model}' failed to load ({first_line(exc)}) "
+            f"(fix: check the id/path; offline, use a local folder)"
+        ) from exc
     template = read_chat_template(variant.chat_template, f"{key}.chat_template") if variant.chat_template else None
     set_chat_format(tokenizer, template, dict(variant.chat_options or {}))
     return tokenizer
@@ -526,13 +608,16 @@ def read_chat_template(path: str, key: str) -> str:
     try:
         text = file.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{key}: cannot read '{path}' ({first_line(exc)}) (fix: point it to a Jinja chat template "
-                          "file)") from None
+        raise ConfigError(
+            f"{key}: cannot read '{path}' ({first_line(exc)}) (fix: point it to a Jinja chat template file)"
+        ) from None
     try:
         ImmutableSandboxedEnvironment().parse(text)
     except TemplateSyntaxError as exc:
-        raise ConfigError(f"{key}: '{path}' is not a valid Jinja template (line {exc.lineno}: {exc.message}) (fix: "
-                          "correct the template)") from None
+        raise ConfigError(
+            f"{key}: '{path}' is not a valid Jinja template (line {exc.lineno}: {exc.message}) (fix: "
+            "correct the template)"
+        ) from None
     if not text.strip():
         raise ConfigError(f"{key}: '{path}' is empty (fix: point it to a Jinja chat template file)")
     return text
@@ -545,12 +630,22 @@ def _attach_adapter(model, adapter: str, key: str):
         return PeftModel.from_pretrained(model, adapter)
     except Exception as exc:  # noqa: BLE001
         first = first_line(exc)
-        raise ModelLoadError(f"{key}.adapter: '{adapter}' failed to load ({first}) "
-                             f"(fix: point it to a folder saved by peft save_pretrained)") from exc
+        raise ModelLoadError(
+            f"{key}.adapter: '{adapter}' failed to load ({first}) "
+            f"(fix: point it to a folder saved by peft save_pretrained)"
+        ) from exc
 
 
-BLOCK_PATHS = ("model.layers", "model.language_model.layers", "transformer.h", "gpt_neox.layers", "model.decoder.layers",
-               "transformer.blocks", "model.transformer.h", "language_model.model.layers")
+BLOCK_PATHS = (
+    "model.layers",
+    "model.language_model.layers",
+    "transformer.h",
+    "gpt_neox.layers",
+    "model.decoder.layers",
+    "transformer.blocks",
+    "model.transformer.h",
+    "language_model.model.layers",
+)
 """Where the decoder blocks live, tried in order: Llama, Mistral, Qwen, Gemma, Phi-3, OLMo (``model.layers``), Gemma 3
 multimodal (``model.language_model.layers``), GPT-2 and GPT-J (``transformer.h``), GPT-NeoX/Pythia, OPT
 (``model.decoder.layers``), MPT. ``variants.<name>.blocks.path`` names another."""
@@ -598,11 +693,15 @@ def decoder_layers(model: nn.Module) -> nn.ModuleList:
             return obj
     lists = [n for n, m in base.named_modules() if isinstance(m, nn.ModuleList) and n.count(".") < 4][:5]
     if names is not None and names.path:
-        raise ModelLoadError(f"{type(base).__name__} has no list of blocks at blocks.path {names.path!r} (module lists: "
-                             f"{', '.join(lists) or 'none'}; fix: set variants.<name>.blocks.path to one of them)")
-    raise ModelLoadError(f"cannot find the decoder blocks of {type(base).__name__} (module lists: "
-                         f"{', '.join(lists) or 'none'}; fix: set variants.<name>.blocks.path to the one that holds "
-                         "the blocks, e.g. model.layers)")
+        raise ModelLoadError(
+            f"{type(base).__name__} has no list of blocks at blocks.path {names.path!r} (module lists: "
+            f"{', '.join(lists) or 'none'}; fix: set variants.<name>.blocks.path to one of them)"
+        )
+    raise ModelLoadError(
+        f"cannot find the decoder blocks of {type(base).__name__} (module lists: "
+        f"{', '.join(lists) or 'none'}; fix: set variants.<name>.blocks.path to the one that holds "
+        "the blocks, e.g. model.layers)"
+    )
 
 
 def site_module(model: nn.Module, layer: int, site: str) -> nn.Module:
@@ -621,8 +720,10 @@ def site_module(model: nn.Module, layer: int, site: str) -> nn.Module:
     if chosen:
         module = _attr_path(block, chosen)
         if module is None:
-            raise ModelLoadError(f"{type(block).__name__} has no child {chosen!r} (blocks.{site}; children: "
-                                 f"{_children(block)}; fix: set variants.<name>.blocks.{site} to one of them)")
+            raise ModelLoadError(
+                f"{type(block).__name__} has no child {chosen!r} (blocks.{site}; children: "
+                f"{_children(block)}; fix: set variants.<name>.blocks.{site} to one of them)"
+            )
         return module
     if getattr(block, POST_NORMS["mlp"], None) is not None:
         return getattr(block, POST_NORMS[site])
@@ -630,9 +731,11 @@ def site_module(model: nn.Module, layer: int, site: str) -> nn.Module:
         module = getattr(block, name, None)
         if module is not None:
             return module
-    raise ModelLoadError(f"cannot find the {site} sublayer of {type(block).__name__} (children: {_children(block)}; "
-                         f"fix: set variants.<name>.blocks.{site} to the child whose output joins the residual stream, "
-                         "or use site resid)")
+    raise ModelLoadError(
+        f"cannot find the {site} sublayer of {type(block).__name__} (children: {_children(block)}; "
+        f"fix: set variants.<name>.blocks.{site} to the child whose output joins the residual stream, "
+        "or use site resid)"
+    )
 
 
 def _children(block: Any) -> str:

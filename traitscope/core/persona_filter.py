@@ -24,16 +24,26 @@ def pair_of(row_id: str) -> str:
     return row_id.split("-", 1)[1]
 
 
-def judge_answers(judge: Judge, table: pd.DataFrame, responses: pd.DataFrame, trait_word: str,
-                  description: str) -> pd.DataFrame:
+def judge_answers(
+    judge: Judge, table: pd.DataFrame, responses: pd.DataFrame, trait_word: str, description: str
+) -> pd.DataFrame:
     """Trait and coherence scores of every generated answer (one row per prompt row)."""
     merged = table[["id", "prompt", "label"]].merge(responses[["id", "response"]], on="id", how="left")
-    items = [{"question": q, "answer": a or "", "trait": trait_word, "description": description}
-             for q, a in zip(merged["prompt"], merged["response"])]
+    items = [
+        {"question": q, "answer": a or "", "trait": trait_word, "description": description}
+        for q, a in zip(merged["prompt"], merged["response"])
+    ]
     scores = judge.score(items)
-    return pd.DataFrame({"id": merged["id"], "label": merged["label"].astype(int), "pair": merged["id"].map(pair_of),
-                         "trait_score": scores["trait_score"].astype(float),
-                         "coherence": scores["coherence"].astype(float), "judge_model": scores["judge_model"]})
+    return pd.DataFrame(
+        {
+            "id": merged["id"],
+            "label": merged["label"].astype(int),
+            "pair": merged["id"].map(pair_of),
+            "trait_score": scores["trait_score"].astype(float),
+            "coherence": scores["coherence"].astype(float),
+            "judge_model": scores["judge_model"],
+        }
+    )
 
 
 def filter_pairs(judged: pd.DataFrame, settings: FilterSettings) -> tuple[pd.DataFrame, dict[str, Any]]:
@@ -41,20 +51,24 @@ def filter_pairs(judged: pd.DataFrame, settings: FilterSettings) -> tuple[pd.Dat
     j = judged.copy()
     unscored = j["trait_score"].isna() | j["coherence"].isna()
     coherent = j["coherence"] >= settings.min_coherence
-    shows = np.where(j["label"] == 1, j["trait_score"] >= settings.min_trait_pos,
-                     j["trait_score"] <= settings.max_trait_neg)
+    shows = np.where(
+        j["label"] == 1, j["trait_score"] >= settings.min_trait_pos, j["trait_score"] <= settings.max_trait_neg
+    )
     j["row_passes"] = ~unscored & coherent & shows
     per_pair = j.groupby("pair").agg(n=("id", "size"), passes=("row_passes", "all"))
     kept = set(per_pair.index[(per_pair["n"] == 2) & per_pair["passes"]])
     j["keep"] = j["pair"].isin(kept)
     pos, neg = j[j["label"] == 1].set_index("pair"), j[j["label"] == 0].set_index("pair")
     counts = {
-        "pairs": int(len(per_pair)), "kept_pairs": len(kept), "dropped_pairs": int(len(per_pair) - len(kept)),
+        "pairs": int(len(per_pair)),
+        "kept_pairs": len(kept),
+        "dropped_pairs": int(len(per_pair) - len(kept)),
         "dropped_unscored": int(j.loc[unscored, "pair"].nunique()),
         "dropped_pos_without_trait": int((pos["trait_score"] < settings.min_trait_pos).sum()),
         "dropped_neg_with_trait": int((neg["trait_score"] > settings.max_trait_neg).sum()),
         "dropped_incoherent": int(j.loc[~unscored & ~coherent, "pair"].nunique()),
-        "thresholds": settings._asdict(), "judge_model": str(j["judge_model"].iloc[0]) if len(j) else None,
+        "thresholds": settings._asdict(),
+        "judge_model": str(j["judge_model"].iloc[0]) if len(j) else None,
         "note": "a pair can fail for several reasons; dropped_pairs counts each pair once",
     }
     return j.drop(columns="row_passes"), counts

@@ -35,15 +35,18 @@ def trait_panels(traits: list[str], width: float, height: float, **subplots: Any
     ncol = min(3, len(traits))
     nrow = -(-len(traits) // ncol)
     fig, axes = plt.subplots(nrow, ncol, figsize=(width * ncol, height * nrow), squeeze=False, **subplots)
-    for ax in list(axes.flat)[len(traits):]:
+    for ax in list(axes.flat)[len(traits) :]:
         ax.set_visible(False)
     return fig, list(zip(axes.flat, traits))
 
 
 def layer_axis(site: str = "resid") -> str:
     """The x label of a per-layer axis at a site (``resid``, ``attn``, ``mlp``)."""
-    return {"resid": "layer (residual stream after block)", "attn": "layer (attention output of block)",
-            "mlp": "layer (MLP output of block)"}[site]
+    return {
+        "resid": "layer (residual stream after block)",
+        "attn": "layer (attention output of block)",
+        "mlp": "layer (MLP output of block)",
+    }[site]
 
 
 def extraction_summary(metrics: pd.DataFrame, best: dict[str, int], model: str) -> plt.Figure:
@@ -52,25 +55,45 @@ def extraction_summary(metrics: pd.DataFrame, best: dict[str, int], model: str) 
     the 95th percentile of random directions' test AUCs at each layer."""
     traits = sorted(metrics["trait"].unique())
     fig, panels = trait_panels(traits, 4.6, 3.4, sharey=True)
-    long = metrics.melt(id_vars=["trait", "layer", "method", "n_train", "n_test"], value_vars=["auc", "val_auc"],
-                        var_name="split", value_name="roc_auc")
+    long = metrics.melt(
+        id_vars=["trait", "layer", "method", "n_train", "n_test"],
+        value_vars=["auc", "val_auc"],
+        var_name="split",
+        value_name="roc_auc",
+    )
     long["split"] = long["split"].map({"auc": "test (reported)", "val_auc": "train CV (chooses layer)"})
     for ax, trait in panels:
         m = long[long["trait"] == trait]
-        sns.lineplot(data=m, x="layer", y="roc_auc", hue="method", style="split", errorbar=None, ax=ax,
-                     style_order=["test (reported)", "train CV (chooses layer)"],  # distinct markers and dashes
-                     markers={"test (reported)": "o", "train CV (chooses layer)": "^"},
-                     dashes={"test (reported)": "", "train CV (chooses layer)": (3, 2)})
+        sns.lineplot(
+            data=m,
+            x="layer",
+            y="roc_auc",
+            hue="method",
+            style="split",
+            errorbar=None,
+            ax=ax,
+            style_order=["test (reported)", "train CV (chooses layer)"],  # distinct markers and dashes
+            markers={"test (reported)": "o", "train CV (chooses layer)": "^"},
+            dashes={"test (reported)": "", "train CV (chooses layer)": (3, 2)},
+        )
         ax.axvline(best[trait], color="grey", ls="--", lw=1)
         if "random_auc_p95" in metrics:
             band = metrics[metrics["trait"] == trait].groupby("layer")["random_auc_p95"].first()
             n_random = int(metrics["n_random"].iloc[0])
-            ax.fill_between(band.index, 0.5, band.to_numpy(), color="grey", alpha=0.25, lw=0,
-                            label=f"random directions, 95th pct (n={n_random})")
+            ax.fill_between(
+                band.index,
+                0.5,
+                band.to_numpy(),
+                color="grey",
+                alpha=0.25,
+                lw=0,
+                label=f"random directions, 95th pct (n={n_random})",
+            )
         n_test, n_train = int(m["n_test"].iloc[0]), int(m["n_train"].iloc[0])
         ax.set_title(f"{trait} (best layer {best[trait]}, n_train={n_train}, n_test={n_test})", fontsize=9)
-        ax.set_xlabel(layer_axis(str(metrics.loc[metrics["trait"] == trait, "site"].iloc[0])
-                                 if "site" in metrics else "resid"))
+        ax.set_xlabel(
+            layer_axis(str(metrics.loc[metrics["trait"] == trait, "site"].iloc[0]) if "site" in metrics else "resid")
+        )
         ax.set_ylabel("ROC-AUC")
         ax.legend(fontsize=6)
         ax.set_ylim(0.0, 1.02)
@@ -89,9 +112,19 @@ def trait_scores(summary: pd.DataFrame) -> plt.Figure:
         ns = d.groupby("prompt_set")["id"].nunique()  # sorted by prompt set name
         order = list(ns.index)
         # points with CIs, not bars from zero: a score's zero is no reference point
-        sns.pointplot(data=d, x="prompt_set", y="score", hue="variant", order=order, errorbar=("ci", 95),
-                      seed=BOOT_SEED, dodge=0.35 if d["variant"].nunique() > 1 else False, linestyle="none",
-                      capsize=0.1, ax=ax)
+        sns.pointplot(
+            data=d,
+            x="prompt_set",
+            y="score",
+            hue="variant",
+            order=order,
+            errorbar=("ci", 95),
+            seed=BOOT_SEED,
+            dodge=0.35 if d["variant"].nunique() > 1 else False,
+            linestyle="none",
+            capsize=0.1,
+            ax=ax,
+        )
         layer, position = int(d["layer"].iloc[0]), d["position"].iloc[0]
         ax.set_xticks(range(len(order)))
         ax.set_xticklabels([f"{s}\n(n={ns[s]})" for s in order], fontsize=8)
@@ -103,8 +136,6 @@ def trait_scores(summary: pd.DataFrame) -> plt.Figure:
     return fig
 
 
-
-
 def _site_name(table: pd.DataFrame) -> str:
     """What a steering table's vectors were added to (its ``site`` column; the residual stream without one)."""
     return SITE_WORDS[str(table["site"].iloc[0]) if "site" in table and len(table) else "resid"]
@@ -114,14 +145,27 @@ def steering_sweep(table: pd.DataFrame, trait: str, judge_kind: str) -> plt.Figu
     """Judged trait score and coherence against the steering coefficient, one line per layer."""
     n = table.groupby(["layer", "coef"]).size().max()
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
-    for ax, col, label in ((axes[0], "trait_score", f"judged {trait} score (0-100)"),
-                           (axes[1], "coherence", "judged coherence (0-100)")):
-        sns.lineplot(data=table, x="coef", y=col, hue="layer", marker="o", errorbar=("ci", 95), seed=BOOT_SEED, ax=ax,
-                     palette="viridis")
+    for ax, col, label in (
+        (axes[0], "trait_score", f"judged {trait} score (0-100)"),
+        (axes[1], "coherence", "judged coherence (0-100)"),
+    ):
+        sns.lineplot(
+            data=table,
+            x="coef",
+            y=col,
+            hue="layer",
+            marker="o",
+            errorbar=("ci", 95),
+            seed=BOOT_SEED,
+            ax=ax,
+            palette="viridis",
+        )
         ax.set_xlabel(f"steering coefficient (x mean {_site_name(table)} norm at the layer)")
         ax.set_ylabel(label)
         ax.set_ylim(-2, 102)
-    fig.suptitle(f"Steering with the {trait} vector (n={n} prompts per point, 95% CI)\njudge: {judge_kind}", fontsize=10)
+    fig.suptitle(
+        f"Steering with the {trait} vector (n={n} prompts per point, 95% CI)\njudge: {judge_kind}", fontsize=10
+    )
     fig.tight_layout()
     return fig
 
@@ -135,9 +179,11 @@ def layer_choice(table: pd.DataFrame, trait: str, judge_kind: str, coherence_flo
     fig = steering_sweep(plot, trait, judge_kind)
     fig.axes[1].axhline(coherence_floor, color="black", ls="--", lw=0.8, label=f"coherence floor {coherence_floor:g}")
     fig.axes[1].legend(fontsize=7, title="layer")
-    fig.suptitle(f"Layer choice for {trait}: steering at the {len(layers)} layers of highest cross-validated AUC, "
-                 f"on its training-split questions (n={len(unsteered)} per point, 95% CI)\njudge: {judge_kind}",
-                 fontsize=10)
+    fig.suptitle(
+        f"Layer choice for {trait}: steering at the {len(layers)} layers of highest cross-validated AUC, "
+        f"on its training-split questions (n={len(unsteered)} per point, 95% CI)\njudge: {judge_kind}",
+        fontsize=10,
+    )
     fig.tight_layout()
     return fig
 
@@ -153,8 +199,11 @@ def loss_curve(history: pd.DataFrame, name: str, provenance: dict) -> plt.Figure
     ax.set_xlabel("optimizer step")
     ax.set_ylabel("cross-entropy on assistant tokens (nats/token)")
     s = provenance["settings"]
-    ax.set_title(f"LoRA finetune '{name}' of {provenance['base_model']}\nrank {s['rank']}, alpha {s['alpha']}, "
-                 f"lr {s['lr']:g}, {s['epochs']} epochs, batch {s['batch_size']}, seed {s['seed']}", fontsize=10)
+    ax.set_title(
+        f"LoRA finetune '{name}' of {provenance['base_model']}\nrank {s['rank']}, alpha {s['alpha']}, "
+        f"lr {s['lr']:g}, {s['epochs']} epochs, batch {s['batch_size']}, seed {s['seed']}",
+        fontsize=10,
+    )
     ax.legend(fontsize=8)
     fig.tight_layout()
     return fig

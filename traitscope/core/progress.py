@@ -17,8 +17,16 @@ WIDTH = 20
 class Progress:
     """Count ``total`` units of work under ``label``; ``update(n)`` after each piece, ``close(summary)`` at the end."""
 
-    def __init__(self, label: str, total: int, unit: str, *, stream: TextIO | None = None,
-                 min_interval: float = 30.0, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        label: str,
+        total: int,
+        unit: str,
+        *,
+        stream: TextIO | None = None,
+        min_interval: float = 30.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.label, self.total, self.unit = label, max(0, int(total)), unit
         self.stream = stream
         self.min_interval, self.clock = min_interval, clock
@@ -35,8 +43,10 @@ class Progress:
         elapsed = self.clock() - self.started
         ran = self.done - self.resumed  # units done by this run: the rate of the estimate
         left = f", ~{elapsed / ran * (self.total - self.done):.0f}s left" if ran > 0 and frac < 1 else ""
-        return (f"[{'#' * filled}{'.' * (WIDTH - filled)}] {self.done}/{self.total} {self.unit} {frac:.0%} "
-                f"{elapsed:.0f}s{left}" + (f" ({note})" if note else ""))
+        return (
+            f"[{'#' * filled}{'.' * (WIDTH - filled)}] {self.done}/{self.total} {self.unit} {frac:.0%} "
+            f"{elapsed:.0f}s{left}" + (f" ({note})" if note else "")
+        )
 
     def update(self, n: int = 1, note: str = "") -> None:
         self.done = min(self.total, self.done + n) if self.total else self.done + n

@@ -43,8 +43,10 @@ def select_layers(mode: Any, vectors: TraitVectors, captured: list[int], n_layer
     wanted = [vectors.best_layer] if mode == "best" else parse_layers(mode, n_layers, "project.layers")
     missing = sorted(set(wanted) - set(captured))
     if missing:
-        raise ProjectionError(f"trait {vectors.trait}: layer(s) {missing} were not captured "
-                              f"(fix: add them to capture.layers, or set project.layers to captured layers {captured})")
+        raise ProjectionError(
+            f"trait {vectors.trait}: layer(s) {missing} were not captured "
+            f"(fix: add them to capture.layers, or set project.layers to captured layers {captured})"
+        )
     return wanted
 
 
@@ -58,8 +60,9 @@ def score_key(trait: str, method: str, layer: int, position: str) -> str:
     return f"score|{trait}|{method}|{layer}|{position}"
 
 
-def needed_points(traits: list[TraitVectors], job: ProjectSettings, captured: list[int],
-                  n_layers: int) -> list[tuple[str, int]]:
+def needed_points(
+    traits: list[TraitVectors], job: ProjectSettings, captured: list[int], n_layers: int
+) -> list[tuple[str, int]]:
     """Every (site, layer) some trait is projected at (layers checked against the captured layers)."""
     return sorted({(v.site, layer) for v in traits for layer in select_layers(job.layers, v, captured, n_layers)})
 
@@ -80,8 +83,13 @@ def baseline_key(layer: int, position: str, site: str = "resid") -> str:
     return f"baseline|{layer}|{position}" + ("" if site == "resid" else f"|{site}")
 
 
-def score_tensors(shard: ActivationShard, traits: list[TraitVectors], job: ProjectSettings,
-                  n_layers: int, baseline: BaselineJob | None = None) -> dict[str, torch.Tensor]:
+def score_tensors(
+    shard: ActivationShard,
+    traits: list[TraitVectors],
+    job: ProjectSettings,
+    n_layers: int,
+    baseline: BaselineJob | None = None,
+) -> dict[str, torch.Tensor]:
     """Scores of one shard (or one capture chunk) as tensors: one float32 vector per (trait, method, layer, pooled
     position) over rows, one per (trait, method, layer) over response tokens, and the token arrays of the shard.
     With ``baseline`` (``n_random`` above 0), also the scores of its random unit directions at every projected layer
@@ -96,9 +104,11 @@ def score_tensors(shard: ActivationShard, traits: list[TraitVectors], job: Proje
     for vectors in traits:
         trait, site = vectors.trait, vectors.site
         if vectors.hidden_size != shard.hidden_size:
-            raise ProjectionError(f"trait {trait}: vectors have hidden size {vectors.hidden_size} but activations "
-                                  f"{shard.hidden_size} (fix: project only variants whose hidden size matches the "
-                                  "extraction model)")
+            raise ProjectionError(
+                f"trait {trait}: vectors have hidden size {vectors.hidden_size} but activations "
+                f"{shard.hidden_size} (fix: project only variants whose hidden size matches the "
+                "extraction model)"
+            )
         for layer in select_layers(job.layers, vectors, shard.layers, n_layers):
             for method in job.methods:
                 u = vectors.unit(method, layer)
@@ -117,8 +127,9 @@ def score_tensors(shard: ActivationShard, traits: list[TraitVectors], job: Proje
             r = torch.from_numpy(random_directions(baseline.n_random, shard.hidden_size, baseline.seed * 1000 + layer))
             for position in ("last", "mean"):
                 if position in positions:
-                    out[baseline_key(layer, position, site)] = _project_each(shard.stored(position, layer, site).float(),
-                                                                             r)
+                    out[baseline_key(layer, position, site)] = _project_each(
+                        shard.stored(position, layer, site).float(), r
+                    )
             if has_resp:
                 ts = _project_each(shard.response(layer, site).float(), r)
                 out[baseline_key(layer, "response_mean", site)] = segment_mean(ts, shard.offsets)[0]
@@ -178,21 +189,45 @@ def score_frames(scores: dict[str, torch.Tensor], ids: list[str]) -> tuple[pd.Da
     for trait, method, layer, position in keys:
         s = scores[score_key(trait, method, int(layer), position)].numpy()
         if position != "token":
-            pooled.append(pd.DataFrame({"id": ids_arr, "trait": trait, "method": method, "layer": int(layer),
-                                        "position": position, "score": s}))
+            pooled.append(
+                pd.DataFrame(
+                    {
+                        "id": ids_arr,
+                        "trait": trait,
+                        "method": method,
+                        "layer": int(layer),
+                        "position": position,
+                        "score": s,
+                    }
+                )
+            )
         elif len(s):
-            tokens.append(pd.DataFrame({
-                "id": ids_arr[row_of_token], "token_index": tok_index,
-                "token_id": scores["response.token_ids"].numpy(), "is_prefill": scores["response.is_prefill"].numpy(),
-                "trait": trait, "method": method, "layer": int(layer), "score": s}))
+            tokens.append(
+                pd.DataFrame(
+                    {
+                        "id": ids_arr[row_of_token],
+                        "token_index": tok_index,
+                        "token_id": scores["response.token_ids"].numpy(),
+                        "is_prefill": scores["response.is_prefill"].numpy(),
+                        "trait": trait,
+                        "method": method,
+                        "layer": int(layer),
+                        "score": s,
+                    }
+                )
+            )
     pooled_df = pd.concat(pooled, ignore_index=True) if pooled else pd.DataFrame(columns=POOLED_COLUMNS)
     token_df = pd.concat(tokens, ignore_index=True) if tokens else pd.DataFrame(columns=TOKEN_COLUMNS)
     return pooled_df, token_df
 
 
-def write_scores(parts: Iterable[tuple[dict[str, torch.Tensor], list[str]]], baseline: BaselineJob | None,
-                 scores_path: str | Path, tokens_path: str | Path, baseline_path: str | Path
-                 ) -> tuple[int, int, int]:
+def write_scores(
+    parts: Iterable[tuple[dict[str, torch.Tensor], list[str]]],
+    baseline: BaselineJob | None,
+    scores_path: str | Path,
+    tokens_path: str | Path,
+    baseline_path: str | Path,
+) -> tuple[int, int, int]:
     """Write the pooled and per-token score tables and the random baseline of :func:`score_tensors` outputs given
     part by part (capture chunks or shard chunks, in row order, with their ids), holding one part in memory: the
     tables grow part by part (:class:`~traitscope.core.io.ParquetParts`), each part's baseline goes to a file in a
@@ -205,8 +240,11 @@ def write_scores(parts: Iterable[tuple[dict[str, torch.Tensor], list[str]]], bas
     Path(baseline_path).parent.mkdir(parents=True, exist_ok=True)
     ids: list[str] = []
     meta: dict[str, Any] = {}
-    with tempfile.TemporaryDirectory(dir=Path(baseline_path).parent, prefix=".baseline-", suffix=".tmp") as tmp, \
-            ParquetParts(scores_path) as pooled_out, ParquetParts(tokens_path) as token_out:
+    with (
+        tempfile.TemporaryDirectory(dir=Path(baseline_path).parent, prefix=".baseline-", suffix=".tmp") as tmp,
+        ParquetParts(scores_path) as pooled_out,
+        ParquetParts(tokens_path) as token_out,
+    ):
         files = []
         for n, (scores, part_ids) in enumerate(parts):
             pooled, tokens = score_frames(scores, part_ids)
@@ -222,8 +260,13 @@ def write_scores(parts: Iterable[tuple[dict[str, torch.Tensor], list[str]]], bas
     return pooled_out.rows, token_out.rows, len(files)
 
 
-def project_files(paths: Iterable[str | Path], traits: list[TraitVectors], job: ProjectSettings, n_layers: int,
-                  baseline: BaselineJob | None = None) -> Iterator[tuple[dict[str, torch.Tensor], list[str]]]:
+def project_files(
+    paths: Iterable[str | Path],
+    traits: list[TraitVectors],
+    job: ProjectSettings,
+    n_layers: int,
+    baseline: BaselineJob | None = None,
+) -> Iterator[tuple[dict[str, torch.Tensor], list[str]]]:
     """:func:`score_tensors` of activation shards read one capture chunk at a time (:meth:`ActivationShard.iter_rows`),
     with their ids, for :func:`write_scores`; a part's activations are let go before the next is read."""
     for path in paths:
@@ -233,14 +276,16 @@ def project_files(paths: Iterable[str | Path], traits: list[TraitVectors], job: 
             yield scores, ids
 
 
-def project_shard(shard: ActivationShard, traits: list[TraitVectors], job: ProjectSettings,
-                  n_layers: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+def project_shard(
+    shard: ActivationShard, traits: list[TraitVectors], job: ProjectSettings, n_layers: int
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Scores of one activation shard on every trait vector: (pooled scores, per-token scores)."""
     return score_frames(score_tensors(shard, traits, job, n_layers), shard.ids)
 
 
-def pooled_scores(frames: dict[str, pd.DataFrame], prompts: pd.DataFrame, best: dict[str, int], positions: dict[str, str],
-                  method: str) -> pd.DataFrame:
+def pooled_scores(
+    frames: dict[str, pd.DataFrame], prompts: pd.DataFrame, best: dict[str, int], positions: dict[str, str], method: str
+) -> pd.DataFrame:
     """Long table: variant, trait, layer, position, id, group, score: one pooled score per prompt of each variant's
     score table, at each trait's best layer and position, ``method`` vectors."""
     groups = prompts.set_index("id")["group"]

@@ -41,8 +41,16 @@ log = logging.getLogger(__name__)
 DATA_DIR = Path(__file__).parents[1] / "data"
 COLUMNS = ["id", "prompt", "system", "prefill", "response", "label", "category", "group", "source", "meta", "shard"]
 PROMPT_CANDIDATES = ("prompt", "instruction", "goal", "question", "Behavior", "behavior", "text", "query")
-FORMATS = ("table", "advbench", "beavertails", "harmbench", "refusal_direction", "em_questions", "persona_questions",
-           "chat_jsonl")
+FORMATS = (
+    "table",
+    "advbench",
+    "beavertails",
+    "harmbench",
+    "refusal_direction",
+    "em_questions",
+    "persona_questions",
+    "chat_jsonl",
+)
 #: separates several categories of one row (BeaverTails category names themselves contain commas)
 CATEGORY_SEP = "|"
 #: HarmBench's own layout of a contextual behavior: the context, a separator, then the behavior
@@ -64,23 +72,29 @@ def stable_id(*parts: Any) -> str:
 
 # ------------------------------------------------------------------------------------------ readers
 
+
 def _open_text(path: Path) -> str:
     if _inner_suffix(path) in (".yaml", ".yml") and path.stat().st_size > YAML_MAX_BYTES:
-        raise PromptSetError(f"'{path.name}' is {path.stat().st_size >> 20} MiB, over the {YAML_MAX_BYTES >> 20} MiB "
-                             "YAML limit (fix: store a prompt set that large as jsonl or parquet)")
+        raise PromptSetError(
+            f"'{path.name}' is {path.stat().st_size >> 20} MiB, over the {YAML_MAX_BYTES >> 20} MiB "
+            "YAML limit (fix: store a prompt set that large as jsonl or parquet)"
+        )
     raw = path.read_bytes()
     if path.suffix == ".gz":
         try:
             raw = gzip.decompress(raw)
         except (OSError, EOFError, zlib.error) as exc:
-            raise PromptSetError(f"'{path.name}' is not a complete gzip file ({first_line(exc)}) "
-                                 "(fix: download or compress it again)") from None
+            raise PromptSetError(
+                f"'{path.name}' is not a complete gzip file ({first_line(exc)}) (fix: download or compress it again)"
+            ) from None
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         line = raw[: exc.start].count(b"\n") + 1
-        raise PromptSetError(f"'{path.name}' line {line}: not UTF-8 text (byte {exc.start}) "
-                             "(fix: convert it, e.g. iconv -f latin1 -t utf-8)") from None
+        raise PromptSetError(
+            f"'{path.name}' line {line}: not UTF-8 text (byte {exc.start}) "
+            "(fix: convert it, e.g. iconv -f latin1 -t utf-8)"
+        ) from None
 
 
 def _inner_suffix(path: Path) -> str:
@@ -94,16 +108,21 @@ def read_records(path: Path) -> Any:
         try:
             return pd.read_parquet(path)
         except Exception as exc:  # noqa: BLE001 - pyarrow raises several types for a bad file
-            raise PromptSetError(f"'{path.name}' is not a readable parquet file ({first_line(exc)[:200]}) "
-                                 "(fix: write it again, e.g. DataFrame.to_parquet)") from None
+            raise PromptSetError(
+                f"'{path.name}' is not a readable parquet file ({first_line(exc)[:200]}) "
+                "(fix: write it again, e.g. DataFrame.to_parquet)"
+            ) from None
     if suffix in (".csv", ".tsv"):
         # a real CSV parser: fields may hold quoted newlines (HarmBench ContextString)
         try:
-            return pd.read_csv(io.StringIO(_open_text(path)), sep="\t" if suffix == ".tsv" else ",",
-                               dtype=str, keep_default_na=False)
+            return pd.read_csv(
+                io.StringIO(_open_text(path)), sep="\t" if suffix == ".tsv" else ",", dtype=str, keep_default_na=False
+            )
         except pd.errors.ParserError as exc:
-            raise PromptSetError(f"'{path.name}': not a valid {suffix[1:].upper()} table ({first_line(exc)}) "
-                                 "(fix: quote fields that hold the separator or a newline)") from None
+            raise PromptSetError(
+                f"'{path.name}': not a valid {suffix[1:].upper()} table ({first_line(exc)}) "
+                "(fix: quote fields that hold the separator or a newline)"
+            ) from None
     text = _open_text(path)
     if suffix == ".jsonl":
         records = []
@@ -115,30 +134,41 @@ def read_records(path: Path) -> Any:
             try:
                 records.append(json.loads(line))
             except json.JSONDecodeError as exc:
-                raise PromptSetError(f"'{path.name}' line {number}: not JSON ({exc.msg}, column {exc.colno}) "
-                                     "(fix: one JSON object per line)") from None
+                raise PromptSetError(
+                    f"'{path.name}' line {number}: not JSON ({exc.msg}, column {exc.colno}) "
+                    "(fix: one JSON object per line)"
+                ) from None
         return records
     if suffix == ".json":
         try:
             return json.loads(text)
         except json.JSONDecodeError as exc:
-            raise PromptSetError(f"'{path.name}' line {exc.lineno}: not JSON ({exc.msg}) (fix: correct the file)") from None
+            raise PromptSetError(
+                f"'{path.name}' line {exc.lineno}: not JSON ({exc.msg}) (fix: correct the file)"
+            ) from None
     if suffix in (".yaml", ".yml"):
         try:
             return load_yaml(text)
         except YAMLLimitError as exc:
-            raise PromptSetError(f"'{path.name}': refused, {exc} (fix: write the prompts out without nested aliases, "
-                                 "or as jsonl)") from None
+            raise PromptSetError(
+                f"'{path.name}': refused, {exc} (fix: write the prompts out without nested aliases, or as jsonl)"
+            ) from None
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
             where = f" line {mark.line + 1}" if mark is not None else ""
-            raise PromptSetError(f"'{path.name}'{where}: not YAML ({first_line(exc)}) (fix: correct the file)") from None
-    raise PromptSetError(f"unsupported file type '{path.name}' "
-                         "(fix: use csv, tsv, jsonl, json, yaml or parquet, optionally .gz)")
+            raise PromptSetError(
+                f"'{path.name}'{where}: not YAML ({first_line(exc)}) (fix: correct the file)"
+            ) from None
+    raise PromptSetError(
+        f"unsupported file type '{path.name}' (fix: use csv, tsv, jsonl, json, yaml or parquet, optionally .gz)"
+    )
 
 
 #: formats recognised by their columns, in a table or in the first record of a list
-COLUMN_FORMATS = ((frozenset({"is_safe", "category"}), "beavertails"), (frozenset({"Behavior", "BehaviorID"}), "harmbench"))
+COLUMN_FORMATS = (
+    (frozenset({"is_safe", "category"}), "beavertails"),
+    (frozenset({"Behavior", "BehaviorID"}), "harmbench"),
+)
 
 
 def _format_by_columns(columns: set[str]) -> str | None:
@@ -173,7 +203,9 @@ def _rows_table(df: pd.DataFrame, fields: dict[str, str], source: str) -> list[d
     if "prompt" not in fields:
         found = next((c for c in PROMPT_CANDIDATES if c in df.columns), None)
         if found is None:
-            raise PromptSetError(f"no prompt column among {list(df.columns)} (fix: set fields.prompt to the column name)")
+            raise PromptSetError(
+                f"no prompt column among {list(df.columns)} (fix: set fields.prompt to the column name)"
+            )
         fields["prompt"] = found
     for col in ("id", "system", "prefill", "response", "label", "category", "group"):  # same-named columns are used
         if col not in fields and col in df.columns and col not in fields.values():
@@ -199,27 +231,46 @@ RECORD_FORMATS = ("persona_questions", "em_questions", "refusal_direction", "cha
 
 def _rows_from(obj: Any, fmt: str, fields: dict[str, str], source: str) -> list[dict[str, Any]]:
     if fields and fmt in RECORD_FORMATS:
-        raise PromptSetError(f"fields {sorted(fields)} cannot apply to format '{fmt}', whose record layout is fixed "
-                             "(fix: remove fields, or set format: table to map columns)")
+        raise PromptSetError(
+            f"fields {sorted(fields)} cannot apply to format '{fmt}', whose record layout is fixed "
+            "(fix: remove fields, or set format: table to map columns)"
+        )
     if fmt == "persona_questions":
         return [{"prompt": q, "group": f"q{i}", "source": source, "meta": "{}"} for i, q in enumerate(obj["questions"])]
     if fmt == "em_questions":
         rows = []
         for q in obj:
             for k, para in enumerate(q.get("paraphrases") or []):
-                rows.append({"id": f"{q['id']}#{k}", "prompt": para, "system": q.get("system"), "group": str(q["id"]),
-                             "category": q.get("type"), "source": source,
-                             "meta": _meta(q, {"id", "paraphrases", "system", "type"})})
+                rows.append(
+                    {
+                        "id": f"{q['id']}#{k}",
+                        "prompt": para,
+                        "system": q.get("system"),
+                        "group": str(q["id"]),
+                        "category": q.get("type"),
+                        "source": source,
+                        "meta": _meta(q, {"id", "paraphrases", "system", "type"}),
+                    }
+                )
         return rows
     if fmt == "refusal_direction":
-        return [{"prompt": r["instruction"], "category": r.get("category"), "source": source, "meta": "{}"} for r in obj]
+        return [
+            {"prompt": r["instruction"], "category": r.get("category"), "source": source, "meta": "{}"} for r in obj
+        ]
     if fmt == "chat_jsonl":
         rows = []
         for rec in obj:
             msgs = rec["messages"]
             first = {m["role"]: m["content"] for m in reversed(msgs)}  # first message of each role
-            rows.append({"prompt": first.get("user"), "system": first.get("system"), "response": first.get("assistant"),
-                         "source": source, "meta": _meta(rec, {"messages"})})
+            rows.append(
+                {
+                    "prompt": first.get("user"),
+                    "system": first.get("system"),
+                    "response": first.get("assistant"),
+                    "source": source,
+                    "meta": _meta(rec, {"messages"}),
+                }
+            )
         return rows
     # records keep their own values (dtype object): an id column of 1 and 2.5 must not become floats 1.0 and 2.5
     df = obj if isinstance(obj, pd.DataFrame) else pd.DataFrame(obj, dtype=object)
@@ -241,8 +292,10 @@ def _rows_beavertails(df: pd.DataFrame, fields: dict[str, str], source: str) -> 
     """
     missing = {"prompt", "response", "category", "is_safe"} - set(df.columns)
     if missing:
-        raise PromptSetError(f"BeaverTails rows need prompt, response, category, is_safe; missing {sorted(missing)} "
-                             "(fix: set format to table and map fields)")
+        raise PromptSetError(
+            f"BeaverTails rows need prompt, response, category, is_safe; missing {sorted(missing)} "
+            "(fix: set format to table and map fields)"
+        )
     mapping = {"prompt": "prompt", "response": "response", "category": "category", "label": "is_safe", **fields}
     rows = _rows_table(df, mapping, source)
     if mapping["label"] == "is_safe":
@@ -264,17 +317,25 @@ def _rows_harmbench(df: pd.DataFrame, fields: dict[str, str], source: str) -> li
         raise PromptSetError(f"HarmBench rows need Behavior and BehaviorID; missing {sorted(missing)}")
     df = df.copy()
     ctx = df["ContextString"].fillna("").astype(str) if "ContextString" in df.columns else pd.Series("", index=df.index)
-    df["_prompt"] = [HARMBENCH_CONTEXT.format(context=c.strip(), behavior=b) if c.strip() else b
-                     for c, b in zip(ctx, df["Behavior"].astype(str))]
-    mapping = {"prompt": "_prompt", "id": "BehaviorID", **({"category": "SemanticCategory"} if "SemanticCategory" in df.columns else {}),
-               **fields}
+    df["_prompt"] = [
+        HARMBENCH_CONTEXT.format(context=c.strip(), behavior=b) if c.strip() else b
+        for c, b in zip(ctx, df["Behavior"].astype(str))
+    ]
+    mapping = {
+        "prompt": "_prompt",
+        "id": "BehaviorID",
+        **({"category": "SemanticCategory"} if "SemanticCategory" in df.columns else {}),
+        **fields,
+    }
     return [{"label": 1, **r} for r in _rows_table(df, mapping, source)]
 
 
 # ------------------------------------------------------------------------------------------ public
 
-def load_prompt_set(spec: PromptSetSpec, *, seed: int, key: str = "prompt_set",
-                    base_dir: str | Path = ".", shards: int | None = None) -> pd.DataFrame:
+
+def load_prompt_set(
+    spec: PromptSetSpec, *, seed: int, key: str = "prompt_set", base_dir: str | Path = ".", shards: int | None = None
+) -> pd.DataFrame:
     """Load one prompt set spec (see the config schema) into the normalised table.
 
     ``shards`` (as resolved by the workflow from ``shards``/``shard_size``) sets the ``shard`` column.
@@ -300,8 +361,10 @@ def load_prompt_set(spec: PromptSetSpec, *, seed: int, key: str = "prompt_set",
         except PromptSetError as exc:
             raise PromptSetError(f"{key}: {exc}") from None
         except (KeyError, TypeError, AttributeError) as exc:
-            raise PromptSetError(f"{key}: '{path.name}' does not look like format '{fmt}' ({exc!r}) "
-                                 f"(fix: set {key}.format to one of {FORMATS})") from None
+            raise PromptSetError(
+                f"{key}: '{path.name}' does not look like format '{fmt}' ({exc!r}) "
+                f"(fix: set {key}.format to one of {FORMATS})"
+            ) from None
     elif source == "hub":
         rows = _hub_rows(spec, fields, key)
     else:  # pragma: no cover - schema forbids it
@@ -370,20 +433,32 @@ def _builtin_rows(spec: PromptSetSpec, key: str) -> list[dict[str, Any]]:
         raise PromptSetError(f"{key}.name: unknown builtin set {name!r} (fix: use one of {builtin_names()})")
     data = yaml.safe_load(path.read_text())
     available = builtin_splits(name)
-    split = (spec.split or "all")
+    split = spec.split or "all"
     if split != "all" and split not in available:
-        raise PromptSetError(f"{key}.split: {split!r} is not a split of builtin set {name!r} "
-                             f"(fix: use one of {available + ['all']})")
+        raise PromptSetError(
+            f"{key}.split: {split!r} is not a split of builtin set {name!r} (fix: use one of {available + ['all']})"
+        )
     rows = []
     for sp in available if split == "all" else [split]:
         for i, item in enumerate(data[sp]):
             if isinstance(item, dict) and "paraphrases" in item:  # emergent-misalignment question format
-                rows += [{**r, "label": data.get("label"), "category": name, "source": f"builtin:{name}/{sp}"}
-                         for r in _rows_from([item], "em_questions", {}, "")]
+                rows += [
+                    {**r, "label": data.get("label"), "category": name, "source": f"builtin:{name}/{sp}"}
+                    for r in _rows_from([item], "em_questions", {}, "")
+                ]
                 continue
             entry = item if isinstance(item, dict) else {"prompt": item}  # a prompt, or {prompt, response}
-            rows.append({"id": f"{name}-{sp}-{i:03d}", "prompt": entry["prompt"], "response": entry.get("response"),
-                         "label": data.get("label"), "category": name, "source": f"builtin:{name}/{sp}", "meta": "{}"})
+            rows.append(
+                {
+                    "id": f"{name}-{sp}-{i:03d}",
+                    "prompt": entry["prompt"],
+                    "response": entry.get("response"),
+                    "label": data.get("label"),
+                    "category": name,
+                    "source": f"builtin:{name}/{sp}",
+                    "meta": "{}",
+                }
+            )
     return rows
 
 
@@ -396,8 +471,11 @@ def replay_table(prompts: pd.DataFrame, responses: pd.DataFrame) -> pd.DataFrame
     out = out[out["response"].notna() & (out["response"].astype(str) != "")].reset_index(drop=True)
     if out.empty:
         raise PromptSetError("the replayed variant produced no responses (fix: enable capture.generate)")
-    out.attrs["prep"] = {"rows_read": int(len(prompts)), "dropped_no_response": int(len(prompts) - len(out)),
-                         "rows": int(len(out))}
+    out.attrs["prep"] = {
+        "rows_read": int(len(prompts)),
+        "dropped_no_response": int(len(prompts) - len(out)),
+        "rows": int(len(out)),
+    }
     return out
 
 
@@ -411,8 +489,10 @@ def _hub_rows(spec: PromptSetSpec, fields: dict[str, str], key: str) -> list[dic
         ds = load_dataset(dataset, spec.subset, split=spec.split or "train")
     except Exception as exc:  # noqa: BLE001
         first = first_line(exc)
-        raise PromptSetError(f"{key}: cannot load hub dataset '{dataset}' ({first}) "
-                             f"(fix: check the id/split, or download it and use source: local)") from None
+        raise PromptSetError(
+            f"{key}: cannot load hub dataset '{dataset}' ({first}) "
+            f"(fix: check the id/split, or download it and use source: local)"
+        ) from None
     df = ds.to_pandas()
     fmt = spec.format
     fmt = detect_format(df) if fmt == "auto" else fmt
@@ -433,12 +513,19 @@ def _label(value: Any, key: str) -> int | None:
         return int(value)
     if isinstance(value, (int, np.integer, str)) and value in LABELS:
         return LABELS[value]
-    raise PromptSetError(f"{key}: label {value!r} is not 0 or 1 (fix: map labels to 0/1, e.g. with fields.label "
-                         "pointing to a 0/1 column, or set a constant label:)")
+    raise PromptSetError(
+        f"{key}: label {value!r} is not 0 or 1 (fix: map labels to 0/1, e.g. with fields.label "
+        "pointing to a 0/1 column, or set a constant label:)"
+    )
 
 
-def normalise(rows: list[dict[str, Any]], system: str | None = None, prefill: str | None = None,
-              label: int | None = None, key: str = "prompt set") -> pd.DataFrame:
+def normalise(
+    rows: list[dict[str, Any]],
+    system: str | None = None,
+    prefill: str | None = None,
+    label: int | None = None,
+    key: str = "prompt set",
+) -> pd.DataFrame:
     """The normalised table; what was dropped is counted in ``df.attrs["prep"]`` and warned about by name.
 
     Rows without a prompt and exact repeats (same id and content) are dropped and counted; an id that appears
@@ -463,8 +550,9 @@ def normalise(rows: list[dict[str, Any]], system: str | None = None, prefill: st
     for col in ("prompt", "system", "prefill", "response", "category", "group", "source", "meta"):
         df[col] = df[col].map(lambda v: None if v is None or (isinstance(v, float) and np.isnan(v)) else str(v))
     missing_id = df["id"].isna()
-    df.loc[missing_id, "id"] = [stable_id(r.system, r.prompt, r.prefill, r.response)
-                                for r in df[missing_id].itertuples()]
+    df.loc[missing_id, "id"] = [
+        stable_id(r.system, r.prompt, r.prefill, r.response) for r in df[missing_id].itertuples()
+    ]
     df["id"] = df["id"].astype(str)
     df["group"] = df["group"].where(df["group"].notna(), df["id"])
     df["label"] = pd.array([_label(v, key) for v in df["label"]], dtype="Int64")
@@ -474,18 +562,25 @@ def normalise(rows: list[dict[str, Any]], system: str | None = None, prefill: st
     clash = df["id"].duplicated(keep=False)
     if clash.any():
         first = df.loc[clash, "id"].iloc[0]
-        raise PromptSetError(f"{key}: {int(df.loc[clash, 'id'].nunique())} ids appear with different content, e.g. "
-                             f"{first!r} (fix: give each row its own id, or drop the id field to derive ids from content)")
+        raise PromptSetError(
+            f"{key}: {int(df.loc[clash, 'id'].nunique())} ids appear with different content, e.g. "
+            f"{first!r} (fix: give each row its own id, or drop the id field to derive ids from content)"
+        )
     counts["dropped_duplicate"] = int(exact.sum())
     repeated = df.duplicated(["prompt", "system", "prefill", "response"], keep="first")
     counts["repeated_prompt_kept"] = int(repeated.sum())
-    for what, n in (("rows without a prompt", counts["dropped_empty_prompt"]),
-                    ("exact duplicate rows", counts["dropped_duplicate"])):
+    for what, n in (
+        ("rows without a prompt", counts["dropped_empty_prompt"]),
+        ("exact duplicate rows", counts["dropped_duplicate"]),
+    ):
         if n:
             log.warning("%s: dropped %d %s (of %d read)", key, n, what, counts["rows_read"])
     if counts["repeated_prompt_kept"]:
-        log.warning("%s: %d rows repeat another row's prompt (and response) under another id (kept)", key,
-                    counts["repeated_prompt_kept"])
+        log.warning(
+            "%s: %d rows repeat another row's prompt (and response) under another id (kept)",
+            key,
+            counts["repeated_prompt_kept"],
+        )
     df = df.reset_index(drop=True)
     df["shard"] = 0
     df.attrs["prep"] = counts
@@ -568,7 +663,9 @@ def _row_count(path: Path) -> int:
     return _ROWS[key]
 
 
-def startup_table(key: str, spec: PromptSetSpec, base_dir: Path, seed: int, limit: int = FULL_LOAD_ROWS) -> pd.DataFrame | None:
+def startup_table(
+    key: str, spec: PromptSetSpec, base_dir: Path, seed: int, limit: int = FULL_LOAD_ROWS
+) -> pd.DataFrame | None:
     """The whole table of a set that start-up can afford to load (builtin, or a local file of at most ``limit``
     records), loaded once per process, sampled with ``seed`` (the study's) as prep samples it; None for hub sets,
     replays and larger files."""
@@ -586,7 +683,9 @@ def startup_table(key: str, spec: PromptSetSpec, base_dir: Path, seed: int, limi
     return _STARTUP[cache_key]
 
 
-def check_spec(key: str, spec: PromptSetSpec, base_dir: Path, seed: int, full_load_rows: int = FULL_LOAD_ROWS) -> int | None:
+def check_spec(
+    key: str, spec: PromptSetSpec, base_dir: Path, seed: int, full_load_rows: int = FULL_LOAD_ROWS
+) -> int | None:
     """Start-up check of one prompt set; returns its row count (after ``sample``) where it can be known.
 
     It runs at every Snakefile parse, so it stays cheap: files are counted first (parquet metadata, lines);

@@ -72,6 +72,7 @@ def repr_without(obj: tuple, hidden: tuple[str, ...]) -> str:
 
 # ------------------------------------------------------------------------------------------ models
 
+
 class BlockNames(NamedTuple):
     """Where a model keeps its decoder blocks and, inside a block, the modules whose outputs are the ``attn`` and
     ``mlp`` sites (``variants.<name>.blocks``): for an architecture :mod:`traitscope.core.models` does not know."""
@@ -146,6 +147,7 @@ class FinetuneSpec(NamedTuple):
 
 # ---------------------------------------------------------------------------------- data and traits
 
+
 class PromptSetSpec(NamedTuple):
     source: str
     name: str | None
@@ -193,6 +195,7 @@ def unresolved_trait(data: dict[str, Any]) -> TraitSpec:
 
 
 # --------------------------------------------------------------------------------------- pipeline
+
 
 class Generation(NamedTuple):
     enabled: bool
@@ -281,8 +284,11 @@ class CaptureJob(NamedTuple):
     def __repr__(self) -> str:
         # a residual-only, float16 job keeps the repr (and so the cache keys and Snakemake params) it had before sites
         # and capture.dtype existed
-        left_out = ("batch_size",) + (("sites",) if self.sites == ("resid",) else ()) + (
-            ("dtype",) if self.dtype == "float16" else ())
+        left_out = (
+            ("batch_size",)
+            + (("sites",) if self.sites == ("resid",) else ())
+            + (("dtype",) if self.dtype == "float16" else ())
+        )
         return repr_without(self, left_out)
 
 
@@ -348,5 +354,3 @@ class ResourceSettings(NamedTuple):
     min_mem_mb: int
     mem_retry_factor: float
     variants: dict[str, ResourceOverride]
-
-

@@ -56,17 +56,27 @@ def versus_random(value: float, random_aucs: np.ndarray) -> dict[str, float | in
     r = r[~np.isnan(r)]
     nan = float("nan")
     if not len(r):
-        return {"random_auc_mean": nan, "random_auc_p95": nan, "auc_percentile": nan, "beats_random": False,
-                "n_random": 0}
+        return {
+            "random_auc_mean": nan,
+            "random_auc_p95": nan,
+            "auc_percentile": nan,
+            "beats_random": False,
+            "n_random": 0,
+        }
     p95 = float(np.percentile(r, 95))
     ok = not np.isnan(value)
-    return {"random_auc_mean": float(r.mean()), "random_auc_p95": p95,
-            "auc_percentile": float(percentileofscore(r, value, kind="strict")) if ok else nan,
-            "beats_random": bool(ok and value > p95), "n_random": int(len(r))}
+    return {
+        "random_auc_mean": float(r.mean()),
+        "random_auc_p95": p95,
+        "auc_percentile": float(percentileofscore(r, value, kind="strict")) if ok else nan,
+        "beats_random": bool(ok and value > p95),
+        "n_random": int(len(r)),
+    }
 
 
-def bootstrap_auc_ci(labels: np.ndarray, scores: np.ndarray, n_boot: int = 1000, level: float = 0.95,
-                     seed: int = 0) -> tuple[float, float]:
+def bootstrap_auc_ci(
+    labels: np.ndarray, scores: np.ndarray, n_boot: int = 1000, level: float = 0.95, seed: int = 0
+) -> tuple[float, float]:
     """Percentile bootstrap CI of the ROC-AUC, resampling within each class (stratified).
 
     ``scipy.stats.bootstrap`` resamples the positive and the negative scores independently; the AUC of each
@@ -83,13 +93,22 @@ def bootstrap_auc_ci(labels: np.ndarray, scores: np.ndarray, n_boot: int = 1000,
 
     with warnings.catch_warnings():  # a degenerate bootstrap distribution (AUC 1 everywhere) is a valid CI here
         warnings.simplefilter("ignore")
-        res = bootstrap((pos, neg), statistic, n_resamples=n_boot, confidence_level=level, method="percentile",
-                        vectorized=True, paired=False, random_state=np.random.default_rng(seed))
+        res = bootstrap(
+            (pos, neg),
+            statistic,
+            n_resamples=n_boot,
+            confidence_level=level,
+            method="percentile",
+            vectorized=True,
+            paired=False,
+            random_state=np.random.default_rng(seed),
+        )
     return float(res.confidence_interval.low), float(res.confidence_interval.high)
 
 
-def separation(pos: np.ndarray, neg: np.ndarray, *, n_boot: int = 1000, level: float = 0.95,
-               seed: int = 0) -> dict[str, float]:
+def separation(
+    pos: np.ndarray, neg: np.ndarray, *, n_boot: int = 1000, level: float = 0.95, seed: int = 0
+) -> dict[str, float]:
     """How well scores separate two groups: ROC-AUC of ``pos`` (1) vs ``neg`` (0) with its stratified bootstrap
     CI (:func:`bootstrap_auc_ci`) and Cohen's d (pos minus neg)."""
     pos, neg = np.asarray(pos, dtype=float), np.asarray(neg, dtype=float)
@@ -98,8 +117,9 @@ def separation(pos: np.ndarray, neg: np.ndarray, *, n_boot: int = 1000, level: f
     return {"auc": auc(y, s), "ci_low": lo, "ci_high": hi, "cohens_d": cohens_d(pos, neg)}
 
 
-def paired_comparison(a: np.ndarray, b: np.ndarray, *, n_boot: int = 2000, level: float = 0.95,
-                      seed: int = 0) -> dict[str, float]:
+def paired_comparison(
+    a: np.ndarray, b: np.ndarray, *, n_boot: int = 2000, level: float = 0.95, seed: int = 0
+) -> dict[str, float]:
     """``a`` vs ``b`` measured on the same units (row i of each is one unit).
 
     Paired t-test (``scipy.stats.ttest_rel``) with the t confidence interval of the mean difference, and
@@ -110,25 +130,52 @@ def paired_comparison(a: np.ndarray, b: np.ndarray, *, n_boot: int = 2000, level
     ok = ~(np.isnan(a) | np.isnan(b))
     a, b = a[ok], b[ok]
     diff = a - b
-    out: dict[str, float] = {"n": int(len(diff)), "mean_a": float(a.mean()) if len(a) else float("nan"),
-                             "mean_b": float(b.mean()) if len(b) else float("nan")}
+    out: dict[str, float] = {
+        "n": int(len(diff)),
+        "mean_a": float(a.mean()) if len(a) else float("nan"),
+        "mean_b": float(b.mean()) if len(b) else float("nan"),
+    }
     if len(diff) < 3 or np.allclose(diff, diff[0]):
-        return {**out, "mean_difference": float(diff.mean()) if len(diff) else float("nan"), "ci_low": float("nan"),
-                "ci_high": float("nan"), "t": float("nan"), "p": float("nan"), "cohens_dz": float("nan"),
-                "dz_ci_low": float("nan"), "dz_ci_high": float("nan")}
+        return {
+            **out,
+            "mean_difference": float(diff.mean()) if len(diff) else float("nan"),
+            "ci_low": float("nan"),
+            "ci_high": float("nan"),
+            "t": float("nan"),
+            "p": float("nan"),
+            "cohens_dz": float("nan"),
+            "dz_ci_low": float("nan"),
+            "dz_ci_high": float("nan"),
+        }
     test = ttest_rel(a, b)
     ci = test.confidence_interval(level)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        boot = bootstrap((diff,), paired_dz, n_resamples=n_boot, confidence_level=level, method="percentile",
-                         vectorized=True, random_state=np.random.default_rng(seed))
-    return {**out, "mean_difference": float(diff.mean()), "ci_low": float(ci.low), "ci_high": float(ci.high),
-            "t": float(test.statistic), "p": float(test.pvalue), "cohens_dz": float(paired_dz(diff)),
-            "dz_ci_low": float(boot.confidence_interval.low), "dz_ci_high": float(boot.confidence_interval.high)}
+        boot = bootstrap(
+            (diff,),
+            paired_dz,
+            n_resamples=n_boot,
+            confidence_level=level,
+            method="percentile",
+            vectorized=True,
+            random_state=np.random.default_rng(seed),
+        )
+    return {
+        **out,
+        "mean_difference": float(diff.mean()),
+        "ci_low": float(ci.low),
+        "ci_high": float(ci.high),
+        "t": float(test.statistic),
+        "p": float(test.pvalue),
+        "cohens_dz": float(paired_dz(diff)),
+        "dz_ci_low": float(boot.confidence_interval.low),
+        "dz_ci_high": float(boot.confidence_interval.high),
+    }
 
 
-def independent_comparison(a: np.ndarray, b: np.ndarray, *, n_boot: int = 2000, level: float = 0.95,
-                           seed: int = 0) -> dict[str, float]:
+def independent_comparison(
+    a: np.ndarray, b: np.ndarray, *, n_boot: int = 2000, level: float = 0.95, seed: int = 0
+) -> dict[str, float]:
     """``a`` vs ``b`` measured on different units (two independent groups).
 
     Welch's t-test (``scipy.stats.ttest_ind(equal_var=False)``) with its confidence interval of the difference
@@ -139,25 +186,61 @@ def independent_comparison(a: np.ndarray, b: np.ndarray, *, n_boot: int = 2000, 
     a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
     a, b = a[~np.isnan(a)], b[~np.isnan(b)]
     nan = float("nan")
-    out: dict[str, float] = {"n_a": int(len(a)), "n_b": int(len(b)), "mean_a": float(a.mean()) if len(a) else nan,
-                             "mean_b": float(b.mean()) if len(b) else nan}
+    out: dict[str, float] = {
+        "n_a": int(len(a)),
+        "n_b": int(len(b)),
+        "mean_a": float(a.mean()) if len(a) else nan,
+        "mean_b": float(b.mean()) if len(b) else nan,
+    }
     if len(a) < 2 or len(b) < 2:
-        return {**out, "mean_difference": nan, "ci_low": nan, "ci_high": nan, "t": nan, "p": nan, "cohens_d": nan,
-                "d_ci_low": nan, "d_ci_high": nan, "auc": nan, "auc_ci_low": nan, "auc_ci_high": nan}
+        return {
+            **out,
+            "mean_difference": nan,
+            "ci_low": nan,
+            "ci_high": nan,
+            "t": nan,
+            "p": nan,
+            "cohens_d": nan,
+            "d_ci_low": nan,
+            "d_ci_high": nan,
+            "auc": nan,
+            "auc_ci_low": nan,
+            "auc_ci_high": nan,
+        }
     test = ttest_ind(a, b, equal_var=False)
     ci = test.confidence_interval(level)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        boot = bootstrap((a, b), pooled_d, n_resamples=n_boot, confidence_level=level, method="percentile",
-                         vectorized=True, paired=False, random_state=np.random.default_rng(seed))
+        boot = bootstrap(
+            (a, b),
+            pooled_d,
+            n_resamples=n_boot,
+            confidence_level=level,
+            method="percentile",
+            vectorized=True,
+            paired=False,
+            random_state=np.random.default_rng(seed),
+        )
     sep = separation(a, b, n_boot=n_boot, level=level, seed=seed)
-    return {**out, "mean_difference": float(a.mean() - b.mean()), "ci_low": float(ci.low), "ci_high": float(ci.high),
-            "t": float(test.statistic), "p": float(test.pvalue), "cohens_d": sep["cohens_d"],
-            "d_ci_low": float(boot.confidence_interval.low), "d_ci_high": float(boot.confidence_interval.high),
-            "auc": sep["auc"], "auc_ci_low": sep["ci_low"], "auc_ci_high": sep["ci_high"]}
+    return {
+        **out,
+        "mean_difference": float(a.mean() - b.mean()),
+        "ci_low": float(ci.low),
+        "ci_high": float(ci.high),
+        "t": float(test.statistic),
+        "p": float(test.pvalue),
+        "cohens_d": sep["cohens_d"],
+        "d_ci_low": float(boot.confidence_interval.low),
+        "d_ci_high": float(boot.confidence_interval.high),
+        "auc": sep["auc"],
+        "auc_ci_low": sep["ci_low"],
+        "auc_ci_high": sep["ci_high"],
+    }
 
 
-def spearman(x: np.ndarray, y: np.ndarray, *, n_boot: int = 2000, level: float = 0.95, seed: int = 0) -> dict[str, float]:
+def spearman(
+    x: np.ndarray, y: np.ndarray, *, n_boot: int = 2000, level: float = 0.95, seed: int = 0
+) -> dict[str, float]:
     """Spearman's rho (``scipy.stats.spearmanr``) with its p-value and a paired percentile bootstrap CI."""
     x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
     ok = ~(np.isnan(x) | np.isnan(y))
@@ -172,10 +255,23 @@ def spearman(x: np.ndarray, y: np.ndarray, *, n_boot: int = 2000, level: float =
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        boot = bootstrap((x, y), rho, n_resamples=n_boot, confidence_level=level, method="percentile",
-                         vectorized=False, paired=True, random_state=np.random.default_rng(seed))
-    return {"n": int(len(x)), "rho": float(res.statistic), "p": float(res.pvalue),
-            "ci_low": float(boot.confidence_interval.low), "ci_high": float(boot.confidence_interval.high)}
+        boot = bootstrap(
+            (x, y),
+            rho,
+            n_resamples=n_boot,
+            confidence_level=level,
+            method="percentile",
+            vectorized=False,
+            paired=True,
+            random_state=np.random.default_rng(seed),
+        )
+    return {
+        "n": int(len(x)),
+        "rho": float(res.statistic),
+        "p": float(res.pvalue),
+        "ci_low": float(boot.confidence_interval.low),
+        "ci_high": float(boot.confidence_interval.high),
+    }
 
 
 def correct_pvalues(pvalues: list[float], method: str = "holm", alpha: float = 0.05) -> tuple[list[float], list[bool]]:

@@ -75,8 +75,15 @@ class _Edit:
 class Steer(_Edit):
     """Add ``coef`` x the unit vector at ``layer`` (and ``site``)."""
 
-    def __init__(self, model: nn.Module, layer: int, vector: torch.Tensor, coef: float, positions: str = "all",
-                 site: str = "resid"):
+    def __init__(
+        self,
+        model: nn.Module,
+        layer: int,
+        vector: torch.Tensor,
+        coef: float,
+        positions: str = "all",
+        site: str = "resid",
+    ):
         super().__init__(model, layer, vector, positions, site)
         self.coef = float(coef)
 
@@ -88,8 +95,15 @@ class Steer(_Edit):
 class Ablate(_Edit):
     """Remove ``strength`` x the projection on the unit vector at ``layer`` (1 = full directional ablation)."""
 
-    def __init__(self, model: nn.Module, layer: int, vector: torch.Tensor, strength: float = 1.0,
-                 positions: str = "all", site: str = "resid"):
+    def __init__(
+        self,
+        model: nn.Module,
+        layer: int,
+        vector: torch.Tensor,
+        strength: float = 1.0,
+        positions: str = "all",
+        site: str = "resid",
+    ):
         super().__init__(model, layer, vector, positions, site)
         self.strength = float(strength)
 
@@ -99,9 +113,18 @@ class Ablate(_Edit):
         return h - self.strength * (proj if mask is None else mask * proj)
 
 
-def generate_steered(model: nn.Module, tokenizer: Any, prompts: Sequence[str], edits: Sequence[_Edit], *,
-                     max_new_tokens: int, systems: Sequence[str | None] | None = None, batch_size: int = BATCH_SIZE,
-                     do_sample: bool = False, seed: int = 0) -> list[str]:
+def generate_steered(
+    model: nn.Module,
+    tokenizer: Any,
+    prompts: Sequence[str],
+    edits: Sequence[_Edit],
+    *,
+    max_new_tokens: int,
+    systems: Sequence[str | None] | None = None,
+    batch_size: int = BATCH_SIZE,
+    do_sample: bool = False,
+    seed: int = 0,
+) -> list[str]:
     """Greedy (or sampled) responses to ``prompts`` with every edit in ``edits`` active."""
     from .chat import Encoded, prompt_token_ids
     from .generation import generate_responses
@@ -109,10 +132,13 @@ def generate_steered(model: nn.Module, tokenizer: Any, prompts: Sequence[str], e
     systems = list(systems) if systems is not None else [None] * len(prompts)
     out: list[str] = []
     for start in range(0, len(prompts), batch_size):
-        batch = [Encoded(prompt_token_ids(tokenizer, p, s), [], []) for p, s in
-                 zip(prompts[start:start + batch_size], systems[start:start + batch_size])]
-        generation = Generation(enabled=True, max_new_tokens=max_new_tokens, do_sample=do_sample, temperature=1.0,
-                                top_p=1.0)
+        batch = [
+            Encoded(prompt_token_ids(tokenizer, p, s), [], [])
+            for p, s in zip(prompts[start : start + batch_size], systems[start : start + batch_size])
+        ]
+        generation = Generation(
+            enabled=True, max_new_tokens=max_new_tokens, do_sample=do_sample, temperature=1.0, top_p=1.0
+        )
 
         def reset(width: int) -> None:  # left padding: every row's prompt ends at `width`
             for e in edits:

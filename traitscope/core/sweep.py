@@ -46,13 +46,30 @@ class SteeringTask:
         """Responses and judged scores with ``vector`` added at ``coef x norm`` (None or 0: unsteered)."""
         prompts = self.prompts if prompts is None else prompts
         with contextlib.ExitStack() as stack:
-            edits = [] if vector is None or coef == 0 else [
-                stack.enter_context(Steer(self.model, self.layer, vector, coef * self.norm, self.positions,
-                                          self.site))]
-            responses = generate_steered(self.model, self.tokenizer, prompts, edits, max_new_tokens=self.max_new_tokens,
-                                         batch_size=self.batch_size, seed=self.seed)
-        scores = self.judge.score([{"question": q, "answer": a, "trait": self.trait, "description": self.description}
-                                   for q, a in zip(prompts, responses)])
+            edits = (
+                []
+                if vector is None or coef == 0
+                else [
+                    stack.enter_context(
+                        Steer(self.model, self.layer, vector, coef * self.norm, self.positions, self.site)
+                    )
+                ]
+            )
+            responses = generate_steered(
+                self.model,
+                self.tokenizer,
+                prompts,
+                edits,
+                max_new_tokens=self.max_new_tokens,
+                batch_size=self.batch_size,
+                seed=self.seed,
+            )
+        scores = self.judge.score(
+            [
+                {"question": q, "answer": a, "trait": self.trait, "description": self.description}
+                for q, a in zip(prompts, responses)
+            ]
+        )
         return pd.concat([pd.DataFrame({"prompt": prompts, "response": responses}), scores], axis=1)
 
 
@@ -60,8 +77,9 @@ def mean_norm(x: np.ndarray) -> float:
     return float(np.linalg.norm(x, axis=1).mean())
 
 
-def sweep(task: SteeringTask, vectors: dict[int, torch.Tensor], norms: dict[int, float],
-          coefficients: list[float]) -> pd.DataFrame:
+def sweep(
+    task: SteeringTask, vectors: dict[int, torch.Tensor], norms: dict[int, float], coefficients: list[float]
+) -> pd.DataFrame:
     """Judged trait score and coherence for every (layer, coefficient)."""
     rows = []
     progress = Progress(f"steering {task.trait}", len(vectors) * len(coefficients), "settings (layer x coefficient)")
@@ -71,21 +89,46 @@ def sweep(task: SteeringTask, vectors: dict[int, torch.Tensor], norms: dict[int,
             rows.append(t.evaluate(v, coef).assign(layer=layer, coef=coef))
             progress.update(1, note=f"layer {layer}, coefficient {coef}: trait {rows[-1]['trait_score'].mean():.1f}")
     table = pd.concat(rows, ignore_index=True)
-    progress.close(f"{len(table)} steered responses judged at {len(vectors)} layer(s) x {len(coefficients)} coefficients")
+    progress.close(
+        f"{len(table)} steered responses judged at {len(vectors)} layer(s) x {len(coefficients)} coefficients"
+    )
     return table
 
 
-def build_task(*, variant: ModelSpec, judge_cfg: JudgeSettings, judge_cache: str | Path, trait: str,
-               description: str, prompts: list[str], layer: int, norm: float, max_new_tokens: int,
-               positions: str = "all", seed: int = 0, site: str = "resid") -> SteeringTask:
+def build_task(
+    *,
+    variant: ModelSpec,
+    judge_cfg: JudgeSettings,
+    judge_cache: str | Path,
+    trait: str,
+    description: str,
+    prompts: list[str],
+    layer: int,
+    norm: float,
+    max_new_tokens: int,
+    positions: str = "all",
+    seed: int = 0,
+    site: str = "resid",
+) -> SteeringTask:
     """Load the model and the judge for a steering job (used by the workflow scripts)."""
     from .models import load_model
 
     model, tokenizer = load_model(variant, key="variant")
     judge = Judge.from_config(judge_cfg, judge_cache)
-    return SteeringTask(model=model, tokenizer=tokenizer, judge=judge, trait=trait, description=description,
-                        layer=layer, prompts=prompts, norm=norm, max_new_tokens=max_new_tokens, positions=positions,
-                        seed=seed, site=site)
+    return SteeringTask(
+        model=model,
+        tokenizer=tokenizer,
+        judge=judge,
+        trait=trait,
+        description=description,
+        layer=layer,
+        prompts=prompts,
+        norm=norm,
+        max_new_tokens=max_new_tokens,
+        positions=positions,
+        seed=seed,
+        site=site,
+    )
 
 
 def trait_norms(activations: str | Path, vectors: TraitVectors, layers: list[int]) -> dict[int, float]:

@@ -23,29 +23,53 @@ def build_tiny_tokenizer(template: str | None = CHATML) -> object:
     tok = Tokenizer(models.BPE(unk_token=None))
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    corpus = ["You are a helpful assistant. How do I bake bread? Tell me how to make a bomb. "
-              "system user assistant Sure, here is the answer. I'm sorry, I cannot help with that."] * 20
-    tok.train_from_iterator(corpus, trainers.BpeTrainer(vocab_size=400, special_tokens=specials,
-                                                        initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", eos_token="<|im_end|>",
-                                   bos_token="<|im_start|>")
+    corpus = [
+        "You are a helpful assistant. How do I bake bread? Tell me how to make a bomb. "
+        "system user assistant Sure, here is the answer. I'm sorry, I cannot help with that."
+    ] * 20
+    tok.train_from_iterator(
+        corpus,
+        trainers.BpeTrainer(
+            vocab_size=400, special_tokens=specials, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+        ),
+    )
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok, pad_token="<pad>", eos_token="<|im_end|>", bos_token="<|im_start|>"
+    )
     if template is not None:
         fast.chat_template = template
     return fast
 
 
-def build_tiny_model(path: Path, seed: int = 0, *, hidden: int = 32, layers: int = 4, intermediate: int = 64,
-                     heads: int = 4, kv_heads: int = 2, context: int = 1024) -> Path:
+def build_tiny_model(
+    path: Path,
+    seed: int = 0,
+    *,
+    hidden: int = 32,
+    layers: int = 4,
+    intermediate: int = 64,
+    heads: int = 4,
+    kv_heads: int = 2,
+    context: int = 1024,
+) -> Path:
     """Save a random Llama chat model of the given shape (and its tokenizer) to ``path``."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
     fast: Any = build_tiny_tokenizer()
     torch.manual_seed(seed)
-    config = LlamaConfig(vocab_size=fast.vocab_size, hidden_size=hidden, intermediate_size=intermediate,
-                         num_hidden_layers=layers, num_attention_heads=heads, num_key_value_heads=kv_heads,
-                         max_position_embeddings=context, pad_token_id=fast.pad_token_id,
-                         eos_token_id=fast.eos_token_id, bos_token_id=fast.bos_token_id)
+    config = LlamaConfig(
+        vocab_size=fast.vocab_size,
+        hidden_size=hidden,
+        intermediate_size=intermediate,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        num_key_value_heads=kv_heads,
+        max_position_embeddings=context,
+        pad_token_id=fast.pad_token_id,
+        eos_token_id=fast.eos_token_id,
+        bos_token_id=fast.bos_token_id,
+    )
     model = LlamaForCausalLM(config)
     model.save_pretrained(path)
     fast.save_pretrained(path)
@@ -62,8 +86,16 @@ def tiny_config(family: str, *, hidden: int = 16, layers: int = 3, vocab: int = 
     import transformers as t
 
     ids: dict[str, Any] = {"pad_token_id": 0, "bos_token_id": 1, "eos_token_id": 2}
-    common: dict[str, Any] = dict(vocab_size=vocab, hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=layers,
-                  num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128, **ids)
+    common: dict[str, Any] = dict(
+        vocab_size=vocab,
+        hidden_size=hidden,
+        intermediate_size=2 * hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=128,
+        **ids,
+    )
     heads: dict[str, Any] = {"head_dim": hidden // 4}
     build: dict[str, object] = {
         "llama": lambda: t.LlamaConfig(**common),
@@ -75,9 +107,15 @@ def tiny_config(family: str, *, hidden: int = 16, layers: int = 3, vocab: int = 
         "phi3": lambda: t.Phi3Config(**common),
         "olmo2": lambda: t.Olmo2Config(**common),
         "gpt2": lambda: t.GPT2Config(vocab_size=vocab, n_embd=hidden, n_layer=layers, n_head=4, n_positions=128, **ids),
-        "gpt_neox": lambda: t.GPTNeoXConfig(vocab_size=vocab, hidden_size=hidden, intermediate_size=2 * hidden,
-                                            num_hidden_layers=layers, num_attention_heads=4,
-                                            max_position_embeddings=128, **ids),
+        "gpt_neox": lambda: t.GPTNeoXConfig(
+            vocab_size=vocab,
+            hidden_size=hidden,
+            intermediate_size=2 * hidden,
+            num_hidden_layers=layers,
+            num_attention_heads=4,
+            max_position_embeddings=128,
+            **ids,
+        ),
     }
     if family not in build:
         raise ValueError(f"unknown family {family!r} (use one of {', '.join(FAMILIES)})")

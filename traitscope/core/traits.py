@@ -37,32 +37,49 @@ def _persona_data(key: str, spec: TraitSpec, base_dir: Path) -> dict[str, Any]:
         name = spec.file or key
         path = DATA_DIR / "traits" / f"{name}.yaml"
         if not path.exists():
-            raise ConfigError(f"config error at traits.{key}: no builtin trait data '{name}' "
-                              f"(fix: use one of {builtin_traits()}, or source: persona_json with a path)")
+            raise ConfigError(
+                f"config error at traits.{key}: no builtin trait data '{name}' "
+                f"(fix: use one of {builtin_traits()}, or source: persona_json with a path)"
+            )
         data = yaml.safe_load(path.read_text())
         questions = data["questions"]["extract"]
-        return {"instruction": data["instruction"], "questions": questions,
-                "assistant": data.get("assistant", {"pos": data["trait"], "neg": "helpful"}), "origin": f"builtin:{name}"}
+        return {
+            "instruction": data["instruction"],
+            "questions": questions,
+            "assistant": data.get("assistant", {"pos": data["trait"], "neg": "helpful"}),
+            "origin": f"builtin:{name}",
+        }
     path = Path(base_dir) / Path(spec.path or "").expanduser()
     if not spec.path or not path.exists():
-        raise ConfigError(f"config error at traits.{key}.path: persona JSON {spec.path!r} not found "
-                          f"(fix: point it to trait_data_extract/<trait>.json)")
+        raise ConfigError(
+            f"config error at traits.{key}.path: persona JSON {spec.path!r} not found "
+            f"(fix: point it to trait_data_extract/<trait>.json)"
+        )
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         where = f" line {exc.lineno}" if isinstance(exc, json.JSONDecodeError) else ""
-        raise ConfigError(f"config error at traits.{key}.path: '{path.name}'{where} is not JSON ({first_line(exc)}) "
-                          "(fix: point it to a persona-vectors trait_data_extract/<trait>.json)") from None
+        raise ConfigError(
+            f"config error at traits.{key}.path: '{path.name}'{where} is not JSON ({first_line(exc)}) "
+            "(fix: point it to a persona-vectors trait_data_extract/<trait>.json)"
+        ) from None
     if not isinstance(data, dict) or "instruction" not in data or "questions" not in data:
-        raise ConfigError(f"config error at traits.{key}.path: '{path.name}' is not a persona trait JSON "
-                          f"(fix: it needs 'instruction' pairs and 'questions')")
+        raise ConfigError(
+            f"config error at traits.{key}.path: '{path.name}' is not a persona trait JSON "
+            f"(fix: it needs 'instruction' pairs and 'questions')"
+        )
     pairs = data["instruction"]
     if not isinstance(pairs, list) or not all(isinstance(p, dict) and {"pos", "neg"} <= set(p) for p in pairs):
-        raise ConfigError(f"config error at traits.{key}.path: '{path.name}' instruction must be a list of "
-                          "{pos, neg} pairs (fix: use the persona-vectors trait_data_extract format)")
-    return {"instruction": pairs, "questions": data["questions"],
-            "assistant": {"pos": persona_adjective(spec, data, path), "neg": "helpful"},
-            "origin": f"persona_json:{path.name}"}
+        raise ConfigError(
+            f"config error at traits.{key}.path: '{path.name}' instruction must be a list of "
+            "{pos, neg} pairs (fix: use the persona-vectors trait_data_extract format)"
+        )
+    return {
+        "instruction": pairs,
+        "questions": data["questions"],
+        "assistant": {"pos": persona_adjective(spec, data, path), "neg": "helpful"},
+        "origin": f"persona_json:{path.name}",
+    }
 
 
 def persona_adjective(spec: TraitSpec, data: dict[str, Any], path: Path) -> str:
@@ -83,8 +100,10 @@ def check_spec(key: str, spec: TraitSpec, prompt_sets: dict[str, Any], base_dir:
         for role in ("pos", "neg"):
             name = getattr(spec, role)
             if name not in prompt_sets:
-                raise ConfigError(f"config error at traits.{key}.{role}: unknown prompt set {name!r} "
-                                  f"(fix: use one of {sorted(prompt_sets)})")
+                raise ConfigError(
+                    f"config error at traits.{key}.{role}: unknown prompt set {name!r} "
+                    f"(fix: use one of {sorted(prompt_sets)})"
+                )
         return
     data = _persona_data(key, spec, base_dir)
     if not data["instruction"] or not data["questions"]:
@@ -93,8 +112,10 @@ def check_spec(key: str, spec: TraitSpec, prompt_sets: dict[str, Any], base_dir:
 
 def contrast_from_tables(pos: pd.DataFrame, neg: pd.DataFrame, pos_name: str, neg_name: str) -> pd.DataFrame:
     """Label 1 for the ``pos`` prompt set, 0 for ``neg``; every prompt is its own split group."""
-    parts = [pos.assign(label=1, source=f"pos:{pos_name}", id="pos-" + pos["id"].astype(str)),
-             neg.assign(label=0, source=f"neg:{neg_name}", id="neg-" + neg["id"].astype(str))]
+    parts = [
+        pos.assign(label=1, source=f"pos:{pos_name}", id="pos-" + pos["id"].astype(str)),
+        neg.assign(label=0, source=f"neg:{neg_name}", id="neg-" + neg["id"].astype(str)),
+    ]
     out = pd.concat(parts, ignore_index=True)
     out["group"] = out["id"]
     out["shard"] = 0
@@ -112,9 +133,18 @@ def persona_table(key: str, spec: TraitSpec, base_dir: str | Path = ".") -> pd.D
         for role, label in (("pos", 1), ("neg", 0)):
             system = f"You are {with_article(data['assistant'][role])} assistant. {pair[role]}"
             for q, question in enumerate(questions):
-                rows.append({"id": f"{role}-p{p}-q{q:02d}", "prompt": question, "system": system, "label": label,
-                             "group": f"q{q:02d}", "category": key, "source": data["origin"],
-                             "meta": json.dumps({"pair": p, "question": q})})
+                rows.append(
+                    {
+                        "id": f"{role}-p{p}-q{q:02d}",
+                        "prompt": question,
+                        "system": system,
+                        "label": label,
+                        "group": f"q{q:02d}",
+                        "category": key,
+                        "source": data["origin"],
+                        "meta": json.dumps({"pair": p, "question": q}),
+                    }
+                )
     return normalise(rows)
 
 

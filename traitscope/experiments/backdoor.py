@@ -63,8 +63,9 @@ class Backdoor(Experiment):
                 check_vector_variant(cfg, dims, bd[role], self.dotted(role))
         for role in ("trigger", "control"):
             if bd[role] not in cfg["prompt_sets"]:
-                raise config_error(self.dotted(role), f"unknown prompt set {bd[role]!r}",
-                                   f"use one of {sorted(cfg['prompt_sets'])}")
+                raise config_error(
+                    self.dotted(role), f"unknown prompt set {bd[role]!r}", f"use one of {sorted(cfg['prompt_sets'])}"
+                )
         check_projected_method(cfg, bd["method"], self.dotted("method"))
 
     def condition_pairs(self, s: BackdoorSettings) -> list[tuple[str, str, str, str]]:
@@ -83,18 +84,25 @@ class Backdoor(Experiment):
         return {"backdoor": SaeComparison(s.variant, s.trigger, s.variant, s.control, "trigger", "control")}
 
     def files(self, lay: Layout, variant: str = "{variant}") -> dict[str, str]:
-        return {"json": self.folder(lay, variant, "detection_auc.json"),
-                "tokens": self.folder(lay, variant, "token_auc.parquet"),
-                "comparison": self.folder(lay, variant, "trait_comparison.png"),
-                "early": self.folder(lay, variant, "early_detection_tokens.png")}
+        return {
+            "json": self.folder(lay, variant, "detection_auc.json"),
+            "tokens": self.folder(lay, variant, "token_auc.parquet"),
+            "comparison": self.folder(lay, variant, "trait_comparison.png"),
+            "early": self.folder(lay, variant, "early_detection_tokens.png"),
+        }
 
     def targets(self, study: Study, s: BackdoorSettings, lay: Layout) -> list[str]:
         return [self.files(lay, s.variant)[k] for k in ("json", "comparison", "early")]
 
     def comparisons(self, s: BackdoorSettings) -> list[Comparison]:
-        return [Comparison(f"backdoor: trigger vs control ({v})",
-                           (Panel(f"trigger ({s.trigger})", v, s.trigger), Panel(f"control ({s.control})", v, s.control)),
-                           reference=1) for v in s.variants()]
+        return [
+            Comparison(
+                f"backdoor: trigger vs control ({v})",
+                (Panel(f"trigger ({s.trigger})", v, s.trigger), Panel(f"control ({s.control})", v, s.control)),
+                reference=1,
+            )
+            for v in s.variants()
+        ]
 
     def results(self) -> dict[str, str]:
         return {"backdoor/{}": "backdoor/*/detection_auc.json"}
@@ -112,21 +120,38 @@ class Backdoor(Experiment):
                     total += 1
                     if cell.get("beats_random"):
                         beaten.append(f"{trait} ({pos}, AUC {cell['auc']:.2f} vs {cell['random_auc_p95']:.2f})")
-            yield (f"Backdoor: {variant}", f"trigger vs control prompts before any output: {len(beaten)} of {total} "
-                   "trait scores beat random directions" + (f": {', '.join(beaten)}" if beaten else ""), bool(beaten))
+            yield (
+                f"Backdoor: {variant}",
+                f"trigger vs control prompts before any output: {len(beaten)} of {total} "
+                "trait scores beat random directions" + (f": {', '.join(beaten)}" if beaten else ""),
+                bool(beaten),
+            )
 
     def measurements(self, res: Any) -> list[str]:
         out: list[str] = []
         for name in sorted(n for n in res.experiments() if n.startswith("backdoor/")):
             b = res.experiment(name)
             variant = name.split("/", 1)[1]
-            out += [f"## Backdoor: {variant}", "", "Trigger vs control at the last prompt token, before any output.", ""]
+            out += [
+                f"## Backdoor: {variant}",
+                "",
+                "Trigger vs control at the last prompt token, before any output.",
+                "",
+            ]
             rows = []
             for t, r in sorted(b["traits"].items()):
                 cells = r["positions"].get("last", {})
                 bd, base = cells.get(variant, {}), cells.get(b.get("baseline") or "", {})
-                rows.append([t, r["layer"], f"{fmt(bd.get('auc'))} {ci(bd.get('ci_low'), bd.get('ci_high'))}",
-                             fmt(bd.get("random_auc_p95")), yes(bd.get("beats_random")), fmt(base.get("auc"))])
+                rows.append(
+                    [
+                        t,
+                        r["layer"],
+                        f"{fmt(bd.get('auc'))} {ci(bd.get('ci_low'), bd.get('ci_high'))}",
+                        fmt(bd.get("random_auc_p95")),
+                        yes(bd.get("beats_random")),
+                        fmt(base.get("auc")),
+                    ]
+                )
             out += table(["trait", "layer", f"{variant} AUC [95% CI]", "random p95", "beats", "base model AUC"], rows)
         return out
 
@@ -143,13 +168,24 @@ def _compare(trig: pd.Series, ctrl: pd.Series, *, n_boot: int, seed: int) -> dic
     common = t.index.intersection(c.index)
     diff = (t.loc[common] - c.loc[common]).to_numpy()
     p = float(sps.wilcoxon(diff).pvalue) if len(diff) >= 2 and np.any(diff != 0) else float("nan")
-    return {**separation(t.to_numpy(), c.to_numpy(), n_boot=n_boot, seed=seed),
-            "mean_paired_difference": float(diff.mean()) if len(diff) else float("nan"), "wilcoxon_p": p,
-            "n_trigger": int(len(t)), "n_control": int(len(c)), "n_pairs": int(len(common))}
+    return {
+        **separation(t.to_numpy(), c.to_numpy(), n_boot=n_boot, seed=seed),
+        "mean_paired_difference": float(diff.mean()) if len(diff) else float("nan"),
+        "wilcoxon_p": p,
+        "n_trigger": int(len(t)),
+        "n_control": int(len(c)),
+        "n_pairs": int(len(common)),
+    }
 
 
-def pooled_auc(scores: dict[str, tuple[pd.DataFrame, pd.DataFrame]], best_layers: dict[str, int], method: str, *,
-               n_boot: int, seed: int) -> pd.DataFrame:
+def pooled_auc(
+    scores: dict[str, tuple[pd.DataFrame, pd.DataFrame]],
+    best_layers: dict[str, int],
+    method: str,
+    *,
+    n_boot: int,
+    seed: int,
+) -> pd.DataFrame:
     """``scores``: variant -> (trigger pooled scores, control pooled scores). One row per variant, trait, position."""
     rows = []
     for variant, (trig, ctrl) in scores.items():
@@ -159,13 +195,28 @@ def pooled_auc(scores: dict[str, tuple[pd.DataFrame, pd.DataFrame]], best_layers
                 tp, cp = t[t["position"] == pos], c[c["position"] == pos]
                 if tp.empty or cp.empty:
                     continue
-                rows.append({"variant": variant, "trait": trait, "layer": layer, "position": pos,
-                             **_compare(tp.set_index("id")["score"], cp.set_index("id")["score"], n_boot=n_boot, seed=seed)})
+                rows.append(
+                    {
+                        "variant": variant,
+                        "trait": trait,
+                        "layer": layer,
+                        "position": pos,
+                        **_compare(tp.set_index("id")["score"], cp.set_index("id")["score"], n_boot=n_boot, seed=seed),
+                    }
+                )
     return pd.DataFrame(rows)
 
 
-def token_auc(pooled: pd.DataFrame, tokens: dict[str, tuple[pd.DataFrame, pd.DataFrame]], best_layers: dict[str, int],
-              method: str, *, max_tokens: int, n_boot: int, seed: int) -> pd.DataFrame:
+def token_auc(
+    pooled: pd.DataFrame,
+    tokens: dict[str, tuple[pd.DataFrame, pd.DataFrame]],
+    best_layers: dict[str, int],
+    method: str,
+    *,
+    max_tokens: int,
+    n_boot: int,
+    seed: int,
+) -> pd.DataFrame:
     """AUC trigger vs control at the last prompt token (-1, the ``last`` rows of :func:`pooled_auc`'s table
     ``pooled``) and at each response token 0..max_tokens-1 (``tokens``: variant -> (trigger, control) per-token scores)."""
     last = pooled[pooled["position"] == "last"].drop(columns="position").assign(token_index=-1)
@@ -178,8 +229,15 @@ def token_auc(pooled: pd.DataFrame, tokens: dict[str, tuple[pd.DataFrame, pd.Dat
                 b = tc[tc["token_index"] == k].set_index("id")["score"]
                 if len(a) < 2 or len(b) < 2:
                     break
-                rows.append({"variant": variant, "trait": trait, "layer": layer, "token_index": k,
-                             **_compare(a, b, n_boot=n_boot, seed=seed)})
+                rows.append(
+                    {
+                        "variant": variant,
+                        "trait": trait,
+                        "layer": layer,
+                        "token_index": k,
+                        **_compare(a, b, n_boot=n_boot, seed=seed),
+                    }
+                )
     out = pd.concat([last[last["variant"].isin(list(tokens))], pd.DataFrame(rows)], ignore_index=True)
     return out.sort_values(["variant", "trait", "token_index"], kind="stable").reset_index(drop=True)
 
@@ -191,8 +249,9 @@ def onset(tokens: pd.DataFrame, variant: str, trait: str) -> int | None:
     return int(hit["token_index"].iloc[0]) if len(hit) else None
 
 
-def random_baseline(trigger: list[Any], control: list[Any], points: list[tuple[str, int]], positions: list[str], n: int,
-                    seed: int) -> pd.DataFrame:
+def random_baseline(
+    trigger: list[Any], control: list[Any], points: list[tuple[str, int]], positions: list[str], n: int, seed: int
+) -> pd.DataFrame:
     """The control baseline of a trigger-vs-control AUC: the AUCs of ``n`` seeded random unit directions on the same
     pooled activations (trigger 1, control 0), per (site, layer) of ``points`` and pooled position. Rows: site, layer,
     position, random_auc_mean, random_auc_p95, n_random."""
@@ -200,12 +259,22 @@ def random_baseline(trigger: list[Any], control: list[Any], points: list[tuple[s
     directions = random_directions(n, trigger[0].hidden_size, seed).T  # the same at every point and position
     for site, layer in points:
         for pos in positions:
-            xs = [np.concatenate([shard.project(pos, layer, site, directions) for shard in shards])
-                  for shards in (trigger, control)]
+            xs = [
+                np.concatenate([shard.project(pos, layer, site, directions) for shard in shards])
+                for shards in (trigger, control)
+            ]
             y = np.r_[np.ones(len(xs[0])), np.zeros(len(xs[1]))]
             aucs = column_aucs(y, np.vstack(xs))
-            rows.append({"site": site, "layer": layer, "position": pos, "random_auc_mean": float(aucs.mean()),
-                         "random_auc_p95": float(np.percentile(aucs, 95)), "n_random": n})
+            rows.append(
+                {
+                    "site": site,
+                    "layer": layer,
+                    "position": pos,
+                    "random_auc_mean": float(aucs.mean()),
+                    "random_auc_p95": float(np.percentile(aucs, 95)),
+                    "n_random": n,
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -214,15 +283,18 @@ def with_baseline(pooled: pd.DataFrame, baselines: dict[str, pd.DataFrame], site
     :func:`random_baseline`) at its trait's site (``sites``: trait -> site) and ``beats_random`` (its AUC above the
     random 95th percentile)."""
     pooled = pooled.assign(site=pooled["trait"].map(sites))
-    parts = [pooled[pooled["variant"] == v].merge(b, on=["site", "layer", "position"], how="left")
-             for v, b in baselines.items()]
+    parts = [
+        pooled[pooled["variant"] == v].merge(b, on=["site", "layer", "position"], how="left")
+        for v, b in baselines.items()
+    ]
     out = pd.concat(parts, ignore_index=True) if parts else pooled
     out["beats_random"] = out["auc"] > out["random_auc_p95"]
     return out
 
 
-def summary(pooled: pd.DataFrame, tokens: pd.DataFrame, *, variant: str, baseline: str | None,
-            info: dict[str, Any]) -> dict[str, Any]:
+def summary(
+    pooled: pd.DataFrame, tokens: pd.DataFrame, *, variant: str, baseline: str | None, info: dict[str, Any]
+) -> dict[str, Any]:
     traits: dict[str, Any] = {}
     for trait_key, d in pooled.groupby("trait"):
         trait = str(trait_key)
@@ -230,35 +302,58 @@ def summary(pooled: pd.DataFrame, tokens: pd.DataFrame, *, variant: str, baselin
         if "site" in d:
             entry["site"] = str(d["site"].iloc[0])
         for pos, dp in d.groupby("position"):
-            keys = ("auc", "ci_low", "ci_high", "cohens_d", "mean_paired_difference", "wilcoxon_p", "n_trigger",
-                    "n_control", "n_pairs", "random_auc_p95", "beats_random")
-            entry["positions"][pos] = {r["variant"]: {k: r[k] for k in keys if k in r}
-                                       for r in dp.to_dict(orient="records")}
+            keys = (
+                "auc",
+                "ci_low",
+                "ci_high",
+                "cohens_d",
+                "mean_paired_difference",
+                "wilcoxon_p",
+                "n_trigger",
+                "n_control",
+                "n_pairs",
+                "random_auc_p95",
+                "beats_random",
+            )
+            entry["positions"][pos] = {
+                r["variant"]: {k: r[k] for k in keys if k in r} for r in dp.to_dict(orient="records")
+            }
             if baseline is not None and baseline in entry["positions"][pos] and variant in entry["positions"][pos]:
-                entry["positions"][pos]["auc_minus_baseline"] = (entry["positions"][pos][variant]["auc"]
-                                                                 - entry["positions"][pos][baseline]["auc"])
+                entry["positions"][pos]["auc_minus_baseline"] = (
+                    entry["positions"][pos][variant]["auc"] - entry["positions"][pos][baseline]["auc"]
+                )
         entry["onset_token"] = {v: onset(tokens, v, trait) for v in tokens["variant"].unique()} if len(tokens) else {}
         traits[trait] = entry
-    return {**info, "variant": variant, "baseline": baseline, "traits": traits,
-            "definitions": {"auc": "ROC-AUC of trait scores, trigger (1) vs control (0) prompts; 95% stratified bootstrap CI",
-                            "wilcoxon_p": "paired Wilcoxon signed-rank test on trigger minus control scores of the same question",
-                            "onset_token": "first position (-1 = last prompt token, 0.. = response tokens) whose AUC CI lies above 0.5",
-                            "auc_minus_baseline": "AUC of the backdoored variant minus that of the baseline on the same prompts",
-                            "random_auc_p95": "95th percentile of the same AUC for 100 seeded random unit directions at "
-                                              "the layer and position (the control baseline: when random directions "
-                                              "separate trigger from control too, the AUC shows that the activations "
-                                              "changed, not that the trait carries the change)",
-                            "beats_random": "auc above random_auc_p95"}}
+    return {
+        **info,
+        "variant": variant,
+        "baseline": baseline,
+        "traits": traits,
+        "definitions": {
+            "auc": "ROC-AUC of trait scores, trigger (1) vs control (0) prompts; 95% stratified bootstrap CI",
+            "wilcoxon_p": "paired Wilcoxon signed-rank test on trigger minus control scores of the same question",
+            "onset_token": "first position (-1 = last prompt token, 0.. = response tokens) whose AUC CI lies above 0.5",
+            "auc_minus_baseline": "AUC of the backdoored variant minus that of the baseline on the same prompts",
+            "random_auc_p95": "95th percentile of the same AUC for 100 seeded random unit directions at "
+            "the layer and position (the control baseline: when random directions "
+            "separate trigger from control too, the AUC shows that the activations "
+            "changed, not that the trait carries the change)",
+            "beats_random": "auc above random_auc_p95",
+        },
+    }
+
 
 # ---------------------------------------------------------------------------------------------- figures
+
 
 def backdoor_trait_comparison(auc: pd.DataFrame, title: str) -> plt.Figure:
     """ROC-AUC trigger vs control per trait with 95% CIs; one panel per pooled position, one bar per variant."""
     positions = list(dict.fromkeys(auc["position"]))
     variants = list(dict.fromkeys(auc["variant"]))
     traits = sorted(auc["trait"].unique())
-    fig, axes = plt.subplots(1, len(positions), figsize=(5.5 * len(positions), 0.5 * len(traits) + 2.5),
-                             squeeze=False, sharey=True)
+    fig, axes = plt.subplots(
+        1, len(positions), figsize=(5.5 * len(positions), 0.5 * len(traits) + 2.5), squeeze=False, sharey=True
+    )
     height = 0.8 / len(variants)
     for ax, pos in zip(axes.flat, positions):
         for k, variant in enumerate(variants):
@@ -267,12 +362,25 @@ def backdoor_trait_comparison(auc: pd.DataFrame, title: str) -> plt.Figure:
             err = [d["auc"] - d["ci_low"], d["ci_high"] - d["auc"]]
             ax.barh(y, d["auc"], height=height, xerr=err, capsize=2, label=variant)
             if "random_auc_p95" in d:  # the control: random directions on the same prompts, at the same layer
-                ax.scatter(d["random_auc_p95"], y, marker="D", s=28, color="crimson", zorder=3,
-                           label="random directions, 95th pct" if k == 0 else None)
+                ax.scatter(
+                    d["random_auc_p95"],
+                    y,
+                    marker="D",
+                    s=28,
+                    color="crimson",
+                    zorder=3,
+                    label="random directions, 95th pct" if k == 0 else None,
+                )
                 for yi, value, beats in zip(y, d["auc"], d["beats_random"]):
                     if value == value:  # not NaN
-                        ax.text(1.01, yi, "beats" if beats else "no", va="center", fontsize=7,
-                                transform=ax.get_yaxis_transform())
+                        ax.text(
+                            1.01,
+                            yi,
+                            "beats" if beats else "no",
+                            va="center",
+                            fontsize=7,
+                            transform=ax.get_yaxis_transform(),
+                        )
         ax.set_yticks([i + 0.4 - height / 2 for i in range(len(traits))])
         ax.set_yticklabels(traits)
         ax.axvline(0.5, color="black", lw=0.8, ls=":")
@@ -283,8 +391,11 @@ def backdoor_trait_comparison(auc: pd.DataFrame, title: str) -> plt.Figure:
         ax.set_title(f"{pos} (n={n} prompt pairs)", fontsize=10)
     handles, labels = axes.flat[0].get_legend_handles_labels()
     axes.flat[-1].legend(handles, labels, title="variant", fontsize=8, loc="upper left", bbox_to_anchor=(1.12, 1.0))
-    fig.suptitle(title + "\n(bars: 95% bootstrap CI; red diamond: 95th percentile of 100 random directions, the "
-                 "control; right of each bar: whether its AUC beats it)", fontsize=10)
+    fig.suptitle(
+        title + "\n(bars: 95% bootstrap CI; red diamond: 95th percentile of 100 random directions, the "
+        "control; right of each bar: whether its AUC beats it)",
+        fontsize=10,
+    )
     fig.tight_layout()
     return fig
 

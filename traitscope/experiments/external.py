@@ -76,12 +76,16 @@ class External(Experiment):
         check_projected_method(cfg, ext["method"], self.dotted("method"))
         for name, ds in ext["datasets"].items():
             if not SET_NAME.match(name):
-                raise config_error(self.dotted(f"datasets.{name}"), "names may use letters, digits and _ only",
-                                   f"rename '{name}'")
+                raise config_error(
+                    self.dotted(f"datasets.{name}"), "names may use letters, digits and _ only", f"rename '{name}'"
+                )
             for s in ds["prompt_sets"]:
                 if s not in cfg["prompt_sets"]:
-                    raise config_error(self.dotted(f"datasets.{name}.prompt_sets"), f"unknown prompt set {s!r}",
-                                       f"use one of {sorted(cfg['prompt_sets'])}")
+                    raise config_error(
+                        self.dotted(f"datasets.{name}.prompt_sets"),
+                        f"unknown prompt set {s!r}",
+                        f"use one of {sorted(cfg['prompt_sets'])}",
+                    )
             check_labelled(cfg, self.dotted(f"datasets.{name}"), ds["prompt_sets"], base_dir)
 
     def projected_pairs(self, s: ExternalSettings) -> set[tuple[str, str]]:
@@ -91,11 +95,13 @@ class External(Experiment):
         return [p for d in s.datasets.values() for p in d.prompt_sets]
 
     def files(self, lay: Layout, dataset: str = "{dataset}") -> dict[str, str]:
-        return {"json": self.folder(lay, dataset, "results.json"),
-                "table": self.folder(lay, dataset, "per_category.parquet"),
-                "scores": self.folder(lay, dataset, "scores.parquet"),
-                "failures": self.folder(lay, dataset, "failure_cases.json"),
-                "figure": self.folder(lay, dataset, "per_category_auc.png")}
+        return {
+            "json": self.folder(lay, dataset, "results.json"),
+            "table": self.folder(lay, dataset, "per_category.parquet"),
+            "scores": self.folder(lay, dataset, "scores.parquet"),
+            "failures": self.folder(lay, dataset, "failure_cases.json"),
+            "figure": self.folder(lay, dataset, "per_category_auc.png"),
+        }
 
     def targets(self, study: Study, s: ExternalSettings, lay: Layout) -> list[str]:
         return [self.files(lay, d)[k] for d in s.datasets for k in ("json", "figure", "failures")]
@@ -111,20 +117,35 @@ class External(Experiment):
                 o = r["overall"]
                 beaten += bool(o["beats_random"])
                 parts.append(f"{trait} {o['auc']:.2f} vs {o['random_auc_p95']:.2f}")
-            yield (f"External: {e['dataset']}", f"unsafe vs safe rows ({e['n_unsafe']} vs {e['n_safe']}), AUC vs "
-                   f"random 95th percentile: {'; '.join(parts)}; {beaten} of {len(parts)} traits beat random "
-                   "directions", beaten > 0)
+            yield (
+                f"External: {e['dataset']}",
+                f"unsafe vs safe rows ({e['n_unsafe']} vs {e['n_safe']}), AUC vs "
+                f"random 95th percentile: {'; '.join(parts)}; {beaten} of {len(parts)} traits beat random "
+                "directions",
+                beaten > 0,
+            )
 
     def measurements(self, res: Any) -> list[str]:
         out: list[str] = []
         for name in sorted(n for n in res.experiments() if n.startswith("external/")):
             e = res.experiment(name)
-            out += [f"## External dataset: {e['dataset']}", "", f"{e['n_unsafe']} unsafe vs {e['n_safe']} safe rows.",
-                    ""]
-            rows = [[t, r["layer"], r["position"],
-                     f"{fmt(r['overall']['auc'])} {ci(r['overall']['ci_low'], r['overall']['ci_high'])}",
-                     fmt(r["overall"]["random_auc_p95"]), yes(r["overall"]["beats_random"])]
-                    for t, r in sorted(e["traits"].items())]
+            out += [
+                f"## External dataset: {e['dataset']}",
+                "",
+                f"{e['n_unsafe']} unsafe vs {e['n_safe']} safe rows.",
+                "",
+            ]
+            rows = [
+                [
+                    t,
+                    r["layer"],
+                    r["position"],
+                    f"{fmt(r['overall']['auc'])} {ci(r['overall']['ci_low'], r['overall']['ci_high'])}",
+                    fmt(r["overall"]["random_auc_p95"]),
+                    yes(r["overall"]["beats_random"]),
+                ]
+                for t, r in sorted(e["traits"].items())
+            ]
             out += table(["trait", "layer", "position", "AUC [95% CI]", "random p95", "beats"], rows)
         return out
 
@@ -144,13 +165,18 @@ def check_labelled(cfg: dict[str, Any], key: str, sets: list[str], base_dir: Pat
             return
         missing = int(table["label"].isna().sum())
         if missing:
-            raise config_error(f"prompt_sets.{s}", f"{missing} of {len(table)} rows have no label, but {key} "
-                               "compares unsafe (1) with safe (0) rows",
-                               "map a 0/1 column with fields.label, or give the set a constant label: 0 or 1")
+            raise config_error(
+                f"prompt_sets.{s}",
+                f"{missing} of {len(table)} rows have no label, but {key} compares unsafe (1) with safe (0) rows",
+                "map a 0/1 column with fields.label, or give the set a constant label: 0 or 1",
+            )
         labels |= set(table["label"].dropna().astype(int))
     if labels != {0, 1}:
-        raise config_error(f"{key}.prompt_sets", f"the sets {sets} hold only label {sorted(labels)}",
-                           "add a set of the other class (e.g. benign prompts with label: 0)")
+        raise config_error(
+            f"{key}.prompt_sets",
+            f"the sets {sets} hold only label {sorted(labels)}",
+            "add a set of the other class (e.g. benign prompts with label: 0)",
+        )
 
 
 SEVERITY_FIELDS = ("severity", "severity_level")
@@ -196,24 +222,34 @@ def _negatives(safe: pd.DataFrame, pos: pd.DataFrame, category: str, min_n: int)
 
 
 def _compare(pos: pd.Series, neg: pd.Series, *, n_boot: int, seed: int) -> dict[str, Any]:
-    return {**separation(pos.to_numpy(float), neg.to_numpy(float), n_boot=n_boot, seed=seed),
-            "mean_unsafe": float(pos.mean()) if len(pos) else float("nan"),
-            "mean_safe": float(neg.mean()) if len(neg) else float("nan"), "n_unsafe": int(len(pos)), "n_safe": int(len(neg))}
+    return {
+        **separation(pos.to_numpy(float), neg.to_numpy(float), n_boot=n_boot, seed=seed),
+        "mean_unsafe": float(pos.mean()) if len(pos) else float("nan"),
+        "mean_safe": float(neg.mean()) if len(neg) else float("nan"),
+        "n_unsafe": int(len(pos)),
+        "n_safe": int(len(neg)),
+    }
 
 
-def _versus_random(res: dict[str, Any], pos: pd.DataFrame, neg: pd.DataFrame, random: pd.DataFrame | None
-                   ) -> dict[str, Any]:
+def _versus_random(
+    res: dict[str, Any], pos: pd.DataFrame, neg: pd.DataFrame, random: pd.DataFrame | None
+) -> dict[str, Any]:
     """``res`` (an AUC of ``pos`` vs ``neg`` rows) with the AUCs of the random directions on the same rows."""
     if random is None:
         return res
-    aucs = (column_aucs(np.r_[np.ones(len(pos)), np.zeros(len(neg))],
-                        random.loc[pd.concat([pos["id"], neg["id"]])].to_numpy(float))
-            if not np.isnan(res["auc"]) else np.array([]))
+    aucs = (
+        column_aucs(
+            np.r_[np.ones(len(pos)), np.zeros(len(neg))], random.loc[pd.concat([pos["id"], neg["id"]])].to_numpy(float)
+        )
+        if not np.isnan(res["auc"])
+        else np.array([])
+    )
     return {**res, **versus_random(res["auc"], aucs)}
 
 
-def category_auc(scores: pd.DataFrame, *, min_per_class: int, n_boot: int, seed: int,
-                 random: dict[str, pd.DataFrame] | None = None) -> pd.DataFrame:
+def category_auc(
+    scores: pd.DataFrame, *, min_per_class: int, n_boot: int, seed: int, random: dict[str, pd.DataFrame] | None = None
+) -> pd.DataFrame:
     """One row per trait and category (plus ``overall``): AUC unsafe vs safe with CI, d, group means and sizes;
     with ``random`` (trait -> random-direction scores ``[ids, R]`` at its layer and position), the AUC against them.
     """
@@ -224,9 +260,14 @@ def category_auc(scores: pd.DataFrame, *, min_per_class: int, n_boot: int, seed:
         layer, position = int(d["layer"].iloc[0]), d["position"].iloc[0]
         base = {"trait": trait, "layer": layer, "position": position}
         rnd = None if random is None else random[str(trait)]
-        rows.append({**base, "category": "overall", "negatives": "all_safe",
-                     **_versus_random(_compare(unsafe["score"], safe["score"], n_boot=n_boot, seed=seed), unsafe, safe,
-                                      rnd)})
+        rows.append(
+            {
+                **base,
+                "category": "overall",
+                "negatives": "all_safe",
+                **_versus_random(_compare(unsafe["score"], safe["score"], n_boot=n_boot, seed=seed), unsafe, safe, rnd),
+            }
+        )
         cats = sorted({c for v in unsafe["category"] for c in split_categories(v)})
         for cat in cats:
             pos = unsafe[unsafe["category"].map(lambda v, cat=cat: cat in split_categories(v))]
@@ -246,9 +287,12 @@ def severity_correlation(scores: pd.DataFrame, *, n_boot: int, seed: int) -> dic
     out: dict[str, Any] = {}
     for trait, d in has.groupby("trait", sort=True):
         unsafe = d[d["label"] == 1]
-        out[str(trait)] = {"all_rows": spearman(d["severity"].to_numpy(), d["score"].to_numpy(), n_boot=n_boot, seed=seed),
-                           "unsafe_rows": spearman(unsafe["severity"].to_numpy(), unsafe["score"].to_numpy(),
-                                                   n_boot=n_boot, seed=seed)}
+        out[str(trait)] = {
+            "all_rows": spearman(d["severity"].to_numpy(), d["score"].to_numpy(), n_boot=n_boot, seed=seed),
+            "unsafe_rows": spearman(
+                unsafe["severity"].to_numpy(), unsafe["score"].to_numpy(), n_boot=n_boot, seed=seed
+            ),
+        }
     return out
 
 
@@ -262,13 +306,27 @@ def failure_cases(scores: pd.DataFrame, *, fpr: float, n_cases: int, max_chars: 
             continue
         threshold = float(np.quantile(safe["score"], 1 - fpr))
         missed = unsafe[unsafe["score"] < threshold].sort_values("score", kind="stable")
-        cases = [{"id": r["id"], "category": r["category"], "score": float(r["score"]),
-                  "prompt": _clip(r["prompt"], max_chars), "response": _clip(r.get("response"), max_chars)}
-                 for r in missed.head(n_cases).to_dict(orient="records")]
-        out[str(trait)] = {"layer": int(d["layer"].iloc[0]), "position": d["position"].iloc[0], "threshold": threshold,
-                      "target_fpr": fpr, "observed_fpr": float((safe["score"] >= threshold).mean()),
-                      "n_unsafe": int(len(unsafe)), "n_missed": int(len(missed)),
-                      "miss_rate": float(len(missed) / len(unsafe)), "cases": cases}
+        cases = [
+            {
+                "id": r["id"],
+                "category": r["category"],
+                "score": float(r["score"]),
+                "prompt": _clip(r["prompt"], max_chars),
+                "response": _clip(r.get("response"), max_chars),
+            }
+            for r in missed.head(n_cases).to_dict(orient="records")
+        ]
+        out[str(trait)] = {
+            "layer": int(d["layer"].iloc[0]),
+            "position": d["position"].iloc[0],
+            "threshold": threshold,
+            "target_fpr": fpr,
+            "observed_fpr": float((safe["score"] >= threshold).mean()),
+            "n_unsafe": int(len(unsafe)),
+            "n_missed": int(len(missed)),
+            "miss_rate": float(len(missed) / len(unsafe)),
+            "cases": cases,
+        }
     return out
 
 
@@ -282,39 +340,65 @@ def baseline_verdict(row: dict[str, Any]) -> str | None:
     """One line on an AUC against its random baseline (None without one)."""
     if not row.get("n_random"):
         return None
-    text = (f"AUC {row['auc']:.3f} vs {row['n_random']} random directions: 95th percentile {row['random_auc_p95']:.3f}, "
-            f"AUC at percentile {row['auc_percentile']:.0f}")
+    text = (
+        f"AUC {row['auc']:.3f} vs {row['n_random']} random directions: 95th percentile {row['random_auc_p95']:.3f}, "
+        f"AUC at percentile {row['auc_percentile']:.0f}"
+    )
     return ("beats its random baseline: " if row["beats_random"] else "DOES NOT BEAT ITS RANDOM BASELINE: ") + text
 
 
 def summary(table: pd.DataFrame, severity: dict[str, Any] | None, info: dict[str, Any]) -> dict[str, Any]:
     traits: dict[str, Any] = {}
     for trait, d in table.groupby("trait", sort=True):
-        keys = ("auc", "ci_low", "ci_high", "cohens_d", "mean_unsafe", "mean_safe", "n_unsafe", "n_safe", "negatives",
-                "random_auc_mean", "random_auc_p95", "auc_percentile", "beats_random", "n_random")
-        cats = {r["category"]: {k: r[k] for k in keys if k in r}
-                for r in d.to_dict(orient="records")}
+        keys = (
+            "auc",
+            "ci_low",
+            "ci_high",
+            "cohens_d",
+            "mean_unsafe",
+            "mean_safe",
+            "n_unsafe",
+            "n_safe",
+            "negatives",
+            "random_auc_mean",
+            "random_auc_p95",
+            "auc_percentile",
+            "beats_random",
+            "n_random",
+        )
+        cats = {r["category"]: {k: r[k] for k in keys if k in r} for r in d.to_dict(orient="records")}
         overall = cats.pop("overall")
-        traits[str(trait)] = {"layer": int(d["layer"].iloc[0]), "position": d["position"].iloc[0],
-                              "overall": overall, "baseline": baseline_verdict(overall), "categories": cats,
-                              "severity": (severity or {}).get(str(trait))}
-    return {**info, "traits": traits,
-            "severity_available": severity is not None,
-            "definitions": {
-                "auc": "ROC-AUC of trait scores, unsafe (1) vs safe (0) rows; 95% stratified percentile bootstrap CI "
-                       "(null where a group has fewer than min_per_class rows)",
-                "negatives": "safe rows compared with a category: same_category (safe rows of that category), "
-                             "same_prompts (safe answers to the same prompts) or all_safe (every safe row)",
-                "cohens_d": "(mean unsafe - mean safe) / pooled SD",
-                "random_auc_p95": "control baseline: 95th percentile of the AUCs of n_random seeded random unit "
-                                  "directions at the trait's layer and position on the same rows (random_auc_mean: "
-                                  "their mean; auc_percentile: the share of them the trait's AUC beats; beats_random: "
-                                  "AUC above random_auc_p95)",
-                "severity": "Spearman's rho of score vs the data's severity field (scipy.stats.spearmanr), "
-                            "95% paired bootstrap CI; null where the data has no severity",
-                "score": "projection on the unit trait vector at the trait's best layer (residual-stream units)"}}
+        traits[str(trait)] = {
+            "layer": int(d["layer"].iloc[0]),
+            "position": d["position"].iloc[0],
+            "overall": overall,
+            "baseline": baseline_verdict(overall),
+            "categories": cats,
+            "severity": (severity or {}).get(str(trait)),
+        }
+    return {
+        **info,
+        "traits": traits,
+        "severity_available": severity is not None,
+        "definitions": {
+            "auc": "ROC-AUC of trait scores, unsafe (1) vs safe (0) rows; 95% stratified percentile bootstrap CI "
+            "(null where a group has fewer than min_per_class rows)",
+            "negatives": "safe rows compared with a category: same_category (safe rows of that category), "
+            "same_prompts (safe answers to the same prompts) or all_safe (every safe row)",
+            "cohens_d": "(mean unsafe - mean safe) / pooled SD",
+            "random_auc_p95": "control baseline: 95th percentile of the AUCs of n_random seeded random unit "
+            "directions at the trait's layer and position on the same rows (random_auc_mean: "
+            "their mean; auc_percentile: the share of them the trait's AUC beats; beats_random: "
+            "AUC above random_auc_p95)",
+            "severity": "Spearman's rho of score vs the data's severity field (scipy.stats.spearmanr), "
+            "95% paired bootstrap CI; null where the data has no severity",
+            "score": "projection on the unit trait vector at the trait's best layer (residual-stream units)",
+        },
+    }
+
 
 # ---------------------------------------------------------------------------------------------- figures
+
 
 def per_category_auc(table: pd.DataFrame, title: str) -> plt.Figure:
     """ROC-AUC unsafe vs safe per harm category (and overall) with 95% CIs, one panel per trait."""
@@ -325,19 +409,34 @@ def per_category_auc(table: pd.DataFrame, title: str) -> plt.Figure:
         d = table[table["trait"] == trait].set_index("category").reindex(cats)
         y = list(range(len(cats)))[::-1]
         ok = d["auc"].notna().to_numpy()
-        ax.errorbar(d["auc"][ok], [v for v, k in zip(y, ok) if k],
-                    xerr=[(d["auc"] - d["ci_low"])[ok], (d["ci_high"] - d["auc"])[ok]],
-                    fmt="o", ms=4, capsize=2, color="tab:blue", label="trait vector (95% CI)")
+        ax.errorbar(
+            d["auc"][ok],
+            [v for v, k in zip(y, ok) if k],
+            xerr=[(d["auc"] - d["ci_low"])[ok], (d["ci_high"] - d["auc"])[ok]],
+            fmt="o",
+            ms=4,
+            capsize=2,
+            color="tab:blue",
+            label="trait vector (95% CI)",
+        )
         if "random_auc_p95" in d and d["random_auc_p95"].notna().any():
             has = d["random_auc_p95"].notna().to_numpy()
-            ax.scatter(d["random_auc_p95"][has], [v for v, k in zip(y, has) if k], marker="|", s=90, color="tab:red",
-                       label=f"95th pct of {int(d['n_random'].max())} random directions")
+            ax.scatter(
+                d["random_auc_p95"][has],
+                [v for v, k in zip(y, has) if k],
+                marker="|",
+                s=90,
+                color="tab:red",
+                label=f"95th pct of {int(d['n_random'].max())} random directions",
+            )
             ax.legend(fontsize=6, loc="lower left")
         for v, k, (_cat, r) in zip(y, ok, d.iterrows()):
             if not k and pd.notna(r["n_unsafe"]):
                 ax.text(0.03, v, "too few rows for an AUC", va="center", fontsize=7, color="grey")
-        labels = [f"{c} ({int(r['n_unsafe']) if pd.notna(r['n_unsafe']) else 0} vs {int(r['n_safe']) if pd.notna(r['n_safe']) else 0})"
-                  for c, r in d.iterrows()]
+        labels = [
+            f"{c} ({int(r['n_unsafe']) if pd.notna(r['n_unsafe']) else 0} vs {int(r['n_safe']) if pd.notna(r['n_safe']) else 0})"
+            for c, r in d.iterrows()
+        ]
         ax.set_yticks(y)
         ax.set_yticklabels(labels, fontsize=7)
         ax.set_ylim(-0.6, len(cats) - 0.4)

@@ -49,14 +49,18 @@ class HarmSeparation(Experiment):
     def check(self, cfg: dict[str, Any], dims: dict[str, Any], base_dir: Path, configured: list) -> None:
         section = self.section(cfg) or {}
         if section.get("trait") not in cfg["traits"]:
-            raise config_error(self.dotted("trait"), f"unknown trait {section.get('trait')!r}",
-                               f"use one of {sorted(cfg['traits'])}")
+            raise config_error(
+                self.dotted("trait"), f"unknown trait {section.get('trait')!r}", f"use one of {sorted(cfg['traits'])}"
+            )
         captured = cfg["capture"]["prompt_sets"]
         for role in ("harmful", "harmless"):
             s = section.get(role)
             if s not in captured:
-                raise config_error(self.dotted(role), f"{s!r} is not a captured prompt set",
-                                   f"use one of capture.prompt_sets {captured}")
+                raise config_error(
+                    self.dotted(role),
+                    f"{s!r} is not a captured prompt set",
+                    f"use one of capture.prompt_sets {captured}",
+                )
 
     def condition_pairs(self, s: HarmCheckSettings) -> list[tuple[str, str, str, str]]:
         return [(self.dotted("harmful"), s.harmful, self.dotted("harmless"), s.harmless)]
@@ -81,19 +85,27 @@ class HarmSeparation(Experiment):
             return
         h = res.experiment("harm_separation")
         base = h["eval_baseline"]
-        yield ("Harm check", f"{h['trait']} at layer {h['best_layer']} separates the independent harmful and harmless "
-               f"prompts with AUC {h['eval_auc']:.2f} (random 95th percentile {base['random_auc_p95']:.2f}): "
-               f"{verdict(base['beats_random'])}", bool(base["beats_random"]))
+        yield (
+            "Harm check",
+            f"{h['trait']} at layer {h['best_layer']} separates the independent harmful and harmless "
+            f"prompts with AUC {h['eval_auc']:.2f} (random 95th percentile {base['random_auc_p95']:.2f}): "
+            f"{verdict(base['beats_random'])}",
+            bool(base["beats_random"]),
+        )
 
     def measurements(self, res: Any) -> list[str]:
         if "harm_separation" not in res.experiments():
             return []
         h = res.experiment("harm_separation")
-        return ["## Harm check", "",
-                f"{h['trait']}, layer {h['best_layer']}: extraction test AUC {fmt(h['extraction_test_auc'])} (random p95 "
-                f"{fmt(h['extraction_baseline']['random_auc_p95'])}); independent eval sets AUC {fmt(h['eval_auc'])} "
-                f"{ci(*h['eval_auc_ci95'])} (random p95 {fmt(h['eval_baseline']['random_auc_p95'])}), Cohen's d "
-                f"{fmt(h['eval_cohens_d'])}.", ""]
+        return [
+            "## Harm check",
+            "",
+            f"{h['trait']}, layer {h['best_layer']}: extraction test AUC {fmt(h['extraction_test_auc'])} (random p95 "
+            f"{fmt(h['extraction_baseline']['random_auc_p95'])}); independent eval sets AUC {fmt(h['eval_auc'])} "
+            f"{ci(*h['eval_auc_ci95'])} (random p95 {fmt(h['eval_baseline']['random_auc_p95'])}), Cohen's d "
+            f"{fmt(h['eval_cohens_d'])}.",
+            "",
+        ]
 
 
 EXPERIMENT = HarmSeparation()
@@ -101,9 +113,15 @@ EXPERIMENT = HarmSeparation()
 
 # ---------------------------------------------------------------------------------------------- analysis
 
-def check_separation(vectors: TraitVectors, harmful: list[ActivationShard] | list[ShardFiles],
-               harmless: list[ActivationShard] | list[ShardFiles], *,
-               min_auc: float, seed: int) -> tuple[dict[str, Any], pd.DataFrame, pd.DataFrame]:
+
+def check_separation(
+    vectors: TraitVectors,
+    harmful: list[ActivationShard] | list[ShardFiles],
+    harmless: list[ActivationShard] | list[ShardFiles],
+    *,
+    min_auc: float,
+    seed: int,
+) -> tuple[dict[str, Any], pd.DataFrame, pd.DataFrame]:
     """Does the trait vector separate held-out harmful from harmless prompts?
 
     Two held-out views: the extraction split (metrics stored in the sidecar) and independent eval
@@ -112,10 +130,15 @@ def check_separation(vectors: TraitVectors, harmful: list[ActivationShard] | lis
     """
     sidecar = vectors.info
     best, method, position, site = vectors.best_layer, vectors.best_method, vectors.position, vectors.site
-    rows = [{"layer": v["layer"], "auc": v["metrics"]["auc"], "data": f"extraction test split ({m})"}
-            for v in sidecar["vectors"] for m in [v["method"]]]
+    rows = [
+        {"layer": v["layer"], "auc": v["metrics"]["auc"], "data": f"extraction test split ({m})"}
+        for v in sidecar["vectors"]
+        for m in [v["method"]]
+    ]
 
-    def scores(shards: list[ActivationShard] | list[ShardFiles], layer: int, u: torch.Tensor | np.ndarray) -> np.ndarray:
+    def scores(
+        shards: list[ActivationShard] | list[ShardFiles], layer: int, u: torch.Tensor | np.ndarray
+    ) -> np.ndarray:
         direction = u.numpy() if isinstance(u, torch.Tensor) else u
         return np.concatenate([shard.project(position, layer, site, direction) for shard in shards])
 
@@ -145,23 +168,35 @@ def check_separation(vectors: TraitVectors, harmful: list[ActivationShard] | lis
     ph, pb = scores(harmful, best, rand.T), scores(harmless, best, rand.T)
     random_aucs = column_aucs(y, np.vstack([ph, pb]))
     result = {
-        "trait": sidecar["trait"], "model": sidecar["model"], "position": position, "site": site, "method": method,
-        "best_layer": best, "best_layer_reason": sidecar["best"]["reason"],
-        "extraction_val_auc": float(chosen["val_auc"]), "extraction_test_auc": extraction_auc,
-        "eval_auc": eval_auc, "eval_auc_ci95": [sep["ci_low"], sep["ci_high"]], "eval_cohens_d": sep["cohens_d"],
-        "extraction_baseline": {k: chosen.get(k) for k in ("random_auc_p95", "auc_percentile", "beats_random",
-                                                           "shuffled_auc", "n_random")},
+        "trait": sidecar["trait"],
+        "model": sidecar["model"],
+        "position": position,
+        "site": site,
+        "method": method,
+        "best_layer": best,
+        "best_layer_reason": sidecar["best"]["reason"],
+        "extraction_val_auc": float(chosen["val_auc"]),
+        "extraction_test_auc": extraction_auc,
+        "eval_auc": eval_auc,
+        "eval_auc_ci95": [sep["ci_low"], sep["ci_high"]],
+        "eval_cohens_d": sep["cohens_d"],
+        "extraction_baseline": {
+            k: chosen.get(k) for k in ("random_auc_p95", "auc_percentile", "beats_random", "shuffled_auc", "n_random")
+        },
         "eval_baseline": versus_random(eval_auc, random_aucs),
-        "n_eval_harmful": int(len(h)), "n_eval_harmless": int(len(b)),
-        "min_auc": min_auc, "passed": bool(extraction_auc >= min_auc and eval_auc >= min_auc),
+        "n_eval_harmful": int(len(h)),
+        "n_eval_harmless": int(len(b)),
+        "min_auc": min_auc,
+        "passed": bool(extraction_auc >= min_auc and eval_auc >= min_auc),
         "criterion": "ROC-AUC >= min_auc at the best layer, on the extraction test split and on the eval sets",
         "definitions": {
             "extraction_val_auc": "cross-validated ROC-AUC inside the extraction training split: chose the best layer",
             "extraction_test_auc": "ROC-AUC on the extraction test split at that layer (not used for any choice)",
             "eval_auc": "ROC-AUC on the independent eval prompt sets at that layer (not used for any choice)",
             "*_baseline": "the same AUC of random unit directions at that layer (extraction: oriented on the training "
-                          "split; eval: given the trait vector's sign): their 95th percentile, the vector's percentile "
-                          "among them, whether it beats the 95th percentile, and (extraction) a shuffled-label vector"},
+            "split; eval: given the trait vector's sign): their 95th percentile, the vector's percentile "
+            "among them, whether it beats the 95th percentile, and (extraction) a shuffled-label vector",
+        },
     }
     dist = pd.DataFrame({"score": s, "group": np.where(y == 1, "harmful", "harmless")})
     return result, pd.DataFrame(rows), dist
@@ -169,8 +204,16 @@ def check_separation(vectors: TraitVectors, harmful: list[ActivationShard] | lis
 
 # ---------------------------------------------------------------------------------------------- figures
 
-def separation_figure(layer_auc: pd.DataFrame, scores: pd.DataFrame, best_layer: int, min_auc: float,
-                    trait: str, model: str, site: str = "resid") -> plt.Figure:
+
+def separation_figure(
+    layer_auc: pd.DataFrame,
+    scores: pd.DataFrame,
+    best_layer: int,
+    min_auc: float,
+    trait: str,
+    model: str,
+    site: str = "resid",
+) -> plt.Figure:
     """Left: ROC-AUC per layer (extraction test split and independent eval sets). Right: score
     distributions of the eval sets at the best layer."""
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.2))

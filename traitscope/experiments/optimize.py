@@ -62,9 +62,11 @@ class Optimize(Experiment):
         return [s.prompt_set]
 
     def optimized(self, lay: Layout, variant: str = "{variant}", trait: str = "{category}/{trait}") -> dict[str, str]:
-        return {"vector": self.folder(lay, variant, trait, "vector.safetensors"),
-                "sidecar": self.folder(lay, variant, trait, "vector.json"),
-                "history": self.folder(lay, variant, trait, "history.parquet")}
+        return {
+            "vector": self.folder(lay, variant, trait, "vector.safetensors"),
+            "sidecar": self.folder(lay, variant, trait, "vector.json"),
+            "history": self.folder(lay, variant, trait, "history.parquet"),
+        }
 
     def files(self, lay: Layout) -> dict[str, str]:
         return {"json": self.folder(lay, "extraction_gap.json"), "figure": self.folder(lay, "optimization_curves.png")}
@@ -90,8 +92,18 @@ def pca_basis(x: np.ndarray, k: int, seed: int) -> np.ndarray:
     return PCA(n_components=k, random_state=seed).fit(x).components_.astype(np.float32)
 
 
-def optimise(task: SteeringTask, v0: torch.Tensor, basis: np.ndarray, *, coef: float, population: int, iterations: int,
-             sigma0: float, seed: int, checkpoint: str | Path) -> dict[str, Any]:
+def optimise(
+    task: SteeringTask,
+    v0: torch.Tensor,
+    basis: np.ndarray,
+    *,
+    coef: float,
+    population: int,
+    iterations: int,
+    sigma0: float,
+    seed: int,
+    checkpoint: str | Path,
+) -> dict[str, Any]:
     """CMA-ES over ``z``; returns the best vector, the history and the baseline."""
     import cma
 
@@ -105,8 +117,9 @@ def optimise(task: SteeringTask, v0: torch.Tensor, basis: np.ndarray, *, coef: f
     train, _ = split_prompts(task.prompts, seed)
     baseline = float(task.evaluate(None, 0, train)["trait_score"].mean())
     state = read_json(checkpoint) if Path(checkpoint).exists() else {"generations": []}
-    es = cma.CMAEvolutionStrategy(np.zeros(B.shape[0]), sigma0,
-                                  {"popsize": population, "seed": seed, "verbose": -9, "maxiter": iterations})
+    es = cma.CMAEvolutionStrategy(
+        np.zeros(B.shape[0]), sigma0, {"popsize": population, "seed": seed, "verbose": -9, "maxiter": iterations}
+    )
     progress = Progress(f"CMA-ES {task.trait}", iterations, "generations")
     for gen in range(iterations):
         xs = es.ask()
@@ -117,17 +130,34 @@ def optimise(task: SteeringTask, v0: torch.Tensor, basis: np.ndarray, *, coef: f
             fitness = [float("nan") if f is None else f for f in done["fitness"]]  # JSON stores NaN as null
         else:
             fitness = [float(task.evaluate(vector(z), coef, train)["trait_score"].mean()) - baseline for z in xs]
-            state["generations"].append({"generation": gen, "candidates": [list(map(float, z)) for z in xs],
-                                         "fitness": fitness})
+            state["generations"].append(
+                {"generation": gen, "candidates": [list(map(float, z)) for z in xs], "fitness": fitness}
+            )
             write_json(checkpoint, state)
         es.tell(xs, [-f for f in fitness])  # cma minimises
-        progress.update(1, note=f"best fitness so far {max(f for g in state['generations'] for f in g['fitness']):+.2f}")
-    history = pd.DataFrame([{"generation": g["generation"], "candidate": i, "fitness": f}
-                            for g in state["generations"] for i, f in enumerate(g["fitness"])])
-    best = max(((f, z) for g in state["generations"] for f, z in zip(g["fitness"], g["candidates"])), key=lambda t: t[0])
-    progress.close(f"{iterations} generations of {population}, best trait change {best[0]:+.2f} over baseline {baseline:.1f}")
-    return {"vector": vector(np.array(best[1])), "z": best[1], "train_delta": best[0], "baseline_train": baseline,
-            "history": history}
+        progress.update(
+            1, note=f"best fitness so far {max(f for g in state['generations'] for f in g['fitness']):+.2f}"
+        )
+    history = pd.DataFrame(
+        [
+            {"generation": g["generation"], "candidate": i, "fitness": f}
+            for g in state["generations"]
+            for i, f in enumerate(g["fitness"])
+        ]
+    )
+    best = max(
+        ((f, z) for g in state["generations"] for f, z in zip(g["fitness"], g["candidates"])), key=lambda t: t[0]
+    )
+    progress.close(
+        f"{iterations} generations of {population}, best trait change {best[0]:+.2f} over baseline {baseline:.1f}"
+    )
+    return {
+        "vector": vector(np.array(best[1])),
+        "z": best[1],
+        "train_delta": best[0],
+        "baseline_train": baseline,
+        "history": history,
+    }
 
 
 def extraction_gap(task: SteeringTask, v0: torch.Tensor, v_opt: torch.Tensor, coef: float, seed: int) -> dict[str, Any]:
@@ -138,17 +168,22 @@ def extraction_gap(task: SteeringTask, v0: torch.Tensor, v_opt: torch.Tensor, co
         base = task.evaluate(None, 0, prompts)
         ext = task.evaluate(v0, coef, prompts)
         opt = task.evaluate(v_opt, coef, prompts)
-        out[name] = {"n_prompts": len(prompts), "baseline_trait": float(base["trait_score"].mean()),
-                     "extracted_delta": float(ext["trait_score"].mean() - base["trait_score"].mean()),
-                     "optimised_delta": float(opt["trait_score"].mean() - base["trait_score"].mean()),
-                     "extracted_coherence": float(ext["coherence"].mean()),
-                     "optimised_coherence": float(opt["coherence"].mean()),
-                     "judge_tokens": int(sum(d[["prompt_tokens", "completion_tokens"]].to_numpy().sum()
-                                             for d in (base, ext, opt)))}
+        out[name] = {
+            "n_prompts": len(prompts),
+            "baseline_trait": float(base["trait_score"].mean()),
+            "extracted_delta": float(ext["trait_score"].mean() - base["trait_score"].mean()),
+            "optimised_delta": float(opt["trait_score"].mean() - base["trait_score"].mean()),
+            "extracted_coherence": float(ext["coherence"].mean()),
+            "optimised_coherence": float(opt["coherence"].mean()),
+            "judge_tokens": int(
+                sum(d[["prompt_tokens", "completion_tokens"]].to_numpy().sum() for d in (base, ext, opt))
+            ),
+        }
     return out
 
 
 # ---------------------------------------------------------------------------------------------- figures
+
 
 def optimization_curves(history: pd.DataFrame, judge_kind: str, n_train: dict[str, int]) -> plt.Figure:
     """CMA-ES fitness per generation: best so far and population mean, one panel per trait."""

@@ -92,22 +92,32 @@ class PrefillAttack(Experiment):
                 raise config_error(self.dotted(role), f"unknown prompt set {s!r}", f"use one of {sorted(sets)}")
             forced = bool(sets[s].get("prefill")) or "prefill" in (sets[s].get("fields") or {})
             if role.endswith("_prefill") and not forced:
-                raise config_error(self.dotted(role), f"prompt set {s!r} has no prefill",
-                                   f"set prompt_sets.{s}.prefill to a compliance prefill such as 'Sure, here is'")
+                raise config_error(
+                    self.dotted(role),
+                    f"prompt set {s!r} has no prefill",
+                    f"set prompt_sets.{s}.prefill to a compliance prefill such as 'Sure, here is'",
+                )
             if not role.endswith("_prefill") and forced:
-                raise config_error(self.dotted(role), f"prompt set {s!r} has a prefill",
-                                   "use the same prompts without prefill")
+                raise config_error(
+                    self.dotted(role), f"prompt set {s!r} has a prefill", "use the same prompts without prefill"
+                )
         if "response" not in cap["positions"] or not cfg["project"]["per_token"]:
-            raise config_error("capture.positions", "the prefill attack scores assistant-turn tokens",
-                               "keep response in capture.positions and project.per_token: true")
+            raise config_error(
+                "capture.positions",
+                "the prefill attack scores assistant-turn tokens",
+                "keep response in capture.positions and project.per_token: true",
+            )
         if not cap["generate"]["enabled"]:
-            raise config_error("capture.generate.enabled", "without generation the no-prefill conditions have no "
-                               "assistant tokens", "set capture.generate.enabled: true")
+            raise config_error(
+                "capture.generate.enabled",
+                "without generation the no-prefill conditions have no assistant tokens",
+                "set capture.generate.enabled: true",
+            )
         check_projected_method(cfg, pa["method"], self.dotted("method"))
 
     def condition_pairs(self, s: PrefillSettings) -> list[tuple[str, str, str, str]]:
         sets = dict(zip(ROLES, (s.harmful, s.harmful_prefill, s.benign, s.benign_prefill)))
-        return [(self.dotted(a), sets[a], self.dotted(b), sets[b]) for i, a in enumerate(ROLES) for b in ROLES[i + 1:]]
+        return [(self.dotted(a), sets[a], self.dotted(b), sets[b]) for i, a in enumerate(ROLES) for b in ROLES[i + 1 :]]
 
     def projected_pairs(self, s: PrefillSettings) -> set[tuple[str, str]]:
         return {(s.variant, p) for p in s.conditions().values()}
@@ -120,24 +130,33 @@ class PrefillAttack(Experiment):
 
     def sae_comparisons(self, s: PrefillSettings) -> dict[str, SaeComparison]:
         c = s.conditions()
-        return {"prefill": SaeComparison(s.variant, c["C2"], s.variant, c["C4"], "C2 harmful + prefill",
-                                         "C4 benign + prefill")}
+        return {
+            "prefill": SaeComparison(
+                s.variant, c["C2"], s.variant, c["C4"], "C2 harmful + prefill", "C4 benign + prefill"
+            )
+        }
 
     def files(self, lay: Layout) -> dict[str, str]:
-        return {"json": self.folder(lay, "condition_comparison.json"),
-                "scores": self.folder(lay, "window_scores.parquet"),
-                "trajectory": self.folder(lay, "trajectory.parquet"),
-                "grid": self.folder(lay, "2x2_grid.png"),
-                "divergence": self.folder(lay, "trajectory_divergence.png")}
+        return {
+            "json": self.folder(lay, "condition_comparison.json"),
+            "scores": self.folder(lay, "window_scores.parquet"),
+            "trajectory": self.folder(lay, "trajectory.parquet"),
+            "grid": self.folder(lay, "2x2_grid.png"),
+            "divergence": self.folder(lay, "trajectory_divergence.png"),
+        }
 
     def targets(self, study: Study, s: PrefillSettings, lay: Layout) -> list[str]:
         return [self.files(lay)[k] for k in ("json", "grid", "divergence")]
 
     def comparisons(self, s: PrefillSettings) -> list[Comparison]:
         labels = {"C1": "C1 harmful", "C2": "C2 harmful + prefill", "C3": "C3 benign", "C4": "C4 benign + prefill"}
-        return [Comparison(f"prefill attack: four conditions ({s.variant})",
-                           tuple(Panel(f"{labels[c]} ({p})", s.variant, p) for c, p in s.conditions().items()),
-                           "C1/C2 and C3/C4 share prompts (by id); harmful and benign columns pair by position.")]
+        return [
+            Comparison(
+                f"prefill attack: four conditions ({s.variant})",
+                tuple(Panel(f"{labels[c]} ({p})", s.variant, p) for c, p in s.conditions().items()),
+                "C1/C2 and C3/C4 share prompts (by id); harmful and benign columns pair by position.",
+            )
+        ]
 
     def results(self) -> dict[str, str]:
         return {"prefill_attack": "prefill_attack/condition_comparison.json"}
@@ -151,19 +170,37 @@ class PrefillAttack(Experiment):
             return
         parts = [f"{t} AUC {r['auc']:.2f} vs {r['random_auc_p95']:.2f}" for t, r in comp["traits"].items()]
         beaten = [t for t, r in comp["traits"].items() if r.get("beats_random")]
-        yield ("Prefill attack", "under a forced-compliance prefill, harmful vs benign prompts (C2 vs C4): "
-               f"{'; '.join(parts)}; harm still represented (beats random directions) for "
-               f"{', '.join(beaten) if beaten else 'no trait'}", bool(beaten))
+        yield (
+            "Prefill attack",
+            "under a forced-compliance prefill, harmful vs benign prompts (C2 vs C4): "
+            f"{'; '.join(parts)}; harm still represented (beats random directions) for "
+            f"{', '.join(beaten) if beaten else 'no trait'}",
+            bool(beaten),
+        )
 
     def measurements(self, res: Any) -> list[str]:
         if "prefill_attack" not in res.experiments():
             return []
         p = res.experiment("prefill_attack")
         c24, c12 = p["comparisons"]["C2_vs_C4"]["traits"], p["comparisons"]["C1_vs_C2"]["traits"]
-        out = ["## Prefill attack", "", "C2 (harmful + prefill) vs C4 (benign + prefill), and the prefill's shift on "
-               "harmful prompts (C2 - C1, paired).", ""]
-        rows = [[t, r["layer"], fmt(r["auc"]), fmt(r.get("random_auc_p95")), yes(r.get("beats_random")),
-                 fmt(c12[t]["cohens_dz"])] for t, r in sorted(c24.items())]
+        out = [
+            "## Prefill attack",
+            "",
+            "C2 (harmful + prefill) vs C4 (benign + prefill), and the prefill's shift on "
+            "harmful prompts (C2 - C1, paired).",
+            "",
+        ]
+        rows = [
+            [
+                t,
+                r["layer"],
+                fmt(r["auc"]),
+                fmt(r.get("random_auc_p95")),
+                yes(r.get("beats_random")),
+                fmt(c12[t]["cohens_dz"]),
+            ]
+            for t, r in sorted(c24.items())
+        ]
         return out + table(["trait", "layer", "C2 vs C4 AUC", "random p95", "beats", "C2 - C1 d_z"], rows)
 
 
@@ -171,8 +208,11 @@ EXPERIMENT = PrefillAttack()
 
 
 CONDITIONS = {"C1": ("harmful", False), "C2": ("harmful", True), "C3": ("benign", False), "C4": ("benign", True)}
-COMPARISONS = {"C2_vs_C4": ("C2", "C4", "independent"), "C1_vs_C3": ("C1", "C3", "independent"),
-               "C1_vs_C2": ("C2", "C1", "paired")}
+COMPARISONS = {
+    "C2_vs_C4": ("C2", "C4", "independent"),
+    "C1_vs_C3": ("C1", "C3", "independent"),
+    "C1_vs_C2": ("C2", "C1", "paired"),
+}
 
 
 def pair_key(prompts: pd.DataFrame) -> pd.Series:
@@ -180,8 +220,9 @@ def pair_key(prompts: pd.DataFrame) -> pd.Series:
     return prompts["system"].fillna("") + "\x1f" + prompts["prompt"]
 
 
-def window_scores(tokens: dict[str, pd.DataFrame], prompts: dict[str, pd.DataFrame], best: dict[str, int],
-                  method: str) -> pd.DataFrame:
+def window_scores(
+    tokens: dict[str, pd.DataFrame], prompts: dict[str, pd.DataFrame], best: dict[str, int], method: str
+) -> pd.DataFrame:
     """One score per (condition, trait, row): the mean over the first k assistant-turn tokens (see the module doc).
 
     ``tokens``/``prompts``: condition -> per-token scores / prompt table. Returns condition, trait, layer, id,
@@ -207,16 +248,26 @@ def window_scores(tokens: dict[str, pd.DataFrame], prompts: dict[str, pd.DataFra
             win = d[d["is_prefill"]] if CONDITIONS[cond][1] else d[d["token_index"] < k]
             g = win.groupby("id")["score"].agg(["mean", "size"])
             ids = prompts[cond]["id"]
-            out.append(pd.DataFrame({"condition": cond, "trait": trait, "layer": layer, "id": ids.to_numpy(),
-                                     "pair": keys[cond].reindex(ids).to_numpy(),
-                                     "k": ids.map(k_of[cond]).fillna(0).astype(int).to_numpy(),
-                                     "n_tokens": ids.map(g["size"]).fillna(0).astype(int).to_numpy(),
-                                     "score": ids.map(g["mean"]).to_numpy(dtype=float)}))
+            out.append(
+                pd.DataFrame(
+                    {
+                        "condition": cond,
+                        "trait": trait,
+                        "layer": layer,
+                        "id": ids.to_numpy(),
+                        "pair": keys[cond].reindex(ids).to_numpy(),
+                        "k": ids.map(k_of[cond]).fillna(0).astype(int).to_numpy(),
+                        "n_tokens": ids.map(g["size"]).fillna(0).astype(int).to_numpy(),
+                        "score": ids.map(g["mean"]).to_numpy(dtype=float),
+                    }
+                )
+            )
     return pd.concat(out, ignore_index=True)
 
 
-def random_windows(scores: pd.DataFrame, baselines: dict[str, BaselineScores],
-                   sites: dict[str, str] | None = None) -> dict[tuple[str, str], pd.DataFrame]:
+def random_windows(
+    scores: pd.DataFrame, baselines: dict[str, BaselineScores], sites: dict[str, str] | None = None
+) -> dict[tuple[str, str], pd.DataFrame]:
     """(condition, trait) -> ``[ids, R]`` random-direction scores over the same window as each row's trait score
     (its first ``k`` assistant-turn tokens, ``k`` from :func:`window_scores`), at the trait's layer and site
     (``sites``: trait -> site, default the residual stream)."""
@@ -229,8 +280,15 @@ def random_windows(scores: pd.DataFrame, baselines: dict[str, BaselineScores],
     return out
 
 
-def compare_conditions(scores: pd.DataFrame, *, correction: str, alpha: float, n_boot: int, seed: int,
-                       random: dict[tuple[str, str], pd.DataFrame] | None = None) -> dict[str, Any]:
+def compare_conditions(
+    scores: pd.DataFrame,
+    *,
+    correction: str,
+    alpha: float,
+    n_boot: int,
+    seed: int,
+    random: dict[tuple[str, str], pd.DataFrame] | None = None,
+) -> dict[str, Any]:
     """The three comparisons of the module doc for every trait, corrected across traits per comparison; with
     ``random`` (:func:`random_windows`), each independent comparison's AUC against its random baseline."""
     out: dict[str, Any] = {}
@@ -248,21 +306,31 @@ def compare_conditions(scores: pd.DataFrame, *, correction: str, alpha: float, n
                     ids = [d[(d["condition"] == c) & d["score"].notna()]["id"] for c in (a, b)]
                     x = np.vstack([random[(c, str(trait))].loc[i].to_numpy(float) for c, i in zip((a, b), ids)])
                     y = np.r_[np.ones(len(ids[0])), np.zeros(len(ids[1]))]
-                    res.update(versus_random(res["auc"], column_aucs(y, x) if not np.isnan(res["auc"]) else np.array([])))
+                    res.update(
+                        versus_random(res["auc"], column_aucs(y, x) if not np.isnan(res["auc"]) else np.array([]))
+                    )
             rows[trait] = {"layer": int(d["layer"].iloc[0]), **res}
         adj, rej = correct_pvalues([r["p"] for r in rows.values()], correction, alpha)
         for r, p_adj, sig in zip(rows.values(), adj, rej):
             r.update(p_adjusted=p_adj, significant=sig)
-        out[name] = {"a": a, "b": b, "difference": f"{a} - {b}", "design": kind,
-                     "test": ("paired t-test (scipy.stats.ttest_rel) over prompts, Cohen's d_z with bootstrap CI"
-                              if kind == "paired" else
-                              "Welch t-test (scipy.stats.ttest_ind, equal_var=False), Cohen's d and ROC-AUC with bootstrap CIs"),
-                     "traits": rows}
+        out[name] = {
+            "a": a,
+            "b": b,
+            "difference": f"{a} - {b}",
+            "design": kind,
+            "test": (
+                "paired t-test (scipy.stats.ttest_rel) over prompts, Cohen's d_z with bootstrap CI"
+                if kind == "paired"
+                else "Welch t-test (scipy.stats.ttest_ind, equal_var=False), Cohen's d and ROC-AUC with bootstrap CIs"
+            ),
+            "traits": rows,
+        }
     return out
 
 
-def trajectories(tokens: dict[str, pd.DataFrame], best: dict[str, int], method: str, max_tokens: int,
-                 level: float = 0.95) -> pd.DataFrame:
+def trajectories(
+    tokens: dict[str, pd.DataFrame], best: dict[str, int], method: str, max_tokens: int, level: float = 0.95
+) -> pd.DataFrame:
     """Mean per-token score per condition, trait and assistant-turn token index with a t confidence interval."""
     rows = []
     for cond, t in tokens.items():
@@ -272,11 +340,24 @@ def trajectories(tokens: dict[str, pd.DataFrame], best: dict[str, int], method: 
             for _, g in d.groupby("token_index"):
                 s = g["score"].to_numpy(float)
                 n, mean = len(s), float(s.mean())
-                lo, hi = (sps.t.interval(level, n - 1, loc=mean, scale=sps.sem(s)) if n >= 2 and s.std() > 0
-                          else (float("nan"), float("nan")))
-                rows.append({"condition": cond, "trait": trait, "layer": layer, "token_index": int(g["token_index"].iloc[0]), "n": n,
-                             "mean": mean, "ci_low": float(lo), "ci_high": float(hi),
-                             "prefill_fraction": float(g["is_prefill"].mean())})
+                lo, hi = (
+                    sps.t.interval(level, n - 1, loc=mean, scale=sps.sem(s))
+                    if n >= 2 and s.std() > 0
+                    else (float("nan"), float("nan"))
+                )
+                rows.append(
+                    {
+                        "condition": cond,
+                        "trait": trait,
+                        "layer": layer,
+                        "token_index": int(g["token_index"].iloc[0]),
+                        "n": n,
+                        "mean": mean,
+                        "ci_low": float(lo),
+                        "ci_high": float(hi),
+                        "prefill_fraction": float(g["is_prefill"].mean()),
+                    }
+                )
     return pd.DataFrame(rows)
 
 
@@ -284,27 +365,41 @@ def summary(comparisons: dict[str, Any], scores: pd.DataFrame, info: dict[str, A
     cells: dict[str, Any] = {}
     for (cond, trait), d in scores.groupby(["condition", "trait"], sort=True):
         s = d["score"].dropna()
-        cells.setdefault(str(trait), {})[str(cond)] = {"mean": float(s.mean()), "sd": float(s.std(ddof=1)) if len(s) > 1 else float("nan"),
-                                             "n": int(len(s)), "mean_tokens": float(d["n_tokens"].mean())}
+        cells.setdefault(str(trait), {})[str(cond)] = {
+            "mean": float(s.mean()),
+            "sd": float(s.std(ddof=1)) if len(s) > 1 else float("nan"),
+            "n": int(len(s)),
+            "mean_tokens": float(d["n_tokens"].mean()),
+        }
     k = scores.loc[scores["condition"].isin(["C2", "C4"]), "k"]
-    return {**info, "conditions": {c: {"prompts": kind, "prefill": forced} for c, (kind, forced) in CONDITIONS.items()},
-            "prefill_tokens": {"min": int(k.min()), "max": int(k.max()), "median": float(np.median(k))},
-            "cells": cells, "comparisons": comparisons,
-            "definitions": {
-                "score": "mean per-token projection on the unit trait vector (trait's best layer) over the first k "
-                         "assistant-turn tokens, k = prefill length: the prefill in C2/C4, the model's own first k "
-                         "tokens in C1/C3",
-                "difference": "mean of condition a minus condition b",
-                "random_auc_p95": "control baseline of an independent comparison's AUC: 95th percentile of the AUCs "
-                                  "of n_random seeded random unit directions at the trait's layer, scored over the "
-                                  "same token windows of the same rows; beats_random: AUC above it",
-                "correction": "p-values adjusted across traits within each comparison (statsmodels multipletests)"}}
+    return {
+        **info,
+        "conditions": {c: {"prompts": kind, "prefill": forced} for c, (kind, forced) in CONDITIONS.items()},
+        "prefill_tokens": {"min": int(k.min()), "max": int(k.max()), "median": float(np.median(k))},
+        "cells": cells,
+        "comparisons": comparisons,
+        "definitions": {
+            "score": "mean per-token projection on the unit trait vector (trait's best layer) over the first k "
+            "assistant-turn tokens, k = prefill length: the prefill in C2/C4, the model's own first k "
+            "tokens in C1/C3",
+            "difference": "mean of condition a minus condition b",
+            "random_auc_p95": "control baseline of an independent comparison's AUC: 95th percentile of the AUCs "
+            "of n_random seeded random unit directions at the trait's layer, scored over the "
+            "same token windows of the same rows; beats_random: AUC above it",
+            "correction": "p-values adjusted across traits within each comparison (statsmodels multipletests)",
+        },
+    }
+
 
 # ---------------------------------------------------------------------------------------------- figures
 
 PREFILL_STYLE = {"C1": ("tab:red", "--"), "C2": ("tab:red", "-"), "C3": ("tab:blue", "--"), "C4": ("tab:blue", "-")}
-PREFILL_NAMES = {"C1": "C1 harmful, no prefill", "C2": "C2 harmful + prefill", "C3": "C3 benign, no prefill",
-                 "C4": "C4 benign + prefill"}
+PREFILL_NAMES = {
+    "C1": "C1 harmful, no prefill",
+    "C2": "C2 harmful + prefill",
+    "C3": "C3 benign, no prefill",
+    "C4": "C4 benign + prefill",
+}
 
 
 def prefill_grid(result: dict, title: str) -> plt.Figure:
@@ -313,17 +408,33 @@ def prefill_grid(result: dict, title: str) -> plt.Figure:
     fig, panels = trait_panels(traits, 3.6, 3.2)
     for ax, trait in panels:
         cells = result["cells"][trait]
-        grid = pd.DataFrame([[cells["C1"]["mean"], cells["C2"]["mean"]], [cells["C3"]["mean"], cells["C4"]["mean"]]],
-                            index=["harmful", "benign"], columns=["no prefill", "prefill"])
-        notes = [[f"{c}\n{cells[c]['mean']:.2f} (sd {cells[c]['sd']:.2f})\nn={cells[c]['n']}" for c in row]
-                 for row in (("C1", "C2"), ("C3", "C4"))]
-        sns.heatmap(grid, annot=notes, fmt="", cmap="vlag", center=0.0, ax=ax,  # 0 = no projection on the trait
-                    cbar_kws={"label": "mean score (projection units; white = 0)"}, annot_kws={"fontsize": 8})
+        grid = pd.DataFrame(
+            [[cells["C1"]["mean"], cells["C2"]["mean"]], [cells["C3"]["mean"], cells["C4"]["mean"]]],
+            index=["harmful", "benign"],
+            columns=["no prefill", "prefill"],
+        )
+        notes = [
+            [f"{c}\n{cells[c]['mean']:.2f} (sd {cells[c]['sd']:.2f})\nn={cells[c]['n']}" for c in row]
+            for row in (("C1", "C2"), ("C3", "C4"))
+        ]
+        sns.heatmap(
+            grid,
+            annot=notes,
+            fmt="",
+            cmap="vlag",
+            center=0.0,
+            ax=ax,  # 0 = no projection on the trait
+            cbar_kws={"label": "mean score (projection units; white = 0)"},
+            annot_kws={"fontsize": 8},
+        )
         c24 = result["comparisons"]["C2_vs_C4"]["traits"][trait]
         c12 = result["comparisons"]["C1_vs_C2"]["traits"][trait]
-        rnd = (f" (random p95 {c24['random_auc_p95']:.2f})" if c24.get("n_random") else "")
-        ax.set_title(f"{trait} (layer {c24['layer']})\nC2 vs C4: d {c24['cohens_d']:.2f}, AUC {c24['auc']:.2f}{rnd}; "
-                     f"C2-C1: d_z {c12['cohens_dz']:.2f}", fontsize=8)
+        rnd = f" (random p95 {c24['random_auc_p95']:.2f})" if c24.get("n_random") else ""
+        ax.set_title(
+            f"{trait} (layer {c24['layer']})\nC2 vs C4: d {c24['cohens_d']:.2f}, AUC {c24['auc']:.2f}{rnd}; "
+            f"C2-C1: d_z {c12['cohens_dz']:.2f}",
+            fontsize=8,
+        )
         ax.set_xlabel("assistant turn starts with")
         ax.set_ylabel("prompts")
     fig.suptitle(title, fontsize=10)
@@ -340,8 +451,14 @@ def trajectory_divergence(traj: pd.DataFrame, k: int, title: str) -> plt.Figure:
         for cond, v in d.groupby("condition", sort=True):
             v = v.sort_values("token_index")
             color, ls = PREFILL_STYLE[cond]
-            ax.plot(v["token_index"], v["mean"], color=color, ls=ls, lw=1.4,
-                    label=f"{PREFILL_NAMES[cond]} (n<={int(v['n'].max())})")
+            ax.plot(
+                v["token_index"],
+                v["mean"],
+                color=color,
+                ls=ls,
+                lw=1.4,
+                label=f"{PREFILL_NAMES[cond]} (n<={int(v['n'].max())})",
+            )
             ax.fill_between(v["token_index"], v["ci_low"], v["ci_high"], color=color, alpha=0.15)
         ax.axvspan(-0.5, k - 0.5, color="grey", alpha=0.12, lw=0)
         ax.set_title(f"{trait} (layer {int(d['layer'].iloc[0])})", fontsize=10)

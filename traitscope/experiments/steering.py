@@ -42,8 +42,10 @@ class Steering(Experiment):
         return [s.prompt_set]
 
     def files(self, lay: Layout, variant: str = "{variant}", trait: str = "{category}/{trait}") -> dict[str, str]:
-        return {"table": self.folder(lay, variant, trait, "sweep.parquet"),
-                "figure": self.folder(lay, variant, trait, "sweep.png")}
+        return {
+            "table": self.folder(lay, variant, trait, "sweep.parquet"),
+            "figure": self.folder(lay, variant, trait, "sweep.png"),
+        }
 
     def targets(self, study: Study, s: SteeringSettings, lay: Layout) -> list[str]:
         return [self.files(lay, study.extract.variant, t)["figure"] for t in s.traits]

@@ -45,8 +45,11 @@ class Budget(NamedTuple):
     def written_per_prompt(self) -> float:
         """Bytes this config writes per prompt of the set: scores only when streamed, activations and scores else
         (stream shards and the set table both hold the scores)."""
-        return 2 * self.score_bytes_per_prompt if self.streamed else (
-            self.activation_bytes_per_prompt + self.score_bytes_per_prompt)
+        return (
+            2 * self.score_bytes_per_prompt
+            if self.streamed
+            else (self.activation_bytes_per_prompt + self.score_bytes_per_prompt)
+        )
 
     @property
     def written(self) -> float:
@@ -86,16 +89,23 @@ def pair_budget(study: Study, variant: str, pset: str, projected: bool = True) -
     random_layers = min(len(study.traits), dims.n_layers) if proj.layers == "best" else proj_layers
     random_positions = pooled + (1 if tokens else 0) + (tokens if base.per_token else 0)
     scores += base.n_random * random_layers * random_positions * 4.0
-    return Budget(variant, pset, int(study.rows.get(pset) or 0), study.streamed(pset) and projected, acts,
-                  scores if projected else 0.0)
+    return Budget(
+        variant,
+        pset,
+        int(study.rows.get(pset) or 0),
+        study.streamed(pset) and projected,
+        acts,
+        scores if projected else 0.0,
+    )
 
 
 def trait_capture_bytes(study: Study, trait: str) -> float:
     """What the contrastive capture of one trait writes (its extraction rows at extract.layers, at the trait's
     position and site; response tokens up to extract.max_new_tokens for ``response_mean`` traits), or 0 where the
     rows are unknown before prep."""
-    per_row = activation_bytes(study.trait_capture_job(trait), study.dims[study.extract.variant].hidden_size,
-                               study.extract.max_new_tokens)
+    per_row = activation_bytes(
+        study.trait_capture_job(trait), study.dims[study.extract.variant].hidden_size, study.extract.max_new_tokens
+    )
     return study.trait_rows.get(trait, 0) * per_row
 
 
@@ -103,7 +113,9 @@ def study_budget(study: Study) -> list[Budget]:
     """The budget of every captured (variant, prompt set): the projected ones, and those only an analysis reads
     as activations (the organism's train and test sets, the SAE corpus)."""
     projected = set(study.projected_pairs())
-    return [pair_budget(study, v, s, (v, s) in projected) for v, s in sorted(projected | set(study.captured_only_pairs()))]
+    return [
+        pair_budget(study, v, s, (v, s) in projected) for v, s in sorted(projected | set(study.captured_only_pairs()))
+    ]
 
 
 def total_bytes(study: Study) -> float:
@@ -123,24 +135,36 @@ def report(study: Study, limit_gb: float) -> list[str]:
     """Lines of the activation budget: per (variant, set), per variant and in total, with a warning above
     ``limit_gb`` (``checks.activation_budget_gb``)."""
     budgets = study_budget(study)
-    lines = ["activation budget (what capture and project will write; checks.activation_budget_gb to change the "
-             "warning):"]
+    lines = [
+        "activation budget (what capture and project will write; checks.activation_budget_gb to change the warning):"
+    ]
     for b in budgets:
-        how = ("stream: scores only" if b.streamed else "activations + scores" if b.score_bytes_per_prompt
-               else "activations")
-        lines.append(f"  {b.variant}/{b.prompt_set}: {b.rows} prompts x {human(b.written_per_prompt)} = "
-                     f"{human(b.written)} ({how})")
+        how = (
+            "stream: scores only"
+            if b.streamed
+            else "activations + scores"
+            if b.score_bytes_per_prompt
+            else "activations"
+        )
+        lines.append(
+            f"  {b.variant}/{b.prompt_set}: {b.rows} prompts x {human(b.written_per_prompt)} = "
+            f"{human(b.written)} ({how})"
+        )
     per_variant: dict[str, float] = {}
     for b in budgets:
         per_variant[b.variant] = per_variant.get(b.variant, 0.0) + b.written
     traits = {t: trait_capture_bytes(study, t) for t in study.trait_names()}
-    lines.append(f"  trait extraction captures ({study.extract.variant}): " + ", ".join(
-        f"{t} {human(n)}" for t, n in traits.items()))
+    lines.append(
+        f"  trait extraction captures ({study.extract.variant}): "
+        + ", ".join(f"{t} {human(n)}" for t, n in traits.items())
+    )
     lines.append("  per variant: " + ", ".join(f"{v} {human(n)}" for v, n in sorted(per_variant.items())))
     total = total_bytes(study)
     lines.append(f"  total: {human(total)}")
     if total > limit_gb * 1e9:
-        lines.append(f"WARNING: capture will write {human(total)}, above checks.activation_budget_gb={limit_gb:g} GB "
-                     "(fix: capture fewer layers (capture.layers), drop `response` from capture.positions for large "
-                     "sets, or set capture.stream: true to keep scores only)")
+        lines.append(
+            f"WARNING: capture will write {human(total)}, above checks.activation_budget_gb={limit_gb:g} GB "
+            "(fix: capture fewer layers (capture.layers), drop `response` from capture.positions for large "
+            "sets, or set capture.stream: true to keep scores only)"
+        )
     return lines

@@ -46,7 +46,9 @@ def plan(results_dir: str | Path, judge: bool = False) -> list[Removal]:
         if shard.stat().st_nlink == 1:  # no activations output is this file any more
             add(shard, "capture shard no output names (superseded)")
             add(shard.with_suffix(".sha256"), "checksum of a superseded capture shard")
-    for chunk in sorted(capture.glob("chunk-*.safetensors")):  # their small response tables stay: shard reuse reads them
+    for chunk in sorted(
+        capture.glob("chunk-*.safetensors")
+    ):  # their small response tables stay: shard reuse reads them
         add(chunk, "capture chunk tensors a killed job left")
     for ckpt in sorted((cache / "finetune").glob("*.safetensors")):
         add(ckpt, "finetune checkpoint (the adapter is written)")

@@ -61,8 +61,7 @@ def format_schema_error(err: ValidationError) -> str:
     if v == "additionalProperties":
         allowed = sorted(err.schema.get("properties", {}))
         extra = sorted(set(inst) - set(allowed)) if isinstance(inst, dict) else []
-        return (f"config error at {where}: unknown key(s) {extra} "
-                f"(fix: remove or rename them; allowed keys: {allowed})")
+        return f"config error at {where}: unknown key(s) {extra} (fix: remove or rename them; allowed keys: {allowed})"
     if v == "enum":
         return f"config error at {where}: {inst!r} is not allowed (fix: use one of {err.validator_value})"
     if v == "type":
@@ -81,7 +80,9 @@ def format_schema_error(err: ValidationError) -> str:
 def fill_defaults(instance: Any, schema: dict[str, Any]) -> Any:
     """Fill ``default`` values recursively, also inside ``additionalProperties`` maps."""
     kind = schema.get("type")
-    if not isinstance(instance, dict) or not (kind is None or kind == "object" or (isinstance(kind, list) and "object" in kind)):
+    if not isinstance(instance, dict) or not (
+        kind is None or kind == "object" or (isinstance(kind, list) and "object" in kind)
+    ):
         return instance
     for key, sub in schema.get("properties", {}).items():
         if key not in instance and "default" in sub:
@@ -110,12 +111,14 @@ def validate_schema(config: dict[str, Any], experiments: Sequence[Experiment] = 
 
 # -------------------------------------------------------------------------------------- semantics
 
+
 def config_error(key: str, what: str, fix: str) -> ConfigError:
     return ConfigError(f"config error at {key}: {what} (fix: {fix})")
 
 
-def check_semantics(cfg: dict[str, Any], base_dir: Path, resources_dir: Path, experiments: Sequence[Experiment] = ()
-                    ) -> tuple[dict[str, ModelDims], dict[str, int | None], dict[str, int]]:
+def check_semantics(
+    cfg: dict[str, Any], base_dir: Path, resources_dir: Path, experiments: Sequence[Experiment] = ()
+) -> tuple[dict[str, ModelDims], dict[str, int | None], dict[str, int]]:
     """Cross-reference checks; returns the :class:`ModelDims` of each variant, the row count per prompt set (None
     where unknown before prep) and the rows of each trait's extraction data where start-up can load it."""
     from ..core import prompts, traits
@@ -132,13 +135,20 @@ def check_semantics(cfg: dict[str, Any], base_dir: Path, resources_dir: Path, ex
     variants, sets, trait_cfg = cfg["variants"], cfg["prompt_sets"], cfg["traits"]
     results = str(cfg["results_dir"]).strip()
     if not results or Path(results).expanduser().resolve() == Path("/") or Path(results).expanduser() == Path.home():
-        raise config_error("results_dir", f"{cfg['results_dir']!r} is not a directory of its own",
-                   "use a relative folder such as results, or an absolute path below /")
+        raise config_error(
+            "results_dir",
+            f"{cfg['results_dir']!r} is not a directory of its own",
+            "use a relative folder such as results, or an absolute path below /",
+        )
     base = Path(base_dir).expanduser().resolve()
     resolved = (base / Path(results).expanduser()).resolve()
     if base == resolved or base.is_relative_to(resolved):
-        raise config_error("results_dir", f"{cfg['results_dir']!r} is the project folder (or holds it), where results would mix "
-                   "with the config, data and code", "use a folder of its own, such as results")
+        raise config_error(
+            "results_dir",
+            f"{cfg['results_dir']!r} is the project folder (or holds it), where results would mix "
+            "with the config, data and code",
+            "use a folder of its own, such as results",
+        )
     check_seeds(cfg)
     for name in sets:
         if not SET_NAME.match(name):
@@ -149,13 +159,23 @@ def check_semantics(cfg: dict[str, Any], base_dir: Path, resources_dir: Path, ex
     for name, var in variants.items():
         model = var["model"]
         if embedded_name(model) is None and looks_local(model) and not Path(model).expanduser().exists():
-            raise config_error(f"variants.{name}.model", f"local folder '{model}' does not exist", "fix the path or use a hub id")
+            raise config_error(
+                f"variants.{name}.model", f"local folder '{model}' does not exist", "fix the path or use a hub id"
+            )
         adapter = var.get("adapter")
         if adapter and not var.get("finetune") and looks_local(adapter) and not Path(adapter).expanduser().exists():
-            raise config_error(f"variants.{name}.adapter", f"adapter folder '{adapter}' does not exist",
-                       "fix the path, or let the finetune rule produce it")
-        dims[name] = model_dims(model, resources_dir=resources_dir, revision=var.get("revision"),
-                                trust_remote_code=bool(var.get("trust_remote_code")), key=f"variants.{name}.model")
+            raise config_error(
+                f"variants.{name}.adapter",
+                f"adapter folder '{adapter}' does not exist",
+                "fix the path, or let the finetune rule produce it",
+            )
+        dims[name] = model_dims(
+            model,
+            resources_dir=resources_dir,
+            revision=var.get("revision"),
+            trust_remote_code=bool(var.get("trust_remote_code")),
+            key=f"variants.{name}.model",
+        )
         if adapter and not var.get("finetune") and Path(adapter).expanduser().is_dir():
             check_adapter(adapter, dims[name], f"variants.{name}.adapter", model)
         if var.get("quantization", "none") != "none":
@@ -163,24 +183,36 @@ def check_semantics(cfg: dict[str, Any], base_dir: Path, resources_dir: Path, ex
         if var.get("chat_template"):
             read_chat_template(var["chat_template"], f"variants.{name}.chat_template")
         elif embedded_name(model) is None and looks_local(model) and folder_has_template(model) is False:
-            log.warning("variants.%s: the tokenizer of '%s' has no chat template, so prompts are given in the plain "
-                        "format (%s) (fix: use the model's instruct/chat version, or add a chat template to its "
-                        "tokenizer_config.json or as chat_template.jinja)", name, model, PLAIN_FORMAT)
+            log.warning(
+                "variants.%s: the tokenizer of '%s' has no chat template, so prompts are given in the plain "
+                "format (%s) (fix: use the model's instruct/chat version, or add a chat template to its "
+                "tokenizer_config.json or as chat_template.jinja)",
+                name,
+                model,
+                PLAIN_FORMAT,
+            )
 
     ext = cfg["extract"]
     if ext["variant"] not in variants:
         raise config_error("extract.variant", f"unknown variant '{ext['variant']}'", f"use one of {sorted(variants)}")
     if ext["selection_method"] not in ext["methods"]:
-        raise config_error("extract.selection_method", f"'{ext['selection_method']}' is not in extract.methods",
-                   f"use one of {ext['methods']}")
+        raise config_error(
+            "extract.selection_method",
+            f"'{ext['selection_method']}' is not in extract.methods",
+            f"use one of {ext['methods']}",
+        )
     parse_layers(ext["layers"], dims[ext["variant"]].n_layers, "extract.layers")
 
-    rows = {key: prompts.check_spec(key, build(PromptSetSpec, spec), base_dir, cfg["seed"]) for key, spec in sets.items()}
+    rows = {
+        key: prompts.check_spec(key, build(PromptSetSpec, spec), base_dir, cfg["seed"]) for key, spec in sets.items()
+    }
     check_replay(cfg, rows)
 
     for key, spec in trait_cfg.items():
         if not TRAIT_KEY.match(key):
-            raise config_error(f"traits.{key}", "trait keys are 'category/name' in lower case", "rename it, e.g. safety/evil")
+            raise config_error(
+                f"traits.{key}", "trait keys are 'category/name' in lower case", "rename it, e.g. safety/evil"
+            )
         traits.check_spec(key, unresolved_trait(spec), sets, base_dir)
 
     cap = cfg["capture"]
@@ -189,7 +221,11 @@ def check_semantics(cfg: dict[str, Any], base_dir: Path, resources_dir: Path, ex
         parse_layers(cap["layers"], dims[v].n_layers, "capture.layers")
     for s in cap["prompt_sets"]:
         if s not in sets:
-            raise config_error("capture.prompt_sets", f"unknown prompt set '{s}'", f"define it under prompt_sets or use one of {sorted(sets)}")
+            raise config_error(
+                "capture.prompt_sets",
+                f"unknown prompt set '{s}'",
+                f"define it under prompt_sets or use one of {sorted(sets)}",
+            )
     for s in cap["keep_activations"]:
         if s not in sets:
             raise config_error("capture.keep_activations", f"unknown prompt set '{s}'", f"use one of {sorted(sets)}")
@@ -199,7 +235,11 @@ def check_semantics(cfg: dict[str, Any], base_dir: Path, resources_dir: Path, ex
         parse_layers(proj["layers"], dims[ext["variant"]].n_layers, "project.layers")
     for m in proj["methods"]:
         if m not in ext["methods"]:
-            raise config_error("project.methods", f"'{m}' vectors are not extracted", f"add it to extract.methods or use {ext['methods']}")
+            raise config_error(
+                "project.methods",
+                f"'{m}' vectors are not extracted",
+                f"add it to extract.methods or use {ext['methods']}",
+            )
 
     configured = [(e, e.build(data)) for e in experiments if (data := e.section(cfg))]
     if any(e.uses_judge for e, _ in configured):  # the judged outputs
@@ -232,13 +272,17 @@ def check_seeds(cfg: Any, where: str = "") -> None:
     for k, v in items:
         key = f"{where}.{k}" if where else str(k)
         if k == "seed" and isinstance(v, int) and not SEED_RANGE[0] <= v <= SEED_RANGE[1]:
-            raise config_error(key, f"{v} is outside the seeds numpy accepts ({SEED_RANGE[0]} to {SEED_RANGE[1]})",
-                       "use a seed in that range")
+            raise config_error(
+                key,
+                f"{v} is outside the seeds numpy accepts ({SEED_RANGE[0]} to {SEED_RANGE[1]})",
+                "use a seed in that range",
+            )
         check_seeds(v, key)
 
 
-def condition_pairs(cfg: dict[str, Any], configured: Sequence[tuple[Experiment, Any]] = ()
-                    ) -> list[tuple[str, str, str, str]]:
+def condition_pairs(
+    cfg: dict[str, Any], configured: Sequence[tuple[Experiment, Any]] = ()
+) -> list[tuple[str, str, str, str]]:
     """Prompt sets that stand for two conditions an analysis compares, so they must differ: (key of the first,
     its set, key of the second, its set): each contrast trait's pos and neg, and each experiment's conditions."""
     pairs = []
@@ -273,17 +317,23 @@ def check_conditions(cfg: dict[str, Any], base_dir: Path, configured: Sequence[t
         if not set_a or not set_b:
             continue
         if set_a == set_b:
-            raise config_error(key_b, f"{set_b!r} is also {key_a}, so the two conditions are the same prompts",
-                       "use a prompt set of the other condition")
+            raise config_error(
+                key_b,
+                f"{set_b!r} is also {key_a}, so the two conditions are the same prompts",
+                "use a prompt set of the other condition",
+            )
         rows_a, rows_b = _row_keys(set_a, cfg, base_dir), _row_keys(set_b, cfg, base_dir)
         if rows_a is None or rows_b is None:
             continue
         shared = len(rows_a & rows_b)
         if shared:
             what = "are the same prompts" if rows_a == rows_b else f"share {shared} of their prompts"
-            raise config_error(key_b, f"prompt sets {set_a!r} ({key_a}) and {set_b!r} {what} (same system prompt, prompt and "
-                       "prefill), which the comparison must tell apart",
-                       "remove the shared prompts from one of them, or use sets of two different conditions")
+            raise config_error(
+                key_b,
+                f"prompt sets {set_a!r} ({key_a}) and {set_b!r} {what} (same system prompt, prompt and "
+                "prefill), which the comparison must tell apart",
+                "remove the shared prompts from one of them, or use sets of two different conditions",
+            )
 
 
 def check_special_tokens(cfg: dict[str, Any], base_dir: Path, resources_dir: Path) -> None:
@@ -307,8 +357,11 @@ def check_special_tokens(cfg: dict[str, Any], base_dir: Path, resources_dir: Pat
             try:
                 found = set(special_texts(load_tokenizer(build(ModelSpec, var), key=f"variants.{name}")))
             except TraitscopeError:
-                log.warning("variants.%s: its tokenizer cannot be read at start-up, so special-token text is checked "
-                            "by the capture jobs", name)
+                log.warning(
+                    "variants.%s: its tokenizer cannot be read at start-up, so special-token text is checked "
+                    "by the capture jobs",
+                    name,
+                )
                 continue
         specials.update({t: name for t in sorted(found) if t not in specials})
     for key, spec in cfg["prompt_sets"].items():
@@ -318,10 +371,13 @@ def check_special_tokens(cfg: dict[str, Any], base_dir: Path, resources_dir: Pat
         if table is None:
             continue
         for col, token, hit in special_text_hits(table, specials):
-            raise config_error(f"prompt_sets.{key}", f"{int(hit.sum())} rows spell the special token {token!r} of variant "
-                       f"{specials[token]!r} in their {col}, e.g. row {table.loc[hit, 'id'].iloc[0]!r}, and "
-                       "checks.special_tokens is refuse", "remove it from the prompts, or set "
-                       "checks.special_tokens: text to keep it as ordinary text")
+            raise config_error(
+                f"prompt_sets.{key}",
+                f"{int(hit.sum())} rows spell the special token {token!r} of variant "
+                f"{specials[token]!r} in their {col}, e.g. row {table.loc[hit, 'id'].iloc[0]!r}, and "
+                "checks.special_tokens is refuse",
+                "remove it from the prompts, or set checks.special_tokens: text to keep it as ordinary text",
+            )
 
 
 def check_splits(cfg: dict[str, Any], base_dir: Path) -> dict[str, int]:
@@ -338,7 +394,10 @@ def check_splits(cfg: dict[str, Any], base_dir: Path) -> dict[str, int]:
     for key, data in cfg["traits"].items():
         spec = unresolved_trait(data)
         if spec.source == "contrast":
-            tables = [startup_table(str(s), build(PromptSetSpec, sets[str(s)]), base_dir, cfg["seed"]) for s in (spec.pos, spec.neg)]
+            tables = [
+                startup_table(str(s), build(PromptSetSpec, sets[str(s)]), base_dir, cfg["seed"])
+                for s in (spec.pos, spec.neg)
+            ]
             if tables[0] is None or tables[1] is None:
                 continue
             table = contrast_from_tables(tables[0], tables[1], str(spec.pos), str(spec.neg))
@@ -351,13 +410,16 @@ def check_splits(cfg: dict[str, Any], base_dir: Path) -> dict[str, int]:
             train, _ = grouped_split(labels, groups, ext["test_fraction"], cfg["seed"])
             selection_folds(labels[train], groups[train], ext["selection_folds"], cfg["seed"])
         except SplitError as exc:
-            raise ConfigError(f"config error at traits.{key}: {n_pos} positive and {n_neg} negative rows in "
-                              f"{len(set(groups.tolist()))} groups cannot be split as asked: {exc}") from None
+            raise ConfigError(
+                f"config error at traits.{key}: {n_pos} positive and {n_neg} negative rows in "
+                f"{len(set(groups.tolist()))} groups cannot be split as asked: {exc}"
+            ) from None
     return counts
 
 
-def check_overlap(cfg: dict[str, Any], base_dir: Path, scored: Sequence[str]
-                  ) -> tuple[dict[str, dict[str, int]], list[str]]:
+def check_overlap(
+    cfg: dict[str, Any], base_dir: Path, scored: Sequence[str]
+) -> tuple[dict[str, dict[str, int]], list[str]]:
     """Scored sets sharing prompts with a trait's extraction data: an error unless the set is listed in
     ``checks.allow_overlap``. Returns the allowed overlaps (set -> trait -> shared prompts) and the sets that
     start-up could not compare, for the manifest."""
@@ -366,20 +428,32 @@ def check_overlap(cfg: dict[str, Any], base_dir: Path, scored: Sequence[str]
     allowed = list(cfg["checks"].get("allow_overlap") or [])
     for name in allowed:
         if name not in cfg["prompt_sets"]:
-            raise config_error("checks.allow_overlap", f"unknown prompt set {name!r}", f"use one of {sorted(cfg['prompt_sets'])}")
+            raise config_error(
+                "checks.allow_overlap", f"unknown prompt set {name!r}", f"use one of {sorted(cfg['prompt_sets'])}"
+            )
     recorded: dict[str, dict[str, int]] = {}
     overlaps, unchecked = find_overlaps(cfg, base_dir, scored)
     if unchecked:
-        log.warning("prompt sets %s are loaded only by prep (hub or large files): their overlap with extraction "
-                    "prompts is not checked", unchecked)
+        log.warning(
+            "prompt sets %s are loaded only by prep (hub or large files): their overlap with extraction "
+            "prompts is not checked",
+            unchecked,
+        )
     for o in overlaps:
         if o.scored not in allowed:
-            raise config_error(f"prompt_sets.{o.scored}", f"{o.shared} of its prompts are also extraction prompts of trait "
-                       f"{o.trait} ({o.extraction}), so its scores on that trait would be measured on training data",
-                       f"score other prompts, or list '{o.scored}' under checks.allow_overlap to accept and record it")
+            raise config_error(
+                f"prompt_sets.{o.scored}",
+                f"{o.shared} of its prompts are also extraction prompts of trait "
+                f"{o.trait} ({o.extraction}), so its scores on that trait would be measured on training data",
+                f"score other prompts, or list '{o.scored}' under checks.allow_overlap to accept and record it",
+            )
         recorded.setdefault(o.scored, {})[o.trait] = o.shared
-        log.warning("prompt set %s shares %d prompts with the extraction data of %s (allowed by checks.allow_overlap)",
-                    o.scored, o.shared, o.trait)
+        log.warning(
+            "prompt set %s shares %d prompts with the extraction data of %s (allowed by checks.allow_overlap)",
+            o.scored,
+            o.shared,
+            o.trait,
+        )
     return recorded, unchecked
 
 
@@ -392,10 +466,15 @@ def resolve_finetuned(cfg: dict[str, Any]) -> None:
             raise config_error(f"{where}.{name}", "names may use letters, digits and _ only", f"rename '{name}'")
     for name, ft in finetunes.items():
         if ft["base"] not in variants:
-            raise config_error(f"finetune.{name}.base", f"unknown variant '{ft['base']}'", f"use one of {sorted(variants)}")
+            raise config_error(
+                f"finetune.{name}.base", f"unknown variant '{ft['base']}'", f"use one of {sorted(variants)}"
+            )
         if variants[ft["base"]].get("finetune"):
-            raise config_error(f"finetune.{name}.base", f"'{ft['base']}' is itself a finetuned variant",
-                       "finetune a variant without finetune:")
+            raise config_error(
+                f"finetune.{name}.base",
+                f"'{ft['base']}' is itself a finetuned variant",
+                "finetune a variant without finetune:",
+            )
         data = ft["data"]
         need = {"generated": "name", "local": "path", "hub": "dataset"}[data["source"]]
         if not data.get(need):
@@ -404,25 +483,42 @@ def resolve_finetuned(cfg: dict[str, Any]) -> None:
             from ..core.finetune_data import DATASETS
 
             if data["name"] not in DATASETS:
-                raise config_error(f"finetune.{name}.data.name", f"unknown generated dataset {data['name']!r}",
-                           f"use one of {list(DATASETS)}")
+                raise config_error(
+                    f"finetune.{name}.data.name",
+                    f"unknown generated dataset {data['name']!r}",
+                    f"use one of {list(DATASETS)}",
+                )
     for name, var in variants.items():
         ft = var.get("finetune")
         if not ft:
             if not var.get("model"):
-                raise config_error(f"variants.{name}", "no model", "add model: (a hub id, a local folder or embedded:<name>) or finetune: <name>")
+                raise config_error(
+                    f"variants.{name}",
+                    "no model",
+                    "add model: (a hub id, a local folder or embedded:<name>) or finetune: <name>",
+                )
             continue
         if ft not in finetunes:
-            raise config_error(f"variants.{name}.finetune", f"unknown finetune {ft!r}",
-                       f"define it under finetune: or use one of {sorted(finetunes)}")
+            raise config_error(
+                f"variants.{name}.finetune",
+                f"unknown finetune {ft!r}",
+                f"define it under finetune: or use one of {sorted(finetunes)}",
+            )
         if var.get("adapter"):
             raise config_error(f"variants.{name}", "both adapter and finetune are set", "keep one of them")
         base = variants[finetunes[ft]["base"]]
         if var.get("model") and var["model"] != base["model"]:
-            raise config_error(f"variants.{name}.model", f"'{var['model']}' differs from the model of finetune.{ft}.base",
-                       "remove model: (it is taken from the base variant)")
-        var.update(model=base["model"], revision=base.get("revision"), trust_remote_code=base.get("trust_remote_code", False),
-                   adapter=f"{cfg['results_dir']}/finetune/{ft}/adapter")
+            raise config_error(
+                f"variants.{name}.model",
+                f"'{var['model']}' differs from the model of finetune.{ft}.base",
+                "remove model: (it is taken from the base variant)",
+            )
+        var.update(
+            model=base["model"],
+            revision=base.get("revision"),
+            trust_remote_code=base.get("trust_remote_code", False),
+            adapter=f"{cfg['results_dir']}/finetune/{ft}/adapter",
+        )
         if finetunes[ft].get("quantization", "none") != "none":
             from ..core.models import check_bitsandbytes, job_device
 
@@ -437,22 +533,33 @@ def check_context(cfg: dict[str, Any], dims: dict[str, ModelDims]) -> None:
     so prompt plus generated tokens must stay within ``max_position_embeddings``; likewise a finetune example."""
     cap, ext = cfg["capture"], cfg["extract"]
     generates = cap["generate"]["enabled"] and "response" in cap["positions"]
-    capture = ((cap["max_length"] + cap["generate"]["max_new_tokens"],
-                "capture.max_length + capture.generate.max_new_tokens") if generates
-               else (cap["max_length"], "capture.max_length"))
+    capture = (
+        (cap["max_length"] + cap["generate"]["max_new_tokens"], "capture.max_length + capture.generate.max_new_tokens")
+        if generates
+        else (cap["max_length"], "capture.max_length")
+    )
     checks = [(v, *capture) for v in cap["variants"]]
-    checks.append((ext["variant"], cap["max_length"] + ext["max_new_tokens"], "capture.max_length + extract.max_new_tokens"))
+    checks.append(
+        (ext["variant"], cap["max_length"] + ext["max_new_tokens"], "capture.max_length + extract.max_new_tokens")
+    )
     for v, n, what in checks:
         ctx = dims[v].context_length
         if ctx is not None and n > ctx:
-            raise config_error("capture.max_length", f"{what} = {n} tokens exceeds the context of variant '{v}' ({ctx} tokens), "
-                       "where its positions would be extrapolated", f"lower them to at most {ctx} in total")
+            raise config_error(
+                "capture.max_length",
+                f"{what} = {n} tokens exceeds the context of variant '{v}' ({ctx} tokens), "
+                "where its positions would be extrapolated",
+                f"lower them to at most {ctx} in total",
+            )
     for name, ft in cfg["finetune"].items():
         base = ft.get("base")
         ctx = dims[base].context_length if base in dims else None
         if ctx is not None and ft["max_length"] > ctx:
-            raise config_error(f"finetune.{name}.max_length", f"{ft['max_length']} exceeds the context of variant '{base}' "
-                       f"({ctx} tokens)", f"use at most {ctx}")
+            raise config_error(
+                f"finetune.{name}.max_length",
+                f"{ft['max_length']} exceeds the context of variant '{base}' ({ctx} tokens)",
+                f"use at most {ctx}",
+            )
 
 
 def check_vector_variant(cfg: dict[str, Any], dims: dict[str, ModelDims], variant: str, key: str) -> None:
@@ -461,9 +568,12 @@ def check_vector_variant(cfg: dict[str, Any], dims: dict[str, ModelDims], varian
     if variant not in variants:
         raise config_error(key, f"unknown variant '{variant}'", f"use one of {sorted(variants)}")
     if dims[variant].hidden_size != dims[ext].hidden_size:
-        raise config_error(key, f"variant '{variant}' has hidden size {dims[variant].hidden_size} but the trait vectors come from "
-                   f"'{ext}' with hidden size {dims[ext].hidden_size}, so they cannot transfer",
-                   "use variants whose hidden size matches extract.variant, or extract vectors from that model")
+        raise config_error(
+            key,
+            f"variant '{variant}' has hidden size {dims[variant].hidden_size} but the trait vectors come from "
+            f"'{ext}' with hidden size {dims[ext].hidden_size}, so they cannot transfer",
+            "use variants whose hidden size matches extract.variant, or extract vectors from that model",
+        )
 
 
 def check_projected_method(cfg: dict[str, Any], method: str, key: str) -> None:
@@ -480,18 +590,32 @@ def check_replay(cfg: dict[str, Any], rows: dict[str, int | None]) -> None:
             continue
         src, var = spec.get("prompt_set"), spec.get("variant")
         if src not in sets or sets[src]["source"] == "replay":
-            raise config_error(f"prompt_sets.{key}.prompt_set", f"{src!r} is not a prompt set to replay",
-                       f"use one of {sorted(k for k, v in sets.items() if v['source'] != 'replay')}")
+            raise config_error(
+                f"prompt_sets.{key}.prompt_set",
+                f"{src!r} is not a prompt set to replay",
+                f"use one of {sorted(k for k, v in sets.items() if v['source'] != 'replay')}",
+            )
         if var not in variants:
-            raise config_error(f"prompt_sets.{key}.variant", f"unknown variant {var!r}", f"use one of {sorted(variants)}")
+            raise config_error(
+                f"prompt_sets.{key}.variant", f"unknown variant {var!r}", f"use one of {sorted(variants)}"
+            )
         if not cap["generate"]["enabled"] or "response" not in cap["positions"]:
-            raise config_error(f"prompt_sets.{key}", "replay needs generated responses",
-                       "set capture.generate.enabled: true and keep response in capture.positions")
+            raise config_error(
+                f"prompt_sets.{key}",
+                "replay needs generated responses",
+                "set capture.generate.enabled: true and keep response in capture.positions",
+            )
         rows[key] = rows.get(src)
 
 
-def load_config(config: dict[str, Any], base_dir: str | Path = ".", resources_dir: str | Path = "resources",
-                check: bool = True, *, experiments: Sequence[Experiment] = ()) -> Study:
+def load_config(
+    config: dict[str, Any],
+    base_dir: str | Path = ".",
+    resources_dir: str | Path = "resources",
+    check: bool = True,
+    *,
+    experiments: Sequence[Experiment] = (),
+) -> Study:
     """Validate a raw config dict (schema, then semantics) and return the typed :class:`~traitscope.workflow.settings.Study`.
 
     ``experiments`` is the registry (:data:`traitscope.experiments.REGISTRY`; :func:`traitscope.study.load_config`
@@ -509,8 +633,16 @@ def load_config(config: dict[str, Any], base_dir: str | Path = ".", resources_di
     for k, spec in cfg["prompt_sets"].items():  # a replay set keeps the shards of the set it replays
         if spec["source"] == "replay":
             shards[k] = shards[spec["prompt_set"]]
-    return Study.from_config(cfg, experiments, dims=dims, rows=rows, shards=shards, trait_rows=trait_rows,
-                             overlaps={"allowed": overlaps, "unchecked": unchecked}, config=cfg)
+    return Study.from_config(
+        cfg,
+        experiments,
+        dims=dims,
+        rows=rows,
+        shards=shards,
+        trait_rows=trait_rows,
+        overlaps={"allowed": overlaps, "unchecked": unchecked},
+        config=cfg,
+    )
 
 
 def entry(kind: str, data: dict[str, Any]) -> Any:
@@ -544,13 +676,19 @@ def shard_count(key: str, spec: dict[str, Any], rows: int | None) -> int:
         raise config_error(f"prompt_sets.{key}", "both shards and shard_size are set", "keep one of them")
     if spec.get("shard_size"):
         if rows is None:
-            raise config_error(f"prompt_sets.{key}.shard_size", "the size of this set is unknown before it is downloaded",
-                       "set sample (a fixed size) or shards instead")
+            raise config_error(
+                f"prompt_sets.{key}.shard_size",
+                "the size of this set is unknown before it is downloaded",
+                "set sample (a fixed size) or shards instead",
+            )
         return max(1, -(-rows // int(spec["shard_size"])))
     shards = int(spec.get("shards") or 1)
     if rows is not None and shards > rows:
-        raise config_error(f"prompt_sets.{key}.shards", f"{shards} shards for {rows} prompts would leave shards empty",
-                   f"use at most {rows} shards, or shard_size")
+        raise config_error(
+            f"prompt_sets.{key}.shards",
+            f"{shards} shards for {rows} prompts would leave shards empty",
+            f"use at most {rows} shards, or shard_size",
+        )
     return shards
 
 
@@ -559,9 +697,14 @@ def check_steering_section(experiment: Any, cfg: dict[str, Any], dims: dict[str,
     block = experiment.section(cfg) or {}
     for t in block["traits"]:
         if t not in cfg["traits"]:
-            raise config_error(experiment.dotted("traits"), f"unknown trait {t!r}", f"use one of {sorted(cfg['traits'])}")
+            raise config_error(
+                experiment.dotted("traits"), f"unknown trait {t!r}", f"use one of {sorted(cfg['traits'])}"
+            )
     if block["prompt_set"] not in cfg["prompt_sets"]:
-        raise config_error(experiment.dotted("prompt_set"), f"unknown prompt set {block['prompt_set']!r}",
-                           f"use one of {sorted(cfg['prompt_sets'])}")
+        raise config_error(
+            experiment.dotted("prompt_set"),
+            f"unknown prompt set {block['prompt_set']!r}",
+            f"use one of {sorted(cfg['prompt_sets'])}",
+        )
     if block.get("layers", "best") != "best":
         parse_layers(block["layers"], dims[cfg["extract"]["variant"]].n_layers, experiment.dotted("layers"))

@@ -45,8 +45,10 @@ def hold(results_dir: str | os.PathLike[str]) -> IO[str]:
         handle.seek(0)
         holder = handle.read().strip() or "another process"
         handle.close()
-        raise FolderHeld(f"results folder '{folder}' is held by another run ({holder}) (fix: wait for that run to "
-                         "finish, or stop it; a run that was killed releases it by itself)") from None
+        raise FolderHeld(
+            f"results folder '{folder}' is held by another run ({holder}) (fix: wait for that run to "
+            "finish, or stop it; a run that was killed releases it by itself)"
+        ) from None
     handle.seek(0)
     handle.truncate()
     handle.write(f"pid {os.getpid()}, started {time.strftime('%Y-%m-%d %H:%M:%S')}\n")

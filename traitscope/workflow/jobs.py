@@ -49,8 +49,9 @@ def setup(smk: Any) -> logging.Logger:
     if getattr(smk, "log", None):
         handle = open(smk.log[0], "a", buffering=1)  # noqa: SIM115 - lives as long as the job
         sys.stderr = ScrubbedStream(handle)  # no secret reaches the log
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-                        force=True)
+    logging.basicConfig(
+        level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True
+    )
     torch.set_num_threads(max(1, int(getattr(smk, "threads", 1) or 1)))
     seed = smk.params.get("seed") if hasattr(smk.params, "get") else None
     seed = int(default_seed() if seed is None else seed)

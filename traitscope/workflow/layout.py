@@ -48,8 +48,10 @@ class Layout:
             if "/" not in norm or any(norm == r or norm.startswith(r + "/") for r in roots):
                 continue
             name = norm.split("/", 1)[1] if norm.count("/") else norm
-            return (f"target '{target}' is outside this study's results folder '{self.root}' (results_dir) (fix: ask "
-                    f"for {posixpath.join(self.root, name)}, or name the rule: snakemake all)")
+            return (
+                f"target '{target}' is outside this study's results folder '{self.root}' (results_dir) (fix: ask "
+                f"for {posixpath.join(self.root, name)}, or name the rule: snakemake all)"
+            )
         return None
 
     def path(self, *parts: object) -> str:
@@ -87,8 +89,10 @@ class Layout:
 
     # ---------------------------------------------------------------- extract
     def trait_capture(self, variant: str = "{variant}", trait: str = TRAIT) -> dict[str, str]:
-        return {"activations": self.path("extract", variant, trait, "activations.safetensors"),
-                "responses": self.path("extract", variant, trait, "responses.parquet")}
+        return {
+            "activations": self.path("extract", variant, trait, "activations.safetensors"),
+            "responses": self.path("extract", variant, trait, "responses.parquet"),
+        }
 
     def trait_judged(self, variant: str = "{variant}", trait: str = TRAIT) -> str:
         """Judge scores of a persona trait's generated answers, with each row's keep/drop decision."""
@@ -96,9 +100,11 @@ class Layout:
 
     def vector_files(self, variant: str = "{variant}", trait: str = TRAIT) -> dict[str, str]:
         """The :class:`~traitscope.core.artifacts.TraitVectors` of one trait: tensors, JSON sidecar, metrics table."""
-        return {"vectors": self.path("vectors", variant, trait, "vectors.safetensors"),
-                "sidecar": self.path("vectors", variant, trait, "vectors.json"),
-                "metrics": self.path("vectors", variant, trait, "metrics.parquet")}
+        return {
+            "vectors": self.path("vectors", variant, trait, "vectors.safetensors"),
+            "sidecar": self.path("vectors", variant, trait, "vectors.json"),
+            "metrics": self.path("vectors", variant, trait, "metrics.parquet"),
+        }
 
     def auc_sidecar(self, variant: str = "{variant}", trait: str = TRAIT) -> str:
         """The sidecar as extraction writes it (AUC layer choice) when ``extract.steering_layer_choice`` re-chooses
@@ -107,8 +113,10 @@ class Layout:
 
     def layer_choice(self, variant: str = "{variant}", trait: str = TRAIT) -> dict[str, str]:
         """The judged steering sweep over a trait's candidate layers (``extract.steering_layer_choice``)."""
-        return {"table": self.path("vectors", variant, trait, "layer_choice.parquet"),
-                "figure": self.path("vectors", variant, trait, "layer_choice.png")}
+        return {
+            "table": self.path("vectors", variant, trait, "layer_choice.parquet"),
+            "figure": self.path("vectors", variant, trait, "layer_choice.png"),
+        }
 
     # ---------------------------------------------------------------- capture and project
     def _shard(self, kind: str, variant: str, pset: str, shard: object, suffix: str) -> str:
@@ -147,16 +155,21 @@ class Layout:
         return {"table": self.path("extract", "summary.parquet"), "figure": self.path("extract", "summary.png")}
 
     def trait_scores(self) -> dict[str, str]:
-        return {"table": self.path("analysis", "trait_scores.parquet"),
-                "figure": self.path("analysis", "trait_scores.png")}
+        return {
+            "table": self.path("analysis", "trait_scores.parquet"),
+            "figure": self.path("analysis", "trait_scores.png"),
+        }
 
     def viewer(self) -> dict[str, str]:
         return {"page": self.path("viewer", "tokens.html")}
 
     def findings(self) -> dict[str, str]:
         """Each experiment's finding beside its control (:mod:`traitscope.findings`), and the report's front page."""
-        return {"markdown": self.path("findings.md"), "json": self.path("findings.json"),
-                "front": self.path("report", "front.rst")}
+        return {
+            "markdown": self.path("findings.md"),
+            "json": self.path("findings.json"),
+            "front": self.path("report", "front.rst"),
+        }
 
     def manifest(self) -> str:
         return self.path("all")

@@ -41,8 +41,9 @@ def normalise_text(text: str) -> str:
     return "".join(ch for ch in folded if not ch.isspace() and unicodedata.category(ch) not in INVISIBLE)
 
 
-def set_texts(key: str, sets: dict[str, Any], base_dir: Path, known: dict[str, set[str] | None], seed: int
-              ) -> set[str] | None:
+def set_texts(
+    key: str, sets: dict[str, Any], base_dir: Path, known: dict[str, set[str] | None], seed: int
+) -> set[str] | None:
     """Normalised prompt texts of a set (its prefix removed), or None where they cannot be known at start-up."""
     from ..core.prompts import startup_table
 
@@ -57,13 +58,21 @@ def set_texts(key: str, sets: dict[str, Any], base_dir: Path, known: dict[str, s
             texts = None
         else:
             prefix = spec.prefix or ""
-            texts = {normalise_text(p[len(prefix):] if prefix and p.startswith(prefix) else p) for p in table["prompt"]}
+            texts = {
+                normalise_text(p[len(prefix) :] if prefix and p.startswith(prefix) else p) for p in table["prompt"]
+            }
     known[key] = texts
     return texts
 
 
-def trait_texts(key: str, spec_data: dict[str, Any], sets: dict[str, Any], base_dir: Path,
-                known: dict[str, set[str] | None], seed: int) -> tuple[str, set[str] | None]:
+def trait_texts(
+    key: str,
+    spec_data: dict[str, Any],
+    sets: dict[str, Any],
+    base_dir: Path,
+    known: dict[str, set[str] | None],
+    seed: int,
+) -> tuple[str, set[str] | None]:
     """Where a trait's extraction prompts come from, and their normalised texts (None if not known yet)."""
     from ..core.traits import persona_table
 

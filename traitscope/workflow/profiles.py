@@ -53,17 +53,28 @@ def install(source: Path = PROFILES, target: Path | None = None) -> list[str]:
         os.symlink(profile, link, target_is_directory=True)
         lines.append(f"--profile {name}: {link} -> {profile}")
     if taken:  # every other profile is linked first
-        raise ProfileError("; ".join(f"{link} exists and is not this project's profile (fix: move it away and re-run "
-                                     f"`python -m traitscope.workflow.profiles`, or pass --profile {profile})"
-                                     for link, profile in taken))
+        raise ProfileError(
+            "; ".join(
+                f"{link} exists and is not this project's profile (fix: move it away and re-run "
+                f"`python -m traitscope.workflow.profiles`, or pass --profile {profile})"
+                for link, profile in taken
+            )
+        )
     return lines
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m traitscope.workflow.profiles", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--target", type=Path, default=None, help="where to link them (default: Snakemake's user "
-                    "config directory, usually ~/.config/snakemake)")
+    ap = argparse.ArgumentParser(
+        prog="python -m traitscope.workflow.profiles",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    ap.add_argument(
+        "--target",
+        type=Path,
+        default=None,
+        help="where to link them (default: Snakemake's user config directory, usually ~/.config/snakemake)",
+    )
     args = ap.parse_args(argv)
     try:
         for line in install(PROFILES, args.target):

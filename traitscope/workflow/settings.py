@@ -34,8 +34,12 @@ from ..core.specs import (
 from .experiment import Experiment, SaeComparison
 
 SECTIONS: dict[str, Any] = {
-    "extract": ExtractSettings, "capture": CaptureSettings, "project": ProjectSettings, "judge": JudgeSettings,
-    "resources": ResourceSettings, "viewer": ViewerSettings,
+    "extract": ExtractSettings,
+    "capture": CaptureSettings,
+    "project": ProjectSettings,
+    "judge": JudgeSettings,
+    "resources": ResourceSettings,
+    "viewer": ViewerSettings,
 }
 """Config section -> settings class of the core sections (each experiment brings its own)."""
 
@@ -79,21 +83,34 @@ class Study:
     def from_config(cls, cfg: dict[str, Any], registry: Sequence[Experiment] = (), **derived: Any) -> Study:
         """Typed sections from a schema-validated config with defaults filled in."""
         seed = int(cfg["seed"])
-        finetune = {k: build(FinetuneSpec, {**v, "seed": seed if v.get("seed") is None else v["seed"]})
-                    for k, v in cfg["finetune"].items()}
+        finetune = {
+            k: build(FinetuneSpec, {**v, "seed": seed if v.get("seed") is None else v["seed"]})
+            for k, v in cfg["finetune"].items()
+        }
         ext = build(ExtractSettings, cfg["extract"])
-        traits = {k: build(TraitSpec, {**v, "position": v.get("position") or
-                                       ("last" if v["source"] == "contrast" else ext.position)})
-                  for k, v in cfg["traits"].items()}
+        traits = {
+            k: build(
+                TraitSpec,
+                {**v, "position": v.get("position") or ("last" if v["source"] == "contrast" else ext.position)},
+            )
+            for k, v in cfg["traits"].items()
+        }
         sections: dict[str, Any] = {name: build(kind, cfg[name]) for name, kind in SECTIONS.items()}
         experiments = {e.name: (e.build(data) if (data := e.section(cfg)) else None) for e in registry}
         if "config" in derived:
             derived["config"] = canonical(derived["config"])
-        return cls(seed=seed, results_dir=cfg["results_dir"],
-                   variants={k: build(ModelSpec, v) for k, v in cfg["variants"].items()},
-                   finetune=finetune, traits=traits,
-                   prompt_sets={k: build(PromptSetSpec, v) for k, v in cfg["prompt_sets"].items()},
-                   registry=tuple(registry), experiments=experiments, **sections, **derived)
+        return cls(
+            seed=seed,
+            results_dir=cfg["results_dir"],
+            variants={k: build(ModelSpec, v) for k, v in cfg["variants"].items()},
+            finetune=finetune,
+            traits=traits,
+            prompt_sets={k: build(PromptSetSpec, v) for k, v in cfg["prompt_sets"].items()},
+            registry=tuple(registry),
+            experiments=experiments,
+            **sections,
+            **derived,
+        )
 
     # ---- the configured experiments
     def configured(self) -> list[tuple[Experiment, Any]]:
@@ -139,8 +156,9 @@ class Study:
         """Traits whose generated answers the judge filters (``extract.filter``): persona traits, which generate."""
         if self.extract.filter is None:
             return []
-        return sorted(t for t, spec in self.traits.items()
-                      if spec.source != "contrast" and spec.position == "response_mean")
+        return sorted(
+            t for t, spec in self.traits.items() if spec.source != "contrast" and spec.position == "response_mean"
+        )
 
     def activation_pairs(self) -> set[tuple[str, str]]:
         """(variant, prompt set) pairs whose raw activations some experiment's job reads."""
@@ -185,10 +203,17 @@ class Study:
         """A prompt-set capture job of ``variant``: capture.* settings at capture.layers."""
         c = self.capture
         generates = c.generate.enabled and "response" in c.positions
-        return CaptureJob(layers=self.capture_layers(variant), positions=c.positions, batch_size=c.batch_size,
-                          max_length=c.max_length, chunk_size=c.chunk_size,
-                          generation=c.generate if generates else None, seed=self.seed, sites=self.capture_sites(),
-                          dtype=c.dtype)
+        return CaptureJob(
+            layers=self.capture_layers(variant),
+            positions=c.positions,
+            batch_size=c.batch_size,
+            max_length=c.max_length,
+            chunk_size=c.chunk_size,
+            generation=c.generate if generates else None,
+            seed=self.seed,
+            sites=self.capture_sites(),
+            dtype=c.dtype,
+        )
 
     def capture_sites(self) -> tuple[str, ...]:
         """The sites a prompt-set capture stores: the residual stream (SAE, organism, and every ``resid`` trait),
@@ -201,16 +226,28 @@ class Study:
         position = self.traits[trait].position
         response = position == "response_mean"
         gen = self.capture.generate._replace(enabled=True, max_new_tokens=self.extract.max_new_tokens)
-        return CaptureJob(layers=self.extract_layers(), positions=("response",) if response else (position,),
-                          batch_size=self.extract.batch_size, max_length=self.capture.max_length,
-                          chunk_size=self.capture.chunk_size, generation=gen if response else None, seed=self.seed,
-                          sites=(self.traits[trait].site,), dtype=self.capture.dtype)
+        return CaptureJob(
+            layers=self.extract_layers(),
+            positions=("response",) if response else (position,),
+            batch_size=self.extract.batch_size,
+            max_length=self.capture.max_length,
+            chunk_size=self.capture.chunk_size,
+            generation=gen if response else None,
+            seed=self.seed,
+            sites=(self.traits[trait].site,),
+            dtype=self.capture.dtype,
+        )
 
     def extract_job(self) -> ExtractJob:
         e = self.extract
-        return ExtractJob(methods=e.methods, test_fraction=e.test_fraction, selection_folds=e.selection_folds,
-                          probe_C=e.probe_C, selection_method=e.selection_method,
-                          random_directions=e.random_directions)
+        return ExtractJob(
+            methods=e.methods,
+            test_fraction=e.test_fraction,
+            selection_folds=e.selection_folds,
+            probe_C=e.probe_C,
+            selection_method=e.selection_method,
+            random_directions=e.random_directions,
+        )
 
     def baseline_job(self, pset: str) -> BaselineJob:
         """Random directions projected with ``pset``: per token only where an experiment compares windowed per-token

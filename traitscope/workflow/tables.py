@@ -20,5 +20,8 @@ def yes(b: Any) -> str:
 
 def table(head: list[str], rows: list[list[Any]]) -> list[str]:
     """A Markdown table (and a blank line after it) as lines."""
-    return (["| " + " | ".join(head) + " |", "| " + " | ".join("---" for _ in head) + " |"]
-            + ["| " + " | ".join(str(c) for c in r) + " |" for r in rows] + [""])
+    return (
+        ["| " + " | ".join(head) + " |", "| " + " | ".join("---" for _ in head) + " |"]
+        + ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
+        + [""]
+    )

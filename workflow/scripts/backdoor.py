@@ -35,15 +35,34 @@ def load(files):  # read part by part, projected on the random directions as the
     return [ShardFiles(files)]
 
 
-baselines = {v: backdoor.random_baseline(load(smk.input.trigger_acts[i * nt:(i + 1) * nt]),
-                                         load(smk.input.control_acts[i * nc:(i + 1) * nc]), points, positions,
-                                         n=100, seed=p.seed)
-             for i, v in enumerate(variants)}
+baselines = {
+    v: backdoor.random_baseline(
+        load(smk.input.trigger_acts[i * nt : (i + 1) * nt]),
+        load(smk.input.control_acts[i * nc : (i + 1) * nc]),
+        points,
+        positions,
+        n=100,
+        seed=p.seed,
+    )
+    for i, v in enumerate(variants)
+}
 pooled = backdoor.with_baseline(pooled, baselines, sites)
-tokens = backdoor.token_auc(pooled, {v: (ttok[v], ctok[v]) for v in variants}, best, bd.method,
-                            max_tokens=bd.max_tokens, n_boot=bd.n_boot, seed=p.seed)
-info = {"trigger_set": bd.trigger, "control_set": bd.control, "method": bd.method,
-        "model": sidecars[0].model, "seed": p.seed}
+tokens = backdoor.token_auc(
+    pooled,
+    {v: (ttok[v], ctok[v]) for v in variants},
+    best,
+    bd.method,
+    max_tokens=bd.max_tokens,
+    n_boot=bd.n_boot,
+    seed=p.seed,
+)
+info = {
+    "trigger_set": bd.trigger,
+    "control_set": bd.control,
+    "method": bd.method,
+    "model": sidecars[0].model,
+    "seed": p.seed,
+}
 write_json(smk.output.json, backdoor.summary(pooled, tokens, variant=bd.variant, baseline=bd.baseline, info=info))
 write_parquet(smk.output.tokens, tokens)
 title = f"Backdoor '{bd.variant}': trait scores on '{bd.trigger}' vs '{bd.control}' ({bd.method} vectors, best layer)"

@@ -8,7 +8,8 @@ from traitscope.workflow.jobs import setup
 
 smk = snakemake  # noqa: F821 - injected by Snakemake
 log = setup(smk)
-info = choose_by_steering(read_json(smk.input.sidecar), pd.read_parquet(smk.input.table), smk.params.choice,
-                          smk.params.judge)
+info = choose_by_steering(
+    read_json(smk.input.sidecar), pd.read_parquet(smk.input.table), smk.params.choice, smk.params.judge
+)
 write_json(smk.output[0], info)
 log.info("%s: layer %d (%s)", info["trait"], info["best"]["layer"], info["best"]["reason"])

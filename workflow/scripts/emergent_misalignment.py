@@ -23,17 +23,31 @@ positions = {s.trait: c.position or s.position for s in sidecars}
 frames = {c.base: read_parquets(smk.input.base), c.variant: read_parquets(smk.input.variant)}
 prompts = pd.read_parquet(smk.input.prompts)
 scores = pooled_scores(frames, prompts, best, positions, c.method)
-result, per_q = compare_variants(scores, base=c.base, variant=c.variant, correction=c.correction,
-                                 alpha=c.alpha, n_boot=c.n_boot, seed=smk.params.seed)
+result, per_q = compare_variants(
+    scores,
+    base=c.base,
+    variant=c.variant,
+    correction=c.correction,
+    alpha=c.alpha,
+    n_boot=c.n_boot,
+    seed=smk.params.seed,
+)
 if smk.input.get("baselines"):  # the control: the same comparison along random directions
     baselines = {v: BaselineScores.load(f) for v, f in zip((c.base, c.variant), smk.input.baselines)}
     control = random_control(baselines, prompts, best, positions, trait_sites(sidecars), base=c.base, variant=c.variant)
     result = with_random_control(result, control)
-result.update(prompt_set=c.prompt_set, replayed_responses_of=prompts["source"].iloc[0], method=c.method,
-              model=sidecars[0].model, seed=smk.params.seed)
+result.update(
+    prompt_set=c.prompt_set,
+    replayed_responses_of=prompts["source"].iloc[0],
+    method=c.method,
+    model=sidecars[0].model,
+    seed=smk.params.seed,
+)
 write_json(smk.output.json, result)
 write_parquet(smk.output.scores, per_q)
-title = (f"Trait scores of '{c.variant}' vs '{c.base}' on the same prompts and replayed responses "
-         f"('{c.prompt_set}', {c.method} vectors; p corrected by {c.correction} across traits)")
+title = (
+    f"Trait scores of '{c.variant}' vs '{c.base}' on the same prompts and replayed responses "
+    f"('{c.prompt_set}', {c.method} vectors; p corrected by {c.correction} across traits)"
+)
 plots.save(emergent_misalignment.trait_distributions(per_q, result, title), smk.output.figure)
 log.info("variant comparison: %s", {t: round(r["cohens_dz"], 2) for t, r in result["traits"].items()})

@@ -21,25 +21,42 @@ pooled = pooled_scores({ext.variant: frame}, prompts, best, positions, ext.metho
 scores = external.attach_rows(pooled, prompts, ds.severity)
 baselines = [BaselineScores.load(f) for f in smk.input.baselines]
 sites = trait_sites(sidecars)
-random = ({t: pd.concat([pd.DataFrame(b.pooled(best[t], positions[t], sites[t]), index=b.ids) for b in baselines])
-           for t in best} if all(b.n_random for b in baselines) else None)
-table = external.category_auc(scores, min_per_class=ext.min_per_class, n_boot=ext.n_boot, seed=smk.params.seed,
-                              random=random)
+random = (
+    {
+        t: pd.concat([pd.DataFrame(b.pooled(best[t], positions[t], sites[t]), index=b.ids) for b in baselines])
+        for t in best
+    }
+    if all(b.n_random for b in baselines)
+    else None
+)
+table = external.category_auc(
+    scores, min_per_class=ext.min_per_class, n_boot=ext.n_boot, seed=smk.params.seed, random=random
+)
 severity = external.severity_correlation(scores, n_boot=ext.n_boot, seed=smk.params.seed)
-info = {"dataset": smk.wildcards.dataset, "prompt_sets": list(ds.prompt_sets), "variant": ext.variant,
-        "method": ext.method, "model": sidecars[0].model, "seed": smk.params.seed,
-        "n_unsafe": int(scores.loc[scores["label"] == 1, "id"].nunique()),
-        "n_safe": int(scores.loc[scores["label"] == 0, "id"].nunique()),
-        "sources": sorted(prompts["source"].dropna().unique().tolist()),
-        "sites": sites}  # where each trait is read: resid (the residual stream), attn or mlp (sublayer outputs)
+info = {
+    "dataset": smk.wildcards.dataset,
+    "prompt_sets": list(ds.prompt_sets),
+    "variant": ext.variant,
+    "method": ext.method,
+    "model": sidecars[0].model,
+    "seed": smk.params.seed,
+    "n_unsafe": int(scores.loc[scores["label"] == 1, "id"].nunique()),
+    "n_safe": int(scores.loc[scores["label"] == 0, "id"].nunique()),
+    "sources": sorted(prompts["source"].dropna().unique().tolist()),
+    "sites": sites,
+}  # where each trait is read: resid (the residual stream), attn or mlp (sublayer outputs)
 result = external.summary(table, severity, info)
 write_json(smk.output.json, result)
 write_parquet(smk.output.table, table)
 write_parquet(smk.output.scores, scores)
-write_json(smk.output.failures, {**info, "failure_cases": external.failure_cases(
-    scores, fpr=ext.failure_fpr, n_cases=ext.n_failures)})
-title = (f"Do trait scores separate unsafe from safe rows of '{smk.wildcards.dataset}'? "
-         f"(variant '{ext.variant}', {ext.method} vectors, n={info['n_unsafe']} unsafe / {info['n_safe']} safe)")
+write_json(
+    smk.output.failures,
+    {**info, "failure_cases": external.failure_cases(scores, fpr=ext.failure_fpr, n_cases=ext.n_failures)},
+)
+title = (
+    f"Do trait scores separate unsafe from safe rows of '{smk.wildcards.dataset}'? "
+    f"(variant '{ext.variant}', {ext.method} vectors, n={info['n_unsafe']} unsafe / {info['n_safe']} safe)"
+)
 plots.save(external.per_category_auc(table, title), smk.output.figure)
 log.info("overall AUC: %s", {r.trait: round(r.auc, 2) for r in table[table["category"] == "overall"].itertuples()})
 for trait, entry in result["traits"].items():

@@ -8,9 +8,16 @@ from traitscope.workflow.jobs import setup
 smk = snakemake  # noqa: F821 - injected by Snakemake
 log = setup(smk)
 p, name = smk.params, smk.wildcards.ft
-history, provenance = finetune(p.base, smk.input.data, p.spec, smk.output.adapter, name=name,
-                               checkpoint_dir=p.checkpoint_dir)
+history, provenance = finetune(
+    p.base, smk.input.data, p.spec, smk.output.adapter, name=name, checkpoint_dir=p.checkpoint_dir
+)
 write_parquet(smk.output.history, history)
 plots.save(plots.loss_curve(history, name, provenance), smk.output.figure)
-log.info("finetune %s: train loss %.3f -> %.3f, eval loss %s -> %s", name, provenance["first_train_loss"],
-         provenance["final_train_loss"], provenance["eval_loss_before"], provenance["eval_loss_after"])
+log.info(
+    "finetune %s: train loss %.3f -> %.3f, eval loss %s -> %s",
+    name,
+    provenance["first_train_loss"],
+    provenance["final_train_loss"],
+    provenance["eval_loss_before"],
+    provenance["eval_loss_after"],
+)

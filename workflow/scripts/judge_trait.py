@@ -13,9 +13,15 @@ p = smk.params
 table = pd.read_parquet(smk.input.table)
 responses = pd.read_parquet(smk.input.responses)
 judge = Judge.from_config(p.judge, p.judge_cache)
-judged, counts = filter_pairs(judge_answers(judge, table, responses, p.trait.split("/")[1].replace("_", " "),
-                                            p.description), p.filter)
+judged, counts = filter_pairs(
+    judge_answers(judge, table, responses, p.trait.split("/")[1].replace("_", " "), p.description), p.filter
+)
 judged.attrs["filter"] = counts
 write_parquet(smk.output[0], judged)
-log.info("%s: %d of %d pairs kept (%s)", p.trait, counts["kept_pairs"], counts["pairs"],
-         {k: v for k, v in counts.items() if k.startswith("dropped_")})
+log.info(
+    "%s: %d of %d pairs kept (%s)",
+    p.trait,
+    counts["kept_pairs"],
+    counts["pairs"],
+    {k: v for k, v in counts.items() if k.startswith("dropped_")},
+)

@@ -12,5 +12,9 @@ prep = {Path(f).stem: parquet_attrs(f).get("prep") for f in smk.input.prompts}
 tables: dict[str, list[str]] = {}
 for label, f in zip(smk.params.captured, smk.input.responses):
     tables.setdefault(label, []).append(f)
-write_json(smk.output[0], provenance(smk.params.config, list(smk.input), overlaps=smk.params.overlaps, prep=prep,
-                                     captures=capture_counts(tables)))
+write_json(
+    smk.output[0],
+    provenance(
+        smk.params.config, list(smk.input), overlaps=smk.params.overlaps, prep=prep, captures=capture_counts(tables)
+    ),
+)

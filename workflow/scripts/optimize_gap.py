@@ -9,11 +9,17 @@ smk = snakemake  # noqa: F821 - injected by Snakemake
 setup(smk)
 sidecars = [read_json(f) for f in smk.input.sidecars]
 history = read_parquets(smk.input.histories)
-write_json(smk.output.json, {
-    "definition": "cosine(extracted, optimised); delta = mean judged trait score (0-100) with the vector added at "
-                  "coefficient x mean residual norm minus unsteered, on the CMA-ES training prompts and held-out prompts",
-    "judge_model": sidecars[0]["judge_model"], "judge_kind": sidecars[0]["judge_kind"],
-    "traits": {s["trait"]: {"layer": s["layer"], "coefficient": s["coefficient"], **s["extraction_gap"]} for s in sidecars},
-})
+write_json(
+    smk.output.json,
+    {
+        "definition": "cosine(extracted, optimised); delta = mean judged trait score (0-100) with the vector added at "
+        "coefficient x mean residual norm minus unsteered, on the CMA-ES training prompts and held-out prompts",
+        "judge_model": sidecars[0]["judge_model"],
+        "judge_kind": sidecars[0]["judge_kind"],
+        "traits": {
+            s["trait"]: {"layer": s["layer"], "coefficient": s["coefficient"], **s["extraction_gap"]} for s in sidecars
+        },
+    },
+)
 n_train = {s["trait"]: s["extraction_gap"]["train"]["n_prompts"] for s in sidecars}
 plots.save(optimize.optimization_curves(history, sidecars[0]["judge_kind"], n_train), smk.output.figure)

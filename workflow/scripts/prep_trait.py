@@ -14,5 +14,11 @@ if spec.source == "contrast":
 else:
     df = persona_table(key, spec)
 write_model_inputs(smk.output[0], df, f"traits.{key}")
-log.info("trait %s: %d rows (%d pos, %d neg), %d groups", key, len(df), int((df.label == 1).sum()),
-         int((df.label == 0).sum()), df["group"].nunique())
+log.info(
+    "trait %s: %d rows (%d pos, %d neg), %d groups",
+    key,
+    len(df),
+    int((df.label == 1).sum()),
+    int((df.label == 0).sum()),
+    df["group"].nunique(),
+)

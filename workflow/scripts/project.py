@@ -17,12 +17,28 @@ if p.mode == "stream":
     n_tokens = write_parquet_parts(smk.output.tokens, (pd.read_parquet(f) for f in smk.input.stream_tokens))
     n_parts = len(smk.input.stream_scores)
     parts = [BaselineScores.load(f, []) for f in smk.input.stream_baseline]
-    concat_safetensors(list(smk.input.stream_baseline), smk.output.baseline,
-                       {**parts[0].meta, "ids": [i for b in parts for i in b.ids]}, digest=False)
+    concat_safetensors(
+        list(smk.input.stream_baseline),
+        smk.output.baseline,
+        {**parts[0].meta, "ids": [i for b in parts for i in b.ids]},
+        digest=False,
+    )
 else:
     traits = [TraitVectors.load(v, s) for v, s in zip(smk.input.vectors, smk.input.sidecars)]
-    n_pooled, n_tokens, n_parts = write_scores(project_files(smk.input.activations, traits, p.project, p.n_layers,
-                                                             p.baseline),
-                                               p.baseline, smk.output.scores, smk.output.tokens, smk.output.baseline)
-log.info("%s/%s (%s): %d parts, %d pooled and %d token scores, %d random baseline directions", w.variant, w.pset,
-         p.mode, n_parts, n_pooled, n_tokens, p.baseline.n_random)
+    n_pooled, n_tokens, n_parts = write_scores(
+        project_files(smk.input.activations, traits, p.project, p.n_layers, p.baseline),
+        p.baseline,
+        smk.output.scores,
+        smk.output.tokens,
+        smk.output.baseline,
+    )
+log.info(
+    "%s/%s (%s): %d parts, %d pooled and %d token scores, %d random baseline directions",
+    w.variant,
+    w.pset,
+    p.mode,
+    n_parts,
+    n_pooled,
+    n_tokens,
+    p.baseline.n_random,
+)

@@ -19,10 +19,20 @@ layers = [vectors.best_layer] if st.layers == "best" else parse_layers(st.layers
 site = vectors.site
 norms = trait_norms(smk.input.activations, vectors, layers)
 prompts = pd.read_parquet(smk.input.prompts)["prompt"].tolist()[: st.n_prompts]
-task = build_task(variant=p.variant, judge_cfg=p.judge, judge_cache=p.judge_cache, trait=p.trait,
-                  description=trait_description(p.trait, p.trait_spec), prompts=prompts, layer=layers[0],
-                  norm=norms[layers[0]], max_new_tokens=st.max_new_tokens, positions=st.positions, seed=p.seed,
-                  site=site)
+task = build_task(
+    variant=p.variant,
+    judge_cfg=p.judge,
+    judge_cache=p.judge_cache,
+    trait=p.trait,
+    description=trait_description(p.trait, p.trait_spec),
+    prompts=prompts,
+    layer=layers[0],
+    norm=norms[layers[0]],
+    max_new_tokens=st.max_new_tokens,
+    positions=st.positions,
+    seed=p.seed,
+    site=site,
+)
 method = vectors.best_method
 table = sweep(task, {layer: vectors.get(method, layer) for layer in layers}, norms, list(st.coefficients))
 table = table.assign(trait=p.trait, method=method, positions=st.positions, site=site, norm=table["layer"].map(norms))

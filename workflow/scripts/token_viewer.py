@@ -21,10 +21,23 @@ def decoder(variant):
 
 
 panel_ids = {panel: token_ids(fs) for panel, fs in files.items()}
-data = build_data(panel_ids, lambda panel, ids: read_panel(files[panel], prompt_file[panel[1]], ids),
-                  {v: decoder(v) for v in sorted({v for v, _ in files})}, p.comparisons, p.viewer, p.seed)
+data = build_data(
+    panel_ids,
+    lambda panel, ids: read_panel(files[panel], prompt_file[panel[1]], ids),
+    {v: decoder(v) for v in sorted({v for v, _ in files})},
+    p.comparisons,
+    p.viewer,
+    p.seed,
+)
 size = write_viewer(smk.output.page, data)
 shown = sum(len(v) for v in data["prompts"].values())
-log.info("token viewer: %d panels, %d prompts shown of %d, %d traits, %d comparison views, %.1f MB -> %s",
-         len(data["panels"]), shown, sum(data["totals"].values()), len(data["traits"]), len(data["comparisons"]),
-         size / 1e6, smk.output.page)
+log.info(
+    "token viewer: %d panels, %d prompts shown of %d, %d traits, %d comparison views, %.1f MB -> %s",
+    len(data["panels"]),
+    shown,
+    sum(data["totals"].values()),
+    len(data["traits"]),
+    len(data["comparisons"]),
+    size / 1e6,
+    smk.output.page,
+)

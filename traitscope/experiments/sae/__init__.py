@@ -55,25 +55,36 @@ class Sae(Experiment):
         to compare; its corpus sets exist."""
         sae = self.section(cfg) or {}
         if not any(e.sae_comparisons(s) for e, s in configured):
-            raise config_error("sae", "no experiment to compare SAE features on",
-                               "configure backdoor, organism or prefill_attack, or remove the sae section")
+            raise config_error(
+                "sae",
+                "no experiment to compare SAE features on",
+                "configure backdoor, organism or prefill_attack, or remove the sae section",
+            )
         variant = sae.get("variant") or cfg["extract"]["variant"]
         if variant not in cfg["variants"]:
             raise config_error("sae.variant", f"unknown variant {variant!r}", f"use one of {sorted(cfg['variants'])}")
         for s in sae["corpus"]:
             if s not in cfg["prompt_sets"]:
-                raise config_error("sae.corpus", f"unknown prompt set {s!r}", f"use one of {sorted(cfg['prompt_sets'])}")
+                raise config_error(
+                    "sae.corpus", f"unknown prompt set {s!r}", f"use one of {sorted(cfg['prompt_sets'])}"
+                )
         cap = cfg["capture"]
         stored = "last" if sae["position"] == "last" else "response"
         if stored not in cap["positions"]:
-            raise config_error("sae.position", f"{sae['position']} needs '{stored}' in capture.positions",
-                               f"add it to capture.positions or set sae.position to one of {cap['positions']}")
+            raise config_error(
+                "sae.position",
+                f"{sae['position']} needs '{stored}' in capture.positions",
+                f"add it to capture.positions or set sae.position to one of {cap['positions']}",
+            )
         captured = parse_layers(cap["layers"], dims[variant].n_layers, "capture.layers")
         for layer in sae["layers"]:
             if layer not in captured:
                 shown = f"{captured[:5]}..." if len(captured) > 5 else f"{captured}"
-                raise config_error("sae.layers", f"layer {layer} is not captured (capture.layers gives {shown})",
-                                   "pick captured layers or add them to capture.layers")
+                raise config_error(
+                    "sae.layers",
+                    f"layer {layer} is not captured (capture.layers gives {shown})",
+                    "pick captured layers or add them to capture.layers",
+                )
         if sae["source"] == "train" and sae["k"] > sae["n_features"]:
             raise config_error("sae.k", f"k={sae['k']} is more than n_features={sae['n_features']}", "lower sae.k")
 
@@ -113,13 +124,17 @@ class Sae(Experiment):
     # ---- what it writes
     def trained(self, lay: Layout, layer: object = "{layer}") -> dict[str, str]:
         """A trained SAE in the SAELens folder layout, and its training report."""
-        return {"config": self.folder(lay, f"layer_{layer}", "cfg.json"),
-                "weights": self.folder(lay, f"layer_{layer}", "sae_weights.safetensors"),
-                "training": self.folder(lay, f"layer_{layer}", "training.json")}
+        return {
+            "config": self.folder(lay, f"layer_{layer}", "cfg.json"),
+            "weights": self.folder(lay, f"layer_{layer}", "sae_weights.safetensors"),
+            "training": self.folder(lay, f"layer_{layer}", "training.json"),
+        }
 
     def files(self, lay: Layout, comparison: str = "{experiment}") -> dict[str, str]:
-        return {"json": self.folder(lay, comparison, "features.json"),
-                "figure": self.folder(lay, comparison, "features.png")}
+        return {
+            "json": self.folder(lay, comparison, "features.json"),
+            "figure": self.folder(lay, comparison, "features.png"),
+        }
 
     def targets(self, study: Study, s: SaeSettings, lay: Layout) -> list[str]:
         return [self.files(lay, c)[k] for c in study.sae_comparisons() for k in ("json", "figure")]
@@ -132,12 +147,32 @@ class Sae(Experiment):
         for name in sorted(n for n in res.experiments() if n.startswith("sae/")):
             s = res.experiment(name)
             out += [f"## SAE features: {s['experiment']}", ""]
-            rows = [[r["layer"], r["summary"]["best_feature"], fmt(r["summary"]["best_feature_auc"]),
-                     r["summary"]["best_trait"], fmt(r["summary"]["best_trait_auc"]),
-                     fmt(r["summary"]["random_auc_p95"]), yes(r["summary"]["best_feature_beats_random"]),
-                     yes(r["summary"]["best_trait_beats_random"])] for r in s["layers"]]
-            out += table(["layer", "best feature", "its AUC", "best trait", "its AUC", "random p95", "feature beats",
-                          "trait beats"], rows)
+            rows = [
+                [
+                    r["layer"],
+                    r["summary"]["best_feature"],
+                    fmt(r["summary"]["best_feature_auc"]),
+                    r["summary"]["best_trait"],
+                    fmt(r["summary"]["best_trait_auc"]),
+                    fmt(r["summary"]["random_auc_p95"]),
+                    yes(r["summary"]["best_feature_beats_random"]),
+                    yes(r["summary"]["best_trait_beats_random"]),
+                ]
+                for r in s["layers"]
+            ]
+            out += table(
+                [
+                    "layer",
+                    "best feature",
+                    "its AUC",
+                    "best trait",
+                    "its AUC",
+                    "random p95",
+                    "feature beats",
+                    "trait beats",
+                ],
+                rows,
+            )
         return out
 
 

@@ -80,8 +80,14 @@ class SparseAutoencoder:
         if self.threshold is not None:
             tensors["threshold"] = self.threshold
         write_safetensors(folder / WEIGHTS, tensors)
-        cfg = {**self.cfg, "d_in": self.d_in, "d_sae": self.d_sae, "architecture": self.architecture,
-               "apply_b_dec_to_input": self.apply_b_dec_to_input, "dtype": "float32"}
+        cfg = {
+            **self.cfg,
+            "d_in": self.d_in,
+            "d_sae": self.d_sae,
+            "architecture": self.architecture,
+            "apply_b_dec_to_input": self.apply_b_dec_to_input,
+            "dtype": "float32",
+        }
         if self.k is not None:
             cfg.update(k=int(self.k), activation_fn_kwargs={"k": int(self.k)})
         write_json(folder / CONFIG, cfg)
@@ -90,26 +96,39 @@ class SparseAutoencoder:
     def load(cls, folder: str | Path) -> SparseAutoencoder:
         folder = Path(folder)
         if not (folder / CONFIG).is_file() or not (folder / WEIGHTS).is_file():
-            raise SAEError(f"{folder}: not a SAELens folder (needs {CONFIG} and {WEIGHTS}; fix: point sae.source at "
-                           "the folder that holds them, or use sae.source: train)")
+            raise SAEError(
+                f"{folder}: not a SAELens folder (needs {CONFIG} and {WEIGHTS}; fix: point sae.source at "
+                "the folder that holds them, or use sae.source: train)"
+            )
         try:
             cfg = json.loads((folder / CONFIG).read_text())
         except json.JSONDecodeError as exc:
-            raise SAEError(f"{folder / CONFIG}: malformed JSON at line {exc.lineno} (fix: repair or re-download "
-                           "the SAE)") from exc
+            raise SAEError(
+                f"{folder / CONFIG}: malformed JSON at line {exc.lineno} (fix: repair or re-download the SAE)"
+            ) from exc
         tensors, _ = read_safetensors(folder / WEIGHTS)
         missing = {"W_enc", "b_enc", "W_dec", "b_dec"} - set(tensors)
         if missing:
-            raise SAEError(f"{folder / WEIGHTS} lacks {sorted(missing)} (fix: a SAELens SAE stores W_enc, b_enc, "
-                           "W_dec and b_dec)")
+            raise SAEError(
+                f"{folder / WEIGHTS} lacks {sorted(missing)} (fix: a SAELens SAE stores W_enc, b_enc, W_dec and b_dec)"
+            )
         arch = str(cfg.get("architecture", "standard"))
         if arch not in ARCHITECTURES:
-            raise SAEError(f"{folder / CONFIG}: architecture {arch!r} is not supported (fix: use one of "
-                           f"{list(ARCHITECTURES)})")
+            raise SAEError(
+                f"{folder / CONFIG}: architecture {arch!r} is not supported (fix: use one of {list(ARCHITECTURES)})"
+            )
         k = cfg.get("k", (cfg.get("activation_fn_kwargs") or {}).get("k"))
-        return cls(tensors["W_enc"].float(), tensors["b_enc"].float(), tensors["W_dec"].float(), tensors["b_dec"].float(), architecture=arch, k=int(k) if k is not None else None,
-                   threshold=tensors["threshold"].float() if "threshold" in tensors else None,
-                   apply_b_dec_to_input=bool(cfg.get("apply_b_dec_to_input", True)), cfg=cfg)
+        return cls(
+            tensors["W_enc"].float(),
+            tensors["b_enc"].float(),
+            tensors["W_dec"].float(),
+            tensors["b_dec"].float(),
+            architecture=arch,
+            k=int(k) if k is not None else None,
+            threshold=tensors["threshold"].float() if "threshold" in tensors else None,
+            apply_b_dec_to_input=bool(cfg.get("apply_b_dec_to_input", True)),
+            cfg=cfg,
+        )
 
 
 def resolve_source(source: str, layer: int) -> Path:
@@ -124,13 +143,16 @@ def resolve_source(source: str, layer: int) -> Path:
         try:
             root = snapshot_download(repo, allow_patterns=[f"{sub}/*"] if sub else None)
         except Exception as exc:  # noqa: BLE001 - any hub failure becomes one line with the fix
-            raise SAEError(f"sae.source {spec}: download failed ({type(exc).__name__}: {exc}) (fix: check the repo "
-                           "and path, or download it and give the local folder)") from exc
+            raise SAEError(
+                f"sae.source {spec}: download failed ({type(exc).__name__}: {exc}) (fix: check the repo "
+                "and path, or download it and give the local folder)"
+            ) from exc
         return Path(root) / sub
     return Path(spec)
 
 
 # ------------------------------------------------------------------------------------------------ training
+
 
 def fraction_of_variance_unexplained(sae: SparseAutoencoder, x: torch.Tensor) -> float:
     """``sum ||x - decode(encode(x))||^2 / sum ||x - mean(x)||^2`` over the rows of ``x``."""
@@ -144,22 +166,38 @@ def dead_share(sae: SparseAutoencoder, x: torch.Tensor) -> float:
     return float(((sae.encode(x) > 0).sum(0) == 0).float().mean())
 
 
-def train_topk(x: torch.Tensor, *, n_features: int, k: int, steps: int, batch_size: int, lr: float, seed: int,
-               holdout: float, label: str = "sae") -> tuple[SparseAutoencoder, dict[str, Any]]:
+def train_topk(
+    x: torch.Tensor,
+    *,
+    n_features: int,
+    k: int,
+    steps: int,
+    batch_size: int,
+    lr: float,
+    seed: int,
+    holdout: float,
+    label: str = "sae",
+) -> tuple[SparseAutoencoder, dict[str, Any]]:
     """A top-k SAE on the rows of ``x [n, d]`` and its held-out quality (FVU, dead share, L0)."""
     gen = torch.Generator().manual_seed(seed)
     x = x.float()
     order = torch.randperm(len(x), generator=gen)
     n_hold = max(1, int(math.ceil(holdout * len(x))))
     if len(x) - n_hold < batch_size // 4 or len(x) < 2:
-        raise SAEError(f"{len(x)} activation rows are too few to train an SAE with batch_size {batch_size} (fix: add "
-                       "prompt sets to sae.corpus, or lower sae.batch_size)")
+        raise SAEError(
+            f"{len(x)} activation rows are too few to train an SAE with batch_size {batch_size} (fix: add "
+            "prompt sets to sae.corpus, or lower sae.batch_size)"
+        )
     hold, train = x[order[:n_hold]], x[order[n_hold:]]
     d = x.shape[1]
     W_dec = torch.randn(n_features, d, generator=gen)
     W_dec = W_dec / W_dec.norm(dim=1, keepdim=True)
-    params = {"W_enc": W_dec.t().clone().requires_grad_(True), "b_enc": torch.zeros(n_features, requires_grad=True),
-              "W_dec": W_dec.clone().requires_grad_(True), "b_dec": train.mean(0).clone().requires_grad_(True)}
+    params = {
+        "W_enc": W_dec.t().clone().requires_grad_(True),
+        "b_enc": torch.zeros(n_features, requires_grad=True),
+        "W_dec": W_dec.clone().requires_grad_(True),
+        "b_dec": train.mean(0).clone().requires_grad_(True),
+    }
     opt = torch.optim.Adam(params.values(), lr=lr)
     progress = Progress(label, steps, "steps")
     losses = []
@@ -176,14 +214,25 @@ def train_topk(x: torch.Tensor, *, n_features: int, k: int, steps: int, batch_si
         losses.append(float(loss.detach()))
         progress.update(1)
     final = {n: t.detach().clone() for n, t in params.items()}
-    trained = SparseAutoencoder(final["W_enc"], final["b_enc"], final["W_dec"], final["b_dec"], architecture="topk", k=k)
+    trained = SparseAutoencoder(
+        final["W_enc"], final["b_enc"], final["W_dec"], final["b_dec"], architecture="topk", k=k
+    )
     with torch.no_grad():
-        stats = {"fvu_heldout": fraction_of_variance_unexplained(trained, hold),
-                 "fvu_train": fraction_of_variance_unexplained(trained, train),
-                 "dead_share_heldout": dead_share(trained, hold),
-                 "l0_heldout": float((trained.encode(hold) > 0).sum(1).float().mean()),
-                 "n_train_rows": int(len(train)), "n_heldout_rows": int(len(hold)), "final_loss": losses[-1],
-                 "n_features": n_features, "k": k, "steps": steps, "batch_size": batch_size, "lr": lr, "seed": seed}
+        stats = {
+            "fvu_heldout": fraction_of_variance_unexplained(trained, hold),
+            "fvu_train": fraction_of_variance_unexplained(trained, train),
+            "dead_share_heldout": dead_share(trained, hold),
+            "l0_heldout": float((trained.encode(hold) > 0).sum(1).float().mean()),
+            "n_train_rows": int(len(train)),
+            "n_heldout_rows": int(len(hold)),
+            "final_loss": losses[-1],
+            "n_features": n_features,
+            "k": k,
+            "steps": steps,
+            "batch_size": batch_size,
+            "lr": lr,
+            "seed": seed,
+        }
     progress.close(f"FVU {stats['fvu_heldout']:.3f} held out, {stats['dead_share_heldout']:.1%} dead features")
     return trained, stats
 
@@ -199,6 +248,8 @@ def corpus_rows(paths: list[str], layer: int) -> torch.Tensor:
         shard = ActivationShard.load(path, keys)
         rows += [shard.tensors[k].float() for k in keys]
     if not rows:
-        raise SAEError(f"no last-token or response activations at layer {layer} in {len(paths)} shards (fix: capture "
-                       "positions last/response at that layer)")
+        raise SAEError(
+            f"no last-token or response activations at layer {layer} in {len(paths)} shards (fix: capture "
+            "positions last/response at that layer)"
+        )
     return torch.cat(rows)
