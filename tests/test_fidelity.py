@@ -287,7 +287,7 @@ def test_guard_tidies_and_holds(tmp_path):
 
     held = guard.hold(results)
     code = (
-        "import sys; from traitscope import guard\ntry:\n    guard.hold(sys.argv[1])\nexcept guard.FolderHeld as e:\n"
+        "import sys; from traitscope.workflow import guard\ntry:\n    guard.hold(sys.argv[1])\nexcept guard.FolderHeld as e:\n"
         "    print(e); sys.exit(3)"
     )
     proc = subprocess.run([sys.executable, "-c", code, str(results)], capture_output=True, text=True)
@@ -364,7 +364,7 @@ def test_template_edit_recaptures_and_crashes_recover(tiny_model_dir, tmp_path):
         [
             sys.executable,
             "-c",
-            "import sys, time; from traitscope import guard; "
+            "import sys, time; from traitscope.workflow import guard; "
             "h = guard.hold(sys.argv[1]); print('held', flush=True); time.sleep(60)",
             str(tmp_path / "results"),
         ],

@@ -76,27 +76,14 @@ def test_an_experiment_added_through_the_registry_alone_runs_in_the_dag(tmp_path
     work = tmp_path / "study"
     work.mkdir()
     (work / "config.yaml").write_text(yaml.safe_dump(cfg))
+
+    def snakemake(*args: str) -> subprocess.CompletedProcess:
+        cmd = [sys.executable, "-m", "snakemake", "-s", str(after / "Snakefile"), "-d", str(work)]
+        cmd += ["--configfile", str(work / "config.yaml"), *args, "results/all"]
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=900, env=env)
+
     env = {**os.environ, "PYTHONPATH": str(after)}
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "snakemake",
-            "-s",
-            str(after / "Snakefile"),
-            "-d",
-            str(work),
-            "--configfile",
-            str(work / "config.yaml"),
-            "--cores",
-            "2",
-            "results/all",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=900,
-        env=env,
-    )
+    proc = snakemake("--cores", "2")
     assert proc.returncode == 0, proc.stderr[-4000:]
 
     result = json.loads((work / "results/toy/summary.json").read_text())
@@ -116,23 +103,5 @@ def test_an_experiment_added_through_the_registry_alone_runs_in_the_dag(tmp_path
 
     # without the registry line the section is an unknown config key: one line naming it
     registry.write_text(text)
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "snakemake",
-            "-s",
-            str(after / "Snakefile"),
-            "-d",
-            str(work),
-            "--configfile",
-            str(work / "config.yaml"),
-            "-n",
-            "results/all",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=env,
-    )
+    proc = snakemake("-n")
     assert proc.returncode != 0 and "unknown key(s) ['toy']" in proc.stderr
