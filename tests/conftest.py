@@ -176,6 +176,7 @@ def organism_config(model_dir: Path) -> dict:
         "max_tokens": 4,
         "n_boot": 200,
     }
+    cfg["adapter_probe"] = {"n_random": 50}
     cfg["sae"] = {
         "layers": [1, 3],
         "corpus": ["harmful_eval", "benign_eval", "backdoor_trigger", "backdoor_control"],

@@ -439,6 +439,37 @@ def test_sae_features_for_every_comparison(study):
             assert top["cohens_d"] == pytest.approx(cohens_d(fa[~sa, j], fb[~sb, j]))
 
 
+def test_adapter_probe_cell_recomputed_from_the_adapter_and_the_organism_direction(study):
+    """The best reported cell of the organism direction, recomputed with numpy from the saved adapter weights and the
+    saved organism directions: the update's SVD, its residual-stream side, the stream layer it touches."""
+    from safetensors.numpy import load_file
+
+    workdir, _ = study
+    r = workdir / "results"
+    result = json.loads((r / "adapter_probe/bad_advice/adapter_probe.json").read_text())
+    assert set(result["references"]) == {"safety/evil", "safety/harmful_instruction", "organism direction"}
+    best = result["references"]["organism direction"]["best"]
+    adapter = r / "finetune/bad_advice/adapter"
+    cfg = json.loads((adapter / "adapter_config.json").read_text())
+    weights = load_file(str(adapter / "adapter_model.safetensors"))
+    prefix = next(k for k in weights if f"layers.{best['block']}." in k and f".{best['module']}.lora_A" in k)[
+        : -len("lora_A.weight")
+    ]
+    a, b = (weights[prefix + f"lora_{x}.weight"].astype(np.float64) for x in "AB")
+    u, _, vh = np.linalg.svd(cfg["lora_alpha"] / cfg["r"] * b @ a, full_matrices=False)
+    writes = best["module"] in ("o_proj", "down_proj")
+    dirs = u[:, : result["top_k"]].T if writes else vh[: result["top_k"]]
+    assert best["stream_layer"] == (best["block"] if writes else best["block"] - 1)
+    detection = json.loads((r / "organism/bad_advice/detection.json").read_text())
+    organism = load_file(str(r / "organism/bad_advice/directions.safetensors"))
+    v = organism[f"{detection['chosen']['method']}.layer_{best['stream_layer']}"].astype(np.float64)
+    assert best["cos"] == pytest.approx(float(np.abs(dirs @ (v / np.linalg.norm(v))).max()), abs=1e-9)
+    table = pd.read_parquet(r / "adapter_probe/bad_advice/adapter_probe.parquet")
+    assert len(table) == sum(v["n_cells"] for v in result["references"].values())
+    findings = (r / "findings.md").read_text()
+    assert "- **Adapter probe: bad_advice**: " in findings and "- **Adapter probe: backdoor**: " in findings
+
+
 def test_nothing_to_do_after_a_run(study):
     workdir, cfg = study
     assert planned_jobs(smk(workdir, cfg, "-n", "results/all")) == {}
@@ -648,6 +679,7 @@ EXPECTED = {
         "project": N_PROJECT,
         "extraction_summary": 1,
         "sae_features": 3,
+        "adapter_probe": 2,  # it compares the adapters with every trait vector
         **ANALYSES,
     },
     "project_methods": {"project": N_PROJECT, **ANALYSES},

@@ -22,6 +22,7 @@ MODULES = (
     "traitscope.experiments.prefill_attack",
     "traitscope.experiments.backdoor",
     "traitscope.experiments.organism",
+    "traitscope.experiments.adapter_probe",
     "traitscope.experiments.sae",
     "traitscope.experiments.steering",
     "traitscope.experiments.optimize",
