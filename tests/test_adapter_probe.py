@@ -11,7 +11,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from traitscope.experiments import adapter_probe as ap
+from traitscope.experiments.adapter_probe import analysis as ap
 
 D, R = 16, 2
 

@@ -14,8 +14,8 @@ from statsmodels.stats.multitest import multipletests
 from traitscope.core.project import pooled_scores
 from traitscope.core.prompts import replay_table
 from traitscope.core.stats import correct_pvalues, paired_comparison
-from traitscope.experiments import emergent_misalignment
-from traitscope.experiments.emergent_misalignment import compare_variants
+from traitscope.experiments.emergent_misalignment import analysis as emergent_misalignment
+from traitscope.experiments.emergent_misalignment.analysis import compare_variants
 from traitscope.study import load_config
 
 
@@ -163,7 +163,7 @@ class _FakeBaseline:
 @pytest.mark.parametrize("random_shift, beats", [(0.0, True), (1.0, False)])
 def test_the_variant_comparison_has_a_random_direction_control(random_shift, beats):
     """A finetune that shifts every direction as much as the trait's does not beat the control."""
-    from traitscope.experiments.emergent_misalignment import random_control, with_random_control
+    from traitscope.experiments.emergent_misalignment.analysis import random_control, with_random_control
 
     scores, prompts = _scores({"safety/evil": 1.0})
     result, _ = compare_variants(

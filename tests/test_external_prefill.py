@@ -17,8 +17,8 @@ from statsmodels.stats.multitest import multipletests
 from traitscope.core import plots
 from traitscope.core.prompts import detect_format
 from traitscope.core.stats import independent_comparison, spearman
-from traitscope.experiments import external
-from traitscope.experiments import prefill_attack as prefill
+from traitscope.experiments.external import analysis as external
+from traitscope.experiments.prefill_attack import analysis as prefill
 from traitscope.study import load_config
 
 SAMPLES = REPO / "resources" / "datasets"

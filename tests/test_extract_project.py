@@ -397,7 +397,7 @@ def test_every_extraction_auc_comes_with_its_random_and_shuffled_baselines():
 
 def test_harm_check_reports_the_eval_auc_against_random_directions():
     from traitscope.core.methods import random_directions
-    from traitscope.experiments.harm_separation import check_separation as harm_check
+    from traitscope.experiments.harm_separation.analysis import check_separation as harm_check
 
     tensors, table, direction = planted(signal=(0.0, 0.5, 3.0))
     job = ExtractJob(

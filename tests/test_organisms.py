@@ -10,8 +10,8 @@ from conftest import load_variant
 from scipy import stats as sps
 from sklearn.metrics import roc_auc_score
 
-from traitscope.experiments import backdoor
-from traitscope.experiments.organism import (
+from traitscope.experiments.backdoor import analysis as backdoor
+from traitscope.experiments.organism.analysis import (
     ablated_detection,
     ablation_generations,
     choose_layer,
@@ -214,7 +214,7 @@ def test_backdoor_token_onset():
 
 
 def test_judged_generations_and_markdown_table():
-    from traitscope.experiments.organism import ablation_markdown, judge_generations
+    from traitscope.experiments.organism.analysis import ablation_markdown, judge_generations
 
     class FakeJudge:
         def score(self, items):

@@ -8,7 +8,10 @@ import pytest
 from conftest import figure_facts
 
 from traitscope.core import plots
-from traitscope.experiments import backdoor, harm_separation, optimize, organism
+from traitscope.experiments.backdoor import analysis as backdoor
+from traitscope.experiments.harm_separation import analysis as harm_separation
+from traitscope.experiments.optimize import analysis as optimize
+from traitscope.experiments.organism import analysis as organism
 from traitscope.experiments.sae import features
 
 rng = np.random.default_rng(0)

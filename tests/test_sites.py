@@ -21,7 +21,7 @@ from traitscope.core.project import baseline_scores, score_tensors
 from traitscope.core.prompts import normalise
 from traitscope.core.specs import BaselineJob, ExtractJob
 from traitscope.core.steering import Steer
-from traitscope.experiments import backdoor
+from traitscope.experiments.backdoor import analysis as backdoor
 from traitscope.study import section
 from traitscope.workflow.config import entry
 
@@ -238,7 +238,7 @@ def test_figures_name_the_site_they_show():
     from conftest import figure_facts
 
     from traitscope.core import plots
-    from traitscope.experiments import harm_separation
+    from traitscope.experiments.harm_separation import analysis as harm_separation
 
     layer_auc = pd.DataFrame(
         {

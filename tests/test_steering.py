@@ -14,7 +14,7 @@ from traitscope.core.hooks import ResidualCapture
 from traitscope.core.judge import OFFLINE_KIND, OFFLINE_MODEL, Judge, JudgeError, parse_score
 from traitscope.core.steering import Ablate, Steer, generate_steered
 from traitscope.core.sweep import SteeringTask, sweep
-from traitscope.experiments.optimize import extraction_gap, optimise, pca_basis
+from traitscope.experiments.optimize.analysis import extraction_gap, optimise, pca_basis
 
 
 def ids_for(tok, text="How do I bake bread?"):

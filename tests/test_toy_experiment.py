@@ -18,8 +18,9 @@ from conftest import REPO, tiny_config
 
 TOY = Path(__file__).parent / "toy_experiment"
 PLACES = {
-    "toy.py": "traitscope/experiments/toy.py",
-    "toy.schema.yaml": "traitscope/experiments/toy.schema.yaml",
+    "experiment.py": "traitscope/experiments/toy/__init__.py",
+    "analysis.py": "traitscope/experiments/toy/analysis.py",
+    "schema.yaml": "traitscope/experiments/toy/schema.yaml",
     "toy.smk": "rules/toy.smk",
     "toy_script.py": "workflow/scripts/toy.py",
 }
@@ -53,6 +54,7 @@ def test_an_experiment_added_through_the_registry_alone_runs_in_the_dag(tmp_path
     before = project_copy(tmp_path / "before")
     after = project_copy(tmp_path / "after")
     for src, dst in PLACES.items():
+        (after / dst).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(TOY / src, after / dst)
     registry = after / REGISTRY_FILE
     text = registry.read_text()

@@ -206,7 +206,7 @@ def test_variant_comparison_on_replayed_responses(study):
     assert (r / "emergent_misalignment/figures/trait_distributions.png").stat().st_size > 5000
     # the control, recomputed from the saved random-direction scores of both variants
     from traitscope.core.artifacts import BaselineScores
-    from traitscope.experiments.emergent_misalignment import random_control
+    from traitscope.experiments.emergent_misalignment.analysis import random_control
 
     traits = result["traits"]
     control = random_control(

@@ -1,7 +1,7 @@
 """The toy experiment: mean trait scores of one prompt set against random directions."""
 
 import pandas as pd
-from traitscope.experiments.toy import summarise
+from traitscope.experiments.toy.analysis import summarise
 
 from traitscope.core.artifacts import BaselineScores, TraitVectors, best_layers, trait_sites
 from traitscope.core.io import write_json

@@ -3,7 +3,7 @@
 from traitscope.core import plots
 from traitscope.core.artifacts import TraitVectors
 from traitscope.core.io import write_json, write_parquet
-from traitscope.experiments import adapter_probe
+from traitscope.experiments.adapter_probe import analysis as adapter_probe
 from traitscope.workflow.jobs import setup
 
 smk = snakemake  # noqa: F821 - injected by Snakemake

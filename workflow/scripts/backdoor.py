@@ -5,7 +5,7 @@ import pandas as pd
 from traitscope.core import plots
 from traitscope.core.artifacts import ShardFiles, TraitVectors, best_layers, trait_sites
 from traitscope.core.io import write_json, write_parquet
-from traitscope.experiments import backdoor
+from traitscope.experiments.backdoor import analysis as backdoor
 from traitscope.workflow.jobs import setup
 
 smk = snakemake  # noqa: F821 - injected by Snakemake

@@ -5,8 +5,8 @@ import pandas as pd
 from traitscope.core import plots
 from traitscope.core.artifacts import BaselineScores, TraitVectors, best_layers, trait_sites
 from traitscope.core.io import read_parquets, write_json, write_parquet
-from traitscope.experiments import emergent_misalignment
-from traitscope.experiments.emergent_misalignment import (
+from traitscope.experiments.emergent_misalignment import analysis as emergent_misalignment
+from traitscope.experiments.emergent_misalignment.analysis import (
     compare_variants,
     pooled_scores,
     random_control,

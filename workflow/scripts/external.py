@@ -6,7 +6,7 @@ from traitscope.core import plots
 from traitscope.core.artifacts import BaselineScores, TraitVectors, best_layers, trait_sites
 from traitscope.core.io import read_parquets, write_json, write_parquet
 from traitscope.core.project import pooled_scores
-from traitscope.experiments import external
+from traitscope.experiments.external import analysis as external
 from traitscope.workflow.jobs import setup
 
 smk = snakemake  # noqa: F821 - injected by Snakemake

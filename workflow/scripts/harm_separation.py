@@ -3,7 +3,7 @@
 from traitscope.core import plots
 from traitscope.core.artifacts import ShardFiles, TraitVectors
 from traitscope.core.io import write_json
-from traitscope.experiments import harm_separation
+from traitscope.experiments.harm_separation import analysis as harm_separation
 from traitscope.workflow.jobs import setup
 
 smk = snakemake  # noqa: F821 - injected by Snakemake

@@ -2,7 +2,7 @@
 
 from traitscope.core import plots
 from traitscope.core.io import read_json, read_parquets, write_json
-from traitscope.experiments import optimize
+from traitscope.experiments.optimize import analysis as optimize
 from traitscope.workflow.jobs import setup
 
 smk = snakemake  # noqa: F821 - injected by Snakemake

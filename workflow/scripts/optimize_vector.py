@@ -9,7 +9,7 @@ from traitscope.core.io import content_hash, write_json, write_parquet, write_sa
 from traitscope.core.specs import as_dict
 from traitscope.core.sweep import build_task, layer_norms
 from traitscope.core.traits import trait_description
-from traitscope.experiments.optimize import extraction_gap, optimise, pca_basis
+from traitscope.experiments.optimize.analysis import extraction_gap, optimise, pca_basis
 from traitscope.workflow.jobs import setup
 
 smk = snakemake  # noqa: F821 - injected by Snakemake

@@ -7,7 +7,7 @@ from traitscope.core.io import read_json, read_safetensors, write_json, write_pa
 from traitscope.core.judge import Judge
 from traitscope.core.layers import parse_layers
 from traitscope.core.models import load_model
-from traitscope.experiments.organism import (
+from traitscope.experiments.organism.analysis import (
     MISALIGNMENT,
     ablated_detection,
     ablation_generations,

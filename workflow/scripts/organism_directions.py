@@ -3,8 +3,8 @@
 from traitscope.core import plots
 from traitscope.core.artifacts import tensor_key
 from traitscope.core.io import read_safetensors, write_json, write_parquet, write_safetensors
-from traitscope.experiments import organism
-from traitscope.experiments.organism import choose_layer, directions_and_detection
+from traitscope.experiments.organism import analysis as organism
+from traitscope.experiments.organism.analysis import choose_layer, directions_and_detection
 from traitscope.workflow.jobs import setup
 
 smk = snakemake  # noqa: F821 - injected by Snakemake

@@ -5,7 +5,7 @@ import pandas as pd
 from traitscope.core import plots
 from traitscope.core.artifacts import BaselineScores, TraitVectors, best_layers, trait_sites
 from traitscope.core.io import read_parquets, write_json, write_parquet
-from traitscope.experiments import prefill_attack as prefill
+from traitscope.experiments.prefill_attack import analysis as prefill
 from traitscope.workflow.jobs import setup
 
 smk = snakemake  # noqa: F821 - injected by Snakemake

@@ -1,8 +1,9 @@
 """A toy experiment, added through the registry alone (``tests/test_toy_experiment.py``): the mean trait score of one
 prompt set, beside the same mean along random directions.
 
-It is what ``CONTRIBUTING.md`` walks through: this module (settings, checks, pairs, paths, finding, analysis), its
-schema fragment ``toy.schema.yaml``, its rules ``rules/toy.smk`` and its script ``workflow/scripts/toy.py``; the only
+It is what ``CONTRIBUTING.md`` walks through. Copied into a project as the package ``traitscope/experiments/toy/``:
+this file is its ``__init__.py`` (settings, checks, pairs, paths, finding), ``analysis.py`` its analysis,
+``schema.yaml`` its config section; ``rules/toy.smk`` its rules and ``workflow/scripts/toy.py`` its script. The only
 project file it changes is the registry (one line in ``traitscope/experiments/__init__.py``).
 """
 
@@ -12,15 +13,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-import numpy as np
-import pandas as pd
-
-from ..workflow.config import config_error
-from ..workflow.experiment import Experiment, Finding
+from ...workflow.config import config_error
+from ...workflow.experiment import Experiment, Finding
 
 if TYPE_CHECKING:
-    from ..workflow.layout import Layout
-    from ..workflow.settings import Study
+    from ...workflow.layout import Layout
+    from ...workflow.settings import Study
 
 
 class ToySettings(NamedTuple):
@@ -33,7 +31,7 @@ class Toy(Experiment):
     name = "toy"
     title = "Toy"
     settings = ToySettings
-    schema = Path(__file__).with_suffix(".schema.yaml")
+    schema = Path(__file__).with_name("schema.yaml")
 
     def check(self, cfg: dict[str, Any], dims: dict[str, Any], base_dir: Path, configured: list[Any]) -> None:
         toy = self.section(cfg) or {}
@@ -64,14 +62,3 @@ class Toy(Experiment):
 
 
 EXPERIMENT = Toy()
-
-
-def summarise(scores: pd.DataFrame, random: dict[str, np.ndarray], method: str) -> dict[str, Any]:
-    """Per trait: the mean pooled score (last token) at its layer, and the 95th percentile of the same mean along each
-    random direction."""
-    out = {}
-    for trait, rows in scores[(scores["method"] == method) & (scores["position"] == "last")].groupby("trait"):
-        mean = float(rows["score"].mean())
-        p95 = float(np.percentile(random[str(trait)].mean(axis=0), 95))
-        out[str(trait)] = {"mean": mean, "random_mean_p95": p95, "beats_random": mean > p95, "n": int(len(rows))}
-    return {"traits": out}

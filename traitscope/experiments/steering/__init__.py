@@ -10,12 +10,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from ..workflow.config import check_steering_section
-from ..workflow.experiment import Experiment
+from ...workflow.config import check_steering_section
+from ...workflow.experiment import Experiment
 
 if TYPE_CHECKING:
-    from ..workflow.layout import Layout
-    from ..workflow.settings import Study
+    from ...workflow.layout import Layout
+    from ...workflow.settings import Study
 
 
 class SteeringSettings(NamedTuple):
@@ -32,7 +32,7 @@ class Steering(Experiment):
     name = "steering"
     title = "Steering"
     settings = SteeringSettings
-    schema = Path(__file__).with_suffix(".schema.yaml")
+    schema = Path(__file__).with_name("schema.yaml")
     uses_judge = True
 
     def check(self, cfg: dict[str, Any], dims: dict[str, Any], base_dir: Path, configured: list) -> None:

@@ -1,17 +1,8 @@
-"""The harm check: does the harmful-instruction trait separate held-out harmful and harmless prompts?
-
-Config ``checks.harm_separation`` (the check sits with the study's other start-up and sanity checks); results in
-``results/checks/harm_separation.{json,png}``. Two held-out views at the trait's chosen layer: the extraction test
-split (its metrics are in the vector's sidecar) and independent eval prompt sets never used for extraction, projected
-at every captured layer. The control: random unit directions at the chosen layer on the same eval rows, each given the
-sign that agrees with the trait vector.
-"""
+"""Analysis and figures of the harm separation experiment (the experiment itself: ``__init__``)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -19,96 +10,13 @@ import pandas as pd
 import seaborn as sns
 import torch
 
-from ..core.artifacts import ActivationShard, ShardFiles, TraitVectors, tensor_key
-from ..core.methods import random_directions
-from ..core.plots import layer_axis, score_unit
-from ..core.stats import auc, column_aucs, separation, versus_random
-from ..workflow.config import config_error
-from ..workflow.experiment import Experiment, Finding, verdict
-from ..workflow.tables import ci, fmt
+from ...core.artifacts import ActivationShard, ShardFiles, TraitVectors, tensor_key
+from ...core.methods import random_directions
+from ...core.plots import layer_axis, score_unit
+from ...core.stats import auc, column_aucs, separation, versus_random
 
 if TYPE_CHECKING:
-    from ..workflow.layout import Layout
-    from ..workflow.settings import Study
-
-
-class HarmCheckSettings(NamedTuple):
-    trait: str
-    harmful: str
-    harmless: str
-    min_auc: float
-
-
-class HarmSeparation(Experiment):
-    name = "harm_separation"
-    title = "Harm separation"
-    settings = HarmCheckSettings
-    config_key = ("checks", "harm_separation")
-    schema = Path(__file__).with_suffix(".schema.yaml")
-
-    def check(self, cfg: dict[str, Any], dims: dict[str, Any], base_dir: Path, configured: list) -> None:
-        section = self.section(cfg) or {}
-        if section.get("trait") not in cfg["traits"]:
-            raise config_error(
-                self.dotted("trait"), f"unknown trait {section.get('trait')!r}", f"use one of {sorted(cfg['traits'])}"
-            )
-        captured = cfg["capture"]["prompt_sets"]
-        for role in ("harmful", "harmless"):
-            s = section.get(role)
-            if s not in captured:
-                raise config_error(
-                    self.dotted(role),
-                    f"{s!r} is not a captured prompt set",
-                    f"use one of capture.prompt_sets {captured}",
-                )
-
-    def condition_pairs(self, s: HarmCheckSettings) -> list[tuple[str, str, str, str]]:
-        return [(self.dotted("harmful"), s.harmful, self.dotted("harmless"), s.harmless)]
-
-    def scored_sets(self, s: HarmCheckSettings) -> list[str]:
-        return [s.harmful, s.harmless]
-
-    def activation_pairs(self, study: Study, s: HarmCheckSettings) -> set[tuple[str, str]]:
-        return {(study.extract.variant, p) for p in (s.harmful, s.harmless)}
-
-    def files(self, lay: Layout) -> dict[str, str]:
-        return {"json": lay.path("checks", "harm_separation.json"), "figure": lay.path("checks", "harm_separation.png")}
-
-    def targets(self, study: Study, s: HarmCheckSettings, lay: Layout) -> list[str]:
-        return list(self.files(lay).values())
-
-    def results(self) -> dict[str, str]:
-        return {"harm_separation": "checks/harm_separation.json"}
-
-    def findings(self, res: Any) -> Iterator[Finding]:
-        if "harm_separation" not in res.experiments():
-            return
-        h = res.experiment("harm_separation")
-        base = h["eval_baseline"]
-        yield (
-            "Harm check",
-            f"{h['trait']} at layer {h['best_layer']} separates the independent harmful and harmless "
-            f"prompts with AUC {h['eval_auc']:.2f} (random 95th percentile {base['random_auc_p95']:.2f}): "
-            f"{verdict(base['beats_random'])}",
-            bool(base["beats_random"]),
-        )
-
-    def measurements(self, res: Any) -> list[str]:
-        if "harm_separation" not in res.experiments():
-            return []
-        h = res.experiment("harm_separation")
-        return [
-            "## Harm check",
-            "",
-            f"{h['trait']}, layer {h['best_layer']}: extraction test AUC {fmt(h['extraction_test_auc'])} (random p95 "
-            f"{fmt(h['extraction_baseline']['random_auc_p95'])}); independent eval sets AUC {fmt(h['eval_auc'])} "
-            f"{ci(*h['eval_auc_ci95'])} (random p95 {fmt(h['eval_baseline']['random_auc_p95'])}), Cohen's d "
-            f"{fmt(h['eval_cohens_d'])}.",
-            "",
-        ]
-
-
-EXPERIMENT = HarmSeparation()
+    pass
 
 
 # ---------------------------------------------------------------------------------------------- analysis

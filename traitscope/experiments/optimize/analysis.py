@@ -1,22 +1,9 @@
-"""Steering evaluation and CMA-ES optimisation of steering vectors against a judge.
-
-The coefficient is in units of the mean activation norm at the trait's layer and site (:mod:`traitscope.core.sweep`).
-
-CMA-ES (the ``cma`` package) searches a ``k``-dimensional PCA subspace of the trait's extraction
-activations at its layer: ``v(z) = u0 + B^T z`` (``u0`` the unit extracted vector, ``B`` the top-``k``
-principal axes), starting at ``z = 0`` (the extracted vector). Fitness = judged trait change under
-steering (mean over prompts of score with ``v(z)`` minus the unsteered score), maximised. Prompts are
-split in two (seeded): the search sees only ``train``; ``extraction_gap`` reports both halves.
-
-Checkpoints are JSON: after each generation, its candidates and fitnesses. A resumed run replays
-``ask``/``tell`` with the same seed and the recorded fitnesses, which restores the exact search state
-without pickles, then continues.
-"""
+"""Analysis and figures of the optimize experiment (the experiment itself: ``__init__``)."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -24,61 +11,13 @@ import pandas as pd
 import torch
 from sklearn.decomposition import PCA
 
-from ..core.io import read_json, write_json
-from ..core.methods import unit
-from ..core.progress import Progress
-from ..core.sweep import SteeringTask
-from ..workflow.config import check_steering_section
-from ..workflow.experiment import Experiment
+from ...core.io import read_json, write_json
+from ...core.methods import unit
+from ...core.progress import Progress
+from ...core.sweep import SteeringTask
 
 if TYPE_CHECKING:
-    from ..workflow.layout import Layout
-    from ..workflow.settings import Study
-
-
-class OptimizeSettings(NamedTuple):
-    traits: tuple[str, ...]
-    prompt_set: str
-    n_prompts: int
-    coefficient: float
-    population: int
-    iterations: int
-    sigma0: float
-    pca_components: int
-    max_new_tokens: int
-
-
-class Optimize(Experiment):
-    name = "optimize"
-    title = "Optimize"
-    settings = OptimizeSettings
-    schema = Path(__file__).with_suffix(".schema.yaml")
-    uses_judge = True
-
-    def check(self, cfg: dict[str, Any], dims: dict[str, Any], base_dir: Path, configured: list) -> None:
-        check_steering_section(self, cfg, dims)
-
-    def prompt_sets(self, s: OptimizeSettings) -> list[str]:
-        return [s.prompt_set]
-
-    def optimized(self, lay: Layout, variant: str = "{variant}", trait: str = "{category}/{trait}") -> dict[str, str]:
-        return {
-            "vector": self.folder(lay, variant, trait, "vector.safetensors"),
-            "sidecar": self.folder(lay, variant, trait, "vector.json"),
-            "history": self.folder(lay, variant, trait, "history.parquet"),
-        }
-
-    def files(self, lay: Layout) -> dict[str, str]:
-        return {"json": self.folder(lay, "extraction_gap.json"), "figure": self.folder(lay, "optimization_curves.png")}
-
-    def targets(self, study: Study, s: OptimizeSettings, lay: Layout) -> list[str]:
-        return list(self.files(lay).values())
-
-    def results(self) -> dict[str, str]:
-        return {"optimize": "optimize/extraction_gap.json"}
-
-
-EXPERIMENT = Optimize()
+    pass
 
 
 def split_prompts(prompts: list[str], seed: int) -> tuple[list[str], list[str]]:
