@@ -1,10 +1,11 @@
-"""The experiments: one module (or small package) each, registered once in :data:`REGISTRY`.
+"""The experiments: one small package each, registered once in :data:`MODULES`.
 
-Each module defines its settings type, its config checks, the (variant, prompt set) pairs it scores or reads, its
-output paths, its figures, viewer panels, findings and analysis, as one
-:class:`~traitscope.workflow.experiment.Experiment` (``EXPERIMENT``); its rules are in ``rules/<name>.smk``, its scripts
-``workflow/scripts/<name>*.py``, its schema fragment beside the module. The workflow (``Study``, the config checks,
-the overlap check, the budget, the viewer, the Snakefile) loops over this registry and names no experiment.
+Each package's ``__init__`` is the experiment (``EXPERIMENT``, an :class:`~traitscope.workflow.experiment.Experiment`):
+its settings type, its config checks, the (variant, prompt set) pairs it scores or reads, its output paths, its viewer
+panels, its finding and its measurements; it stays light, because every start-up imports it. Its ``analysis`` module
+holds the analysis and the figures, its ``schema.yaml`` its config section. Its rules are ``rules/<name>.smk``, its
+scripts ``workflow/scripts/<name>*.py``. The workflow (``Study``, the config checks, the overlap check, the budget, the
+viewer, the Snakefile) loops over this registry and names no experiment.
 
 Adding an experiment: its own files, and one line below (``CONTRIBUTING.md`` walks through it).
 """
