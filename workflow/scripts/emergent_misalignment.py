@@ -5,10 +5,10 @@ import pandas as pd
 from traitscope.core import plots
 from traitscope.core.artifacts import BaselineScores, TraitVectors, best_layers, trait_sites
 from traitscope.core.io import read_parquets, write_json, write_parquet
+from traitscope.core.project import pooled_scores
 from traitscope.experiments.emergent_misalignment import analysis as emergent_misalignment
 from traitscope.experiments.emergent_misalignment.analysis import (
     compare_variants,
-    pooled_scores,
     random_control,
     with_random_control,
 )
