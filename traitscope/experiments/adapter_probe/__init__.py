@@ -12,7 +12,9 @@ reader in block ``L`` reads the stream after block ``L - 1`` (block 0 reads the 
 references are each ``resid`` trait's vector (its selection method) and, when the study's organism is this finetune,
 the organism's misalignment direction (its chosen method). The control: the same maximum |cosine| of the top
 directions with ``n_random`` seeded random unit directions; a cell ``beats_random`` above their 95th percentile. By
-construction about 5% of cells beat it by chance.
+construction about 5% of cells beat it by chance. Random directions are isotropic and the residual stream is not:
+trait vectors and weight updates can both lean on the stream's few dominant axes, so a share above 5% is read
+against the other references and the other finetunes (the backdoor finetune is the bad-advice organism's control).
 """
 
 from __future__ import annotations
@@ -92,7 +94,9 @@ class AdapterProbe(Experiment):
                 f"## Adapter probe: {r['finetune']}",
                 "",
                 f"{r['n_modules']} LoRA updates (module x block); top {r['top_k']} directions of each against "
-                f"{r['n_random']} random directions. Chance: about 5% of cells beat random.",
+                f"{r['n_random']} isotropic random directions. Chance: about 5% of cells beat random; the residual stream is "
+                "anisotropic, so a share above that can also come from directions a reference shares with the stream's "
+                "dominant axes: compare the references with each other, and the finetunes with each other.",
                 "",
             ]
             rows = [
