@@ -82,7 +82,8 @@ def test_an_experiment_added_through_the_registry_alone_runs_in_the_dag(tmp_path
     def snakemake(*args: str) -> subprocess.CompletedProcess:
         cmd = [sys.executable, "-m", "snakemake", "-s", str(after / "Snakefile"), "-d", str(work)]
         cmd += ["--configfile", str(work / "config.yaml"), *args, "results/all"]
-        return subprocess.run(cmd, capture_output=True, text=True, timeout=900, env=env)
+        # from the study folder: `python -m` puts the working directory first on the module path
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=900, env=env, cwd=work)
 
     env = {**os.environ, "PYTHONPATH": str(after)}
     proc = snakemake("--cores", "2")

@@ -284,19 +284,23 @@ def test_external_datasets_and_prefill_attack(study):
 
 REPORT_CATEGORIES = (
     "Findings",
+    "Finetuning",
     "Extraction",
-    "Harm check",
     "Trait scores",
+    "Harm separation",
     "Emergent misalignment",
-    "External datasets",
+    "External",
     "Prefill attack",
     "Backdoor",
-    "Model organism",
-    "Steering and CMA-ES",
-    "Finetuning",
+    "Organism",
+    "Adapter probe",
+    "SAE",
+    "Steering",
+    "Optimize",
     "Token viewer",
     "Provenance",
 )
+"""The report's categories in pipeline order: the core stages, then each registered experiment under its title."""
 
 
 def test_report_holds_every_figure_and_key_table_with_captions(study):
@@ -327,8 +331,6 @@ def test_report_holds_every_figure_and_key_table_with_captions(study):
         "all",
     ):
         assert in_zip[table] >= 1, table
-    for category in REPORT_CATEGORIES:
-        assert category in page, category
     # captions are rendered with the study's own names and n (Jinja from the config and the job's params)
     assert "Harm check of the method" in page and "harmful_eval" in page and "n = 20 rows" in page
     assert "Emergent misalignment: bad_advice vs base" in page
@@ -336,7 +338,7 @@ def test_report_holds_every_figure_and_key_table_with_captions(study):
     assert "System Message" not in page and "{{" not in page.split("<body")[-1]
     assert "``random_directions``" not in page and "100 random unit directions at that layer" in page
     # the categories follow the pipeline, and the front page states each finding beside its control, as the JSON says
-    assert all(f"{i:02d}. {c}" in page for i, c in ((1, "Findings"), (3, "Extraction"), (14, "Provenance")))
+    assert all(f"{i:02d}. {c}" in page for i, c in enumerate(REPORT_CATEGORIES, start=1))
     findings = json.loads((r / "findings.json").read_text())
     assert [f["experiment"] for f in findings][:3] == ["Extraction", "Harm check", "Emergent misalignment"]
     harm = json.loads((r / "checks/harm_separation.json").read_text())
