@@ -89,3 +89,19 @@ def test_references_use_each_traits_selection_method_and_the_organisms_chosen_me
     )
     refs = ap.references([], path)
     assert list(refs) == [ap.ORGANISM] and np.all(refs[ap.ORGANISM][2] == -1.0)
+
+
+def test_its_finding_renders_as_text_on_the_reports_front_page() -> None:
+    """The finding holds ``|cos|``, which reStructuredText reads as a substitution: the front page escapes it."""
+    import re
+
+    from docutils.core import publish_string
+
+    from traitscope.findings import front_page
+
+    line = "organism direction 100/205 (best |cos| 0.50 vs 0.09); *emphasis* `literal` under_score_ [1]"
+    html = publish_string(
+        front_page([("Adapter probe: bad_advice", line, True)], "Intro."), writer_name="html"
+    ).decode()
+    assert re.findall(r'class="system-message-title"', html) == []
+    assert "best |cos| 0.50 vs 0.09); *emphasis* `literal` under_score_ [1]" in html

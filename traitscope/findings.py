@@ -8,6 +8,7 @@ directions``). The order follows the pipeline: extraction, then each experiment 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -40,9 +41,15 @@ def markdown(items: list[Finding]) -> str:
 
 
 def front_page(items: list[Finding], intro: str) -> str:
-    """The report's front page (reStructuredText): ``intro``, then one bullet per finding."""
-    body = "".join(f"- **{name}**: {line}\n" for name, line, _ in items)
+    """The report's front page (reStructuredText): ``intro``, then one bullet per finding, its text escaped (a finding
+    may hold ``|``, ``*`` or backquotes, which reStructuredText would read as markup)."""
+    body = "".join(f"- **{rst_text(name)}**: {rst_text(line)}\n" for name, line, _ in items)
     return f"{intro.rstrip()}\n\nFindings, each beside its control:\n\n{body}"
+
+
+def rst_text(text: str) -> str:
+    """``text`` as literal reStructuredText: every character that can start or end inline markup backslash-escaped."""
+    return re.sub(r"([\\`*_|\[\]<>])", r"\\\1", text)
 
 
 def as_json(items: list[Finding]) -> list[dict[str, Any]]:
