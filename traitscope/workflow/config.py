@@ -11,6 +11,7 @@ import copy
 import logging
 import re
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -627,22 +628,14 @@ def load_config(
     if not check:
         return Study.from_config(cfg, experiments, config=cfg)
     dims, rows, trait_rows = check_semantics(cfg, Path(base_dir), Path(resources_dir), experiments)
-    scored = Study.from_config(cfg, experiments).scored_sets()
-    overlaps, unchecked = check_overlap(cfg, Path(base_dir), scored)
+    study = Study.from_config(cfg, experiments, config=cfg)
+    overlaps, unchecked = check_overlap(cfg, Path(base_dir), study.scored_sets())
     shards = {k: shard_count(k, spec, rows.get(k)) for k, spec in cfg["prompt_sets"].items()}
     for k, spec in cfg["prompt_sets"].items():  # a replay set keeps the shards of the set it replays
         if spec["source"] == "replay":
             shards[k] = shards[spec["prompt_set"]]
-    return Study.from_config(
-        cfg,
-        experiments,
-        dims=dims,
-        rows=rows,
-        shards=shards,
-        trait_rows=trait_rows,
-        overlaps={"allowed": overlaps, "unchecked": unchecked},
-        config=cfg,
-    )
+    overlap = {"allowed": overlaps, "unchecked": unchecked}
+    return replace(study, dims=dims, rows=rows, shards=shards, trait_rows=trait_rows, overlaps=overlap)
 
 
 def entry(kind: str, data: dict[str, Any]) -> Any:
@@ -661,11 +654,8 @@ def section(name: str, data: dict[str, Any] | None = None, experiments: Sequence
     from .settings import SECTIONS
 
     for e in experiments:
-        if e.name == name:
-            node = load_schema(experiments)
-            for k in e.key():
-                node = node["properties"][k]
-            return e.build(fill_defaults(copy.deepcopy(data or {}), node))
+        if e.name == name:  # its own fragment holds its defaults
+            return e.build(fill_defaults(copy.deepcopy(data or {}), e.schema_fragment()))
     sub = load_schema()["properties"][name]
     return build(SECTIONS[name], fill_defaults(copy.deepcopy(data or {}), sub))
 
