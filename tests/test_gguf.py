@@ -67,6 +67,26 @@ def test_start_up_sizes_a_gguf_from_its_header_and_refuses_a_damaged_one(own_ggu
     assert not (tmp_path / "out").exists()
 
 
+def test_the_header_reader_agrees_with_gguf_and_finds_a_file_cut_inside_its_tensors(own_gguf, tmp_path):
+    from gguf import GGUFReader
+
+    from traitscope.core.gguf_meta import GgufError, read_gguf
+
+    meta, reader = read_gguf(own_gguf), GGUFReader(str(own_gguf))
+    assert set(meta.fields) == {k for k in reader.fields if not k.startswith("GGUF.")}
+    for key, value in meta.fields.items():
+        assert value == pytest.approx(reader.fields[key].contents()), key
+    assert [(t.name, t.nbytes, meta.data_offset + t.offset) for t in meta.tensors] == [
+        (t.name, int(t.n_bytes), int(t.data_offset)) for t in reader.tensors
+    ]
+    cut = tmp_path / "cut.gguf"  # the whole header, and all but the last byte of the last tensor
+    cut.write_bytes(own_gguf.read_bytes()[:-1])
+    with pytest.raises(GgufError, match="tensor data needs"):
+        read_gguf(cut)
+    with pytest.raises(ConfigError, match=r"cut.gguf' is not a complete GGUF model \(the tensor data needs"):
+        model_dims(str(cut), key="variants.x.model")
+
+
 @pytest.mark.e2e
 def test_a_gguf_is_converted_once_and_loads(own_gguf, tmp_path):
     from conftest import load_variant

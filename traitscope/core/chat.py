@@ -312,10 +312,8 @@ def file_special_tokens(folder: str | Path) -> set[str] | None:
 
 def gguf_special_tokens(path: str | Path) -> set[str]:
     """The control tokens of a GGUF file's vocabulary (token type 3)."""
-    from gguf import GGUFReader
+    from traitscope.core.gguf_meta import read_gguf
 
-    reader = GGUFReader(str(path))
-    tokens, types = reader.fields["tokenizer.ggml.tokens"], reader.fields["tokenizer.ggml.token_type"]
-    words = [bytes(tokens.parts[i]).decode("utf-8", "replace") for i in tokens.data]
-    kinds = [int(types.parts[i][0]) for i in types.data]
+    fields = read_gguf(path).fields
+    words, kinds = fields["tokenizer.ggml.tokens"], fields["tokenizer.ggml.token_type"]
     return {w for w, k in zip(words, kinds) if k == 3}

@@ -298,23 +298,23 @@ def _dims_from_dict(cfg: dict[str, Any], key: str, model: str) -> ModelDims:
 
 
 def _gguf_dims(path: Path, key: str = "model") -> ModelDims:
-    from gguf import GGUFReader
+    from traitscope.core.gguf_meta import GgufError, read_gguf
 
     try:
-        reader = GGUFReader(str(path))
-        arch = reader.fields["general.architecture"].contents()
-        vocab = reader.fields.get(f"{arch}.vocab_size")
-        ctx = reader.fields.get(f"{arch}.context_length")
+        meta = read_gguf(path)
+        arch = meta.architecture
+        vocab = meta.fields.get(f"{arch}.vocab_size")
+        ctx = meta.fields.get(f"{arch}.context_length")
         return ModelDims(
-            int(reader.fields[f"{arch}.block_count"].contents()),
-            int(reader.fields[f"{arch}.embedding_length"].contents()),
-            int(vocab.contents()) if vocab is not None else 32000,
-            int(ctx.contents()) if ctx is not None else None,
+            int(meta.fields[f"{arch}.block_count"]),
+            int(meta.fields[f"{arch}.embedding_length"]),
+            int(vocab) if vocab is not None else len(meta.fields.get("tokenizer.ggml.tokens") or []) or 32000,
+            int(ctx) if ctx is not None else None,
         )
-    except Exception as exc:  # noqa: BLE001 - a truncated or foreign file raises anything from IndexError on
+    except (GgufError, KeyError, TypeError, ValueError, OSError) as exc:
+        what = f"no {exc}" if isinstance(exc, KeyError) else first_line(exc)[:120]
         raise ConfigError(
-            f"{key}: '{path}' is not a complete GGUF model ({type(exc).__name__}: "
-            f"{first_line(exc)[:120]}) (fix: download or copy the .gguf file again)"
+            f"{key}: '{path}' is not a complete GGUF model ({what}) (fix: download or copy the .gguf file again)"
         ) from None
 
 
