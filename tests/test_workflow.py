@@ -24,8 +24,8 @@ from conftest import REPO, organism_config
 pytestmark = pytest.mark.e2e
 
 
-def smk(workdir: Path, configfile: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    cmd = [
+def smk_cmd(workdir: Path, configfile: Path, *args: str) -> list[str]:
+    return [
         sys.executable,
         "-m",
         "snakemake",
@@ -39,6 +39,10 @@ def smk(workdir: Path, configfile: Path, *args: str, env: dict[str, str] | None 
         "2",
         *args,
     ]
+
+
+def smk(workdir: Path, configfile: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    cmd = smk_cmd(workdir, configfile, *args)
     return subprocess.run(cmd, capture_output=True, text=True, timeout=1200, env={**os.environ, **(env or {})})
 
 
@@ -51,14 +55,41 @@ def planned_jobs(proc: subprocess.CompletedProcess) -> dict[str, int]:
     return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.M)}
 
 
+SECOND_RUN = "test_a_second_run_gives_identical_bytes"
+
+
 @pytest.fixture(scope="module")
-def study(tmp_path_factory, tiny_model_dir):
-    workdir = tmp_path_factory.mktemp("study")
-    cfg = workdir / "config.yaml"
-    cfg.write_text(yaml.safe_dump(organism_config(tiny_model_dir)))
-    proc = smk(workdir, cfg, "results/all")
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    return workdir, cfg
+def runs(request, tmp_path_factory, tiny_model_dir):
+    """The tiny study run from nothing in one folder and, when the second-run test is selected, at the same time in
+    another (a DAG of small jobs leaves a third of two cores idle, so the two runs take far less than twice one);
+    each as (folder, process, its stderr file)."""
+    text = yaml.safe_dump(organism_config(tiny_model_dir))
+    names = ["study"] + (["study_again"] if any(item.name == SECOND_RUN for item in request.session.items) else [])
+    started = []
+    for name in names:
+        workdir = tmp_path_factory.mktemp(name)
+        (workdir / "config.yaml").write_text(text)
+        log = tmp_path_factory.mktemp(f"{name}_log")
+        with open(log / "stdout", "w") as out, open(log / "stderr", "w") as err:
+            proc = subprocess.Popen(smk_cmd(workdir, workdir / "config.yaml", "results/all"), stdout=out, stderr=err)
+        started.append((workdir, proc, log / "stderr"))
+    yield started
+    for _, proc, _ in started:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def finished(run: tuple[Path, subprocess.Popen, Path]) -> tuple[Path, Path]:
+    workdir, proc, stderr = run
+    code = proc.wait(timeout=1500)
+    assert code == 0, stderr.read_text()[-4000:]
+    return workdir, workdir / "config.yaml"
+
+
+@pytest.fixture(scope="module")
+def study(runs):
+    return finished(runs[0])
 
 
 def test_full_dag_produces_every_stage(study):
@@ -711,14 +742,12 @@ def test_a_config_edit_plans_exactly_the_jobs_it_changes(study, change):
     assert planned_jobs(proc) == EXPECTED[change]
 
 
-def test_a_second_run_gives_identical_bytes(study, tmp_path_factory):
-    """Run the whole study again from nothing in another folder: every output checksummed in results/all has
-    the same sha256 (the manifest's own timestamp aside); outputs follow the umask, not mkstemp's 0600."""
-    workdir, cfg = study
-    again = tmp_path_factory.mktemp("study_again")
-    (again / "config.yaml").write_text(cfg.read_text())
-    proc = smk(again, again / "config.yaml", "results/all")
-    assert proc.returncode == 0, proc.stderr[-4000:]
+def test_a_second_run_gives_identical_bytes(study, runs):
+    """The whole study run again from nothing in another folder (started with the first): every output checksummed
+    in results/all has the same sha256 (the manifest's own timestamp aside); outputs follow the umask, not mkstemp's
+    0600."""
+    workdir, _ = study
+    again, _ = finished(runs[1])
     first, second = (json.loads((w / "results/all").read_text())["outputs"] for w in (workdir, again))
     relative = {str(Path(k).relative_to(workdir)) if Path(k).is_absolute() else k: v for k, v in first.items()}
     assert len(relative) > 40 and relative.keys() == second.keys()
