@@ -177,6 +177,15 @@ def organism_config(model_dir: Path) -> dict:
         "n_boot": 200,
     }
     cfg["adapter_probe"] = {"n_random": 50}
+    cfg["shared_directions"] = {
+        "organisms": ["bad_advice", "backdoored"],
+        "train": "medical_extract",
+        "test": "em",
+        "n_generations": 3,
+        "max_new_tokens": 3,
+        "n_random": 50,
+        "n_boot": 200,
+    }
     cfg["sae"] = {
         "layers": [1, 3],
         "corpus": ["harmful_eval", "benign_eval", "backdoor_trigger", "backdoor_control"],

@@ -503,6 +503,56 @@ def test_adapter_probe_cell_recomputed_from_the_adapter_and_the_organism_directi
     assert "- **Adapter probe: bad_advice**: " in findings and "- **Adapter probe: backdoor**: " in findings
 
 
+def test_shared_directions_recomputed_from_the_activations_and_the_judged_answers(study):
+    """The cosine of the two organisms' directions at the chosen layer, recomputed with numpy from the saved
+    last-token activation shards; a transfer cell and a steering cell recomputed from the saved judged answers."""
+    from safetensors.numpy import load_file
+
+    from traitscope.core.io import read_safetensors
+
+    workdir, _ = study
+    r = workdir / "results/shared_directions"
+    cos = json.loads((r / "cosines.json").read_text())
+    layer = cos["chosen"]["layer"]
+    key = f"last.layer_{layer}"
+
+    def acts(variant: str) -> pd.DataFrame:
+        rows = []
+        for shard in sorted((workdir / f"results/activations/{variant}/medical_extract").glob("shard-*.safetensors")):
+            tensors, meta = read_safetensors(shard, [key])
+            rows += list(zip(meta["ids"], tensors[key].double().numpy()))
+        return pd.DataFrame(rows, columns=["id", "x"]).set_index("id")
+
+    base = acts("base")
+    dirs = {}
+    for v in ("bad_advice", "backdoored"):
+        org = acts(v).loc[base.index]
+        dirs[v] = np.stack(org["x"]).mean(0) - np.stack(base["x"]).mean(0)
+    expected = (
+        dirs["bad_advice"]
+        @ dirs["backdoored"]
+        / np.linalg.norm(dirs["bad_advice"])
+        / np.linalg.norm(dirs["backdoored"])
+    )
+    pair = next(p for p in cos["pairs"] if p["layer"] == layer and {p["a"], p["b"]} == {"bad_advice", "backdoored"})
+    assert pair["cosine"] == pytest.approx(expected, abs=1e-6)
+    saved = load_file(str(r / "directions.safetensors"))[f"bad_advice.mean_diff.layer_{layer}"]
+    np.testing.assert_allclose(saved, dirs["bad_advice"], rtol=1e-5, atol=1e-6)
+    transfer = json.loads((r / "transfer.json").read_text())
+    answers = pd.read_parquet(r / "transfer.parquet")
+    assert transfer["layer"] == layer and set(answers["layer"]) == {layer}
+    scores = answers[answers["model"] == "backdoored"].pivot(index="id", columns="condition", values="trait_score")
+    cell = next(c for c in transfer["transfer"] if c["model"] == "backdoored" and c["direction"] == "bad_advice")
+    assert cell["change"] == pytest.approx((scores["ablate bad_advice"] - scores["own"]).mean(), abs=1e-9)
+    assert cell["random_change"] == pytest.approx((scores["ablate random"] - scores["own"]).mean(), abs=1e-9)
+    base_scores = answers[answers["model"] == "base"].pivot(index="id", columns="condition", values="trait_score")
+    steer = next(s for s in transfer["steering"] if s["direction"] == "backdoored")
+    assert steer["change"] == pytest.approx((base_scores["steer backdoored"] - base_scores["own"]).mean(), abs=1e-9)
+    assert len(base_scores) == transfer["n_prompts"] == 3
+    findings = (workdir / "results/findings.md").read_text()
+    assert "- **Shared directions**: cosine of the organisms' directions at layer" in findings
+
+
 def test_nothing_to_do_after_a_run(study):
     workdir, cfg = study
     assert planned_jobs(smk(workdir, cfg, "-n", "results/all")) == {}
@@ -723,6 +773,8 @@ EXPECTED = {
         "optimize_vector": 1,
         "optimize_gap": 1,
         "organism_ablation": 1,
+        "shared_directions_answers": 3,  # the base and the two organisms
+        "shared_directions_transfer": 1,
         "findings": 1,
         "manifest": 1,
     },

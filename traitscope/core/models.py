@@ -13,12 +13,13 @@ A model spec (``variants.<name>`` in the config) is resolved in this order:
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import logging
 import os
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -753,3 +754,13 @@ def input_device(model: nn.Module) -> torch.device:  # noqa: F821
     if device is not None:
         return torch.device(device if not isinstance(device, int) else f"cuda:{device}")
     return embeddings.weight.device
+
+
+@contextlib.contextmanager
+def adapter_disabled(model: Any) -> Iterator[Any]:
+    """The base model: a peft model with its adapter switched off (a model without an adapter as it is)."""
+    if hasattr(model, "disable_adapter"):
+        with model.disable_adapter():
+            yield model
+    else:
+        yield model

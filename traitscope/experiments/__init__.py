@@ -24,6 +24,7 @@ MODULES = (
     "traitscope.experiments.backdoor",
     "traitscope.experiments.organism",
     "traitscope.experiments.adapter_probe",
+    "traitscope.experiments.shared_directions",
     "traitscope.experiments.sae",
     "traitscope.experiments.steering",
     "traitscope.experiments.optimize",
