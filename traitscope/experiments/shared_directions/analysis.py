@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 from typing import Any
 
 import matplotlib.pyplot as plt
@@ -142,7 +143,7 @@ def direction(tensors: dict[str, torch.Tensor], name: str, layer: int) -> torch.
 
 def random_direction(hidden: int, seed: int, label: str) -> torch.Tensor:
     """A random unit direction, fixed by the seed and a label (one per organism it stands beside)."""
-    salt = int.from_bytes(label.encode("utf-8")[:8].ljust(8, b"\0"), "little")
+    salt = int.from_bytes(hashlib.sha256(label.encode("utf-8")).digest()[:8], "little")
     rng = np.random.default_rng([seed, salt])
     return unit(torch.from_numpy(rng.standard_normal(hidden).astype(np.float32)))
 
