@@ -380,3 +380,18 @@ def test_measured_figures_are_compared_within_rounding():
     assert same_figures(doc, doc.replace("| 29 |", "| 28 |"))  # a chosen layer is exact
     assert same_figures(doc, doc.replace("yes", "**no**"))  # a verdict that flipped
     assert same_figures(doc, doc + "\nnew line")  # a figure the document lacks
+
+
+def test_provenance_records_the_commit_of_the_code_not_of_the_study_folder(tmp_path, monkeypatch):
+    """A study run outside the checkout (any study folder) still records the traitscope checkout's commit."""
+    import subprocess
+
+    from conftest import REPO
+
+    from traitscope.core.analyze import provenance
+
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
+    if not head:
+        pytest.skip("not a git checkout")
+    monkeypatch.chdir(tmp_path)  # not a git repository
+    assert provenance({}, [])["git_commit"] == head

@@ -78,8 +78,9 @@ def provenance(
         except metadata.PackageNotFoundError:
             pkgs[name] = None
     try:
+        # the commit of the traitscope code that ran (its checkout), not of the folder the study runs in
         commit = subprocess.run(
-            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=False
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=False, cwd=Path(__file__).parent
         ).stdout.strip()
     except OSError:
         commit = ""
