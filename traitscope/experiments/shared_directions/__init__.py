@@ -204,7 +204,6 @@ class SharedDirections(Experiment):
         if "shared_transfer" in ex:
             t = res.experiment("shared_transfer")
             out += [
-                "",
                 f"Judged misalignment (0-100, {t['judge_kind']}), change against each model's own answers, paired per "
                 f"prompt (n={t['n_prompts']}), 95% CI; control: a random direction.",
                 "",
@@ -232,7 +231,7 @@ class SharedDirections(Experiment):
                 for x in t["steering"]
             ]
             out += table(["model", "condition", "own answers", "change", "random direction", "beats random"], rows)
-        return out + [""]
+        return out
 
 
 def _reliability(c: dict[str, Any], layer: int) -> str:
