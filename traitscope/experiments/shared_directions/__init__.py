@@ -208,30 +208,16 @@ class SharedDirections(Experiment):
                 f"prompt (n={t['n_prompts']}), 95% CI; control: a random direction.",
                 "",
             ]
-            rows = [
-                [
-                    x["model"],
-                    f"ablate {x['direction']}",
-                    fmt(x["own"]),
-                    f"{fmt(x['change'])} {ci(x['ci_low'], x['ci_high'])}",
-                    fmt(x["random_change"]),
-                    yes(x["beats_random"]),
-                ]
-                for x in t["transfer"]
-            ]
-            rows += [
-                [
-                    t["base"],
-                    f"steer {x['direction']}",
-                    fmt(x["own"]),
-                    f"{fmt(x['change'])} {ci(x['ci_low'], x['ci_high'])}",
-                    fmt(x["random_change"]),
-                    yes(x["beats_random"]),
-                ]
-                for x in t["steering"]
-            ]
+            rows = [_row(x["model"], f"ablate {x['direction']}", x) for x in t["transfer"]]
+            rows += [_row(t["base"], f"steer {x['direction']}", x) for x in t["steering"]]
             out += table(["model", "condition", "own answers", "change", "random direction", "beats random"], rows)
         return out
+
+
+def _row(model: str, condition: str, x: dict[str, Any]) -> list[str]:
+    """One line of the judged table: the model's own score, the change with its CI, the random direction's change."""
+    change = f"{fmt(x['change'])} {ci(x['ci_low'], x['ci_high'])}"
+    return [model, condition, fmt(x["own"]), change, fmt(x["random_change"]), yes(x["beats_random"])]
 
 
 def _reliability(c: dict[str, Any], layer: int) -> str:
