@@ -325,6 +325,7 @@ REPORT_CATEGORIES = (
     "Backdoor",
     "Organism",
     "Adapter probe",
+    "Shared directions",
     "SAE",
     "Steering",
     "Optimize",
