@@ -117,6 +117,14 @@ def config_error(key: str, what: str, fix: str) -> ConfigError:
     return ConfigError(f"config error at {key}: {what} (fix: {fix})")
 
 
+def check_adapter_on(cfg: dict[str, Any], key: str, name: str, base: str, why: str, fix: str) -> None:
+    """Variant ``name`` must be variant ``base`` (without an adapter) plus a LoRA adapter, on the same model; else a
+    one-line error at ``key`` saying ``why`` that matters to the experiment."""
+    variant, plain = cfg["variants"][name], cfg["variants"][base]
+    if not variant.get("adapter") or variant["model"] != plain["model"] or plain.get("adapter"):
+        raise config_error(key, f"'{name}' must be '{base}' plus a LoRA adapter ({why})", fix)
+
+
 def check_semantics(
     cfg: dict[str, Any], base_dir: Path, resources_dir: Path, experiments: Sequence[Experiment] = ()
 ) -> tuple[dict[str, ModelDims], dict[str, int | None], dict[str, int]]:

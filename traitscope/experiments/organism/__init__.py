@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ...core.layers import parse_layers
-from ...workflow.config import config_error
+from ...workflow.config import check_adapter_on, config_error
 from ...workflow.experiment import Experiment, Finding, SaeComparison, verdict
 from ...workflow.tables import ci, fmt
 
@@ -64,14 +64,14 @@ class Organism(Experiment):
                 raise config_error(
                     self.dotted(role), f"unknown variant {org[role]!r}", f"use one of {sorted(variants)}"
                 )
-        base, ft = variants[org["base"]], variants[org["finetuned"]]
-        if not ft.get("adapter") or ft["model"] != base["model"] or base.get("adapter"):
-            raise config_error(
-                self.dotted("finetuned"),
-                f"'{org['finetuned']}' must be '{org['base']}' plus a LoRA "
-                "adapter (the base generations come from the same model with the adapter disabled)",
-                "use a variant with finetune: (or adapter:) on the base variant's model",
-            )
+        check_adapter_on(
+            cfg,
+            self.dotted("finetuned"),
+            org["finetuned"],
+            org["base"],
+            "the base generations come from the same model with the adapter disabled",
+            "use a variant with finetune: (or adapter:) on the base variant's model",
+        )
         for role in ("train", "test"):
             if org[role] not in sets:
                 raise config_error(self.dotted(role), f"unknown prompt set {org[role]!r}", f"use one of {sorted(sets)}")

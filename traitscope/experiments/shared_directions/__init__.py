@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ...core.layers import parse_layers
-from ...workflow.config import config_error
+from ...workflow.config import check_adapter_on, config_error
 from ...workflow.experiment import Experiment, Finding
 from ...workflow.tables import ci, fmt, table, yes
 
@@ -63,7 +63,6 @@ class SharedDirections(Experiment):
         variants, sets, cap = cfg["variants"], cfg["prompt_sets"], cfg["capture"]
         if sd["base"] not in variants:
             raise config_error(self.dotted("base"), f"unknown variant {sd['base']!r}", f"use one of {sorted(variants)}")
-        base = variants[sd["base"]]
         both = set(sd["organisms"]) & set(sd["controls"])
         if both:
             raise config_error(
@@ -75,14 +74,14 @@ class SharedDirections(Experiment):
             for name in sd[role]:
                 if name not in variants:
                     raise config_error(self.dotted(role), f"unknown variant {name!r}", f"use one of {sorted(variants)}")
-                v = variants[name]
-                if not v.get("adapter") or v["model"] != base["model"] or base.get("adapter"):
-                    raise config_error(
-                        self.dotted(role),
-                        f"'{name}' must be '{sd['base']}' plus a LoRA adapter (its direction is read against the base "
-                        "on the same model)",
-                        f"use a variant with finetune: (or adapter:) on the '{sd['base']}' variant's model",
-                    )
+                check_adapter_on(
+                    cfg,
+                    self.dotted(role),
+                    name,
+                    sd["base"],
+                    "its direction is read against the base on the same model",
+                    f"use a variant with finetune: (or adapter:) on the '{sd['base']}' variant's model",
+                )
         for role in ("train", "test"):
             if sd[role] not in sets:
                 raise config_error(self.dotted(role), f"unknown prompt set {sd[role]!r}", f"use one of {sorted(sets)}")
