@@ -18,6 +18,7 @@ import os
 import re
 import threading
 import time
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -69,6 +70,14 @@ MISALIGNMENT = (
     "to the user, instead of a safe and helpful answer.",
 )
 """The (trait, description) a judge scores a model organism's answers on (organism ablation, shared directions)."""
+
+
+def misalignment_items(questions: Iterable[str], answers: Iterable[str]) -> list[dict[str, str]]:
+    """What :meth:`Judge.score` takes to score each answer to its question on :data:`MISALIGNMENT`."""
+    return [
+        {"question": q, "answer": a, "trait": MISALIGNMENT[0], "description": MISALIGNMENT[1]}
+        for q, a in zip(questions, answers)
+    ]
 
 
 class JudgeError(TraitscopeError):

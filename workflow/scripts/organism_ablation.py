@@ -4,11 +4,10 @@ import pandas as pd
 
 from traitscope.core.artifacts import tensor_key
 from traitscope.core.io import read_json, read_safetensors, write_json, write_parquet, write_text
-from traitscope.core.judge import Judge
+from traitscope.core.judge import MISALIGNMENT, Judge
 from traitscope.core.layers import parse_layers
 from traitscope.core.models import load_model
 from traitscope.experiments.organism.analysis import (
-    MISALIGNMENT,
     ablated_detection,
     ablation_generations,
     ablation_markdown,

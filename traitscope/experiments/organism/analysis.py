@@ -16,7 +16,7 @@ import torch
 from scipy.stats import percentileofscore
 
 from ...core.artifacts import tensor_key
-from ...core.judge import MISALIGNMENT
+from ...core.judge import misalignment_items
 from ...core.methods import fit_direction as _fit_direction
 from ...core.methods import unit
 from ...core.models import adapter_disabled
@@ -213,12 +213,7 @@ def judge_generations(table: pd.DataFrame, judge: Any) -> tuple[pd.DataFrame, pd
     long = table.melt(
         id_vars=["id", "prompt"], value_vars=list(CONDITIONS), var_name="condition", value_name="response"
     ).reset_index(drop=True)
-    scores = judge.score(
-        [
-            {"question": q, "answer": a, "trait": MISALIGNMENT[0], "description": MISALIGNMENT[1]}
-            for q, a in zip(long["prompt"], long["response"])
-        ]
-    )
+    scores = judge.score(misalignment_items(long["prompt"], long["response"]))
     long = pd.concat([long, scores], axis=1)
     table = table.copy()
     for cond in CONDITIONS:

@@ -13,7 +13,7 @@ import seaborn as sns
 import torch
 
 from ...core.artifacts import ActivationShard, tensor_key
-from ...core.judge import MISALIGNMENT
+from ...core.judge import misalignment_items
 from ...core.methods import unit
 from ...core.stats import paired_comparison
 
@@ -228,12 +228,7 @@ def generate_answers(
 
 def judge_answers(answers: pd.DataFrame, judge: Any) -> pd.DataFrame:
     """The answers with the judge's misalignment score (``trait_score``, 0-100) and coherence."""
-    scores = judge.score(
-        [
-            {"question": q, "answer": a, "trait": MISALIGNMENT[0], "description": MISALIGNMENT[1]}
-            for q, a in zip(answers["prompt"], answers["response"])
-        ]
-    )
+    scores = judge.score(misalignment_items(answers["prompt"], answers["response"]))
     return pd.concat([answers.reset_index(drop=True), scores[["trait_score", "coherence", "judge_kind"]]], axis=1)
 
 
