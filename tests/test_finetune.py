@@ -12,6 +12,7 @@ from conftest import SHARED_DATA, assert_config_error, chat_data, finetune_spec,
 
 from traitscope.core.finetune import (
     FinetuneError,
+    attach_lora,
     finetune,
     read_chat_jsonl,
     tokenize_chat,
@@ -126,6 +127,16 @@ def test_training_lowers_loss_and_saves_adapter_with_provenance(tiny_model_dir, 
     ids = torch.tensor([tok("How do I bake bread?")["input_ids"]])
     with torch.no_grad():
         assert not torch.allclose(base(ids).logits, tuned(ids).logits, atol=1e-4)
+
+
+@pytest.mark.parametrize("dropout", [0.0, 0.25])
+def test_lora_settings_reach_the_adapter(tiny_model, dropout):
+    model = attach_lora(tiny_model[0], finetune_spec(rank=4, alpha=12, dropout=dropout, target_modules=["q_proj"]))
+    config = model.peft_config["default"]
+    assert (config.r, config.lora_alpha, config.lora_dropout) == (4, 12, dropout)
+    layer = next(m for n, m in model.named_modules() if n.endswith("q_proj") and hasattr(m, "lora_dropout"))
+    drop = layer.lora_dropout["default"]
+    assert (drop.p if dropout else type(drop).__name__) == (dropout or "Identity")
 
 
 def test_killed_training_resumes_to_the_same_adapter(tiny_model_dir, tmp_path, capsys):

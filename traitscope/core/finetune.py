@@ -239,7 +239,8 @@ def attach_lora(model: Any, settings: FinetuneSpec) -> Any:
     torch.manual_seed(settings.seed)
     config = LoraConfig(
         r=settings.rank,
-        lora_alpha=settings.alpha,  # type: ignore[arg-type]  # peft annotates int; any scale works lora_dropout=settings.dropout,
+        lora_alpha=settings.alpha,  # type: ignore[arg-type]  # peft annotates int; any scale works
+        lora_dropout=settings.dropout,
         target_modules=list(settings.target_modules),
         task_type="CAUSAL_LM",
     )
