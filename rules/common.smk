@@ -107,7 +107,7 @@ def model_inputs(variant):
     elif looks_local(spec.model):
         deps.append(spec.model)
     if spec.finetune:
-        deps.append(L.adapter(spec.finetune))
+        deps.append(L.adapter(spec.finetune) if spec.checkpoint is None else L.checkpoint_adapter(spec.finetune, spec.checkpoint))
     elif spec.adapter and looks_local(spec.adapter):
         deps.append(spec.adapter)
     return deps

@@ -13,6 +13,7 @@ from conftest import SHARED_DATA, assert_config_error, chat_data, finetune_spec,
 from traitscope.core.finetune import (
     FinetuneError,
     attach_lora,
+    checkpoint_adapter,
     finetune,
     read_chat_jsonl,
     tokenize_chat,
@@ -144,7 +145,7 @@ def test_killed_training_resumes_to_the_same_adapter(tiny_model_dir, tmp_path, c
     with pytest.raises(KeyboardInterrupt):
         _train(tiny_model_dir, tmp_path, tmp_path / "resumed", tmp_path / "ckpt_b", stop_after=4)
     assert not (tmp_path / "resumed").exists()
-    (ckpt,) = (tmp_path / "ckpt_b").glob("bd-*.safetensors")
+    (ckpt,) = (tmp_path / "ckpt_b").glob("bd-????????????????.safetensors")
     _, meta = read_safetensors(ckpt)
     assert meta["step"] == 4
     capsys.readouterr()
@@ -162,10 +163,43 @@ def test_killed_training_resumes_to_the_same_adapter(tiny_model_dir, tmp_path, c
     )
 
 
+def test_a_checkpoint_step_is_the_kept_adapter_or_the_same_one_trained_again(tiny_model_dir, tmp_path, caplog):
+    """The training run keeps the adapter at every save_steps step; a checkpoint variant's adapter is that one, and
+    when the cache was cleaned, training again to the step gives the same bytes. Other steps are refused."""
+    (_, prov), data = _train(tiny_model_dir, tmp_path, tmp_path / "adapter", tmp_path / "ckpt")
+    assert prov["steps"] == 18
+    kept = sorted(int(p.name.split(".step-")[1].split(".")[0]) for p in (tmp_path / "ckpt").glob("*.step-*"))
+    assert kept == list(range(2, 19, 2))
+    settings = finetune_spec(rank=4, alpha=8, epochs=3, lr=5e-3, batch_size=4, save_steps=2, seed=11)
+    variant = entry("variants", {"model": str(tiny_model_dir), "dtype": "float32", "device_map": "cpu"})
+
+    def adapter(step, out):
+        checkpoint_adapter(
+            variant, data, settings, tmp_path / "adapter", out, name="bd", step=step, checkpoint_dir=tmp_path / "ckpt"
+        )
+        return read_safetensors(out / "adapter_model.safetensors")[0]
+
+    from_cache = adapter(4, tmp_path / "step4")
+    assert json.loads((tmp_path / "step4" / "traitscope_finetune.json").read_text())["step"] == 4
+    for p in (tmp_path / "ckpt").glob("*.step-*.safetensors"):
+        p.unlink()
+    with caplog.at_level("WARNING"):
+        again = adapter(4, tmp_path / "again")
+    assert "training again" in caplog.text
+    final = read_safetensors(tmp_path / "adapter" / "adapter_model.safetensors")[0]
+    assert from_cache.keys() == again.keys() == final.keys()
+    assert all(torch.equal(from_cache[k], again[k]) for k in final)
+    assert not all(torch.equal(from_cache[k], final[k]) for k in final)
+    assert all(torch.equal(adapter(18, tmp_path / "last")[k], final[k]) for k in final)  # the last step: the adapter
+    for step in (3, 20):
+        with pytest.raises(FinetuneError, match="not one of this training's checkpoint steps"):
+            adapter(step, tmp_path / f"bad{step}")
+
+
 def test_a_truncated_checkpoint_restarts_training_with_a_warning(tiny_model_dir, tmp_path, caplog):
     with pytest.raises(KeyboardInterrupt):
         _train(tiny_model_dir, tmp_path, tmp_path / "out", tmp_path / "ckpt", stop_after=2)
-    (ckpt,) = (tmp_path / "ckpt").glob("bd-*.safetensors")
+    (ckpt,) = (tmp_path / "ckpt").glob("bd-????????????????.safetensors")
     ckpt.write_bytes(ckpt.read_bytes()[:200])
     with caplog.at_level("WARNING", logger="traitscope.cache"):
         (history, _), _ = _train(tiny_model_dir, tmp_path, tmp_path / "out", tmp_path / "ckpt")

@@ -259,19 +259,35 @@ def save_checkpoint(path: Path, model: Any, optimizer: Any, step: int, history: 
     write_verified(path, tensors, {"step": step, "history": history})
 
 
+def snapshot_file(checkpoint: str | Path, step: int) -> Path:
+    """Where the adapter weights after ``step`` steps are kept, beside the resume checkpoint ``checkpoint``."""
+    path = Path(checkpoint)
+    return path.with_name(f"{path.stem}.step-{step}.safetensors")
+
+
+def save_snapshot(path: Path, model: Any, step: int) -> None:
+    write_verified(path, {f"param.{n}": p.detach() for n, p in _trainable(model)}, {"step": step})
+
+
+def set_trainable(model: Any, tensors: dict[str, Any]) -> None:
+    """Copy the adapter weights of a checkpoint or snapshot (``param.<name>``) into ``model``."""
+    import torch
+
+    with torch.no_grad():
+        for n, p in _trainable(model):
+            p.copy_(tensors[f"param.{n}"].to(p.device, p.dtype))
+
+
 def load_checkpoint(path: Path, model: Any, optimizer: Any) -> tuple[int, list[dict[str, Any]]] | None:
     """Restore a checkpoint written by :func:`save_checkpoint`; None (with a warning naming it) if it is
     truncated or changed, so training starts again."""
-    import torch
 
     verified = read_verified(path)
     if verified is None:
         return None
     tensors, meta = verified
     params = _trainable(model)
-    with torch.no_grad():
-        for n, p in params:
-            p.copy_(tensors[f"param.{n}"].to(p.device, p.dtype))
+    set_trainable(model, tensors)
     for i, (_, p) in enumerate(params):
         state = {k.split(".", 2)[2]: v.to(p.device) for k, v in tensors.items() if k.startswith(f"opt.{i}.")}
         if state:
@@ -309,11 +325,15 @@ def train_lora(
     *,
     checkpoint: str | Path | None = None,
     stop_after: int | None = None,
+    snapshots: str | Path | None = None,
+    until: int | None = None,
 ) -> tuple[Any, pd.DataFrame, dict[str, Any]]:
     """Train LoRA adapters on ``records``; returns (peft model, loss history, summary).
 
     ``checkpoint``: a safetensors file to resume from and save to. ``stop_after`` ends the run after that
-    many optimizer steps (as a kill would, after the checkpoint), for tests.
+    many optimizer steps (as a kill would, after the checkpoint), for tests. ``snapshots``: at every checkpoint
+    step (each ``save_steps`` and the last) the adapter weights are kept in :func:`snapshot_file` of it, for the
+    checkpoint variants. ``until``: training ends after that step (the adapter as it was then).
     """
     import torch
 
@@ -355,10 +375,15 @@ def train_lora(
     progress = Progress("finetune", total, "steps")
     if step:
         progress.resume(step)
+    if until is not None and not 0 < until <= total:
+        raise FinetuneError(f"step {until} is outside this training's {total} steps (fix: a step from 1 to {total})")
+    last = total if until is None else until
     for epoch in range(settings.epochs):
         for b, idx in enumerate(batch_order(len(train), settings.batch_size, epoch, settings.seed)):
             if epoch * steps_per_epoch + b < step:
                 continue  # done before the resume point
+            if step >= last:
+                break
             model.train()
             torch.manual_seed(settings.seed + step)  # dropout masks depend on the step only
             ids, mask, labels = _collate([train[int(i)] for i in idx], pad)
@@ -393,10 +418,17 @@ def train_lora(
                     }
                 )
             progress.update(1, note=f"loss {loss:.4f}, lr {lr:.2e}")
-            if ckpt is not None and (step % settings.save_steps == 0 or step == total):
-                save_checkpoint(ckpt, model, optimizer, step, history)
+            if step % settings.save_steps == 0 or step == total:
+                if ckpt is not None:
+                    save_checkpoint(ckpt, model, optimizer, step, history)
+                if snapshots is not None:
+                    save_snapshot(snapshot_file(snapshots, step), model, step)
             if stop_after is not None and step >= stop_after and step < total:
                 raise KeyboardInterrupt(f"stopped after step {step} (stop_after)")
+    if until is not None:
+        progress.close(f"stopped at step {step} of {total}")
+        model.eval()
+        return model, pd.DataFrame(history), {"steps": total, "step": step}
     model.eval()
     hist = pd.DataFrame(history)
     train_loss = hist[hist["split"] == "train"]["loss"]
@@ -457,6 +489,35 @@ def keep_4bit_differentiable(model: Any) -> None:
             module.support_avx512bf16_for_cpu = False
 
 
+def _load_base(
+    base_variant: ModelSpec, data_path: str | Path, settings: FinetuneSpec, name: str, resources_dir: str | Path
+) -> tuple[Any, Any, ModelSpec, Any, list[dict[str, Any]], str]:
+    """The base model ready to train (QLoRA prepared), its tokenizer, spec and fingerprint; the data and its sha256."""
+    from .capture import model_fingerprint
+    from .models import load_model, resolve_model_path
+
+    records = read_chat_jsonl(data_path)
+    data_sha = file_sha256(data_path)
+    spec = base_variant
+    if settings.quantization == "4bit":  # QLoRA: the base in NF4 (bitsandbytes, GPU or CPU), the adapter in full
+        spec = spec._replace(quantization="4bit")
+    model, tokenizer = load_model(spec, resources_dir=resources_dir, key=f"finetune.{name}.base")
+    if settings.quantization == "4bit":
+        from peft import prepare_model_for_kbit_training
+
+        model = prepare_model_for_kbit_training(model)
+        keep_4bit_differentiable(model)
+    fingerprint = model_fingerprint(spec, resolve_model_path(spec.model, resources_dir))
+    return model, tokenizer, spec, fingerprint, records, data_sha
+
+
+def checkpoint_path(
+    checkpoint_dir: str | Path, name: str, fingerprint: Any, data_sha: str, settings: FinetuneSpec
+) -> Path:
+    """The resume checkpoint of one training run (its snapshots lie beside it: :func:`snapshot_file`)."""
+    return Path(checkpoint_dir) / f"{name}-{checkpoint_key(fingerprint, data_sha, settings)}.safetensors"
+
+
 def finetune(
     base_variant: ModelSpec,
     data_path: str | Path,
@@ -468,30 +529,16 @@ def finetune(
     resources_dir: str | Path = "resources",
     stop_after: int | None = None,
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """Load the base model, train LoRA on the chat jsonl at ``data_path``, save the adapter with provenance."""
+    """Load the base model, train LoRA on the chat jsonl at ``data_path``, save the adapter with provenance. With a
+    ``checkpoint_dir`` the run resumes after a kill, and the adapter of every checkpoint step is kept there."""
     import torch
 
-    from .capture import model_fingerprint
-    from .models import load_model, resolve_model_path
-
-    key = f"finetune.{name}"
-    records = read_chat_jsonl(data_path)
-    data_sha = file_sha256(data_path)
-    spec = base_variant
-    if settings.quantization == "4bit":  # QLoRA: the base in NF4 (bitsandbytes, GPU or CPU), the adapter in full
-        spec = spec._replace(quantization="4bit")
-    model, tokenizer = load_model(spec, resources_dir=resources_dir, key=f"{key}.base")
-    if settings.quantization == "4bit":
-        from peft import prepare_model_for_kbit_training
-
-        model = prepare_model_for_kbit_training(model)
-        keep_4bit_differentiable(model)
-    fingerprint = model_fingerprint(spec, resolve_model_path(spec.model, resources_dir))
-    ckpt = None
-    if checkpoint_dir:
-        ckpt = Path(checkpoint_dir) / f"{name}-{checkpoint_key(fingerprint, data_sha, settings)}.safetensors"
+    model, tokenizer, spec, fingerprint, records, data_sha = _load_base(
+        base_variant, data_path, settings, name, resources_dir
+    )
+    ckpt = checkpoint_path(checkpoint_dir, name, fingerprint, data_sha, settings) if checkpoint_dir else None
     peft_model, history, summary = train_lora(
-        model, tokenizer, records, settings, checkpoint=ckpt, stop_after=stop_after
+        model, tokenizer, records, settings, checkpoint=ckpt, stop_after=stop_after, snapshots=ckpt
     )
     provenance = {
         "name": name,
@@ -507,3 +554,66 @@ def finetune(
     }
     save_adapter(peft_model, out_dir, provenance)
     return history, provenance
+
+
+def checkpoint_adapter(
+    base_variant: ModelSpec,
+    data_path: str | Path,
+    settings: FinetuneSpec,
+    final_adapter: str | Path,
+    out_dir: str | Path,
+    *,
+    name: str,
+    step: int,
+    checkpoint_dir: str | Path,
+    resources_dir: str | Path = "resources",
+) -> dict[str, Any]:
+    """The adapter of finetune ``name`` after ``step`` optimizer steps, saved as a peft adapter with provenance.
+
+    It is the snapshot the training run kept (verified); when that is gone (``traitscope.workflow.clean``, another
+    machine) training runs again to ``step`` from the same seed, resumably, which gives the same weights."""
+    import torch
+
+    key = f"finetune.{name}.checkpoints"
+    final = json.loads((Path(final_adapter) / PROVENANCE_FILE).read_text())
+    total = int(final["steps"])
+    if not (step % settings.save_steps == 0 or step == total) or step > total:
+        raise FinetuneError(
+            f"{key}: step {step} is not one of this training's checkpoint steps (every {settings.save_steps} up to "
+            f"{total}) (fix: use a multiple of save_steps below {total + 1})"
+        )
+    model, tokenizer, spec, fingerprint, records, data_sha = _load_base(
+        base_variant, data_path, settings, name, resources_dir
+    )
+    ckpt = checkpoint_path(checkpoint_dir, name, fingerprint, data_sha, settings)
+    snapshot = snapshot_file(ckpt, step)
+    kept = read_verified(snapshot) if snapshot.exists() else None
+    if kept is not None:
+        peft_model = attach_lora(model, settings)
+        set_trainable(peft_model, kept[0])
+    else:
+        log.warning("%s: the adapter after step %d is not in the cache (%s); training again to it", key, step, snapshot)
+        peft_model, _, _ = train_lora(
+            model,
+            tokenizer,
+            records,
+            settings,
+            checkpoint=ckpt.with_name(f"{ckpt.stem}.until-{step}.safetensors"),
+            snapshots=ckpt,
+            until=step,
+        )
+    peft_model.eval()
+    provenance = {
+        "name": name,
+        "step": step,
+        "of_steps": total,
+        "base_model": spec.model,
+        "base_variant": as_dict(base_variant),
+        "settings": as_dict(settings),
+        "data_sha256": data_sha,
+        "final_adapter": str(final_adapter),
+        "traitscope": __version__,
+        "torch": torch.__version__,
+    }
+    save_adapter(peft_model, out_dir, provenance)
+    return provenance

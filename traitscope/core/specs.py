@@ -99,11 +99,12 @@ class ModelSpec(NamedTuple):
     blocks: BlockNames | None = None
     max_memory: dict[str, str] | None = None  # accelerate's per-device limits, e.g. {0: 70GiB, cpu: 200GiB}
     offload_folder: str | None = None
+    checkpoint: int | None = None  # with finetune: the adapter after this many training steps
 
     def __repr__(self) -> str:
-        # the chat and block keys are left out while unset, so configs written before they existed keep their
-        # params; where the layers are placed (max_memory, offload_folder) does not change what a job writes
-        unset = tuple(k for k in ("chat_template", "chat_options", "blocks") if getattr(self, k) is None)
+        # the chat, block and checkpoint keys are left out while unset, so configs written before they existed keep
+        # their params; where the layers are placed (max_memory, offload_folder) does not change what a job writes
+        unset = tuple(k for k in ("chat_template", "chat_options", "blocks", "checkpoint") if getattr(self, k) is None)
         return repr_without(self, unset + ("max_memory", "offload_folder"))
 
 

@@ -6,8 +6,9 @@
 
 What goes is resumable work under ``<results>/cache/`` that no output depends on: capture shards that no
 activations file names any more (a superseded capture: the cache's copy is the only link left, so this is where the
-space goes after config edits), chunk tensors a killed capture job left, finetune checkpoints (the adapters are
-written) and CMA-ES state; plus temporaries a killed run left. The cache's copy of a current shard is the output
+space goes after config edits), chunk tensors a killed capture job left, finetune checkpoints and the adapters kept
+at each checkpoint step (the adapters are written; a checkpoint variant added later trains again to its step) and
+CMA-ES state; plus temporaries a killed run left. The cache's copy of a current shard is the output
 file itself under a second name (a hard link), so removing it would free nothing; it stays, with the small
 per-chunk response tables that let an identical capture be linked again without the model. Snakemake tracks none of these, so the next dry run plans nothing
 (``tests/test_workflow.py`` checks it). What stays: every declared output (activation shards, tables, vectors,
@@ -51,7 +52,12 @@ def plan(results_dir: str | Path, judge: bool = False) -> list[Removal]:
     ):  # their small response tables stay: shard reuse reads them
         add(chunk, "capture chunk tensors a killed job left")
     for ckpt in sorted((cache / "finetune").glob("*.safetensors")):
-        add(ckpt, "finetune checkpoint (the adapter is written)")
+        kept = ".step-" in ckpt.name  # finetune.snapshot_file
+        add(
+            ckpt,
+            "finetune checkpoint "
+            + ("adapter kept (a new checkpoint variant trains again)" if kept else "(the adapter is written)"),
+        )
     for state in sorted((cache / "optimize").glob("*.json")):
         add(state, "CMA-ES state (the optimised vector is written)")
     if judge:

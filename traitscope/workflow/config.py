@@ -535,6 +535,55 @@ def resolve_finetuned(cfg: dict[str, Any]) -> None:
         for inherited in ("chat_template", "chat_options", "blocks"):  # the format and layout the adapter learned in
             if var.get(inherited) is None:
                 var[inherited] = base.get(inherited)
+    add_checkpoint_variants(cfg)
+
+
+def add_checkpoint_variants(cfg: dict[str, Any]) -> None:
+    """Each step ``k`` of ``finetune.<ft>.checkpoints`` becomes variant ``<variant>_step<k>`` beside every variant
+    with ``finetune: <ft>`` (after that variant, in config order): the same model with the adapter as it was after
+    ``k`` steps. A variant that already holds the name must be that checkpoint (a resolved config read again)."""
+    variants, finetunes = cfg["variants"], cfg["finetune"]
+    for name, ft in finetunes.items():
+        for step in ft.get("checkpoints") or []:
+            if step % ft["save_steps"]:
+                raise config_error(
+                    f"finetune.{name}.checkpoints",
+                    f"step {step} is not a multiple of save_steps ({ft['save_steps']}), where the adapter is kept",
+                    f"use multiples of {ft['save_steps']}, or a save_steps that divides every step",
+                )
+    out: dict[str, Any] = {}
+    for name, var in variants.items():
+        out[name] = var
+        ft = var.get("finetune")
+        step = var.get("checkpoint")
+        if step is not None:
+            if not ft:
+                raise config_error(f"variants.{name}.checkpoint", "is set without finetune:", "add finetune: <name>")
+            save = finetunes[ft]["save_steps"]
+            if step % save:
+                raise config_error(
+                    f"variants.{name}.checkpoint",
+                    f"step {step} is not a multiple of finetune.{ft}.save_steps ({save}), where the adapter is kept",
+                    f"use a multiple of {save}",
+                )
+            var["adapter"] = f"{cfg['results_dir']}/finetune/{ft}/checkpoints/step-{step}/adapter"
+            continue
+        for k in (finetunes[ft].get("checkpoints") or []) if ft else []:
+            child = f"{name}_step{k}"
+            held = variants.get(child)
+            if held is not None and (held.get("finetune"), held.get("checkpoint")) != (ft, k):
+                raise config_error(
+                    f"variants.{child}",
+                    f"the name is taken: start-up names checkpoint {k} of finetune.{ft} so",
+                    "rename this variant",
+                )
+            out[child] = held or {
+                **copy.deepcopy(var),
+                "checkpoint": k,
+                "adapter": f"{cfg['results_dir']}/finetune/{ft}/checkpoints/step-{k}/adapter",
+            }
+    variants.clear()  # in place: callers hold the dict
+    variants.update(out)
 
 
 def check_context(cfg: dict[str, Any], dims: dict[str, ModelDims]) -> None:

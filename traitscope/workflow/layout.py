@@ -3,13 +3,14 @@
 
 Each method returns a path (or a dict of named paths for an artifact made of several files). Called
 without arguments it returns the Snakemake pattern with wildcards (``{variant}``, ``{pset}``, ``{shard}``,
-``{category}/{trait}``, ``{ft}``, ``{dataset}``); with arguments, the concrete path.
+``{category}/{trait}``, ``{ft}``, ``{step}``, ``{dataset}``); with arguments, the concrete path.
 
 ::
 
     results/
       prompts/<set>.parquet, prompts/traits/<category>/<trait>.parquet        prep
       finetune/<name>/{train.jsonl.gz, adapter/, loss.parquet, loss.png}       finetune
+      finetune/<name>/checkpoints/step-<k>/adapter/                          finetune_checkpoint
       extract/<variant>/<category>/<trait>/activations.safetensors            extract (model job)
       vectors/<variant>/<category>/<trait>/vectors.{safetensors,json}         extract (TraitVectors)
         (vectors.auc.json, layer_choice.{parquet,png} with extract.steering_layer_choice)
@@ -83,6 +84,10 @@ class Layout:
 
     def adapter(self, ft: str = "{ft}") -> str:
         return self.path("finetune", ft, "adapter")
+
+    def checkpoint_adapter(self, ft: str = "{ft}", step: object = "{step}") -> str:
+        """The adapter of finetune ``ft`` after ``step`` optimizer steps (finetune.<ft>.checkpoints)."""
+        return self.path("finetune", ft, "checkpoints", f"step-{step}", "adapter")
 
     def finetune_files(self, ft: str = "{ft}") -> dict[str, str]:
         return {"history": self.path("finetune", ft, "loss.parquet"), "figure": self.path("finetune", ft, "loss.png")}
