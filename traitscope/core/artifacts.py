@@ -307,6 +307,32 @@ class ShardFiles:
         ]
         return np.concatenate(out) if out else np.zeros((0, *directions.shape[1:]), dtype=np.float32)
 
+    def project_by_id(
+        self, position: str, layer: int, site: str, directions: np.ndarray
+    ) -> tuple[list[str], np.ndarray]:
+        """:meth:`project` with the prompt id of each row (rows without the position, e.g. no response, left out)."""
+        keys = ActivationShard.pooled_keys([position], [layer], site)
+        ids: list[str] = []
+        out = []
+        for path in self.paths:
+            for part in ActivationShard.iter_rows(path, self.rows, keys):
+                _, ok = part.pooled(position, layer, site)
+                ids += [i for i, keep in zip(part.ids, ok) if keep]
+                out.append(part.project(position, layer, site, directions))
+        return ids, (np.concatenate(out) if out else np.zeros((0, *directions.shape[1:]), dtype=np.float32))
+
+    def last_token(self, layers: list[int], site: str = "resid") -> tuple[list[str], dict[int, np.ndarray]]:
+        """Prompt ids and ``[n, d]`` float32 last-prompt-token activations per layer, over every shard."""
+        keys = ActivationShard.pooled_keys(["last"], list(layers), site)
+        ids: list[str] = []
+        parts: dict[int, list[np.ndarray]] = {layer: [] for layer in layers}
+        for path in self.paths:
+            for part in ActivationShard.iter_rows(path, self.rows, keys):
+                ids += part.ids
+                for layer in layers:
+                    parts[layer].append(part.stored("last", layer, site).float().numpy())
+        return ids, {layer: np.concatenate(parts[layer]) for layer in layers}
+
 
 @dataclass(frozen=True)
 class BaselineScores(_RowTensors):

@@ -1,6 +1,7 @@
 """Each organism's direction (organism minus base, last prompt token) per layer, and their cosines."""
 
 from traitscope.core import plots
+from traitscope.core.artifacts import ShardFiles
 from traitscope.core.io import write_json, write_parquet, write_safetensors
 from traitscope.experiments.shared_directions import analysis as shared
 from traitscope.workflow.jobs import setup
@@ -13,10 +14,10 @@ layers = list(p.layers)
 names = [*s.organisms, *s.controls]
 per_variant = len(smk.input.base)  # every variant's shards of the one train set, in the order of `names`
 organisms = {
-    name: shared.last_token(smk.input.organisms[i * per_variant : (i + 1) * per_variant], layers)
+    name: ShardFiles(smk.input.organisms[i * per_variant : (i + 1) * per_variant]).last_token(layers)
     for i, name in enumerate(names)
 }
-base = shared.last_token(list(smk.input.base), layers)
+base = ShardFiles(smk.input.base).last_token(layers)
 dirs, reliability, n_train = shared.fit_directions(base, organisms, layers, p.seed)
 hidden = int(next(iter(dirs[names[0]].values())).shape[-1])
 table = shared.cosine_table(

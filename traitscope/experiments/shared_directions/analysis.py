@@ -12,7 +12,7 @@ import pandas as pd
 import seaborn as sns
 import torch
 
-from ...core.artifacts import ActivationShard, tensor_key
+from ...core.artifacts import tensor_key
 from ...core.judge import misalignment_items
 from ...core.methods import unit
 from ...core.stats import paired_comparison
@@ -21,18 +21,6 @@ OWN = "own"
 
 
 # ---------------------------------------------------------------------------------------------- directions
-
-
-def last_token(paths: list[str], layers: list[int]) -> tuple[list[str], dict[int, np.ndarray]]:
-    """Prompt ids and ``[n, d]`` last-token activations per layer over one (variant, prompt set)'s shards."""
-    ids: list[str] = []
-    parts: dict[int, list[np.ndarray]] = {layer: [] for layer in layers}
-    for path in paths:
-        shard = ActivationShard.load_at(path, "last", layers)
-        ids += shard.ids
-        for layer in layers:
-            parts[layer].append(shard.stored("last", layer).float().numpy())
-    return ids, {layer: np.concatenate(parts[layer]) for layer in layers}
 
 
 def _aligned(
