@@ -129,6 +129,7 @@ def organism_config(model_dir: Path) -> dict:
             "alpha": 8,
             "batch_size": 8,
             "save_steps": 2,
+            "checkpoints": [2],
         },
         "backdoor": {
             "base": "base",
@@ -200,6 +201,13 @@ def organism_config(model_dir: Path) -> dict:
         "max_new_tokens": 3,
         "n_random": 50,
         "n_boot": 200,
+    }
+    cfg["trajectory"] = {
+        "finetuned": "bad_advice",
+        "train": "medical_extract",
+        "test": "em",
+        "n_generations": 3,
+        "n_random": 50,
     }
     cfg["sae"] = {
         "layers": [1, 3],

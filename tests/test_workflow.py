@@ -326,6 +326,7 @@ REPORT_CATEGORIES = (
     "Organism",
     "Adapter probe",
     "Shared directions",
+    "Training trajectory",
     "SAE",
     "Steering",
     "Optimize",
@@ -554,6 +555,46 @@ def test_shared_directions_recomputed_from_the_activations_and_the_judged_answer
     assert "- **Shared directions**: cosine of the organisms' directions at layer" in findings
 
 
+def test_trajectory_recomputed_from_the_activations_and_the_judged_answers(study):
+    """The checkpoint's mean projection onto the organism's direction, recomputed with numpy from its saved
+    last-token activations and the direction (itself the mean difference of the saved train activations); its judged
+    mean from the saved answers; the checkpoint's adapter differs from the finished one."""
+    from traitscope.core.io import read_safetensors
+
+    workdir, _ = study
+    r = workdir / "results"
+    result = json.loads((r / "trajectory/trajectory.json").read_text())
+    assert result["steps"] == [0, 2, 6] and result["variants"] == ["base", "bad_advice_step2", "bad_advice"]
+    layer = result["direction"]["layer"]
+    key = f"last.layer_{layer}"
+
+    def acts(variant: str, pset: str) -> pd.DataFrame:
+        rows = []
+        for shard in sorted((r / f"activations/{variant}/{pset}").glob("shard-*.safetensors")):
+            tensors, meta = read_safetensors(shard, [key])
+            rows += list(zip(meta["ids"], tensors[key].double().numpy()))
+        return pd.DataFrame(rows, columns=["id", "x"]).set_index("id")
+
+    base = acts("base", "medical_extract")
+    direction = np.stack(acts("bad_advice", "medical_extract").loc[base.index]["x"]).mean(0) - np.stack(base["x"]).mean(
+        0
+    )
+    saved, meta = read_safetensors(r / "trajectory/direction.safetensors")
+    assert meta["layer"] == layer
+    np.testing.assert_allclose(saved["direction"].double().numpy(), direction, rtol=1e-5, atol=1e-7)
+    u = direction / np.linalg.norm(direction)
+    step = next(x for x in result["by_step"] if x["step"] == 2)
+    assert step["direction"] == pytest.approx(
+        float((np.stack(acts("bad_advice_step2", "em")["x"]) @ u).mean()), abs=1e-6
+    )
+    judged = pd.read_parquet(r / "trajectory/judged/bad_advice_step2.parquet")
+    assert len(judged) == 3 and step["judged"] == pytest.approx(judged["trait_score"].mean(), abs=1e-9)
+    step2 = read_safetensors(r / "finetune/bad_advice/checkpoints/step-2/adapter/adapter_model.safetensors")[0]
+    final = read_safetensors(r / "finetune/bad_advice/adapter/adapter_model.safetensors")[0]
+    assert step2.keys() == final.keys() and not all(np.array_equal(step2[k], final[k]) for k in final)
+    assert "- **Training trajectory**: along bad_advice's direction" in (r / "findings.md").read_text()
+
+
 def test_nothing_to_do_after_a_run(study):
     workdir, cfg = study
     assert planned_jobs(smk(workdir, cfg, "-n", "results/all")) == {}
@@ -715,6 +756,8 @@ def _edit(cfg: dict, change: str) -> dict:
         cfg["emergent_misalignment"]["alpha"] = 0.01
     elif change == "judge_model":
         cfg["judge"]["model"] = "openai/gpt-4o-mini"
+    elif change == "add_checkpoint":  # one more kept step of the bad-advice finetune
+        cfg["finetune"]["bad_advice"]["checkpoints"].append(4)
     elif change == "judge_retries":  # how calls are made, not what they answer
         cfg["judge"]["retries"] = 7
     elif change == "capture_batch_size":  # a starting batch size (halved on OOM), not part of the output
@@ -764,6 +807,7 @@ EXPECTED = {
         "extraction_summary": 1,
         "sae_features": 3,
         "adapter_probe": 2,  # it compares the adapters with every trait vector
+        "trajectory": 1,  # it projects every step onto every trait
         **ANALYSES,
     },
     "project_methods": {"project": N_PROJECT, **ANALYSES},
@@ -776,6 +820,17 @@ EXPECTED = {
         "organism_ablation": 1,
         "shared_directions_answers": 3,  # the base and the two organisms
         "shared_directions_transfer": 1,
+        "trajectory_judge": 3,  # the base, the checkpoint, the finished finetune
+        "trajectory": 1,
+        "findings": 1,
+        "manifest": 1,
+    },
+    # only the new step's jobs: its adapter, its capture of the test set, its judged answers; then the trajectory
+    "add_checkpoint": {
+        "finetune_checkpoint": 1,
+        "capture": 1,
+        "trajectory_judge": 1,
+        "trajectory": 1,
         "findings": 1,
         "manifest": 1,
     },

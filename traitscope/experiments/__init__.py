@@ -25,6 +25,7 @@ MODULES = (
     "traitscope.experiments.organism",
     "traitscope.experiments.adapter_probe",
     "traitscope.experiments.shared_directions",
+    "traitscope.experiments.trajectory",
     "traitscope.experiments.sae",
     "traitscope.experiments.steering",
     "traitscope.experiments.optimize",
