@@ -326,14 +326,15 @@ def train_lora(
     checkpoint: str | Path | None = None,
     stop_after: int | None = None,
     snapshots: str | Path | None = None,
+    keep: tuple[int, ...] = (),
     until: int | None = None,
 ) -> tuple[Any, pd.DataFrame, dict[str, Any]]:
     """Train LoRA adapters on ``records``; returns (peft model, loss history, summary).
 
     ``checkpoint``: a safetensors file to resume from and save to. ``stop_after`` ends the run after that
-    many optimizer steps (as a kill would, after the checkpoint), for tests. ``snapshots``: at every checkpoint
-    step (each ``save_steps`` and the last) the adapter weights are kept in :func:`snapshot_file` of it, for the
-    checkpoint variants. ``until``: training ends after that step (the adapter as it was then).
+    many optimizer steps (as a kill would, after the checkpoint), for tests. ``snapshots``: after each step in
+    ``keep`` the adapter weights are kept in :func:`snapshot_file` of it (the checkpoint variants read them).
+    ``until``: training ends after that step (the adapter as it was then).
     """
     import torch
 
@@ -418,11 +419,10 @@ def train_lora(
                     }
                 )
             progress.update(1, note=f"loss {loss:.4f}, lr {lr:.2e}")
-            if step % settings.save_steps == 0 or step == total:
-                if ckpt is not None:
-                    save_checkpoint(ckpt, model, optimizer, step, history)
-                if snapshots is not None:
-                    save_snapshot(snapshot_file(snapshots, step), model, step)
+            if snapshots is not None and step in keep:
+                save_snapshot(snapshot_file(snapshots, step), model, step)
+            if ckpt is not None and (step % settings.save_steps == 0 or step == total):
+                save_checkpoint(ckpt, model, optimizer, step, history)
             if stop_after is not None and step >= stop_after and step < total:
                 raise KeyboardInterrupt(f"stopped after step {step} (stop_after)")
     if until is not None:
@@ -528,9 +528,11 @@ def finetune(
     checkpoint_dir: str | Path | None = None,
     resources_dir: str | Path = "resources",
     stop_after: int | None = None,
+    keep_steps: tuple[int, ...] = (),
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Load the base model, train LoRA on the chat jsonl at ``data_path``, save the adapter with provenance. With a
-    ``checkpoint_dir`` the run resumes after a kill, and the adapter of every checkpoint step is kept there."""
+    ``checkpoint_dir`` the run resumes after a kill, and the adapter after each step of ``keep_steps`` (the
+    finetune's checkpoints) is kept there for :func:`checkpoint_adapter`."""
     import torch
 
     model, tokenizer, spec, fingerprint, records, data_sha = _load_base(
@@ -538,7 +540,7 @@ def finetune(
     )
     ckpt = checkpoint_path(checkpoint_dir, name, fingerprint, data_sha, settings) if checkpoint_dir else None
     peft_model, history, summary = train_lora(
-        model, tokenizer, records, settings, checkpoint=ckpt, stop_after=stop_after, snapshots=ckpt
+        model, tokenizer, records, settings, checkpoint=ckpt, stop_after=stop_after, snapshots=ckpt, keep=keep_steps
     )
     provenance = {
         "name": name,
@@ -570,17 +572,17 @@ def checkpoint_adapter(
 ) -> dict[str, Any]:
     """The adapter of finetune ``name`` after ``step`` optimizer steps, saved as a peft adapter with provenance.
 
-    It is the snapshot the training run kept (verified); when that is gone (``traitscope.workflow.clean``, another
-    machine) training runs again to ``step`` from the same seed, resumably, which gives the same weights."""
+    It is the snapshot the training run kept (verified) when the step was listed then; otherwise (a checkpoint added
+    later, ``traitscope.workflow.clean``, another machine) training runs again to ``step`` from the same seed,
+    resumably, which gives the same weights."""
     import torch
 
     key = f"finetune.{name}.checkpoints"
     final = json.loads((Path(final_adapter) / PROVENANCE_FILE).read_text())
     total = int(final["steps"])
-    if not (step % settings.save_steps == 0 or step == total) or step > total:
+    if not 0 < step <= total:
         raise FinetuneError(
-            f"{key}: step {step} is not one of this training's checkpoint steps (every {settings.save_steps} up to "
-            f"{total}) (fix: use a multiple of save_steps below {total + 1})"
+            f"{key}: step {step} is beyond this training's {total} steps (fix: a step from 1 to {total})"
         )
     model, tokenizer, spec, fingerprint, records, data_sha = _load_base(
         base_variant, data_path, settings, name, resources_dir
@@ -600,6 +602,7 @@ def checkpoint_adapter(
             settings,
             checkpoint=ckpt.with_name(f"{ckpt.stem}.until-{step}.safetensors"),
             snapshots=ckpt,
+            keep=(step,),
             until=step,
         )
     peft_model.eval()

@@ -543,14 +543,6 @@ def add_checkpoint_variants(cfg: dict[str, Any]) -> None:
     with ``finetune: <ft>`` (after that variant, in config order): the same model with the adapter as it was after
     ``k`` steps. A variant that already holds the name must be that checkpoint (a resolved config read again)."""
     variants, finetunes = cfg["variants"], cfg["finetune"]
-    for name, ft in finetunes.items():
-        for step in ft.get("checkpoints") or []:
-            if step % ft["save_steps"]:
-                raise config_error(
-                    f"finetune.{name}.checkpoints",
-                    f"step {step} is not a multiple of save_steps ({ft['save_steps']}), where the adapter is kept",
-                    f"use multiples of {ft['save_steps']}, or a save_steps that divides every step",
-                )
     out: dict[str, Any] = {}
     for name, var in variants.items():
         out[name] = var
@@ -559,13 +551,6 @@ def add_checkpoint_variants(cfg: dict[str, Any]) -> None:
         if step is not None:
             if not ft:
                 raise config_error(f"variants.{name}.checkpoint", "is set without finetune:", "add finetune: <name>")
-            save = finetunes[ft]["save_steps"]
-            if step % save:
-                raise config_error(
-                    f"variants.{name}.checkpoint",
-                    f"step {step} is not a multiple of finetune.{ft}.save_steps ({save}), where the adapter is kept",
-                    f"use a multiple of {save}",
-                )
             var["adapter"] = f"{cfg['results_dir']}/finetune/{ft}/checkpoints/step-{step}/adapter"
             continue
         for k in (finetunes[ft].get("checkpoints") or []) if ft else []:
