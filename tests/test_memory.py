@@ -36,11 +36,11 @@ def table(n: int) -> pd.DataFrame:
 
 @pytest.mark.e2e
 def test_peak_memory_does_not_grow_with_the_shard():
-    """250 vs 2,000 prompts (hidden 256, 8 layers, response tokens): capture, project, stream capture and the
-    projection readers stay within 15%; the old in-memory capture, measured the same way, grows (so the
-    measurement can see growth)."""
+    """250 vs 1,000 prompts (hidden 256, 8 layers, response tokens): capture, project, stream capture and the
+    projection readers stay within 15%; the old in-memory capture, measured the same way, grows by a fifth or more
+    (so the measurement can see growth: its shard of 1,000 prompts is about 105 MB)."""
     proc = subprocess.run(
-        [sys.executable, str(REPO / "benchmarks/capture_memory.py")],
+        [sys.executable, str(REPO / "benchmarks/capture_memory.py"), "--sizes", "250,1000"],
         capture_output=True,
         text=True,
         timeout=1800,
@@ -52,7 +52,7 @@ def test_peak_memory_does_not_grow_with_the_shard():
     for stage in ("capture", "project", "stream", "harm"):
         small, large = peaks[stage]
         assert large <= 1.15 * small, (stage, peaks)
-    assert peaks["in_memory"][1] > 1.3 * peaks["in_memory"][0], peaks
+    assert peaks["in_memory"][1] > 1.2 * peaks["in_memory"][0], peaks
 
 
 def test_capture_shard_streams_the_same_shard_with_one_copy(tiny_model, tmp_path):
