@@ -17,21 +17,6 @@ SHARED_DATA = REPO.parent / "shared" / "data"
 
 N_LAYERS, HIDDEN = 4, 32
 
-LONGEST_FIRST = ("test_embedded.py", "test_workflow.py")
-"""The two longest files (the embedded default, the tiny DAG's module fixture), started first: with two workers
-(``-n 2 --dist loadfile``) each takes one worker from the start while the other runs the rest, instead of one of them
-starting last with the other worker idle."""
-
-
-def pytest_configure(config: pytest.Config) -> None:
-    if hasattr(config.option, "loadscopereorder"):  # pytest-xdist: keep the collection order below, not tests per file
-        config.option.loadscopereorder = False
-
-
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
-    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: the rest keep their order
-
 
 def build_tiny_model(path: Path, seed: int = 0) -> Path:
     from traitscope.core.tiny import build_tiny_model as build

@@ -49,7 +49,7 @@ def test_embedded_default_results_all(tmp_path):
         ],
         capture_output=True,
         text=True,
-        timeout=3600,  # beside the other pytest worker (-n 2) it takes longer than alone
+        timeout=2700,
     )
     assert proc.returncode == 0, proc.stderr[-4000:]
     results = workdir / "results"
