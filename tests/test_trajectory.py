@@ -132,6 +132,7 @@ def _edit_variants(cfg, name, spec):
         (lambda c: c["trajectory"].update(test="em_replay"), "trajectory.test: 'em_replay' replays another variant"),
         (lambda c: c["trajectory"].update(test="nope"), "trajectory.test: unknown prompt set 'nope'"),
         (lambda c: c["trajectory"].update(layer=9), "trajectory.layer: 9 is neither 'best' nor one of"),
+        (lambda c: c["trajectory"].update(method="random"), "trajectory.method: 'random' vectors are not extracted"),
         (
             lambda c: _edit_variants(c, "bad_advice_step2", {"finetune": "backdoor"}),
             "variants.bad_advice_step2: the name is taken",

@@ -128,6 +128,12 @@ class Trajectory(Experiment):
                 f"layers {missing} are not in capture.layers",
                 f"capture them or narrow {self.dotted('layers')}",
             )
+        if t["method"] not in cfg["extract"]["methods"]:
+            raise config_error(
+                self.dotted("method"),
+                f"{t['method']!r} vectors are not extracted",
+                f"use one of extract.methods {cfg['extract']['methods']}",
+            )
         layer = t["layer"]
         if layer != "best" and (isinstance(layer, bool) or not isinstance(layer, int) or layer not in layers):
             raise config_error(
