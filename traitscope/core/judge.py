@@ -80,6 +80,13 @@ def misalignment_items(questions: Iterable[str], answers: Iterable[str]) -> list
     ]
 
 
+def judge_misalignment(answers: pd.DataFrame, judge: Judge) -> pd.DataFrame:
+    """``answers`` (``prompt``, ``response``, ...) with the judge's misalignment score (``trait_score``, 0-100),
+    ``coherence`` and ``judge_kind``."""
+    scores = judge.score(misalignment_items(answers["prompt"], answers["response"]))
+    return pd.concat([answers.reset_index(drop=True), scores[["trait_score", "coherence", "judge_kind"]]], axis=1)
+
+
 class JudgeError(TraitscopeError):
     pass
 

@@ -3,7 +3,7 @@
 import pandas as pd
 
 from traitscope.core.io import read_json, read_safetensors, write_parquet
-from traitscope.core.judge import Judge
+from traitscope.core.judge import Judge, judge_misalignment
 from traitscope.core.models import load_model
 from traitscope.experiments.shared_directions import analysis as shared
 from traitscope.workflow.jobs import setup
@@ -21,6 +21,6 @@ model, tokenizer = load_model(p.variant, key=f"variants.{name}")
 answers = shared.generate_answers(model, tokenizer, prompts, plan, layer, max_new_tokens=s.max_new_tokens, seed=p.seed)
 answers.insert(0, "model", name)
 answers.insert(1, "layer", layer)
-judged = shared.judge_answers(answers, Judge.from_config(p.judge, p.judge_cache))
+judged = judge_misalignment(answers, Judge.from_config(p.judge, p.judge_cache))
 write_parquet(smk.output.table, judged)
 log.info("%s: %d answers under %d conditions at layer %d", name, len(judged), len(plan), layer)

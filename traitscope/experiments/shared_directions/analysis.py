@@ -13,7 +13,6 @@ import seaborn as sns
 import torch
 
 from ...core.artifacts import tensor_key
-from ...core.judge import misalignment_items
 from ...core.methods import unit
 from ...core.stats import paired_comparison
 
@@ -212,12 +211,6 @@ def generate_answers(
             )
         )
     return pd.concat(frames, ignore_index=True)
-
-
-def judge_answers(answers: pd.DataFrame, judge: Any) -> pd.DataFrame:
-    """The answers with the judge's misalignment score (``trait_score``, 0-100) and coherence."""
-    scores = judge.score(misalignment_items(answers["prompt"], answers["response"]))
-    return pd.concat([answers.reset_index(drop=True), scores[["trait_score", "coherence", "judge_kind"]]], axis=1)
 
 
 # ---------------------------------------------------------------------------------------------- transfer

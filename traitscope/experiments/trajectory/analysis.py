@@ -11,7 +11,6 @@ import seaborn as sns
 from scipy import stats
 
 from ...core.artifacts import ShardFiles, TraitVectors
-from ...core.judge import misalignment_items
 from ...core.methods import random_directions
 from ...core.stats import cohens_d, paired_dz
 
@@ -239,11 +238,6 @@ def answers_to_judge(responses: pd.DataFrame, prompts: pd.DataFrame, n: int) -> 
     return pd.DataFrame(
         {"id": sel["id"].to_list(), "prompt": sel["prompt"].to_list(), "response": got.loc[sel["id"]].to_list()}
     )
-
-
-def judge_answers(answers: pd.DataFrame, judge: Any) -> pd.DataFrame:
-    scores = judge.score(misalignment_items(answers["prompt"], answers["response"]))
-    return pd.concat([answers.reset_index(drop=True), scores[["trait_score", "coherence", "judge_kind"]]], axis=1)
 
 
 # ---------------------------------------------------------------------------------------------- figure
