@@ -24,6 +24,7 @@ from ..core.errors import ConfigError, TraitscopeError
 from ..core.layers import parse_layers
 from ..core.specs import ModelDims, ModelSpec, PromptSetSpec, build, unresolved_trait
 from .experiment import Experiment
+from .layout import Layout
 from .settings import Study
 
 SCHEMA_PATH = Path(__file__).parents[1] / "schemas" / "config.schema.yaml"
@@ -123,6 +124,34 @@ def check_adapter_on(cfg: dict[str, Any], key: str, name: str, base: str, why: s
     variant, plain = cfg["variants"][name], cfg["variants"][base]
     if not variant.get("adapter") or variant["model"] != plain["model"] or plain.get("adapter"):
         raise config_error(key, f"'{name}' must be '{base}' plus a LoRA adapter ({why})", fix)
+
+
+def check_last_token_layers(
+    cfg: dict[str, Any], dims: dict[str, ModelDims], key: str, base: str, why_last: str, fitted: str
+) -> list[int]:
+    """The layers of section ``key`` (``<key>.layers``) that a last-token direction of variant ``base``'s model is
+    fitted at: each captured (capture.layers), the last position captured (``why_last`` says why), and ``<key>.layer``
+    "best" or one of them (``fitted``: what is fitted there, for the fix). Returns the layers."""
+    section, cap = cfg, cfg["capture"]
+    for part in key.split("."):
+        section = section[part]
+    n = dims[base].n_layers
+    layers = parse_layers(section["layers"], n, f"{key}.layers")
+    missing = sorted(set(layers) - set(parse_layers(cap["layers"], n, "capture.layers")))
+    if missing:
+        raise config_error(
+            f"{key}.layers", f"layers {missing} are not in capture.layers", f"capture them or narrow {key}.layers"
+        )
+    if "last" not in cap["positions"]:
+        raise config_error("capture.positions", why_last, "add last")
+    layer = section["layer"]
+    if layer != "best" and (isinstance(layer, bool) or not isinstance(layer, int) or layer not in layers):
+        raise config_error(
+            f"{key}.layer",
+            f"{layer!r} is neither 'best' nor one of {key}.layers {layers}",
+            f"use best or a layer {fitted} fitted at",
+        )
+    return layers
 
 
 def check_semantics(
@@ -526,7 +555,7 @@ def resolve_finetuned(cfg: dict[str, Any]) -> None:
             model=base["model"],
             revision=base.get("revision"),
             trust_remote_code=base.get("trust_remote_code", False),
-            adapter=f"{cfg['results_dir']}/finetune/{ft}/adapter",
+            adapter=Layout(cfg["results_dir"]).adapter(ft),
         )
         if finetunes[ft].get("quantization", "none") != "none":
             from ..core.models import check_bitsandbytes, job_device
@@ -543,6 +572,7 @@ def add_checkpoint_variants(cfg: dict[str, Any]) -> None:
     with ``finetune: <ft>`` (after that variant, in config order): the same model with the adapter as it was after
     ``k`` steps. A variant that already holds the name must be that checkpoint (a resolved config read again)."""
     variants, finetunes = cfg["variants"], cfg["finetune"]
+    lay = Layout(cfg["results_dir"])
     out: dict[str, Any] = {}
     for name, var in variants.items():
         out[name] = var
@@ -551,7 +581,7 @@ def add_checkpoint_variants(cfg: dict[str, Any]) -> None:
         if step is not None:
             if not ft:
                 raise config_error(f"variants.{name}.checkpoint", "is set without finetune:", "add finetune: <name>")
-            var["adapter"] = f"{cfg['results_dir']}/finetune/{ft}/checkpoints/step-{step}/adapter"
+            var["adapter"] = lay.checkpoint_adapter(ft, step)
             continue
         for k in (finetunes[ft].get("checkpoints") or []) if ft else []:
             child = f"{name}_step{k}"
@@ -565,7 +595,7 @@ def add_checkpoint_variants(cfg: dict[str, Any]) -> None:
             out[child] = held or {
                 **copy.deepcopy(var),
                 "checkpoint": k,
-                "adapter": f"{cfg['results_dir']}/finetune/{ft}/checkpoints/step-{k}/adapter",
+                "adapter": lay.checkpoint_adapter(ft, k),
             }
     variants.clear()  # in place: callers hold the dict
     variants.update(out)

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ...core.layers import parse_layers
-from ...workflow.config import check_adapter_on, config_error
+from ...workflow.config import check_adapter_on, check_last_token_layers, config_error
 from ...workflow.experiment import Experiment, Finding
 from ...workflow.tables import ci, fmt, table, yes
 
@@ -60,7 +60,7 @@ class SharedDirections(Experiment):
 
     def check(self, cfg: dict[str, Any], dims: dict[str, Any], base_dir: Path, configured: list[Any]) -> None:
         sd = self.section(cfg) or {}
-        variants, sets, cap = cfg["variants"], cfg["prompt_sets"], cfg["capture"]
+        variants, sets = cfg["variants"], cfg["prompt_sets"]
         if sd["base"] not in variants:
             raise config_error(self.dotted("base"), f"unknown variant {sd['base']!r}", f"use one of {sorted(variants)}")
         both = set(sd["organisms"]) & set(sd["controls"])
@@ -85,24 +85,14 @@ class SharedDirections(Experiment):
         for role in ("train", "test"):
             if sd[role] not in sets:
                 raise config_error(self.dotted(role), f"unknown prompt set {sd[role]!r}", f"use one of {sorted(sets)}")
-        n = dims[sd["base"]].n_layers
-        layers = parse_layers(sd["layers"], n, self.dotted("layers"))
-        missing = sorted(set(layers) - set(parse_layers(cap["layers"], n, "capture.layers")))
-        if missing:
-            raise config_error(
-                self.dotted("layers"),
-                f"layers {missing} are not in capture.layers",
-                f"capture them or narrow {self.dotted('layers')}",
-            )
-        if "last" not in cap["positions"]:
-            raise config_error("capture.positions", "the shared directions need last-token activations", "add last")
-        layer = sd["layer"]
-        if layer != "best" and (isinstance(layer, bool) or not isinstance(layer, int) or layer not in layers):
-            raise config_error(
-                self.dotted("layer"),
-                f"{layer!r} is neither 'best' nor one of {self.dotted('layers')} {layers}",
-                "use best or a layer the directions are fitted at",
-            )
+        check_last_token_layers(
+            cfg,
+            dims,
+            self.dotted(),
+            sd["base"],
+            "the shared directions need last-token activations",
+            "the directions are",
+        )
 
     def finetuned(self, s: SharedDirectionsSettings) -> list[str]:
         """The organisms and then the controls: the rows and columns of every matrix."""

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ...core.layers import parse_layers
-from ...workflow.config import check_adapter_on, config_error
+from ...workflow.config import check_adapter_on, check_last_token_layers, config_error
 from ...workflow.experiment import Experiment, Finding
 from ...workflow.tables import ci, fmt, table, yes
 
@@ -117,30 +117,20 @@ class Trajectory(Experiment):
             raise config_error(
                 "capture.generate.enabled", "the trajectory judges each step's own answers", "set it to true"
             )
-        if "last" not in cap["positions"]:
-            raise config_error("capture.positions", "the organism's direction is read at the last token", "add last")
-        n = dims[t["base"]].n_layers
-        layers = parse_layers(t["layers"], n, self.dotted("layers"))
-        missing = sorted(set(layers) - set(parse_layers(cap["layers"], n, "capture.layers")))
-        if missing:
-            raise config_error(
-                self.dotted("layers"),
-                f"layers {missing} are not in capture.layers",
-                f"capture them or narrow {self.dotted('layers')}",
-            )
         if t["method"] not in cfg["extract"]["methods"]:
             raise config_error(
                 self.dotted("method"),
                 f"{t['method']!r} vectors are not extracted",
                 f"use one of extract.methods {cfg['extract']['methods']}",
             )
-        layer = t["layer"]
-        if layer != "best" and (isinstance(layer, bool) or not isinstance(layer, int) or layer not in layers):
-            raise config_error(
-                self.dotted("layer"),
-                f"{layer!r} is neither 'best' nor one of {self.dotted('layers')} {layers}",
-                "use best or a layer the direction is fitted at",
-            )
+        check_last_token_layers(
+            cfg,
+            dims,
+            self.dotted(),
+            t["base"],
+            "the organism's direction is read at the last token",
+            "the direction is",
+        )
 
     def steps(self, study: Study, s: TrajectorySettings) -> list[tuple[int | None, str]]:
         """(step, variant) in training order: the base (0), each checkpoint, the finished finetune (None: its step
