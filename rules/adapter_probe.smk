@@ -22,6 +22,8 @@ rule adapter_probe:
         seed=S.seed,
     log:
         L.log("adapter_probe", "{ft}"),
+    benchmark:
+        L.benchmark("adapter_probe", "{ft}")
     conda:
         ENV
     script:

@@ -9,6 +9,8 @@ rule extraction_summary:
         **reported(L.extraction_summary(), "Extraction", figure="extraction_summary", table="extraction_table"),
     log:
         L.log("extraction_summary"),
+    benchmark:
+        L.benchmark("extraction_summary")
     conda:
         ENV
     script:
@@ -26,6 +28,8 @@ rule trait_scores:
         method=S.project.methods[0],
     log:
         L.log("trait_scores"),
+    benchmark:
+        L.benchmark("trait_scores")
     conda:
         ENV
     script:
@@ -50,6 +54,8 @@ if viewer_enabled():
             seed=S.seed,
         log:
             L.log("token_viewer"),
+        benchmark:
+            L.benchmark("token_viewer")
         conda:
             ENV
         script:
@@ -64,6 +70,8 @@ rule findings:
         **reported(L.findings(), "Findings", markdown="findings"),
     log:
         L.log("findings"),
+    benchmark:
+        L.benchmark("findings")
     conda:
         ENV
     script:
@@ -85,6 +93,8 @@ rule manifest:
         captured=[label for label, _ in captured_responses()],
     log:
         L.log("manifest"),
+    benchmark:
+        L.benchmark("manifest")
     conda:
         ENV
     script:

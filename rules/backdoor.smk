@@ -20,6 +20,8 @@ rule backdoor:
         seed=S.seed,
     log:
         L.log("backdoor"),
+    benchmark:
+        L.benchmark("backdoor")
     conda:
         ENV
     script:

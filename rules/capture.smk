@@ -19,6 +19,8 @@ rule capture:
         special_tokens=S.config["checks"]["special_tokens"],
     log:
         L.log("capture", "{variant}", "{pset}", "shard-{shard}"),
+    benchmark:
+        L.benchmark("capture", "{variant}", "{pset}", "shard-{shard}")
     threads: variant_threads
     resources:
         **MODEL_JOB,
@@ -54,6 +56,8 @@ if STREAM_SETS:
             special_tokens=S.config["checks"]["special_tokens"],
         log:
             L.log("capture", "{variant}", "{pset}", "shard-{shard}"),
+        benchmark:
+            L.benchmark("capture", "{variant}", "{pset}", "shard-{shard}")
         threads: variant_threads
         resources:
             **MODEL_JOB,

@@ -20,6 +20,8 @@ rule emergent_misalignment:
         seed=S.seed,
     log:
         L.log("emergent_misalignment"),
+    benchmark:
+        L.benchmark("emergent_misalignment")
     conda:
         ENV
     script:

@@ -18,6 +18,8 @@ rule external:
         seed=S.seed,
     log:
         L.log("external", "{dataset}"),
+    benchmark:
+        L.benchmark("external", "{dataset}")
     conda:
         ENV
     script:

@@ -15,6 +15,8 @@ rule capture_trait:
         special_tokens=S.config["checks"]["special_tokens"],
     log:
         L.log("capture_trait", "{variant}", "{category}", "{trait}"),
+    benchmark:
+        L.benchmark("capture_trait", "{variant}", "{category}", "{trait}")
     threads: variant_threads
     resources:
         **MODEL_JOB,
@@ -39,6 +41,8 @@ rule judge_trait:
         filter=S.extract.filter,
     log:
         L.log("judge_trait", "{variant}", "{category}", "{trait}"),
+    benchmark:
+        L.benchmark("judge_trait", "{variant}", "{category}", "{trait}")
     conda:
         ENV
     script:
@@ -63,6 +67,8 @@ rule extract_vectors:
         seed=S.seed,
     log:
         L.log("extract_vectors", "{variant}", "{category}", "{trait}"),
+    benchmark:
+        L.benchmark("extract_vectors", "{variant}", "{category}", "{trait}")
     conda:
         ENV
     script:
@@ -93,6 +99,8 @@ if S.extract.steering_layer_choice:
             seed=S.seed,
         log:
             L.log("steer_layer_choice", "{variant}", "{category}", "{trait}"),
+        benchmark:
+            L.benchmark("steer_layer_choice", "{variant}", "{category}", "{trait}")
         threads: variant_threads
         resources:
             **MODEL_JOB,
@@ -112,6 +120,8 @@ if S.extract.steering_layer_choice:
             judge=S.judge.model,
         log:
             L.log("choose_layer", "{variant}", "{category}", "{trait}"),
+        benchmark:
+            L.benchmark("choose_layer", "{variant}", "{category}", "{trait}")
         conda:
             ENV
         script:

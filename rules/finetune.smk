@@ -12,6 +12,8 @@ rule prep_finetune_data:
         spec=lambda w: S.finetune[w.ft],
     log:
         L.log("prep_finetune_data", "{ft}"),
+    benchmark:
+        L.benchmark("prep_finetune_data", "{ft}")
     conda:
         ENV
     script:
@@ -32,6 +34,8 @@ rule finetune:
         checkpoint_dir=L.cache("finetune"),
     log:
         L.log("finetune", "{ft}"),
+    benchmark:
+        L.benchmark("finetune", "{ft}")
     threads: finetune_threads
     resources:
         **FINETUNE_JOB,
@@ -57,6 +61,8 @@ rule finetune_checkpoint:
         step=r"\d+",
     log:
         L.log("finetune_checkpoint", "{ft}", "step{step}"),
+    benchmark:
+        L.benchmark("finetune_checkpoint", "{ft}", "step{step}")
     threads: finetune_threads
     resources:
         **FINETUNE_JOB,

@@ -16,6 +16,8 @@ rule harm_separation:
         seed=S.seed,
     log:
         L.log("harm_separation"),
+    benchmark:
+        L.benchmark("harm_separation")
     conda:
         ENV
     script:

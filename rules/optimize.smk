@@ -21,6 +21,8 @@ rule optimize_vector:
         seed=S.seed,
     log:
         L.log("optimize_vector", "{variant}", "{category}", "{trait}"),
+    benchmark:
+        L.benchmark("optimize_vector", "{variant}", "{category}", "{trait}")
     threads: variant_threads
     resources:
         **MODEL_JOB,
@@ -38,6 +40,8 @@ rule optimize_gap:
         **reported(OPT.files(L), OPT.title, "CMA-ES", figure="optimize", json="optimize_json"),
     log:
         L.log("optimize_gap"),
+    benchmark:
+        L.benchmark("optimize_gap")
     conda:
         ENV
     script:

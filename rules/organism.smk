@@ -19,6 +19,8 @@ rule organism_directions:
         seed=S.seed,
     log:
         L.log("organism_directions"),
+    benchmark:
+        L.benchmark("organism_directions")
     conda:
         ENV
     script:
@@ -44,6 +46,8 @@ rule organism_ablation:
         seed=S.seed,
     log:
         L.log("organism_ablation"),
+    benchmark:
+        L.benchmark("organism_ablation")
     threads: model_job(lambda w: ORG_SET.finetuned)[0]
     resources:
         **model_job(lambda w: ORG_SET.finetuned)[1],

@@ -16,6 +16,8 @@ rule prefill_attack:
         seed=S.seed,
     log:
         L.log("prefill_attack"),
+    benchmark:
+        L.benchmark("prefill_attack")
     conda:
         ENV
     script:

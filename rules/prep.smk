@@ -6,6 +6,8 @@ rule convert_embedded:
         directory(L.embedded_model()),
     log:
         L.embedded_log(),
+    benchmark:
+        L.benchmark("convert_embedded", "{name}", root="resources")
     wildcard_constraints:
         name="|".join(map(re.escape, EMBEDDED)),
     threads: 2
@@ -22,6 +24,8 @@ rule convert_gguf:
         directory(L.gguf_model()),
     log:
         L.gguf_log(),
+    benchmark:
+        L.benchmark("convert_gguf", "{slug}", root="resources")
     wildcard_constraints:
         slug="[A-Za-z0-9_.-]+",
     threads: 2
@@ -42,6 +46,8 @@ rule prep_prompts:
         seed=S.seed,
     log:
         L.log("prep_prompts", "{pset}"),
+    benchmark:
+        L.benchmark("prep_prompts", "{pset}")
     conda:
         ENV
     script:
@@ -59,6 +65,8 @@ rule prep_trait:
         seed=S.seed,
     log:
         L.log("prep_trait", "{category}", "{trait}"),
+    benchmark:
+        L.benchmark("prep_trait", "{category}", "{trait}")
     conda:
         ENV
     script:

@@ -16,6 +16,8 @@ rule project:
         mode=lambda w: "stream" if S.streamed(w.pset) else "two-step",
     log:
         L.log("project", "{variant}", "{pset}"),
+    benchmark:
+        L.benchmark("project", "{variant}", "{pset}")
     resources:
         mem_mb=project_mem_mb,
         runtime=lambda w: project_job_resources(S, w.variant, w.pset)["runtime"],

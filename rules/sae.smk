@@ -22,6 +22,8 @@ if SAE_SET.source == "train":
             seed=S.seed,
         log:
             L.log("sae_train", "layer_{layer}"),
+        benchmark:
+            L.benchmark("sae_train", "layer_{layer}")
         conda:
             ENV
         script:
@@ -50,6 +52,8 @@ rule sae_features:
         seed=S.seed,
     log:
         L.log("sae_features", "{experiment}"),
+    benchmark:
+        L.benchmark("sae_features", "{experiment}")
     conda:
         ENV
     script:

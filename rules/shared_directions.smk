@@ -17,6 +17,8 @@ rule shared_directions:
         seed=S.seed,
     log:
         L.log("shared_directions"),
+    benchmark:
+        L.benchmark("shared_directions")
     conda:
         ENV
     script:
@@ -43,6 +45,8 @@ rule shared_directions_answers:
         variant=set_pattern(SD.variants(SD_SET)),
     log:
         L.log("shared_directions_answers", "{variant}"),
+    benchmark:
+        L.benchmark("shared_directions_answers", "{variant}")
     threads: variant_threads
     resources:
         **MODEL_JOB,
@@ -63,6 +67,8 @@ rule shared_directions_transfer:
         seed=S.seed,
     log:
         L.log("shared_directions_transfer"),
+    benchmark:
+        L.benchmark("shared_directions_transfer")
     conda:
         ENV
     script:

@@ -21,6 +21,8 @@ rule steering_sweep:
         seed=S.seed,
     log:
         L.log("steering_sweep", "{variant}", "{category}", "{trait}"),
+    benchmark:
+        L.benchmark("steering_sweep", "{variant}", "{category}", "{trait}")
     threads: variant_threads
     resources:
         **MODEL_JOB,

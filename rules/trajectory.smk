@@ -21,6 +21,8 @@ rule trajectory_judge:
         variant=set_pattern(TR_VARIANTS),
     log:
         L.log("trajectory_judge", "{variant}"),
+    benchmark:
+        L.benchmark("trajectory_judge", "{variant}")
     conda:
         ENV
     script:
@@ -45,6 +47,8 @@ rule trajectory:
         seed=S.seed,
     log:
         L.log("trajectory"),
+    benchmark:
+        L.benchmark("trajectory")
     conda:
         ENV
     script:

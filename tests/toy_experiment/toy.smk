@@ -13,5 +13,7 @@ rule toy:
         toy=S.toy,
     log:
         L.log("toy"),
+    benchmark:
+        L.benchmark("toy")
     script:
         "../workflow/scripts/toy.py"

@@ -189,3 +189,12 @@ class Layout:
         if not wildcards:
             return self.path("logs", f"{rule}.log")
         return self.path("logs", rule, *wildcards[:-1], f"{wildcards[-1]}.log")
+
+    def benchmark(self, rule: str, *wildcards: str, root: str | None = None) -> str:
+        """Snakemake's measurement of one job (wall seconds, max RSS, I/O, CPU time: a one-row TSV), beside its log:
+        ``benchmarks/<rule>/<wildcard>/.../<last>.tsv`` under the results folder (``root="resources"``: under the
+        resources folder, for the conversions there). :mod:`traitscope.measure` sums them per rule."""
+        base = self.resources if root == "resources" else self.root
+        if not wildcards:
+            return posixpath.join(base, "benchmarks", f"{rule}.tsv")
+        return posixpath.join(base, "benchmarks", rule, *wildcards[:-1], f"{wildcards[-1]}.tsv")
