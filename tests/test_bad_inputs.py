@@ -330,6 +330,98 @@ CASES = {
         ["prompt_sets.probe", "special token '<|im_end|>'", "row 'x1'", "checks.special_tokens: text"],
     ),
     "nested YAML aliases": (lambda c, t: local(c, t, "p.yaml", yaml_bomb()), ["'p.yaml': refused", "aliases"]),
+    # ---------------------------------------------------------- placement, layout and chat format (#35, #41)
+    "device_map with a trailing space": (
+        lambda c, t: c["variants"]["base"].update(device_map="cpu "),
+        ["variants.base.device_map", "'cpu ' is not a device or placement (it has spaces)"],
+    ),
+    "device_map naming a GPU this host lacks": (
+        lambda c, t: c["variants"]["base"].update(device_map="cuda:7"),
+        ["variants.base.device_map", "'cuda:7' names a GPU this host does not have"],
+    ),
+    "device_map unknown word": (
+        lambda c, t: c["variants"]["base"].update(device_map="gpu"),
+        ["variants.base.device_map", "'gpu' is not a device"],
+    ),
+    "max_memory that is not a size": (
+        lambda c, t: c["variants"]["base"].update(max_memory={"cpu": "lots"}),
+        ["variants.base.max_memory.cpu", "'lots' is not a size", "70GiB"],
+    ),
+    "max_memory of a device that does not exist": (
+        lambda c, t: c["variants"]["base"].update(max_memory={"gpu0": "10GiB"}),
+        ["variants.base.max_memory.gpu0", "is not a device"],
+    ),
+    "offload_folder that is a file": (
+        lambda c, t: ((t / "offload").write_text("x"), c["variants"]["base"].update(offload_folder="offload")),
+        ["variants.base.offload_folder", "'offload' is a file"],
+    ),
+    "blocks.path the model does not have": (
+        lambda c, t: c["variants"]["base"].update(blocks={"path": "model.nope"}),
+        ["variants.base.blocks", "no list of blocks at blocks.path 'model.nope'", "model.layers"],
+    ),
+    "blocks.mlp the blocks do not have": (
+        lambda c, t: c["variants"]["base"].update(blocks={"mlp": "feedforward"}),
+        ["variants.base.blocks", "no child 'feedforward'", "set variants.base.blocks.mlp"],
+    ),
+    "chat_options that the template call owns": (
+        lambda c, t: c["variants"]["base"].update(chat_options={"add_generation_prompt": False}),
+        ["variants.base.chat_options", "add_generation_prompt is set by traitscope"],
+    ),
+    "chat_options naming the messages": (
+        lambda c, t: c["variants"]["base"].update(chat_options={"messages": [], "tokenize": True}),
+        ["variants.base.chat_options", "messages, tokenize are set by traitscope"],
+    ),
+    "a chat template that raises": (
+        lambda c, t: (
+            (t / "t.jinja").write_text("{{ raise_exception('this template takes no user turns') }}"),
+            c["variants"]["base"].update(chat_template="t.jinja"),
+        ),
+        ["variants.base.chat_template", "fails on a prompt", "this template takes no user turns"],
+    ),
+    "a chat template that ignores the messages": (
+        lambda c, t: (
+            (t / "t.jinja").write_text("<|im_start|>user\nHello<|im_end|>\n<|im_start|>assistant\n"),
+            c["variants"]["base"].update(chat_template="t.jinja"),
+        ),
+        ["variants.base.chat_template", "renders two different prompts as the same text"],
+    ),
+    "a checkpoint past the finetune's last step": (
+        lambda c, t: c.update(
+            finetune={
+                "ft": {
+                    "base": "base",
+                    "data": {"source": "generated", "name": "bad_advice", "n": 24},
+                    "batch_size": 8,
+                    "epochs": 2,
+                    "checkpoints": [6],
+                }
+            },
+        ),
+        ["finetune.ft.checkpoints", "step 6 is at or past the last of finetune.ft's 6 steps", "from 1 to 5"],
+    ),
+    "a hand-written checkpoint variant past the end": (
+        lambda c, t: (
+            c.update(finetune={"ft": {"base": "base", "data": {"source": "generated", "name": "bad_advice", "n": 24}}}),
+            c["variants"].update(late={"finetune": "ft", "checkpoint": 999}),
+        ),
+        ["variants.late.checkpoint", "step 999 is at or past the last"],
+    ),
+    "4bit on a model narrower than a bitsandbytes block": (
+        lambda c, t: c["variants"]["base"].update(quantization="4bit"),
+        [
+            "variants.base.quantization",
+            "4bit on the CPU needs layer widths that are multiples of 64",
+            "hidden size is 32",
+        ],
+    ),
+    "results_dir that is a file": (
+        lambda c, t: ((t / "out").write_text("x"), c.update(results_dir="out")),
+        ["results_dir", "'out' is a file"],
+    ),
+    "results_dir that is a dangling link": (
+        lambda c, t: ((t / "out").symlink_to(t / "gone"), c.update(results_dir="out")),
+        ["results_dir", "'out' is a symbolic link to nothing"],
+    ),
 }
 
 
@@ -376,3 +468,72 @@ def test_bad_input_stops_start_up_with_one_line(small_config, tmp_path, monkeypa
 
 def test_there_are_at_least_forty_bad_inputs():
     assert len(CASES) >= 60
+
+
+# ------------------------------------------------------------------------ said once, and the run goes on
+
+
+@pytest.mark.parametrize("options", [{"enable_thinkng": False}, {"enable_thinkng": False, "reasoning_efort": "low"}])
+def test_a_chat_option_the_template_never_reads_is_named(small_config, tmp_path, monkeypatch, caplog, options):
+    monkeypatch.chdir(tmp_path)
+    small_config["variants"]["base"]["chat_options"] = options
+    load_config(small_config, base_dir=tmp_path, resources_dir=tmp_path / "resources")
+    lines = [r.getMessage() for r in caplog.records if "chat_options" in r.getMessage()]
+    assert len(lines) == 1 and "never reads" in lines[0] and "fix:" in lines[0], lines
+    assert all(k in lines[0] for k in options)
+
+
+def test_a_chat_option_the_template_reads_is_quiet(small_config, tmp_path, monkeypatch, caplog):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "t.jinja").write_text(
+        "{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}"
+        "{% if add_generation_prompt %}{{ 'assistant' if not think else 'think' }}:{% endif %}"
+    )
+    small_config["variants"]["base"].update(chat_template="t.jinja", chat_options={"think": True})
+    load_config(small_config, base_dir=tmp_path, resources_dir=tmp_path / "resources")
+    assert not [r for r in caplog.records if "never reads" in r.getMessage()]
+
+
+def test_a_sample_larger_than_its_set_is_named_with_both_numbers(small_config, tmp_path, monkeypatch, caplog):
+    monkeypatch.chdir(tmp_path)
+    local(small_config, tmp_path, "p.csv", "prompt\nfirst question?\nsecond question?\n", sample=1000)
+    load_config(small_config, base_dir=tmp_path, resources_dir=tmp_path / "resources")
+    lines = [r.getMessage() for r in caplog.records if "prompt_sets.probe.sample" in r.getMessage()]
+    assert lines and "1000 rows asked for and the set has 2" in lines[0], lines
+
+
+@pytest.mark.parametrize(
+    "name, content",
+    [
+        ("p.json", '[{"prompt": "a"}, {"prompt": "b"}]'),
+        ("p.jsonl", jsonl({"prompt": "a"}, {"prompt": "b"})),
+        ("p.csv", "prompt\na\nb\n"),
+    ],
+)
+def test_a_byte_order_mark_is_not_part_of_the_text(small_config, tmp_path, monkeypatch, name, content):
+    from conftest import load_set
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / name).write_bytes(b"\xef\xbb\xbf" + content.encode())
+    df = load_set({"source": "local", "path": name}, base_dir=tmp_path)
+    assert df["prompt"].tolist() == ["a", "b"]
+
+
+def test_a_missing_relative_path_says_relative_to_what(small_config, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    small_config["prompt_sets"]["probe"] = {"source": "local", "path": "data/eval.jsonl"}
+    with pytest.raises(ConfigError, match=rf"'data/eval.jsonl' does not exist \(relative to {tmp_path}\)"):
+        load_config(small_config, base_dir=tmp_path, resources_dir=tmp_path / "resources")
+
+
+def test_a_gguf_without_a_chat_template_is_warned_about_like_a_folder(small_config, tmp_path, monkeypatch, caplog):
+    from test_gguf import write_gguf
+
+    monkeypatch.chdir(tmp_path)
+    gguf = write_gguf(tmp_path / "base.gguf", chat_template=None)
+    small_config["variants"]["base"]["model"] = str(gguf)
+    try:
+        load_config(small_config, base_dir=tmp_path, resources_dir=tmp_path / "resources")
+    except ConfigError:
+        pass  # what the GGUF lacks beyond its template is not this test's
+    assert [r for r in caplog.records if "has no chat template" in r.getMessage()]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 import subprocess
 import sys
 from dataclasses import replace
@@ -395,3 +397,50 @@ def test_provenance_records_the_commit_of_the_code_not_of_the_study_folder(tmp_p
         pytest.skip("not a git checkout")
     monkeypatch.chdir(tmp_path)  # not a git repository
     assert provenance({}, [])["git_commit"] == head
+
+
+def test_a_finetuned_70b_variant_asks_what_its_base_asks(small_config, tmp_path):
+    """A bf16 70B base (a config.json alone, no weights) and a variant finetuned from it: under the slurm profile the
+    dry run asks the same GPUs and memory for both captures, because the finetuned variant takes its base's dtype
+    and placement (before, it silently became float32: 5 GPUs against 3)."""
+    from dag import smk_cmd
+
+    big = tmp_path / "llama-70b"
+    big.mkdir()
+    (big / "config.json").write_text(
+        json.dumps(
+            {
+                "architectures": ["LlamaForCausalLM"],
+                "model_type": "llama",
+                "num_hidden_layers": 80,
+                "hidden_size": 8192,
+                "intermediate_size": 28672,
+                "num_attention_heads": 64,
+                "num_key_value_heads": 8,
+                "vocab_size": 128256,
+                "max_position_embeddings": 131072,
+            }
+        )
+    )
+    small_config["variants"]["base"].update(model=str(big), dtype="bfloat16", device_map="auto")
+    small_config["variants"]["tuned"] = {"finetune": "ft"}
+    small_config["finetune"] = {"ft": {"base": "base", "data": {"source": "generated", "name": "bad_advice", "n": 16}}}
+    small_config["capture"]["variants"] = ["base", "tuned"]
+    small_config["resources"] = {"threads": 2}
+    cfg = tmp_path / "study.yaml"
+    cfg.write_text(yaml.safe_dump(small_config))
+    targets = [f"results/activations/{v}/benign_eval/shard-0.safetensors" for v in ("base", "tuned")]
+    proc = subprocess.run(
+        smk_cmd(tmp_path, cfg, "--profile", str(REPO / "profiles" / "slurm"), "-n", *targets),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    asked = {}
+    for block in (proc.stdout + proc.stderr).split("rule capture:")[1:]:
+        variant = re.search(r"wildcards: variant=(\w+)", block).group(1)
+        resources = re.search(r"resources: (.*)", block).group(1)
+        asked[variant] = {k: v for k, v in re.findall(r"(gpu|mem_mb)=(\d+)", resources)}
+    assert set(asked) == {"base", "tuned"} and asked["base"] == asked["tuned"], asked
+    assert asked["base"]["gpu"] == "3", asked

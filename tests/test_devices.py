@@ -106,10 +106,10 @@ def test_qlora_trains_on_cpu(wide_model_dir, tmp_path):
     assert (history["split"] == "train").sum() >= 4
 
 
-def test_start_up_checks_what_bitsandbytes_can_run(small_config, monkeypatch):
+def test_start_up_checks_what_bitsandbytes_can_run(small_config, wide_model_dir, monkeypatch):
     import importlib.metadata as md
 
-    small_config["variants"]["base"]["quantization"] = "4bit"
+    small_config["variants"]["base"].update(model=str(wide_model_dir), quantization="4bit")  # 64 wide: CPU kernels run
     assert load_config(small_config).variants["base"].quantization == "4bit"  # the installed one runs on this CPU
     real = md.version
     monkeypatch.setattr(md, "version", lambda name: "0.45.5" if name == "bitsandbytes" else real(name))

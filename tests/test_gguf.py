@@ -42,6 +42,31 @@ def own_gguf(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+def write_gguf(path: Path, chat_template: str | None = "{{ messages[0]['content'] }}") -> Path:
+    """A small GGUF of a 2-block Llama (hidden 32, 16 tokens), with or without a chat template, written with the
+    gguf package as llama.cpp's converters write one."""
+    import gguf
+    import numpy as np
+
+    w = gguf.GGUFWriter(str(path), "llama")
+    w.add_block_count(2)
+    w.add_embedding_length(32)
+    w.add_context_length(128)
+    w.add_feed_forward_length(64)
+    w.add_head_count(4)
+    w.add_head_count_kv(4)
+    w.add_tokenizer_model("gpt2")
+    w.add_token_list([f"t{i}" for i in range(16)])
+    if chat_template is not None:
+        w.add_chat_template(chat_template)
+    w.add_tensor("token_embd.weight", np.zeros((16, 32), dtype=np.float32))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    return path
+
+
 def test_gguf_files_and_folders_are_found(own_gguf, tmp_path):
     assert gguf_source(str(own_gguf)) == own_gguf
     assert gguf_source(str(own_gguf.parent)) == own_gguf  # a folder holding one, without config.json

@@ -163,7 +163,7 @@ def test_job_memory_comes_from_one_chunk_not_the_shard(small_config, tmp_path):
         cfg["variants"]["base"].update(model=str(model), device_map="cuda", dtype="bfloat16")
         cfg["prompt_sets"]["big"] = {"source": "local", "path": str(tmp_path / "big.parquet"), "shard_size": shard_size}
         cfg["capture"].update(chunk_size=chunk_size, prompt_sets=["big", "harmful_eval", "benign_eval"])
-        study = load_config(cfg)
+        study = load_config(cfg, jobs_on="cluster")  # planned for GPU nodes, from a host without one
         return model_job_resources(study, "base")["mem_mb"], project_job_resources(study, "base", "big")["mem_mb"]
 
     small_shards, large_shards = requests(shard_size=1_000, chunk_size=250), requests(shard_size=10_000, chunk_size=250)

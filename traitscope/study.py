@@ -22,10 +22,15 @@ from .workflow.settings import Study
 
 
 def load_config(
-    config: dict[str, Any], base_dir: str | Path = ".", resources_dir: str | Path = "resources", check: bool = True
+    config: dict[str, Any],
+    base_dir: str | Path = ".",
+    resources_dir: str | Path = "resources",
+    check: bool = True,
+    jobs_on: str = "local",
 ) -> Study:
-    """Validate a raw config (schema, then semantics) into the typed :class:`Study` with every experiment."""
-    return _config.load_config(config, base_dir, resources_dir, check, experiments=REGISTRY)
+    """Validate a raw config (schema, then semantics) into the typed :class:`Study` with every experiment. ``jobs_on``:
+    ``cluster`` when its jobs run on cluster nodes (variants are checked against the device their jobs ask for)."""
+    return _config.load_config(config, base_dir, resources_dir, check, experiments=REGISTRY, jobs_on=jobs_on)
 
 
 def load_schema() -> dict[str, Any]:

@@ -237,6 +237,8 @@ def attach_lora(model: Any, settings: FinetuneSpec) -> Any:
             f"(fix: choose from the linear layers, e.g. {sorted(present & set(DEFAULT_TARGETS)) or sorted(present)[:8]})"
         )
     torch.manual_seed(settings.seed)
+    from .models import PEFT_DEPRECATION
+
     config = LoraConfig(
         r=settings.rank,
         lora_alpha=settings.alpha,  # type: ignore[arg-type]  # peft annotates int; any scale works
@@ -244,7 +246,11 @@ def attach_lora(model: Any, settings: FinetuneSpec) -> Any:
         target_modules=list(settings.target_modules),
         task_type="CAUSAL_LM",
     )
-    return get_peft_model(model, config)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=PEFT_DEPRECATION, category=FutureWarning)
+        return get_peft_model(model, config)
 
 
 def _trainable(model: Any) -> list[tuple[str, Any]]:

@@ -498,16 +498,6 @@ def quantization_config(variant: ModelSpec, device: str, key: str = "variant") -
     return BitsAndBytesConfig(load_in_8bit=True)
 
 
-def job_device(device_map: str) -> str:
-    """The kind of device (``cpu`` or ``cuda``) a variant's jobs will run on, as far as start-up can tell: the CPU for
-    ``device_map: cpu`` or where no GPU is visible."""
-    import torch
-
-    if device_map == "cpu" or not torch.cuda.is_available():
-        return "cpu"
-    return "cuda"
-
-
 BNB_CPU = (0, 46)
 """The first bitsandbytes release whose 4-bit and 8-bit layers run on the CPU."""
 
@@ -624,11 +614,20 @@ def read_chat_template(path: str, key: str) -> str:
     return text
 
 
+PEFT_DEPRECATION = r"`is_gradient_checkpointing` is deprecated"
+"""peft (0.17 and later) asks transformers 5 a question it deprecated: a FutureWarning at every adapter, about peft's
+code, that nobody using traitscope can act on."""
+
+
 def _attach_adapter(model, adapter: str, key: str):
+    import warnings
+
     from peft import PeftModel
 
     try:
-        return PeftModel.from_pretrained(model, adapter)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=PEFT_DEPRECATION, category=FutureWarning)
+            return PeftModel.from_pretrained(model, adapter)
     except Exception as exc:  # noqa: BLE001
         first = first_line(exc)
         raise ModelLoadError(
@@ -675,7 +674,7 @@ def _unwrapped(model: Any) -> Any:
 
 
 def block_names(model: Any) -> Any:
-    """The variant's ``blocks`` setting (:class:`~traitscope.workflow.settings.BlockNames`) that :func:`load_model` attached to
+    """The variant's ``blocks`` setting (:class:`~traitscope.core.specs.BlockNames`) that :func:`load_model` attached to
     the model, or None."""
     return getattr(_unwrapped(model), "traitscope_blocks", None) or getattr(model, "traitscope_blocks", None)
 

@@ -88,7 +88,7 @@ def _open_text(path: Path) -> str:
                 f"'{path.name}' is not a complete gzip file ({first_line(exc)}) (fix: download or compress it again)"
             ) from None
     try:
-        return raw.decode("utf-8")
+        return raw.decode("utf-8-sig")  # a byte-order mark (Notepad writes one) is not part of the text
     except UnicodeDecodeError as exc:
         line = raw[: exc.start].count(b"\n") + 1
         raise PromptSetError(
@@ -349,7 +349,9 @@ def load_prompt_set(
             raise PromptSetError(f"{key}.path: a local prompt set needs a path (fix: set {key}.path)")
         path = Path(base_dir) / Path(spec.path).expanduser()
         if not path.exists():
-            raise PromptSetError(f"{key}.path: '{spec.path}' does not exist (fix: correct the path)")
+            raise PromptSetError(
+                f"{key}.path: '{spec.path}' does not exist{relative_to(spec.path, base_dir)} (fix: correct the path)"
+            )
         try:
             obj = read_records(path)
         except PromptSetError as exc:
@@ -381,6 +383,7 @@ def load_prompt_set(
     if spec.sample:
         n = int(spec.sample)
         counts["not_sampled"] = max(0, len(df) - n)
+        warn_small_sample(key, n, len(df))
         if n < len(df):
             rng = np.random.default_rng(spec.seed if spec.seed is not None else seed)
             keep = np.sort(rng.choice(len(df), size=n, replace=False))
@@ -391,6 +394,25 @@ def load_prompt_set(
         raise PromptSetError(f"{key}: the prompt set is empty (fix: check the file, split, fields or sample)")
     df["shard"] = assign_shards(len(df), int(shards if shards is not None else spec.shards or 1))
     return df
+
+
+def relative_to(path: str | Path, base_dir: str | Path) -> str:
+    """`` (relative to <folder>)`` for a relative ``path``: where a missing file was looked for."""
+    return "" if Path(path).expanduser().is_absolute() else f" (relative to {Path(base_dir).resolve()})"
+
+
+def warn_small_sample(key: str, sample: int, rows: int) -> None:
+    """``sample`` asks for more rows than the set has: all of them are used, and the researcher is told."""
+    if sample > rows:
+        log.warning(
+            "%s.sample: %d rows asked for and the set has %d, so all %d are used (fix: sample at most %d, or "
+            "remove sample)",
+            key,
+            sample,
+            rows,
+            rows,
+            rows,
+        )
 
 
 def split_categories(value: Any) -> list[str]:
@@ -704,7 +726,9 @@ def check_spec(
                 raise PromptSetError(f"{k}.path: missing (fix: add path: to the file)")
             path = Path(base_dir) / Path(spec.path).expanduser()
             if not path.exists():
-                raise PromptSetError(f"{k}.path: '{spec.path}' does not exist (fix: correct the path)")
+                raise PromptSetError(
+                    f"{k}.path: '{spec.path}' does not exist{relative_to(spec.path, base_dir)} (fix: correct the path)"
+                )
             if path.stat().st_size == 0:
                 raise PromptSetError(f"{k}: '{spec.path}' is empty (fix: point it to a non-empty file)")
             try:
@@ -719,6 +743,8 @@ def check_spec(
                 _rows_from(head, detect_format(head) if fmt == "auto" else fmt, dict(spec.fields or {}), "check")
             except PromptSetError as exc:
                 raise PromptSetError(f"{k}: {exc}") from None
+            if sample:
+                warn_small_sample(k, int(sample), n)
             return min(n, int(sample)) if sample else n
         if not spec.dataset:
             raise PromptSetError(f"{k}.dataset: missing hub dataset id (fix: add dataset: owner/name)")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import os
 import re
 from collections.abc import Sequence
 from dataclasses import replace
@@ -108,7 +109,29 @@ def validate_schema(config: dict[str, Any], experiments: Sequence[Experiment] = 
     error = best_match(Draft202012Validator(schema).iter_errors(config))
     if error is not None:
         raise ConfigError(format_schema_error(error))
-    return fill_defaults(copy.deepcopy(config), schema)
+    cfg = copy.deepcopy(config)
+    inherit_from_base(cfg)
+    return fill_defaults(cfg, schema)
+
+
+INHERITED = ("dtype", "quantization", "device_map", "max_memory", "offload_folder")
+"""What a finetuned variant (``finetune: <name>``) and its checkpoint variants take from the finetune's base variant
+unless they set it themselves: its precision and placement, so that base and finetune are compared in one dtype and
+their jobs ask for the same GPUs and memory."""
+
+
+def inherit_from_base(cfg: dict[str, Any]) -> None:
+    """Copy each :data:`INHERITED` key the base variant sets (before the schema's defaults) into every variant
+    finetuned from it that does not set it."""
+    variants, finetunes = cfg.get("variants") or {}, cfg.get("finetune") or {}
+    for var in variants.values():
+        ft = var.get("finetune") if isinstance(var, dict) else None
+        base = variants.get((finetunes.get(ft) or {}).get("base")) if isinstance(ft, str) else None
+        if not isinstance(base, dict):
+            continue  # an unknown finetune or base: resolve_finetuned names it
+        for key in INHERITED:
+            if key not in var and key in base:
+                var[key] = copy.deepcopy(base[key])
 
 
 # -------------------------------------------------------------------------------------- semantics
@@ -155,20 +178,28 @@ def check_last_token_layers(
 
 
 def check_semantics(
-    cfg: dict[str, Any], base_dir: Path, resources_dir: Path, experiments: Sequence[Experiment] = ()
+    cfg: dict[str, Any],
+    base_dir: Path,
+    resources_dir: Path,
+    experiments: Sequence[Experiment] = (),
+    jobs_on: str = "local",
 ) -> tuple[dict[str, ModelDims], dict[str, int | None], dict[str, int]]:
     """Cross-reference checks; returns the :class:`ModelDims` of each variant, the row count per prompt set (None
-    where unknown before prep) and the rows of each trait's extraction data where start-up can load it."""
+    where unknown before prep) and the rows of each trait's extraction data where start-up can load it. ``jobs_on``:
+    ``cluster`` when the jobs run on cluster nodes (a variant is then checked against the device its job asks for,
+    not this host's)."""
     from ..core import prompts, traits
     from ..core.models import (
         check_adapter,
         check_bitsandbytes,
+        embedded_gguf_path,
         embedded_name,
-        job_device,
+        gguf_source,
         looks_local,
         model_dims,
         read_chat_template,
     )
+    from . import variant_checks
 
     variants, sets, trait_cfg = cfg["variants"], cfg["prompt_sets"], cfg["traits"]
     results = str(cfg["results_dir"]).strip()
@@ -179,7 +210,18 @@ def check_semantics(
             "use a relative folder such as results, or an absolute path below /",
         )
     base = Path(base_dir).expanduser().resolve()
-    resolved = (base / Path(results).expanduser()).resolve()
+    given = base / Path(results).expanduser()
+    if given.is_symlink() and not given.exists():
+        raise config_error(
+            "results_dir",
+            f"{cfg['results_dir']!r} is a symbolic link to nothing ({os.readlink(given)})",
+            "point the link at a folder, or use another results_dir",
+        )
+    if given.exists() and not given.is_dir():
+        raise config_error(
+            "results_dir", f"{cfg['results_dir']!r} is a file", "use a folder of its own, such as results"
+        )
+    resolved = given.resolve()
     if base == resolved or base.is_relative_to(resolved):
         raise config_error(
             "results_dir",
@@ -192,7 +234,7 @@ def check_semantics(
         if not SET_NAME.match(name):
             raise config_error(f"prompt_sets.{name}", "names may use letters, digits and _ only", f"rename '{name}'")
 
-    resolve_finetuned(cfg)
+    resolve_finetuned(cfg, jobs_on, base)
     dims: dict[str, ModelDims] = {}
     for name, var in variants.items():
         model = var["model"]
@@ -216,11 +258,30 @@ def check_semantics(
         )
         if adapter and not var.get("finetune") and Path(adapter).expanduser().is_dir():
             check_adapter(adapter, dims[name], f"variants.{name}.adapter", model)
+        variant_checks.check_placement(name, var, base_dir, jobs_on)
         if var.get("quantization", "none") != "none":
-            check_bitsandbytes(job_device(var.get("device_map", "auto")), f"variants.{name}.quantization")
+            device = variant_checks.job_device(var, jobs_on, gpu_job(cfg, name))
+            check_bitsandbytes(device, f"variants.{name}.quantization")
+            variant_checks.check_quantizable(name, var, dims[name], device)
+        embedded = embedded_name(model)
+        gguf = embedded_gguf_path(embedded) if embedded else gguf_source(model)
+        model_dir = (
+            resources_dir / "models" / embedded
+            if embedded
+            else base_dir / Path(model).expanduser()
+            if gguf is None and looks_local(model)
+            else None
+        )
+        variant_checks.check_blocks(name, var, model_dir / "config.json" if model_dir is not None else None)
         if var.get("chat_template"):
             read_chat_template(var["chat_template"], f"variants.{name}.chat_template")
-        elif embedded_name(model) is None and looks_local(model) and folder_has_template(model) is False:
+        template = variant_checks.template_text(var, base_dir, gguf)
+        variant_checks.check_chat(name, var, template)
+        if (
+            not var.get("chat_template")
+            and template is None
+            and (gguf is not None or (looks_local(model) and folder_has_template(model) is False))
+        ):
             log.warning(
                 "variants.%s: the tokenizer of '%s' has no chat template, so prompts are given in the plain "
                 "format (%s) (fix: use the model's instruct/chat version, or add a chat template to its "
@@ -495,7 +556,18 @@ def check_overlap(
     return recorded, unchecked
 
 
-def resolve_finetuned(cfg: dict[str, Any]) -> None:
+def gpu_job(cfg: dict[str, Any], variant: str) -> bool | None:
+    """Whether the variant's cluster jobs ask for a GPU as far as its ``resources.variants`` override says (None: the
+    estimate from the model's size decides, a GPU for any model not on ``device_map: cpu``)."""
+    over = ((cfg.get("resources") or {}).get("variants") or {}).get(variant) or {}
+    if over.get("gres"):
+        return "gpu" in str(over["gres"])
+    if "gpu" in over and over["gpu"] is not None:
+        return bool(over["gpu"])
+    return None
+
+
+def resolve_finetuned(cfg: dict[str, Any], jobs_on: str = "local", base_dir: Path = Path(".")) -> None:
     """A variant with ``finetune: <name>`` becomes the finetune's base model plus the adapter it trains."""
     variants, finetunes = cfg["variants"], cfg["finetune"]
     for name in list(variants) + list(finetunes):
@@ -558,21 +630,70 @@ def resolve_finetuned(cfg: dict[str, Any]) -> None:
             adapter=Layout(cfg["results_dir"]).adapter(ft),
         )
         if finetunes[ft].get("quantization", "none") != "none":
-            from ..core.models import check_bitsandbytes, job_device
+            from ..core.models import check_bitsandbytes
+            from .variant_checks import job_device
 
-            check_bitsandbytes(job_device(base.get("device_map", "auto")), f"finetune.{ft}.quantization")
+            check_bitsandbytes(
+                job_device(base, jobs_on, gpu_job(cfg, finetunes[ft]["base"])), f"finetune.{ft}.quantization"
+            )
         for inherited in ("chat_template", "chat_options", "blocks"):  # the format and layout the adapter learned in
             if var.get(inherited) is None:
                 var[inherited] = base.get(inherited)
-    add_checkpoint_variants(cfg)
+    add_checkpoint_variants(cfg, base_dir)
 
 
-def add_checkpoint_variants(cfg: dict[str, Any]) -> None:
+def finetune_steps(spec: dict[str, Any], base_dir: Path, seed: int) -> int | None:
+    """The optimizer steps a finetune will take (``ceil(train examples / batch_size) x epochs``, the held-out
+    ``eval_fraction`` left out), where start-up can count its examples: generated data, a local file; None for a hub
+    dataset. An upper bound: examples without an assistant token within ``max_length`` are dropped in training."""
+    import gzip
+    import math
+
+    from ..core.finetune import split_examples
+
+    data = spec["data"]
+    try:
+        if data["source"] == "generated":
+            from ..core.finetune_data import generate
+
+            n = len(
+                generate(data["name"], n=data.get("n"), seed=int(spec.get("seed") or seed), trigger=data.get("trigger"))
+            )
+        elif data["source"] == "local":
+            path = Path(base_dir) / Path(str(data.get("path"))).expanduser()
+            opener: Any = gzip.open if path.suffix == ".gz" else open
+            with opener(path, "rt", encoding="utf-8") as f:
+                n = sum(1 for line in f if line.strip())
+            n = min(n, int(data["n"])) if data.get("n") else n
+        else:
+            return None
+    except (OSError, ValueError, TraitscopeError):
+        return None  # the finetune's own checks name what is wrong with its data
+    train, _ = split_examples(n, float(spec.get("eval_fraction", 0.1)), int(spec.get("seed") or seed))
+    return math.ceil(len(train) / int(spec["batch_size"])) * int(spec["epochs"])
+
+
+def check_step(key: str, ft: str, step: int, total: int | None) -> None:
+    """A checkpoint ``step`` comes before the last of the finetune's ``total`` steps (the last is its adapter)."""
+    if total is not None and step >= total:
+        raise config_error(
+            key,
+            f"step {step} is at or past the last of finetune.{ft}'s {total} steps (its finished adapter is the "
+            f"variant with finetune: {ft})",
+            f"use steps from 1 to {total - 1}",
+        )
+
+
+def add_checkpoint_variants(cfg: dict[str, Any], base_dir: Path = Path(".")) -> None:
     """Each step ``k`` of ``finetune.<ft>.checkpoints`` becomes variant ``<variant>_step<k>`` beside every variant
     with ``finetune: <ft>`` (after that variant, in config order): the same model with the adapter as it was after
     ``k`` steps. A variant that already holds the name must be that checkpoint (a resolved config read again)."""
     variants, finetunes = cfg["variants"], cfg["finetune"]
     lay = Layout(cfg["results_dir"])
+    steps = {ft: finetune_steps(spec, base_dir, int(cfg["seed"])) for ft, spec in finetunes.items()}
+    for ft, spec in finetunes.items():
+        for k in spec.get("checkpoints") or []:
+            check_step(f"finetune.{ft}.checkpoints", ft, int(k), steps[ft])
     out: dict[str, Any] = {}
     for name, var in variants.items():
         out[name] = var
@@ -581,6 +702,7 @@ def add_checkpoint_variants(cfg: dict[str, Any]) -> None:
         if step is not None:
             if not ft:
                 raise config_error(f"variants.{name}.checkpoint", "is set without finetune:", "add finetune: <name>")
+            check_step(f"variants.{name}.checkpoint", ft, int(step), steps.get(ft))
             var["adapter"] = lay.checkpoint_adapter(ft, step)
             continue
         for k in (finetunes[ft].get("checkpoints") or []) if ft else []:
@@ -688,6 +810,7 @@ def load_config(
     check: bool = True,
     *,
     experiments: Sequence[Experiment] = (),
+    jobs_on: str = "local",
 ) -> Study:
     """Validate a raw config dict (schema, then semantics) and return the typed :class:`~traitscope.workflow.settings.Study`.
 
@@ -699,7 +822,7 @@ def load_config(
     cfg = validate_schema(config, experiments)
     if not check:
         return Study.from_config(cfg, experiments, config=cfg)
-    dims, rows, trait_rows = check_semantics(cfg, Path(base_dir), Path(resources_dir), experiments)
+    dims, rows, trait_rows = check_semantics(cfg, Path(base_dir), Path(resources_dir), experiments, jobs_on)
     study = Study.from_config(cfg, experiments, config=cfg)
     overlaps, unchecked = check_overlap(cfg, Path(base_dir), study.scored_sets())
     shards = {k: shard_count(k, spec, rows.get(k)) for k, spec in cfg["prompt_sets"].items()}
