@@ -10,40 +10,63 @@ from traitscope.core.models import EMBEDDED, embedded_name, gguf_slug, gguf_sour
 from traitscope.core.traits import trait_description
 from traitscope.study import load_config
 from traitscope.viewer import comparisons_of
-from traitscope.workflow import guard
+from traitscope.workflow import guard, snakemake_hooks
+from traitscope.workflow.invocation import Invocation, invocation
 from traitscope.workflow.budget import report as budget_report
 from traitscope.workflow.layout import Layout
 from traitscope.workflow.resources import memory_for_attempt, model_job_resources, project_job_resources
 
+# What the command line asks for (Snakemake hands it to the workflow only after the Snakefile is read): whether it only
+# reads, whether its jobs run on a cluster (start-up then checks a job's device, not this host's), its targets.
+INVOCATION = invocation() if workflow.is_main_process else Invocation(False, False, ())
+
 try:  # the schema (with defaults) and every cross-reference, one line naming the key and the fix on a problem
-    S = load_config(config, base_dir=".", resources_dir="resources")
+    S = load_config(config, base_dir=".", resources_dir="resources", jobs_on="cluster" if INVOCATION.cluster else "local")
 except TraitscopeError as exc:
     sys.exit(str(exc))
 
-# What the report captions (workflow/report/*.rst, Jinja) may cite beyond the config: the rows of each prompt set.
-# A "_" key: provenance leaves it out, and no job reads it.
+# What the report captions (workflow/report/*.rst, Jinja) may cite beyond the config: the rows of each prompt set;
+# and where jobs mark themselves and record what they wrote. A "_" key: provenance leaves it out, and no output
+# depends on it.
 config["_study"] = {"rows": dict(S.rows), "extract_random_directions": S.extract.random_directions,
-                    "project_random_directions": S.project.random_directions}
+                    "project_random_directions": S.project.random_directions, "results_dir": S.results_dir,
+                    "quantizes": any(v.quantization != "none" for v in [*S.variants.values(), *S.finetune.values()])}
 
-def command_line_targets():
-    """The targets of the snakemake command line, as its own parser reads them (none when run otherwise): Snakemake
-    only hands them to the workflow after the Snakefile is parsed."""
-    cli = sys.modules.get("snakemake.cli")
-    try:
-        return cli.get_argument_parser().parse_known_args(sys.argv[1:])[0].targets or [] if cli else []
-    except BaseException:  # an argument Snakemake itself will refuse, with its own message
-        return []
-
-
-if workflow.is_main_process:  # once per invocation (dry run included), not in every cluster job
-    if problem := Layout(S.results_dir).foreign_target(command_line_targets()):
+# Start-up, once per invocation (dry runs included, not in cluster jobs): an invocation that runs jobs holds the
+# results folder for its life, refuses while a job of a killed run still writes, and removes only what a killed run
+# of its own left (traitscope/workflow/guard.py); a read-only one (dry run, report, summary, lists) changes nothing.
+if workflow.is_main_process:
+    if problem := Layout(S.results_dir).foreign_target(INVOCATION.targets):
         sys.exit(problem)
-    try:  # one run per results folder; then what a killed run left (temporaries, unreadable outputs) is removed
-        RESULTS_LOCK = guard.hold(S.results_dir)
+    try:
+        STARTUP = guard.start(S.results_dir, executing=not INVOCATION.read_only)
     except TraitscopeError as exc:
         sys.exit(str(exc))
-    guard.tidy(S.results_dir)
+    # Once every rule is defined, Snakemake hands the workflow its DAG settings: outputs a killed job left incomplete
+    # are run again (no --rerun-incomplete needed: start-up made sure no job of that run still writes them), and the
+    # workflow's own outputs that no longer read back are planned again with everything downstream.
+    snakemake_hooks.when_planned(workflow, lambda settings: plan_repairs(settings))
+    snakemake_hooks.sigterm_safe_scheduler()  # SIGTERM at the instant a job ends stops snakemake instead of hanging it
     print("\n".join(budget_report(S, S.config["checks"]["activation_budget_gb"])), file=sys.stderr)
+
+
+def plan_repairs(settings):
+    """Force the rules of this study to write again, with their downstream, the outputs the ledger names that no
+    longer read back (Snakemake removes each before its job runs); each named in one line."""
+    settings.force_incomplete = True
+    damaged = guard.damaged_outputs(S.results_dir)
+    forced = {}
+    for path, why in sorted(damaged.items()):
+        if snakemake_hooks.producible(workflow.rules, path):
+            forced[path] = why
+            print(f"{path}: {why}; " + ("a run computes it again" if INVOCATION.read_only else "computed again by this run")
+                  + ", with everything downstream", file=sys.stderr)
+        else:
+            print(f"{path}: {why}; no rule of this study writes it any more, so it is left as it is", file=sys.stderr)
+    if not INVOCATION.read_only:
+        guard.note_repairs(S.results_dir, forced)
+    settings.forcerun = frozenset(set(settings.forcerun) | set(forced))
+
 
 L = Layout(S.results_dir)
 FRONT_PAGE = (os.path.abspath(L.findings()["front"]) if os.path.exists(L.findings()["front"])

@@ -74,6 +74,8 @@ def tiny_config(model_dir: Path) -> dict:
                 }
             },
             "judge": {"model": "traitscope/offline-judge", "offline_model": str(model_dir)},
+            # a tiny model's jobs are start-up, not arithmetic: one thread each, two at a time on two cores
+            "resources": {"threads": 1},
             "steering": {
                 "traits": ["safety/evil"],
                 "prompt_set": "benign_eval",
@@ -97,6 +99,55 @@ def tiny_config(model_dir: Path) -> dict:
 @pytest.fixture
 def small_config(tiny_model_dir: Path) -> dict:
     return tiny_config(tiny_model_dir)
+
+
+SECOND_RUN = "test_a_second_run_gives_identical_bytes"
+
+
+@pytest.fixture(scope="session")
+def tiny_runs(request, tmp_path_factory, tiny_model_dir):
+    """The tiny study (:func:`organism_config`) run from nothing, once per session, for every test that reads or
+    copies a finished study; when the second-run test is selected, a second run from nothing in another folder,
+    started at the same time (a DAG of small jobs leaves part of two cores idle). Each as (folder, process, stderr)."""
+    import subprocess
+
+    import yaml
+    from dag import smk_cmd
+
+    text = yaml.safe_dump(organism_config(tiny_model_dir))
+    names = ["study"] + (["study_again"] if any(item.name == SECOND_RUN for item in request.session.items) else [])
+    started = []
+    for name in names:
+        workdir = tmp_path_factory.mktemp(name)
+        (workdir / "config.yaml").write_text(text)
+        log = tmp_path_factory.mktemp(f"{name}_log")
+        with open(log / "stdout", "w") as out, open(log / "stderr", "w") as err:
+            proc = subprocess.Popen(smk_cmd(workdir, workdir / "config.yaml", "results/all"), stdout=out, stderr=err)
+        started.append((workdir, proc, log / "stderr"))
+    yield started
+    for _, proc, _ in started:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def finished(run) -> tuple[Path, Path]:
+    """(folder, config file) of a run of :func:`tiny_runs`, once it ended well."""
+    workdir, proc, stderr = run
+    code = proc.wait(timeout=1500)
+    assert code == 0, stderr.read_text()[-4000:]
+    return workdir, workdir / "config.yaml"
+
+
+@pytest.fixture(scope="session")
+def tiny_study(request) -> tuple[Path, Path]:
+    """The finished tiny study: (its folder, its config file). Tests that change it work on a copy
+    (:func:`dag.copy_study`), except ``tests/test_workflow.py``'s, which run in order on this one. While working on
+    the tests of a copy, ``TRAITSCOPE_TINY_STUDY=<folder>`` names a finished study to copy instead of running one."""
+    given = os.environ.get("TRAITSCOPE_TINY_STUDY")
+    if given:
+        return Path(given), Path(given) / "config.yaml"
+    return finished(request.getfixturevalue("tiny_runs")[0])
 
 
 def organism_config(model_dir: Path) -> dict:
@@ -295,3 +346,22 @@ def figure_facts(fig) -> dict:
         "suptitle": texts[0],
         "text": "\n".join(texts),
     }
+
+
+# ----------------------------------------------------------------------------------- time per test file
+# CI prints where its time goes (tests/.. -> seconds), so the next slow-down shows in the log (.ci/run).
+_FILE_SECONDS: dict[str, float] = {}
+
+
+def pytest_runtest_logreport(report):
+    path = report.nodeid.split("::", 1)[0]
+    _FILE_SECONDS[path] = _FILE_SECONDS.get(path, 0.0) + float(getattr(report, "duration", 0.0) or 0.0)
+
+
+def pytest_terminal_summary(terminalreporter):
+    if not _FILE_SECONDS:
+        return
+    terminalreporter.section("seconds per test file (setup, call and teardown; slowest first)")
+    for path, seconds in sorted(_FILE_SECONDS.items(), key=lambda kv: -kv[1]):
+        if seconds >= 1.0:
+            terminalreporter.write_line(f"{seconds:8.1f} s  {path}")

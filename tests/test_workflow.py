@@ -19,77 +19,20 @@ import pandas as pd
 import pytest
 import yaml
 from browser import PANEL_JS, browser
-from conftest import REPO, organism_config
+from conftest import REPO, finished
+from dag import planned_jobs, smk
 
 pytestmark = pytest.mark.e2e
 
 
-def smk_cmd(workdir: Path, configfile: Path, *args: str) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "snakemake",
-        "-s",
-        str(REPO / "Snakefile"),
-        "-d",
-        str(workdir),
-        "--configfile",
-        str(configfile),
-        "--cores",
-        "2",
-        *args,
-    ]
-
-
-def smk(workdir: Path, configfile: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    cmd = smk_cmd(workdir, configfile, *args)
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=1200, env={**os.environ, **(env or {})})
-
-
-def planned_jobs(proc: subprocess.CompletedProcess) -> dict[str, int]:
-    """Rule -> count from a dry run's job stats table."""
-    out = proc.stdout + proc.stderr
-    if "Nothing to be done" in out:
-        return {}
-    table = out.split("Job stats:")[1].split("total")[0]
-    return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.M)}
-
-
-SECOND_RUN = "test_a_second_run_gives_identical_bytes"
+@pytest.fixture(scope="module")
+def runs(tiny_runs):
+    return tiny_runs
 
 
 @pytest.fixture(scope="module")
-def runs(request, tmp_path_factory, tiny_model_dir):
-    """The tiny study run from nothing in one folder and, when the second-run test is selected, at the same time in
-    another (a DAG of small jobs leaves a third of two cores idle, so the two runs take far less than twice one);
-    each as (folder, process, its stderr file)."""
-    text = yaml.safe_dump(organism_config(tiny_model_dir))
-    names = ["study"] + (["study_again"] if any(item.name == SECOND_RUN for item in request.session.items) else [])
-    started = []
-    for name in names:
-        workdir = tmp_path_factory.mktemp(name)
-        (workdir / "config.yaml").write_text(text)
-        log = tmp_path_factory.mktemp(f"{name}_log")
-        with open(log / "stdout", "w") as out, open(log / "stderr", "w") as err:
-            proc = subprocess.Popen(smk_cmd(workdir, workdir / "config.yaml", "results/all"), stdout=out, stderr=err)
-        started.append((workdir, proc, log / "stderr"))
-    yield started
-    for _, proc, _ in started:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-
-
-def finished(run: tuple[Path, subprocess.Popen, Path]) -> tuple[Path, Path]:
-    workdir, proc, stderr = run
-    code = proc.wait(timeout=1500)
-    assert code == 0, stderr.read_text()[-4000:]
-    return workdir, workdir / "config.yaml"
-
-
-@pytest.fixture(scope="module")
-def study(runs):
-    return finished(runs[0])
+def study(tiny_study):
+    return tiny_study
 
 
 def test_full_dag_produces_every_stage(study):

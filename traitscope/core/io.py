@@ -51,6 +51,24 @@ _WRITER = f"{socket.gethostname().replace('.', '_')}-{os.getpid()}"
 """Who writes a temporary file (host and process), in its name: ``.<name>.<host>-<pid>.<random>.tmp``."""
 
 
+def temporary_writer(name: str) -> tuple[str, int] | None:
+    """The (host, pid) that made a temporary named ``name`` (``.<name>.<host>-<pid>.<random>.tmp``, what
+    :func:`atomic_path` and :func:`temporary_folder` make), or None for any other name."""
+    if not (name.startswith(".") and name.endswith(".tmp")):
+        return None
+    parts = name[:-4].rsplit(".", 2)
+    if len(parts) != 3 or len(parts[0]) < 2:
+        return None
+    host, _, pid = parts[1].rpartition("-")
+    return (host, int(pid)) if host and pid.isdigit() else None
+
+
+def temporary_folder(near: str | os.PathLike[str], name: str) -> tempfile.TemporaryDirectory[str]:
+    """A work folder beside ``near`` (``.<name>.<host>-<pid>.<random>.tmp``), removed when its block ends; one a
+    killed job left is recognised by start-up (:func:`temporary_writer`) and removed once its writer is gone."""
+    return tempfile.TemporaryDirectory(dir=Path(near).parent, prefix=f".{name}.{_WRITER}.", suffix=".tmp")
+
+
 def temporaries_of(dest: Path) -> list[Path]:
     """The temporary files :func:`atomic_path` makes for ``dest`` (``.<name>.<host>-<pid>.<random>.tmp`` beside it)."""
     return [p for p in dest.parent.glob(f".{glob.escape(dest.name)}.*.tmp") if p.is_file()]

@@ -233,15 +233,13 @@ def write_scores(
     tables grow part by part (:class:`~traitscope.core.io.ParquetParts`), each part's baseline goes to a file in a
     temporary folder beside the baseline (``.baseline-*.tmp``, removed after, and by start-up after a kill), and the
     files are concatenated by a streaming copy. Returns (pooled rows, token rows, parts)."""
-    import tempfile
-
-    from .io import ParquetParts, concat_safetensors
+    from .io import ParquetParts, concat_safetensors, temporary_folder
 
     Path(baseline_path).parent.mkdir(parents=True, exist_ok=True)
     ids: list[str] = []
     meta: dict[str, Any] = {}
     with (
-        tempfile.TemporaryDirectory(dir=Path(baseline_path).parent, prefix=".baseline-", suffix=".tmp") as tmp,
+        temporary_folder(baseline_path, "baseline") as tmp,
         ParquetParts(scores_path) as pooled_out,
         ParquetParts(tokens_path) as token_out,
     ):

@@ -13,11 +13,14 @@ import torch
 from ..core.errors import TraitscopeError
 from ..core.io import verify_inputs
 from ..core.secrets import ScrubbedStream, scrub
+from . import guard
 
 
 def one_line_errors(kind: type[BaseException], exc: BaseException, tb: Any) -> None:
     """The job's exception hook: a :class:`~traitscope.TraitscopeError` (a bad file, a bad setting) is one line,
-    naming the file or key and the fix, in the log and on the console; anything else keeps its traceback."""
+    naming the file or key and the fix, in the log and on the console; anything else keeps its traceback. Either way
+    the job's outputs are not recorded as written (:func:`traitscope.workflow.guard.job_failed`)."""
+    guard.job_failed()
     if isinstance(exc, TraitscopeError):
         line = scrub(f"ERROR: {exc}\n")
         sys.stderr.write(line)
@@ -46,6 +49,9 @@ def setup(smk: Any) -> logging.Logger:
     it, an input file that cannot be read back (truncated or garbled: :func:`~traitscope.core.io.verify_inputs`)."""
     sys.excepthook = one_line_errors
     steady_memory()
+    study = (getattr(smk, "config", None) or {}).get("_study") or {}
+    if study.get("quantizes") is False:
+        without_bitsandbytes()
     if getattr(smk, "log", None):
         handle = open(smk.log[0], "a", buffering=1)  # noqa: SIM115 - lives as long as the job
         sys.stderr = ScrubbedStream(handle)  # no secret reaches the log
@@ -59,7 +65,29 @@ def setup(smk: Any) -> logging.Logger:
     np.random.seed(seed)
     torch.manual_seed(seed)
     verify_inputs(str(f) for f in getattr(smk, "input", []) or [])
+    mark_job(smk)
     return logging.getLogger("traitscope")
+
+
+def mark_job(smk: Any) -> None:
+    """Mark this process as the job writing ``smk``'s outputs in its study's results folder while it runs, and record
+    them in the folder's ledger when it ends without an error (:func:`traitscope.workflow.guard.job_started`): how
+    start-up knows a job of a killed run still writes, and which files the workflow wrote."""
+    results_dir = ((getattr(smk, "config", None) or {}).get("_study") or {}).get("results_dir")
+    if not results_dir:
+        return
+    wildcards = dict(smk.wildcards.items()) if hasattr(getattr(smk, "wildcards", None), "items") else {}
+    outputs = [str(f) for f in getattr(smk, "output", []) or []] + [str(f) for f in getattr(smk, "log", []) or []]
+    guard.job_started(results_dir, str(getattr(smk, "rule", "?")), wildcards, outputs)
+
+
+def without_bitsandbytes() -> None:
+    """Keep bitsandbytes out of a job of a study that quantizes nothing. peft imports it whenever it is installed,
+    which costs a second per job and, on a CPU with AVX-512 BF16, logs a failed kernel download from the hub that
+    advises trust_remote_code (which this project never sets). Only a job's process does this: a notebook or test
+    that loads a quantised model later in the same process keeps it."""
+    if "bitsandbytes" not in sys.modules:
+        sys.modules["bitsandbytes"] = None  # type: ignore[assignment]  # what import machinery reads as "absent"
 
 
 def default_seed() -> int:
