@@ -10,7 +10,7 @@ rule convert_embedded:
         L.benchmark("convert_embedded", "{name}", root="resources")
     wildcard_constraints:
         name="|".join(map(re.escape, EMBEDDED)),
-    threads: 2
+    threads: 1  # numpy de-quantisation on one core: the other runs the prep jobs meanwhile
     conda:
         ENV
     script:
@@ -28,7 +28,7 @@ rule convert_gguf:
         L.benchmark("convert_gguf", "{slug}", root="resources")
     wildcard_constraints:
         slug="[A-Za-z0-9_.-]+",
-    threads: 2
+    threads: 1  # numpy de-quantisation on one core: the other runs the prep jobs meanwhile
     conda:
         ENV
     script:

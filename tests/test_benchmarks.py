@@ -15,6 +15,7 @@ FIGURES = {  # what each must print: its measured figures
     "capture_memory.py": ["peak RSS at 20 (MB)", "RESULTS {"],
     "dag_scale.py": ["== two-step:", "== stream:", "written per prompt:", "jobs submitted to SLURM:"],
     "quantized_vectors.py": ["safety/harmful_instruction", "RESULTS [{"],
+    "generation_batch.py": ["batch 16: ", "ms per generated token per row", "x the speed of batch 16"],
 }
 
 

@@ -44,4 +44,10 @@ def registry(modules: tuple[str, ...] = MODULES) -> tuple[Experiment, ...]:
     return tuple(found)
 
 
-REGISTRY: tuple[Experiment, ...] = registry()
+def __getattr__(name: str) -> tuple[Experiment, ...]:
+    """``REGISTRY``: the registered experiments, built at first use, so that a job importing one experiment's
+    analysis imports that experiment alone."""
+    if name == "REGISTRY":
+        globals()["REGISTRY"] = value = registry()
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
