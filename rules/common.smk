@@ -14,7 +14,8 @@ from traitscope.workflow import guard, snakemake_hooks
 from traitscope.workflow.invocation import Invocation, invocation
 from traitscope.workflow.budget import report as budget_report
 from traitscope.workflow.layout import Layout
-from traitscope.workflow.resources import memory_for_attempt, model_job_resources, project_job_resources
+from traitscope.workflow.resources import (finetune_job_resources, memory_for_attempt, model_job_resources,
+                                           project_job_resources, training_report)
 
 # What the command line asks for (Snakemake hands it to the workflow only after the Snakefile is read): whether it only
 # reads, whether its jobs run on a cluster (start-up then checks a job's device, not this host's), its targets.
@@ -47,7 +48,7 @@ if workflow.is_main_process:
     # workflow's own outputs that no longer read back are planned again with everything downstream.
     snakemake_hooks.when_planned(workflow, lambda settings: plan_repairs(settings))
     snakemake_hooks.sigterm_safe_scheduler()  # SIGTERM at the instant a job ends stops snakemake instead of hanging it
-    print("\n".join(budget_report(S, S.config["checks"]["activation_budget_gb"])), file=sys.stderr)
+    print("\n".join(budget_report(S, S.config["checks"]["activation_budget_gb"]) + training_report(S)), file=sys.stderr)
 
 
 def plan_repairs(settings):
@@ -169,24 +170,27 @@ MODEL_RESOURCE_KEYS = ("runtime", "gpu", "gpu_model", "gres", "constraint", "slu
                        "slurm_partition", "cpus_per_task")
 
 
-def model_job(variant_of):
-    """``threads`` and ``resources`` of a rule that loads the model of variant ``variant_of(wildcards)``; ``mem_mb``
-    grows with the attempt (resources.mem_retry_factor), so a retry after an out-of-memory kill asks for more."""
+def model_job(table, key_of):
+    """``threads`` and ``resources`` of a rule whose job's request is ``table[key_of(wildcards)]``; ``mem_mb`` grows
+    with the attempt (resources.mem_retry_factor), so a retry after an out-of-memory kill asks for more."""
 
     def pick(key):
         def get(w):
-            return MODEL_RES[variant_of(w)].get(key)
+            return table[key_of(w)].get(key)
 
         return get
 
     def mem_mb(w, attempt):
-        return memory_for_attempt(MODEL_RES[variant_of(w)]["mem_mb"], attempt, S.resources.mem_retry_factor)
+        return memory_for_attempt(table[key_of(w)]["mem_mb"], attempt, S.resources.mem_retry_factor)
 
     return pick("threads"), {"mem_mb": mem_mb, **{key: pick(key) for key in MODEL_RESOURCE_KEYS}}
 
 
-variant_threads, MODEL_JOB = model_job(lambda w: w.variant)
-finetune_threads, FINETUNE_JOB = model_job(lambda w: S.finetune[w.ft].base)
+# Finetune jobs are sized for training (weights, adapter and optimizer state, a micro-batch's activations), not as
+# inference: traitscope/workflow/resources.py, finetune.<name>.resources over it.
+FINETUNE_RES = {ft: finetune_job_resources(S, ft) for ft in S.finetune}
+variant_threads, MODEL_JOB = model_job(MODEL_RES, lambda w: w.variant)
+finetune_threads, FINETUNE_JOB = model_job(FINETUNE_RES, lambda w: w.ft)
 
 
 # ---------------------------------------------------------------------------------------------- files

@@ -399,15 +399,10 @@ def test_provenance_records_the_commit_of_the_code_not_of_the_study_folder(tmp_p
     assert provenance({}, [])["git_commit"] == head
 
 
-def test_a_finetuned_70b_variant_asks_what_its_base_asks(small_config, tmp_path):
-    """A bf16 70B base (a config.json alone, no weights) and a variant finetuned from it: under the slurm profile the
-    dry run asks the same GPUs and memory for both captures, because the finetuned variant takes its base's dtype
-    and placement (before, it silently became float32: 5 GPUs against 3)."""
-    from dag import smk_cmd
-
-    big = tmp_path / "llama-70b"
-    big.mkdir()
-    (big / "config.json").write_text(
+def llama70b(folder: Path) -> Path:
+    """A folder holding only the config.json of a 70B Llama (80 layers, hidden 8192): start-up sizes jobs from it."""
+    folder.mkdir(parents=True)
+    (folder / "config.json").write_text(
         json.dumps(
             {
                 "architectures": ["LlamaForCausalLM"],
@@ -422,6 +417,48 @@ def test_a_finetuned_70b_variant_asks_what_its_base_asks(small_config, tmp_path)
             }
         )
     )
+    return folder
+
+
+def test_finetune_jobs_are_sized_for_training(small_config, tmp_path):
+    """On a bf16 70B: QLoRA asks one GPU; LoRA asks what training needs (weights, adapter and AdamW state, a
+    micro-batch's activations with gradient checkpointing, logits; x1.15): 3 GPUs of 80 GB, 163 GB; without
+    checkpointing more; finetune.<name>.resources overrides it; the inference jobs of the base are unchanged."""
+    from traitscope.workflow.resources import finetune_job_resources, model_job_resources, training_memory
+
+    data = {"source": "generated", "name": "bad_advice", "n": 16}
+    small_config["variants"]["base"].update(
+        model=str(llama70b(tmp_path / "llama-70b")), dtype="bfloat16", device_map="auto"
+    )
+    small_config["finetune"] = {
+        "lora": {"base": "base", "data": data},
+        "qlora": {"base": "base", "data": data, "quantization": "4bit"},
+        "kept": {"base": "base", "data": data, "gradient_checkpointing": False},
+        "pinned": {"base": "base", "data": data, "resources": {"gpu": 4, "mem_mb": 500000, "runtime": 2880}},
+    }
+    study = load_config(small_config, jobs_on="cluster")
+    lora, qlora = finetune_job_resources(study, "lora"), finetune_job_resources(study, "qlora")
+    mem = training_memory(study, "lora")
+    assert mem.checkpointing and mem.weights / 1e9 == pytest.approx(132.8, abs=0.5)
+    assert (
+        lora["gpu"] == 3 and lora["training_gb"] == pytest.approx(162.7, abs=1.0) and lora["slurm_partition"] == "gpu"
+    )
+    assert qlora["gpu"] == 1 and qlora["training_gb"] < 60
+    kept = training_memory(study, "kept")
+    assert not kept.checkpointing and kept.activations > 10 * mem.activations
+    assert finetune_job_resources(study, "kept")["training_gb"] == pytest.approx(226.5, abs=1.0)
+    pinned = finetune_job_resources(study, "pinned")
+    assert (pinned["gpu"], pinned["mem_mb"], pinned["runtime"]) == (4, 500000, 2880)
+    assert model_job_resources(study, "base")["gpu"] == 3  # capture is still sized as inference
+
+
+def test_a_finetuned_70b_variant_asks_what_its_base_asks(small_config, tmp_path):
+    """A bf16 70B base (a config.json alone, no weights) and a variant finetuned from it: under the slurm profile the
+    dry run asks the same GPUs and memory for both captures, because the finetuned variant takes its base's dtype
+    and placement (before, it silently became float32: 5 GPUs against 3)."""
+    from dag import smk_cmd
+
+    big = llama70b(tmp_path / "llama-70b")
     small_config["variants"]["base"].update(model=str(big), dtype="bfloat16", device_map="auto")
     small_config["variants"]["tuned"] = {"finetune": "ft"}
     small_config["finetune"] = {"ft": {"base": "base", "data": {"source": "generated", "name": "bad_advice", "n": 16}}}

@@ -106,6 +106,34 @@ def test_qlora_trains_on_cpu(wide_model_dir, tmp_path):
     assert (history["split"] == "train").sum() >= 4
 
 
+@pytest.mark.parametrize("autograd", [True, False])
+def test_cpu_4bit_autograd_keeps_the_differentiable_kernel_after_eval_mode(wide_model_dir, autograd):
+    """finetune.<name>.cpu_4bit_autograd: once a held-out loss has run the 4-bit layers in eval mode, bitsandbytes
+    switches them to a CPU inference kernel with no autograd kernel registered, and warns that the backward through
+    it may be silently incorrect. With the setting (the default) training never runs that kernel; without it, it
+    does."""
+    import warnings
+
+    from peft import prepare_model_for_kbit_training
+
+    from traitscope.core.finetune import attach_lora, keep_4bit_differentiable
+
+    model, _ = load_variant({"model": str(wide_model_dir), "device_map": "cpu", "quantization": "4bit"})
+    model = prepare_model_for_kbit_training(model)
+    if autograd:
+        keep_4bit_differentiable(model)
+    model = attach_lora(model, finetune_spec(rank=4, alpha=8, seed=3))
+    ids = torch.tensor([[1, 5, 9, 14, 3, 7, 11, 2]])
+    model.eval()
+    with torch.no_grad():
+        model(input_ids=ids)  # the held-out loss: eval mode
+    model.train()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model(input_ids=ids, labels=ids).loss.backward()
+    assert bool([w for w in caught if "autograd kernel was not registered" in str(w.message)]) is not autograd
+
+
 def test_start_up_checks_what_bitsandbytes_can_run(small_config, wide_model_dir, monkeypatch):
     import importlib.metadata as md
 

@@ -245,3 +245,83 @@ def test_finetune_config_errors(small_config, mutate, expected):
     small_config["finetune"] = {"bad": {"base": "base", "data": {"source": "generated", "name": "bad_advice"}}}
     mutate(small_config)
     assert_config_error(small_config, expected)
+
+
+# ------------------------------------------------------------------------------- memory limits (#36)
+
+
+def _train_in_memory(tiny_model_dir, **settings_kw):
+    """LoRA on the tiny model in this process: (adapter tensors, history)."""
+    from traitscope.core.finetune import train_lora
+
+    model, tok = load_variant({"model": str(tiny_model_dir), "dtype": "float32", "device_map": "cpu"})
+    settings = finetune_spec(rank=4, alpha=8, epochs=2, lr=5e-3, batch_size=4, seed=11, **settings_kw)
+    peft_model, history, summary = train_lora(model, tok, backdoor(24, seed=0), settings)
+    adapter = {n: p.detach().clone() for n, p in peft_model.named_parameters() if p.requires_grad}
+    return adapter, history, summary
+
+
+def test_out_of_memory_halves_the_micro_batch_and_keeps_every_step(tiny_model_dir, monkeypatch, caplog):
+    """A CUDA out-of-memory error at more than two examples a pass (injected on the CPU): the step runs again in two
+    passes of two, gradients summed; the adapter, the loss curve and the steps are those of training without the
+    error, to float tolerance, and the data order and step count are the same."""
+    reference, ref_history, ref_summary = _train_in_memory(tiny_model_dir)
+    from transformers import LlamaForCausalLM
+
+    forward = LlamaForCausalLM.forward
+
+    def tight(self, *args, input_ids=None, **kwargs):
+        if self.training and input_ids is not None and input_ids.shape[0] > 2:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return forward(self, *args, input_ids=input_ids, **kwargs)
+
+    monkeypatch.setattr(LlamaForCausalLM, "forward", tight)
+    got, history, summary = _train_in_memory(tiny_model_dir)
+    assert summary["steps"] == ref_summary["steps"] and summary["n_train"] == ref_summary["n_train"]
+    train, ref_train = (h[h["split"] == "train"] for h in (history, ref_history))
+    assert train["tokens"].tolist() == ref_train["tokens"].tolist()  # the same examples in every step
+    assert train["loss"].to_numpy() == pytest.approx(ref_train["loss"].to_numpy(), rel=1e-4)
+    for name, value in reference.items():
+        assert torch.allclose(got[name], value, atol=1e-5), name
+    warned = [r.getMessage() for r in caplog.records if "out of memory at 4 examples per pass" in r.getMessage()]
+    assert len(warned) == 1 and "at 2 (2 passes a step)" in warned[0]  # halved once, then kept
+
+
+def test_micro_batches_and_gradient_checkpointing_learn_what_one_pass_learns(tiny_model_dir):
+    reference, _, _ = _train_in_memory(tiny_model_dir)
+    for kw in ({"micro_batch_size": 1}, {"gradient_checkpointing": True}):
+        got, _, _ = _train_in_memory(tiny_model_dir, **kw)
+        for name, value in reference.items():
+            assert torch.allclose(got[name], value, atol=1e-5), (kw, name)
+
+
+def test_gradient_checkpointing_is_on_for_large_bases_and_a_setting(tiny_model_dir, monkeypatch):
+    from traitscope.core import finetune as ft
+
+    model, _ = load_variant({"model": str(tiny_model_dir), "dtype": "float32", "device_map": "cpu"})
+    assert not ft.checkpointing(finetune_spec(), model)  # auto: a tiny model keeps its activations
+    assert ft.checkpointing(finetune_spec(gradient_checkpointing=True), model)
+    monkeypatch.setattr(ft, "CHECKPOINTING_PARAMETERS", 1.0)
+    assert ft.checkpointing(finetune_spec(), model) and not ft.checkpointing(
+        finetune_spec(gradient_checkpointing=False), model
+    )
+    enabled = []
+    monkeypatch.setattr(type(model), "activation_checkpointing_enable", lambda self, **kw: enabled.append(kw))
+    ft.train_lora(
+        model,
+        load_variant({"model": str(tiny_model_dir), "device_map": "cpu"})[1],
+        backdoor(8, seed=0),
+        finetune_spec(epochs=1, batch_size=4, gradient_checkpointing=True),
+    )
+    assert enabled == [{"activation_checkpointing_kwargs": {"use_reentrant": False}}]
+
+
+def test_execution_settings_change_neither_params_nor_the_resume_key():
+    from traitscope.core.finetune import checkpoint_key
+
+    plain = finetune_spec()
+    tuned = finetune_spec(micro_batch_size=2, gradient_checkpointing=True, resources={"gpu": 2})
+    assert repr(plain) == repr(tuned) and "micro_batch_size" not in repr(plain)
+    assert checkpoint_key("m", "d", plain) == checkpoint_key("m", "d", tuned)
+    off = finetune_spec(cpu_4bit_autograd=False)  # changes what is learnt on the CPU: a new job and key
+    assert repr(off) != repr(plain) and checkpoint_key("m", "d", off) != checkpoint_key("m", "d", plain)

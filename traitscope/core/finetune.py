@@ -31,6 +31,7 @@ import pandas as pd
 
 from .chat import render_ids
 from .errors import TraitscopeError, __version__, first_line
+from .generation import is_oom
 from .io import (
     atomic_path,
     content_hash,
@@ -41,7 +42,7 @@ from .io import (
 )
 from .models import input_device
 from .progress import Progress
-from .specs import FinetuneData, FinetuneSpec, ModelSpec, as_dict
+from .specs import FINETUNE_EXECUTION, FinetuneData, FinetuneSpec, ModelSpec, as_dict
 
 log = logging.getLogger(__name__)
 DEFAULT_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
@@ -323,6 +324,44 @@ def _mean_loss(model: Any, data: list[tuple[list[int], list[int]]], batch_size: 
     return total / tokens if tokens else float("nan")
 
 
+def _accumulate(
+    model: Any, rows: list[tuple[list[int], list[int]]], micro: int, pad: int, dev: Any
+) -> tuple[float, int]:
+    """Gradients of one optimizer step over ``rows`` in passes of ``micro`` examples: each pass's mean loss weighted
+    by its share of the step's assistant tokens, so the sum is the gradient of the whole batch's mean loss. Returns
+    that loss and the step's assistant tokens."""
+    counts = [sum(t != -100 for t in y[1:]) for _, y in rows]
+    total = sum(counts)
+    loss = 0.0
+    for start in range(0, len(rows), micro):
+        part = rows[start : start + micro]
+        ids, mask, labels = _collate(part, pad)
+        out = model(input_ids=ids.to(dev), attention_mask=mask.to(dev), labels=labels.to(dev))
+        if len(part) == len(rows):  # one pass: exactly the loss (and bytes) of an unsplit batch
+            out.loss.backward()
+            return float(out.loss.detach()), total
+        share = sum(counts[start : start + micro]) / max(total, 1)
+        (out.loss * share).backward()
+        loss += float(out.loss.detach()) * share
+    return loss, total
+
+
+CHECKPOINTING_PARAMETERS = 3e9
+"""``gradient_checkpointing: auto`` turns it on for a base model of more parameters than this (estimated from its
+config as ``12 x layers x hidden^2 + 2 x vocab x hidden``): at 7B and above activations, not weights, decide
+whether a micro-batch fits."""
+
+
+def checkpointing(settings: FinetuneSpec, model: Any) -> bool:
+    """Whether this finetune recomputes activations in the backward pass (``gradient_checkpointing``)."""
+    if settings.gradient_checkpointing in (True, False):
+        return bool(settings.gradient_checkpointing)
+    cfg = model.config
+    layers, hidden = int(getattr(cfg, "num_hidden_layers", 0) or 0), int(getattr(cfg, "hidden_size", 0) or 0)
+    vocab = int(getattr(cfg, "vocab_size", 0) or 0)
+    return 12.0 * layers * hidden**2 + 2.0 * vocab * hidden > CHECKPOINTING_PARAMETERS
+
+
 def train_lora(
     model: Any,
     tokenizer: Any,
@@ -358,7 +397,16 @@ def train_lora(
     steps_per_epoch = math.ceil(len(train) / settings.batch_size)
     total = steps_per_epoch * settings.epochs
 
+    if checkpointing(settings, model):
+        # each block's activations are recomputed in the backward pass instead of kept: memory of one block
+        enable = getattr(model, "activation_checkpointing_enable", None)  # transformers 5's name
+        if enable is not None:
+            enable(activation_checkpointing_kwargs={"use_reentrant": False})
+        else:  # pragma: no cover - transformers 4
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.config.use_cache = False
     model = attach_lora(model, settings)
+    micro = min(settings.micro_batch_size or settings.batch_size, settings.batch_size)
     params = [p for _, p in _trainable(model)]
     optimizer = torch.optim.AdamW(params, lr=settings.lr, weight_decay=settings.weight_decay)
     step, history = 0, list[dict[str, Any]]()
@@ -392,14 +440,29 @@ def train_lora(
             if step >= last:
                 break
             model.train()
-            torch.manual_seed(settings.seed + step)  # dropout masks depend on the step only
-            ids, mask, labels = _collate([train[int(i)] for i in idx], pad)
             lr = learning_rate(step, total, settings)
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            out = model(input_ids=ids.to(dev), attention_mask=mask.to(dev), labels=labels.to(dev))
-            out.loss.backward()
-            loss = float(out.loss.detach())
+            rows = [train[int(i)] for i in idx]
+            while True:  # on out-of-memory: the same step again in smaller micro-batches, the same effective batch
+                torch.manual_seed(settings.seed + step)  # dropout masks depend on the step only
+                try:
+                    loss, tokens = _accumulate(model, rows, micro, pad, dev)
+                    break
+                except Exception as exc:  # noqa: BLE001 - only out-of-memory is retried
+                    if not is_oom(exc) or micro == 1:
+                        raise
+                    optimizer.zero_grad(set_to_none=True)
+                    if torch.cuda.is_available():
+                        torch.cuda.empty_cache()
+                    micro = max(1, micro // 2)
+                    log.warning(
+                        "finetune: out of memory at %d examples per pass, step %d again at %d (%d passes a step)",
+                        micro * 2,
+                        step + 1,
+                        micro,
+                        math.ceil(len(rows) / micro),
+                    )
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
             step += 1
@@ -410,7 +473,7 @@ def train_lora(
                     "split": "train",
                     "loss": loss,
                     "lr": lr,
-                    "tokens": int((labels[:, 1:] != -100).sum()),
+                    "tokens": tokens,
                 }
             )
             if step % steps_per_epoch == 0 and held:
@@ -419,7 +482,7 @@ def train_lora(
                         "step": step,
                         "epoch": step / steps_per_epoch,
                         "split": "eval",
-                        "loss": _mean_loss(model, held, settings.batch_size, pad),
+                        "loss": _mean_loss(model, held, micro, pad),
                         "lr": lr,
                         "tokens": 0,
                     }
@@ -462,7 +525,12 @@ def train_lora(
 
 
 def checkpoint_key(base_fingerprint: Any, data_sha256: str, settings: FinetuneSpec) -> str:
-    return content_hash(base_fingerprint, data_sha256, as_dict(settings), __version__)
+    """The resume checkpoint's key: the base model, the data and every setting that changes what is learnt (not how
+    the steps are run: :data:`~traitscope.core.specs.FINETUNE_EXECUTION`)."""
+    learnt = {k: v for k, v in as_dict(settings).items() if k not in FINETUNE_EXECUTION}
+    if learnt.get("cpu_4bit_autograd", True):
+        learnt.pop("cpu_4bit_autograd", None)  # the default: keys of runs from before the setting existed stay
+    return content_hash(base_fingerprint, data_sha256, learnt, __version__)
 
 
 def save_adapter(model: Any, out_dir: str | Path, provenance: dict[str, Any]) -> Path:
@@ -487,9 +555,10 @@ def save_adapter(model: Any, out_dir: str | Path, provenance: dict[str, Any]) ->
 
 
 def keep_4bit_differentiable(model: Any) -> None:
-    """Keep bitsandbytes' CPU 4-bit layers on their differentiable kernel. In eval mode (the held-out loss) they
-    repack their weights for a CPU inference kernel that has no backward, after which training would silently stop
-    the gradient at every frozen layer, and the adapters of all but the last blocks would learn nothing."""
+    """Keep bitsandbytes' CPU 4-bit layers on their differentiable kernel (``finetune.<name>.cpu_4bit_autograd``, on
+    by default). In eval mode (the held-out loss) they repack their weights for a CPU inference kernel that has no
+    autograd kernel registered; training through it afterwards makes bitsandbytes warn that the backward may be
+    silently incorrect (``tests/test_devices.py`` checks that it never runs with this, and does without)."""
     for module in model.modules():
         if hasattr(module, "support_avx512bf16_for_cpu"):
             module.support_avx512bf16_for_cpu = False
@@ -512,7 +581,8 @@ def _load_base(
         from peft import prepare_model_for_kbit_training
 
         model = prepare_model_for_kbit_training(model)
-        keep_4bit_differentiable(model)
+        if settings.cpu_4bit_autograd:
+            keep_4bit_differentiable(model)
     fingerprint = model_fingerprint(spec, resolve_model_path(spec.model, resources_dir))
     return model, tokenizer, spec, fingerprint, records, data_sha
 

@@ -144,6 +144,19 @@ class FinetuneSpec(NamedTuple):
     quantization: str
     save_steps: int
     seed: int  # resolved: the global seed where the config leaves it null
+    micro_batch_size: int | None = None  # examples per forward pass (None: batch_size); halved on out-of-memory
+    gradient_checkpointing: str | bool = "auto"  # auto: on for a base of more than 3e9 parameters
+    cpu_4bit_autograd: bool = True  # QLoRA on the CPU: keep bitsandbytes' differentiable kernel
+    resources: ResourceOverride | None = None  # what its job asks SLURM for, over the training estimate
+
+    def __repr__(self) -> str:
+        return repr_without(self, FINETUNE_EXECUTION + (("cpu_4bit_autograd",) if self.cpu_4bit_autograd else ()))
+
+
+FINETUNE_EXECUTION = ("micro_batch_size", "gradient_checkpointing", "resources")
+"""Finetune settings that change how training runs, not what it learns (the effective batch, the data order and the
+number of optimizer steps stay; sums of gradients over micro-batches differ in the last bits): left out of the
+params' ``repr`` and of the resume checkpoint's key, so changing them re-runs nothing."""
 
 
 # ---------------------------------------------------------------------------------- data and traits

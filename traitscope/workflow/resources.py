@@ -10,6 +10,12 @@ GPUs       = ceil(need / gpu_memory_gb), or the GPUs a variant's max_memory name
 A 70B Llama (80 layers, hidden 8192, vocab 128256) in bfloat16: ~66e9 parameters, 133 GB of weights,
 173 GB with overhead: 3 x 80 GB GPUs; in 4bit: 37 GB -> 1 GPU.
 
+Finetune jobs are sized for training instead (:func:`training_memory`): the weights at the training dtype (or in
+4 bits for QLoRA), the LoRA adapter with its gradient and AdamW state (16 bytes per trainable parameter), the
+activations of one micro-batch kept for the backward pass (with gradient checkpointing: each block's input, plus one
+block's activations while it is recomputed), and the logits with their gradient in float32; times
+``TRAINING_SLACK`` for the CUDA context and fragmentation.
+
 The SLURM request of a model job (the keys snakemake-executor-plugin-slurm reads): ``gpu`` and ``gpu_model``
 (``--gpus=<model>:<n>``) or ``gres`` (``--gres``), ``constraint`` (``-C``), ``slurm_extra``, ``slurm_account``
 (``-A``), ``slurm_partition``, ``runtime``, ``mem_mb`` (times ``mem_retry_factor`` per retry) and
@@ -19,7 +25,7 @@ The SLURM request of a model job (the keys snakemake-executor-plugin-slurm reads
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, NamedTuple
 
 from .settings import Study
 
@@ -121,3 +127,111 @@ def project_job_resources(study: Study, variant: str, pset: str) -> dict[str, in
     mem_mb = 2000 + int(math.ceil((per_chunk * 1.5 + scores_per_chunk) / 2**20))
     read = b.activation_bytes_per_prompt * b.rows if not b.streamed else b.score_bytes_per_prompt * b.rows
     return {"mem_mb": mem_mb, "runtime": 30 + int(math.ceil(read / (READ_MB_PER_S * 1e6) / 60))}
+
+
+TRAINING_SLACK = 1.15
+"""Factor on a training estimate for the CUDA context, the allocator's fragmentation and peft's buffers."""
+ACTIVATION_VALUES_PER_TOKEN = 34.0
+"""Activation values a transformer block keeps per token and hidden unit for its backward pass, beside the attention
+scores (Korthikanti et al. 2022, "Reducing activation recomputation in large transformer models", section 4.1:
+34 x s x b x h bytes per layer at 16 bits, i.e. 17 values of 2 bytes)."""
+
+
+class TrainingMemory(NamedTuple):
+    """What a finetune job holds on its GPUs, in bytes, and whether it recomputes activations."""
+
+    weights: float
+    adapter: float  # trainable parameters with their gradient and AdamW's two moments, float32
+    activations: float
+    logits: float
+    checkpointing: bool
+
+    @property
+    def total(self) -> float:
+        return (self.weights + self.adapter + self.activations + self.logits) * TRAINING_SLACK
+
+
+def lora_parameters(n_layers: int, hidden: int, rank: int, targets: tuple[str, ...]) -> float:
+    """Trainable parameters of a LoRA adapter: rank x (in + out) per targeted module and block, the MLP's inner width
+    taken as 3.5 x hidden (Llama 70B: 28672 = 3.5 x 8192) where a module has it on one side."""
+    mlp = {
+        "gate_proj",
+        "up_proj",
+        "down_proj",
+        "fc1",
+        "fc2",
+        "c_fc",
+        "w1",
+        "w2",
+        "w3",
+        "dense_h_to_4h",
+        "dense_4h_to_h",
+    }
+    per_block = sum(rank * (hidden + (3.5 * hidden if t in mlp else hidden)) for t in targets)
+    return n_layers * per_block
+
+
+def training_memory(study: Study, ft: str) -> TrainingMemory:
+    """The GPU memory of finetune ``ft`` (see the module's docstring): its base's weights (4-bit for QLoRA), the
+    adapter's training state and one micro-batch of ``max_length`` tokens."""
+    from ..core.finetune import CHECKPOINTING_PARAMETERS
+
+    spec = study.finetune[ft]
+    base = study.variants[spec.base]
+    dims = study.dims[spec.base]
+    layers, hidden, vocab = dims.n_layers, dims.hidden_size, dims.vocab_size
+    quant = "4bit" if spec.quantization == "4bit" else base.quantization
+    weights = weight_bytes(quant, base.dtype, layers, hidden, vocab)
+    adapter = lora_parameters(layers, hidden, spec.rank, spec.target_modules) * 16.0
+    value = 4.0 if base.dtype == "float32" and quant == "none" else 2.0  # what activations are computed in
+    tokens = float(min(spec.micro_batch_size or spec.batch_size, spec.batch_size) * spec.max_length)
+    heads = max(1, hidden // 128)
+    block = tokens * hidden * ACTIVATION_VALUES_PER_TOKEN / 2 * value + heads * tokens * spec.max_length * value * 2.5
+    gc = spec.gradient_checkpointing
+    checkpointing = (
+        bool(gc) if gc in (True, False) else estimate_parameters(layers, hidden, vocab) > CHECKPOINTING_PARAMETERS
+    )
+    activations = (layers * tokens * hidden * value + block) if checkpointing else layers * block
+    logits = tokens * vocab * 4.0 * 3  # float32 logits, their log-softmax and gradient
+    return TrainingMemory(weights, adapter, activations, logits, checkpointing)
+
+
+def finetune_job_resources(study: Study, ft: str) -> dict[str, Any]:
+    """Snakemake resources (+ threads) of finetune ``ft``'s jobs: the model job of its base variant, with GPUs and
+    memory from :func:`training_memory` instead of the inference estimate, and ``finetune.<ft>.resources`` over it."""
+    res = study.resources
+    spec = study.finetune[ft]
+    out = model_job_resources(study, spec.base)
+    mem = training_memory(study, ft)
+    need_gb = mem.total / 1e9
+    on_cpu = study.variants[spec.base].device_map == "cpu"
+    base_override = (res.variants or {}).get(spec.base)
+    if not on_cpu and not (base_override and (base_override.gpu is not None or base_override.gres)):
+        out["gpu"] = max(1, math.ceil(need_gb / float(res.gpu_memory_gb)))
+        out["slurm_partition"] = res.gpu_partition
+    load_gb = mem.weights / 1e9 * 1.1  # the weights pass through host memory while they load
+    out["mem_mb"] = max(int(res.min_mem_mb), int(math.ceil((need_gb if on_cpu else load_gb) * 1024)))
+    out["training_gb"] = round(need_gb, 1)
+    override = {k: v for k, v in spec.resources._asdict().items() if v is not None} if spec.resources else {}
+    out.update(override)
+    if override.get("gres"):
+        out["gpu"], out["gpu_model"] = 0, None
+    if not out["gpu"]:
+        out["gpu_model"] = None
+    out["cpus_per_task"] = out["threads"]
+    return out
+
+
+def training_report(study: Study) -> list[str]:
+    """Start-up lines: what each finetune job asks for and why (the training estimate's parts)."""
+    lines = []
+    for ft in study.finetune:
+        mem, job = training_memory(study, ft), finetune_job_resources(study, ft)
+        where = f"{job['gpu']} GPU(s) of {study.resources.gpu_memory_gb:g} GB" if job["gpu"] else "the CPU"
+        lines.append(
+            f"finetune {ft}: {mem.total / 1e9:.1f} GB to train (weights {mem.weights / 1e9:.1f}, adapter and optimizer "
+            f"{mem.adapter / 1e9:.1f}, activations {mem.activations / 1e9:.1f}"
+            f"{' with gradient checkpointing' if mem.checkpointing else ''}, logits {mem.logits / 1e9:.1f}, "
+            f"x{TRAINING_SLACK}): {where}, {job['mem_mb']} MB of host memory"
+        )
+    return lines
