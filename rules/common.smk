@@ -43,12 +43,12 @@ if workflow.is_main_process:
         STARTUP = guard.start(S.results_dir, executing=not INVOCATION.read_only)
     except TraitscopeError as exc:
         sys.exit(str(exc))
-    # Once every rule is defined, Snakemake hands the workflow its DAG settings: outputs a killed job left incomplete
+    # Once all the rules are defined, Snakemake hands the workflow its DAG settings; outputs a killed job left incomplete
     # are run again (no --rerun-incomplete needed: start-up made sure no job of that run still writes them), and the
     # workflow's own outputs that no longer read back are planned again with everything downstream.
     snakemake_hooks.when_planned(workflow, lambda settings: plan_repairs(settings))
     snakemake_hooks.sigterm_safe_scheduler()  # SIGTERM at the instant a job ends stops snakemake instead of hanging it
-    print("\n".join(budget_report(S, S.config["checks"]["activation_budget_gb"]) + training_report(S)), file=sys.stderr)
+    print("\n".join(budget_report(S, S.config["checks"]["activation_budget_gb"]) + training_report(S, INVOCATION.cluster)), file=sys.stderr)
 
 
 def plan_repairs(settings):

@@ -48,9 +48,9 @@ rule organism_ablation:
         L.log("organism_ablation"),
     benchmark:
         L.benchmark("organism_ablation")
-    threads: model_job(lambda w: ORG_SET.finetuned)[0]
+    threads: model_job(MODEL_RES, lambda w: ORG_SET.finetuned)[0]
     resources:
-        **model_job(lambda w: ORG_SET.finetuned)[1],
+        **model_job(MODEL_RES, lambda w: ORG_SET.finetuned)[1],
     conda:
         ENV
     script:

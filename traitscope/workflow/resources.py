@@ -222,12 +222,17 @@ def finetune_job_resources(study: Study, ft: str) -> dict[str, Any]:
     return out
 
 
-def training_report(study: Study) -> list[str]:
-    """Start-up lines: what each finetune job asks for and why (the training estimate's parts)."""
+def training_report(study: Study, cluster: bool = False) -> list[str]:
+    """Start-up lines: what each finetune job asks for and why (the training estimate's parts). Run here (not on a
+    ``cluster``) without a visible GPU, the jobs train on this host's CPU whatever a cluster would be asked for."""
+    import torch
+
+    here_on_cpu = not cluster and not torch.cuda.is_available()
     lines = []
     for ft in study.finetune:
         mem, job = training_memory(study, ft), finetune_job_resources(study, ft)
-        where = f"{job['gpu']} GPU(s) of {study.resources.gpu_memory_gb:g} GB" if job["gpu"] else "the CPU"
+        gpus = f"{job['gpu']} GPU(s) of {study.resources.gpu_memory_gb:g} GB"
+        where = "the CPU" if not job["gpu"] else f"this host's CPU (on a cluster: {gpus})" if here_on_cpu else gpus
         lines.append(
             f"finetune {ft}: {mem.total / 1e9:.1f} GB to train (weights {mem.weights / 1e9:.1f}, adapter and optimizer "
             f"{mem.adapter / 1e9:.1f}, activations {mem.activations / 1e9:.1f}"
