@@ -11,6 +11,9 @@ rule convert_embedded:
     wildcard_constraints:
         name="|".join(map(re.escape, EMBEDDED)),
     threads: 1  # numpy de-quantisation on one core: the other runs the prep jobs meanwhile
+    resources:  # one tensor at a time (traitscope/core/gguf_convert.py): memory from its largest tensor
+        mem_mb=lambda w: conversion_memory_mb(embedded_gguf_path(w.name)),
+        disk_mb=lambda w: conversion_disk_mb(embedded_gguf_path(w.name), "float32"),
     conda:
         ENV
     script:
@@ -29,6 +32,9 @@ rule convert_gguf:
     wildcard_constraints:
         slug="[A-Za-z0-9_.-]+",
     threads: 1  # numpy de-quantisation on one core: the other runs the prep jobs meanwhile
+    resources:
+        mem_mb=lambda w: conversion_memory_mb(Path(GGUF_SOURCES[w.slug])),
+        disk_mb=lambda w: conversion_disk_mb(Path(GGUF_SOURCES[w.slug]), "float32"),
     conda:
         ENV
     script:

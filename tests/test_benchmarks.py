@@ -16,6 +16,7 @@ FIGURES = {  # what each must print: its measured figures
     "dag_scale.py": ["== two-step:", "== stream:", "written per prompt:", "jobs submitted to SLURM:"],
     "quantized_vectors.py": ["safety/harmful_instruction", "RESULTS [{"],
     "generation_batch.py": ["batch 16: ", "ms per generated token per row", "x the speed of batch 16"],
+    "convert_memory.py": ["MB of float32 weights", "peak RSS short:", "RESULTS {"],
 }
 
 

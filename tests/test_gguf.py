@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -114,11 +115,26 @@ def test_the_header_reader_agrees_with_gguf_and_finds_a_file_cut_inside_its_tens
 
 @pytest.mark.e2e
 def test_a_gguf_is_converted_once_and_loads(own_gguf, tmp_path):
+    """Converted tensor by tensor (here in shards of 64 MB, with an index, as save_pretrained writes a large
+    model): the weights equal transformers' own de-quantised load of the GGUF, value for value."""
+    import torch
     from conftest import load_variant
+    from safetensors.torch import load_file
+    from transformers import AutoModelForCausalLM
+
+    from traitscope.core.gguf_convert import convert_gguf as stream
 
     out = gguf_dir(own_gguf, tmp_path)
-    convert_gguf(own_gguf, out, {"gguf": str(own_gguf)})
-    assert (out / "config.json").is_file() and (out / "model.safetensors").is_file()
+    stream(own_gguf, out, {"gguf": str(own_gguf)}, shard_bytes=64 << 20)
+    index = json.loads((out / "model.safetensors.index.json").read_text())
+    shards = sorted(out.glob("model-*-of-*.safetensors"))
+    assert len(shards) > 3 and set(index["weight_map"].values()) == {s.name for s in shards}
+    written = {k: v for s in shards for k, v in load_file(s).items()}
+    reference = AutoModelForCausalLM.from_pretrained(str(own_gguf.parent), gguf_file=own_gguf.name, dtype=torch.float32)
+    expected = {k: v for k, v in reference.state_dict().items() if k != "lm_head.weight"}  # tied to the embeddings
+    assert written.keys() == expected.keys()
+    assert all(written[k].dtype == torch.float32 and torch.equal(written[k], expected[k]) for k in expected)
+    assert (out / "config.json").is_file()
     assert model_dims(str(own_gguf), resources_dir=tmp_path).n_layers == 30  # now read from the converted config
     model, tok = load_variant({"model": str(own_gguf), "device_map": "cpu"}, resources_dir=tmp_path)
     assert tok.chat_template and "<|im_start|>" in tok.chat_template  # the GGUF's own template came along

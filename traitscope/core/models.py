@@ -17,8 +17,6 @@ import contextlib
 import importlib.util
 import json
 import logging
-import os
-import shutil
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -128,51 +126,31 @@ def looks_local(model: str) -> bool:
     return model.startswith((".", "/", "~")) or Path(model).expanduser().exists()
 
 
-def convert_embedded(name: str, out_dir: str | Path) -> Path:
+def convert_embedded(name: str, out_dir: str | Path, dtype: str = "float32") -> Path:
     """Convert the embedded GGUF model once into a plain safetensors folder (:func:`convert_gguf`)."""
     return convert_gguf(
         embedded_gguf_path(name),
         out_dir,
         {"embedded": name, "gguf": EMBEDDED[name].gguf_file, "package": EMBEDDED[name].package},
+        dtype=dtype,
     )
 
 
-def convert_gguf(gguf: Path, out_dir: str | Path, source: dict[str, Any] | None = None, key: str = "model") -> Path:
-    """Convert a GGUF model file once into a plain safetensors folder (weights de-quantised to float32, its tokenizer
-    and chat template kept), written atomically; ``source`` is recorded in ``traitscope_source.json``.
-
-    A GGUF-loaded model refuses ``save_pretrained``, so the model is rebuilt from its config and the de-quantised
-    state dict is loaded into it before saving. A truncated or foreign file is a one-line error naming it.
-    """
-    import torch
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+def convert_gguf(
+    gguf: Path, out_dir: str | Path, source: dict[str, Any] | None = None, key: str = "model", dtype: str = "float32"
+) -> Path:
+    """Convert a GGUF model file once into a plain safetensors folder, tensor by tensor (weights de-quantised and
+    written as ``dtype``, its tokenizer and chat template kept, :mod:`traitscope.core.gguf_convert`), written
+    atomically; ``source`` is recorded in ``traitscope_source.json``. A truncated or foreign file is a one-line error
+    naming it."""
+    from .gguf_convert import ConversionError
+    from .gguf_convert import convert_gguf as stream
 
     _gguf_dims(gguf, key)  # a truncated or foreign file: one line, before transformers' traceback
-    folder, fname = str(gguf.parent), gguf.name
     try:
-        tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=fname)
-        config = AutoConfig.from_pretrained(folder, gguf_file=fname)
-        loaded = AutoModelForCausalLM.from_pretrained(folder, gguf_file=fname, dtype=torch.float32)
-    except Exception as exc:  # noqa: BLE001 - an architecture transformers cannot read from GGUF, a damaged tensor
-        raise ModelLoadError(
-            f"{key}: '{gguf}' cannot be converted ({first_line(exc)[:160]}) (fix: use a GGUF of an "
-            "architecture transformers reads, or the model's safetensors folder)"
-        ) from None
-    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
-    result = model.load_state_dict(loaded.state_dict(), strict=True)
-    if result.missing_keys or result.unexpected_keys:  # pragma: no cover - strict=True raises first
-        raise ModelLoadError(f"GGUF conversion of {gguf} lost weights: {result}")
-    out = Path(out_dir)
-    tmp = out.with_name(out.name + ".tmp")  # a killed conversion never leaves a half folder at `out`
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    model.save_pretrained(tmp, safe_serialization=True)
-    tokenizer.save_pretrained(tmp)
-    (tmp / "traitscope_source.json").write_text(json.dumps(source or {"gguf": str(gguf)}, indent=2))
-    if out.exists():
-        shutil.rmtree(out)
-    os.replace(tmp, out)
-    return out
+        return stream(gguf, out_dir, source, key=key, dtype=dtype)
+    except ConversionError as exc:
+        raise ModelLoadError(str(exc)) from None
 
 
 def model_dims(
