@@ -132,7 +132,10 @@ def convert_gguf(
         )
     _name_shards(tmp, shards)
     config.torch_dtype = target
+    config.architectures = [type(model).__name__]  # what save_pretrained of the model writes
     config.save_pretrained(tmp)
+    if getattr(model, "generation_config", None) is not None:
+        model.generation_config.save_pretrained(tmp)
     tokenizer.save_pretrained(tmp)
     (tmp / "traitscope_source.json").write_text(
         json.dumps({**(source or {"gguf": str(gguf)}), "dtype": dtype}, indent=2)
