@@ -12,6 +12,10 @@ interleaved rounds; the script prints tokens/s of each and the ratios (median ov
     python benchmarks/capture_throughput.py                    # embedded default (converted first)
     python benchmarks/capture_throughput.py --model PATH --layers 0-14 --device cuda
     python benchmarks/capture_throughput.py --short            # seconds, a tiny random model (CI)
+    python benchmarks/capture_throughput.py --min-ratio 0.95   # exit 1 when capture falls below 0.95x its limit
+
+--min-ratio is the check that a change to capture (or to its settings) did not lower it: the guide states the ratio
+measured before and after the speed work of #40; run it on the embedded default with that floor.
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ def main() -> None:
     ap.add_argument("--dtype", default="float32")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--short", action="store_true", help="seconds: a tiny random model, one round (CI)")
+    ap.add_argument("--min-ratio", type=float, default=None, help="exit 1 when capture / bare is below this")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as tmp:
@@ -131,6 +136,8 @@ def run(args: argparse.Namespace) -> None:
     print(f"traitscope capture (hooks, gather, fp16):      {n_tokens / mc:10.1f} tokens/s  (median {mc:.3f}s)")
     print(f"ratio capture / bare truncated stack: {mb / mc:.3f}  (1.0 = at the limit)")
     print(f"ratio capture / full forward: {mf / mc:.3f}")
+    if args.min_ratio is not None and mb / mc < args.min_ratio:
+        raise SystemExit(f"capture runs at {mb / mc:.3f}x its limit, below --min-ratio {args.min_ratio}")
 
 
 def _owner(base: torch.nn.Module, blocks: torch.nn.ModuleList) -> tuple[torch.nn.Module, str]:

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from traitscope import TraitscopeError
-from traitscope.core.gguf_convert import conversion_disk_mb, conversion_memory_mb
+from traitscope.core.gguf_convert import conversion_disk_mb, conversion_dtype, conversion_memory_mb
 from traitscope.core.models import (EMBEDDED, embedded_gguf_path, embedded_name, gguf_slug, gguf_source, looks_local,
                                     user_model_files_key)
 from traitscope.core.traits import trait_description
@@ -142,6 +142,24 @@ def model_inputs(variant):
 
 # GGUF files the variants name, by the slug of their converted folder (the convert_gguf rule's input)
 GGUF_SOURCES = {gguf_slug(g): str(g) for g in filter(None, (gguf_source(v.model) for v in S.variants.values()))}
+
+
+def _dtypes_asked():
+    """The dtypes asked of each converted folder (embedded name or GGUF slug) by the variants and the judge that load it."""
+    asked = {}
+    for v in S.variants.values():
+        name, gguf = embedded_name(v.model), gguf_source(v.model)
+        if name or gguf:
+            asked.setdefault(name or gguf_slug(gguf), set()).add(v.dtype)
+    judge = embedded_name(S.judge.offline_model) if S.judge.model.startswith("traitscope/") else None
+    if judge:
+        asked.setdefault(judge, set()).add("float32")  # the offline judge computes in float32
+    return asked
+
+
+# The dtype each GGUF is converted to (core.gguf_convert.conversion_dtype): float32 only where a variant asks for it
+CONVERT_DTYPE = {k: conversion_dtype(asked, Path(GGUF_SOURCES[k]) if k in GGUF_SOURCES else embedded_gguf_path(k))
+                 for k, asked in _dtypes_asked().items()}
 
 # What the researcher's own model and adapter folders hold, by content (tokenizer, chat template, configs; large
 # weight files by size and time): a param of every rule that runs the model, so that editing a template re-runs them.

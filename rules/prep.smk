@@ -10,10 +10,12 @@ rule convert_embedded:
         L.benchmark("convert_embedded", "{name}", root="resources")
     wildcard_constraints:
         name="|".join(map(re.escape, EMBEDDED)),
+    params:
+        dtype=lambda w: CONVERT_DTYPE.get(w.name, "float32"),
     threads: 1  # numpy de-quantisation on one core: the other runs the prep jobs meanwhile
     resources:  # one tensor at a time (traitscope/core/gguf_convert.py): memory from its largest tensor
         mem_mb=lambda w: conversion_memory_mb(embedded_gguf_path(w.name)),
-        disk_mb=lambda w: conversion_disk_mb(embedded_gguf_path(w.name), "float32"),
+        disk_mb=lambda w: conversion_disk_mb(embedded_gguf_path(w.name), CONVERT_DTYPE.get(w.name, "float32")),
     conda:
         ENV
     script:
@@ -31,10 +33,12 @@ rule convert_gguf:
         L.benchmark("convert_gguf", "{slug}", root="resources")
     wildcard_constraints:
         slug="[A-Za-z0-9_.-]+",
+    params:
+        dtype=lambda w: CONVERT_DTYPE[w.slug],
     threads: 1  # numpy de-quantisation on one core: the other runs the prep jobs meanwhile
     resources:
         mem_mb=lambda w: conversion_memory_mb(Path(GGUF_SOURCES[w.slug])),
-        disk_mb=lambda w: conversion_disk_mb(Path(GGUF_SOURCES[w.slug]), "float32"),
+        disk_mb=lambda w: conversion_disk_mb(Path(GGUF_SOURCES[w.slug]), CONVERT_DTYPE[w.slug]),
     conda:
         ENV
     script:

@@ -32,3 +32,15 @@ def test_benchmark_runs_in_short_mode(bench):
     assert proc.returncode == 0, proc.stderr[-3000:]
     for figure in FIGURES[bench.name]:
         assert figure in proc.stdout, proc.stdout[-3000:]
+
+
+def test_the_capture_throughput_check_fails_below_its_floor():
+    """--min-ratio is the check that capture stays near its limit: a floor it cannot reach makes it exit 1."""
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "capture_throughput.py"), "--short", "--min-ratio", "1000"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=REPO,
+    )
+    assert proc.returncode == 1 and "below --min-ratio 1000" in proc.stderr, proc.stderr[-2000:]
