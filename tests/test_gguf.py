@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -149,8 +150,12 @@ def model_spec(path: Path):
 
 
 def test_the_dry_run_plans_the_conversion(own_gguf, tiny_model_dir, tmp_path):
+    """One conversion of the file, in the dtype its variant asks for: ``auto`` on a 4-bit GGUF is bfloat16, and the
+    job's disk is sized for it (half of float32's)."""
+    from traitscope.core.gguf_convert import conversion_disk_mb
+
     cfg = tiny_config(tiny_model_dir)
-    cfg["variants"]["base"]["model"] = str(own_gguf)
+    cfg["variants"]["base"].update(model=str(own_gguf), dtype="auto")
     cfg["capture"]["layers"] = [3]
     cfg["extract"]["layers"] = [3]
     (tmp_path / "study.yaml").write_text(yaml.safe_dump(cfg))
@@ -177,3 +182,29 @@ def test_the_dry_run_plans_the_conversion(own_gguf, tiny_model_dir, tmp_path):
     assert run.returncode == 0, run.stderr[-2000:]
     assert run.stdout.count("rule convert_gguf:") == 1 and "rule convert_embedded:" not in run.stdout
     assert f"input: {own_gguf}" in run.stdout
+    resources = re.search(r"rule convert_gguf:.*?resources: ([^\n]*)", run.stdout, re.S).group(1)
+    disk = int(re.search(r"disk_mb=(\d+)", resources).group(1))
+    assert disk == conversion_disk_mb(own_gguf, "bfloat16") < conversion_disk_mb(own_gguf, "float32"), resources
+
+
+@pytest.mark.parametrize(
+    ("asked", "expected"),
+    [
+        ({"float32"}, "float32"),
+        ({"bfloat16"}, "bfloat16"),
+        ({"float16", "auto"}, "float16"),
+        ({"bfloat16", "float16"}, "float32"),  # two half precisions: the one that holds both
+        ({"bfloat16", "float32"}, "float32"),
+        ({"auto"}, "bfloat16"),  # a quantised GGUF: its own float type is not kept, bfloat16 is the model's
+    ],
+)
+def test_a_gguf_is_converted_to_the_dtype_its_variants_ask_for(own_gguf, asked, expected):
+    from traitscope.core.gguf_convert import conversion_dtype
+
+    assert conversion_dtype(asked, own_gguf) == expected
+
+
+def test_auto_keeps_a_float_gguf_s_own_type(tmp_path):
+    from traitscope.core.gguf_convert import conversion_dtype
+
+    assert conversion_dtype({"auto"}, write_gguf(tmp_path / "f32.gguf")) == "float32"
