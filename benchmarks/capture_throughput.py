@@ -31,7 +31,7 @@ import torch
 
 from traitscope.core.capture import capture_batch
 from traitscope.core.chat import encode_rows
-from traitscope.core.models import decoder_layers, load_model
+from traitscope.core.models import decoder_layers, input_device, load_model
 from traitscope.core.prompts import load_prompt_set
 from traitscope.workflow.config import entry, parse_layers
 
@@ -60,19 +60,44 @@ def main() -> None:
 def run(args: argparse.Namespace) -> None:
     model, tok = load_model(entry("variants", {"model": args.model, "dtype": args.dtype, "device_map": args.device}))
     layers = parse_layers(args.layers, model.config.num_hidden_layers)
+    enc = encoded_prompts(tok)
+    m = measure(model, tok, enc, layers, args.batch_size, args.rounds)
+    device, n_tokens = input_device(model), m["tokens"]
+    print(
+        f"model {args.model} on {device}, {len(enc)} prompts, {n_tokens} tokens, batch {args.batch_size}, "
+        f"{len(layers)} of {len(decoder_layers(model))} layers captured (up to {max(layers)}), {args.rounds} rounds"
+    )
+    mf, mb, mc = m["full_s"], m["bare_s"], m["capture_s"]
+    print(f"full forward (LM head, output_hidden_states): {n_tokens / mf:10.1f} tokens/s  (median {mf:.3f}s)")
+    print(f"bare forward of blocks 0-{max(layers)} (the limit):  {n_tokens / mb:10.1f} tokens/s  (median {mb:.3f}s)")
+    print(f"traitscope capture (hooks, gather, fp16):      {n_tokens / mc:10.1f} tokens/s  (median {mc:.3f}s)")
+    print(f"ratio capture / bare truncated stack: {mb / mc:.3f}  (1.0 = at the limit)")
+    print(f"ratio capture / full forward: {mf / mc:.3f}")
+    if args.min_ratio is not None and mb / mc < args.min_ratio:
+        raise SystemExit(f"capture runs at {mb / mc:.3f}x its limit, below --min-ratio {args.min_ratio}")
+
+
+def encoded_prompts(tok, repeat: int = 1) -> list:
+    """The builtin harmful and benign sets (``repeat`` times) with a replayed response, encoded, shortest first."""
     df = pd.concat(
         [
             load_prompt_set(entry("prompt_sets", {"source": "builtin", "name": n, "split": "all"}), seed=0)
             for n in ("harmful", "benign")
-        ],
+        ]
+        * repeat,
         ignore_index=True,
     )
     df["response"] = "Sure, here is a short answer to your question."
     enc = encode_rows(tok, df, 512)
     enc.sort(key=lambda e: len(e.prompt))
-    batches = [enc[i : i + args.batch_size] for i in range(0, len(enc), args.batch_size)]
-    device = model.get_input_embeddings().weight.device
-    n_tokens = sum(len(e.prompt) + len(e.response) for e in enc)
+    return enc
+
+
+def measure(model, tok, enc: list, layers: list[int], batch_size: int, rounds: int) -> dict[str, float]:
+    """Median seconds over ``rounds`` of a full forward, a bare forward of blocks 0..max(layers) and capture, on the
+    same right-padded batches (after one warm-up of each), and the tokens they hold."""
+    batches = [enc[i : i + batch_size] for i in range(0, len(enc), batch_size)]
+    device = input_device(model)
     blocks = decoder_layers(model)
     deepest = max(layers)
 
@@ -122,22 +147,16 @@ def run(args: argparse.Namespace) -> None:
 
     full(), truncated(), capture()  # warm-up
     t_full, t_bare, t_cap = [], [], []
-    for _ in range(args.rounds):
+    for _ in range(rounds):
         t_full.append(timed(full))
         t_bare.append(timed(truncated))
         t_cap.append(timed(capture))
-    mf, mb, mc = statistics.median(t_full), statistics.median(t_bare), statistics.median(t_cap)
-    print(
-        f"model {args.model} on {device}, {len(enc)} prompts, {n_tokens} tokens, batch {args.batch_size}, "
-        f"{len(layers)} of {len(blocks)} layers captured (up to {deepest}), {args.rounds} rounds"
-    )
-    print(f"full forward (LM head, output_hidden_states): {n_tokens / mf:10.1f} tokens/s  (median {mf:.3f}s)")
-    print(f"bare forward of blocks 0-{deepest} (the limit):  {n_tokens / mb:10.1f} tokens/s  (median {mb:.3f}s)")
-    print(f"traitscope capture (hooks, gather, fp16):      {n_tokens / mc:10.1f} tokens/s  (median {mc:.3f}s)")
-    print(f"ratio capture / bare truncated stack: {mb / mc:.3f}  (1.0 = at the limit)")
-    print(f"ratio capture / full forward: {mf / mc:.3f}")
-    if args.min_ratio is not None and mb / mc < args.min_ratio:
-        raise SystemExit(f"capture runs at {mb / mc:.3f}x its limit, below --min-ratio {args.min_ratio}")
+    return {
+        "tokens": sum(len(e.prompt) + len(e.response) for e in enc),
+        "full_s": statistics.median(t_full),
+        "bare_s": statistics.median(t_bare),
+        "capture_s": statistics.median(t_cap),
+    }
 
 
 def _owner(base: torch.nn.Module, blocks: torch.nn.ModuleList) -> tuple[torch.nn.Module, str]:

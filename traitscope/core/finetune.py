@@ -580,7 +580,9 @@ def _load_base(
     if settings.quantization == "4bit":
         from peft import prepare_model_for_kbit_training
 
-        model = prepare_model_for_kbit_training(model)
+        # gradient checkpointing is train_lora's (the setting, with transformers' current name and use_reentrant off),
+        # not peft's default (always on, through the deprecated name and the reentrant variant: two warnings a run)
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
         if settings.cpu_4bit_autograd:
             keep_4bit_differentiable(model)
     fingerprint = model_fingerprint(spec, resolve_model_path(spec.model, resources_dir))

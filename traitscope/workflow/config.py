@@ -23,7 +23,7 @@ from jsonschema.exceptions import ValidationError, best_match
 from ..core.chat import PLAIN_FORMAT, folder_has_template, special_text_hits, special_texts
 from ..core.errors import ConfigError, TraitscopeError
 from ..core.layers import parse_layers
-from ..core.specs import ModelDims, ModelSpec, PromptSetSpec, build, unresolved_trait
+from ..core.specs import FinetuneSpec, ModelDims, ModelSpec, PromptSetSpec, build, unresolved_trait
 from .experiment import Experiment
 from .layout import Layout
 from .settings import Study
@@ -835,11 +835,16 @@ def load_config(
 
 def entry(kind: str, data: dict[str, Any]) -> Any:
     """One typed entry of a map section (``variants``, ``prompt_sets``, ``traits``, ``finetune``) from a partial
-    dict, with the schema's defaults: for callers outside a study (tests, notebooks)."""
+    dict, with the schema's defaults: for callers outside a study (tests, notebooks, benchmarks). A finetune's
+    ``seed`` left null is the schema's global seed."""
     schema = load_schema()["properties"][kind]["additionalProperties"]
     filled = fill_defaults(copy.deepcopy(data), schema)
     if kind == "traits":
         return unresolved_trait(filled)
+    if kind == "finetune":
+        if filled.get("seed") is None:
+            filled["seed"] = load_schema()["properties"]["seed"]["default"]
+        return build(FinetuneSpec, filled)
     return build({"variants": ModelSpec, "prompt_sets": PromptSetSpec}[kind], filled)
 
 

@@ -27,6 +27,7 @@ from __future__ import annotations
 import math
 from typing import Any, NamedTuple
 
+from ..core.specs import FinetuneSpec
 from .settings import Study
 
 BYTES = {"float32": 4.0, "float16": 2.0, "bfloat16": 2.0, "auto": 2.0}
@@ -174,16 +175,24 @@ def lora_parameters(n_layers: int, hidden: int, rank: int, targets: tuple[str, .
 def training_memory(study: Study, ft: str) -> TrainingMemory:
     """The GPU memory of finetune ``ft`` (see the module's docstring): its base's weights (4-bit for QLoRA), the
     adapter's training state and one micro-batch of ``max_length`` tokens."""
-    from ..core.finetune import CHECKPOINTING_PARAMETERS
-
     spec = study.finetune[ft]
     base = study.variants[spec.base]
     dims = study.dims[spec.base]
-    layers, hidden, vocab = dims.n_layers, dims.hidden_size, dims.vocab_size
-    quant = "4bit" if spec.quantization == "4bit" else base.quantization
-    weights = weight_bytes(quant, base.dtype, layers, hidden, vocab)
+    return training_bytes(spec, base.dtype, base.quantization, dims.n_layers, dims.hidden_size, dims.vocab_size)
+
+
+def training_bytes(
+    spec: FinetuneSpec, dtype: str, quantization: str, layers: int, hidden: int, vocab: int
+) -> TrainingMemory:
+    """:func:`training_memory` of a finetune ``spec`` of a base of that shape, loaded in ``dtype`` and
+    ``quantization`` (a QLoRA ``spec`` loads it in 4-bit whatever the base's): for callers outside a study
+    (``benchmarks/gpu_check.py`` compares it with the peak a GPU measures)."""
+    from ..core.finetune import CHECKPOINTING_PARAMETERS
+
+    quant = "4bit" if spec.quantization == "4bit" else quantization
+    weights = weight_bytes(quant, dtype, layers, hidden, vocab)
     adapter = lora_parameters(layers, hidden, spec.rank, spec.target_modules) * 16.0
-    value = 4.0 if base.dtype == "float32" and quant == "none" else 2.0  # what activations are computed in
+    value = 4.0 if dtype == "float32" and quant == "none" else 2.0  # what activations are computed in
     tokens = float(min(spec.micro_batch_size or spec.batch_size, spec.batch_size) * spec.max_length)
     heads = max(1, hidden // 128)
     block = tokens * hidden * ACTIVATION_VALUES_PER_TOKEN / 2 * value + heads * tokens * spec.max_length * value * 2.5

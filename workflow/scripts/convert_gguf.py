@@ -6,5 +6,7 @@ from traitscope.core.models import convert_gguf
 from traitscope.workflow.jobs import setup
 
 log = setup(snakemake)  # noqa: F821 - injected by Snakemake
-out = convert_gguf(Path(snakemake.input.gguf), snakemake.output[0], {"gguf": snakemake.input.gguf}, dtype=snakemake.params.dtype)  # noqa: F821
+out = convert_gguf(
+    Path(snakemake.input.gguf), snakemake.output[0], {"gguf": snakemake.input.gguf}, dtype=snakemake.params.dtype
+)  # noqa: F821
 log.info("converted %s to %s", snakemake.input.gguf, out)  # noqa: F821
