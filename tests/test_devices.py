@@ -188,3 +188,26 @@ def test_resources_ask_for_the_gpus_max_memory_names(small_config):
         device_map="auto", max_memory={"0": "70GiB", "1": "70GiB", "2": "70GiB", "cpu": "1TB"}
     )
     assert model_job_resources(cfg, "base")["gpu"] == 3
+
+
+def test_bitsandbytes_hub_kernel_warning_advises_nothing_forbidden():
+    """bitsandbytes warns, at import on a CPU with AVX-512 BF16, that its hub kernel failed and advises
+    trust_remote_code=True; a job's log (and a notebook that imported traitscope) shows one INFO line instead."""
+    import subprocess
+    import sys
+
+    from traitscope.core.models import BNB_HUB_KERNEL
+
+    code = (
+        "import logging, sys\n"
+        "import traitscope.workflow.jobs\n"
+        "logging.basicConfig(stream=sys.stdout, level=logging.INFO, format='%(levelname)s %(name)s: %(message)s')\n"
+        "import bitsandbytes\n"  # the real warning, where this CPU triggers it
+        f"logging.getLogger('bitsandbytes.backends.cpu.ops').warning('{BNB_HUB_KERNEL}: %s. Please make sure', "
+        "'Set trust_remote_code=True or add the repository')\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    text = out.stdout + out.stderr
+    assert "trust_remote_code" not in text and "Failed to load CPU gemm_4bit_forward" not in text, text[-2000:]
+    assert "INFO bitsandbytes.backends.cpu.ops: bitsandbytes: its optional AVX-512 4-bit CPU kernel" in text, text

@@ -29,6 +29,33 @@ if TYPE_CHECKING:  # torch is imported lazily: the Snakefile imports this module
     import torch
     from torch import nn
 
+BNB_HUB_KERNEL = "Failed to load CPU gemm_4bit_forward from kernels-community"
+"""The start of bitsandbytes' warning, at import on a CPU with AVX-512 BF16, that its optional kernel could not be
+downloaded from the Hugging Face hub; it advises ``trust_remote_code=True``, which this project never sets."""
+
+
+class _HubKernelNotice(logging.Filter):
+    """Rewrites :data:`BNB_HUB_KERNEL`'s warning into one INFO line that says what it means and advises nothing."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if str(record.msg).startswith(BNB_HUB_KERNEL):
+            record.msg = (
+                "bitsandbytes: its optional AVX-512 4-bit CPU kernel is not downloaded from the hub (traitscope never "
+                "runs remote code); its own CPU kernel runs instead"
+            )
+            record.args, record.levelno, record.levelname = None, logging.INFO, "INFO"
+        return True
+
+
+def quiet_bitsandbytes_hub_kernel() -> None:
+    """Install :class:`_HubKernelNotice` on bitsandbytes' CPU backend logger (done when this module is imported)."""
+    logger = logging.getLogger("bitsandbytes.backends.cpu.ops")
+    if not any(isinstance(f, _HubKernelNotice) for f in logger.filters):
+        logger.addFilter(_HubKernelNotice())
+
+
+quiet_bitsandbytes_hub_kernel()  # before anything imports bitsandbytes (peft and transformers do)
+
 log = logging.getLogger(__name__)
 
 EMBEDDED_PREFIX = "embedded:"

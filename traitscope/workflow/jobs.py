@@ -12,6 +12,7 @@ import torch
 
 from ..core.errors import TraitscopeError
 from ..core.io import verify_inputs
+from ..core.models import quiet_bitsandbytes_hub_kernel
 from ..core.secrets import ScrubbedStream, scrub
 from . import guard
 
@@ -52,6 +53,7 @@ def setup(smk: Any) -> logging.Logger:
     study = (getattr(smk, "config", None) or {}).get("_study") or {}
     if study.get("quantizes") is False:
         without_bitsandbytes()
+    quiet_bitsandbytes_hub_kernel()  # a study that quantizes: no advice to set trust_remote_code in its logs
     if getattr(smk, "log", None):
         handle = open(smk.log[0], "a", buffering=1)  # noqa: SIM115 - lives as long as the job
         sys.stderr = ScrubbedStream(handle)  # no secret reaches the log
