@@ -17,6 +17,7 @@ FIGURES = {  # what each must print: its measured figures
     "quantized_vectors.py": ["safety/harmful_instruction", "RESULTS [{"],
     "generation_batch.py": ["batch 16: ", "ms per generated token per row", "x the speed of batch 16"],
     "convert_memory.py": ["MB of float32 weights", "peak RSS short:", "RESULTS {"],
+    "qlora_cpu_autograd.py": ["cpu_4bit_autograd true : held-out loss", "cpu_4bit_autograd false: held-out loss"],
     # every row of the GPU check runs on the CPU; the judged ones pass (a failing row exits 1)
     "gpu_check.py": [
         "capture / bare ",
