@@ -29,10 +29,11 @@ include: "rules/project.smk"
 include: "rules/analyze.smk"
 
 
-# Each configured experiment's rules (rules/<name>.smk), from the registry (traitscope/experiments/__init__.py).
+# Each configured experiment's rules (traitscope/experiments/<name>/rules.smk), from the registry
+# (traitscope/experiments/__init__.py).
 for experiment, _ in EXPERIMENTS:
 
-    include: experiment.rules or f"rules/{experiment.name}.smk"
+    include: str(experiment.rules or f"rules/{experiment.name}.smk")
 
 
 # The report's front page: after a run, the study's findings beside their controls (rule findings); before, the intro.

@@ -76,7 +76,7 @@ L = Layout(S.results_dir)
 FRONT_PAGE = (os.path.abspath(L.findings()["front"]) if os.path.exists(L.findings()["front"])
               else "workflow/report/workflow.rst")
 TRAITS = S.trait_names()
-ENV = "../envs/traitscope.yaml"
+ENV = os.path.join(workflow.basedir, "envs", "traitscope.yaml")  # absolute: experiments' rule files live elsewhere
 EXPERIMENTS = S.configured()  # (experiment, its settings) of each configured experiment, in registry order
 
 
@@ -106,12 +106,14 @@ def category(name):
 
 def reported(files, category_name, subcategory=None, labels=None, **captions):
     """``files`` (a dict of paths) with the keys named in ``captions`` registered in the Snakemake report, each with
-    its caption ``workflow/report/<caption>.rst``, under ``category_name`` (numbered in pipeline order) and
+    its caption ``<caption>.rst`` in ``report/`` beside the rule file (an experiment's) or ``workflow/report/``, under ``category_name`` (numbered in pipeline order) and
     ``subcategory``; ``labels`` default to the entry's title, its caption's name."""
     out = dict(files)
+    here = str(workflow.current_basedir)  # the folder of the file being read (an experiment's keeps report/)
+    folder = "report" if os.path.isdir(os.path.join(here, "report")) else "../workflow/report"
     for key, caption in captions.items():
         title = labels or {"entry": caption.replace("_", " ")}
-        out[key] = report(files[key], caption=f"../workflow/report/{caption}.rst", category=category(category_name),
+        out[key] = report(files[key], caption=f"{folder}/{caption}.rst", category=category(category_name),
                           subcategory=subcategory, labels=title)
     return out
 

@@ -10,7 +10,9 @@ from pathlib import Path
 import pytest
 from conftest import REPO
 
-SCRIPTS = sorted((REPO / "workflow" / "scripts").glob("*.py"))
+SCRIPTS = sorted(
+    [*(REPO / "workflow" / "scripts").glob("*.py"), *(REPO / "traitscope" / "experiments").glob("*/scripts/*.py")]
+)
 
 
 def imported_names(path: Path) -> list[tuple[str, str]]:

@@ -7,12 +7,19 @@ that must differ, where its results go, what the viewer shows side by side, what
 (``Study``, the config checks, the overlap check, the budget, the viewer, the rules) loops over the registry
 (:data:`traitscope.experiments.REGISTRY`) and never names an experiment.
 
-One name per concept: ``name`` is the experiment's config section, its rule file ``rules/<name>.smk``, its scripts
-``workflow/scripts/<name>*.py``, its results folder ``results/<name>/`` and (as ``title``) its report category.
+An experiment is one folder, ``traitscope/experiments/<name>/``: its ``__init__`` (the :class:`Experiment`), its
+``analysis``, ``schema.yaml`` (its config section), ``rules.smk`` (its rules), ``scripts/`` (the rules' thin scripts,
+named in ``script:`` relative to ``rules.smk``) and ``report/`` (the captions of what it registers in the report, found
+by ``reported`` beside the rule file). The base class finds ``schema.yaml`` and ``rules.smk`` beside the module, so a
+subclass sets only its name, title and settings.
+
+One name per concept: ``name`` is the experiment's config section, its folder, its results folder ``results/<name>/``
+and (as ``title``) its report category.
 """
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -70,9 +77,18 @@ class Experiment:
     title: str = ""
     settings: type = tuple
     config_key: tuple[str, ...] = ()  # where the section sits in the config; () means (name,)
-    schema: str | Path = ""  # the JSON-schema fragment of the section (YAML), beside the module
-    rules: str | Path = ""  # the rule file; "" means rules/<name>.smk
+    schema: str | Path = ""  # the JSON-schema fragment of the section (YAML): schema.yaml beside the module
+    rules: str | Path = ""  # the rule file: rules.smk beside the module
     uses_judge: bool = False  # its jobs call the judge (start-up checks the judge model)
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """``schema`` and ``rules`` default to ``schema.yaml`` and ``rules.smk`` in the subclass's own folder."""
+        super().__init_subclass__(**kwargs)
+        module = sys.modules.get(cls.__module__)
+        folder = Path(module.__file__).parent if module is not None and module.__file__ else None
+        for attr, name in (("schema", "schema.yaml"), ("rules", "rules.smk")):
+            if folder is not None and not cls.__dict__.get(attr) and (folder / name).is_file():
+                setattr(cls, attr, folder / name)
 
     def __repr__(self) -> str:
         return f"<experiment {self.name}>"
