@@ -34,7 +34,6 @@ class HarmSeparation(Experiment):
     title = "Harm separation"
     settings = HarmCheckSettings
     config_key = ("checks", "harm_separation")
-    schema = Path(__file__).with_name("schema.yaml")
 
     def check(self, cfg: dict[str, Any], dims: dict[str, Any], base_dir: Path, configured: list) -> None:
         section = self.section(cfg) or {}

@@ -21,4 +21,4 @@ rule harm_separation:
     conda:
         ENV
     script:
-        "../workflow/scripts/harm_separation.py"
+        "scripts/harm_separation.py"
