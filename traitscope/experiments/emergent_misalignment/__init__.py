@@ -45,7 +45,6 @@ class EmergentMisalignment(Experiment):
     name = "emergent_misalignment"
     title = "Emergent misalignment"
     settings = CompareSettings
-    schema = Path(__file__).with_name("schema.yaml")
 
     def check(self, cfg: dict[str, Any], dims: dict[str, Any], base_dir: Path, configured: list) -> None:
         c = self.section(cfg) or {}

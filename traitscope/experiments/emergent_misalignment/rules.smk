@@ -25,4 +25,4 @@ rule emergent_misalignment:
     conda:
         ENV
     script:
-        "../workflow/scripts/emergent_misalignment.py"
+        "scripts/emergent_misalignment.py"
