@@ -58,7 +58,6 @@ class External(Experiment):
     name = "external"
     title = "External"
     settings = ExternalSettings
-    schema = Path(__file__).with_name("schema.yaml")
 
     def check(self, cfg: dict[str, Any], dims: dict[str, Any], base_dir: Path, configured: list) -> None:
         ext = self.section(cfg) or {}

@@ -23,4 +23,4 @@ rule external:
     conda:
         ENV
     script:
-        "../workflow/scripts/external.py"
+        "scripts/external.py"
