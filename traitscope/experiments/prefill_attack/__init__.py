@@ -67,7 +67,6 @@ class PrefillAttack(Experiment):
     name = "prefill_attack"
     title = "Prefill attack"
     settings = PrefillSettings
-    schema = Path(__file__).with_name("schema.yaml")
 
     def check(self, cfg: dict[str, Any], dims: dict[str, Any], base_dir: Path, configured: list) -> None:
         """The four conditions: plain sets without a prefill, prefilled sets with one; assistant-turn tokens scored."""

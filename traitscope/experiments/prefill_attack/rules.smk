@@ -21,4 +21,4 @@ rule prefill_attack:
     conda:
         ENV
     script:
-        "../workflow/scripts/prefill_attack.py"
+        "scripts/prefill_attack.py"
