@@ -43,7 +43,6 @@ class Backdoor(Experiment):
     name = "backdoor"
     title = "Backdoor"
     settings = BackdoorSettings
-    schema = Path(__file__).with_name("schema.yaml")
 
     def check(self, cfg: dict[str, Any], dims: dict[str, Any], base_dir: Path, configured: list) -> None:
         bd = self.section(cfg) or {}

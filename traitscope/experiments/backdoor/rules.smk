@@ -25,4 +25,4 @@ rule backdoor:
     conda:
         ENV
     script:
-        "../workflow/scripts/backdoor.py"
+        "scripts/backdoor.py"
