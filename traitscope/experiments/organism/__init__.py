@@ -53,7 +53,6 @@ class Organism(Experiment):
     name = "organism"
     title = "Organism"
     settings = OrganismSettings
-    schema = Path(__file__).with_name("schema.yaml")
     uses_judge = True
 
     def check(self, cfg: dict[str, Any], dims: dict[str, Any], base_dir: Path, configured: list) -> None:

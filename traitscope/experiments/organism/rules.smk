@@ -24,7 +24,7 @@ rule organism_directions:
     conda:
         ENV
     script:
-        "../workflow/scripts/organism_directions.py"
+        "scripts/organism_directions.py"
 
 
 rule organism_ablation:
@@ -54,4 +54,4 @@ rule organism_ablation:
     conda:
         ENV
     script:
-        "../workflow/scripts/organism_ablation.py"
+        "scripts/organism_ablation.py"
