@@ -42,7 +42,6 @@ class AdapterProbe(Experiment):
     name = "adapter_probe"
     title = "Adapter probe"
     settings = AdapterProbeSettings
-    schema = Path(__file__).with_name("schema.yaml")
 
     def check(self, cfg: dict[str, Any], dims: dict[str, Any], base_dir: Path, configured: list[Any]) -> None:
         section = self.section(cfg) or {}

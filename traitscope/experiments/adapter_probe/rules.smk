@@ -27,4 +27,4 @@ rule adapter_probe:
     conda:
         ENV
     script:
-        "../workflow/scripts/adapter_probe.py"
+        "scripts/adapter_probe.py"
