@@ -55,7 +55,6 @@ class SharedDirections(Experiment):
     name = "shared_directions"
     title = "Shared directions"
     settings = SharedDirectionsSettings
-    schema = Path(__file__).with_name("schema.yaml")
     uses_judge = True
 
     def check(self, cfg: dict[str, Any], dims: dict[str, Any], base_dir: Path, configured: list[Any]) -> None:

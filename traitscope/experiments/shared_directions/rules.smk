@@ -22,7 +22,7 @@ rule shared_directions:
     conda:
         ENV
     script:
-        "../workflow/scripts/shared_directions.py"
+        "scripts/shared_directions.py"
 
 
 rule shared_directions_answers:
@@ -53,7 +53,7 @@ rule shared_directions_answers:
     conda:
         ENV
     script:
-        "../workflow/scripts/shared_directions_answers.py"
+        "scripts/shared_directions_answers.py"
 
 
 rule shared_directions_transfer:
@@ -72,4 +72,4 @@ rule shared_directions_transfer:
     conda:
         ENV
     script:
-        "../workflow/scripts/shared_directions_transfer.py"
+        "scripts/shared_directions_transfer.py"
