@@ -64,7 +64,6 @@ class Trajectory(Experiment):
     name = "trajectory"
     title = "Training trajectory"
     settings = TrajectorySettings
-    schema = Path(__file__).with_name("schema.yaml")
     uses_judge = True
 
     def check(self, cfg: dict[str, Any], dims: dict[str, Any], base_dir: Path, configured: list[Any]) -> None:

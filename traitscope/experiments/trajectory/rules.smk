@@ -26,7 +26,7 @@ rule trajectory_judge:
     conda:
         ENV
     script:
-        "../workflow/scripts/trajectory_judge.py"
+        "scripts/trajectory_judge.py"
 
 
 rule trajectory:
@@ -52,4 +52,4 @@ rule trajectory:
     conda:
         ENV
     script:
-        "../workflow/scripts/trajectory.py"
+        "scripts/trajectory.py"
