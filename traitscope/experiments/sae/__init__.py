@@ -48,7 +48,6 @@ class Sae(Experiment):
     name = "sae"
     title = "SAE"
     settings = SaeSettings
-    schema = Path(__file__).with_name("schema.yaml")
 
     def check(self, cfg: dict[str, Any], dims: dict[str, Any], base_dir: Path, configured: list) -> None:
         """SAE layers are captured layers of every variant the SAE reads; its position is captured; it has something

@@ -14,7 +14,7 @@ if SAE_SET.source == "train":
         output:
             config=SAE.trained(L)["config"],
             weights=SAE.trained(L)["weights"],
-            training=report(SAE.trained(L)["training"], caption="../workflow/report/sae_training.rst",
+            training=report(SAE.trained(L)["training"], caption="report/sae_training.rst",
                             category=category(SAE.title), labels={"entry": "SAE training"}),
         params:
             sae=lambda w: SAE.training(SAE_SET, w.layer),
@@ -27,7 +27,7 @@ if SAE_SET.source == "train":
         conda:
             ENV
         script:
-            "../workflow/scripts/sae_train.py"
+            "scripts/sae_train.py"
 
 
 SAE_CONTRASTS = S.sae_comparisons()  # comparison name -> its two conditions
@@ -57,4 +57,4 @@ rule sae_features:
     conda:
         ENV
     script:
-        "../workflow/scripts/sae_features.py"
+        "scripts/sae_features.py"
