@@ -32,7 +32,6 @@ class Steering(Experiment):
     name = "steering"
     title = "Steering"
     settings = SteeringSettings
-    schema = Path(__file__).with_name("schema.yaml")
     uses_judge = True
 
     def check(self, cfg: dict[str, Any], dims: dict[str, Any], base_dir: Path, configured: list) -> None:

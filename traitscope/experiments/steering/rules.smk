@@ -29,4 +29,4 @@ rule steering_sweep:
     conda:
         ENV
     script:
-        "../workflow/scripts/steering_sweep.py"
+        "scripts/steering_sweep.py"
