@@ -42,7 +42,6 @@ class Optimize(Experiment):
     name = "optimize"
     title = "Optimize"
     settings = OptimizeSettings
-    schema = Path(__file__).with_name("schema.yaml")
     uses_judge = True
 
     def check(self, cfg: dict[str, Any], dims: dict[str, Any], base_dir: Path, configured: list) -> None:

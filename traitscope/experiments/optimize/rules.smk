@@ -29,7 +29,7 @@ rule optimize_vector:
     conda:
         ENV
     script:
-        "../workflow/scripts/optimize_vector.py"
+        "scripts/optimize_vector.py"
 
 
 rule optimize_gap:
@@ -45,4 +45,4 @@ rule optimize_gap:
     conda:
         ENV
     script:
-        "../workflow/scripts/optimize_gap.py"
+        "scripts/optimize_gap.py"
