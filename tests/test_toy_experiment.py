@@ -1,5 +1,6 @@
-"""A new experiment touches its own files and one registry line: the toy experiment of ``tests/toy_experiment/``
-is copied into a copy of the project, registered with one line, and run in the tiny DAG to ``results/all``."""
+"""A new experiment is one folder and one registry line: the toy experiment's folder ``tests/toy_experiment/`` is
+copied into a copy of the project as ``traitscope/experiments/toy/``, registered with one line, and run in the tiny
+DAG to ``results/all``; no other file of the project changes."""
 
 from __future__ import annotations
 
@@ -17,13 +18,7 @@ import yaml
 from conftest import REPO, tiny_config
 
 TOY = Path(__file__).parent / "toy_experiment"
-PLACES = {
-    "experiment.py": "traitscope/experiments/toy/__init__.py",
-    "analysis.py": "traitscope/experiments/toy/analysis.py",
-    "schema.yaml": "traitscope/experiments/toy/schema.yaml",
-    "toy.smk": "rules/toy.smk",
-    "toy_script.py": "workflow/scripts/toy.py",
-}
+FOLDER = "traitscope/experiments/toy"
 REGISTRY_FILE = "traitscope/experiments/__init__.py"
 LAST_ENTRY = '    "traitscope.experiments.optimize",\n'
 
@@ -53,16 +48,15 @@ def changed_files(a: Path, b: Path) -> tuple[list[str], list[str]]:
 def test_an_experiment_added_through_the_registry_alone_runs_in_the_dag(tmp_path: Path, tiny_model_dir: Path) -> None:
     before = project_copy(tmp_path / "before")
     after = project_copy(tmp_path / "after")
-    for src, dst in PLACES.items():
-        (after / dst).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(TOY / src, after / dst)
+    shutil.copytree(TOY, after / FOLDER, ignore=shutil.ignore_patterns("__pycache__"))  # one folder
     registry = after / REGISTRY_FILE
     text = registry.read_text()
     assert LAST_ENTRY in text
     registry.write_text(text.replace(LAST_ENTRY, LAST_ENTRY + '    "traitscope.experiments.toy",\n'))
 
     changed, added = changed_files(before, after)
-    assert changed == [REGISTRY_FILE] and sorted(added) == sorted(PLACES.values())
+    toy_files = sorted(str(p.relative_to(TOY)) for p in TOY.rglob("*") if p.is_file() and "__pycache__" not in p.parts)
+    assert changed == [REGISTRY_FILE] and sorted(added) == [f"{FOLDER}/{f}" for f in toy_files]
     diff = [
         line
         for line in registry.read_text().splitlines()

@@ -1,10 +1,10 @@
 """The experiments: one small package each, registered once in :data:`MODULES`.
 
-Each package's ``__init__`` is the experiment (``EXPERIMENT``, an :class:`~traitscope.workflow.experiment.Experiment`):
-its settings type, its config checks, the (variant, prompt set) pairs it scores or reads, its output paths, its viewer
-panels, its finding and its measurements; it stays light, because every start-up imports it. Its ``analysis`` module
-holds the analysis and the figures, its ``schema.yaml`` its config section. Its rules are ``rules/<name>.smk``, its
-scripts ``workflow/scripts/<name>*.py``. The workflow (``Study``, the config checks, the overlap check, the budget, the
+Each experiment is one folder. Its ``__init__`` is the experiment (``EXPERIMENT``, an
+:class:`~traitscope.workflow.experiment.Experiment`): its settings type, its config checks, the (variant, prompt set)
+pairs it scores or reads, its output paths, its viewer panels, its finding and its measurements; it stays light,
+because every start-up imports it. Its ``analysis`` module holds the analysis and the figures, ``schema.yaml`` its
+config section, ``rules.smk`` its rules, ``scripts/`` their job scripts and ``report/`` their captions. The workflow (``Study``, the config checks, the overlap check, the budget, the
 viewer, the Snakefile) loops over this registry and names no experiment.
 
 Adding an experiment: its own files, and one line below (``CONTRIBUTING.md`` walks through it).

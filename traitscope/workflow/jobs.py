@@ -1,4 +1,4 @@
-"""Glue for ``workflow/scripts``: logging to the rule's log file, threads, seeds, settings."""
+"""Glue for the job scripts (``workflow/scripts``, each experiment's ``scripts/``): logging to the rule's log file, threads, seeds, settings."""
 
 from __future__ import annotations
 

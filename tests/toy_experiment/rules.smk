@@ -16,4 +16,4 @@ rule toy:
     benchmark:
         L.benchmark("toy")
     script:
-        "../workflow/scripts/toy.py"
+        "scripts/toy.py"

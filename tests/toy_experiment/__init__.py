@@ -1,10 +1,10 @@
 """A toy experiment, added through the registry alone (``tests/test_toy_experiment.py``): the mean trait score of one
 prompt set, beside the same mean along random directions.
 
-It is what ``CONTRIBUTING.md`` walks through. Copied into a project as the package ``traitscope/experiments/toy/``:
-this file is its ``__init__.py`` (settings, checks, pairs, paths, finding), ``analysis.py`` its analysis,
-``schema.yaml`` its config section; ``rules/toy.smk`` its rules and ``workflow/scripts/toy.py`` its script. The only
-project file it changes is the registry (one line in ``traitscope/experiments/__init__.py``).
+It is what ``CONTRIBUTING.md`` walks through. This folder is copied whole into a project as
+``traitscope/experiments/toy/``: this file (settings, checks, pairs, paths, finding), ``analysis.py`` its analysis,
+``schema.yaml`` its config section, ``rules.smk`` its rules and ``scripts/toy.py`` its script. The only project file it
+changes is the registry (one line in ``traitscope/experiments/__init__.py``).
 """
 
 from __future__ import annotations
@@ -31,7 +31,6 @@ class Toy(Experiment):
     name = "toy"
     title = "Toy"
     settings = ToySettings
-    schema = Path(__file__).with_name("schema.yaml")
 
     def check(self, cfg: dict[str, Any], dims: dict[str, Any], base_dir: Path, configured: list[Any]) -> None:
         toy = self.section(cfg) or {}
