@@ -17,6 +17,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from traitscope import clean as clean_cli
 from traitscope.workflow import clean, guard
 
 HOST = socket.gethostname().replace(".", "_")
@@ -259,7 +260,7 @@ def test_clean_refuses_a_folder_the_workflow_never_wrote(tmp_path, capsys):
     researcher_files(folder)
     before = tree(folder)
     for args in ([str(folder), "--dry-run"], [str(folder)]):
-        assert clean.main(args) == 2
+        assert clean_cli.main(args) == 2
         err = capsys.readouterr().err.strip()
         assert "\n" not in err and "is not a traitscope results folder" in err and "fix:" in err
     assert tree(folder) == before  # nothing removed, no lock left behind
@@ -278,6 +279,24 @@ def test_clean_dry_run_lists_exactly_what_clean_removes(tmp_path):
     assert all((results / n).read_bytes() == d for n, d in HOSTILE.items())
     assert tree(nested) == nested_before
     assert sorted(set(before) - set(tree(results))) == sorted(str(Path(p).relative_to(results)) for p in removed)
+
+
+def test_clean_empties_the_caches_experiments_declare_and_no_other(tmp_path):
+    """An experiment's folder under cache/ goes only because the experiment declares it (Experiment.caches, handed
+    in by ``python -m traitscope.clean`` from the registry): clean itself names no experiment."""
+    results = a_study(tmp_path)
+    state = results / "cache" / "optimize" / "safety" / "evil.json"
+    state.parent.mkdir(parents=True)
+    state.write_text("{}")
+    undeclared = results / "cache" / "my_notes" / "n.json"
+    undeclared.parent.mkdir(parents=True)
+    undeclared.write_text("{}")
+    caches = clean_cli.experiment_caches()
+    assert caches.get("optimize", "").startswith("CMA-ES state")
+    assert state not in [r.path for r in clean.plan(results)]  # without the declaration it stays
+    removed = {r.path: r.why for r in clean.clean(results, caches=caches)}
+    assert removed[state] == caches["optimize"] and not state.exists()
+    assert undeclared.exists() and undeclared not in removed
 
 
 def test_a_results_folder_that_cannot_be_written_is_one_line(tmp_path):

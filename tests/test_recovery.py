@@ -76,7 +76,7 @@ def test_read_only_commands_write_nothing_and_work_on_a_held_folder(study, tmp_p
             proc = smk(workdir, cfg, *args)
             assert proc.returncode == 0, (args, proc.stderr[-3000:])
         clean = subprocess.run(
-            [sys.executable, "-m", "traitscope.workflow.clean", str(results), "--dry-run"],
+            [sys.executable, "-m", "traitscope.clean", str(results), "--dry-run"],
             capture_output=True,
             text=True,
         )

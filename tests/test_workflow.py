@@ -810,7 +810,7 @@ def test_a_second_run_gives_identical_bytes(study, runs):
 
 
 def test_clean_frees_what_no_result_needs_and_nothing_re_runs(study):
-    """python -m traitscope.workflow.clean removes superseded capture shards, a killed job's chunk tensors, finetune
+    """python -m traitscope.clean removes superseded capture shards, a killed job's chunk tensors, finetune
     checkpoints and CMA-ES state; every output keeps its bytes and the dry run after it plans nothing."""
     import shutil as sh
 
@@ -824,14 +824,14 @@ def test_clean_frees_what_no_result_needs_and_nothing_re_runs(study):
     (cache / "chunk-0000000000000000.safetensors").write_bytes(b"killed")
     before = json.loads((r / "all").read_text())["outputs"]
     dry = subprocess.run(
-        [sys.executable, "-m", "traitscope.workflow.clean", str(r), "--dry-run"],
+        [sys.executable, "-m", "traitscope.clean", str(r), "--dry-run"],
         capture_output=True,
         text=True,
         check=True,
     )
     assert "capture shard no output names" in dry.stdout and superseded.exists()
     done = subprocess.run(
-        [sys.executable, "-m", "traitscope.workflow.clean", str(r)], capture_output=True, text=True, check=True
+        [sys.executable, "-m", "traitscope.clean", str(r)], capture_output=True, text=True, check=True
     )
     assert "finetune checkpoint" in done.stdout and "MB in" in done.stdout
     assert not superseded.exists() and not (cache / "chunk-0000000000000000.safetensors").exists()

@@ -653,7 +653,7 @@ def checkpoint_adapter(
     """The adapter of finetune ``name`` after ``step`` optimizer steps, saved as a peft adapter with provenance.
 
     It is the snapshot the training run kept (verified) when the step was listed then; otherwise (a checkpoint added
-    later, ``traitscope.workflow.clean``, another machine) training runs again to ``step`` from the same seed,
+    later, ``python -m traitscope.clean``, another machine) training runs again to ``step`` from the same seed,
     resumably, which gives the same weights."""
     import torch
 

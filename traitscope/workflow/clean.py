@@ -1,14 +1,11 @@
-"""Free the disk a finished study no longer needs, without touching a result: ``python -m traitscope.workflow.clean``.
-
-    python -m traitscope.workflow.clean results --dry-run    # what would go, and how much
-    python -m traitscope.workflow.clean results              # remove it
-    python -m traitscope.workflow.clean results --judge      # also the judge's answers (asking again costs API calls)
+"""Free the disk a finished study no longer needs, without touching a result (the command is ``python -m
+traitscope.clean``, which hands in what each registered experiment keeps in the cache).
 
 What goes is resumable work under ``<results>/cache/`` that no output depends on: capture shards that no
 activations file names any more (a superseded capture: the cache's copy is the only link left, so this is where the
 space goes after config edits), chunk tensors a killed capture job left, finetune checkpoints and the adapters kept
 at each checkpoint step (the adapters are written; a checkpoint variant added later trains again to its step) and
-CMA-ES state; plus the temporaries of its own atomic writes that a killed job left (named
+what experiments keep there (``Experiment.caches``: the CMA-ES state of optimize); plus the temporaries of its own atomic writes that a killed job left (named
 ``.<file>.<host>-<pid>.<random>.tmp``, removed once that process is gone). The cache's copy of a current shard is the output
 file itself under a second name (a hard link), so removing it would free nothing; it stays, with the small
 per-chunk response tables that let an identical capture be linked again without the model. Snakemake tracks none of these, so the next dry run plans nothing
@@ -23,12 +20,9 @@ killed job then resumes from its start).
 
 from __future__ import annotations
 
-import argparse
-import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import NamedTuple
-
-from ..core.errors import TraitscopeError
 
 
 class Removal(NamedTuple):
@@ -37,9 +31,15 @@ class Removal(NamedTuple):
     why: str
 
 
-def plan(results_dir: str | Path, judge: bool = False, any_host: bool | None = None) -> list[Removal]:
+def plan(
+    results_dir: str | Path,
+    judge: bool = False,
+    any_host: bool | None = None,
+    caches: Mapping[str, str] | None = None,
+) -> list[Removal]:
     """What :func:`clean` removes under ``results_dir``, with sizes and reasons (nothing is removed): resumable work
-    in its cache that no output needs, and the temporaries of its own atomic writes whose writer is gone (those of
+    in its cache that no output needs (``caches``: the experiments' folders under ``cache/`` and why each may go,
+    from their :attr:`~traitscope.workflow.experiment.Experiment.caches`), and the temporaries of its own atomic writes whose writer is gone (those of
     another host only when no job of an earlier run is alive: ``any_host``, found out when None). Raises
     :class:`~traitscope.workflow.guard.NotAStudy` for a folder the workflow did not create."""
     from .guard import NotAStudy, is_study_folder, live_jobs, stale_temporaries
@@ -70,8 +70,10 @@ def plan(results_dir: str | Path, judge: bool = False, any_host: bool | None = N
             "finetune checkpoint "
             + ("adapter kept (a new checkpoint variant trains again)" if kept else "(the adapter is written)"),
         )
-    for state in sorted((cache / "optimize").glob("*.json")):
-        add(state, "CMA-ES state (the optimised vector is written)")
+    for kind, why in sorted((caches or {}).items()):
+        for state in sorted((cache / kind).rglob("*")):
+            if not state.name.startswith("."):  # a temporary: below, once its writer is gone
+                add(state, why)
     if judge:
         for answer in sorted((cache / "judge").rglob("*.json")):
             add(answer, "a cached judge answer (--judge)")
@@ -89,17 +91,17 @@ def guard_marker() -> str:
     return f"{LOCK_NAME} or {STATE}/"
 
 
-def clean(results_dir: str | Path, judge: bool = False) -> list[Removal]:
+def clean(results_dir: str | Path, judge: bool = False, caches: Mapping[str, str] | None = None) -> list[Removal]:
     """Remove what :func:`plan` lists, holding the folder's lock (so no run writes there meanwhile) after making sure
     no job of an earlier run still writes there."""
     from .guard import hold, is_study_folder, refuse_live_jobs, remove
 
     if not is_study_folder(results_dir):
-        plan(results_dir, judge)  # raises NotAStudy
+        plan(results_dir, judge, caches=caches)  # raises NotAStudy
     lock = hold(results_dir)
     try:
         refuse_live_jobs(results_dir)
-        removed = plan(results_dir, judge, any_host=True)
+        removed = plan(results_dir, judge, any_host=True, caches=caches)
         for r in removed:
             if r.path.is_dir():
                 remove([r.path], r.why)
@@ -116,25 +118,3 @@ def summary(items: list[Removal]) -> str:
         by_why.setdefault(r.why, []).append(r)
     lines = [f"  {len(rs):5d} x {why}: {sum(r.size for r in rs) / 1e6:.1f} MB" for why, rs in sorted(by_why.items())]
     return "\n".join(lines + [f"  total: {sum(r.size for r in items) / 1e6:.1f} MB in {len(items)} files"])
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("results", nargs="?", default="results")
-    parser.add_argument("--dry-run", "-n", action="store_true")
-    parser.add_argument("--judge", action="store_true")
-    args = parser.parse_args(argv)
-    if not Path(args.results).is_dir():
-        print(f"'{args.results}' is not a folder (fix: pass the study's results_dir)", file=sys.stderr)
-        return 2
-    try:
-        items = plan(args.results, args.judge) if args.dry_run else clean(args.results, args.judge)
-    except TraitscopeError as exc:
-        print(str(exc), file=sys.stderr)
-        return 2
-    print(("would remove:\n" if args.dry_run else "removed:\n") + summary(items))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -80,6 +80,7 @@ class Experiment:
     schema: str | Path = ""  # the JSON-schema fragment of the section (YAML): schema.yaml beside the module
     rules: str | Path = ""  # the rule file: rules.smk beside the module
     uses_judge: bool = False  # its jobs call the judge (start-up checks the judge model)
+    caches: dict[str, str] = {}  # its folders under cache/ that clean may empty, and why
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         """``schema`` and ``rules`` default to ``schema.yaml`` and ``rules.smk`` in the subclass's own folder."""

@@ -40,6 +40,7 @@ class OptimizeSettings(NamedTuple):
 
 class Optimize(Experiment):
     name = "optimize"
+    caches = {"optimize": "CMA-ES state (the optimised vector is written)"}
     title = "Optimize"
     settings = OptimizeSettings
     uses_judge = True
