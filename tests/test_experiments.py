@@ -200,3 +200,32 @@ def test_the_variant_comparison_has_a_random_direction_control(random_shift, bea
         "test",
     )
     assert ("beats it" if beats else "does NOT beat it") in fig.axes[0].get_title()
+
+
+@pytest.mark.parametrize(
+    ("name", "config_key", "clash"),
+    [
+        ("capture", (), "a core config section"),
+        ("activation_budget_gb", ("checks", "activation_budget_gb"), "a core config section"),
+        ("vectors", (), "a folder of the core's results"),
+        ("backdoor", (), "the experiment traitscope.experiments.backdoor"),
+    ],
+)
+def test_an_experiment_named_like_a_core_section_a_core_folder_or_another_is_refused(
+    monkeypatch, name, config_key, clash
+):
+    import sys
+    import types
+
+    from traitscope import ConfigError
+    from traitscope.experiments import registry
+    from traitscope.workflow.experiment import Experiment
+
+    module = types.ModuleType("clashing_experiment")
+    module.EXPERIMENT = type("Clash", (Experiment,), {"name": name, "config_key": config_key})()  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "clashing_experiment", module)
+    with pytest.raises(ConfigError) as err:
+        registry(("traitscope.experiments.backdoor", "clashing_experiment"))
+    message = str(err.value)
+    assert "\n" not in message and clash in message and "fix: rename it" in message
+    assert registry(("traitscope.experiments.backdoor",))[0].name == "backdoor"  # the real ones pass

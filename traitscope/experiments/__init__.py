@@ -34,14 +34,45 @@ MODULES = (
 
 
 def registry(modules: tuple[str, ...] = MODULES) -> tuple[Experiment, ...]:
-    """The registered experiments: the ``EXPERIMENT`` of each module, names checked unique."""
+    """The registered experiments: the ``EXPERIMENT`` of each module. A name another experiment, a core config
+    section or a core results folder already has is a one-line :class:`~traitscope.ConfigError` (an experiment's
+    schema would silently replace the core section's, or its results overwrite the core's)."""
+    from ..core.errors import ConfigError
+    from ..workflow.config import load_schema
+    from ..workflow.layout import Layout
+
+    schema, folders = load_schema(), Layout.core_names()
     found: list[Experiment] = []
     for name in modules:
         experiment = importlib.import_module(name).EXPERIMENT
-        if any(e.name == experiment.name for e in found):
-            raise ValueError(f"two experiments are named {experiment.name!r} ({name})")
+        clash = next((e for e in found if e.name == experiment.name), None)
+        where = (
+            f"the experiment {clash.__class__.__module__}"
+            if clash
+            else "a core config section"
+            if _in_schema(schema, experiment.key())
+            else "a folder of the core's results"
+            if experiment.name in folders
+            else None
+        )
+        if where:
+            raise ConfigError(
+                f"experiment {experiment.name!r} ({name}) has the name of {where} (fix: rename it, its folder "
+                "and its config section)"
+            )
         found.append(experiment)
     return tuple(found)
+
+
+def _in_schema(schema: dict, key: tuple[str, ...]) -> bool:
+    """Whether the core's schema already has the config key ``key`` (a section, or a key nested in one)."""
+    node = schema
+    for k in key:
+        props = node.get("properties") or {}
+        if k not in props:
+            return False
+        node = props[k]
+    return True
 
 
 def __getattr__(name: str) -> tuple[Experiment, ...]:

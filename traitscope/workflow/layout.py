@@ -40,6 +40,28 @@ class Layout:
         self.root = results_dir
         self.resources = resources_dir
 
+    @staticmethod
+    def core_names() -> frozenset[str]:
+        """The names the core's paths take directly under a results folder (``activations``, ``vectors``, ``all``,
+        ...), read from this class's own path methods: an experiment's results folder may not take one."""
+        import inspect
+
+        lay = Layout("R")
+        names: set[str] = set()
+        for attr, method in inspect.getmembers(lay, inspect.ismethod):
+            if attr.startswith("_") or attr in ("core_names", "foreign_target", "path"):
+                continue
+            required = [
+                p
+                for p in inspect.signature(method).parameters.values()
+                if p.default is inspect.Parameter.empty and p.kind is p.POSITIONAL_OR_KEYWORD
+            ]
+            out = method(*["x"] * len(required))
+            for value in out.values() if isinstance(out, dict) else [out]:
+                if str(value).startswith("R/"):
+                    names.add(str(value).split("/")[1])
+        return frozenset(names)
+
     def foreign_target(self, targets: object) -> str | None:
         """A one-line error for the first target file outside this study's results and resources folders (asking for
         ``results/all`` of a study whose ``results_dir`` is ``out``), or None. Rule names (``all``) pass."""
