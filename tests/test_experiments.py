@@ -229,3 +229,20 @@ def test_an_experiment_named_like_a_core_section_a_core_folder_or_another_is_ref
     message = str(err.value)
     assert "\n" not in message and clash in message and "fix: rename it" in message
     assert registry(("traitscope.experiments.backdoor",))[0].name == "backdoor"  # the real ones pass
+
+
+def test_the_tiny_study_is_every_registered_experiment_s_example(tiny_model_dir):
+    """tests/conftest.py names no experiment: the tiny study holds each registered experiment's example section (its
+    example.yaml), and start-up accepts it whole."""
+    from conftest import organism_config
+
+    from traitscope.experiments import REGISTRY
+    from traitscope.study import load_config
+
+    cfg = organism_config(tiny_model_dir)
+    for experiment in REGISTRY:
+        example = experiment.example_config()
+        assert example.get("section"), f"{experiment.name} has no example.yaml with a section"
+        assert experiment.section(cfg) == example["section"], experiment.name
+    study = load_config(cfg)
+    assert all(s is not None for _, s in study.configured()) and len(study.configured()) == len(REGISTRY)

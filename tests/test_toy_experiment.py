@@ -68,7 +68,7 @@ def test_an_experiment_added_through_the_registry_alone_runs_in_the_dag(tmp_path
     for section in ("steering", "optimize", "checks"):
         cfg.pop(section)
     cfg["traits"].pop("safety/evil")  # one contrast trait: the smallest DAG that extracts, captures and projects
-    cfg["toy"] = {"prompt_set": "benign_eval"}
+    cfg["toy"] = yaml.safe_load((TOY / "example.yaml").read_text())["section"]  # its own example
     work = tmp_path / "study"
     work.mkdir()
     (work / "config.yaml").write_text(yaml.safe_dump(cfg))

@@ -81,7 +81,34 @@ def render(schema: dict[str, Any] | None = None) -> str:
         body.append("| key | type | default | meaning |\n| --- | --- | --- | --- |")
         for key, kind, default, desc in _rows(section, spec, defs):
             body.append(f"| `{key}` | {kind} | {default} | {desc} |")
+        body += _examples(section)
     return "\n".join(out + toc + body) + "\n"
+
+
+def _examples(section: str) -> list[str]:
+    """The example of each registered experiment whose config section is (or sits in) ``section``: its
+    ``example.yaml``'s section, as the tiny test study configures it."""
+    import yaml
+
+    from .experiments import REGISTRY
+
+    out = []
+    for experiment in REGISTRY:
+        example = experiment.example_config()
+        if experiment.key()[0] != section or not example.get("section"):
+            continue
+        nested: Any = example["section"]
+        for k in reversed(experiment.key()):
+            nested = {k: nested}
+        needs = sorted(f"{kind}.{name}" for kind, entries in (example.get("needs") or {}).items() for name in entries)
+        out.append(
+            f"\nExample (`traitscope/experiments/{experiment.name}/example.yaml`, as the tiny test study configures it"
+            + (f"; it also defines {', '.join(f'`{n}`' for n in needs)}" if needs else "")
+            + "):\n\n```yaml\n"
+            + yaml.safe_dump(nested, sort_keys=False, width=100).rstrip()
+            + "\n```"
+        )
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:

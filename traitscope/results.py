@@ -74,9 +74,8 @@ class Results:
 
     def experiments(self) -> dict[str, Path]:
         """Every experiment result on disk by name, as each registered experiment declares them
-        (:meth:`~traitscope.workflow.experiment.Experiment.results`): ``harm_separation``,
-        ``emergent_misalignment``, ``prefill_attack``, ``optimize``, ``external/<dataset>``, ``backdoor/<variant>``,
-        ``organism/<finetune>``, ``organism_ablation/<finetune>``, ``sae/<comparison>``."""
+        (:meth:`~traitscope.workflow.experiment.Experiment.results`): its name for one result, or
+        ``<name>/<variant, dataset, finetune or comparison>`` for one result of several."""
         found: dict[str, Path] = {}
         for experiment in REGISTRY:
             for name, pattern in experiment.results().items():

@@ -10,8 +10,9 @@ that must differ, where its results go, what the viewer shows side by side, what
 An experiment is one folder, ``traitscope/experiments/<name>/``: its ``__init__`` (the :class:`Experiment`), its
 ``analysis``, ``schema.yaml`` (its config section), ``rules.smk`` (its rules), ``scripts/`` (the rules' thin scripts,
 named in ``script:`` relative to ``rules.smk``) and ``report/`` (the captions of what it registers in the report, found
-by ``reported`` beside the rule file). The base class finds ``schema.yaml`` and ``rules.smk`` beside the module, so a
-subclass sets only its name, title and settings.
+by ``reported`` beside the rule file) and ``example.yaml`` (an example section and what it needs: the tiny test study
+is built from them, and the configuration reference shows them). The base class finds ``schema.yaml``,
+``rules.smk`` and ``example.yaml`` beside the module, so a subclass sets only its name, title and settings.
 
 One name per concept: ``name`` is the experiment's config section, its folder, its results folder ``results/<name>/``
 and (as ``title``) its report category.
@@ -79,15 +80,17 @@ class Experiment:
     config_key: tuple[str, ...] = ()  # where the section sits in the config; () means (name,)
     schema: str | Path = ""  # the JSON-schema fragment of the section (YAML): schema.yaml beside the module
     rules: str | Path = ""  # the rule file: rules.smk beside the module
+    example: str | Path = ""  # an example section and what it needs (YAML): example.yaml beside the module
     uses_judge: bool = False  # its jobs call the judge (start-up checks the judge model)
     caches: dict[str, str] = {}  # its folders under cache/ that clean may empty, and why
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
-        """``schema`` and ``rules`` default to ``schema.yaml`` and ``rules.smk`` in the subclass's own folder."""
+        """``schema``, ``rules`` and ``example`` default to ``schema.yaml``, ``rules.smk`` and ``example.yaml`` in the
+        subclass's own folder."""
         super().__init_subclass__(**kwargs)
         module = sys.modules.get(cls.__module__)
         folder = Path(module.__file__).parent if module is not None and module.__file__ else None
-        for attr, name in (("schema", "schema.yaml"), ("rules", "rules.smk")):
+        for attr, name in (("schema", "schema.yaml"), ("rules", "rules.smk"), ("example", "example.yaml")):
             if folder is not None and not cls.__dict__.get(attr) and (folder / name).is_file():
                 setattr(cls, attr, folder / name)
 
@@ -111,6 +114,13 @@ class Experiment:
 
     def schema_fragment(self) -> dict[str, Any]:
         return yaml.safe_load(Path(self.schema).read_text(encoding="utf-8")) if self.schema else {"type": "object"}
+
+    def example_config(self) -> dict[str, Any]:
+        """``{"section": ..., "needs": {"variants"|"finetune"|"prompt_sets": {...}}}`` from ``example.yaml`` (empty
+        when the experiment has none)."""
+        if not self.example:
+            return {}
+        return yaml.safe_load(Path(self.example).read_text(encoding="utf-8")) or {}
 
     def build(self, data: dict[str, Any]) -> Any:
         """The typed settings from the section's schema-completed data."""

@@ -20,9 +20,8 @@ without arguments it returns the Snakemake pattern with wildcards (``{variant}``
       projections/<variant>/<set>/{scores,tokens}.parquet                     project (one job per set)
       projections/<variant>/<set>/baseline.safetensors                        project (BaselineScores)
       extract/summary, analysis/, viewer/, findings.{md,json}                analyze
-      <experiment>/ (emergent_misalignment, external, prefill_attack, backdoor, organism, sae, steering,
-      optimize; checks/ for checks.harm_separation)                          each experiment's rules
-      cache/{capture,finetune,optimize,judge}/, logs/<rule>/...               resumable work, logs
+      <experiment>/ (or a folder it names)                                     each experiment's rules
+      cache/{capture,finetune,judge,<experiment>}/, logs/<rule>/...            resumable work, logs
       all                                                                     provenance manifest
 """
 
