@@ -23,7 +23,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 import yaml
 
@@ -31,7 +31,6 @@ from ..core.specs import build
 
 if TYPE_CHECKING:
     from .layout import Layout
-    from .settings import Study
 
 Finding = tuple[str, str, bool | None]
 """(experiment, one-line finding, whether it beats its control; None where there is no single verdict)."""
@@ -65,6 +64,27 @@ class SaeComparison(NamedTuple):
     b_set: str
     a_label: str
     b_label: str
+
+
+class StudyView(Protocol):
+    """What an experiment's hooks read of the study (:class:`~traitscope.workflow.settings.Study` has it all): the
+    narrow view keeps this module free of the settings module, which imports it."""
+
+    @property
+    def variants(self) -> dict[str, Any]: ...
+
+    @property
+    def finetune(self) -> dict[str, Any]: ...
+
+    @property
+    def capture(self) -> Any: ...
+
+    @property
+    def extract(self) -> Any: ...
+
+    def n_layers(self, variant: str) -> int: ...
+
+    def sae_comparisons(self) -> dict[str, SaeComparison]: ...
 
 
 class Experiment:
@@ -141,7 +161,7 @@ class Experiment:
         """(variant, prompt set) pairs it reads trait scores of: captured and projected."""
         return set()
 
-    def activation_pairs(self, study: Study, s: Any) -> set[tuple[str, str]]:
+    def activation_pairs(self, study: StudyView, s: Any) -> set[tuple[str, str]]:
         """(variant, prompt set) pairs whose raw activations it reads."""
         return set()
 
@@ -169,7 +189,7 @@ class Experiment:
     def folder(self, lay: Layout, *parts: object) -> str:
         return lay.path(self.name, *parts)
 
-    def targets(self, study: Study, s: Any, lay: Layout) -> list[str]:
+    def targets(self, study: StudyView, s: Any, lay: Layout) -> list[str]:
         """The files ``results/all`` requires of it."""
         return []
 

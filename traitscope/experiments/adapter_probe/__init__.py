@@ -24,12 +24,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ...workflow.config import config_error
-from ...workflow.experiment import Experiment, Finding
+from ...workflow.experiment import Experiment, Finding, StudyView
 from ...workflow.tables import fmt, table, yes
 
 if TYPE_CHECKING:
     from ...workflow.layout import Layout
-    from ...workflow.settings import Study
 
 
 class AdapterProbeSettings(NamedTuple):
@@ -53,7 +52,7 @@ class AdapterProbe(Experiment):
                     self.dotted("finetunes"), f"unknown finetune {ft!r}", f"use one of {sorted(cfg['finetune'])}"
                 )
 
-    def finetunes(self, study: Study, s: AdapterProbeSettings) -> list[str]:
+    def finetunes(self, study: StudyView, s: AdapterProbeSettings) -> list[str]:
         return list(s.finetunes or sorted(study.finetune))
 
     def files(self, lay: Layout, ft: str = "{ft}") -> dict[str, str]:
@@ -63,7 +62,7 @@ class AdapterProbe(Experiment):
             "figure": self.folder(lay, ft, "adapter_probe.png"),
         }
 
-    def targets(self, study: Study, s: AdapterProbeSettings, lay: Layout) -> list[str]:
+    def targets(self, study: StudyView, s: AdapterProbeSettings, lay: Layout) -> list[str]:
         return [self.files(lay, ft)[k] for ft in self.finetunes(study, s) for k in ("json", "figure")]
 
     def results(self) -> dict[str, str]:

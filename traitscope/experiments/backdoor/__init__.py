@@ -18,12 +18,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ...workflow.config import check_projected_method, check_vector_variant, config_error
-from ...workflow.experiment import Comparison, Experiment, Finding, Panel, SaeComparison
+from ...workflow.experiment import Comparison, Experiment, Finding, Panel, SaeComparison, StudyView
 from ...workflow.tables import ci, fmt, table, yes
 
 if TYPE_CHECKING:
     from ...workflow.layout import Layout
-    from ...workflow.settings import Study
 
 
 class BackdoorSettings(NamedTuple):
@@ -65,7 +64,7 @@ class Backdoor(Experiment):
     def scored_sets(self, s: BackdoorSettings) -> list[str]:
         return [s.trigger, s.control]
 
-    def activation_pairs(self, study: Study, s: BackdoorSettings) -> set[tuple[str, str]]:
+    def activation_pairs(self, study: StudyView, s: BackdoorSettings) -> set[tuple[str, str]]:
         return self.projected_pairs(s)  # its random-direction baseline projects the activations
 
     def sae_comparisons(self, s: BackdoorSettings) -> dict[str, SaeComparison]:
@@ -79,7 +78,7 @@ class Backdoor(Experiment):
             "early": self.folder(lay, variant, "early_detection_tokens.png"),
         }
 
-    def targets(self, study: Study, s: BackdoorSettings, lay: Layout) -> list[str]:
+    def targets(self, study: StudyView, s: BackdoorSettings, lay: Layout) -> list[str]:
         return [self.files(lay, s.variant)[k] for k in ("json", "comparison", "early")]
 
     def comparisons(self, s: BackdoorSettings) -> list[Comparison]:

@@ -19,12 +19,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ...workflow.config import check_projected_method, check_vector_variant, config_error
-from ...workflow.experiment import Comparison, Experiment, Finding, Panel
+from ...workflow.experiment import Comparison, Experiment, Finding, Panel, StudyView
 from ...workflow.tables import ci, fmt, table, yes
 
 if TYPE_CHECKING:
     from ...workflow.layout import Layout
-    from ...workflow.settings import Study
 
 
 class CompareSettings(NamedTuple):
@@ -75,7 +74,7 @@ class EmergentMisalignment(Experiment):
             "figure": self.folder(lay, "figures", "trait_distributions.png"),
         }
 
-    def targets(self, study: Study, s: CompareSettings, lay: Layout) -> list[str]:
+    def targets(self, study: StudyView, s: CompareSettings, lay: Layout) -> list[str]:
         return [self.files(lay)[k] for k in ("json", "figure")]
 
     def comparisons(self, s: CompareSettings) -> list[Comparison]:

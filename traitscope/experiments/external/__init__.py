@@ -30,12 +30,11 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ...core.specs import PromptSetSpec, build
 from ...workflow.config import SET_NAME, check_projected_method, check_vector_variant, config_error
-from ...workflow.experiment import Experiment, Finding
+from ...workflow.experiment import Experiment, Finding, StudyView
 from ...workflow.tables import ci, fmt, table, yes
 
 if TYPE_CHECKING:
     from ...workflow.layout import Layout
-    from ...workflow.settings import Study
 
 
 class ExternalDataset(NamedTuple):
@@ -92,7 +91,7 @@ class External(Experiment):
             "figure": self.folder(lay, dataset, "per_category_auc.png"),
         }
 
-    def targets(self, study: Study, s: ExternalSettings, lay: Layout) -> list[str]:
+    def targets(self, study: StudyView, s: ExternalSettings, lay: Layout) -> list[str]:
         return [self.files(lay, d)[k] for d in s.datasets for k in ("json", "figure", "failures")]
 
     def results(self) -> dict[str, str]:

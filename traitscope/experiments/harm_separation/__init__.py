@@ -14,12 +14,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ...workflow.config import config_error
-from ...workflow.experiment import Experiment, Finding, verdict
+from ...workflow.experiment import Experiment, Finding, StudyView, verdict
 from ...workflow.tables import ci, fmt
 
 if TYPE_CHECKING:
     from ...workflow.layout import Layout
-    from ...workflow.settings import Study
 
 
 class HarmCheckSettings(NamedTuple):
@@ -57,13 +56,13 @@ class HarmSeparation(Experiment):
     def scored_sets(self, s: HarmCheckSettings) -> list[str]:
         return [s.harmful, s.harmless]
 
-    def activation_pairs(self, study: Study, s: HarmCheckSettings) -> set[tuple[str, str]]:
+    def activation_pairs(self, study: StudyView, s: HarmCheckSettings) -> set[tuple[str, str]]:
         return {(study.extract.variant, p) for p in (s.harmful, s.harmless)}
 
     def files(self, lay: Layout) -> dict[str, str]:
         return {"json": lay.path("checks", "harm_separation.json"), "figure": lay.path("checks", "harm_separation.png")}
 
-    def targets(self, study: Study, s: HarmCheckSettings, lay: Layout) -> list[str]:
+    def targets(self, study: StudyView, s: HarmCheckSettings, lay: Layout) -> list[str]:
         return list(self.files(lay).values())
 
     def results(self) -> dict[str, str]:

@@ -19,11 +19,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ...workflow.config import check_steering_section
-from ...workflow.experiment import Experiment
+from ...workflow.experiment import Experiment, StudyView
 
 if TYPE_CHECKING:
     from ...workflow.layout import Layout
-    from ...workflow.settings import Study
 
 
 class OptimizeSettings(NamedTuple):
@@ -61,7 +60,7 @@ class Optimize(Experiment):
     def files(self, lay: Layout) -> dict[str, str]:
         return {"json": self.folder(lay, "extraction_gap.json"), "figure": self.folder(lay, "optimization_curves.png")}
 
-    def targets(self, study: Study, s: OptimizeSettings, lay: Layout) -> list[str]:
+    def targets(self, study: StudyView, s: OptimizeSettings, lay: Layout) -> list[str]:
         return list(self.files(lay).values())
 
     def results(self) -> dict[str, str]:

@@ -24,12 +24,11 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ...core.layers import parse_layers
 from ...workflow.config import check_adapter_on, config_error
-from ...workflow.experiment import Experiment, Finding, SaeComparison, verdict
+from ...workflow.experiment import Experiment, Finding, SaeComparison, StudyView, verdict
 from ...workflow.tables import ci, fmt
 
 if TYPE_CHECKING:
     from ...workflow.layout import Layout
-    from ...workflow.settings import Study
 
 
 class OrganismSettings(NamedTuple):
@@ -106,7 +105,7 @@ class Organism(Experiment):
                     "ablate layers with a direction",
                 )
 
-    def activation_pairs(self, study: Study, s: OrganismSettings) -> set[tuple[str, str]]:
+    def activation_pairs(self, study: StudyView, s: OrganismSettings) -> set[tuple[str, str]]:
         return {(v, p) for v in (s.base, s.finetuned) for p in (s.train, s.test)}
 
     def prompt_sets(self, s: OrganismSettings) -> list[str]:
@@ -119,7 +118,7 @@ class Organism(Experiment):
             )
         }
 
-    def layers(self, study: Study, s: OrganismSettings) -> tuple[int, ...]:
+    def layers(self, study: StudyView, s: OrganismSettings) -> tuple[int, ...]:
         return tuple(parse_layers(s.layers, study.n_layers(s.base), self.dotted("layers")))
 
     def directions_files(self, lay: Layout, ft: str) -> dict[str, str]:
@@ -137,7 +136,7 @@ class Organism(Experiment):
             "json": self.folder(lay, ft, "ablation.json"),
         }
 
-    def targets(self, study: Study, s: OrganismSettings, lay: Layout) -> list[str]:
+    def targets(self, study: StudyView, s: OrganismSettings, lay: Layout) -> list[str]:
         return [self.directions_files(lay, s.finetuned)[k] for k in ("json", "figure")] + [
             self.ablation_files(lay, s.finetuned)[k] for k in ("markdown", "json")
         ]

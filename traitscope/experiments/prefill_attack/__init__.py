@@ -35,12 +35,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ...workflow.config import check_projected_method, check_vector_variant, config_error
-from ...workflow.experiment import Comparison, Experiment, Finding, Panel, SaeComparison
+from ...workflow.experiment import Comparison, Experiment, Finding, Panel, SaeComparison, StudyView
 from ...workflow.tables import fmt, table, yes
 
 if TYPE_CHECKING:
     from ...workflow.layout import Layout
-    from ...workflow.settings import Study
 
 
 class PrefillSettings(NamedTuple):
@@ -132,7 +131,7 @@ class PrefillAttack(Experiment):
             "divergence": self.folder(lay, "trajectory_divergence.png"),
         }
 
-    def targets(self, study: Study, s: PrefillSettings, lay: Layout) -> list[str]:
+    def targets(self, study: StudyView, s: PrefillSettings, lay: Layout) -> list[str]:
         return [self.files(lay)[k] for k in ("json", "grid", "divergence")]
 
     def comparisons(self, s: PrefillSettings) -> list[Comparison]:

@@ -13,12 +13,11 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ...core.layers import parse_layers
 from ...workflow.config import config_error
-from ...workflow.experiment import Experiment
+from ...workflow.experiment import Experiment, StudyView
 from ...workflow.tables import fmt, table, yes
 
 if TYPE_CHECKING:
     from ...workflow.layout import Layout
-    from ...workflow.settings import Study
 
 
 class SaeSettings(NamedTuple):
@@ -88,13 +87,13 @@ class Sae(Experiment):
             raise config_error("sae.k", f"k={sae['k']} is more than n_features={sae['n_features']}", "lower sae.k")
 
     # ---- what it reads
-    def variant(self, study: Study, s: SaeSettings) -> str:
+    def variant(self, study: StudyView, s: SaeSettings) -> str:
         return s.variant or study.extract.variant
 
-    def corpus(self, study: Study, s: SaeSettings) -> tuple[str, ...]:
+    def corpus(self, study: StudyView, s: SaeSettings) -> tuple[str, ...]:
         return s.corpus or study.capture.prompt_sets
 
-    def activation_pairs(self, study: Study, s: SaeSettings) -> set[tuple[str, str]]:
+    def activation_pairs(self, study: StudyView, s: SaeSettings) -> set[tuple[str, str]]:
         pairs = {(self.variant(study, s), p) for p in self.corpus(study, s)}
         for c in study.sae_comparisons().values():
             pairs |= {(c.a_variant, c.a_set), (c.b_variant, c.b_set)}
@@ -135,7 +134,7 @@ class Sae(Experiment):
             "figure": self.folder(lay, comparison, "features.png"),
         }
 
-    def targets(self, study: Study, s: SaeSettings, lay: Layout) -> list[str]:
+    def targets(self, study: StudyView, s: SaeSettings, lay: Layout) -> list[str]:
         return [self.files(lay, c)[k] for c in study.sae_comparisons() for k in ("json", "figure")]
 
     def results(self) -> dict[str, str]:

@@ -28,12 +28,11 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ...core.layers import parse_layers
 from ...workflow.config import check_adapter_on, check_last_token_layers, config_error
-from ...workflow.experiment import Experiment, Finding
+from ...workflow.experiment import Experiment, Finding, StudyView
 from ...workflow.tables import ci, fmt, table, yes
 
 if TYPE_CHECKING:
     from ...workflow.layout import Layout
-    from ...workflow.settings import Study
 
 
 class SharedDirectionsSettings(NamedTuple):
@@ -100,13 +99,13 @@ class SharedDirections(Experiment):
     def variants(self, s: SharedDirectionsSettings) -> list[str]:
         return [s.base, *self.finetuned(s)]
 
-    def activation_pairs(self, study: Study, s: SharedDirectionsSettings) -> set[tuple[str, str]]:
+    def activation_pairs(self, study: StudyView, s: SharedDirectionsSettings) -> set[tuple[str, str]]:
         return {(v, s.train) for v in self.variants(s)}
 
     def prompt_sets(self, s: SharedDirectionsSettings) -> list[str]:
         return [s.train, s.test]
 
-    def layers(self, study: Study, s: SharedDirectionsSettings) -> tuple[int, ...]:
+    def layers(self, study: StudyView, s: SharedDirectionsSettings) -> tuple[int, ...]:
         return tuple(parse_layers(s.layers, study.n_layers(s.base), self.dotted("layers")))
 
     def direction_files(self, lay: Layout) -> dict[str, str]:
@@ -129,7 +128,7 @@ class SharedDirections(Experiment):
             "markdown": self.folder(lay, "answers.md"),
         }
 
-    def targets(self, study: Study, s: SharedDirectionsSettings, lay: Layout) -> list[str]:
+    def targets(self, study: StudyView, s: SharedDirectionsSettings, lay: Layout) -> list[str]:
         d, t = self.direction_files(lay), self.transfer_files(lay)
         return [d["json"], d["figure"], t["json"], t["figure"], t["markdown"]]
 

@@ -11,11 +11,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ...workflow.config import check_steering_section
-from ...workflow.experiment import Experiment
+from ...workflow.experiment import Experiment, StudyView
 
 if TYPE_CHECKING:
     from ...workflow.layout import Layout
-    from ...workflow.settings import Study
 
 
 class SteeringSettings(NamedTuple):
@@ -46,7 +45,7 @@ class Steering(Experiment):
             "figure": self.folder(lay, variant, trait, "sweep.png"),
         }
 
-    def targets(self, study: Study, s: SteeringSettings, lay: Layout) -> list[str]:
+    def targets(self, study: StudyView, s: SteeringSettings, lay: Layout) -> list[str]:
         return [self.files(lay, study.extract.variant, t)["figure"] for t in s.traits]
 
 

@@ -26,12 +26,11 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ...core.layers import parse_layers
 from ...workflow.config import check_adapter_on, check_last_token_layers, config_error
-from ...workflow.experiment import Experiment, Finding
+from ...workflow.experiment import Experiment, Finding, StudyView
 from ...workflow.tables import ci, fmt, table, yes
 
 if TYPE_CHECKING:
     from ...workflow.layout import Layout
-    from ...workflow.settings import Study
 
 
 class TrajectorySettings(NamedTuple):
@@ -131,21 +130,21 @@ class Trajectory(Experiment):
             "the direction is",
         )
 
-    def steps(self, study: Study, s: TrajectorySettings) -> list[tuple[int | None, str]]:
+    def steps(self, study: StudyView, s: TrajectorySettings) -> list[tuple[int | None, str]]:
         """(step, variant) in training order: the base (0), each checkpoint, the finished finetune (None: its step
         count is read from its adapter)."""
         return [(0, s.base), *checkpoint_variants(study.variants, s.finetuned), (None, s.finetuned)]
 
-    def step_variants(self, study: Study, s: TrajectorySettings) -> list[str]:
+    def step_variants(self, study: StudyView, s: TrajectorySettings) -> list[str]:
         return [v for _, v in self.steps(study, s)]
 
-    def activation_pairs(self, study: Study, s: TrajectorySettings) -> set[tuple[str, str]]:
+    def activation_pairs(self, study: StudyView, s: TrajectorySettings) -> set[tuple[str, str]]:
         return {(s.base, s.train), (s.finetuned, s.train)} | {(v, s.test) for v in self.step_variants(study, s)}
 
     def prompt_sets(self, s: TrajectorySettings) -> list[str]:
         return [s.train, s.test]
 
-    def layers(self, study: Study, s: TrajectorySettings) -> tuple[int, ...]:
+    def layers(self, study: StudyView, s: TrajectorySettings) -> tuple[int, ...]:
         return tuple(parse_layers(s.layers, study.n_layers(s.base), self.dotted("layers")))
 
     def judged(self, lay: Layout, variant: str = "{variant}") -> str:
@@ -160,7 +159,7 @@ class Trajectory(Experiment):
             "direction": self.folder(lay, "direction.safetensors"),
         }
 
-    def targets(self, study: Study, s: TrajectorySettings, lay: Layout) -> list[str]:
+    def targets(self, study: StudyView, s: TrajectorySettings, lay: Layout) -> list[str]:
         f = self.files(lay)
         return [f["json"], f["figure"]]
 
