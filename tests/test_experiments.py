@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -246,3 +247,50 @@ def test_the_tiny_study_is_every_registered_experiment_s_example(tiny_model_dir)
         assert experiment.section(cfg) == example["section"], experiment.name
     study = load_config(cfg)
     assert all(s is not None for _, s in study.configured()) and len(study.configured()) == len(REGISTRY)
+
+
+def test_what_each_rule_leaves_out_of_its_params_is_declared_and_enforced():
+    """Experiment.left_out, beside the settings class, is the one way to say a field does not change a rule's output:
+    the rule's params (Experiment.params) leave it out of their repr, which Snakemake compares, and refuse it to the
+    job; every other field is in the repr; every rule named there exists and passes its settings this way."""
+    import pickle
+    import re
+
+    from traitscope.experiments import REGISTRY
+    from traitscope.workflow.config import section
+
+    declared = [e for e in REGISTRY if e.left_out]
+    assert declared
+    for experiment in declared:
+        settings = section(experiment.name, experiment.example_config()["section"], REGISTRY)
+        rules = Path(experiment.rules).read_text()
+        for rule, left_out in experiment.left_out.items():
+            assert re.search(rf"^rule {rule}:", rules, re.M), (experiment.name, rule)
+            assert ".params(" in rules and f'"{rule}")' in rules, (experiment.name, rule)
+            params = experiment.params(settings, rule)
+            assert pickle.loads(pickle.dumps(params)) == params  # Snakemake hands params to the job pickled
+            for field in settings._fields:
+                value = getattr(settings, field)
+                changed = settings._replace(**{field: _another(value)})
+                same = repr(experiment.params(changed, rule)) == repr(params)
+                assert same == (field in left_out), (experiment.name, rule, field)
+                if field in left_out:
+                    with pytest.raises(AttributeError, match="left out of this rule's params"):
+                        getattr(params, field)
+                else:
+                    assert getattr(params, field) == value
+
+
+def _another(value):
+    """A different value of the same kind."""
+    if isinstance(value, bool):
+        return not value
+    if isinstance(value, (int, float)):
+        return value + 1
+    if isinstance(value, str):
+        return value + "_other"
+    if isinstance(value, tuple):
+        return (*value, "other")
+    if isinstance(value, dict):
+        return {**value, "other": None}
+    return "other" if value is None else None

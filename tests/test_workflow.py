@@ -705,6 +705,8 @@ def _edit(cfg: dict, change: str) -> dict:
         cfg["judge"]["retries"] = 7
     elif change == "capture_batch_size":  # a starting batch size (halved on OOM), not part of the output
         cfg["capture"]["batch_size"] = 3
+    elif change == "shared_directions_n_boot":  # left out of the directions' and the answers' params: transfer only
+        cfg["shared_directions"]["n_boot"] = 300
     return cfg
 
 
@@ -768,6 +770,7 @@ EXPECTED = {
         "findings": 1,
         "manifest": 1,
     },
+    "shared_directions_n_boot": {"shared_directions_transfer": 1, "findings": 1, "manifest": 1},
     # only the new step's jobs: its adapter, its capture of the test set, its judged answers; then the trajectory
     "add_checkpoint": {
         "finetune_checkpoint": 1,

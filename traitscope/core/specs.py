@@ -70,6 +70,55 @@ def repr_without(obj: tuple, hidden: tuple[str, ...]) -> str:
     return f"{type(obj).__name__}({fields})"
 
 
+class Params:
+    """Settings as one rule passes them to its job: the fields its output does not depend on (``left_out``) are
+    absent from the ``repr`` (what Snakemake compares to decide a re-run) and refused on access (a job cannot read
+    a field whose change would not re-run it). Everything else reads through to ``settings``.
+
+    >>> from typing import NamedTuple
+    >>> class S(NamedTuple):
+    ...     n_boot: int
+    ...     n_random: int
+    >>> p = Params(S(200, 50), ("n_random",))
+    >>> p, p.n_boot
+    (S(n_boot=200), 200)
+    """
+
+    __slots__ = ("_left_out", "_settings")
+
+    def __init__(self, settings: Any, left_out: tuple[str, ...]) -> None:
+        unknown = [f for f in left_out if f not in settings._fields]
+        if unknown:
+            raise ValueError(f"{type(settings).__name__} has no field(s) {unknown} to leave out")
+        object.__setattr__(self, "_settings", settings)
+        object.__setattr__(self, "_left_out", tuple(left_out))
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        if name in self._left_out:
+            raise AttributeError(
+                f"{type(self._settings).__name__}.{name} is left out of this rule's params, so a change to it does not "
+                "re-run the job (fix: take it out of the rule's left_out, beside the settings class)"
+            )
+        return getattr(self._settings, name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError("Params are read-only")
+
+    def __repr__(self) -> str:
+        return repr_without(self._settings, self._left_out)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Params) and repr(self) == repr(other)
+
+    def __hash__(self) -> int:
+        return hash(repr(self))
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (Params, (self._settings, self._left_out))
+
+
 # ------------------------------------------------------------------------------------------ models
 
 

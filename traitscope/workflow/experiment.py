@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 import yaml
 
-from ..core.specs import build
+from ..core.specs import Params, build
 
 if TYPE_CHECKING:
     from .layout import Layout
@@ -103,6 +103,8 @@ class Experiment:
     example: str | Path = ""  # an example section and what it needs (YAML): example.yaml beside the module
     uses_judge: bool = False  # its jobs call the judge (start-up checks the judge model)
     caches: dict[str, str] = {}  # its folders under cache/ that clean may empty, and why
+    # the settings fields each of its rules' outputs does not depend on: left out of that rule's params (:meth:`params`)
+    left_out: dict[str, tuple[str, ...]] = {}
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         """``schema``, ``rules`` and ``example`` default to ``schema.yaml``, ``rules.smk`` and ``example.yaml`` in the
@@ -134,6 +136,11 @@ class Experiment:
 
     def schema_fragment(self) -> dict[str, Any]:
         return yaml.safe_load(Path(self.schema).read_text(encoding="utf-8")) if self.schema else {"type": "object"}
+
+    def params(self, s: Any, rule: str) -> Any:
+        """The settings ``s`` as rule ``rule`` passes them: :class:`~traitscope.core.specs.Params` without the fields
+        :attr:`left_out` names for it (Snakemake then re-runs the job for a change to any other field only)."""
+        return Params(s, self.left_out.get(rule, ()))
 
     def example_config(self) -> dict[str, Any]:
         """``{"section": ..., "needs": {"variants"|"finetune"|"prompt_sets": {...}}}`` from ``example.yaml`` (empty

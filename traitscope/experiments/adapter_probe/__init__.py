@@ -39,6 +39,8 @@ class AdapterProbeSettings(NamedTuple):
 
 class AdapterProbe(Experiment):
     name = "adapter_probe"
+    # finetunes reach the job as its adapters (inputs)
+    left_out = {"adapter_probe": ("finetunes",)}
     title = "Adapter probe"
     settings = AdapterProbeSettings
 

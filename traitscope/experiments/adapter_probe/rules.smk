@@ -18,7 +18,7 @@ rule adapter_probe:
     output:
         **reported(AP.files(L), AP.title, "{ft}", {"finetune": "{ft}"}, figure="adapter_probe", json="adapter_probe_json"),
     params:
-        probe=S.adapter_probe._replace(finetunes=()),
+        probe=AP.params(S.adapter_probe, "adapter_probe"),
         seed=S.seed,
     log:
         L.log("adapter_probe", "{ft}"),

@@ -55,6 +55,8 @@ class ExternalSettings(NamedTuple):
 
 class External(Experiment):
     name = "external"
+    # one job per dataset: its own dataset is a param of its own
+    left_out = {"external": ("datasets",)}
     title = "External"
     settings = ExternalSettings
 

@@ -13,7 +13,7 @@ rule external:
         **reported(EXT.files(L), EXT.title, "{dataset}", {"dataset": "{dataset}"}, figure="external",
                    json="external_json", failures="external_failures"),
     params:
-        external=EXT_SET._replace(datasets={}),
+        external=EXT.params(EXT_SET, "external"),
         dataset=lambda w: EXT_SET.datasets[w.dataset],
         seed=S.seed,
     log:

@@ -52,6 +52,12 @@ class SharedDirectionsSettings(NamedTuple):
 
 class SharedDirections(Experiment):
     name = "shared_directions"
+    # the directions do not depend on the judged answers, nor the answers on the random control
+    left_out = {
+        "shared_directions": ("n_generations", "max_new_tokens", "steer_coefficient", "test", "n_boot"),
+        "shared_directions_answers": ("n_random", "n_boot"),
+        "shared_directions_transfer": ("n_random",),
+    }
     title = "Shared directions"
     settings = SharedDirectionsSettings
     uses_judge = True

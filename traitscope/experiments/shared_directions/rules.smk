@@ -12,7 +12,7 @@ rule shared_directions:
     output:
         **reported(SD_FILES, SD.title, figure="shared_directions_cosines", json="shared_directions_json"),
     params:
-        settings=SD_SET._replace(n_generations=0, max_new_tokens=0, steer_coefficient=0.0, test="", n_boot=0),
+        settings=SD.params(SD_SET, "shared_directions"),
         layers=SD.layers(S, SD_SET),
         seed=S.seed,
     log:
@@ -35,7 +35,7 @@ rule shared_directions_answers:
     output:
         table=SD.answers(L),
     params:
-        settings=SD_SET._replace(n_random=0, n_boot=0),
+        settings=SD.params(SD_SET, "shared_directions_answers"),
         variant=lambda w: S.variants[w.variant],
         model_files=lambda w: MODEL_FILES[w.variant],
         judge=S.judge,
@@ -63,7 +63,7 @@ rule shared_directions_transfer:
     output:
         **reported(SD.transfer_files(L), SD.title, figure="shared_directions_transfer", json="shared_directions_transfer_json"),
     params:
-        settings=SD_SET._replace(n_random=0),
+        settings=SD.params(SD_SET, "shared_directions_transfer"),
         seed=S.seed,
     log:
         L.log("shared_directions_transfer"),

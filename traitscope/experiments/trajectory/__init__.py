@@ -61,6 +61,8 @@ def checkpoint_variants(variants: dict[str, Any], finetuned: str) -> list[tuple[
 
 class Trajectory(Experiment):
     name = "trajectory"
+    # the judged answers are an input; their number is trajectory_judge's
+    left_out = {"trajectory": ("n_generations",)}
     title = "Training trajectory"
     settings = TrajectorySettings
     uses_judge = True

@@ -41,7 +41,7 @@ rule trajectory:
     output:
         **reported(TR.files(L), TR.title, figure="trajectory", json="trajectory_json"),
     params:
-        settings=TR_SET._replace(n_generations=0),
+        settings=TR.params(TR_SET, "trajectory"),
         steps=TR_STEPS,
         layers=TR.layers(S, TR_SET),
         seed=S.seed,
