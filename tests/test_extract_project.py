@@ -329,7 +329,9 @@ def test_every_method_of_the_registry_is_a_config_choice_and_pca_diff_finds_the_
 
     text = "\n".join(Path(f).read_text() for f in [SCHEMA_PATH, *(e.schema for e in REGISTRY if e.schema)])
     enums = [line for line in text.splitlines() if "enum: [mean_diff" in line]
-    assert len(enums) == 10 and all(yaml.safe_load("{" + e.split("{", 1)[1])["enum"] == list(METHODS) for e in enums)
+    # every method choice (core sections and experiments alike) offers the whole registry; how many there are is
+    # not counted, so a new experiment with a method choice changes nothing here
+    assert enums and all(yaml.safe_load("{" + e.split("{", 1)[1])["enum"] == list(METHODS) for e in enums)
     tensors, table, direction = planted()
     x, y = tensors["last.layer_2"].float().numpy(), table["label"].to_numpy()
     pca = fit_direction(x, y, "pca_diff", probe_c=1.0, seed=0)
