@@ -256,6 +256,8 @@ def test_what_each_rule_leaves_out_of_its_params_is_declared_and_enforced():
     import pickle
     import re
 
+    from snakemake.persistence import PersistenceBase
+
     from traitscope.experiments import REGISTRY
     from traitscope.workflow.config import section
 
@@ -269,6 +271,8 @@ def test_what_each_rule_leaves_out_of_its_params_is_declared_and_enforced():
             assert ".params(" in rules and f'"{rule}")' in rules, (experiment.name, rule)
             params = experiment.params(settings, rule)
             assert pickle.loads(pickle.dumps(params)) == params  # Snakemake hands params to the job pickled
+            # Snakemake compares a param only when it can serialise it (other objects it ignores, silently)
+            assert PersistenceBase._serialize_param_builtin(None, params) == repr(params)  # type: ignore[arg-type]
             for field in settings._fields:
                 value = getattr(settings, field)
                 changed = settings._replace(**{field: _another(value)})

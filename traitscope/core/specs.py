@@ -70,10 +70,11 @@ def repr_without(obj: tuple, hidden: tuple[str, ...]) -> str:
     return f"{type(obj).__name__}({fields})"
 
 
-class Params:
+class Params(tuple):
     """Settings as one rule passes them to its job: the fields its output does not depend on (``left_out``) are
     absent from the ``repr`` (what Snakemake compares to decide a re-run) and refused on access (a job cannot read
-    a field whose change would not re-run it). Everything else reads through to ``settings``.
+    a field whose change would not re-run it). Everything else reads through to ``settings``. A tuple, because
+    Snakemake tracks a param only when it is a builtin container or scalar (any other object it silently ignores).
 
     >>> from typing import NamedTuple
     >>> class S(NamedTuple):
@@ -84,14 +85,19 @@ class Params:
     (S(n_boot=200), 200)
     """
 
-    __slots__ = ("_left_out", "_settings")
-
-    def __init__(self, settings: Any, left_out: tuple[str, ...]) -> None:
+    def __new__(cls, settings: Any, left_out: tuple[str, ...]) -> Params:
         unknown = [f for f in left_out if f not in settings._fields]
         if unknown:
             raise ValueError(f"{type(settings).__name__} has no field(s) {unknown} to leave out")
-        object.__setattr__(self, "_settings", settings)
-        object.__setattr__(self, "_left_out", tuple(left_out))
+        return super().__new__(cls, (settings, tuple(left_out)))
+
+    @property
+    def _settings(self) -> Any:
+        return tuple.__getitem__(self, 0)
+
+    @property
+    def _left_out(self) -> tuple[str, ...]:
+        return tuple.__getitem__(self, 1)
 
     def __getattr__(self, name: str) -> Any:
         if name.startswith("_"):
@@ -103,14 +109,14 @@ class Params:
             )
         return getattr(self._settings, name)
 
-    def __setattr__(self, name: str, value: Any) -> None:
-        raise AttributeError("Params are read-only")
-
     def __repr__(self) -> str:
         return repr_without(self._settings, self._left_out)
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Params) and repr(self) == repr(other)
+
+    def __ne__(self, other: object) -> bool:
+        return not self == other
 
     def __hash__(self) -> int:
         return hash(repr(self))
