@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from ...workflow.layout import Layout
 
 
-class CompareSettings(NamedTuple):
+class EmergentMisalignmentSettings(NamedTuple):
     """``emergent_misalignment``: a variant against the base on a replay set (the class keeps its first name, which
     is in the rule's params)."""
 
@@ -43,7 +43,7 @@ class CompareSettings(NamedTuple):
 class EmergentMisalignment(Experiment):
     name = "emergent_misalignment"
     title = "Emergent misalignment"
-    settings = CompareSettings
+    settings = EmergentMisalignmentSettings
 
     def check(self, cfg: dict[str, Any], dims: dict[str, Any], base_dir: Path, configured: list) -> None:
         c = self.section(cfg) or {}
@@ -64,7 +64,7 @@ class EmergentMisalignment(Experiment):
             )
         check_projected_method(cfg, c["method"], self.dotted("method"))
 
-    def projected_pairs(self, s: CompareSettings) -> set[tuple[str, str]]:
+    def projected_pairs(self, s: EmergentMisalignmentSettings) -> set[tuple[str, str]]:
         return {(s.base, s.prompt_set), (s.variant, s.prompt_set)}
 
     def files(self, lay: Layout) -> dict[str, str]:
@@ -74,10 +74,10 @@ class EmergentMisalignment(Experiment):
             "figure": self.folder(lay, "figures", "trait_distributions.png"),
         }
 
-    def targets(self, study: StudyView, s: CompareSettings, lay: Layout) -> list[str]:
+    def targets(self, study: StudyView, s: EmergentMisalignmentSettings, lay: Layout) -> list[str]:
         return [self.files(lay)[k] for k in ("json", "figure")]
 
-    def comparisons(self, s: CompareSettings) -> list[Comparison]:
+    def comparisons(self, s: EmergentMisalignmentSettings) -> list[Comparison]:
         return [
             Comparison(
                 f"emergent misalignment: {s.variant} vs {s.base} on {s.prompt_set}",
