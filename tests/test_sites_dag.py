@@ -57,7 +57,7 @@ def test_traits_are_read_projected_and_steered_at_their_sites(tmp_path, tiny_mod
     cfg["traits"][EVIL]["site"] = "mlp"
     del cfg["optimize"]
     targets = [
-        "results/checks/harm_separation.json",
+        "results/harm_separation/harm_separation.json",
         L.scores("base", "harmful_eval"),
         L.baseline("base", "harmful_eval"),
         f"results/steering/base/{EVIL}/sweep.parquet",
@@ -93,7 +93,7 @@ def test_traits_are_read_projected_and_steered_at_their_sites(tmp_path, tiny_mod
     baseline = BaselineScores.load(tmp_path / L.baseline("base", "harmful_eval"))
     assert f"last.attn.layer_{layer}" in baseline.tensors and f"last.layer_{layer}" not in baseline.tensors
     # the harm check scores the eval sets at the trait's site
-    check = json.loads((tmp_path / "results/checks/harm_separation.json").read_text())
+    check = json.loads((tmp_path / "results/harm_separation/harm_separation.json").read_text())
     benign = ActivationShard.load(tmp_path / L.activations("base", "benign_eval", 0))
     h = np.concatenate([s.pooled("last", layer, "attn")[0] for s in shards]) @ harm.unit(method, layer).numpy()
     b = benign.pooled("last", layer, "attn")[0] @ harm.unit(method, layer).numpy()

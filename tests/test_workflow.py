@@ -41,7 +41,7 @@ def test_full_dag_produces_every_stage(study):
     manifest = json.loads((r / "all").read_text())
     assert manifest["packages"]["torch"] and manifest["config"]["seed"] == 7
     for expected in (
-        "checks/harm_separation.png",
+        "harm_separation/harm_separation.png",
         "analysis/trait_scores.png",
         "extract/summary.png",
         "vectors/base/safety/evil/vectors.safetensors",
@@ -61,7 +61,7 @@ def test_full_dag_produces_every_stage(study):
     assert scores.groupby("prompt_set")["id"].nunique().to_dict() == {"harmful_eval": 20, "benign_eval": 20}
     tokens = pd.read_parquet(r / "projections/base/benign_eval/tokens.parquet")
     assert len(tokens) > 0 and {"token_index", "token_id", "is_prefill"} <= set(tokens.columns)
-    check = json.loads((r / "checks/harm_separation.json").read_text())
+    check = json.loads((r / "harm_separation/harm_separation.json").read_text())
     assert check["n_eval_harmful"] == 20
     assert check["passed"] == (min(check["extraction_test_auc"], check["eval_auc"]) >= check["min_auc"])
     harm = json.loads((r / "vectors/base/safety/harmful_instruction/vectors.json").read_text())
@@ -317,7 +317,7 @@ def test_report_holds_every_figure_and_key_table_with_captions(study):
     assert all(f"{i:02d}. {c}" in page for i, c in enumerate(REPORT_CATEGORIES, start=1))
     findings = json.loads((r / "findings.json").read_text())
     assert [f["experiment"] for f in findings][:3] == ["Extraction", "Harm check", "Emergent misalignment"]
-    harm = json.loads((r / "checks/harm_separation.json").read_text())
+    harm = json.loads((r / "harm_separation/harm_separation.json").read_text())
     organism = json.loads((r / "organism/bad_advice/detection.json").read_text())
     compare = json.loads((r / "emergent_misalignment/variant_comparison.json").read_text())
     verdicts = {f["experiment"]: f["beats_control"] for f in findings}
@@ -619,7 +619,7 @@ def test_open_results_gives_tidy_frames(study, tiny_model_dir):
         r / "vectors/base/safety/evil/vectors.safetensors", r / "vectors/base/safety/evil/vectors.json"
     )
     assert torch.equal(res.vector("safety/evil"), tv.get(tv.best_method, tv.best_layer))
-    assert res.experiment("harm_separation") == json.loads((r / "checks/harm_separation.json").read_text())
+    assert res.experiment("harm_separation") == json.loads((r / "harm_separation/harm_separation.json").read_text())
     assert {"prefill_attack", "emergent_misalignment", "backdoor/backdoored", "organism/bad_advice"} <= set(
         res.experiments()
     )

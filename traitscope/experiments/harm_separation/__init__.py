@@ -1,7 +1,7 @@
 """The harm check: does the harmful-instruction trait separate held-out harmful and harmless prompts?
 
 Config ``checks.harm_separation`` (the check sits with the study's other start-up and sanity checks); results in
-``results/checks/harm_separation.{json,png}``. Two held-out views at the trait's chosen layer: the extraction test
+``results/harm_separation/harm_separation.{json,png}``. Two held-out views at the trait's chosen layer: the extraction test
 split (its metrics are in the vector's sidecar) and independent eval prompt sets never used for extraction, projected
 at every captured layer. The control: random unit directions at the chosen layer on the same eval rows, each given the
 sign that agrees with the trait vector.
@@ -60,13 +60,13 @@ class HarmSeparation(Experiment):
         return {(study.extract.variant, p) for p in (s.harmful, s.harmless)}
 
     def files(self, lay: Layout) -> dict[str, str]:
-        return {"json": lay.path("checks", "harm_separation.json"), "figure": lay.path("checks", "harm_separation.png")}
+        return {"json": self.folder(lay, "harm_separation.json"), "figure": self.folder(lay, "harm_separation.png")}
 
     def targets(self, study: StudyView, s: HarmCheckSettings, lay: Layout) -> list[str]:
         return list(self.files(lay).values())
 
     def results(self) -> dict[str, str]:
-        return {"harm_separation": "checks/harm_separation.json"}
+        return {"harm_separation": "harm_separation/harm_separation.json"}
 
     def findings(self, res: Any) -> Iterator[Finding]:
         if "harm_separation" not in res.experiments():

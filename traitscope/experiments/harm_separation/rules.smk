@@ -1,5 +1,5 @@
 # harm_separation (config checks.harm_separation): does the harmful-instruction trait separate held-out harmful and
-# harmless prompts? Results in results/checks/.
+# harmless prompts? Results in results/harm_separation/.
 HARM = S.experiment("harm_separation")
 
 
