@@ -325,3 +325,44 @@ def test_execution_settings_change_neither_params_nor_the_resume_key():
     assert checkpoint_key("m", "d", plain) == checkpoint_key("m", "d", tuned)
     off = finetune_spec(cpu_4bit_autograd=False)  # changes what is learnt on the CPU: a new job and key
     assert repr(off) != repr(plain) and checkpoint_key("m", "d", off) != checkpoint_key("m", "d", plain)
+
+
+def test_why_not_trainer_its_oom_search_changes_the_effective_batch_and_the_steps(
+    tiny_model_dir, monkeypatch, tmp_path
+):
+    """The guide's measured reason for keeping train_lora: under the same injected out-of-memory error (more than two
+    examples a pass), transformers' Trainer with auto_find_batch_size retries with a smaller batch and the same
+    accumulation, so it trains another effective batch for more steps (here batch 2 for 8 steps instead of batch 4
+    for 4), where train_lora keeps the batch, the order and the steps
+    (test_out_of_memory_halves_the_micro_batch_and_keeps_every_step). If Trainer ever keeps the effective batch,
+    this goes red and the reason must be revisited."""
+    from transformers import AutoModelForCausalLM, LlamaForCausalLM, Trainer, TrainingArguments
+
+    forward = LlamaForCausalLM.forward
+    passes: list[int] = []
+
+    def tight(self, *args, input_ids=None, **kwargs):
+        if self.training and input_ids is not None:
+            passes.append(int(input_ids.shape[0]))
+            if input_ids.shape[0] > 2:
+                raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return forward(self, *args, input_ids=input_ids, **kwargs)
+
+    monkeypatch.setattr(LlamaForCausalLM, "forward", tight)
+    row = {"input_ids": torch.arange(5, 13), "labels": torch.arange(5, 13), "attention_mask": torch.ones(8, dtype=int)}
+    args = TrainingArguments(
+        output_dir=str(tmp_path / "out"),
+        per_device_train_batch_size=4,
+        gradient_accumulation_steps=1,
+        num_train_epochs=1,
+        auto_find_batch_size=True,
+        report_to=[],
+        save_strategy="no",
+        use_cpu=True,
+        remove_unused_columns=False,
+        disable_tqdm=True,
+    )
+    trainer = Trainer(model=AutoModelForCausalLM.from_pretrained(tiny_model_dir), args=args, train_dataset=[row] * 16)
+    trainer.train()
+    assert passes[0] == 4 and set(passes[-8:]) == {2}  # retried with smaller batches after the error
+    assert trainer.state.global_step == 8 and args.gradient_accumulation_steps == 1  # 16 examples: 4 steps asked
