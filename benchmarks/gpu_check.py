@@ -67,6 +67,11 @@ class Table:
         self.rows.append((name, setting, measured, required, ok if (judged or self.judged) else None))
         print(f"  {name}: {measured} ({setting})", flush=True)
 
+    def memory(self, name: str, setting: str, peak: float | None, estimate: float, what: str) -> None:
+        """A row of peak GPU memory against the estimate a job asks for (not judged on the CPU: no peak there)."""
+        shown = "n/a on the CPU" if peak is None else f"{peak:.2f} GB"
+        self.add(name, setting, shown, f"<= {estimate:.2f} GB ({what})", peak is not None and peak <= estimate, False)
+
     def print(self) -> bool:
         head = ("check", "setting", "measured", "required", "ok")
         cells = [
@@ -126,14 +131,7 @@ def check_capture(t: Table, args: argparse.Namespace, variant: dict[str, Any]) -
             judged=False,
         )
     estimate = weight_bytes("none", variant["dtype"], *dims(model)) * float(section("resources").overhead) / 1e9
-    t.add(
-        "capture peak memory",
-        f"batch {args.batch_sizes[-1]}",
-        "n/a on the CPU" if peak is None else f"{peak:.2f} GB",
-        f"<= {estimate:.2f} GB (weights x overhead)",
-        peak is not None and peak <= estimate,
-        judged=False,
-    )
+    t.memory("capture peak memory", f"batch {args.batch_sizes[-1]}", peak, estimate, "weights x overhead")
     check_steering(t, model, tok, layers)
     del model
     if device.type == "cuda":
@@ -239,14 +237,7 @@ def check_4bit(t: Table, args: argparse.Namespace, variant: dict[str, Any], tmp:
         train[-1] < train[0] and prov["eval_loss_after"] < prov["eval_loss_before"],
     )
     estimate = training_bytes(spec, variant["dtype"], "none", *shape).total / 1e9
-    t.add(
-        "QLoRA peak memory",
-        f"micro-batch 4 x {spec.max_length} tokens",
-        "n/a on the CPU" if peak is None else f"{peak:.2f} GB",
-        f"<= {estimate:.2f} GB (training estimate)",
-        peak is not None and peak <= estimate,
-        judged=False,
-    )
+    t.memory("QLoRA peak memory", f"micro-batch 4 x {spec.max_length} tokens", peak, estimate, "training estimate")
 
 
 def main() -> None:
