@@ -481,3 +481,37 @@ def test_a_finetuned_70b_variant_asks_what_its_base_asks(small_config, tmp_path)
         asked[variant] = {k: v for k, v in re.findall(r"(gpu|mem_mb)=(\d+)", resources)}
     assert set(asked) == {"base", "tuned"} and asked["base"] == asked["tuned"], asked
     assert asked["base"]["gpu"] == "3", asked
+
+
+# the JSON-schema keywords the project's schema uses: any other key is a description cut at a comma by YAML's flow
+# syntax (`{description: a, b}` reads `b` as a key)
+SCHEMA_WORDS = {
+    "$schema", "title", "description", "type", "default", "enum", "const", "properties", "additionalProperties",
+    "items", "required", "oneOf", "anyOf", "allOf", "$ref", "definitions", "pattern", "minimum", "maximum",
+    "exclusiveMinimum", "exclusiveMaximum", "minItems", "maxItems", "minLength", "uniqueItems", "minProperties",
+}  # fmt: skip
+
+
+def test_every_config_key_has_a_meaning_and_no_description_was_cut():
+    """docs/configuration.md shows each key's meaning from the schema (the core's and every experiment's): none may
+    be empty, and no schema node may hold a key that is not a schema keyword."""
+    from traitscope.experiments import REGISTRY
+    from traitscope.workflow.config import load_schema
+
+    stray, empty = [], []
+
+    def walk(node, path):
+        if not isinstance(node, dict):
+            return
+        stray.extend(f"{path}: {k!r}" for k in node if k not in SCHEMA_WORDS)
+        for key, sub in (node.get("properties") or {}).items():
+            if isinstance(sub, dict) and not sub.get("description") and "$ref" not in sub:
+                empty.append(f"{path}.{key}".lstrip("."))
+            walk(sub, f"{path}.{key}")
+        for key in ("items", "additionalProperties"):
+            walk(node.get(key), f"{path}.<{key}>")
+        for value in (node.get("definitions") or {}).values():
+            walk(value, path + ".<definitions>")
+
+    walk(load_schema(REGISTRY), "")
+    assert stray == [] and empty == [], (stray, empty)
