@@ -515,3 +515,49 @@ def test_every_config_key_has_a_meaning_and_no_description_was_cut():
 
     walk(load_schema(REGISTRY), "")
     assert stray == [] and empty == [], (stray, empty)
+
+
+DOCS = [REPO / "README.md", REPO / "CONTRIBUTING.md", *sorted((REPO / "docs").glob("*.md"))]
+TOP = ("traitscope/", "rules/", "workflow/", "tests/", "benchmarks/", "docs/", "config/", "profiles/", "envs/", ".ci/")
+
+
+def _anchors(path):
+    """GitHub's heading anchors of a Markdown file (lower case, punctuation but - and _ dropped, spaces to -)."""
+    import re
+
+    seen: dict[str, int] = {}
+    out = set()
+    for line in path.read_text(encoding="utf-8").splitlines():
+        m = re.match(r"^#+\s+(.*)", line)
+        if m:
+            slug = re.sub(r"[^\w\- ]", "", m.group(1).replace("`", "").strip().lower()).replace(" ", "-")
+            n = seen.get(slug, 0)
+            seen[slug] = n + 1
+            out.add(slug if n == 0 else f"{slug}-{n}")
+    return out
+
+
+def test_every_link_anchor_and_named_file_of_the_docs_resolves():
+    """Every relative link of README, CONTRIBUTING and docs/ reaches a file, and its #anchor a heading there; every
+    repository path the docs name in code (traitscope/..., rules/..., benchmarks/..., ...) exists."""
+    import re
+
+    broken = []
+    for doc in DOCS:
+        text = re.sub(r"```.*?```", "", doc.read_text(encoding="utf-8"), flags=re.S)
+        for target in re.findall(r"\[[^\]]*\]\(([^)\s]+)\)", text):
+            if target.startswith(("http://", "https://", "mailto:")):
+                continue
+            path, _, anchor = target.partition("#")
+            file = (doc.parent / path).resolve() if path else doc
+            if not file.exists():
+                broken.append(f"{doc.name}: link {target}")
+            elif anchor and file.suffix == ".md" and anchor not in _anchors(file):
+                broken.append(f"{doc.name}: anchor {target}")
+        for named in re.findall(r"`([A-Za-z0-9_.{},*<>/-]+)`", doc.read_text(encoding="utf-8")):
+            is_path = named.endswith("/") or "." in named.rsplit("/", 1)[-1]  # not a model id like traitscope/x
+            example = "my_question" in named  # CONTRIBUTING's walk-through names the experiment being added
+            if named.startswith(TOP) and is_path and not example and not any(c in named for c in "{}*<>"):
+                if not (REPO / named.split("::")[0]).exists():
+                    broken.append(f"{doc.name}: names {named}")
+    assert broken == [], broken

@@ -74,7 +74,7 @@ def render(schema: dict[str, Any] | None = None) -> str:
     toc = []
     body = []
     for section, spec in schema["properties"].items():
-        toc.append(f"- [`{section}`](#{section.replace('_', '-')})" + (" (required)" if section in required else ""))
+        toc.append(f"- [`{section}`](#{section})" + (" (required)" if section in required else ""))
         body.append(f"\n## {section}\n")
         if spec.get("description"):
             body.append(_clean(spec["description"]) + "\n")
