@@ -587,6 +587,29 @@ def test_rulegraph_and_dag(study):
     assert dag.returncode == 0 and dag.stdout.count("capture") >= 3
 
 
+def test_open_results_says_why_a_filter_matches_nothing_and_prints_vectors_in_one_line(study):
+    """A short trait name, an unknown method or position, a layer never projected: one line naming the filter and
+    what exists (before: an empty frame, silently); a trait's vectors print as one line, not every tensor."""
+    import traitscope
+    from traitscope.results import ResultsError
+
+    res = traitscope.open_results(study[0] / "results")
+    for kwargs, says in (
+        ({"trait": "evil"}, "trait='evil' (fix: did you mean 'safety/evil'?)"),
+        ({"method": "nope"}, "method='nope' (fix: use one of ['mean_diff', 'probe'])"),
+        ({"position": "first"}, "position='first' (fix: use one of"),
+        ({"trait": "safety/evil", "layer": 99}, "layer=99 (fix: use one of"),
+    ):
+        with pytest.raises(ResultsError) as err:
+            res.scores(**kwargs)
+        assert says in str(err.value) and "\n" not in str(err.value), str(err.value)
+    with pytest.raises(ResultsError, match="did you mean 'safety/evil'"):
+        res.token_scores("base", "benign_eval", trait="evil")
+    assert len(res.scores(trait="safety/evil")) > 0
+    shown = repr(res.vectors("safety/evil"))
+    assert shown.startswith("TraitVectors('safety/evil'") and "best=" in shown and len(shown) < 300, shown
+
+
 def test_open_results_gives_tidy_frames(study, tiny_model_dir):
     import torch
     from transformers import AutoTokenizer

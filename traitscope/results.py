@@ -115,19 +115,23 @@ class Results:
         """Pooled trait scores, tidy: ``variant, prompt_set, id, trait, method, layer, position, score`` plus the
         prompt's text, response (``response``: the assistant turn scored, generated or given), ``label``,
         ``category`` and ``group``. Every argument left None means all."""
-        frames = []
+        frames, seen = [], []
+        wanted = {"trait": trait, "method": method, "layer": layer, "position": position}
         for v, s in self.pairs():
             if (variant and v != variant) or (prompt_set and s != prompt_set):
                 continue
             df = pd.read_parquet(self.layout.scores(v, s))
-            df = _where(df, trait=trait, method=method, layer=layer, position=position)
-            frames.append(self._joined(df, v, s))
+            seen.append(df)
+            frames.append(self._joined(_where(df, **wanted), v, s))
         if not frames:
             raise ResultsError(
                 f"no scores for variant={variant} prompt_set={prompt_set} in {self.root} (pairs on "
                 f"disk: {self.pairs()[:8]})"
             )
-        return pd.concat(frames, ignore_index=True)
+        out = pd.concat(frames, ignore_index=True)
+        if out.empty:
+            _explain_empty(seen, wanted, f"scores of variant={variant} prompt_set={prompt_set}")
+        return out
 
     def token_scores(
         self,
@@ -142,7 +146,11 @@ class Results:
         layer, score`` (``token``: the token's text, decoded by the variant's tokenizer), with the prompt columns
         joined. Empty where ``project.per_token`` is off."""
         path = Path(self.layout.token_scores(variant, prompt_set))
-        df = _where(_read(path, f"token scores of {variant} on {prompt_set}"), trait=trait, method=method, layer=layer)
+        whole = _read(path, f"token scores of {variant} on {prompt_set}")
+        wanted = {"trait": trait, "method": method, "layer": layer}
+        df = _where(whole, **wanted)
+        if df.empty and not whole.empty:
+            _explain_empty([whole], wanted, f"token scores of {variant} on {prompt_set}")
         if len(df):
             tok = self.tokenizer(variant)
             ids = sorted(set(int(i) for i in df["token_id"]))
@@ -250,6 +258,23 @@ def _where(df: pd.DataFrame, **equal: Any) -> pd.DataFrame:
         if value is not None:
             df = df[df[column] == value]
     return df.reset_index(drop=True)
+
+
+def _explain_empty(frames: list[pd.DataFrame], wanted: dict[str, Any], what: str) -> None:
+    """Raise a one-line :class:`ResultsError` naming the filter whose value no row has (a trait's short name gets
+    its full one suggested), instead of returning an empty frame."""
+    for column, value in wanted.items():
+        if value is None:
+            continue
+        present = sorted({x for df in frames if column in df for x in df[column].dropna().unique().tolist()}, key=str)
+        if value not in present:
+            close = [p for p in present if isinstance(p, str) and p.split("/")[-1] == value]
+            fix = f"did you mean {close[0]!r}?" if close else f"use one of {present[:12]}"
+            raise ResultsError(f"no {what} with {column}={value!r} (fix: {fix})")
+    raise ResultsError(
+        f"no {what} with {', '.join(f'{k}={v!r}' for k, v in wanted.items() if v is not None)} together (fix: each "
+        "exists, but not in one row: a trait is projected at its own layer unless project.layers lists more)"
+    )
 
 
 def _only(values: Iterable[str], what: str) -> str:

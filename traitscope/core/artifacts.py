@@ -75,6 +75,21 @@ class TraitVectors:
     def hidden_size(self) -> int:
         return int(self.info["hidden_size"])
 
+    def __repr__(self) -> str:
+        """One line: the trait, its site and position, the methods and layers it holds and its chosen vector (the
+        dataclass's own repr printed every tensor and the whole sidecar: hundreds of thousands of characters)."""
+        vecs = self.info.get("vectors") or []
+        methods = sorted({v["method"] for v in vecs}) or sorted({k.split(".", 1)[0] for k in self.tensors})
+        layers = sorted({int(v["layer"]) for v in vecs})
+        span = f"{layers[0]}-{layers[-1]} ({len(layers)})" if layers else "none"
+        best = self.info.get("best") or {}
+        return (
+            f"TraitVectors({self.info.get('trait')!r}, site={self.info.get('site', 'resid')!r}, "
+            f"position={self.info.get('position')!r}, methods={methods}, layers={span}, "
+            f"hidden_size={self.info.get('hidden_size')}, best={best.get('method')!r} at layer {best.get('layer')}, "
+            f"{len(self.tensors)} tensors)"
+        )
+
     def get(self, method: str, layer: int) -> torch.Tensor:
         key = tensor_key(method, layer)
         if key not in self.tensors:
