@@ -590,6 +590,8 @@ def test_rulegraph_and_dag(study):
 def test_open_results_says_why_a_filter_matches_nothing_and_prints_vectors_in_one_line(study):
     """A short trait name, an unknown method or position, a layer never projected: one line naming the filter and
     what exists (before: an empty frame, silently); a trait's vectors print as one line, not every tensor."""
+    import torch
+
     import traitscope
     from traitscope.results import ResultsError
 
@@ -608,6 +610,25 @@ def test_open_results_says_why_a_filter_matches_nothing_and_prints_vectors_in_on
     assert len(res.scores(trait="safety/evil")) > 0
     shown = repr(res.vectors("safety/evil"))
     assert shown.startswith("TraitVectors('safety/evil'") and "best=" in shown and len(shown) < 300, shown
+    assert torch.equal(res.vector("safety/evil", variant="base"), res.vector("safety/evil"))
+
+
+def test_open_results_gives_the_random_direction_control_beside_the_scores(study):
+    """res.baseline(variant, set): the control every score-based verdict is compared with, tidy, one row per prompt
+    and random direction; its values are the BaselineScores file's own."""
+    import traitscope
+    from traitscope.core.artifacts import BaselineScores
+
+    workdir, _ = study
+    res = traitscope.open_results(workdir / "results")
+    base = res.baseline("base", "harmful_eval", position="last")
+    stored = BaselineScores.load(res.layout.baseline("base", "harmful_eval"))
+    layer = int(base["layer"].iloc[0])
+    n, r = stored.pooled(layer, "last").shape
+    assert len(base[base.layer == layer]) == n * r and r == stored.n_random == 100
+    first = base[(base.layer == layer) & (base.id == stored.ids[0])].sort_values("direction")
+    assert np.allclose(first["score"].to_numpy(), stored.pooled(layer, "last")[0])
+    assert set(res.scores("base", "harmful_eval")["id"]) == set(base["id"])  # the same prompts as the scores
 
 
 def test_open_results_gives_tidy_frames(study, tiny_model_dir):

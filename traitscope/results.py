@@ -5,6 +5,7 @@
     res.scores(trait="safety/evil")                  # one row per (variant, prompt set, prompt, trait, method, layer,
                                                      # position), with the prompt, the response, label and category
     res.token_scores("base", "harmful_eval")         # one row per response token, with its text
+    res.baseline("base", "harmful_eval")             # the control: one row per prompt and random direction
     res.vectors("safety/evil").get("mean_diff", 20)  # a trait vector (torch), or res.vector("safety/evil") at the
                                                      # extraction's chosen method and layer
     res.extraction()                                 # every trait's test AUC per layer and method, with baselines
@@ -24,6 +25,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from .core.errors import TraitscopeError
@@ -158,6 +160,53 @@ class Results:
             df.insert(list(df.columns).index("token_id") + 1, "token", df["token_id"].map(lambda i: text.get(int(i))))
         return self._joined(df, variant, prompt_set, response=False)
 
+    def baseline(
+        self, variant: str, prompt_set: str, *, layer: int | None = None, position: str | None = None
+    ) -> pd.DataFrame:
+        """The random-direction control of a (variant, prompt set), tidy: ``variant, prompt_set, id, position, site,
+        layer, direction, score`` (one row per prompt and seeded random unit direction at each projected layer and
+        pooled position; direction ``r`` at layer ``L`` is the same in every prompt set). What every score-based
+        verdict is compared with: ``scores(...)`` beside ``baseline(...)``."""
+        import re
+
+        from .core.artifacts import BaselineScores
+
+        path = Path(self.layout.baseline(variant, prompt_set))
+        if not path.is_file():
+            raise ResultsError(
+                f"no random-direction baseline of {variant} on {prompt_set} in {self.root} (fix: project.random_directions "
+                f"must be above 0; pairs on disk: {self.pairs()[:6]})"
+            )
+        base = BaselineScores.load(path)
+        frames = []
+        for key, tensor in sorted(base.tensors.items()):
+            m = re.fullmatch(r"(last|mean|response_mean)(?:\.(attn|mlp))?\.layer_(\d+)", key)
+            if not m or (position and m.group(1) != position) or (layer is not None and int(m.group(3)) != layer):
+                continue
+            scores = tensor.float().numpy()
+            n, r = scores.shape
+            frames.append(
+                pd.DataFrame(
+                    {
+                        "id": np.repeat(base.ids, r),
+                        "position": m.group(1),
+                        "site": m.group(2) or "resid",
+                        "layer": int(m.group(3)),
+                        "direction": np.tile(np.arange(r), n),
+                        "score": scores.reshape(-1),
+                    }
+                )
+            )
+        if not frames:
+            raise ResultsError(
+                f"no random-direction scores of {variant} on {prompt_set} at layer={layer} position={position} (fix: "
+                f"use a projected layer {base.meta.get('layers')} and a pooled position)"
+            )
+        df = pd.concat(frames, ignore_index=True)
+        df.insert(0, "prompt_set", prompt_set)
+        df.insert(0, "variant", variant)
+        return df
+
     def extraction(self) -> pd.DataFrame:
         """Test AUC, Cohen's d, accuracy and the random-direction baseline of every trait, layer and method
         (``extract/summary.parquet``)."""
@@ -189,9 +238,12 @@ class Results:
             raise ResultsError(f"no vectors of trait {trait!r} from {variant} in {self.root} (traits: {self.traits()})")
         return files
 
-    def vector(self, trait: str, method: str | None = None, layer: int | None = None) -> Any:
-        """One trait vector as a float32 tensor; the extraction's chosen method and layer by default."""
-        tv = self.vectors(trait)
+    def vector(
+        self, trait: str, method: str | None = None, layer: int | None = None, variant: str | None = None
+    ) -> Any:
+        """One trait vector as a float32 tensor; the extraction's chosen method and layer by default, from
+        ``variant``'s extraction (default: ``extract.variant``)."""
+        tv = self.vectors(trait, variant)
         return tv.get(method or tv.best_method, tv.best_layer if layer is None else layer)
 
     def experiment(self, name: str) -> dict[str, Any]:
