@@ -704,6 +704,7 @@ def test_quickstart_notebook_runs_on_the_study(study):
     assert not [o for o in outputs if o.get("output_type") == "error"]
     text = json.dumps(outputs)
     assert "safety/harmful_instruction" in text and "random_auc_p95" in text  # the extraction table with its control
+    assert "random directions: 95th percentile std" in text  # the baseline beside the scores
 
 
 def test_a_target_outside_the_study_results_folder_is_one_line(study, tmp_path):
