@@ -1,7 +1,7 @@
 """Peak memory of converting a GGUF model into a safetensors folder: transformers' whole-model path against
 traitscope's tensor-by-tensor conversion (:mod:`traitscope.core.gguf_convert`).
 
-Each path runs in a fresh process on the same GGUF file and prints its peak resident memory (ru_maxrss):
+Each path runs in a fresh process on the same GGUF file and prints its peak resident memory (VmHWM):
 
   whole     what the conversion did before: transformers loads the GGUF (every tensor de-quantised into memory), the
             model is rebuilt from its config and the state dict copied into it, then saved (two float32 copies)
@@ -43,8 +43,21 @@ def child(path: str, gguf: Path, out: Path) -> None:
         from traitscope.core.gguf_convert import convert_gguf
 
         convert_gguf(gguf, out, shard_bytes=64 << 20 if path == "short" else 1 << 30)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"path": path, "peak_mb": peak}))
+    print(json.dumps({"path": path, "peak_mb": peak_mb()}))
+
+
+def peak_mb() -> float:
+    """This process's peak resident memory (MB): Linux's VmHWM, which starts afresh at exec, or else ru_maxrss
+    (which Linux carries over from the process that forked this one: a large parent, such as a test session,
+    would set its floor)."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def measure(path: str, gguf: Path, work: Path) -> float:
