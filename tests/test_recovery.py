@@ -213,7 +213,9 @@ def test_ctrl_c_stops_snakemake_and_its_jobs_at_once(study):
     sent = time.time()
     os.killpg(run.pid, signal.SIGINT)
     run.wait(timeout=60)
-    assert time.time() - sent < 15, time.time() - sent
+    # seconds, not the minutes of a hang: under 15 s when run alone, 18 s once in CI on a loaded 2-core machine; the
+    # failure this guards against, a hung scheduler, never ends
+    assert time.time() - sent < 30, time.time() - sent
     wait_for(lambda: not any(_locked(m) for m in running_markers(workdir)), timeout=10, what="the capture to stop")
 
 
