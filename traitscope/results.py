@@ -167,9 +167,9 @@ class Results:
         layer, direction, score`` (one row per prompt and seeded random unit direction at each projected layer and
         pooled position; direction ``r`` at layer ``L`` is the same in every prompt set). What every score-based
         verdict is compared with: ``scores(...)`` beside ``baseline(...)``."""
-        import re
-
-        from .core.artifacts import BaselineScores
+        from .core.artifacts import BaselineScores, tensor_key
+        from .core.models import SITES
+        from .core.project import POOLED
 
         path = Path(self.layout.baseline(variant, prompt_set))
         if not path.is_file():
@@ -179,19 +179,25 @@ class Results:
             )
         base = BaselineScores.load(path)
         frames = []
-        for key, tensor in sorted(base.tensors.items()):
-            m = re.fullmatch(r"(last|mean|response_mean)(?:\.(attn|mlp))?\.layer_(\d+)", key)
-            if not m or (position and m.group(1) != position) or (layer is not None and int(m.group(3)) != layer):
-                continue
-            scores = tensor.float().numpy()
+        layers = sorted(int(x) for x in base.meta.get("layers", []))
+        for at, pos, site in (
+            (at, pos, site)
+            for at in layers
+            for pos in POOLED
+            for site in SITES
+            if tensor_key(pos, at, site) in base.tensors
+            and (position is None or pos == position)
+            and (layer is None or at == layer)
+        ):
+            scores = base.pooled(at, pos, site)
             n, r = scores.shape
             frames.append(
                 pd.DataFrame(
                     {
                         "id": np.repeat(base.ids, r),
-                        "position": m.group(1),
-                        "site": m.group(2) or "resid",
-                        "layer": int(m.group(3)),
+                        "position": pos,
+                        "site": site,
+                        "layer": at,
                         "direction": np.tile(np.arange(r), n),
                         "score": scores.reshape(-1),
                     }
@@ -200,7 +206,7 @@ class Results:
         if not frames:
             raise ResultsError(
                 f"no random-direction scores of {variant} on {prompt_set} at layer={layer} position={position} (fix: "
-                f"use a projected layer {base.meta.get('layers')} and a pooled position)"
+                f"use a projected layer {layers} and a pooled position)"
             )
         df = pd.concat(frames, ignore_index=True)
         df.insert(0, "prompt_set", prompt_set)
