@@ -146,6 +146,10 @@ def model_inputs(variant):
 GGUF_SOURCES = {gguf_slug(g): str(g) for g in filter(None, (gguf_source(v.model) for v in S.variants.values()))}
 
 
+# The embedded model behind the offline judge, where the judge is the offline one and its model the embedded one
+JUDGE_EMBEDDED = embedded_name(S.judge.offline_model) if S.judge.model.startswith("traitscope/") else None
+
+
 def _dtypes_asked():
     """The dtypes asked of each converted folder (embedded name or GGUF slug) by the variants and the judge that load it."""
     asked = {}
@@ -153,9 +157,8 @@ def _dtypes_asked():
         name, gguf = embedded_name(v.model), gguf_source(v.model)
         if name or gguf:
             asked.setdefault(name or gguf_slug(gguf), set()).add(v.dtype)
-    judge = embedded_name(S.judge.offline_model) if S.judge.model.startswith("traitscope/") else None
-    if judge:
-        asked.setdefault(judge, set()).add("float32")  # the offline judge computes in float32
+    if JUDGE_EMBEDDED:
+        asked.setdefault(JUDGE_EMBEDDED, set()).add("float32")  # the offline judge computes in float32
     return asked
 
 
@@ -170,8 +173,7 @@ MODEL_FILES = {v: user_model_files_key(S.variants[v]) for v in S.variants}
 
 
 def judge_inputs():
-    name = embedded_name(S.judge.offline_model) if S.judge.model.startswith("traitscope/") else None
-    return [L.embedded_model(name)] if name else []
+    return [L.embedded_model(JUDGE_EMBEDDED)] if JUDGE_EMBEDDED else []
 
 
 def steering_inputs(w):
