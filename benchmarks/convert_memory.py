@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import resource
 import subprocess
 import sys
@@ -86,7 +87,7 @@ def main() -> None:
         return
     from traitscope.core.gguf_meta import read_gguf
 
-    values = sum(int(__import__("math").prod(t.shape)) for t in read_gguf(gguf).tensors)
+    values = sum(math.prod(int(d) for d in t.shape) for t in read_gguf(gguf).tensors)
     print(f"{gguf.name}: {gguf.stat().st_size / 2**20:.0f} MB on disk, {values * 4 / 2**20:.0f} MB of float32 weights")
     with tempfile.TemporaryDirectory() as tmp:
         paths = ["short"] if args.short else ["whole", "streamed", "short"]

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import subprocess
@@ -221,7 +222,7 @@ def test_the_conversion_streams_its_peak_memory_follows_the_shard_not_the_model(
     spec = importlib.util.spec_from_file_location("convert_memory", REPO / "benchmarks" / "convert_memory.py")
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)  # type: ignore[union-attr]
-    weights_mb = sum(int(__import__("math").prod(t.shape)) for t in read_gguf(own_gguf).tensors) * 4 / 2**20
+    weights_mb = sum(math.prod(int(d) for d in t.shape) for t in read_gguf(own_gguf).tensors) * 4 / 2**20
     small = bench.measure("short", own_gguf, tmp_path)
     whole = bench.measure("streamed", own_gguf, tmp_path)
     assert whole - small > 0.4 * weights_mb, (small, whole, weights_mb)

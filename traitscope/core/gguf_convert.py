@@ -14,14 +14,16 @@ one-line error. ``benchmarks/convert_memory.py`` measures the peak against trans
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 from pathlib import Path
 from typing import Any
 
 from .errors import TraitscopeError, first_line
+from .specs import DTYPE_BYTES
 
-DTYPES = ("float32", "bfloat16", "float16")
+DTYPES = tuple(DTYPE_BYTES)
 SHARD_BYTES = 1 << 30
 """Each output shard holds at most this much (a larger single tensor gets a shard of its own)."""
 
@@ -169,7 +171,7 @@ def conversion_memory_mb(gguf: Path) -> int:
     (de-quantised, processed, cast), one output shard, and 3 GB for Python, torch and transformers."""
     from .gguf_meta import read_gguf
 
-    largest = max((int(_elements(t.shape)) for t in read_gguf(gguf).tensors), default=0)
+    largest = max((math.prod(int(d) for d in t.shape) for t in read_gguf(gguf).tensors), default=0)
     return int((largest * 4 * 3 + SHARD_BYTES + 3e9) / 2**20)
 
 
@@ -177,15 +179,9 @@ def conversion_disk_mb(gguf: Path, dtype: str) -> int:
     """Disk the converted folder takes: every tensor at ``dtype``."""
     from .gguf_meta import read_gguf
 
-    per_value = {"float32": 4, "bfloat16": 2, "float16": 2}[dtype]
-    return int(sum(_elements(t.shape) for t in read_gguf(gguf).tensors) * per_value / 2**20) + 1
-
-
-def _elements(shape: tuple[int, ...]) -> int:
-    n = 1
-    for d in shape:
-        n *= int(d)
-    return n
+    return (
+        int(sum(math.prod(int(d) for d in t.shape) for t in read_gguf(gguf).tensors) * DTYPE_BYTES[dtype] / 2**20) + 1
+    )
 
 
 def conversion_dtype(asked: set[str], gguf: Path | None = None) -> str:

@@ -70,6 +70,10 @@ def repr_without(obj: tuple, hidden: tuple[str, ...]) -> str:
     return f"{type(obj).__name__}({fields})"
 
 
+DTYPE_BYTES: dict[str, float] = {"float32": 4.0, "bfloat16": 2.0, "float16": 2.0}
+"""Bytes per value of each floating dtype a config may name (weights, stored activations, converted GGUFs)."""
+
+
 class Params(tuple):
     """Settings as one rule passes them to its job: the fields its output does not depend on (``left_out``) are
     absent from the ``repr`` (what Snakemake compares to decide a re-run) and refused on access (a job cannot read

@@ -23,14 +23,14 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from ..core.layers import parse_layers
-from ..core.specs import CaptureJob
+from ..core.specs import DTYPE_BYTES, CaptureJob
 from .settings import Study
 
 SCORE_ROW_BYTES = 8.0
 """Bytes per score row in parquet at scale (``tests/test_budget.py`` measures it on the tables ``project`` writes for
 a shard of 2,000 prompts and 6 traits)."""
 TOKEN_EXTRA_BYTES = 9  # int64 token id + bool prefill mark per stored response token
-VALUE_BYTES = {"float16": 2.0, "bfloat16": 2.0, "float32": 4.0}  # per stored activation value (capture.dtype)
+VALUE_BYTES = DTYPE_BYTES  # per stored activation value (capture.dtype)
 
 
 class Budget(NamedTuple):

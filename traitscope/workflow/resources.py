@@ -27,10 +27,10 @@ from __future__ import annotations
 import math
 from typing import Any, NamedTuple
 
-from ..core.specs import FinetuneSpec
+from ..core.specs import DTYPE_BYTES, FinetuneSpec
 from .settings import Study
 
-BYTES = {"float32": 4.0, "float16": 2.0, "bfloat16": 2.0, "auto": 2.0}
+BYTES = {**DTYPE_BYTES, "auto": 2.0}  # auto: a checkpoint's own dtype, a half precision for most
 
 
 QUANT_BYTES = {"8bit": 1.0, "4bit": 0.5}
