@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ...core.specs import PromptSetSpec, build
-from ...workflow.config import SET_NAME, check_projected_method, check_vector_variant, config_error
+from ...workflow.checks import SET_NAME, check_projected_method, check_vector_variant, config_error
 from ...workflow.experiment import Experiment, Finding, StudyView
 from ...workflow.tables import ci, fmt, table, yes
 

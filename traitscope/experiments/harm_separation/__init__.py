@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from ...workflow.config import config_error
+from ...workflow.checks import config_error
 from ...workflow.experiment import Experiment, Finding, StudyView, verdict
 from ...workflow.tables import ci, fmt
 

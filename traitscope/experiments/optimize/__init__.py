@@ -18,7 +18,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from ...workflow.config import check_steering_section
+from ...workflow.checks import check_steering_section
 from ...workflow.experiment import Experiment, StudyView
 
 if TYPE_CHECKING:

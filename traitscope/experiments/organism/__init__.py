@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ...core.layers import parse_layers
-from ...workflow.config import check_adapter_on, config_error
+from ...workflow.checks import check_adapter_on, config_error
 from ...workflow.experiment import Experiment, Finding, SaeComparison, StudyView, verdict
 from ...workflow.tables import ci, fmt
 

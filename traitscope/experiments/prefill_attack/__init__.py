@@ -34,7 +34,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from ...workflow.config import check_projected_method, check_vector_variant, config_error
+from ...workflow.checks import check_projected_method, check_vector_variant, config_error
 from ...workflow.experiment import Comparison, Experiment, Finding, Panel, SaeComparison, StudyView
 from ...workflow.tables import fmt, table, yes
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ...core.layers import parse_layers
-from ...workflow.config import config_error
+from ...workflow.checks import config_error
 from ...workflow.experiment import Experiment, StudyView
 from ...workflow.tables import fmt, table, yes
 

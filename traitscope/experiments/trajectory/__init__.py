@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ...core.layers import parse_layers
-from ...workflow.config import check_adapter_on, check_last_token_layers, config_error
+from ...workflow.checks import check_adapter_on, check_last_token_layers, config_error
 from ...workflow.experiment import Experiment, Finding, StudyView
 from ...workflow.tables import ci, fmt, table, yes
 
