@@ -29,9 +29,10 @@ from pathlib import Path
 import pandas as pd
 import torch
 
+from traitscope.core.architecture import decoder_layers, input_device
 from traitscope.core.capture import capture_batch
 from traitscope.core.chat import encode_rows
-from traitscope.core.models import decoder_layers, input_device, load_model
+from traitscope.core.models import load_model
 from traitscope.core.prompts import load_prompt_set
 from traitscope.workflow.config import entry, parse_layers
 

@@ -78,7 +78,7 @@ def main() -> None:
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
     if args.gguf is None:
-        from traitscope.core.models import embedded_gguf_path
+        from traitscope.core.sources import embedded_gguf_path
 
         args.gguf = str(embedded_gguf_path("smollm2-135m-instruct"))
     gguf = Path(args.gguf)

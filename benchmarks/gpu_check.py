@@ -44,10 +44,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from capture_throughput import encoded_prompts, measure  # noqa: E402
 
+from traitscope.core.architecture import decoder_layers, input_device  # noqa: E402
 from traitscope.core.capture import capture_batch  # noqa: E402
 from traitscope.core.finetune import finetune, write_chat_jsonl  # noqa: E402
 from traitscope.core.finetune_data import backdoor  # noqa: E402
-from traitscope.core.models import decoder_layers, input_device, load_model  # noqa: E402
+from traitscope.core.models import load_model  # noqa: E402
 from traitscope.core.steering import Steer, generate_steered  # noqa: E402
 from traitscope.workflow.config import entry, section  # noqa: E402
 from traitscope.workflow.resources import training_bytes, weight_bytes  # noqa: E402

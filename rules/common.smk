@@ -8,8 +8,8 @@ from pathlib import Path
 
 from traitscope import TraitscopeError
 from traitscope.core.gguf_convert import conversion_disk_mb, conversion_dtype, conversion_memory_mb
-from traitscope.core.models import (EMBEDDED, embedded_gguf_path, embedded_name, gguf_slug, gguf_source, looks_local,
-                                    user_model_files_key)
+from traitscope.core.sources import (EMBEDDED, embedded_gguf_path, embedded_name, gguf_slug, gguf_source, looks_local,
+                                     user_model_files_key)
 from traitscope.core.traits import trait_description
 from traitscope.study import load_config
 from traitscope.viewer import comparisons_of

@@ -10,10 +10,11 @@ from typing import Any
 import pytest
 import torch
 
+from traitscope.core.architecture import decoder_layers, site_module
 from traitscope.core.capture import capture_batch
+from traitscope.core.errors import ModelLoadError
 from traitscope.core.hooks import SiteCapture
 from traitscope.core.methods import unit
-from traitscope.core.models import ModelLoadError, decoder_layers, site_module
 from traitscope.core.specs import BlockNames
 from traitscope.core.steering import Ablate, Steer, generate_steered
 from traitscope.core.tiny import FAMILIES, build_tiny_tokenizer, tiny_config

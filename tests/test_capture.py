@@ -276,7 +276,7 @@ def test_prefill_is_the_start_of_the_assistant_turn(tiny_model):
 def test_weights_that_fail_to_load_are_a_one_line_error_naming_the_key_and_model(tiny_model_dir, tmp_path):
     import shutil
 
-    from traitscope.core.models import ModelLoadError
+    from traitscope.core.errors import ModelLoadError
 
     broken = tmp_path / "broken"
     shutil.copytree(tiny_model_dir, broken)

@@ -127,7 +127,7 @@ def test_a_template_file_silences_the_no_template_warning_and_edits_are_noticed(
 ):
     from test_fidelity import base_model_folder
 
-    from traitscope.core.models import user_model_files_key
+    from traitscope.core.sources import user_model_files_key
 
     folder = base_model_folder(tmp_path / "base", tiny_model_dir)
     template = tmp_path / "chat.jinja"

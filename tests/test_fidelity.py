@@ -216,7 +216,7 @@ def test_unreadable_outputs_are_named(tmp_path, name, content, expected):
 
 def test_truncated_gguf_is_one_line(tmp_path):
     from traitscope import ConfigError
-    from traitscope.core.models import _gguf_dims, embedded_gguf_path
+    from traitscope.core.sources import embedded_gguf_path, gguf_dims
 
     try:
         gguf = embedded_gguf_path("smollm2-135m-instruct")
@@ -226,10 +226,10 @@ def test_truncated_gguf_is_one_line(tmp_path):
     with open(gguf, "rb") as f:
         part.write_bytes(f.read(4096))
     with pytest.raises(ConfigError, match="m.gguf' is not a complete GGUF model .*fix: download or copy"):
-        _gguf_dims(part, "variants.x.model")
+        gguf_dims(part, "variants.x.model")
     (tmp_path / "foreign.gguf").write_bytes(b"not a gguf at all" * 10)
     with pytest.raises(ConfigError, match="foreign.gguf' is not a complete GGUF"):
-        _gguf_dims(tmp_path / "foreign.gguf", "variants.x.model")
+        gguf_dims(tmp_path / "foreign.gguf", "variants.x.model")
 
 
 def test_yaml_alias_bomb_is_refused_quickly(tmp_path):

@@ -16,14 +16,14 @@ import yaml
 from conftest import REPO, tiny_config
 
 from traitscope import ConfigError
-from traitscope.core.models import (
+from traitscope.core.dims import model_dims
+from traitscope.core.models import load_tokenizer
+from traitscope.core.sources import (
     EMBEDDED,
     convert_gguf,
     embedded_gguf_path,
     gguf_dir,
     gguf_source,
-    load_tokenizer,
-    model_dims,
     resolve_model_path,
 )
 

@@ -10,13 +10,14 @@ import torch
 from conftest import assert_config_error, capture_job
 from torch import nn
 
+from traitscope.core.architecture import site_module
 from traitscope.core.artifacts import ActivationShard, TraitVectors, tensor_key
 from traitscope.core.capture import capture_prompts
 from traitscope.core.chat import prompt_token_ids
+from traitscope.core.errors import ModelLoadError
 from traitscope.core.extract import extract_trait
 from traitscope.core.hooks import ResidualCapture, SiteCapture
 from traitscope.core.methods import random_directions, unit
-from traitscope.core.models import ModelLoadError, site_module
 from traitscope.core.project import baseline_scores, score_tensors
 from traitscope.core.prompts import normalise
 from traitscope.core.specs import BaselineJob, ExtractJob

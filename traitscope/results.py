@@ -167,8 +167,8 @@ class Results:
         layer, direction, score`` (one row per prompt and seeded random unit direction at each projected layer and
         pooled position; direction ``r`` at layer ``L`` is the same in every prompt set). What every score-based
         verdict is compared with: ``scores(...)`` beside ``baseline(...)``."""
+        from .core.architecture import SITES
         from .core.artifacts import BaselineScores, tensor_key
-        from .core.models import SITES
         from .core.project import POOLED
 
         path = Path(self.layout.baseline(variant, prompt_set))

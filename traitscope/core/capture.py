@@ -33,13 +33,14 @@ from typing import Any, NamedTuple
 import pandas as pd
 import torch
 
+from .architecture import input_device
 from .artifacts import tensor_key
 from .chat import Encoded, encode_rows
 from .errors import TraitscopeError, __version__
 from .generation import generate_responses, run_batches
 from .hooks import SiteCapture
 from .io import content_hash, read_verified, write_parquet, write_text, write_verified
-from .models import input_device
+from .models import torch_dtype
 from .progress import Progress
 from .secrets import holds_secret, secret_values
 from .specs import CaptureJob, ModelSpec, as_dict
@@ -49,9 +50,6 @@ POSITIONS = ("last", "mean", "response")
 
 
 # ------------------------------------------------------------------------------------- capturing
-
-STORAGE = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
-"""``capture.dtype``: how activations are stored."""
 
 
 def capture_batch(
@@ -85,7 +83,7 @@ def capture_batch(
         "denom": plen[:, None].float(),
     }
     on_device: dict[torch.device, dict[str, torch.Tensor]] = {}
-    store = STORAGE[dtype]
+    store = torch_dtype(dtype)  # capture.dtype: how activations are stored
 
     def reduce(_site: str, _layer: int, h: torch.Tensor) -> dict[str, torch.Tensor]:
         # blocks may live on different devices (accelerate): every index goes where the hooked tensor is
@@ -472,11 +470,11 @@ def check_finite(tensors: dict[str, torch.Tensor], ids: list[str], dtype: str = 
 
 def model_fingerprint(variant: ModelSpec, resolved_path: str, tokenizer: Any = None) -> dict[str, Any]:
     """What identifies what the model computes and sees: the spec; every file of a local model folder
-    (:func:`~traitscope.core.models.folder_fingerprint`: tokenizer, chat template, configs by content, large weight
+    (:func:`~traitscope.core.sources.folder_fingerprint`: tokenizer, chat template, configs by content, large weight
     files by size and mtime); every adapter file by content; and, given the loaded tokenizer, the chat format it
     applies (:func:`~traitscope.core.chat.chat_format`), so that a hub model whose template changes is noticed too."""
     from .chat import chat_format
-    from .models import folder_fingerprint
+    from .sources import folder_fingerprint
 
     fp: dict[str, Any] = {k: getattr(variant, k) for k in ("model", "adapter", "dtype", "quantization", "revision")}
     if resolved_path and Path(resolved_path).is_dir():

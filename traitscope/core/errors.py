@@ -13,6 +13,10 @@ class ConfigError(TraitscopeError):
     """The configuration is invalid; the message names the key and the fix."""
 
 
+class ModelLoadError(TraitscopeError):
+    """A model or adapter could not be loaded; the message says how to fix it."""
+
+
 def first_line(exc: BaseException | None) -> str:
     """The first non-empty line of an exception's message, or its type name: for one-line errors."""
     text = str(exc).strip() if exc is not None else ""

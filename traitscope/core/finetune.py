@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .architecture import input_device
 from .chat import render_ids
 from .errors import TraitscopeError, __version__, first_line
 from .generation import is_oom
@@ -40,7 +41,6 @@ from .io import (
     write_text,
     write_verified,
 )
-from .models import input_device
 from .progress import Progress
 from .specs import FINETUNE_EXECUTION, FinetuneData, FinetuneSpec, ModelSpec, as_dict
 
@@ -571,7 +571,8 @@ def _load_base(
 ) -> tuple[Any, Any, ModelSpec, Any, list[dict[str, Any]], str]:
     """The base model ready to train (QLoRA prepared), its tokenizer, spec and fingerprint; the data and its sha256."""
     from .capture import model_fingerprint
-    from .models import load_model, resolve_model_path
+    from .models import load_model
+    from .sources import resolve_model_path
 
     records = read_chat_jsonl(data_path)
     data_sha = file_sha256(data_path)

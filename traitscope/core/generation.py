@@ -7,8 +7,8 @@ from typing import Any
 
 import torch
 
+from .architecture import input_device
 from .chat import Encoded
-from .models import input_device
 from .specs import Generation
 
 log = logging.getLogger(__name__)

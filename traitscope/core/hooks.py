@@ -3,7 +3,7 @@
 Layer ``i`` means the residual stream *after* decoder block ``i`` (0-based), which equals
 ``hidden_states[i + 1]`` of ``output_hidden_states=True`` for every block but the last (there
 Hugging Face applies the final norm; the hook sees the un-normed residual stream). At site ``attn`` or
-``mlp`` (:func:`traitscope.core.models.site_module`) layer ``i`` means the output of block ``i``'s attention or MLP
+``mlp`` (:func:`traitscope.core.architecture.site_module`) layer ``i`` means the output of block ``i``'s attention or MLP
 sublayer: what that sublayer adds to the residual stream.
 """
 
@@ -15,7 +15,7 @@ from typing import Any, Self
 import torch
 from torch import nn
 
-from .models import decoder_layers, site_module
+from .architecture import decoder_layers, site_module
 
 Reducer = Callable[[int, torch.Tensor], Any]
 
@@ -29,7 +29,7 @@ def _hidden(output: Any) -> torch.Tensor:
 
 
 class SiteCapture:
-    """Context manager that records ``sites`` (``resid``, ``attn``, ``mlp``: :data:`traitscope.core.models.SITES`) of
+    """Context manager that records ``sites`` (``resid``, ``attn``, ``mlp``: :data:`traitscope.core.architecture.SITES`) of
     decoder blocks ``layers`` during forward passes.
 
     ``reduce(site, layer, hidden)`` is called inside the hook with the site's output ``[batch, seq, d]`` and its

@@ -176,8 +176,8 @@ def yes_probability(model: Any, tokenizer: Any, text: str) -> tuple[float, int]:
     """100 x P(Yes) / (P(Yes) + P(No)) for the first assistant token after ``text``; and the prompt length."""
     import torch
 
+    from .architecture import input_device
     from .chat import prompt_token_ids
-    from .models import input_device
 
     ids = prompt_token_ids(tokenizer, text, None)
     with torch.no_grad():

@@ -22,11 +22,11 @@ import numpy as np
 import pandas as pd
 import torch
 
+from .architecture import SITES
 from .artifacts import ActivationShard, BaselineScores, TraitVectors, tensor_key
 from .errors import TraitscopeError
 from .layers import parse_layers
 from .methods import random_directions, segment_mean
-from .models import SITES
 from .specs import BaselineJob, ProjectSettings
 
 
@@ -73,7 +73,7 @@ def needed_layers(traits: list[TraitVectors], job: ProjectSettings, captured: li
 
 
 def needed_sites(traits: list[TraitVectors]) -> tuple[str, ...]:
-    """The sites the traits are read at, in :data:`traitscope.core.models.SITES` order."""
+    """The sites the traits are read at, in :data:`traitscope.core.architecture.SITES` order."""
     return tuple(s for s in SITES if s in {v.site for v in traits})
 
 

@@ -19,8 +19,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from .architecture import site_module
 from .methods import unit
-from .models import site_module
 from .specs import Generation
 
 POSITIONS = ("all", "prompt", "response")

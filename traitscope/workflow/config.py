@@ -153,16 +153,9 @@ def check_semantics(
     ``cluster`` when the jobs run on cluster nodes (a variant is then checked against the device its job asks for,
     not this host's)."""
     from ..core import prompts, traits
-    from ..core.models import (
-        check_adapter,
-        check_bitsandbytes,
-        embedded_gguf_path,
-        embedded_name,
-        gguf_source,
-        looks_local,
-        model_dims,
-        read_chat_template,
-    )
+    from ..core.dims import check_adapter, model_dims
+    from ..core.models import check_bitsandbytes, read_chat_template
+    from ..core.sources import embedded_gguf_path, embedded_name, gguf_source, looks_local
     from . import variant_checks
 
     variants, sets, trait_cfg = cfg["variants"], cfg["prompt_sets"], cfg["traits"]
@@ -405,8 +398,9 @@ def check_special_tokens(cfg: dict[str, Any], base_dir: Path, resources_dir: Pat
     if cfg["checks"].get("special_tokens", "text") != "refuse":
         return
     from ..core.chat import file_special_tokens, gguf_special_tokens
-    from ..core.models import embedded_dir, embedded_gguf_path, embedded_name, gguf_source, load_tokenizer
+    from ..core.models import load_tokenizer
     from ..core.prompts import startup_table
+    from ..core.sources import embedded_dir, embedded_gguf_path, embedded_name, gguf_source
 
     specials: dict[str, str] = {}  # token -> a variant whose tokenizer has it
     for name, var in cfg["variants"].items():

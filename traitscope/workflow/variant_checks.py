@@ -108,7 +108,8 @@ def check_blocks(name: str, var: dict[str, Any], config_file: Path | None) -> No
     blocks = var.get("blocks") or {}
     if not any(blocks.values()) or config_file is None or not config_file.is_file():
         return
-    from ..core.models import ModelLoadError, decoder_layers, site_module
+    from ..core.architecture import decoder_layers, site_module
+    from ..core.errors import ModelLoadError
     from ..core.specs import BlockNames
 
     model = _meta_model(str(config_file), bool(var.get("trust_remote_code")))

@@ -13,9 +13,11 @@ from traitscope.core.capture import (
     responses_table,
 )
 from traitscope.core.chat import special_text_rows
+from traitscope.core.dims import context_length
 from traitscope.core.io import file_sha256, write_parquet
-from traitscope.core.models import context_length, load_model, resolve_model_path
+from traitscope.core.models import load_model
 from traitscope.core.project import needed_layers, needed_sites, score_tensors, write_scores
+from traitscope.core.sources import resolve_model_path
 from traitscope.workflow.jobs import setup
 
 smk = snakemake  # noqa: F821 - injected by Snakemake

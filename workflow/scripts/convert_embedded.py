@@ -1,6 +1,6 @@
 """Convert an embedded GGUF model (shipped in a PyPI package) to a safetensors folder, once."""
 
-from traitscope.core.models import convert_embedded
+from traitscope.core.sources import convert_embedded
 from traitscope.workflow.jobs import setup
 
 log = setup(snakemake)  # noqa: F821 - injected by Snakemake

@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from traitscope.core.models import convert_gguf
+from traitscope.core.sources import convert_gguf
 from traitscope.workflow.jobs import setup
 
 log = setup(snakemake)  # noqa: F821 - injected by Snakemake

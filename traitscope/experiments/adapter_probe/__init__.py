@@ -3,8 +3,8 @@
 For every LoRA module of a finetune's adapter (``q_proj`` ... ``down_proj`` in each block), the weight update is
 ``dW = scale * B @ A`` (``scale = alpha / r``, or ``alpha / sqrt(r)`` with rsLoRA). Its singular value decomposition
 gives the update's spectrum and its top directions on the residual-stream side: the output directions of a module
-that writes into the stream (``o_proj``, ``down_proj``: :data:`~traitscope.core.models.LORA_OUTPUTS`), the input
-directions of one that reads from it (``q_proj``, ``gate_proj``, ...: :data:`~traitscope.core.models.LORA_INPUTS`).
+that writes into the stream (``o_proj``, ``down_proj``: :data:`~traitscope.core.dims.LORA_OUTPUTS`), the input
+directions of one that reads from it (``q_proj``, ``gate_proj``, ...: :data:`~traitscope.core.dims.LORA_INPUTS`).
 
 Each module's top ``top_k`` directions are compared, by absolute cosine, with the reference directions at the
 residual-stream layer they touch: a writer in block ``L`` writes the stream after block ``L`` (trait layer ``L``), a

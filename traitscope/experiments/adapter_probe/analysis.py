@@ -12,9 +12,9 @@ import pandas as pd
 import seaborn as sns
 import torch
 
+from ...core.dims import LORA_INPUTS, LORA_OUTPUTS
 from ...core.io import read_json, read_safetensors
 from ...core.methods import random_directions
-from ...core.models import LORA_INPUTS, LORA_OUTPUTS
 
 if TYPE_CHECKING:
     pass

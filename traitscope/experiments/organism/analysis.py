@@ -15,11 +15,11 @@ import pandas as pd
 import torch
 from scipy.stats import percentileofscore
 
+from ...core.architecture import adapter_disabled
 from ...core.artifacts import tensor_key
 from ...core.judge import misalignment_items
 from ...core.methods import fit_direction as _fit_direction
 from ...core.methods import unit
-from ...core.models import adapter_disabled
 from ...core.stats import auc, cohens_d
 from ...core.stats import separation as _separation
 
