@@ -448,3 +448,7 @@ def test_harm_check_reports_the_eval_auc_against_random_directions():
     assert base["random_auc_p95"] == pytest.approx(np.percentile(aucs, 95)) and base["n_random"] == 40
     assert base["beats_random"] == (result["eval_auc"] > base["random_auc_p95"]) and base["beats_random"]
     assert result["extraction_baseline"]["beats_random"] and result["extraction_baseline"]["n_random"] == 40
+    # the negative control: the same rows with shuffled labels must not beat random directions on those labels
+    shuffled = result["shuffled_label_check"]
+    assert shuffled["failed_as_it_must"] and not shuffled["beats_random"] and abs(shuffled["auc"] - 0.5) < 0.3
+    assert shuffled["auc"] < result["eval_auc"] - 0.3

@@ -56,10 +56,34 @@ def _harm_separation():
     )
     scores = pd.DataFrame({"score": rng.normal(size=11), "group": ["harmful"] * 5 + ["harmless"] * 6})
     return (
-        harm_separation.separation_figure(layer_auc, scores, 1, 0.9, "safety/harm", "tiny"),
+        harm_separation.separation_figure(layer_auc, scores, harm_result(), "base"),
         2,
-        ["harmful (n=5)", "harmless (n=6)"],
+        [
+            "harmful (n=5)",
+            "harmless (n=6)",
+            "random directions p95, extraction test split: 0.86",
+            "random directions p95, eval sets: 0.84",
+            "Layer 1: eval AUC 0.80 does not beat random p95 0.84",
+            "shuffled labels: AUC 0.52, no better than random, as it must",
+            "safety/harm: harmful vs harmless instructions, variant base (check failed)",
+        ],
     )
+
+
+def harm_result(**change):
+    """A harm separation result as :func:`check_separation` writes it (the figure reads these keys)."""
+    return {
+        "trait": "safety/harm",
+        "best_layer": 1,
+        "min_auc": 0.9,
+        "site": "resid",
+        "eval_auc": 0.8,
+        "passed": False,
+        "extraction_baseline": {"random_auc_p95": 0.86},
+        "eval_baseline": {"random_auc_p95": 0.84, "beats_random": False},
+        "shuffled_label_check": {"auc": 0.52, "beats_random": False},
+        **change,
+    }
 
 
 def _trait_scores():

@@ -249,7 +249,10 @@ def test_figures_name_the_site_they_show():
         }
     )
     scores = pd.DataFrame({"score": [1.0, 2.0, -1.0, -2.0], "group": ["harmful"] * 2 + ["harmless"] * 2})
-    facts = figure_facts(harm_separation.separation_figure(layer_auc, scores, 1, 0.9, "t/x", "tiny", site="mlp"))
+    from test_plots import harm_result
+
+    result = harm_result(site="mlp")
+    facts = figure_facts(harm_separation.separation_figure(layer_auc, scores, result, "tiny"))
     assert facts["xlabels"] == [
         "layer (MLP output of block)",
         "score at layer 1: projection on unit trait vector (MLP-output units)",

@@ -75,6 +75,10 @@ def check_separation(
     rand *= np.where(rand @ trait_dir >= 0, 1.0, -1.0)[:, None]
     ph, pb = scores(harmful, best, rand.T), scores(harmless, best, rand.T)
     random_aucs = column_aucs(y, np.vstack([ph, pb]))
+    # negative control that must fail: the same rows with their harmful/harmless labels shuffled, against random
+    # directions on those shuffled labels; a method that "separates" them would be reading something else
+    y_shuffled = np.random.default_rng(seed).permutation(y)
+    shuffled = versus_random(auc(y_shuffled, s), column_aucs(y_shuffled, np.vstack([ph, pb])))
     result = {
         "trait": sidecar["trait"],
         "model": sidecar["model"],
@@ -92,6 +96,12 @@ def check_separation(
             k: chosen.get(k) for k in ("random_auc_p95", "auc_percentile", "beats_random", "shuffled_auc", "n_random")
         },
         "eval_baseline": versus_random(eval_auc, random_aucs),
+        "shuffled_label_check": {
+            "auc": auc(y_shuffled, s),
+            "random_auc_p95": shuffled["random_auc_p95"],
+            "beats_random": shuffled["beats_random"],
+            "failed_as_it_must": not shuffled["beats_random"],
+        },
         "n_eval_harmful": int(len(h)),
         "n_eval_harmless": int(len(b)),
         "min_auc": min_auc,
@@ -104,6 +114,8 @@ def check_separation(
             "*_baseline": "the same AUC of random unit directions at that layer (extraction: oriented on the training "
             "split; eval: given the trait vector's sign): their 95th percentile, the vector's percentile "
             "among them, whether it beats the 95th percentile, and (extraction) a shuffled-label vector",
+            "shuffled_label_check": "the eval AUC with the harmful/harmless labels shuffled, against random "
+            "directions on the same shuffled labels: a negative control that must not beat random",
         },
     }
     dist = pd.DataFrame({"score": s, "group": np.where(y == 1, "harmful", "harmless")})
@@ -116,29 +128,46 @@ def check_separation(
 def separation_figure(
     layer_auc: pd.DataFrame,
     scores: pd.DataFrame,
-    best_layer: int,
-    min_auc: float,
-    trait: str,
-    model: str,
-    site: str = "resid",
+    result: dict[str, Any],
+    variant: str,
 ) -> plt.Figure:
-    """Left: ROC-AUC per layer (extraction test split and independent eval sets). Right: score
-    distributions of the eval sets at the best layer."""
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.2))
+    """Left: ROC-AUC per layer (extraction test split and independent eval sets) beside the 95th percentile of random
+    directions' AUC on each at the best layer, and the verdict. Right: score distributions of the eval sets at the
+    best layer. ``result`` is :func:`check_separation`'s; ``variant`` names the model in the title."""
+    best_layer, min_auc, site = result["best_layer"], result["min_auc"], result["site"]
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.4))
     sns.lineplot(data=layer_auc, x="layer", y="auc", hue="data", style="data", markers=True, errorbar=None, ax=ax1)
     ax1.axhline(min_auc, color="red", ls="--", lw=1, label=f"required AUC {min_auc}")
+    controls = (
+        ("extraction test split", result["extraction_baseline"].get("random_auc_p95"), ":"),
+        ("eval sets", result["eval_baseline"]["random_auc_p95"], "-."),
+    )
+    for what, p95, ls in controls:
+        if p95 is not None and np.isfinite(p95):
+            ax1.axhline(p95, color="0.35", ls=ls, lw=1.2, label=f"random directions p95, {what}: {p95:.2f}")
     ax1.axvline(best_layer, color="grey", ls=":", lw=1)
     ax1.set_ylim(0.0, 1.02)
     ax1.set_xlabel(layer_axis(site))
     ax1.set_ylabel("ROC-AUC, harmful vs harmless")
-    ax1.set_title(f"Separation by layer (best layer {best_layer})")
-    ax1.legend(fontsize=8)
+    beats = result["eval_baseline"]["beats_random"]
+    ax1.set_title(
+        f"Layer {best_layer}: eval AUC {result['eval_auc']:.2f} "
+        f"{'beats' if beats else 'does not beat'} random p95 {result['eval_baseline']['random_auc_p95']:.2f}",
+        fontsize=10,
+    )
+    ax1.legend(fontsize=7, loc="lower right")
     counts = scores.groupby("group").size().to_dict()
     scores = scores.assign(group=scores["group"].map(lambda g: f"{g} (n={counts[g]})"))
     sns.histplot(data=scores, x="score", hue="group", stat="density", common_norm=False, element="step", ax=ax2)
     ax2.set_xlabel(f"score at layer {best_layer}: {score_unit(site)}")
     ax2.set_ylabel("density")
-    ax2.set_title("Held-out eval prompts projected on the vector")
-    fig.suptitle(f"{trait}: harmful vs harmless instructions, {model}")
+    shuffled = result["shuffled_label_check"]
+    ax2.set_title(
+        f"Held-out eval prompts on the vector\nshuffled labels: AUC {shuffled['auc']:.2f}, "
+        f"{'beats random: suspect' if shuffled['beats_random'] else 'no better than random, as it must'}",
+        fontsize=10,
+    )
+    verdict = "passed" if result["passed"] else "failed"
+    fig.suptitle(f"{result['trait']}: harmful vs harmless instructions, variant {variant} (check {verdict})")
     fig.tight_layout()
     return fig

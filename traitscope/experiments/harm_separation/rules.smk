@@ -13,6 +13,7 @@ rule harm_separation:
         **reported(HARM.files(L), HARM.title, figure="harm_separation", json="harm_separation_json"),
     params:
         check=S.harm_separation,
+        variant=S.extract.variant,
         seed=S.seed,
     log:
         L.log("harm_separation"),

@@ -18,9 +18,7 @@ result, layer_auc, dist = harm_separation.check_separation(
 result.update(harmful_set=check.harmful, harmless_set=check.harmless)
 write_json(smk.output.json, result)
 plots.save(
-    harm_separation.separation_figure(
-        layer_auc, dist, result["best_layer"], check.min_auc, result["trait"], result["model"], result["site"]
-    ),
+    harm_separation.separation_figure(layer_auc, dist, result, smk.params.variant),
     smk.output.figure,
 )
 (log.info if result["passed"] else log.warning)(
