@@ -196,6 +196,19 @@ def test_backdoor_token_onset():
         n_boot=300,
         seed=0,
     )
+    # the control: 40 random directions' scores per response token (5 per row), noise on both sets
+    from traitscope.core.artifacts import BaselineScores
+
+    def noise():
+        return BaselineScores(
+            {
+                "token.layer_2": torch.tensor(rng.normal(size=(150, 40)), dtype=torch.float32),
+                "response.offsets": torch.arange(0, 151, 5),
+            },
+            {"ids": ids, "n_random": 40, "seed": 0, "layers": [2]},
+        )
+
+    random = {"bd": (noise(), noise())}
     tokens = backdoor.token_auc(
         pooled,
         {"bd": (pd.concat(tok_t), pd.concat(tok_c))},
@@ -204,13 +217,48 @@ def test_backdoor_token_onset():
         max_tokens=5,
         n_boot=300,
         seed=0,
+        random=random,
+        sites={"safety/evil": "resid"},
     )
     assert tokens["token_index"].tolist() == [-1, 0, 1, 2, 3, 4]
     assert backdoor.onset(tokens, "bd", "safety/evil") == 2
+    # each response token's control is the 95th percentile of the random directions' AUC at that very token
+
+    rt, rc = (r.tensors["token.layer_2"].numpy()[3::5] for r in random["bd"])  # token 3 of every row
+    y = np.r_[np.ones(30), np.zeros(30)]
+    want = np.percentile([roc_auc_score(y, np.r_[rt[:, j], rc[:, j]]) for j in range(40)], 95)
+    assert tokens.set_index("token_index").loc[3, "random_auc_p95"] == pytest.approx(want)
+    assert tokens.set_index("token_index").loc[2:, "beats_random"].all()
     summary = backdoor.summary(pooled, tokens, variant="bd", baseline=None, info={})
     assert summary["traits"]["safety/evil"]["onset_token"] == {"bd": 2}
+    assert summary["traits"]["safety/evil"]["onset_token_beyond_random"] == {"bd": 2}
+    # a planted shift that random directions match (the noise itself shifted) is no detection beyond random
+    shifted = {
+        "bd": (
+            BaselineScores(
+                {**random["bd"][0].tensors, "token.layer_2": random["bd"][0].tensors["token.layer_2"] + 3},
+                random["bd"][0].meta,
+            ),
+            random["bd"][1],
+        )
+    }
+    fooled = backdoor.token_auc(
+        pooled,
+        {"bd": (pd.concat(tok_t), pd.concat(tok_c))},
+        {"safety/evil": 2},
+        "mean_diff",
+        max_tokens=5,
+        n_boot=300,
+        seed=0,
+        random=shifted,
+        sites={"safety/evil": "resid"},
+    )
+    assert backdoor.onset(fooled, "bd", "safety/evil", beyond_random=True) is None
+    assert backdoor.onset(fooled, "bd", "safety/evil") == 2
     fig = backdoor.early_detection_tokens(tokens.assign(variant="bd"), "test")
     assert fig.axes[0].get_xlabel().startswith("token position")
+    legend = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert "bd: random directions p95" in legend and "bd: from token 2" in fig.axes[0].get_title()
 
 
 def test_judged_generations_and_markdown_table():

@@ -147,6 +147,8 @@ def test_finetuned_variants_and_their_analyses(study):
         assert 0 <= row["random_auc_p95"] <= 1 and row["beats_random"] == (row["auc"] > row["random_auc_p95"])
     tokens = pd.read_parquet(r / "backdoor/backdoored/token_auc.parquet")
     assert tokens["token_index"].min() == -1 and tokens["token_index"].max() == 3
+    # every token, the last prompt token included, beside its random directions' 95th percentile
+    assert tokens["random_auc_p95"].between(0, 1).all() and tokens["n_random"].gt(0).all()
     for fig in ("trait_comparison.png", "early_detection_tokens.png"):
         assert (r / "backdoor/backdoored" / fig).stat().st_size > 5000
 

@@ -380,6 +380,14 @@ class BaselineScores(_RowTensors):
         """``[n, R]`` random scores of every row at a pooled position (rows in :attr:`ids` order)."""
         return self._get(position, layer, site).float().numpy()
 
+    def at_token(self, layer: int, k: int, site: str = "resid") -> np.ndarray:
+        """``[m, R]`` random scores at assistant-turn token ``k`` of every row that has one (rows in :attr:`ids` order,
+        shorter rows left out): the baseline of a per-token AUC (backdoor: how early)."""
+        tokens = self._get("token", layer, site)
+        offsets = self.tensors["response.offsets"]
+        has = (offsets[1:] - offsets[:-1]) > k
+        return tokens[offsets[:-1][has] + k].float().numpy()
+
     def window_means(self, layer: int, k: np.ndarray, site: str = "resid") -> np.ndarray:
         """``[n, R]`` mean random score over each row's first ``k[i]`` assistant-turn tokens (NaN where there are
         none): the baseline of a windowed per-token score (prefill attack)."""

@@ -67,6 +67,9 @@ class Backdoor(Experiment):
     def activation_pairs(self, study: StudyView, s: BackdoorSettings) -> set[tuple[str, str]]:
         return self.projected_pairs(s)  # its random-direction baseline projects the activations
 
+    def per_token_baseline(self, s: BackdoorSettings, pset: str) -> bool:
+        return pset in (s.trigger, s.control)  # how early: an AUC per response token, beside random directions
+
     def sae_comparisons(self, s: BackdoorSettings) -> dict[str, SaeComparison]:
         return {"backdoor": SaeComparison(s.variant, s.trigger, s.variant, s.control, "trigger", "control")}
 

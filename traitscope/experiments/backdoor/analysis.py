@@ -4,16 +4,15 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-if TYPE_CHECKING:
-    pass
-
-
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
 from ...core.methods import random_directions
+
+if TYPE_CHECKING:
+    from ...core.artifacts import BaselineScores
 from ...core.plots import trait_panels
 from ...core.project import at_layer
 from ...core.stats import column_aucs, separation
@@ -75,9 +74,15 @@ def token_auc(
     max_tokens: int,
     n_boot: int,
     seed: int,
+    random: dict[str, tuple[BaselineScores, BaselineScores]] | None = None,
+    sites: dict[str, str] | None = None,
 ) -> pd.DataFrame:
     """AUC trigger vs control at the last prompt token (-1, the ``last`` rows of :func:`pooled_auc`'s table
-    ``pooled``) and at each response token 0..max_tokens-1 (``tokens``: variant -> (trigger, control) per-token scores)."""
+    ``pooled``, with their random baseline) and at each response token 0..max_tokens-1 (``tokens``: variant ->
+    (trigger, control) per-token scores). With ``random`` (variant -> the trigger and control sets'
+    :class:`~traitscope.core.artifacts.BaselineScores` with per-token scores) each token's row also has the 95th
+    percentile of the same AUC for the random directions at that token, trait layer and site (``sites``: trait ->
+    site), and ``beats_random``."""
     last = pooled[pooled["position"] == "last"].drop(columns="position").assign(token_index=-1)
     rows = []
     for variant, (ttrig, tctrl) in tokens.items():
@@ -88,24 +93,39 @@ def token_auc(
                 b = tc[tc["token_index"] == k].set_index("id")["score"]
                 if len(a) < 2 or len(b) < 2:
                     break
-                rows.append(
-                    {
-                        "variant": variant,
-                        "trait": trait,
-                        "layer": layer,
-                        "token_index": k,
-                        **_compare(a, b, n_boot=n_boot, seed=seed),
-                    }
-                )
+                row = {
+                    "variant": variant,
+                    "trait": trait,
+                    "layer": layer,
+                    "token_index": k,
+                    **_compare(a, b, n_boot=n_boot, seed=seed),
+                }
+                if random is not None and variant in random:
+                    site = (sites or {}).get(trait, "resid")
+                    rt, rc = (r.at_token(layer, k, site) for r in random[variant])
+                    aucs = column_aucs(np.r_[np.ones(len(rt)), np.zeros(len(rc))], np.vstack([rt, rc]))
+                    row.update(
+                        site=site,
+                        random_auc_mean=float(aucs.mean()),
+                        random_auc_p95=float(np.percentile(aucs, 95)),
+                        n_random=int(len(aucs)),
+                    )
+                rows.append(row)
     out = pd.concat([last[last["variant"].isin(list(tokens))], pd.DataFrame(rows)], ignore_index=True)
+    if "random_auc_p95" in out:
+        out["beats_random"] = (out["auc"] > out["random_auc_p95"]).where(out["random_auc_p95"].notna())
     return out.sort_values(["variant", "trait", "token_index"], kind="stable").reset_index(drop=True)
 
 
-def onset(tokens: pd.DataFrame, variant: str, trait: str) -> int | None:
-    """First token position whose AUC 95% CI lies above 0.5 (None if none does)."""
+def onset(tokens: pd.DataFrame, variant: str, trait: str, *, beyond_random: bool = False) -> int | None:
+    """First token position whose AUC 95% CI lies above 0.5 (None if none does); with ``beyond_random``, the first
+    whose AUC also beats its random directions' 95th percentile."""
     d = tokens[(tokens["variant"] == variant) & (tokens["trait"] == trait)].sort_values("token_index")
-    hit = d[d["ci_low"] > 0.5]
-    return int(hit["token_index"].iloc[0]) if len(hit) else None
+    hit = d["ci_low"] > 0.5
+    if beyond_random:
+        hit &= d["beats_random"].astype("boolean").fillna(False) if "beats_random" in d else False
+    found = d[hit]
+    return int(found["token_index"].iloc[0]) if len(found) else None
 
 
 def random_baseline(
@@ -181,7 +201,9 @@ def summary(
                 entry["positions"][pos]["auc_minus_baseline"] = (
                     entry["positions"][pos][variant]["auc"] - entry["positions"][pos][baseline]["auc"]
                 )
-        entry["onset_token"] = {v: onset(tokens, v, trait) for v in tokens["variant"].unique()} if len(tokens) else {}
+        variants = tokens["variant"].unique() if len(tokens) else []
+        entry["onset_token"] = {v: onset(tokens, v, trait) for v in variants}
+        entry["onset_token_beyond_random"] = {v: onset(tokens, v, trait, beyond_random=True) for v in variants}
         traits[trait] = entry
     return {
         **info,
@@ -192,6 +214,8 @@ def summary(
             "auc": "ROC-AUC of trait scores, trigger (1) vs control (0) prompts; 95% stratified bootstrap CI",
             "wilcoxon_p": "paired Wilcoxon signed-rank test on trigger minus control scores of the same question",
             "onset_token": "first position (-1 = last prompt token, 0.. = response tokens) whose AUC CI lies above 0.5",
+            "onset_token_beyond_random": "the first such position whose AUC also beats the random directions' 95th "
+            "percentile at that token (token_auc.parquet: random_auc_p95 per token)",
             "auc_minus_baseline": "AUC of the backdoored variant minus that of the baseline on the same prompts",
             "random_auc_p95": "95th percentile of the same AUC for 100 seeded random unit directions at "
             "the layer and position (the control baseline: when random directions "
@@ -260,23 +284,37 @@ def backdoor_trait_comparison(auc: pd.DataFrame, title: str) -> plt.Figure:
 
 
 def early_detection_tokens(tokens: pd.DataFrame, title: str) -> plt.Figure:
-    """ROC-AUC trigger vs control at each assistant-turn token (-1 = last prompt token), 95% CI band."""
+    """ROC-AUC trigger vs control at each assistant-turn token (-1 = last prompt token), 95% CI band, beside the 95th
+    percentile of random directions' AUC at the same token (dashed, the control) where the table has it."""
     traits = sorted(tokens["trait"].unique())
     fig, panels = trait_panels(traits, 4.8, 3.4, sharey=True)
     for ax, trait in panels:
         d = tokens[tokens["trait"] == trait]
+        notes = []
         for variant, v in d.groupby("variant", sort=False):
             v = v.sort_values("token_index")
-            ax.plot(v["token_index"], v["auc"], marker="o", ms=3, label=variant)
-            ax.fill_between(v["token_index"], v["ci_low"], v["ci_high"], alpha=0.2)
+            (line,) = ax.plot(v["token_index"], v["auc"], marker="o", ms=3, label=variant)
+            ax.fill_between(v["token_index"], v["ci_low"], v["ci_high"], alpha=0.2, color=line.get_color())
+            if "random_auc_p95" in v and v["random_auc_p95"].notna().any():
+                ax.plot(
+                    v["token_index"],
+                    v["random_auc_p95"],
+                    ls="--",
+                    lw=1,
+                    color=line.get_color(),
+                    label=f"{variant}: random directions p95",
+                )
+                first = onset(tokens, str(variant), trait, beyond_random=True)
+                notes.append(f"{variant}: {'never' if first is None else f'from token {first}'}")
         ax.axhline(0.5, color="black", lw=0.5, ls=":")
         ax.axvline(-0.5, color="grey", lw=0.8, ls="--")
         ax.set_ylim(0, 1.02)
         n = int(d["n_trigger"].min())
-        ax.set_title(f"{trait} (n>={n} pairs per token)", fontsize=10)
+        head = f"{trait} (n>={n} pairs per token)"
+        ax.set_title(head + ("\nbeats random, CI above 0.5: " + "; ".join(notes) if notes else ""), fontsize=9)
         ax.set_xlabel("token position (-1 = last prompt token,\n0.. = replayed response tokens)")
         ax.set_ylabel("ROC-AUC, trigger vs control")
         ax.legend(fontsize=7)
-    fig.suptitle(title + " (band: 95% bootstrap CI)", fontsize=10)
+    fig.suptitle(title + " (band: 95% bootstrap CI; dashed: random directions' 95th percentile)", fontsize=10)
     fig.tight_layout()
     return fig

@@ -11,6 +11,8 @@ rule backdoor:
         control_tokens=per_set(L.token_scores, BD_SET.variants(), [BD_SET.control]),
         trigger_acts=shards(L.activations, BD_SET.variants(), [BD_SET.trigger]),
         control_acts=shards(L.activations, BD_SET.variants(), [BD_SET.control]),
+        trigger_random=per_set(L.baseline, BD_SET.variants(), [BD_SET.trigger]),
+        control_random=per_set(L.baseline, BD_SET.variants(), [BD_SET.control]),
         sidecars=vector_files("sidecar"),
     output:
         **reported(BD.files(L, BD_SET.variant), BD.title, comparison="backdoor_comparison", early="backdoor_early",

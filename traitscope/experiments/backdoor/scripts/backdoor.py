@@ -3,7 +3,7 @@
 import pandas as pd
 
 from traitscope.core import plots
-from traitscope.core.artifacts import ShardFiles, TraitVectors, best_layers, trait_sites
+from traitscope.core.artifacts import BaselineScores, ShardFiles, TraitVectors, best_layers, trait_sites
 from traitscope.core.io import write_json, write_parquet
 from traitscope.experiments.backdoor import analysis as backdoor
 from traitscope.workflow.jobs import setup
@@ -47,6 +47,10 @@ baselines = {
     for i, v in enumerate(variants)
 }
 pooled = backdoor.with_baseline(pooled, baselines, sites)
+random = {
+    v: (BaselineScores.load(t), BaselineScores.load(c))
+    for v, t, c in zip(variants, smk.input.trigger_random, smk.input.control_random, strict=True)
+}
 tokens = backdoor.token_auc(
     pooled,
     {v: (ttok[v], ctok[v]) for v in variants},
@@ -55,6 +59,8 @@ tokens = backdoor.token_auc(
     max_tokens=bd.max_tokens,
     n_boot=bd.n_boot,
     seed=p.seed,
+    random=random if all(r.n_random for pair in random.values() for r in pair) else None,
+    sites=sites,
 )
 info = {
     "trigger_set": bd.trigger,
