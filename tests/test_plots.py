@@ -135,15 +135,27 @@ def _steering_sweep():
             for c in (0, 1, 2)
             for _ in range(5)
         ]
+    ).assign(vector="trait")
+    control = pd.DataFrame(
+        [{"layer": 1, "coef": c, "trait_score": 10.0, "coherence": 20.0, "vector": "random"} for c in (0, 1, 2)] * 5
     )
-    return plots.steering_sweep(table, "safety/evil", "offline"), 2, ["n=5 prompts per point"]
+    return (
+        plots.steering_sweep(pd.concat([table, control]), "safety/evil", "offline", "base"),
+        2,
+        [
+            "on base (n=5 prompts per point",  # the control's rows are not counted as prompts
+            "random direction, same norm (layer 1)",
+            "for the random direction, coherence 50 vs 20",
+        ],
+    )
 
 
 def _optimization_curves():
     history = pd.DataFrame(
         [
-            {"trait": t, "generation": g, "candidate": i, "fitness": rng.normal()}
+            {"trait": t, "search": s, "generation": g, "candidate": i, "fitness": rng.normal() + (s == "cma-es")}
             for t in TRAITS[:3]
+            for s in ("cma-es", "random")
             for g in range(3)
             for i in range(4)
         ]
@@ -151,7 +163,7 @@ def _optimization_curves():
     return (
         optimize.optimization_curves(history, "offline", {t: 3 for t in TRAITS[:3]}),
         3,
-        ["population 4, n=3 training prompts"],
+        ["population 4, n=3 training prompts", "random search best so far (same budget, n=12)", "vs random search"],
     )
 
 

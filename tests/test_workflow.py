@@ -82,10 +82,19 @@ def test_full_dag_produces_every_stage(study):
         "over_context": int(resp["over_context"].sum()),
     }
     assert {"extract/safety/evil", "extract/safety/harmful_instruction"} <= set(counts)
-    sweep = pd.read_parquet(r / "steering/base/safety/evil/sweep.parquet")
+    table = pd.read_parquet(r / "steering/base/safety/evil/sweep.parquet")
+    sweep, control = table[table["vector"] == "trait"], table[table["vector"] == "random"]
     assert set(sweep["coef"]) == {0, 1} and sweep.groupby("coef").size().tolist() == [2, 2]
     by_coef = sweep.pivot_table(index="prompt", columns="coef", values="response", aggfunc="first")
     assert (by_coef[0] != by_coef[1]).any()  # the vector added at 1 x the residual norm changes what is said
+    # the control: a same-norm random direction at the same coefficients, from the same unsteered answers
+    assert control.groupby("coef").size().tolist() == [2, 2] and set(control["layer"]) == set(sweep["layer"])
+    random_at_1 = control[control["coef"] == 1].set_index("prompt")["response"]
+    assert (random_at_1 != by_coef[1].reindex(random_at_1.index)).any()
+    versus = json.loads((r / "steering/base/safety/evil/versus_random.json").read_text())
+    (row,) = versus["coefficients"]
+    assert row["coef"] == 1 and row["n"] == 2 and versus["raises_beyond_random"] in (True, False)
+    assert row["random_trait_score"] == pytest.approx(control[control["coef"] == 1]["trait_score"].mean())
     assert (sweep["judge_kind"].str.startswith("offline")).all()
     gap = json.loads((r / "optimize/extraction_gap.json").read_text())
     evil = gap["traits"]["safety/evil"]

@@ -77,12 +77,12 @@ class Results:
     def experiments(self) -> dict[str, Path]:
         """Every experiment result on disk by name, as each registered experiment declares them
         (:meth:`~traitscope.workflow.experiment.Experiment.results`): its name for one result, or
-        ``<name>/<variant, dataset, finetune or comparison>`` for one result of several."""
+        ``<name>/<variant, dataset, finetune, comparison or trait>`` for one result of several."""
         found: dict[str, Path] = {}
         for experiment in REGISTRY:
             for name, pattern in experiment.results().items():
-                for f in sorted(self.root.glob(pattern)):
-                    found[name.format(f.parent.name)] = f
+                for f in sorted(self.root.glob(pattern)):  # {0}: the result's folder, {1}: the one above, ...
+                    found[name.format(*(q.name for q in f.parents))] = f
         return found
 
     def figures(self) -> list[Path]:

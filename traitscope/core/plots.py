@@ -141,16 +141,21 @@ def _site_name(table: pd.DataFrame) -> str:
     return SITE_WORDS[str(table["site"].iloc[0]) if "site" in table and len(table) else "resid"]
 
 
-def steering_sweep(table: pd.DataFrame, trait: str, judge_kind: str) -> plt.Figure:
-    """Judged trait score and coherence against the steering coefficient, one line per layer."""
-    n = table.groupby(["layer", "coef"]).size().max()
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+def steering_sweep(table: pd.DataFrame, trait: str, judge_kind: str, variant: str | None = None) -> plt.Figure:
+    """Judged trait score and coherence against the steering coefficient, one line per layer; where the table has a
+    ``vector`` column, the same-norm random direction's rows (``random``) as a grey dashed line beside them, the
+    control."""
+    has_control = "vector" in table and (table["vector"] == "random").any()
+    steered = table[table["vector"] != "random"] if "vector" in table else table
+    control = table[table["vector"] == "random"] if has_control else None
+    n = steered.groupby(["layer", "coef"]).size().max()
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.9))
     for ax, col, label in (
         (axes[0], "trait_score", f"judged {trait} score (0-100)"),
         (axes[1], "coherence", "judged coherence (0-100)"),
     ):
         sns.lineplot(
-            data=table,
+            data=steered,
             x="coef",
             y=col,
             hue="layer",
@@ -160,12 +165,34 @@ def steering_sweep(table: pd.DataFrame, trait: str, judge_kind: str) -> plt.Figu
             ax=ax,
             palette="viridis",
         )
+        if control is not None:
+            sns.lineplot(
+                data=control,
+                x="coef",
+                y=col,
+                color="0.45",
+                ls="--",
+                marker="x",
+                errorbar=("ci", 95),
+                seed=BOOT_SEED,
+                ax=ax,
+                label=f"random direction, same norm (layer {int(control['layer'].iloc[0])})",
+            )
+            ax.legend(fontsize=7, title="layer")
         ax.set_xlabel(f"steering coefficient (x mean {_site_name(table)} norm at the layer)")
         ax.set_ylabel(label)
         ax.set_ylim(-2, 102)
-    fig.suptitle(
-        f"Steering with the {trait} vector (n={n} prompts per point, 95% CI)\njudge: {judge_kind}", fontsize=10
-    )
+    on = f" on {variant}" if variant else ""
+    head = f"Steering with the {trait} vector{on} (n={n} prompts per point, 95% CI)"
+    if control is not None:
+        top = max(c for c in control["coef"].unique())
+        at = steered[(steered["coef"] == top) & (steered["layer"] == control["layer"].iloc[0])]
+        rt = control[control["coef"] == top]
+        head += (
+            f"\nat coefficient {top:g}: trait {at['trait_score'].mean():.0f} vs {rt['trait_score'].mean():.0f} for the "
+            f"random direction, coherence {at['coherence'].mean():.0f} vs {rt['coherence'].mean():.0f}"
+        )
+    fig.suptitle(f"{head}\njudge: {judge_kind}", fontsize=10)
     fig.tight_layout()
     return fig
 

@@ -95,6 +95,15 @@ def sweep(
     return table
 
 
+def same_norm_random(vector: torch.Tensor, seed: int) -> torch.Tensor:
+    """A seeded random direction with ``vector``'s norm, dtype and device: the control of a steering effect (added at
+    the same coefficient it moves the activations by as much, in no trait's direction)."""
+    from .methods import random_directions
+
+    r = torch.from_numpy(random_directions(1, vector.numel(), seed)[0]).to(vector.device, torch.float64)
+    return (r * vector.double().norm()).to(vector.dtype).reshape(vector.shape)
+
+
 def build_task(
     *,
     variant: ModelSpec,

@@ -205,8 +205,9 @@ class Experiment:
         return []
 
     def results(self) -> dict[str, str]:
-        """Its JSON results for :class:`traitscope.results.Results`: result name (``{}`` for the folder a glob's
-        ``*`` matched) -> glob under the results folder."""
+        """Its JSON results for :class:`traitscope.results.Results`: result name -> glob under the results folder. In
+        the name, ``{}`` or ``{0}`` is the folder that holds the file, ``{1}`` the folder above it, and so on
+        (``{"steering/{1}/{0}": "steering/*/*/*/versus_random.json"}`` names one ``steering/safety/evil``)."""
         return {}
 
     def findings(self, res: Any) -> Iterator[Finding]:

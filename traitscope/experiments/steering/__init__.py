@@ -7,11 +7,12 @@ the core: extraction's layer choice uses it too. Results in ``results/steering/<
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ...workflow.checks import check_steering_section
-from ...workflow.experiment import Experiment, StudyView
+from ...workflow.experiment import Experiment, Finding, StudyView
 
 if TYPE_CHECKING:
     from ...workflow.layout import Layout
@@ -42,11 +43,26 @@ class Steering(Experiment):
     def files(self, lay: Layout, variant: str = "{variant}", trait: str = "{category}/{trait}") -> dict[str, str]:
         return {
             "table": self.folder(lay, variant, trait, "sweep.parquet"),
+            "summary": self.folder(lay, variant, trait, "versus_random.json"),
             "figure": self.folder(lay, variant, trait, "sweep.png"),
         }
 
     def targets(self, study: StudyView, s: SteeringSettings, lay: Layout) -> list[str]:
         return [self.files(lay, study.extract.variant, t)["figure"] for t in s.traits]
+
+    def results(self) -> dict[str, str]:
+        return {"steering/{1}/{0}": "steering/*/*/*/versus_random.json"}
+
+    def findings(self, res: Any) -> Iterator[Finding]:
+        from .analysis import finding_line
+
+        for name in (n for n in res.experiments() if n.startswith("steering/")):
+            summary = res.experiment(name)
+            yield (
+                f"Steering: {summary['trait']} on {summary['variant']}",
+                finding_line(summary),
+                summary["raises_beyond_random"],
+            )
 
 
 EXPERIMENT = Steering()
