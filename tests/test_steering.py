@@ -270,17 +270,25 @@ def test_one_cma_generation_checkpoints_and_resumes(task, tmp_path, monkeypatch)
     one = optimise(task, v0, basis, coef=4.0, population=4, iterations=1, sigma0=0.5, seed=1, checkpoint=ckpt)
     state = json.loads(ckpt.read_text())
     assert len(state["generations"]) == 1 and len(state["generations"][0]["fitness"]) == 4
-    assert one["history"]["fitness"].tolist() == state["generations"][0]["fitness"]
+    cma = one["history"][one["history"]["search"] == "cma-es"]
+    assert cma["fitness"].tolist() == state["generations"][0]["fitness"]
     assert torch.isclose(one["vector"].norm(), torch.tensor(1.0))
     assert one["train_delta"] == max(state["generations"][0]["fitness"])
+    # the control: random search judged at the same budget (one batch of 4), checkpointed beside CMA-ES
+    random = one["history"][one["history"]["search"] == "random"]
+    assert len(random) == 4 and random["fitness"].tolist() == state["random_search"][0]["fitness"]
 
     calls = []
     real = SteeringTask.evaluate
     monkeypatch.setattr(SteeringTask, "evaluate", lambda self, *a, **k: calls.append(1) or real(self, *a, **k))
     two = optimise(task, v0, basis, coef=4.0, population=4, iterations=2, sigma0=0.5, seed=1, checkpoint=ckpt)
-    assert len(calls) == 1 + 4  # the baseline and the new generation only: generation 0 was replayed
+    assert len(calls) == 1 + 4 + 4  # the baseline and the new generation and random batch: the first were replayed
+    assert len(json.loads(ckpt.read_text())["random_search"]) == 2
     assert len(json.loads(ckpt.read_text())["generations"]) == 2
     assert two["history"]["generation"].max() == 1
+    assert (
+        two["history"].query("search == 'random' and generation == 0")["fitness"].tolist() == random["fitness"].tolist()
+    )
     with pytest.raises(RuntimeError, match="does not match"):
         optimise(task, v0, basis, coef=4.0, population=4, iterations=2, sigma0=0.5, seed=2, checkpoint=ckpt)
 

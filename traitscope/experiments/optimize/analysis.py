@@ -43,7 +43,12 @@ def optimise(
     seed: int,
     checkpoint: str | Path,
 ) -> dict[str, Any]:
-    """CMA-ES over ``z``; returns the best vector, the history and the baseline."""
+    """CMA-ES over ``z``; returns the best vector, the history and the baseline.
+
+    Beside it, the control at the same evaluation budget: random search, ``population x iterations`` candidates
+    drawn from CMA-ES's own starting distribution (``z ~ N(0, sigma0^2 I)``, never adapted), judged on the same
+    training prompts. The history's ``search`` column tells them apart; the best vector is CMA-ES's. Both are
+    checkpointed, so a killed job resumes where it stopped."""
     import cma
 
     u0 = unit(v0).numpy()
@@ -77,10 +82,18 @@ def optimise(
         progress.update(
             1, note=f"best fitness so far {max(f for g in state['generations'] for f in g['fitness']):+.2f}"
         )
+    # the control: random search with the same budget, batched like CMA-ES's generations
+    draws = np.random.default_rng([seed, 1]).normal(0.0, sigma0, (iterations, population, B.shape[0]))
+    done_random = state.setdefault("random_search", [])
+    for gen in range(len(done_random), iterations):
+        fitness = [float(task.evaluate(vector(z), coef, train)["trait_score"].mean()) - baseline for z in draws[gen]]
+        done_random.append({"generation": gen, "fitness": fitness})
+        write_json(checkpoint, state)
     history = pd.DataFrame(
         [
-            {"generation": g["generation"], "candidate": i, "fitness": f}
-            for g in state["generations"]
+            {"search": search, "generation": g["generation"], "candidate": i, "fitness": f}
+            for search, gens in (("cma-es", state["generations"]), ("random", done_random))
+            for g in gens
             for i, f in enumerate(g["fitness"])
         ]
     )
@@ -125,22 +138,41 @@ def extraction_gap(task: SteeringTask, v0: torch.Tensor, v_opt: torch.Tensor, co
 
 
 def optimization_curves(history: pd.DataFrame, judge_kind: str, n_train: dict[str, int]) -> plt.Figure:
-    """CMA-ES fitness per generation: best so far and population mean, one panel per trait."""
+    """CMA-ES fitness per generation (best so far and population mean), one panel per trait, beside random search at
+    the same evaluation budget (best so far, dashed grey: the control) where the history has it."""
     traits = sorted(history["trait"].unique())
-    fig, axes = plt.subplots(1, len(traits), figsize=(max(7.5, 5.5 * len(traits)), 4.2), squeeze=False)
+    fig, axes = plt.subplots(1, len(traits), figsize=(max(7.5, 5.5 * len(traits)), 4.4), squeeze=False)
+    search = history["search"] if "search" in history else pd.Series("cma-es", index=history.index)
     for ax, trait in zip(axes.flat, traits):
-        h = history[history["trait"] == trait]
+        h = history[(history["trait"] == trait) & (search == "cma-es")]
         per_gen = h.groupby("generation")["fitness"].agg(["mean", "max"]).reset_index()
         per_gen["best so far"] = per_gen["max"].cummax()
-        ax.plot(per_gen["generation"], per_gen["best so far"], marker="o", label="best so far")
-        ax.plot(per_gen["generation"], per_gen["mean"], marker="s", ls="--", label="population mean")
+        ax.plot(per_gen["generation"], per_gen["best so far"], marker="o", label="CMA-ES best so far")
+        ax.plot(per_gen["generation"], per_gen["mean"], marker="s", ls="--", label="CMA-ES population mean")
+        r = history[(history["trait"] == trait) & (search == "random")]
+        verdict = ""
+        if len(r):
+            best_random = r.groupby("generation")["fitness"].max().cummax()
+            ax.plot(
+                best_random.index,
+                best_random.to_numpy(),
+                marker="x",
+                ls="--",
+                color="0.45",
+                label=f"random search best so far (same budget, n={len(r)})",
+            )
+            cma_best, rand_best = float(per_gen["best so far"].iloc[-1]), float(best_random.iloc[-1])
+            verdict = (
+                f"\nbest {cma_best:+.1f} vs random search {rand_best:+.1f}: "
+                + ("CMA-ES found more" if cma_best > rand_best else "no better than random search")
+            )
         ax.axhline(0, color="grey", lw=0.8)
         pop = int(h.groupby("generation").size().max())
-        ax.set_title(f"{trait} (population {pop}, n={n_train[trait]} training prompts)", fontsize=10)
-        ax.set_xlabel("CMA-ES generation")
+        ax.set_title(f"{trait} (population {pop}, n={n_train[trait]} training prompts){verdict}", fontsize=10)
+        ax.set_xlabel("CMA-ES generation (random search: batch of the same size)")
         ax.set_xticks(per_gen["generation"].tolist())
         ax.set_ylabel("judged trait change vs unsteered\n(points on the 0-100 scale)")
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=7)
     fig.suptitle(f"Steering-vector optimisation on training prompts\n(judge: {judge_kind})", fontsize=10)
     fig.tight_layout()
     return fig

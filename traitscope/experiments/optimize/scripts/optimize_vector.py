@@ -67,6 +67,7 @@ meta = {
     "z": result["z"],
     "baseline_train": result["baseline_train"],
     "train_delta_best": result["train_delta"],
+    "random_search_delta_best": float(result["history"].query("search == 'random'")["fitness"].max()),
     "extraction_gap": gap,
     "judge_model": p.judge.model,
     "judge_kind": task.judge.kind,
