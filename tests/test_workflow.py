@@ -341,6 +341,17 @@ def test_report_holds_every_figure_and_key_table_with_captions(study):
         assert html.escape(f["finding"], quote=False) in page, f  # every line on the front page
         if f["experiment"] in ("Harm check", "Model organism: bad_advice"):
             assert ("does NOT beat random directions" in f["finding"]) == (f["beats_control"] is False)
+    # every registered experiment with a result on disk has its finding line on the front page
+    import traitscope
+    from traitscope.experiments import REGISTRY
+
+    res = traitscope.open_results(r)
+    with_result = [e for e in REGISTRY if any(any(r.glob(g)) for g in e.results().values())]
+    assert len(with_result) >= 10
+    for experiment in with_result:
+        lines = list(experiment.findings(res))
+        assert lines, f"{experiment.name} has a result and no finding line"
+        assert all(html.escape(line, quote=False) in page for _, line, _ in lines), experiment.name
 
 
 def test_token_viewer_shows_the_projected_tokens(study, tiny_model_dir, tmp_path):

@@ -15,11 +15,12 @@ without pickles, then continues.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ...workflow.checks import check_steering_section
-from ...workflow.experiment import Experiment, StudyView
+from ...workflow.experiment import Experiment, Finding, StudyView
 
 if TYPE_CHECKING:
     from ...workflow.layout import Layout
@@ -65,6 +66,19 @@ class Optimize(Experiment):
 
     def results(self) -> dict[str, str]:
         return {"optimize": "optimize/extraction_gap.json"}
+
+    def findings(self, res: Any) -> Iterator[Finding]:
+        if "optimize" not in res.experiments():
+            return
+        for trait, g in res.experiment("optimize")["traits"].items():
+            held = g["heldout"]
+            yield (
+                f"Optimize: {trait}",
+                f"CMA-ES's best training change {g['train_delta_best']:+.1f} vs {g['random_search_delta_best']:+.1f} "
+                f"for random search at the same budget; held out (n={held['n_prompts']}): optimised "
+                f"{held['optimised_delta']:+.1f} vs extracted {held['extracted_delta']:+.1f}, cosine {g['cosine']:.2f}",
+                bool(g["beats_random_search"]),
+            )
 
 
 EXPERIMENT = Optimize()

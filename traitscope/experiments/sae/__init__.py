@@ -8,12 +8,13 @@ finetuned vs base, prefill C2 vs C4), the features that tell the conditions apar
 from __future__ import annotations
 
 import posixpath
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ...core.layers import parse_layers
 from ...workflow.checks import config_error
-from ...workflow.experiment import Experiment, StudyView
+from ...workflow.experiment import Experiment, Finding, StudyView
 from ...workflow.tables import fmt, table, yes
 
 if TYPE_CHECKING:
@@ -139,6 +140,22 @@ class Sae(Experiment):
 
     def results(self) -> dict[str, str]:
         return {"sae/{}": "sae/*/features.json"}
+
+    def findings(self, res: Any) -> Iterator[Finding]:
+        for name in sorted(n for n in res.experiments() if n.startswith("sae/")):
+            s = res.experiment(name)
+            parts, beaten = [], False
+            for r in s["layers"]:
+                m = r["summary"]
+                beats = bool(m["best_feature_beats_random"])
+                beaten |= beats
+                parts.append(
+                    f"layer {r['layer']}: feature {m['best_feature']} AUC {m['best_feature_auc']:.2f} vs random "
+                    f"p95 {m['random_auc_p95']:.2f} ({'beats' if beats else 'does not beat'} it; best trait "
+                    f"{m['best_trait']} {m['best_trait_auc']:.2f})"
+                )
+            a, b = s["conditions"]["a"]["label"], s["conditions"]["b"]["label"]
+            yield f"SAE features: {s['experiment']}", f"{a} vs {b}, on held-out rows: " + "; ".join(parts), beaten
 
     def measurements(self, res: Any) -> list[str]:
         out: list[str] = []
