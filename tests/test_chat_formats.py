@@ -152,3 +152,23 @@ def test_tokenizer_that_needs_a_bos_keeps_it_under_a_template_file(tiny_model_di
     bos = tok.convert_tokens_to_ids("<|im_start|>")
     assert ids[0] == bos and ids[1] == bos  # the template's BOS, then its first turn's <|im_start|>; added once
     assert Path(folder).is_dir()
+
+
+def test_token_texts_keep_multibyte_characters_whole(tiny_model_dir):
+    """Byte-level BPE splits 'é', '日本' and emoji into byte tokens: decoded one by one they read U+FFFD; in sequence
+    each character goes whole to the token that completes it, and the texts join back to the decoded sequence."""
+    from transformers import AutoTokenizer
+
+    from traitscope.core.chat import token_texts
+
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    ids = tok("café 日本 🎉 ok", add_special_tokens=False)["input_ids"]
+    alone = [tok.decode([i]) for i in ids]
+    assert any("\ufffd" in a for a in alone)  # the input does split characters (else this test shows nothing)
+    texts = token_texts(tok, ids)
+    assert len(texts) == len(ids) and not any("\ufffd" in t for t in texts)
+    assert "".join(texts) == tok.decode(ids) == "café 日本 🎉 ok"
+    assert "🎉" in texts[[i for i, t in enumerate(texts) if "🎉" in t][0]]
+    whole = [a for a, t in zip(alone, texts) if "\ufffd" not in a]
+    assert whole == [t for a, t in zip(alone, texts) if "\ufffd" not in a]  # other tokens decode as before
+    assert token_texts(tok, ids[:1]) == alone[:1] and token_texts(tok, []) == []

@@ -44,8 +44,8 @@ def token_table(
     )  # stored order is not read order
 
 
-def decode(i: int) -> str:
-    return WORDS[i]
+def decode(ids: list[int]) -> list[str]:
+    return [WORDS[i] for i in ids]
 
 
 @pytest.fixture
@@ -267,3 +267,22 @@ def test_viewer_reference_difference_sorting_and_search(study_tables, tmp_path):
         b.select("view", "0")
         b.screenshot(tmp_path / "viewer.png")
         assert b.console_errors() == []
+
+
+def test_all_variants_views_are_relative_to_the_extraction_variant_not_the_alphabet():
+    """'backdoored' sorts before 'base': the reference must still be base, the model the vectors come from, and the
+    page must say so; where base was not captured on a set, the note says which variant stands in."""
+    from types import SimpleNamespace
+
+    from traitscope.viewer import comparisons_of
+
+    pairs = {("backdoored", "qa"), ("base", "qa"), ("tuned", "qa"), ("backdoored", "other"), ("tuned", "other")}
+    study = SimpleNamespace(
+        configured=lambda: [], projected_pairs=lambda: pairs, extract=SimpleNamespace(variant="base")
+    )
+    views = {c.name: c for c in comparisons_of(study)}
+    qa = views["all variants on qa"]
+    assert [p.variant for p in qa.panels] == ["base", "backdoored", "tuned"] and qa.reference == 0
+    assert qa.note == "differences from base, the variant the trait vectors were extracted from"
+    other = views["all variants on other"]
+    assert other.panels[other.reference].variant == "backdoored" and "base was not captured on other" in other.note

@@ -22,6 +22,8 @@ from browser import PANEL_JS, browser
 from conftest import REPO, finished
 from dag import planned_jobs, smk
 
+from traitscope.core.chat import token_texts
+
 pytestmark = pytest.mark.e2e
 
 
@@ -382,7 +384,7 @@ def test_token_viewer_shows_the_projected_tokens(study, tiny_model_dir, tmp_path
             for p in panels:
                 rows = table[table["id"] == p["id"]].sort_values("token_index")
                 assert [t["score"] for t in p["tokens"]] == pytest.approx(rows["score"].tolist(), abs=5e-5)
-                assert [t["text"] for t in p["tokens"]] == [tok.decode([int(i)]) for i in rows["token_id"]]
+                assert [t["text"] for t in p["tokens"]] == token_texts(tok, rows["token_id"])
                 for t in p["tokens"]:  # coloured relative to the reference the page states
                     assert t["bg"].startswith("rgb") and (
                         abs(t["score"] - ref) < 0.01 * scale or ("220, 38, 38" in t["bg"]) == (t["score"] > ref)
@@ -680,7 +682,10 @@ def test_open_results_gives_tidy_frames(study, tiny_model_dir):
     tokens = res.token_scores("base", "benign_eval", trait="safety/evil")
     tok = AutoTokenizer.from_pretrained(tiny_model_dir)
     first = tokens.iloc[0]
-    assert first["token"] == tok.decode([int(first["token_id"])]) and isinstance(first["prompt"], str)
+    assert first["token"] == token_texts(tok, [int(first["token_id"])])[0] and isinstance(first["prompt"], str)
+    one = tokens[(tokens["id"] == first["id"]) & (tokens["layer"] == first["layer"])]
+    one = one[one["method"] == first["method"]].sort_values("token_index")
+    assert "".join(one["token"]) == tok.decode(one["token_id"].tolist())  # the tokens read back as the text
     tv = TraitVectors.load(
         r / "vectors/base/safety/evil/vectors.safetensors", r / "vectors/base/safety/evil/vectors.json"
     )

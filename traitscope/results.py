@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .core.chat import token_texts
 from .core.errors import TraitscopeError
 from .core.io import read_parquets
 from .experiments import REGISTRY
@@ -155,9 +156,16 @@ class Results:
             _explain_empty([whole], wanted, f"token scores of {variant} on {prompt_set}")
         if len(df):
             tok = self.tokenizer(variant)
-            ids = sorted(set(int(i) for i in df["token_id"]))
-            text = dict(zip(ids, (tok.decode([i]) for i in ids))) if tok is not None else {}
-            df.insert(list(df.columns).index("token_id") + 1, "token", df["token_id"].map(lambda i: text.get(int(i))))
+            text: dict[tuple[str, int], str] = {}
+            if tok is not None:  # each prompt's tokens decoded in sequence (token_texts: no U+FFFD halves)
+                first = df.drop_duplicates(["id", "token_index"]).sort_values(["id", "token_index"], kind="stable")
+                for i, g in first.groupby("id", sort=False):
+                    text.update(zip(((i, k) for k in g["token_index"]), token_texts(tok, g["token_id"])))
+            df.insert(
+                list(df.columns).index("token_id") + 1,
+                "token",
+                [text.get((i, k)) for i, k in zip(df["id"], df["token_index"])],
+            )
         return self._joined(df, variant, prompt_set, response=False)
 
     def baseline(

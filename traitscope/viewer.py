@@ -41,10 +41,15 @@ def combo_key(trait: str, method: str, layer: int) -> str:
 
 
 def panel_data(
-    tokens: pd.DataFrame, prompts: pd.DataFrame, ids: list[str], decode: Callable[[int], str], max_tokens: int
+    tokens: pd.DataFrame,
+    prompts: pd.DataFrame,
+    ids: list[str],
+    decode: Callable[[list[int]], list[str]],
+    max_tokens: int,
 ) -> tuple[list[dict[str, Any]], dict[str, list[list[float]]]]:
-    """The shown prompts of one (variant, set): their text and tokens, and per (trait, method, layer) the scores
-    of each prompt's tokens (rounded to 4 decimals), from its per-token table restricted to ``ids``."""
+    """The shown prompts of one (variant, set): their text and tokens (``decode``: one prompt's token ids to their
+    texts, :func:`traitscope.core.chat.token_texts`), and per (trait, method, layer) the scores of each prompt's
+    tokens (rounded to 4 decimals), from its per-token table restricted to ``ids``."""
     tokens = tokens[tokens["id"].isin(ids)]
     text = dict(zip(prompts["id"], prompts["prompt"]))
     first = tokens.drop_duplicates(["trait", "method", "layer"])[["trait", "method", "layer"]]
@@ -64,7 +69,7 @@ def panel_data(
                 "id": i,
                 "prompt": text.get(i, ""),
                 "n": n,
-                "t": [decode(int(t)) for t in shown["token_id"]] if shown is not None else [],
+                "t": decode([int(t) for t in g["token_id"]])[:max_tokens] if g is not None else [],
                 "p": [int(b) for b in shown["is_prefill"]] if shown is not None else [],
             }
         )
@@ -94,7 +99,7 @@ PanelKey = tuple[str, str]  # (variant, prompt set)
 def build_data(
     panel_ids: dict[PanelKey, list[str]],
     read: Callable[[PanelKey, list[str]], tuple[pd.DataFrame, pd.DataFrame]],
-    decoders: dict[str, Callable[[int], str]],
+    decoders: dict[str, Callable[[list[int]], list[str]]],
     comparisons: Sequence[Comparison],
     settings: ViewerSettings,
     seed: int,
@@ -181,7 +186,8 @@ def token_ids(token_files: Sequence[str | Path]) -> list[str]:
 def comparisons_of(study: Any) -> list[Comparison]:
     """The side-by-side views a study supports: each configured experiment's (variant vs base on the compared set,
     the four prefill conditions, trigger vs control of each backdoor variant, ...), then every captured set that more
-    than one variant was captured on."""
+    than one variant was captured on, its reference the study's base (``extract.variant``), never the alphabetically
+    first variant; the note says which."""
     out: list[Comparison] = [c for experiment, settings in study.configured() for c in experiment.comparisons(settings)]
     by_set: dict[str, list[str]] = {}
     for v, s in study.projected_pairs():
@@ -191,9 +197,16 @@ def comparisons_of(study: Any) -> list[Comparison]:
         for c in out
         if len({q.prompt_set for q in c.panels}) == 1
     }
+    base = study.extract.variant  # the reference of "all variants": the model the vectors come from
     for s, variants in sorted(by_set.items()):
         if len(variants) > 1 and (s, tuple(sorted(variants))) not in shown:
-            out.append(Comparison(f"all variants on {s}", tuple(Panel(v, v, s) for v in variants)))
+            ordered = sorted(variants, key=lambda v: (v != base, v))  # the base first where it is captured
+            note = (
+                f"differences from {ordered[0]}, the variant the trait vectors were extracted from"
+                if ordered[0] == base
+                else f"differences from {ordered[0]} (the extraction variant {base} was not captured on {s})"
+            )
+            out.append(Comparison(f"all variants on {s}", tuple(Panel(v, v, s) for v in ordered), note))
     return out
 
 

@@ -249,6 +249,31 @@ TEXT_COLUMNS = ("prompt", "system", "prefill", "response")
 """The columns of a prompt table whose text the model is given."""
 
 
+def token_texts(tokenizer: Any, ids: Iterable[int]) -> list[str]:
+    """The text of each token of one sequence, as a reader should see it: a character that spans several tokens
+    (byte-level BPE splits multibyte UTF-8: accents, CJK, emoji) is given whole to the token that completes it and
+    the tokens before it read ``""``, instead of each decoding alone to U+FFFD. Every other token is
+    ``tokenizer.decode([id])``, as before.
+
+    >>> from transformers import AutoTokenizer  # doctest: +SKIP
+    >>> token_texts(AutoTokenizer.from_pretrained("gpt2"), [12520, 236, 231])  # doctest: +SKIP
+    ['', '', ' 🎉']
+    """
+    out: list[str] = []
+    pending: list[int] = []
+    for i in ids:
+        pending.append(int(i))
+        text = tokenizer.decode(pending)
+        if text.endswith("\ufffd") and len(pending) < 8:  # an incomplete character: wait for its last byte
+            out.append("")
+            continue
+        out.append(text)
+        pending = []
+    if pending:  # the sequence ends inside a character: what there is, as the tokenizer decodes it
+        out[-1] = tokenizer.decode(pending)
+    return out
+
+
 def special_text_hits(
     df: pd.DataFrame, specials: Iterable[str], columns: Iterable[str] = TEXT_COLUMNS
 ) -> Iterator[tuple[str, str, pd.Series]]:

@@ -1,7 +1,6 @@
 """The per-token viewer: one self-contained HTML page from every per-token projection table."""
 
-import functools
-
+from traitscope.core.chat import token_texts
 from traitscope.core.models import load_tokenizer
 from traitscope.viewer import build_data, read_panel, token_ids, write_viewer
 from traitscope.workflow.jobs import setup
@@ -17,7 +16,7 @@ prompt_file = dict(zip(p.prompt_sets, smk.input.prompts))
 
 def decoder(variant):
     tok = load_tokenizer(p.variants[variant], key=f"variants.{variant}")
-    return functools.lru_cache(maxsize=None)(lambda i: tok.decode([i]))
+    return lambda ids: token_texts(tok, ids)  # a character split over tokens shows whole, not as U+FFFD
 
 
 panel_ids = {panel: token_ids(fs) for panel, fs in files.items()}

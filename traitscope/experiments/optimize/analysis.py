@@ -162,9 +162,8 @@ def optimization_curves(history: pd.DataFrame, judge_kind: str, n_train: dict[st
                 label=f"random search best so far (same budget, n={len(r)})",
             )
             cma_best, rand_best = float(per_gen["best so far"].iloc[-1]), float(best_random.iloc[-1])
-            verdict = (
-                f"\nbest {cma_best:+.1f} vs random search {rand_best:+.1f}: "
-                + ("CMA-ES found more" if cma_best > rand_best else "no better than random search")
+            verdict = f"\nbest {cma_best:+.1f} vs random search {rand_best:+.1f}: " + (
+                "CMA-ES found more" if cma_best > rand_best else "no better than random search"
             )
         ax.axhline(0, color="grey", lw=0.8)
         pop = int(h.groupby("generation").size().max())
