@@ -6,7 +6,8 @@ rule extraction_summary:
         metrics=vector_files("metrics"),
         sidecars=vector_files("sidecar"),
     output:
-        **reported(L.extraction_summary(), "Extraction", figure="extraction_summary", table="extraction_table"),
+        **reported(L.extraction_summary(), "Extraction", figure="extraction_summary",
+                   table_html="extraction_table"),
     log:
         L.log("extraction_summary"),
     benchmark:
@@ -22,7 +23,7 @@ rule trait_scores:
         scores=captured(L.scores),
         sidecars=vector_files("sidecar"),
     output:
-        **reported(L.trait_scores(), "Trait scores", figure="trait_scores", table="trait_scores_table"),
+        **reported(L.trait_scores(), "Trait scores", figure="trait_scores", table_html="trait_scores_table"),
     params:
         pairs=captured(variant_set),
         method=S.project.methods[0],

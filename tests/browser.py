@@ -43,7 +43,7 @@ def _free_port() -> int:
 class Browser:
     """One WebDriver session: open a page, run JavaScript in it, hover an element, take a screenshot."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, size: tuple[int, int] = (1400, 1000)) -> None:
         self.url = url
         caps = {
             "capabilities": {
@@ -56,7 +56,7 @@ class Browser:
                             "--no-sandbox",
                             "--disable-dev-shm-usage",
                             "--disable-gpu",
-                            "--window-size=1400,1000",
+                            f"--window-size={size[0]},{size[1]}",
                         ],
                     },
                 }
@@ -124,7 +124,8 @@ class Browser:
 
 
 @contextmanager
-def browser() -> Iterator[Browser]:
+def browser(size: tuple[int, int] = (1400, 1000)) -> Iterator[Browser]:
+    """A headless Chromium whose window is ``size`` (width, height) pixels."""
     driver = shutil.which("chromedriver")
     chromium = shutil.which("chromium")
     if not (driver and chromium):
@@ -142,7 +143,7 @@ def browser() -> Iterator[Browser]:
                 break
             except OSError:
                 time.sleep(0.1)
-        b = Browser(url)
+        b = Browser(url, size)
         try:
             yield b
         finally:

@@ -346,3 +346,29 @@ def test_bootstrap_error_bars_give_the_same_bytes_every_time(name, tmp_path):
         paths.append(tmp_path / f"{i}.png")
         plots.save(fig, paths[-1])
     assert paths[0].read_bytes() == paths[1].read_bytes()
+
+
+def test_report_tables_are_pages_with_escaped_text(tmp_path):
+    from traitscope.core.analyze import score_table
+    from traitscope.core.io import write_html_table
+
+    per_prompt = pd.DataFrame(
+        {
+            "variant": ["base"] * 3 + ["tuned"] * 3,
+            "prompt_set": "qa",
+            "trait": "safety/evil",
+            "layer": 2,
+            "position": "last",
+            "score": [1.0, 2.0, 3.0, 10.0, 20.0, 30.0],
+        }
+    )
+    table = score_table(per_prompt)
+    assert table[["variant", "n", "mean", "median"]].values.tolist() == [
+        ["base", 3, 2.0, 2.0],
+        ["tuned", 3, 20.0, 20.0],
+    ]
+    assert table["sd"].tolist() == pytest.approx([1.0, 10.0])
+    write_html_table(tmp_path / "t.html", table.assign(variant=["<script>x</script>", "b"]), "Scores <&>", "a note")
+    page = (tmp_path / "t.html").read_text()
+    assert "<script>x" not in page and "&lt;script&gt;x" in page and "Scores &lt;&amp;&gt;" in page
+    assert "a note (2 rows)" in page and page.count("<tr") == 3

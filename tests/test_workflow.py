@@ -10,6 +10,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 import zipfile
 from collections import Counter
 from pathlib import Path
@@ -313,13 +314,18 @@ def test_report_holds_every_figure_and_key_table_with_captions(study):
         "detection.json",
         "ablation.md",
         "extraction_gap.json",
-        "summary.parquet",
-        "trait_scores.parquet",
+        "summary.html",  # tables as pages the report shows (their parquet beside them only downloads)
+        "trait_scores.html",
         "failure_cases.json",
         "tokens.html",
         "all",
     ):
         assert in_zip[table] >= 1, table
+    assert "summary.parquet" not in in_zip and "trait_scores.parquet" not in in_zip
+    scores_page = (r / "analysis/trait_scores.html").read_text()
+    per_prompt = pd.read_parquet(r / "analysis/trait_scores.parquet")
+    groups = per_prompt.groupby(["variant", "prompt_set", "trait"]).ngroups
+    assert f"({groups} rows)" in scores_page and scores_page.count("<tr") == groups + 1
     # captions are rendered with the study's own names and n (Jinja from the config and the job's params)
     assert "Harm check of the method" in page and "harmful_eval" in page and "n = 20 rows" in page
     assert "Emergent misalignment: bad_advice vs base" in page
@@ -343,6 +349,32 @@ def test_report_holds_every_figure_and_key_table_with_captions(study):
         assert html.escape(f["finding"], quote=False) in page, f  # every line on the front page
         if f["experiment"] in ("Harm check", "Model organism: bad_advice"):
             assert ("does NOT beat random directions" in f["finding"]) == (f["beats_control"] is False)
+    # the front page reads from its first line in a 1280x800 window, and its last finding can be scrolled to
+    # (Snakemake centres it in a scrolling box: a taller page lost its top, out of the scroll bar's reach)
+    with zipfile.ZipFile(out) as z:
+        z.extractall(workdir / "report_unzipped")
+    html_file = next((workdir / "report_unzipped").rglob("report.html"))
+    with browser(size=(1280, 800)) as b:
+        b.open(html_file.as_uri())
+        where = """
+        const intro = [...document.querySelectorAll('p')].find((p) => p.textContent.startsWith('traitscope: trait'));
+        const items = [...document.querySelectorAll('li')].filter((li) => li.textContent.includes(':'));
+        if (!intro || !items.length) return null;
+        const last = items[items.length - 1];
+        const top = intro.getBoundingClientRect().top;
+        last.scrollIntoView();
+        const r = last.getBoundingClientRect();
+        return {top: top, height: window.innerHeight, lastTop: r.top, lastBottom: r.bottom};
+        """
+        for _ in range(50):  # React draws the page after load
+            seen = b.js(where)
+            if seen:
+                break
+            time.sleep(0.2)
+        b.screenshot(workdir / "report_front.png")
+        assert seen, "the front page's intro and findings were not drawn"
+        assert 0 <= seen["top"] < seen["height"], seen  # the intro's first line is inside the window
+        assert 0 <= seen["lastTop"] and seen["lastBottom"] <= seen["height"], seen  # the last finding scrolls in
     # every registered experiment with a result on disk has its finding line on the front page
     import traitscope
     from traitscope.experiments import REGISTRY

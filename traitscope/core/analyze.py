@@ -33,6 +33,17 @@ def score_summary(
     return pd.concat(out, ignore_index=True) if out else pd.DataFrame()
 
 
+def score_table(summary: pd.DataFrame) -> pd.DataFrame:
+    """:func:`score_summary`'s per-prompt scores described per (variant, prompt set, trait, layer, position): n,
+    mean, standard deviation and quartiles (the report's table; a table of every prompt would not be read)."""
+    keys = ["variant", "prompt_set", "trait", "layer", "position"]
+    if summary.empty:
+        return pd.DataFrame(columns=[*keys, "n", "mean", "sd", "q25", "median", "q75"])
+    g = summary.groupby(keys, sort=True)["score"]
+    out = g.agg(n="size", mean="mean", sd="std").join(g.quantile([0.25, 0.5, 0.75]).unstack())
+    return out.rename(columns={0.25: "q25", 0.5: "median", 0.75: "q75"}).reset_index()
+
+
 def capture_counts(tables: dict[str, list[str | Path]]) -> dict[str, dict[str, int]]:
     """Per captured table (label -> its shards' responses parquets): rows, prompts cut at ``capture.max_length``
     and rows longer than the model's context (tables written before that column count 0 there)."""

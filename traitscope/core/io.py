@@ -113,6 +113,25 @@ def write_text(path: str | os.PathLike[str], text: str) -> None:
         tmp.write_text(scrub(text))
 
 
+def write_html_table(path: str | os.PathLike[str], df: pd.DataFrame, title: str, note: str = "") -> None:
+    """A table as a small self-contained HTML page (pandas' ``to_html``, text escaped; floats to 4 significant
+    digits), for the report, where a parquet file only downloads; the parquet beside it stays the data."""
+    import html
+
+    body = df.to_html(index=False, float_format=lambda x: f"{x:.4g}", na_rep="", border=0, classes="t")
+    style = (
+        "body{font:13px system-ui,sans-serif;margin:12px}table.t{border-collapse:collapse}"
+        "table.t th,table.t td{padding:2px 8px;border-bottom:1px solid #ddd;text-align:right}"
+        "table.t th{position:sticky;top:0;background:#f6f8fa}"
+    )
+    page = (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+        f"<style>{style}</style></head><body><h3>{html.escape(title)}</h3>"
+        f"<p>{html.escape(note)} ({len(df)} rows)</p>{body}</body></html>\n"
+    )
+    write_text(path, page)
+
+
 def write_json(path: str | os.PathLike[str], obj: Any) -> None:
     """Strict JSON (readable by jq and browsers): NaN and infinities, e.g. an undefined statistic, become null."""
     write_text(path, json.dumps(_finite(obj), indent=2, sort_keys=False, default=_json_default, allow_nan=False) + "\n")

@@ -178,11 +178,16 @@ class Layout:
         return self.path("projections", variant, pset, "tokens.parquet")
 
     def extraction_summary(self) -> dict[str, str]:
-        return {"table": self.path("extract", "summary.parquet"), "figure": self.path("extract", "summary.png")}
+        return {
+            "table": self.path("extract", "summary.parquet"),
+            "table_html": self.path("extract", "summary.html"),
+            "figure": self.path("extract", "summary.png"),
+        }
 
     def trait_scores(self) -> dict[str, str]:
         return {
             "table": self.path("analysis", "trait_scores.parquet"),
+            "table_html": self.path("analysis", "trait_scores.html"),
             "figure": self.path("analysis", "trait_scores.png"),
         }
 
