@@ -212,6 +212,21 @@ def test_variant_comparison_on_replayed_responses(study):
     assert result["n_significant_and_beats_random"] == sum(
         x["significant"] and x["beats_random"] for x in traits.values()
     )
+    # the positive control: the trait's own vector planted at growing coefficients, a random one beside it
+    from traitscope.core.artifacts import TraitVectors
+    from traitscope.core.planted import COEFFICIENTS
+    from traitscope.core.sweep import trait_norms
+
+    for t, s in result["sensitivity"].items():
+        vec = TraitVectors.load(r / f"vectors/base/{t}/vectors.safetensors", r / f"vectors/base/{t}/vectors.json")
+        norm = trait_norms(r / f"extract/base/{t}/activations.safetensors", vec, [traits[t]["layer"]])
+        assert s["norm"] == pytest.approx(norm[traits[t]["layer"]]) and s["n_questions"] == traits[t]["n"]
+        own = [x for x in s["rows"] if x["planted"] == "trait"]
+        assert [x["coef"] for x in own] == list(COEFFICIENTS)
+        assert [x["score_shift"] for x in own] == pytest.approx([c * s["norm"] for c in COEFFICIENTS])
+        assert own[-1]["detected"] and s["detection_limit"] == min(x["coef"] for x in own if x["detected"])
+        randoms = [x for x in s["rows"] if x["planted"] == "random"]
+        assert max(abs(x["score_shift"]) for x in randoms) < 0.5 * own[-1]["score_shift"]
 
 
 def test_external_datasets_and_prefill_attack(study):

@@ -102,6 +102,11 @@ class EmergentMisalignment(Experiment):
                 f"differ significantly ({c['correction']['method']}); {len(both)} of those also shift more than "
                 "random directions do" + (f" ({', '.join(both)})" if both else "")
             )
+            sens = c.get("sensitivity") or {}
+            if sens and not both:  # a null says how large an effect it would have found
+                from .analysis import planted_line
+
+                line += "; " + "; ".join(f"{t}: {planted_line(s)}" for t, s in sens.items())
             yield "Emergent misalignment", line, bool(both)
         else:
             yield (
@@ -135,8 +140,36 @@ class EmergentMisalignment(Experiment):
             ]
             for t, r in sorted(c["traits"].items())
         ]
-        return out + table(
+        out += table(
             ["trait", "layer", "questions", "d_z [95% CI]", "p adjusted", "random \\|d_z\\| p95", "beats"], rows
+        )
+        sens = c.get("sensitivity") or {}
+        if not sens:
+            return out
+        out += [
+            "",
+            "Planted effects (the positive control): the variant's activations at each trait's layer plus coef x the "
+            "mean activation norm there of the trait's own unit vector, or of a random one, the same test re-run "
+            "(`traitscope.core.planted`). Detected: significant after correction and |d_z| above the random "
+            "directions' 95th percentile.",
+            "",
+        ]
+        planted_rows = [
+            [
+                t,
+                r["planted"],
+                f"{r['coef']:g}",
+                fmt(r["score_shift"]),
+                fmt(r["cohens_dz"]),
+                fmt(r["random_abs_dz_p95"]),
+                yes(r["detected"]),
+            ]
+            for t, s in sorted(sens.items())
+            for r in s["rows"]
+        ]
+        return out + table(
+            ["trait", "planted", "coef (x norm)", "score shift", "d_z", "random \\|d_z\\| p95", "detected"],
+            planted_rows,
         )
 
 

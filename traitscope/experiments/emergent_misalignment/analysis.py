@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    pass
-
+from typing import Any
 
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import seaborn as sns
 
+from ...core import planted
 from ...core.plots import trait_panels
 from ...core.stats import correct_pvalues, paired_comparison, paired_dz
 
@@ -63,19 +60,102 @@ def random_control(
 ) -> dict[str, dict[str, Any]]:
     """Per trait: the 95th percentile of |Cohen's d_z| (variant minus base, per-question means) over the random
     directions of the two variants' :class:`~traitscope.core.artifacts.BaselineScores` (the same directions in both)."""
-    groups = prompts.assign(id=prompts["id"].astype(str)).set_index("id")["group"]
     out: dict[str, dict[str, Any]] = {}
+    for trait, diff in random_differences(baselines, prompts, best, positions, sites, base=base, variant=variant).items():
+        out[trait] = {"random_abs_dz_p95": _abs_p95(diff), "n_random": int(diff.shape[1])}
+    return out
+
+
+def _abs_p95(diff: np.ndarray) -> float:
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return float(np.nanpercentile(np.abs(paired_dz(diff, axis=0)), 95))
+
+
+def random_differences(
+    baselines: dict[str, Any],
+    prompts: pd.DataFrame,
+    best: dict[str, int],
+    positions: dict[str, str],
+    sites: dict[str, str],
+    *,
+    base: str,
+    variant: str,
+) -> dict[str, np.ndarray]:
+    """Per trait: ``[questions, R]`` per-question mean differences (variant minus base) of every random direction,
+    questions in sorted order (the order of :func:`compare_variants`' pivot)."""
+    groups = prompts.assign(id=prompts["id"].astype(str)).set_index("id")["group"]
+    out: dict[str, np.ndarray] = {}
     for trait, layer in best.items():
         per_question = {}
         for v in (base, variant):
             b = baselines[v]
             x = pd.DataFrame(b.pooled(layer, positions[trait], sites[trait]), index=[str(i) for i in b.ids])
             per_question[v] = x.groupby(x.index.map(groups.to_dict())).mean()
-        common = per_question[base].index.intersection(per_question[variant].index)
-        diff = per_question[variant].loc[common].to_numpy() - per_question[base].loc[common].to_numpy()
-        with np.errstate(invalid="ignore", divide="ignore"):
-            dz = paired_dz(diff, axis=0)
-        out[trait] = {"random_abs_dz_p95": float(np.nanpercentile(np.abs(dz), 95)), "n_random": int(diff.shape[1])}
+        common = per_question[base].index.intersection(per_question[variant].index).sort_values()
+        out[trait] = per_question[variant].loc[common].to_numpy() - per_question[base].loc[common].to_numpy()
+    return out
+
+
+def sensitivity(
+    per_question: pd.DataFrame,
+    random_diff: dict[str, np.ndarray],
+    result: dict[str, Any],
+    units: dict[str, dict[str, Any]],
+    *,
+    coefficients: tuple[float, ...] = planted.COEFFICIENTS,
+) -> dict[str, dict[str, Any]]:
+    """The positive control of each trait's comparison: the variant's activations at the trait's layer plus
+    ``coef x norm`` of a planted unit vector (:mod:`traitscope.core.planted`: exact for fixed tokens), the same test
+    re-run: the paired t-test's p corrected with the other traits' real p-values (the study's correction), d_z, and
+    the random directions' |d_z| 95th percentile, all on the shifted scores. ``units[trait]``: ``norm`` (mean
+    activation norm at the layer and site), ``trait`` (the scored unit vector), ``randoms`` (the baseline's unit
+    directions, ``[R, d]``) and ``planted_random`` (the control vector). Detected: significant and beyond random,
+    the experiment's own criterion."""
+    from scipy import stats as sps
+
+    correction, alpha = result["correction"]["method"], result["correction"]["alpha"]
+    traits = list(result["traits"])
+    real_p = [result["traits"][t]["p"] for t in traits]
+    out: dict[str, dict[str, Any]] = {}
+    for trait in traits:
+        if trait not in random_diff or trait not in units:
+            continue
+        u = units[trait]
+        d = per_question[per_question["trait"] == trait].pivot(index="group", columns="variant", values="score")
+        diff = (d[result["variant"]] - d[result["base"]]).dropna().sort_index()
+        rdiff = random_diff[trait]
+        if len(diff) != len(rdiff):
+            continue  # a question missing on one side in one table only: no like-for-like control
+        rows = []
+        for what in planted.PLANTED:
+            vector = u["trait"] if what == "trait" else u["planted_random"]
+            for coef in coefficients:
+                s, rs = planted.shifts(vector, u["trait"], u["randoms"], coef=coef, norm=u["norm"])
+                shifted, rshifted = diff.to_numpy() + s, rdiff + rs[None, :]
+                p = float(sps.ttest_1samp(shifted, 0.0).pvalue)
+                family = [p if t == trait else q for t, q in zip(traits, real_p)]
+                adjusted, reject = correct_pvalues(family, correction, alpha)
+                i = traits.index(trait)
+                dz = float(paired_dz(shifted))
+                p95 = _abs_p95(rshifted)
+                rows.append(
+                    {
+                        "planted": what,
+                        "coef": coef,
+                        "score_shift": s,
+                        "cohens_dz": dz,
+                        "p_adjusted": adjusted[i],
+                        "random_abs_dz_p95": p95,
+                        "detected": bool(reject[i] and abs(dz) > p95),
+                    }
+                )
+        out[trait] = {
+            "norm": float(u["norm"]),
+            "n_questions": int(len(diff)),
+            "detection_limit": planted.detection_limit(rows, "trait"),
+            "random_detected_at": planted.detection_limit(rows, "random"),
+            "rows": rows,
+        }
     return out
 
 
@@ -101,6 +181,17 @@ def with_random_control(result: dict[str, Any], control: dict[str, dict[str, Any
 # ---------------------------------------------------------------------------------------------- figures
 
 
+def planted_line(sens: dict[str, Any]) -> str:
+    """What the positive control says, in a few words: the smallest planted coefficient the test detects, with its
+    d_z, or that none up to the largest was."""
+    limit = sens["detection_limit"]
+    if limit is None:
+        top = max(r["coef"] for r in sens["rows"])
+        return f"planted trait vector: not detected up to {top:g} x norm"
+    row = next(r for r in sens["rows"] if r["planted"] == "trait" and r["coef"] == limit)
+    return f"would detect a planted shift of {limit:g} x norm (d_z {row['cohens_dz']:.2f})"
+
+
 def trait_distributions(per_question: pd.DataFrame, result: dict, title: str) -> plt.Figure:
     """Per-question mean score of base and variant, one panel per trait; lines join the same question."""
     base, variant = result["base"], result["variant"]
@@ -120,6 +211,9 @@ def trait_distributions(per_question: pd.DataFrame, result: dict, title: str) ->
             control = f"\nrandom directions: |d_z| p95 {r['random_abs_dz_p95']:.2f} (n={r['n_random']}): " + (
                 "beats it" if r["beats_random"] else "does NOT beat it"
             )
+        sens = result.get("sensitivity", {}).get(trait)
+        if sens is not None:
+            control += "\n" + planted_line(sens)
         ax.set_title(
             f"{trait}, layer {r['layer']}, {r['position']}\nn={r['n']} questions, d_z {r['cohens_dz']:.2f} "
             f"[{r['dz_ci_low']:.2f}, {r['dz_ci_high']:.2f}], p_adj {r['p_adjusted']:.3g}{control}",

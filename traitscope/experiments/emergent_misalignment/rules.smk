@@ -9,6 +9,9 @@ rule emergent_misalignment:
         variant=per_set(L.scores, [EM_SET.variant], [EM_SET.prompt_set]),
         prompts=L.prompts(EM_SET.prompt_set),
         sidecars=vector_files("sidecar"),
+        # the positive control (planted effects): each trait's unit vectors and the activation norm at its layer
+        vectors=vector_files("vectors"),
+        trait_acts=[L.trait_capture(S.extract.variant, t)["activations"] for t in TRAITS],
         # the control: random-direction scores of both variants on the set (none when project.random_directions is 0)
         baselines=per_set(L.baseline, [EM_SET.base, EM_SET.variant], [EM_SET.prompt_set])
         if S.project.random_directions

@@ -2,14 +2,18 @@
 
 import pandas as pd
 
-from traitscope.core import plots
+from traitscope.core import planted, plots
 from traitscope.core.artifacts import BaselineScores, TraitVectors, best_layers, trait_sites
 from traitscope.core.io import read_parquets, write_json, write_parquet
+from traitscope.core.methods import random_directions
 from traitscope.core.project import pooled_scores
+from traitscope.core.sweep import trait_norms
 from traitscope.experiments.emergent_misalignment import analysis as emergent_misalignment
 from traitscope.experiments.emergent_misalignment.analysis import (
     compare_variants,
     random_control,
+    random_differences,
+    sensitivity,
     with_random_control,
 )
 from traitscope.workflow.jobs import setup
@@ -34,8 +38,29 @@ result, per_q = compare_variants(
 )
 if smk.input.get("baselines"):  # the control: the same comparison along random directions
     baselines = {v: BaselineScores.load(f) for v, f in zip((c.base, c.variant), smk.input.baselines)}
-    control = random_control(baselines, prompts, best, positions, trait_sites(sidecars), base=c.base, variant=c.variant)
+    sites = trait_sites(sidecars)
+    control = random_control(baselines, prompts, best, positions, sites, base=c.base, variant=c.variant)
     result = with_random_control(result, control)
+    # the positive control: what the same test finds when a known vector is planted in the variant's activations
+    units = {}
+    for vec_file, side_file, acts in zip(smk.input.vectors, smk.input.sidecars, smk.input.trait_acts, strict=True):
+        vectors = TraitVectors.load(vec_file, side_file)
+        layer, b = best[vectors.trait], baselines[c.base]
+        unit = vectors.unit(c.method, layer).double().numpy()
+        units[vectors.trait] = {
+            "norm": trait_norms(acts, vectors, [layer])[layer],
+            "trait": unit,
+            "randoms": random_directions(b.n_random, len(unit), int(b.meta["seed"]) * 1000 + layer),
+            "planted_random": planted.planted_random(len(unit), smk.params.seed),
+        }
+    diffs = random_differences(baselines, prompts, best, positions, sites, base=c.base, variant=c.variant)
+    result["sensitivity"] = sensitivity(per_q, diffs, result, units)
+    result["sensitivity_definition"] = (
+        "planted effects: the variant's activations at each trait's layer plus coef x the mean activation norm there "
+        "(over the trait's extraction answers, the steering unit) of the trait's own unit vector, or of a random one, "
+        "exact for fixed tokens (traitscope.core.planted); the same test, correction and random control re-run; "
+        "detection_limit: the smallest coefficient detected (None: none up to 1)"
+    )
 result.update(
     prompt_set=c.prompt_set,
     replayed_responses_of=prompts["source"].iloc[0],
