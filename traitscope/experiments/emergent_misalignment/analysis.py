@@ -61,7 +61,9 @@ def random_control(
     """Per trait: the 95th percentile of |Cohen's d_z| (variant minus base, per-question means) over the random
     directions of the two variants' :class:`~traitscope.core.artifacts.BaselineScores` (the same directions in both)."""
     out: dict[str, dict[str, Any]] = {}
-    for trait, diff in random_differences(baselines, prompts, best, positions, sites, base=base, variant=variant).items():
+    for trait, diff in random_differences(
+        baselines, prompts, best, positions, sites, base=base, variant=variant
+    ).items():
         out[trait] = {"random_abs_dz_p95": _abs_p95(diff), "n_random": int(diff.shape[1])}
     return out
 
