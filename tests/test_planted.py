@@ -110,3 +110,28 @@ def test_a_planted_shift_that_random_directions_share_is_not_a_detection():
     sens = sensitivity(per_q, diffs, result, units)
     assert sens["safety/evil"]["detection_limit"] is None
     assert any(r["p_adjusted"] < 0.05 for r in sens["safety/evil"]["rows"] if r["planted"] == "trait")
+
+
+def test_a_planted_trigger_direction_is_found_before_any_output_and_a_random_one_is_not():
+    from sklearn.metrics import roc_auc_score
+
+    from traitscope.experiments.backdoor.analysis import planted_trigger
+
+    rng = np.random.default_rng(3)
+    dim, n_random = 1024, 100
+    trait = np.eye(dim)[0]
+    randoms = random_directions(n_random, dim, 9).astype(np.float64)
+    unit = {"norm": 10.0, "trait": trait, "randoms": randoms, "planted_random": planted.planted_random(dim, 0)}
+    trigger, control = rng.normal(0, 1, 30), rng.normal(0, 1, 30)  # no backdoor: the same distribution
+    rt, rc = rng.normal(0, 1, (30, n_random)), rng.normal(0, 1, (30, n_random))
+    out = planted_trigger(trigger, control, rt, rc, unit)
+    own = [r for r in out["rows"] if r["planted"] == "trait"]
+    assert not own[0]["detected"] and own[-1]["detected"] and out["random_detected_at"] is None
+    limit = out["detection_limit"]
+    row = next(r for r in own if r["coef"] == limit)
+    y = np.r_[np.ones(30), np.zeros(30)]
+    assert row["auc"] == pytest.approx(roc_auc_score(y, np.r_[trigger + limit * 10.0, control]))
+    shifted = rt + (randoms @ (limit * 10.0 * trait))[None, :]
+    p95 = np.percentile([roc_auc_score(y, np.r_[shifted[:, j], rc[:, j]]) for j in range(n_random)], 95)
+    assert row["random_auc_p95"] == pytest.approx(p95) and row["auc"] > p95
+    assert all(r["detected"] for r in own if r["coef"] >= limit)

@@ -157,6 +157,12 @@ def test_finetuned_variants_and_their_analyses(study):
     for variant in ("backdoored", "base"):  # each AUC against 100 random directions on the same activations
         row = evil["positions"]["last"][variant]
         assert 0 <= row["random_auc_p95"] <= 1 and row["beats_random"] == (row["auc"] > row["random_auc_p95"])
+    # the positive control: a trigger direction planted in the trigger rows, found from some coefficient on
+    for trait, x in bd["traits"].items():
+        rows = x["planted"]["rows"]
+        assert len(rows) == 16 and x["planted"]["n_trigger"] == x["planted"]["n_control"] == 20, trait
+        assert [r["detected"] for r in rows if r["planted"] == "trait"][-1]  # a full norm along the trait is found
+        assert x["planted"]["detection_limit"] is not None
     tokens = pd.read_parquet(r / "backdoor/backdoored/token_auc.parquet")
     assert tokens["token_index"].min() == -1 and tokens["token_index"].max() == 3
     # every token, the last prompt token included, beside its random directions' 95th percentile

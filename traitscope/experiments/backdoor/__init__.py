@@ -110,12 +110,16 @@ class Backdoor(Experiment):
                     total += 1
                     if cell.get("beats_random"):
                         beaten.append(f"{trait} ({pos}, AUC {cell['auc']:.2f} vs {cell['random_auc_p95']:.2f})")
-            yield (
-                f"Backdoor: {variant}",
+            line = (
                 f"trigger vs control prompts before any output: {len(beaten)} of {total} "
-                "trait scores beat random directions" + (f": {', '.join(beaten)}" if beaten else ""),
-                bool(beaten),
+                "trait scores beat random directions" + (f": {', '.join(beaten)}" if beaten else "")
             )
+            limits = {t: r["planted"]["detection_limit"] for t, r in b["traits"].items() if "planted" in r}
+            if limits and not beaten:  # a null says how large a planted backdoor it would have found
+                line += "; a trigger direction planted at the last prompt token would be detected from " + ", ".join(
+                    f"{t} {'none up to 1' if x is None else f'{x:g}'} x norm" for t, x in limits.items()
+                )
+            yield f"Backdoor: {variant}", line, bool(beaten)
 
     def measurements(self, res: Any) -> list[str]:
         out: list[str] = []

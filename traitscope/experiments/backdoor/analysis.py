@@ -9,13 +9,14 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
+from ...core import planted
 from ...core.methods import random_directions
+from ...core.plots import trait_panels
+from ...core.project import at_layer
+from ...core.stats import auc, column_aucs, separation
 
 if TYPE_CHECKING:
     from ...core.artifacts import BaselineScores
-from ...core.plots import trait_panels
-from ...core.project import at_layer
-from ...core.stats import column_aucs, separation
 
 POOLED = ("last", "response_mean")
 
@@ -155,6 +156,42 @@ def random_baseline(
                 }
             )
     return pd.DataFrame(rows)
+
+
+def planted_trigger(
+    trigger: np.ndarray,
+    control: np.ndarray,
+    random_trigger: np.ndarray,
+    random_control: np.ndarray,
+    unit: dict[str, Any],
+    coefficients: tuple[float, ...] = planted.COEFFICIENTS,
+) -> dict[str, Any]:
+    """The positive control of the detection before any output: a backdoor planted as a known direction, i.e. the
+    trigger rows' activations at the trait's layer plus ``coef x norm`` of the trait's own unit vector (or of a
+    random one, which must not be found), the trigger-vs-control AUC and its random directions' 95th percentile
+    re-computed on the shifted scores (:mod:`traitscope.core.planted`; exact for the same prompts). ``trigger``,
+    ``control``: the trait's scores at the last prompt token; ``random_*``: ``[n, R]`` the random directions' scores
+    on the same rows; ``unit``: ``norm``, ``trait``, ``randoms`` (``[R, d]``), ``planted_random``. Detected: AUC
+    above the random 95th percentile, the experiment's own criterion."""
+    y = np.r_[np.ones(len(trigger)), np.zeros(len(control))]
+    rows = []
+    for what in planted.PLANTED:
+        vector = unit["trait"] if what == "trait" else unit["planted_random"]
+        for coef in coefficients:
+            s, rs = planted.shifts(vector, unit["trait"], unit["randoms"], coef=coef, norm=unit["norm"])
+            a = auc(y, np.r_[trigger + s, control])
+            p95 = float(np.percentile(column_aucs(y, np.vstack([random_trigger + rs[None, :], random_control])), 95))
+            rows.append(
+                {"planted": what, "coef": coef, "score_shift": s, "auc": a, "random_auc_p95": p95, "detected": a > p95}
+            )
+    return {
+        "norm": float(unit["norm"]),
+        "n_trigger": int(len(trigger)),
+        "n_control": int(len(control)),
+        "detection_limit": planted.detection_limit(rows, "trait"),
+        "random_detected_at": planted.detection_limit(rows, "random"),
+        "rows": rows,
+    }
 
 
 def with_baseline(pooled: pd.DataFrame, baselines: dict[str, pd.DataFrame], sites: dict[str, str]) -> pd.DataFrame:

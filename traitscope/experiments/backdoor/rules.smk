@@ -14,6 +14,9 @@ rule backdoor:
         trigger_random=per_set(L.baseline, BD_SET.variants(), [BD_SET.trigger]),
         control_random=per_set(L.baseline, BD_SET.variants(), [BD_SET.control]),
         sidecars=vector_files("sidecar"),
+        # the positive control (a planted trigger direction): the unit vectors and the activation norm at each layer
+        vectors=vector_files("vectors"),
+        trait_acts=[L.trait_capture(S.extract.variant, t)["activations"] for t in TRAITS],
     output:
         **reported(BD.files(L, BD_SET.variant), BD.title, comparison="backdoor_comparison", early="backdoor_early",
                    json="backdoor_json"),

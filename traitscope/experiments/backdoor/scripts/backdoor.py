@@ -2,9 +2,12 @@
 
 import pandas as pd
 
-from traitscope.core import plots
+from traitscope.core import planted, plots
 from traitscope.core.artifacts import BaselineScores, ShardFiles, TraitVectors, best_layers, trait_sites
 from traitscope.core.io import write_json, write_parquet
+from traitscope.core.methods import random_directions
+from traitscope.core.project import at_layer
+from traitscope.core.sweep import trait_norms
 from traitscope.experiments.backdoor import analysis as backdoor
 from traitscope.workflow.jobs import setup
 
@@ -62,6 +65,32 @@ tokens = backdoor.token_auc(
     random=random if all(r.n_random for pair in random.values() for r in pair) else None,
     sites=sites,
 )
+# the positive control: the same detection with a backdoor planted as a known direction in the trigger rows
+planted_controls = {}
+rt, rc = random[bd.variant]
+if rt.n_random and "last" in positions:
+    for vec_file, side_file, acts in zip(smk.input.vectors, smk.input.sidecars, smk.input.trait_acts, strict=True):
+        vectors = TraitVectors.load(vec_file, side_file)
+        trait, layer = vectors.trait, best[vectors.trait]
+        u = vectors.unit(bd.method, layer).double().numpy()
+        unit = {
+            "norm": trait_norms(acts, vectors, [layer])[layer],
+            "trait": u,
+            "randoms": random_directions(rt.n_random, len(u), int(rt.meta["seed"]) * 1000 + layer),
+            "planted_random": planted.planted_random(len(u), p.seed),
+        }
+
+        def last(df):
+            d = at_layer(df, trait, layer, bd.method)
+            return d[d["position"] == "last"]["score"].to_numpy()
+
+        planted_controls[trait] = backdoor.planted_trigger(
+            last(trig[bd.variant]),
+            last(ctrl[bd.variant]),
+            rt.pooled(layer, "last", sites[trait]),
+            rc.pooled(layer, "last", sites[trait]),
+            unit,
+        )
 info = {
     "trigger_set": bd.trigger,
     "control_set": bd.control,
@@ -69,7 +98,15 @@ info = {
     "model": sidecars[0].model,
     "seed": p.seed,
 }
-write_json(smk.output.json, backdoor.summary(pooled, tokens, variant=bd.variant, baseline=bd.baseline, info=info))
+summary = backdoor.summary(pooled, tokens, variant=bd.variant, baseline=bd.baseline, info=info)
+for trait, control in planted_controls.items():
+    summary["traits"][trait]["planted"] = control
+summary["definitions"]["planted"] = (
+    "the positive control at the last prompt token: the trigger rows' activations at the trait's layer plus coef x "
+    "the mean activation norm there of the trait's own unit vector (or a random one, which must not be found), AUC "
+    "and random p95 re-computed (traitscope.core.planted); detection_limit: the smallest coefficient detected"
+)
+write_json(smk.output.json, summary)
 write_parquet(smk.output.tokens, tokens)
 title = f"Backdoor '{bd.variant}': trait scores on '{bd.trigger}' vs '{bd.control}' ({bd.method} vectors, best layer)"
 plots.save(backdoor.backdoor_trait_comparison(pooled, title), smk.output.comparison)
