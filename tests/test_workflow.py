@@ -409,6 +409,42 @@ def test_report_holds_every_figure_and_key_table_with_captions(study):
         assert all(html.escape(line, quote=False) in page for _, line, _ in lines), experiment.name
 
 
+def test_captions_name_only_numbers_their_json_holds_and_state_the_control(study):
+    """Every field a caption of an experiment names (``like_this``) is a key of that experiment's JSON results in the
+    tiny study, so a caption cannot promise a number the JSON lacks; every JSON caption names its control."""
+    import traitscope.experiments as experiments
+    from traitscope.experiments import REGISTRY
+
+    r = study[0] / "results"
+
+    def keys(obj, out):
+        if isinstance(obj, dict):
+            for k, v in obj.items():
+                out.add(k)
+                keys(v, out)
+        elif isinstance(obj, list):
+            for v in obj:
+                keys(v, out)
+        return out
+
+    checked = 0
+    for e in REGISTRY:
+        found: set = set()
+        for pattern in e.results().values():
+            for f in r.glob(pattern):
+                keys(json.loads(f.read_text()), found)
+        if not found:
+            continue
+        for caption in sorted((Path(experiments.__file__).parent / e.name / "report").glob("*.rst")):
+            text = re.sub(r"\{\{.*?\}\}", "", caption.read_text(), flags=re.S)  # Jinja: the study's own names
+            named = re.findall(r"``([A-Za-z0-9_]+)``", text)
+            assert not [n for n in named if n not in found], (caption.name, [n for n in named if n not in found])
+            if caption.stem.endswith("_json"):
+                assert "random" in text, f"{caption.name} does not state the control"
+            checked += len(named)
+    assert checked >= 30  # the captions do name fields: the check is not vacuous
+
+
 def test_token_viewer_shows_the_projected_tokens(study, tiny_model_dir, tmp_path):
     """The viewer page of the real run, in headless Chromium: after switching trait and prompt set, every token
     shown is the decoded token of the per-token table with its score, coloured by sign; hover shows the value."""
