@@ -38,7 +38,7 @@ def _extraction_summary():
         ]
     )
     return (
-        plots.extraction_summary(metrics, {TRAITS[0]: 1, TRAITS[1]: 3}, "tiny"),
+        plots.extraction_summary(metrics, {TRAITS[0]: 1, TRAITS[1]: 3}, "base"),
         2,
         [
             "best layer 1, n_train=24, n_test=8",
@@ -178,13 +178,13 @@ def _loss_curve():
     prov = {
         "n_train": 20,
         "n_eval": 4,
-        "base_model": "tiny",
-        "settings": {"rank": 4, "alpha": 8, "lr": 1e-4, "epochs": 2, "batch_size": 8, "seed": 0},
+        "base_model": "/home/someone/models/tiny-llama",  # a machine path: never in a title
+        "settings": {"base": "base", "rank": 4, "alpha": 8, "lr": 1e-4, "epochs": 2, "batch_size": 8, "seed": 0},
     }
     return (
         plots.loss_curve(history, "bad_advice", prov),
         1,
-        ["train batches (n=20 examples)", "held-out (n=4 examples)"],
+        ["train batches (n=20 examples)", "held-out (n=4 examples)", "LoRA finetune 'bad_advice' of variant base"],
     )
 
 
@@ -321,6 +321,15 @@ FIGURES = {
         _early_detection_tokens,
     )
 }
+
+
+@pytest.mark.parametrize("name", list(FIGURES))
+def test_no_figure_title_holds_a_machine_path(name):
+    """Titles name variants; a local model's spec is an absolute path on one machine."""
+    fig, _, _ = FIGURES[name]()
+    text = figure_facts(fig)["text"]
+    assert "/home/" not in text and "/tmp/" not in text, text
+    plots.plt.close(fig)
 
 
 @pytest.mark.parametrize("name", list(FIGURES))

@@ -55,6 +55,11 @@ class TraitVectors:
         return self.info.get("model")
 
     @property
+    def variant(self) -> str | None:
+        """The variant the vectors were extracted from (its name in the config; ``model`` is its model spec)."""
+        return self.info.get("variant")
+
+    @property
     def position(self) -> str:
         return str(self.info["position"])
 

@@ -49,7 +49,7 @@ def layer_axis(site: str = "resid") -> str:
     }[site]
 
 
-def extraction_summary(metrics: pd.DataFrame, best: dict[str, int], model: str) -> plt.Figure:
+def extraction_summary(metrics: pd.DataFrame, best: dict[str, int], variant: str) -> plt.Figure:
     """ROC-AUC per layer, one panel per trait, one colour per method: solid the test split (reported), dashed
     the cross-validation inside train that chose the best layer (marked); the grey band is the control baseline,
     the 95th percentile of random directions' test AUCs at each layer."""
@@ -98,7 +98,7 @@ def extraction_summary(metrics: pd.DataFrame, best: dict[str, int], model: str) 
         ax.legend(fontsize=6)
         ax.set_ylim(0.0, 1.02)
         ax.axhline(0.5, color="black", lw=0.5, ls=":")
-    fig.suptitle(f"Trait vector quality per layer on contrastive data ({model}); the test split chose nothing")
+    fig.suptitle(f"Trait vector quality per layer on contrastive data (variant {variant}); the test split chose nothing")
     fig.tight_layout()
     return fig
 
@@ -227,7 +227,7 @@ def loss_curve(history: pd.DataFrame, name: str, provenance: dict) -> plt.Figure
     ax.set_ylabel("cross-entropy on assistant tokens (nats/token)")
     s = provenance["settings"]
     ax.set_title(
-        f"LoRA finetune '{name}' of {provenance['base_model']}\nrank {s['rank']}, alpha {s['alpha']}, "
+        f"LoRA finetune '{name}' of variant {s['base']}\nrank {s['rank']}, alpha {s['alpha']}, "
         f"lr {s['lr']:g}, {s['epochs']} epochs, batch {s['batch_size']}, seed {s['seed']}",
         fontsize=10,
     )

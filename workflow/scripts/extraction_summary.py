@@ -19,4 +19,4 @@ write_html_table(
     "Trait extraction: held-out metrics per trait, method and layer",
     "the same rows as summary.parquet beside it",
 )
-plots.save(plots.extraction_summary(metrics, best, sidecars[0].model), smk.output.figure)
+plots.save(plots.extraction_summary(metrics, best, sidecars[0].variant or sidecars[0].model), smk.output.figure)
