@@ -744,6 +744,23 @@ def test_open_results_gives_the_random_direction_control_beside_the_scores(study
     assert set(res.scores("base", "harmful_eval")["id"]) == set(base["id"])  # the same prompts as the scores
 
 
+def test_experiments_tables_come_back_as_frames(study):
+    import traitscope
+    from traitscope.results import ResultsError
+
+    r = study[0] / "results"
+    res = traitscope.open_results(r)
+    assert res.experiment_tables("backdoor/backdoored") == ["token_auc"]
+    tokens = res.experiment_table("backdoor/backdoored", "token_auc")
+    on_disk = pd.read_parquet(r / "backdoor/backdoored/token_auc.parquet")
+    assert (tokens["experiment"] == "backdoor/backdoored").all()
+    pd.testing.assert_frame_equal(tokens.drop(columns="experiment"), on_disk)
+    with pytest.raises(ResultsError, match=r"has no table 'nope' \(fix: use one of \['token_auc'\]\)"):
+        res.experiment_table("backdoor/backdoored", "nope")
+    with pytest.raises(ResultsError, match="no result 'backdoor'"):
+        res.experiment_tables("backdoor")
+
+
 def test_open_results_gives_tidy_frames(study, tiny_model_dir):
     import torch
     from transformers import AutoTokenizer

@@ -267,6 +267,25 @@ class Results:
             raise ResultsError(f"no result {name!r} in {self.root} (fix: use one of {sorted(found)})")
         return dict(json.loads(found[name].read_text()))
 
+    def experiment_tables(self, name: str) -> list[str]:
+        """The tables an experiment result wrote beside its JSON (the parquet files of its folder, by stem)."""
+        found = self.experiments()
+        if name not in found:
+            raise ResultsError(f"no result {name!r} in {self.root} (fix: use one of {sorted(found)})")
+        return sorted(f.stem for f in found[name].parent.glob("*.parquet"))
+
+    def experiment_table(self, name: str, table: str) -> pd.DataFrame:
+        """One of an experiment's tables as a tidy frame, with the result's name in an ``experiment`` column:
+        ``res.experiment_table("backdoor/backdoored", "token_auc")`` (the per-token AUCs beside their random
+        control), ``res.experiment_table("external/advbench", "per_category")``. Every column is described in
+        ``docs/results.md``; :meth:`experiment_tables` lists a result's tables."""
+        tables = self.experiment_tables(name)
+        if table not in tables:
+            raise ResultsError(f"result {name!r} has no table {table!r} (fix: use one of {tables})")
+        df = pd.read_parquet(self.experiments()[name].parent / f"{table}.parquet")
+        df.insert(0, "experiment", name)
+        return df
+
     # ------------------------------------------------------------------------------------------------ helpers
     def tokenizer(self, variant: str) -> Any:
         """The variant's tokenizer (for token text), or None when its model cannot be found from here."""
