@@ -98,7 +98,9 @@ def extraction_summary(metrics: pd.DataFrame, best: dict[str, int], variant: str
         ax.legend(fontsize=6)
         ax.set_ylim(0.0, 1.02)
         ax.axhline(0.5, color="black", lw=0.5, ls=":")
-    fig.suptitle(f"Trait vector quality per layer on contrastive data (variant {variant}); the test split chose nothing")
+    fig.suptitle(
+        f"Trait vector quality per layer on contrastive data (variant {variant}); the test split chose nothing"
+    )
     fig.tight_layout()
     return fig
 
