@@ -43,11 +43,15 @@ if viewer_enabled():
         input:
             tokens=projected(L.token_scores),
             prompts=[L.prompts(s) for s in PROJECTED_SETS],
+            # the per-token control where the study keeps it: random directions' scores at every token
+            baselines=[L.baseline(v, s) for v, s in S.projected_pairs() if S.baseline_job(s).per_token],
+            sidecars=vector_files("sidecar"),
             models=[f for v in PROJECTED_VARIANTS for f in model_inputs(v)],
         output:
             **reported(L.viewer(), "Token viewer", page="token_viewer"),
         params:
             panels=projected(variant_set),
+            banded=[(v, s) for v, s in S.projected_pairs() if S.baseline_job(s).per_token],
             prompt_sets=PROJECTED_SETS,
             variants={v: S.variants[v] for v in PROJECTED_VARIANTS},
             comparisons=comparisons_of(S),

@@ -8,11 +8,12 @@ import re
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from browser import PANEL_JS, browser
 from conftest import REPO
 
 from traitscope.study import section
-from traitscope.viewer import Comparison, Panel, build_data, render, sample_ids, write_viewer
+from traitscope.viewer import Comparison, Panel, build_data, render, sample_ids, token_bands, write_viewer
 
 WORDS = ["The", " cat", " sat", " on", " the", " mat", ".", " Sure", ",", " here", " is", " how", " </script>", " <b>"]
 
@@ -67,7 +68,7 @@ def study_tables():
     return tables, prompts
 
 
-def build(tables, prompts, **viewer):
+def build(tables, prompts, bands=None, **viewer):
     settings = section("viewer", viewer)
     comparisons = [
         Comparison("ft vs base", (Panel("base", "base", "replay"), Panel("ft", "ft", "replay"))),
@@ -86,6 +87,13 @@ def build(tables, prompts, **viewer):
         comparisons,
         settings,
         seed=7,
+        bands=(
+            lambda panel, ids: token_bands(bands[panel], ids, {"safety/evil": "resid"}, settings.max_tokens)
+            if panel in bands
+            else {}
+        )
+        if bands
+        else None,
     )
 
 
@@ -286,3 +294,72 @@ def test_all_variants_views_are_relative_to_the_extraction_variant_not_the_alpha
     assert qa.note == "differences from base, the variant the trait vectors were extracted from"
     other = views["all variants on other"]
     assert other.panels[other.reference].variant == "backdoored" and "base was not captured on other" in other.note
+
+
+def _baseline(ids, lengths, n_random=20, seed=0):
+    """Per-token random scores of a panel, as the project stage writes them (rows in ``ids`` order)."""
+    from traitscope.core.artifacts import BaselineScores
+
+    rng = np.random.default_rng(seed)
+    offsets = np.r_[0, np.cumsum([lengths[i] for i in ids])]
+    return BaselineScores(
+        {
+            "token.layer_2": torch.tensor(rng.normal(size=(int(offsets[-1]), n_random)), dtype=torch.float32),
+            "response.offsets": torch.tensor(offsets),
+        },
+        {"ids": list(ids), "n_random": n_random, "seed": 0, "layers": [2]},
+    )
+
+
+def test_the_per_token_random_band_is_the_random_directions_percentiles_at_each_token(study_tables):
+    from traitscope.viewer import token_bands
+
+    ids = [f"q{i:02d}" for i in range(12)]
+    lengths = {i: 3 + (k % 5) for k, i in enumerate(ids)}
+    base = _baseline(ids, lengths)
+    shown = ["q05", "q01", "zz"]  # any order; 'zz' has no baseline row
+    bands = token_bands(base, shown, {"safety/evil": "resid", "safety/harm": "attn"}, max_tokens=4)
+    assert set(bands) == {("safety/evil", 2)}  # harm is read at attn: this baseline has no attn scores
+    x = base.tensors["token.layer_2"].numpy()
+    offsets = base.tensors["response.offsets"].numpy()
+    q05 = x[offsets[5] : offsets[6]][:4]
+    assert bands[("safety/evil", 2)]["lo"][0] == pytest.approx(np.percentile(q05, 5, axis=1), abs=1e-4)
+    assert bands[("safety/evil", 2)]["hi"][0] == pytest.approx(np.percentile(q05, 95, axis=1), abs=1e-4)
+    assert len(bands[("safety/evil", 2)]["lo"][1]) == lengths["q01"] == 4
+    assert bands[("safety/evil", 2)]["lo"][2] == [] and bands[("safety/evil", 2)]["hi"][2] == []
+    # in the page data: under the panel and every method of that trait and layer
+    tables, prompts = study_tables
+    data = build(tables, prompts, bands={("base", "replay"): base})
+    for method in ("mean_diff", "probe"):
+        assert set(data["bands"]["base|replay"]) >= {f"safety/evil|{method}|2"}
+    assert "ft|replay" not in data["bands"] and data["band"] == [5, 95]
+
+
+def test_the_page_fades_tokens_inside_the_random_band(study_tables, tmp_path):
+    tables, prompts = study_tables
+    ids = [f"q{i:02d}" for i in range(12)]
+    lengths = {i: 3 + (k % 5) for k, i in enumerate(ids)}
+    data = build(tables, prompts, bands={("base", "replay"): _baseline(ids, lengths, seed=3)})
+    write_viewer(tmp_path / "v.html", data)
+    band_js = """return [...document.querySelectorAll('.toks[data-panel="base|replay"] .tok')].map((s) => ({
+      score: Number(s.dataset.score), lo: s.dataset.lo === undefined ? null : Number(s.dataset.lo),
+      hi: s.dataset.hi === undefined ? null : Number(s.dataset.hi), faded: s.classList.contains('inband'),
+      title: s.title}));"""
+    with browser() as b:
+        b.open((tmp_path / "v.html").as_uri())
+        b.select("view", "single")
+        b.select("trait", "safety/evil")
+        b.select("layer", "2")
+        b.select("method", "mean_diff")
+        b.select("variant", "base")
+        b.select("set", "replay")
+        toks = b.js(band_js)
+        assert toks and all(t["lo"] is not None for t in toks)
+        assert all(t["faded"] == (t["lo"] <= t["score"] <= t["hi"]) for t in toks)
+        assert any(t["faded"] for t in toks) and not all(t["faded"] for t in toks)
+        assert "random directions here:" in toks[0]["title"] and "(5th-95th pct)" in toks[0]["title"]
+        b.select("variant", "ft")  # no band for this panel: nothing faded, nothing claimed
+        assert not any(
+            "random directions" in s for s in b.js("return [...document.querySelectorAll('.tok')].map((s) => s.title);")
+        )
+        assert b.console_errors() == []

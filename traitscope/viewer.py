@@ -83,6 +83,42 @@ def panel_data(
     return rows, scores
 
 
+BAND = (5, 95)
+"""The per-token random band: these percentiles of the random directions' scores at each token."""
+
+
+def token_bands(
+    baseline: Any, ids: list[str], sites: dict[str, str], max_tokens: int
+) -> dict[tuple[str, int], dict[str, list[list[float]]]]:
+    """Per (trait, layer) whose per-token random scores the panel's
+    :class:`~traitscope.core.artifacts.BaselineScores` holds at the trait's site: for each shown prompt (``ids``
+    order), the :data:`BAND` percentiles over the random directions of their scores at each of its first
+    ``max_tokens`` assistant-turn tokens (``lo``, ``hi``, 4 decimals). A token whose trait score lies inside the band
+    reads no more of the trait than a random direction reads there."""
+    from .core.artifacts import tensor_key  # torch: not at the Snakefile's parse
+
+    row = {str(i): k for k, i in enumerate(baseline.ids)}
+    offsets = baseline.tensors.get("response.offsets")
+    out: dict[tuple[str, int], dict[str, list[list[float]]]] = {}
+    if offsets is None:
+        return out
+    for trait, site in sorted(sites.items()):
+        for layer in baseline.meta.get("layers", []):
+            key = tensor_key("token", int(layer), site)
+            if key not in baseline.tensors:
+                continue
+            tokens = baseline.tensors[key].float().numpy()
+            lo, hi = [], []
+            for i in ids:
+                k = row.get(str(i))
+                x = tokens[int(offsets[k]) : int(offsets[k + 1])][:max_tokens] if k is not None else np.zeros((0, 1))
+                q = np.percentile(x, BAND, axis=1) if len(x) else np.zeros((2, 0))
+                lo.append([round(float(v), 4) for v in q[0]])
+                hi.append([round(float(v), 4) for v in q[1]])
+            out[(trait, int(layer))] = {"lo": lo, "hi": hi}
+    return out
+
+
 def colour_scale(scores: dict[str, dict[str, list[list[float]]]]) -> dict[str, float]:
     """Per (trait, method, layer): the 99th percentile of |score| over every shown token of every panel, so that
     all panels of one trait and layer share one colour scale."""
@@ -104,15 +140,18 @@ def build_data(
     settings: ViewerSettings,
     seed: int,
     title: str = "traitscope: trait scores token by token",
+    bands: Callable[[PanelKey, list[str]], dict[tuple[str, int], dict[str, list[list[float]]]]] | None = None,
 ) -> dict[str, Any]:
     """Everything the page shows. ``panel_ids`` holds the ids with per-token scores of each (variant, prompt
-    set); ``read(panel, ids)`` returns that panel's per-token rows and prompt rows for the shown ids."""
+    set); ``read(panel, ids)`` returns that panel's per-token rows and prompt rows for the shown ids; ``bands(panel,
+    ids)`` (:func:`token_bands`) the per-token random band of the panels that have one."""
     by_set: dict[str, set[str]] = {}
     for (_, pset), ids in panel_ids.items():
         by_set.setdefault(pset, set()).update(ids)
     samples = {pset: sample_ids(sorted(ids), settings.max_prompts, seed) for pset, ids in by_set.items()}
     prompts_of: dict[str, list[dict[str, Any]]] = {}
     scores_of: dict[str, dict[str, list[list[float]]]] = {}
+    bands_of: dict[str, dict[str, dict[str, list[list[float]]]]] = {}
     totals: dict[str, int] = {}
     combos: set[tuple[str, str, int]] = set()
     for panel in sorted(panel_ids):
@@ -123,6 +162,9 @@ def build_data(
         tokens, prompts = read(panel, ids)
         prompts_of[key], scores_of[key] = panel_data(tokens, prompts, ids, decoders[variant], settings.max_tokens)
         totals[key] = len(have)
+        for (trait, layer), band in (bands(panel, ids) if bands else {}).items():
+            for method in sorted(set(tokens["method"])) if len(tokens) else []:
+                bands_of.setdefault(key, {})[combo_key(trait, str(method), layer)] = band
         combos |= {
             (t, m, int(la))
             for t, m, la in tokens[["trait", "method", "layer"]].drop_duplicates().itertuples(index=False)
@@ -140,6 +182,8 @@ def build_data(
         "prompts": prompts_of,
         "scores": scores_of,
         "scale": colour_scale(scores_of),
+        "bands": bands_of,
+        "band": list(BAND),
         "comparisons": [
             {
                 "name": c.name,

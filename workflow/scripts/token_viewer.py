@@ -1,8 +1,9 @@
 """The per-token viewer: one self-contained HTML page from every per-token projection table."""
 
+from traitscope.core.artifacts import BaselineScores, TraitVectors, trait_sites
 from traitscope.core.chat import token_texts
 from traitscope.core.models import load_tokenizer
-from traitscope.viewer import build_data, read_panel, token_ids, write_viewer
+from traitscope.viewer import build_data, read_panel, token_bands, token_ids, write_viewer
 from traitscope.workflow.jobs import setup
 
 smk = snakemake  # noqa: F821 - injected by Snakemake
@@ -20,6 +21,8 @@ def decoder(variant):
 
 
 panel_ids = {panel: token_ids(fs) for panel, fs in files.items()}
+sites = trait_sites([TraitVectors.load_info(f) for f in smk.input.sidecars])
+baselines = {tuple(panel): f for panel, f in zip(p.banded, smk.input.baselines, strict=True)}
 data = build_data(
     panel_ids,
     lambda panel, ids: read_panel(files[panel], prompt_file[panel[1]], ids),
@@ -27,6 +30,9 @@ data = build_data(
     p.comparisons,
     p.viewer,
     p.seed,
+    bands=lambda panel, ids: token_bands(BaselineScores.load(baselines[panel]), ids, sites, p.viewer.max_tokens)
+    if panel in baselines
+    else {},
 )
 size = write_viewer(smk.output.page, data)
 shown = sum(len(v) for v in data["prompts"].values())
