@@ -161,8 +161,10 @@ def test_finetuned_variants_and_their_analyses(study):
     for trait, x in bd["traits"].items():
         rows = x["planted"]["rows"]
         assert len(rows) == 16 and x["planted"]["n_trigger"] == x["planted"]["n_control"] == 20, trait
-        assert [r["detected"] for r in rows if r["planted"] == "trait"][-1]  # a full norm along the trait is found
-        assert x["planted"]["detection_limit"] is not None
+        assert all(r["detected"] == (r["auc"] > r["random_auc_p95"]) for r in rows)  # the experiment's criterion
+        own = [r for r in rows if r["planted"] == "trait"]
+        assert own[-1]["auc"] > own[0]["auc"] and own[-1]["auc"] == 1.0  # planting more separates more
+    assert any(x["planted"]["detection_limit"] is not None for x in bd["traits"].values())
     tokens = pd.read_parquet(r / "backdoor/backdoored/token_auc.parquet")
     assert tokens["token_index"].min() == -1 and tokens["token_index"].max() == 3
     # every token, the last prompt token included, beside its random directions' 95th percentile
