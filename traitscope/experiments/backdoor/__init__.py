@@ -147,6 +147,30 @@ class Backdoor(Experiment):
                     ]
                 )
             out += table(["trait", "layer", f"{variant} AUC [95% CI]", "random p95", "beats", "base model AUC"], rows)
+            planted = [
+                [
+                    t,
+                    x["planted"],
+                    f"{x['coef']:g}",
+                    fmt(x["score_shift"]),
+                    fmt(x["auc"]),
+                    fmt(x["random_auc_p95"]),
+                    yes(x["detected"]),
+                ]
+                for t, r in sorted(b["traits"].items())
+                for x in (r.get("planted") or {}).get("rows", [])
+            ]
+            if planted:
+                out += [
+                    "",
+                    "Planted trigger direction (the positive control): the trigger rows' activations at the trait's "
+                    "layer plus coef x the mean activation norm there of the trait's own unit vector, or of a random "
+                    "one; detected: AUC above the random directions' 95th percentile (which saturates with the AUC).",
+                    "",
+                ]
+                out += table(
+                    ["trait", "planted", "coef (x norm)", "score shift", "AUC", "random p95", "detected"], planted
+                )
         return out
 
 
