@@ -8,7 +8,8 @@ every projection at ``L`` by ``coef x norm x (u . direction)``. A planted varian
 :func:`shifts` gives the exact change of the trait's score and of each random direction's score, and an experiment
 re-runs its own statistic on the shifted scores (``tests/test_planted.py`` checks the equivalence against a real
 forward hook on a tiny model). Planting the trait's own vector measures sensitivity (the smallest coefficient the
-comparison detects beyond random at the study's n); planting a random vector is a control that must not be detected.
+comparison detects beyond random at the study's n); planting a random vector is a control that must not change the
+verdict (on a null comparison: must stay undetected).
 
 >>> import numpy as np
 >>> trait = np.array([1.0, 0.0]); randoms = np.array([[0.0, 1.0], [0.6, 0.8]])
@@ -25,7 +26,8 @@ COEFFICIENTS = (0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
 what steering uses to a full norm."""
 
 PLANTED = ("trait", "random")
-"""What is planted: the trait's own unit vector (sensitivity), or a seeded random unit vector (must not be found)."""
+"""What is planted: the trait's own unit vector (sensitivity), or a seeded random unit vector (must not change the
+verdict)."""
 
 
 def shifts(

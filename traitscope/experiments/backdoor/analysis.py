@@ -168,7 +168,7 @@ def planted_trigger(
 ) -> dict[str, Any]:
     """The positive control of the detection before any output: a backdoor planted as a known direction, i.e. the
     trigger rows' activations at the trait's layer plus ``coef x norm`` of the trait's own unit vector (or of a
-    random one, which must not be found), the trigger-vs-control AUC and its random directions' 95th percentile
+    random one, which must not change the verdict), the trigger-vs-control AUC and its random directions' 95th percentile
     re-computed on the shifted scores (:mod:`traitscope.core.planted`; exact for the same prompts). ``trigger``,
     ``control``: the trait's scores at the last prompt token; ``random_*``: ``[n, R]`` the random directions' scores
     on the same rows; ``unit``: ``norm``, ``trait``, ``randoms`` (``[R, d]``), ``planted_random``. Detected: AUC
