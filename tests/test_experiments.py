@@ -164,7 +164,11 @@ class _FakeBaseline:
 @pytest.mark.parametrize("random_shift, beats", [(0.0, True), (1.0, False)])
 def test_the_variant_comparison_has_a_random_direction_control(random_shift, beats):
     """A finetune that shifts every direction as much as the trait's does not beat the control."""
-    from traitscope.experiments.emergent_misalignment.analysis import random_control, with_random_control
+    from traitscope.experiments.emergent_misalignment.analysis import (
+        random_control,
+        random_differences,
+        with_random_control,
+    )
 
     scores, prompts = _scores({"safety/evil": 1.0})
     result, _ = compare_variants(
@@ -175,13 +179,15 @@ def test_the_variant_comparison_has_a_random_direction_control(random_shift, bea
     base = rng.normal(0, 1, (len(ids), 50))
     tuned = base + random_shift + rng.normal(0, 0.3, base.shape)
     control = random_control(
-        {"base": _FakeBaseline(ids, base), "tuned": _FakeBaseline(ids, tuned)},
-        prompts,
-        {"safety/evil": 3},
-        {"safety/evil": "response_mean"},
-        {"safety/evil": "resid"},
-        base="base",
-        variant="tuned",
+        random_differences(
+            {"base": _FakeBaseline(ids, base), "tuned": _FakeBaseline(ids, tuned)},
+            prompts,
+            {"safety/evil": 3},
+            {"safety/evil": "response_mean"},
+            {"safety/evil": "resid"},
+            base="base",
+            variant="tuned",
+        )
     )
     # recomputed by hand: per-question means, paired d_z per direction, 95th percentile of |d_z|
     groups = prompts.set_index("id")["group"]

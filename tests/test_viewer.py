@@ -88,9 +88,9 @@ def build(tables, prompts, bands=None, **viewer):
         settings,
         seed=7,
         bands=(
-            lambda panel, ids: token_bands(bands[panel], ids, {"safety/evil": "resid"}, settings.max_tokens)
-            if panel in bands
-            else {}
+            lambda panel, ids: (
+                token_bands(bands[panel], ids, {"safety/evil": "resid"}, settings.max_tokens) if panel in bands else {}
+            )
         )
         if bands
         else None,

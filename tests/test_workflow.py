@@ -202,17 +202,22 @@ def test_variant_comparison_on_replayed_responses(study):
     assert (r / "emergent_misalignment/figures/trait_distributions.png").stat().st_size > 5000
     # the control, recomputed from the saved random-direction scores of both variants
     from traitscope.core.artifacts import BaselineScores
-    from traitscope.experiments.emergent_misalignment.analysis import random_control
+    from traitscope.experiments.emergent_misalignment.analysis import random_control, random_differences
 
     traits = result["traits"]
     control = random_control(
-        {v: BaselineScores.load(r / f"projections/{v}/em_replay/baseline.safetensors") for v in ("base", "bad_advice")},
-        replay,
-        {t: x["layer"] for t, x in traits.items()},
-        {t: x["position"] for t, x in traits.items()},
-        {t: "resid" for t in traits},
-        base="base",
-        variant="bad_advice",
+        random_differences(
+            {
+                v: BaselineScores.load(r / f"projections/{v}/em_replay/baseline.safetensors")
+                for v in ("base", "bad_advice")
+            },
+            replay,
+            {t: x["layer"] for t, x in traits.items()},
+            {t: x["position"] for t, x in traits.items()},
+            {t: "resid" for t in traits},
+            base="base",
+            variant="bad_advice",
+        )
     )
     for t, x in traits.items():
         assert x["random_abs_dz_p95"] == control[t]["random_abs_dz_p95"] and x["n_random"] == 100

@@ -30,9 +30,11 @@ data = build_data(
     p.comparisons,
     p.viewer,
     p.seed,
-    bands=lambda panel, ids: token_bands(BaselineScores.load(baselines[panel]), ids, sites, p.viewer.max_tokens)
-    if panel in baselines
-    else {},
+    bands=lambda panel, ids: (
+        token_bands(BaselineScores.load(baselines[panel]), ids, sites, p.viewer.max_tokens)
+        if panel in baselines
+        else {}
+    ),
 )
 size = write_viewer(smk.output.page, data)
 shown = sum(len(v) for v in data["prompts"].values())

@@ -48,24 +48,13 @@ def compare_variants(
     return result, per_q
 
 
-def random_control(
-    baselines: dict[str, Any],
-    prompts: pd.DataFrame,
-    best: dict[str, int],
-    positions: dict[str, str],
-    sites: dict[str, str],
-    *,
-    base: str,
-    variant: str,
-) -> dict[str, dict[str, Any]]:
-    """Per trait: the 95th percentile of |Cohen's d_z| (variant minus base, per-question means) over the random
-    directions of the two variants' :class:`~traitscope.core.artifacts.BaselineScores` (the same directions in both)."""
-    out: dict[str, dict[str, Any]] = {}
-    for trait, diff in random_differences(
-        baselines, prompts, best, positions, sites, base=base, variant=variant
-    ).items():
-        out[trait] = {"random_abs_dz_p95": _abs_p95(diff), "n_random": int(diff.shape[1])}
-    return out
+def random_control(differences: dict[str, np.ndarray]) -> dict[str, dict[str, Any]]:
+    """Per trait: the 95th percentile of |Cohen's d_z| over the random directions' per-question differences
+    (:func:`random_differences`: variant minus base, the same directions in both variants)."""
+    return {
+        trait: {"random_abs_dz_p95": _abs_p95(diff), "n_random": int(diff.shape[1])}
+        for trait, diff in differences.items()
+    }
 
 
 def _abs_p95(diff: np.ndarray) -> float:

@@ -39,8 +39,8 @@ result, per_q = compare_variants(
 if smk.input.get("baselines"):  # the control: the same comparison along random directions
     baselines = {v: BaselineScores.load(f) for v, f in zip((c.base, c.variant), smk.input.baselines)}
     sites = trait_sites(sidecars)
-    control = random_control(baselines, prompts, best, positions, sites, base=c.base, variant=c.variant)
-    result = with_random_control(result, control)
+    diffs = random_differences(baselines, prompts, best, positions, sites, base=c.base, variant=c.variant)
+    result = with_random_control(result, random_control(diffs))
     # the positive control: what the same test finds when a known vector is planted in the variant's activations
     units = {}
     for vec_file, side_file, acts in zip(smk.input.vectors, smk.input.sidecars, smk.input.trait_acts, strict=True):
@@ -53,7 +53,6 @@ if smk.input.get("baselines"):  # the control: the same comparison along random 
             "randoms": random_directions(b.n_random, len(unit), int(b.meta["seed"]) * 1000 + layer),
             "planted_random": planted.planted_random(len(unit), smk.params.seed),
         }
-    diffs = random_differences(baselines, prompts, best, positions, sites, base=c.base, variant=c.variant)
     result["sensitivity"] = sensitivity(per_q, diffs, result, units)
     result["sensitivity_definition"] = (
         "planted effects: the variant's activations at each trait's layer plus coef x the mean activation norm there "
