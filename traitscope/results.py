@@ -160,11 +160,12 @@ class Results:
             if tok is not None:  # each prompt's tokens decoded in sequence (token_texts: no U+FFFD halves)
                 first = df.drop_duplicates(["id", "token_index"]).sort_values(["id", "token_index"], kind="stable")
                 for i, g in first.groupby("id", sort=False):
-                    text.update(zip(((i, k) for k in g["token_index"]), token_texts(tok, g["token_id"])))
+                    keys = [(str(i), int(k)) for k in g["token_index"]]
+                    text.update(zip(keys, token_texts(tok, g["token_id"])))
             df.insert(
                 list(df.columns).index("token_id") + 1,
                 "token",
-                [text.get((i, k)) for i, k in zip(df["id"], df["token_index"])],
+                [text.get((str(i), int(k))) for i, k in zip(df["id"], df["token_index"])],
             )
         return self._joined(df, variant, prompt_set, response=False)
 

@@ -40,8 +40,8 @@ def score_table(summary: pd.DataFrame) -> pd.DataFrame:
     if summary.empty:
         return pd.DataFrame(columns=[*keys, "n", "mean", "sd", "q25", "median", "q75"])
     g = summary.groupby(keys, sort=True)["score"]
-    out = g.agg(n="size", mean="mean", sd="std").join(g.quantile([0.25, 0.5, 0.75]).unstack())
-    return out.rename(columns={0.25: "q25", 0.5: "median", 0.75: "q75"}).reset_index()
+    quartiles = {name: g.quantile(q) for name, q in (("q25", 0.25), ("median", 0.5), ("q75", 0.75))}
+    return g.agg(n="size", mean="mean", sd="std").assign(**quartiles).reset_index()
 
 
 def capture_counts(tables: dict[str, list[str | Path]]) -> dict[str, dict[str, int]]:

@@ -238,7 +238,7 @@ def summary(
                 entry["positions"][pos]["auc_minus_baseline"] = (
                     entry["positions"][pos][variant]["auc"] - entry["positions"][pos][baseline]["auc"]
                 )
-        variants = tokens["variant"].unique() if len(tokens) else []
+        variants: list[str] = [str(v) for v in tokens["variant"].unique()] if len(tokens) else []
         entry["onset_token"] = {v: onset(tokens, v, trait) for v in variants}
         entry["onset_token_beyond_random"] = {v: onset(tokens, v, trait, beyond_random=True) for v in variants}
         traits[trait] = entry

@@ -28,7 +28,7 @@ def versus_random(table: pd.DataFrame, alpha: float = 0.05) -> dict[str, Any]:
         return {"coefficients": [], "raises_beyond_random": None, "layer": None}
     layer = int(rand["layer"].iloc[0])
     trait = table[(table["vector"] == TRAIT) & (table["layer"] == layer)]
-    rows = []
+    rows: list[dict[str, Any]] = []
     for coef in sorted(c for c in rand["coef"].unique() if c != 0):
         t, r = trait[trait["coef"] == coef], rand[rand["coef"] == coef]
         if t.empty:
@@ -46,7 +46,7 @@ def versus_random(table: pd.DataFrame, alpha: float = 0.05) -> dict[str, Any]:
                 "n": int(len(t)),
             }
         )
-    beats = any(r["difference"] > 0 and (r["mannwhitney_p"] or 1.0) < alpha for r in rows)
+    beats = any(r["difference"] > 0 and r["mannwhitney_p"] is not None and r["mannwhitney_p"] < alpha for r in rows)
     return {
         "layer": layer,
         "alpha": alpha,
