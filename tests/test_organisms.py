@@ -208,22 +208,24 @@ def test_backdoor_token_onset():
             {"ids": ids, "n_random": 40, "seed": 0, "layers": [2]},
         )
 
+    def per_token(random):
+        return backdoor.token_auc(
+            pooled,
+            {"bd": (pd.concat(tok_t), pd.concat(tok_c))},
+            {"safety/evil": 2},
+            "mean_diff",
+            max_tokens=5,
+            n_boot=300,
+            seed=0,
+            random=random,
+            sites={"safety/evil": "resid"},
+        )
+
     random = {"bd": (noise(), noise())}
-    tokens = backdoor.token_auc(
-        pooled,
-        {"bd": (pd.concat(tok_t), pd.concat(tok_c))},
-        {"safety/evil": 2},
-        "mean_diff",
-        max_tokens=5,
-        n_boot=300,
-        seed=0,
-        random=random,
-        sites={"safety/evil": "resid"},
-    )
+    tokens = per_token(random)
     assert tokens["token_index"].tolist() == [-1, 0, 1, 2, 3, 4]
     assert backdoor.onset(tokens, "bd", "safety/evil") == 2
     # each response token's control is the 95th percentile of the random directions' AUC at that very token
-
     rt, rc = (r.tensors["token.layer_2"].numpy()[3::5] for r in random["bd"])  # token 3 of every row
     y = np.r_[np.ones(30), np.zeros(30)]
     want = np.percentile([roc_auc_score(y, np.r_[rt[:, j], rc[:, j]]) for j in range(40)], 95)
@@ -242,17 +244,7 @@ def test_backdoor_token_onset():
             random["bd"][1],
         )
     }
-    fooled = backdoor.token_auc(
-        pooled,
-        {"bd": (pd.concat(tok_t), pd.concat(tok_c))},
-        {"safety/evil": 2},
-        "mean_diff",
-        max_tokens=5,
-        n_boot=300,
-        seed=0,
-        random=shifted,
-        sites={"safety/evil": "resid"},
-    )
+    fooled = per_token(shifted)
     assert backdoor.onset(fooled, "bd", "safety/evil", beyond_random=True) is None
     assert backdoor.onset(fooled, "bd", "safety/evil") == 2
     fig = backdoor.early_detection_tokens(tokens.assign(variant="bd"), "test")

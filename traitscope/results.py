@@ -263,29 +263,31 @@ class Results:
 
     def experiment(self, name: str) -> dict[str, Any]:
         """An experiment's JSON result (:meth:`experiments` lists the names)."""
-        found = self.experiments()
-        if name not in found:
-            raise ResultsError(f"no result {name!r} in {self.root} (fix: use one of {sorted(found)})")
-        return dict(json.loads(found[name].read_text()))
+        return dict(json.loads(self._result(name).read_text()))
 
     def experiment_tables(self, name: str) -> list[str]:
         """The tables an experiment result wrote beside its JSON (the parquet files of its folder, by stem)."""
-        found = self.experiments()
-        if name not in found:
-            raise ResultsError(f"no result {name!r} in {self.root} (fix: use one of {sorted(found)})")
-        return sorted(f.stem for f in found[name].parent.glob("*.parquet"))
+        return _tables_in(self._result(name).parent)
 
     def experiment_table(self, name: str, table: str) -> pd.DataFrame:
         """One of an experiment's tables as a tidy frame, with the result's name in an ``experiment`` column:
         ``res.experiment_table("backdoor/backdoored", "token_auc")`` (the per-token AUCs beside their random
         control), ``res.experiment_table("external/advbench", "per_category")``. Every column is described in
         ``docs/results.md``; :meth:`experiment_tables` lists a result's tables."""
-        tables = self.experiment_tables(name)
+        folder = self._result(name).parent
+        tables = _tables_in(folder)
         if table not in tables:
             raise ResultsError(f"result {name!r} has no table {table!r} (fix: use one of {tables})")
-        df = pd.read_parquet(self.experiments()[name].parent / f"{table}.parquet")
+        df = pd.read_parquet(folder / f"{table}.parquet")
         df.insert(0, "experiment", name)
         return df
+
+    def _result(self, name: str) -> Path:
+        """The JSON file of result ``name``, or a one-line error listing the results on disk."""
+        found = self.experiments()
+        if name not in found:
+            raise ResultsError(f"no result {name!r} in {self.root} (fix: use one of {sorted(found)})")
+        return found[name]
 
     # ------------------------------------------------------------------------------------------------ helpers
     def tokenizer(self, variant: str) -> Any:
@@ -368,3 +370,8 @@ def _only(values: Iterable[str], what: str) -> str:
     if len(found) != 1:
         raise ResultsError(f"cannot tell the {what} ({found or 'none'}) (fix: name it)")
     return found[0]
+
+
+def _tables_in(folder: Path) -> list[str]:
+    """The tables an experiment result wrote beside its JSON: the parquet files of its folder, by stem."""
+    return sorted(f.stem for f in folder.glob("*.parquet"))

@@ -361,7 +361,7 @@ class BaselineScores(_RowTensors):
 
     Tensors: ``{position}.layer_<L>`` ``[n, R]`` per pooled position (last, mean, response_mean) and, where per-token
     scores are kept, ``token.layer_<L>`` ``[T, R]`` with ``response.offsets`` ``[n + 1]``. Column ``r`` at layer
-    ``L`` is the same direction in every prompt set (``methods.random_directions(R, d, seed * 1000 + L)``), so rows of
+    ``L`` is the same direction in every prompt set (:meth:`directions`), so rows of
     several sets can be compared. A trait read at an attention or MLP site has its baseline at that site, keyed
     ``{position}.{site}.layer_<L>`` (:func:`tensor_key`; the same directions). Metadata: ``ids``, ``n_random``,
     ``seed``, ``layers``.
@@ -370,6 +370,13 @@ class BaselineScores(_RowTensors):
     @property
     def n_random(self) -> int:
         return int(self.meta["n_random"])
+
+    def directions(self, layer: int, dim: int) -> np.ndarray:
+        """``[R, dim]`` the unit directions whose scores these are at ``layer``
+        (:func:`~traitscope.core.methods.baseline_directions`)."""
+        from .methods import baseline_directions
+
+        return baseline_directions(self.n_random, dim, int(self.meta["seed"]), layer)
 
     def _get(self, kind: str, layer: int, site: str) -> torch.Tensor:
         return self._require(

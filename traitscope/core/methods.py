@@ -122,3 +122,10 @@ def random_directions(n: int, dim: int, seed: int) -> np.ndarray:
     """``[n, dim]`` seeded random unit directions (Gaussian, normalised): the control baseline of an AUC."""
     r = np.random.default_rng(seed).standard_normal((n, dim))
     return (r / np.linalg.norm(r, axis=1, keepdims=True)).astype(np.float32)
+
+
+def baseline_directions(n: int, dim: int, seed: int, layer: int) -> np.ndarray:
+    """The ``[n, dim]`` random unit directions that the project stage scores at ``layer`` (the control of every
+    score-based verdict, :class:`~traitscope.core.artifacts.BaselineScores`): the same at that layer in every
+    prompt set and variant."""
+    return random_directions(n, dim, seed * 1000 + layer)

@@ -19,6 +19,9 @@ verdict (on a null comparison: must stay undetected).
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 import numpy as np
 
 COEFFICIENTS = (0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
@@ -37,6 +40,22 @@ def shifts(
     score (rows of ``randoms``, unit) when unit vector ``planted`` is added at ``coef x norm``."""
     step = coef * norm * np.asarray(planted, dtype=np.float64)
     return float(step @ np.asarray(trait, dtype=np.float64)), np.asarray(randoms, dtype=np.float64) @ step
+
+
+def unit(vectors: Any, method: str, layer: int, activations: str | Path, baseline: Any, seed: int) -> dict[str, Any]:
+    """What planting at a trait's ``layer`` needs, as the experiments' planted-effect functions take it: ``norm``
+    (the mean activation norm there over the trait's contrastive ``activations``, the steering unit), ``trait`` (the
+    scored unit vector of ``method``), ``randoms`` (the ``baseline``'s
+    :class:`~traitscope.core.artifacts.BaselineScores` directions at that layer) and ``planted_random``."""
+    from .sweep import trait_norms
+
+    u = vectors.unit(method, layer).double().numpy()
+    return {
+        "norm": trait_norms(activations, vectors, [layer])[layer],
+        "trait": u,
+        "randoms": baseline.directions(layer, len(u)),
+        "planted_random": planted_random(len(u), seed),
+    }
 
 
 def planted_random(dim: int, seed: int) -> np.ndarray:

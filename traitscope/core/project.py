@@ -26,7 +26,7 @@ from .architecture import SITES
 from .artifacts import ActivationShard, BaselineScores, TraitVectors, tensor_key
 from .errors import TraitscopeError
 from .layers import parse_layers
-from .methods import random_directions, segment_mean
+from .methods import baseline_directions, segment_mean
 from .specs import BaselineJob, ProjectSettings
 
 
@@ -124,7 +124,7 @@ def score_tensors(
     if baseline is not None and baseline.n_random > 0:
         token_baseline = baseline.per_token and has_resp
         for site, layer in needed_points(traits, job, shard.layers, n_layers):
-            r = torch.from_numpy(random_directions(baseline.n_random, shard.hidden_size, baseline.seed * 1000 + layer))
+            r = torch.from_numpy(baseline_directions(baseline.n_random, shard.hidden_size, baseline.seed, layer))
             for position in ("last", "mean"):
                 if position in positions:
                     out[baseline_key(layer, position, site)] = _project_each(

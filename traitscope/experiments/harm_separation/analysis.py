@@ -74,11 +74,12 @@ def check_separation(
     rand = random_directions(int(chosen.get("n_random", 100)), len(trait_dir), seed)
     rand *= np.where(rand @ trait_dir >= 0, 1.0, -1.0)[:, None]
     ph, pb = scores(harmful, best, rand.T), scores(harmless, best, rand.T)
-    random_aucs = column_aucs(y, np.vstack([ph, pb]))
+    random_scores = np.vstack([ph, pb])
+    random_aucs = column_aucs(y, random_scores)
     # negative control that must fail: the same rows with their harmful/harmless labels shuffled, against random
     # directions on those shuffled labels; a method that "separates" them would be reading something else
     y_shuffled = np.random.default_rng(seed).permutation(y)
-    shuffled = versus_random(auc(y_shuffled, s), column_aucs(y_shuffled, np.vstack([ph, pb])))
+    shuffled = versus_random(auc(y_shuffled, s), column_aucs(y_shuffled, random_scores))
     result = {
         "trait": sidecar["trait"],
         "model": sidecar["model"],

@@ -5,9 +5,7 @@ import pandas as pd
 from traitscope.core import planted, plots
 from traitscope.core.artifacts import BaselineScores, ShardFiles, TraitVectors, best_layers, trait_sites
 from traitscope.core.io import write_json, write_parquet
-from traitscope.core.methods import random_directions
 from traitscope.core.project import at_layer
-from traitscope.core.sweep import trait_norms
 from traitscope.experiments.backdoor import analysis as backdoor
 from traitscope.workflow.jobs import setup
 
@@ -72,13 +70,7 @@ if rt.n_random and "last" in positions:
     for vec_file, side_file, acts in zip(smk.input.vectors, smk.input.sidecars, smk.input.trait_acts, strict=True):
         vectors = TraitVectors.load(vec_file, side_file)
         trait, layer = vectors.trait, best[vectors.trait]
-        u = vectors.unit(bd.method, layer).double().numpy()
-        unit = {
-            "norm": trait_norms(acts, vectors, [layer])[layer],
-            "trait": u,
-            "randoms": random_directions(rt.n_random, len(u), int(rt.meta["seed"]) * 1000 + layer),
-            "planted_random": planted.planted_random(len(u), p.seed),
-        }
+        unit = planted.unit(vectors, bd.method, layer, acts, rt, p.seed)
 
         def last(df):
             d = at_layer(df, trait, layer, bd.method)

@@ -5,9 +5,7 @@ import pandas as pd
 from traitscope.core import planted, plots
 from traitscope.core.artifacts import BaselineScores, TraitVectors, best_layers, trait_sites
 from traitscope.core.io import read_parquets, write_json, write_parquet
-from traitscope.core.methods import random_directions
 from traitscope.core.project import pooled_scores
-from traitscope.core.sweep import trait_norms
 from traitscope.experiments.emergent_misalignment import analysis as emergent_misalignment
 from traitscope.experiments.emergent_misalignment.analysis import (
     compare_variants,
@@ -45,14 +43,8 @@ if smk.input.get("baselines"):  # the control: the same comparison along random 
     units = {}
     for vec_file, side_file, acts in zip(smk.input.vectors, smk.input.sidecars, smk.input.trait_acts, strict=True):
         vectors = TraitVectors.load(vec_file, side_file)
-        layer, b = best[vectors.trait], baselines[c.base]
-        unit = vectors.unit(c.method, layer).double().numpy()
-        units[vectors.trait] = {
-            "norm": trait_norms(acts, vectors, [layer])[layer],
-            "trait": unit,
-            "randoms": random_directions(b.n_random, len(unit), int(b.meta["seed"]) * 1000 + layer),
-            "planted_random": planted.planted_random(len(unit), smk.params.seed),
-        }
+        layer = best[vectors.trait]
+        units[vectors.trait] = planted.unit(vectors, c.method, layer, acts, baselines[c.base], smk.params.seed)
     result["sensitivity"] = sensitivity(per_q, diffs, result, units)
     result["sensitivity_definition"] = (
         "planted effects: the variant's activations at each trait's layer plus coef x the mean activation norm there "
