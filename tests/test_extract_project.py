@@ -249,6 +249,21 @@ def test_projection_is_scalar_projection_on_unit_vector():
     assert np.isnan(rm["b"])  # no tokens
     both, _ = project_shard(shard, [vectors], job("all", per_token=False), n_layers=2)
     assert set(both["layer"]) == {0, 1}
+    near, _ = project_shard(shard, [vectors], job("neighbours", per_token=False), n_layers=2)
+    assert set(near["layer"]) == {0, 1}  # the chosen layer 1 and its captured neighbour 0
+
+
+def test_neighbours_are_the_nearest_captured_layers_either_side():
+    from types import SimpleNamespace
+
+    from traitscope.core.project import ProjectionError, select_layers
+
+    at = SimpleNamespace(best_layer=6, trait="safety/x")
+    assert select_layers("neighbours", at, [0, 2, 6, 9, 12], 16) == [2, 6, 9]
+    assert select_layers("neighbours", at, [6, 7], 16) == [6, 7]
+    assert select_layers("best", at, [0, 2, 6, 9], 16) == [6]
+    with pytest.raises(ProjectionError, match="layer\\(s\\) \\[6\\] were not captured"):
+        select_layers("neighbours", at, [0, 2], 16)
 
 
 def _rows(shard: ActivationShard, lo: int, hi: int) -> ActivationShard:

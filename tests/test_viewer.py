@@ -68,7 +68,7 @@ def study_tables():
     return tables, prompts
 
 
-def build(tables, prompts, bands=None, **viewer):
+def build(tables, prompts, bands=None, chosen=None, **viewer):
     settings = section("viewer", viewer)
     comparisons = [
         Comparison("ft vs base", (Panel("base", "base", "replay"), Panel("ft", "ft", "replay"))),
@@ -94,6 +94,7 @@ def build(tables, prompts, bands=None, **viewer):
         )
         if bands
         else None,
+        chosen=chosen,
     )
 
 
@@ -226,6 +227,29 @@ def test_viewer_in_a_real_browser(study_tables, tmp_path):
         b.screenshot(tmp_path / "viewer.png")
         assert b.console_errors() == []
     assert (tmp_path / "viewer.png").stat().st_size > 10_000
+
+
+def test_the_layer_menu_opens_on_the_chosen_layer_and_marks_it(study_tables, tmp_path):
+    """Every projected layer is in the menu; each trait's layer chosen at extraction is selected when the trait
+    is (not the lowest layer) and labelled "(chosen)"; a layer picked by hand stays while the trait does."""
+    tables, prompts = study_tables
+    data = build(tables, prompts, chosen={"safety/evil": 3, "safety/harm": 2})
+    assert data["chosen"] == {"safety/evil": 3, "safety/harm": 2} and data["layers"]["safety/evil"] == [2, 3]
+    write_viewer(tmp_path / "v.html", data)
+    options = "return [...document.getElementById('layer').options].map((o) => o.textContent);"
+    with browser() as b:
+        b.open((tmp_path / "v.html").as_uri())
+        b.select("view", "single")
+        b.select("trait", "safety/evil")
+        assert b.js("return document.getElementById('layer').value;") == "3"
+        assert b.js(options) == ["2", "3 (chosen)"]
+        b.select("trait", "safety/harm")
+        assert b.js("return document.getElementById('layer').value;") == "2"
+        assert b.js(options) == ["2 (chosen)", "3"]
+        b.select("layer", "3")
+        b.select("method", "probe")
+        assert b.js("return document.getElementById('layer').value;") == "3"
+        assert b.console_errors() == []
 
 
 def test_ci_installs_the_browser():

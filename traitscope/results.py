@@ -361,7 +361,7 @@ def _explain_empty(frames: list[pd.DataFrame], wanted: dict[str, Any], what: str
             raise ResultsError(f"no {what} with {column}={value!r} (fix: {fix})")
     raise ResultsError(
         f"no {what} with {', '.join(f'{k}={v!r}' for k, v in wanted.items() if v is not None)} together (fix: each "
-        "exists, but not in one row: a trait is projected at its own layer unless project.layers lists more)"
+        "exists, but not in one row: a trait is projected at its chosen layer and its neighbours unless project.layers says otherwise)"
     )
 
 

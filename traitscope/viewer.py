@@ -141,10 +141,12 @@ def build_data(
     seed: int,
     title: str = "traitscope: trait scores token by token",
     bands: Callable[[PanelKey, list[str]], dict[tuple[str, int], dict[str, list[list[float]]]]] | None = None,
+    chosen: dict[str, int] | None = None,
 ) -> dict[str, Any]:
     """Everything the page shows. ``panel_ids`` holds the ids with per-token scores of each (variant, prompt
     set); ``read(panel, ids)`` returns that panel's per-token rows and prompt rows for the shown ids; ``bands(panel,
-    ids)`` (:func:`token_bands`) the per-token random band of the panels that have one."""
+    ids)`` (:func:`token_bands`) the per-token random band of the panels that have one; ``chosen`` each trait's
+    layer chosen at extraction (the layer menu opens on it and marks it)."""
     by_set: dict[str, set[str]] = {}
     for (_, pset), ids in panel_ids.items():
         by_set.setdefault(pset, set()).update(ids)
@@ -178,6 +180,7 @@ def build_data(
         "traits": traits,
         "methods": sorted({m for _, m, _ in combos}),
         "layers": {t: sorted({la for tt, _, la in combos if tt == t}) for t in traits},
+        "chosen": {t: int(la) for t, la in (chosen or {}).items() if t in traits},
         "panels": sorted(prompts_of),
         "prompts": prompts_of,
         "scores": scores_of,

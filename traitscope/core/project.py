@@ -40,7 +40,28 @@ def at_layer(scores: pd.DataFrame, trait: str, layer: int, method: str) -> pd.Da
 
 
 def select_layers(mode: Any, vectors: TraitVectors, captured: list[int], n_layers: int) -> list[int]:
-    wanted = [vectors.best_layer] if mode == "best" else parse_layers(mode, n_layers, "project.layers")
+    """The layers a trait is projected at under ``project.layers``.
+
+    ``"best"``: the layer chosen at extraction. ``"neighbours"`` (the default): the chosen layer and the nearest
+    captured layer on each side of it (one or two more), so a reader can see whether an effect is particular to
+    the chosen layer. Anything else is a layer spec (:func:`traitscope.core.layers.parse_layers`). The analyses
+    always read the chosen layer; the others are for the score tables, the viewer and :func:`open_results`.
+
+    >>> from types import SimpleNamespace
+    >>> select_layers("neighbours", SimpleNamespace(best_layer=4, trait="t"), [0, 2, 4, 6], 8)
+    [2, 4, 6]
+    >>> select_layers("neighbours", SimpleNamespace(best_layer=0, trait="t"), [0, 1, 2], 3)
+    [0, 1]
+    """
+    if mode in ("best", "neighbours"):
+        best = vectors.best_layer
+        wanted = [best]
+        if mode == "neighbours" and best in captured:
+            below = [la for la in captured if la < best]
+            above = [la for la in captured if la > best]
+            wanted = sorted({best, *below[-1:], *above[:1]})
+    else:
+        wanted = parse_layers(mode, n_layers, "project.layers")
     missing = sorted(set(wanted) - set(captured))
     if missing:
         raise ProjectionError(

@@ -287,7 +287,7 @@ def check_semantics(
             raise config_error("capture.keep_activations", f"unknown prompt set '{s}'", f"use one of {sorted(sets)}")
 
     proj = cfg["project"]
-    if proj["layers"] != "best":
+    if proj["layers"] not in ("best", "neighbours"):
         parse_layers(proj["layers"], dims[ext["variant"]].n_layers, "project.layers")
     for m in proj["methods"]:
         if m not in ext["methods"]:

@@ -1,6 +1,6 @@
 """The per-token viewer: one self-contained HTML page from every per-token projection table."""
 
-from traitscope.core.artifacts import BaselineScores, TraitVectors, trait_sites
+from traitscope.core.artifacts import BaselineScores, TraitVectors, best_layers, trait_sites
 from traitscope.core.chat import token_texts
 from traitscope.core.models import load_tokenizer
 from traitscope.viewer import build_data, read_panel, token_bands, token_ids, write_viewer
@@ -21,7 +21,8 @@ def decoder(variant):
 
 
 panel_ids = {panel: token_ids(fs) for panel, fs in files.items()}
-sites = trait_sites([TraitVectors.load_info(f) for f in smk.input.sidecars])
+sidecars = [TraitVectors.load_info(f) for f in smk.input.sidecars]
+sites = trait_sites(sidecars)
 baselines = {tuple(panel): f for panel, f in zip(p.banded, smk.input.baselines, strict=True)}
 data = build_data(
     panel_ids,
@@ -35,6 +36,7 @@ data = build_data(
         if panel in baselines
         else {}
     ),
+    chosen=best_layers(sidecars),
 )
 size = write_viewer(smk.output.page, data)
 shown = sum(len(v) for v in data["prompts"].values())
