@@ -28,6 +28,11 @@ def test_budget_counts_activations_and_scores_per_prompt(small_config):
     at_attn = pair_budget(load_config(small_config), "base", "benign_eval")
     assert at_attn.activation_bytes_per_prompt == 2 * 4 * 32 * 2 * (2 + 4) + TOKEN_EXTRA_BYTES * 4
     del small_config["traits"]["safety/evil"]["site"]
+    small_config["project"]["layers"] = "neighbours"  # the default: counted as three layers per trait
+    assert (
+        pair_budget(load_config(small_config), "base", "benign_eval").score_bytes_per_prompt
+        == 3 * (b.score_bytes_per_prompt - 100 * 2 * 3 * 4) + 100 * min(3 * 2, 4) * 3 * 4
+    )
     small_config["project"]["layers"] = "all"
     assert (
         pair_budget(load_config(small_config), "base", "benign_eval").score_bytes_per_prompt

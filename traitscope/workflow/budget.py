@@ -10,12 +10,14 @@ scores                  score rows: traits x methods x projected layers x (poole
                         SCORE_ROW_BYTES (a parquet row of id, trait, method, layer, position and a float32 score,
                         compressed); written by the stream capture (shard files) and by ``project`` (set table)
 random baseline         float32 scores of ``project.random_directions`` random directions at every projected layer
-                        (with ``project.layers: best``, up to one layer per trait) x (pooled positions + response
+                        (with ``project.layers: best``, up to one layer per trait; ``neighbours``, up to three) x
+                        (pooled positions + response
                         mean, + response tokens for the prefill attack's sets) x 4 bytes, beside the scores
 
 Response tokens per prompt are at most the prefill plus ``capture.generate.max_new_tokens``; the estimate takes
 that bound (replayed responses are counted at the same length), so it is an upper estimate for generated text.
-``project.layers: best`` projects one layer per trait.
+``project.layers: best`` projects one layer per trait, ``neighbours`` (the default) up to three: the chosen layer and the
+nearest captured layer on each side (counted as three, an upper estimate).
 """
 
 from __future__ import annotations
@@ -82,11 +84,12 @@ def pair_budget(study: Study, variant: str, pset: str, projected: bool = True) -
     pooled = len([p for p in cap.positions if p in ("last", "mean")])
     tokens = response_tokens(study)
     acts = prompt_activation_bytes(study, variant)
-    proj_layers = 1 if proj.layers == "best" else len(parse_layers(proj.layers, dims.n_layers, "project.layers"))
+    per_trait = {"best": 1, "neighbours": 3}.get(proj.layers) if isinstance(proj.layers, str) else None
+    proj_layers = per_trait or len(parse_layers(proj.layers, dims.n_layers, "project.layers"))
     score_positions = pooled + (1 if tokens else 0) + (tokens if proj.per_token else 0)
     scores = len(study.traits) * len(proj.methods) * proj_layers * score_positions * SCORE_ROW_BYTES
     base = study.baseline_job(pset)
-    random_layers = min(len(study.traits), dims.n_layers) if proj.layers == "best" else proj_layers
+    random_layers = min(per_trait * len(study.traits), dims.n_layers) if per_trait else proj_layers
     random_positions = pooled + (1 if tokens else 0) + (tokens if base.per_token else 0)
     scores += base.n_random * random_layers * random_positions * 4.0
     return Budget(
