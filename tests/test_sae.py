@@ -72,10 +72,38 @@ def test_save_writes_the_saelens_layout_and_round_trips(tmp_path):
     assert torch.equal(again.encode(x), sae.encode(x)) and again.W_dec.shape == (10, 6)
 
 
+def test_gemma_scope_params_npz_loads_as_jumprelu_on_the_raw_activation(tmp_path):
+    """Gemma Scope's layout (params.npz: W_enc, W_dec, b_enc, b_dec, threshold): a JumpReLU SAE that does not
+    subtract b_dec from its input; the folder or the file loads, a pickled array is refused."""
+    g = np.random.default_rng(0)
+    w = {
+        "W_enc": g.normal(size=(6, 10)).astype(np.float32),
+        "W_dec": g.normal(size=(10, 6)).astype(np.float32),
+        "b_enc": g.normal(size=10).astype(np.float32) * 0.1,
+        "b_dec": g.normal(size=6).astype(np.float32),
+        "threshold": np.full(10, 0.3, dtype=np.float32),
+    }
+    (tmp_path / "layer_3" / "width_16k").mkdir(parents=True)
+    np.savez(tmp_path / "layer_3" / "width_16k" / "params.npz", **w)
+    x = torch.randn(5, 6, generator=torch.Generator().manual_seed(1))
+    pre = x @ torch.from_numpy(w["W_enc"]) + torch.from_numpy(w["b_enc"])
+    for where in (tmp_path / "layer_3" / "width_16k", tmp_path / "layer_3" / "width_16k" / "params.npz"):
+        sae = SparseAutoencoder.load(where)
+        assert sae.architecture == "jumprelu" and not sae.apply_b_dec_to_input and (sae.d_in, sae.d_sae) == (6, 10)
+        assert torch.allclose(sae.encode(x), pre * (pre > 0.3))
+        assert torch.allclose(sae.decode(sae.encode(x)), sae.encode(x) @ sae.W_dec + torch.from_numpy(w["b_dec"]))
+    np.savez(tmp_path / "params.npz", **{k: v for k, v in w.items() if k != "threshold"})
+    with pytest.raises(SAEError, match=r"lacks \['threshold'\] \(fix: "):
+        SparseAutoencoder.load(tmp_path)
+    np.savez(tmp_path / "params.npz", **w, extra=np.array([{"code": 1}], dtype=object))
+    with pytest.raises(SAEError, match="not a readable .npz"):
+        SparseAutoencoder.load(tmp_path)
+
+
 @pytest.mark.parametrize(
     "broken, message",
     [
-        ("missing", "not a SAELens folder"),
+        ("missing", "not a SAELens folder (needs cfg.json and sae_weights.safetensors) nor a Gemma Scope one"),
         ("arch", "architecture 'gated' is not supported"),
         ("json", "malformed JSON at line"),
         ("keys", "lacks ['b_dec']"),

@@ -9,6 +9,9 @@ A SAELens SAE is a folder with ``cfg.json`` (``d_in``, ``d_sae``, ``architecture
 ``topk``      ``relu(pre)`` with all but the ``k`` largest entries per row set to 0
 ``jumprelu``  ``pre`` where ``pre > threshold``, else 0
 
+Gemma Scope's layout loads too: a folder (or the file itself) with ``params.npz`` holding the same five arrays, a
+JumpReLU SAE that encodes ``x`` without subtracting ``b_dec`` (read with ``allow_pickle=False``: no code runs).
+
 Decoding is ``f @ W_dec + b_dec``. Training (:func:`train_topk`) minimises the reconstruction MSE of a top-k SAE
 with Adam, decoder rows kept at unit norm, on a seeded shuffle of the rows; a held-out share of the rows gives the
 reported fraction of variance unexplained and the share of dead features (never active on held-out rows).
@@ -30,6 +33,7 @@ from ...core.progress import Progress
 
 ARCHITECTURES = ("standard", "topk", "jumprelu")
 WEIGHTS, CONFIG = "sae_weights.safetensors", "cfg.json"
+GEMMA_SCOPE = "params.npz"
 
 
 class SAEError(TraitscopeError):
@@ -94,11 +98,16 @@ class SparseAutoencoder:
 
     @classmethod
     def load(cls, folder: str | Path) -> SparseAutoencoder:
+        """A SAELens folder (``cfg.json`` + ``sae_weights.safetensors``) or Gemma Scope's ``params.npz`` (the
+        file, or a folder holding it)."""
         folder = Path(folder)
+        npz = folder if folder.suffix == ".npz" else folder / GEMMA_SCOPE
+        if npz.is_file() and not (folder / WEIGHTS).is_file():
+            return cls.load_gemma_scope(npz)
         if not (folder / CONFIG).is_file() or not (folder / WEIGHTS).is_file():
             raise SAEError(
-                f"{folder}: not a SAELens folder (needs {CONFIG} and {WEIGHTS}; fix: point sae.source at "
-                "the folder that holds them, or use sae.source: train)"
+                f"{folder}: not a SAELens folder (needs {CONFIG} and {WEIGHTS}) nor a Gemma Scope one (needs "
+                f"{GEMMA_SCOPE}) (fix: point sae.source at the folder that holds them, or use sae.source: train)"
             )
         try:
             cfg = json.loads((folder / CONFIG).read_text())
@@ -128,6 +137,42 @@ class SparseAutoencoder:
             threshold=tensors["threshold"].float() if "threshold" in tensors else None,
             apply_b_dec_to_input=bool(cfg.get("apply_b_dec_to_input", True)),
             cfg=cfg,
+        )
+
+    @classmethod
+    def load_gemma_scope(cls, path: str | Path) -> SparseAutoencoder:
+        """Gemma Scope's ``params.npz``: ``W_enc [d_in, d_sae]``, ``W_dec [d_sae, d_in]``, ``b_enc``, ``b_dec`` and
+        ``threshold``, a JumpReLU SAE applied to the raw activation (no ``b_dec`` subtracted)."""
+        import numpy as np
+
+        path = Path(path)
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                arrays = {k: torch.from_numpy(np.asarray(data[k], dtype=np.float32)) for k in data.files}
+        except (OSError, ValueError) as exc:
+            raise SAEError(f"{path}: not a readable .npz ({exc}) (fix: re-download the Gemma Scope SAE)") from exc
+        missing = {"W_enc", "b_enc", "W_dec", "b_dec", "threshold"} - set(arrays)
+        if missing:
+            raise SAEError(
+                f"{path} lacks {sorted(missing)} (fix: a Gemma Scope SAE stores W_enc, b_enc, W_dec, "
+                "b_dec and threshold)"
+            )
+        d_in, d_sae = arrays["W_enc"].shape
+        if arrays["W_dec"].shape != (d_sae, d_in) or arrays["threshold"].shape != (d_sae,):
+            raise SAEError(
+                f"{path}: W_enc {tuple(arrays['W_enc'].shape)} does not match W_dec "
+                f"{tuple(arrays['W_dec'].shape)} and threshold {tuple(arrays['threshold'].shape)} "
+                "(fix: re-download the Gemma Scope SAE)"
+            )
+        return cls(
+            arrays["W_enc"],
+            arrays["b_enc"],
+            arrays["W_dec"],
+            arrays["b_dec"],
+            architecture="jumprelu",
+            threshold=arrays["threshold"],
+            apply_b_dec_to_input=False,
+            cfg={"format": "gemma_scope", "source": str(path)},
         )
 
 
