@@ -104,7 +104,7 @@ def test_parse_score():
     assert np.isnan(parse_score("REFUSAL")) and np.isnan(parse_score("no idea"))
 
 
-def test_judge_cache_retries_and_accounting(tmp_path, monkeypatch):
+def test_judge_cache_retries_and_accounting(tmp_path, monkeypatch, caplog):
     import litellm
 
     monkeypatch.setenv("OPENAI_API_KEY", "sk-secret-key-123")
@@ -122,6 +122,18 @@ def test_judge_cache_retries_and_accounting(tmp_path, monkeypatch):
     assert len(fake.calls) == 2 + 4  # two failures retried, then four scores
     again = judge.score(items)
     assert again["cached"].all() and len(fake.calls) == 6  # all from the disk cache
+    # an entry that does not hold what its name says (edited, or another entry copied over it) is asked again
+    entries = sorted(tmp_path.glob("*.json"))
+    assert len(entries) == 4
+    calls = len(fake.calls)
+    entries[0].write_text(entries[1].read_text())
+    entries[2].write_text(entries[2].read_text().replace('"text": "', '"text": "7'))
+    entries[3].write_text("{not json")
+    with caplog.at_level("WARNING", logger="traitscope.core.judge"):
+        redone = judge.score(items)
+    assert len(fake.calls) == calls + 3 and redone["trait_score"].tolist() == [12, 12]
+    assert sum("does not hold what its key names" in r.message for r in caplog.records) == 3
+    assert judge.score(items)["cached"].all() and len(fake.calls) == calls + 3  # repaired entries read back
     other_rubric = judge.ask("Different rubric {question} {answer}", question="q1", answer="a1")
     assert not other_rubric["cached"]
     assert all("sk-secret" not in p.read_text() for p in tmp_path.glob("*.json"))

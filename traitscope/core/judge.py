@@ -2,7 +2,9 @@
 
 * any litellm model name from the config (``openai/gpt-4o-mini``, ``anthropic/...``); API keys come from
   the environment only and are never written to results or logs;
-* a disk cache: one JSON file per (model, prompt, response, rubric), written atomically;
+* a disk cache: one JSON file per (model, prompt, response, rubric), written atomically, named by that content's
+  hash, which it records; an entry whose key or score does not match is warned about and asked again (litellm's own
+  cache keys the request but checks nothing on read, so it is not used);
 * retries with exponential backoff, bounded concurrency (a thread pool), and token and cost
   accounting in every row;
 * ``traitscope/offline-judge``: a judge that needs no network, registered as a litellm custom
@@ -310,13 +312,33 @@ class Judge:
         )
         path = Path(self.cache_dir) / f"{key}.json" if self.cache_dir else None
         if path is not None and path.exists():
-            cached = read_json(path)
-            return {**cached, "score": float("nan") if cached.get("score") is None else cached["score"], "cached": True}
+            cached = self._verified(path, key)
+            if cached is not None:
+                score = cached.get("score")
+                return {**cached, "score": float("nan") if score is None else score, "cached": True}
         result = self._call(rubric.format(**fields))
         result["score"] = parse_score(result["text"])
         if path is not None:
-            write_json(path, result)
+            write_json(path, {**result, "key": key})
         return {**result, "cached": False}
+
+    @staticmethod
+    def _verified(path: Path, key: str) -> dict[str, Any] | None:
+        """A cache entry whose recorded key is its name's and whose score is what its text parses to; anything else
+        (a file edited or damaged by hand, another entry copied over it) is warned about and asked again. Entries
+        written before keys were recorded are taken as they are."""
+        try:
+            cached = read_json(path)
+            ok = isinstance(cached, dict) and cached.get("key", key) == key and "text" in cached
+            if ok:
+                parsed, score = parse_score(str(cached["text"])), cached.get("score")
+                ok = (score is None and parsed != parsed) or (score is not None and parsed == float(score))
+        except (ValueError, TypeError):
+            ok = False
+        if not ok:
+            log.warning("judge cache entry %s does not hold what its key names; asking the judge again", path)
+            return None
+        return {k: v for k, v in cached.items() if k != "key"}
 
     def score(self, items: list[dict[str, str]]) -> pd.DataFrame:
         """``items``: dicts with question, answer, trait, description. One row per item."""
