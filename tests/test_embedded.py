@@ -125,3 +125,7 @@ def test_embedded_default_results_all(tmp_path):
     assert not problems, "docs/measurements.md is stale (fix: python -m traitscope.measure <results>):\n" + "\n".join(
         problems[:20]
     )
+    # the quickstart notebook is stored with its outputs on these results: it still shows what they hold
+    from stored_outputs import assert_runs_as_stored
+
+    assert_runs_as_stored(REPO / "notebooks" / "quickstart.ipynb", {"TRAITSCOPE_RESULTS": str(results)}, str(results))

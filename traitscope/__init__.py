@@ -9,7 +9,35 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 from .core.errors import ConfigError, TraitscopeError, __version__, first_line
 
-__all__ = ["ConfigError", "TraitscopeError", "__version__", "first_line", "open_results"]
+__all__ = [
+    "ConfigError",
+    "TraitscopeError",
+    "__version__",
+    "first_line",
+    "open_results",
+    # the live-model API (traitscope.api), imported on first use so that ``import traitscope`` stays light
+    "LiveModel",
+    "load_model",
+    "prompt_set",
+    "capture",
+    "extract",
+    "project",
+    "random_aucs",
+    "steer",
+    "ablate",
+    "generate",
+    "judge",
+    "export",
+]
+_API = frozenset(__all__[5:])
+
+
+def __getattr__(name: str):  # noqa: ANN202
+    if name in _API:
+        from . import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'traitscope' has no attribute {name!r}")
 
 
 def open_results(results_dir: str | os.PathLike[str] = "results", workdir: str | os.PathLike[str] | None = None):  # noqa: ANN201

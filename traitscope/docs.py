@@ -1,7 +1,10 @@
-"""The configuration reference, generated from the schema so that it cannot drift from what start-up validates.
+"""The configuration reference, generated from the schema so that it cannot drift from what start-up validates; and
+the Python API reference, generated from the docstrings by pdoc.
 
-python -m traitscope.docs            # write docs/configuration.md
-python -m traitscope.docs --check    # exit 1 when docs/configuration.md is not what the schema gives
+python -m traitscope.docs                # write docs/configuration.md
+python -m traitscope.docs --check        # exit 1 when docs/configuration.md is not what the schema gives
+python -m traitscope.docs --api build/api  # the API reference as HTML (open build/api/index.html); any warning
+                                         # while building it is an error
 """
 
 from __future__ import annotations
@@ -111,10 +114,45 @@ def _examples(section: str) -> list[str]:
     return out
 
 
+API_MODULES = (
+    "traitscope.api",
+    "traitscope.results",
+    "traitscope.core.artifacts",
+    "traitscope.core.export",
+    "traitscope.core.steering",
+    "traitscope.core.hooks",
+    "traitscope.core.extract",
+    "traitscope.core.project",
+    "traitscope.core.planted",
+    "traitscope.core.judge",
+)
+"""The modules of the API reference: the live-model API, the results reader, and the core they call (not
+``core.capture`` and ``core.methods``: pdoc cannot resolve the postponed annotations of their NamedTuples)."""
+
+
+def build_api(out: str | Path) -> Path:
+    """The API reference of :data:`API_MODULES` as HTML under ``out`` (pdoc, reStructuredText docstrings); a
+    warning while building it (a docstring pdoc cannot render, a module that does not import) raises."""
+    import warnings
+
+    import pdoc
+    import pdoc.render
+
+    pdoc.render.configure(docformat="restructuredtext", show_source=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        pdoc.pdoc(*API_MODULES, output_directory=Path(out))
+    return Path(out) / "index.html"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--check", action="store_true")
+    parser.add_argument("--api", metavar="FOLDER", help="write the API reference (HTML) into FOLDER")
     args = parser.parse_args(argv)
+    if args.api:
+        print(f"wrote {build_api(args.api)}")
+        return 0
     text = render()
     if args.check:
         if not DOC.is_file() or DOC.read_text(encoding="utf-8") != text:

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any, Self
 
 import numpy as np
+import pandas as pd
 import torch
 
 from .errors import TraitscopeError
@@ -109,6 +110,22 @@ class TraitVectors:
 
     def metrics(self, method: str, layer: int) -> dict[str, Any]:
         return next(v["metrics"] for v in self.info["vectors"] if v["method"] == method and v["layer"] == layer)
+
+    def table(self) -> pd.DataFrame:
+        """Every vector's held-out metrics as one tidy frame: method, layer, chosen (the layer and method the
+        study reads), test AUC, its random-direction control (``random_auc_p95``, ``beats_random``) and the rest of
+        the sidecar's metrics."""
+        best = self.info.get("best") or {}
+        rows = [
+            {
+                "method": v["method"],
+                "layer": int(v["layer"]),
+                "chosen": v["method"] == best.get("method") and int(v["layer"]) == best.get("layer"),
+                **v["metrics"],
+            }
+            for v in self.info.get("vectors") or []
+        ]
+        return pd.DataFrame(rows)
 
     def save(self, vectors_path: PathLike, sidecar_path: PathLike) -> None:
         write_json(sidecar_path, self.info)

@@ -3,21 +3,13 @@ capture.stream set (rule capture_stream), project them onto the trait vectors ch
 
 import pandas as pd
 
+from traitscope.api import load_model
 from traitscope.core.artifacts import ActivationShard, TraitVectors
-from traitscope.core.capture import (
-    CaptureError,
-    capture_meta,
-    capture_shard,
-    iter_chunks,
-    model_fingerprint,
-    responses_table,
-)
+from traitscope.core.capture import CaptureError, capture_meta, capture_shard, iter_chunks, responses_table
 from traitscope.core.chat import special_text_rows
 from traitscope.core.dims import context_length
 from traitscope.core.io import file_sha256, write_parquet
-from traitscope.core.models import load_model
 from traitscope.core.project import needed_layers, needed_sites, score_tensors, write_scores
-from traitscope.core.sources import resolve_model_path
 from traitscope.workflow.jobs import setup
 
 smk = snakemake  # noqa: F821 - injected by Snakemake
@@ -28,8 +20,8 @@ shard = w.get("shard")
 if shard is not None:
     df = df[df["shard"] == int(shard)].reset_index(drop=True)
 label = " ".join(str(v) for v in w)
-model, tokenizer = load_model(p.variant, key=f"variants.{w.variant}")
-fingerprint = model_fingerprint(p.variant, resolve_model_path(p.variant.model), tokenizer)
+lm = load_model(p.variant, key=f"variants.{w.variant}")  # the notebook's loader (traitscope.api)
+model, tokenizer, fingerprint = lm.model, lm.tokenizer, lm.fingerprint()
 job, reduce, reduce_key = p.job, None, None
 if smk.rule == "capture_stream":  # hook only the layers and sites some trait is projected at
     traits = [TraitVectors.load(v, s) for v, s in zip(smk.input.vectors, smk.input.sidecars)]
