@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -202,3 +203,116 @@ def test_top_tokens_are_the_most_active_response_tokens():
     )
     assert [t["token"] for t in out[0]] == ["<11>", "<12>"] and out[0][0]["id"] == "a:x"
     assert [t["token"] for t in out[1]] == ["<12>"]  # inactive tokens are not listed
+
+
+def fake_sae_lens(monkeypatch, releases):
+    """SAELens's registry as the package exposes it (get_pretrained_saes_directory -> release -> lookup), offline."""
+    import sys
+    import types
+    from dataclasses import dataclass
+
+    @dataclass
+    class PretrainedSAELookup:
+        release: str
+        repo_id: str
+        model: str
+        conversion_func: str | None
+        saes_map: dict
+
+    module = types.ModuleType("sae_lens")
+    module.get_pretrained_saes_directory = lambda: {r: PretrainedSAELookup(r, *v) for r, v in releases.items()}
+    monkeypatch.setitem(sys.modules, "sae_lens", module)
+
+
+def test_saelens_release_ids_resolve_through_its_registry_to_the_hub(tmp_path, monkeypatch):
+    """``saelens:<release>/<sae_id>`` becomes the release's repository and the SAE's path there, downloaded as
+    ``hub:`` is (here a local snapshot), in SAELens's layout or Gemma Scope's; unknown names and formats this loader
+    cannot read are one line each."""
+    import huggingface_hub
+
+    from traitscope.experiments.sae.sources import resolve_source, saelens_hub
+
+    fake_sae_lens(
+        monkeypatch,
+        {
+            "gpt2-small-res-jb": (
+                "jbloom/GPT2-Small-SAEs-Reformatted",
+                "gpt2",
+                None,
+                {"blocks.3.hook_resid_pre": "blocks.3.hook_resid_pre"},
+            ),
+            "gemma-scope-2b-pt-res": (
+                "google/gemma-scope-2b-pt-res",
+                "gemma-2-2b",
+                "gemma_2",
+                {"layer_3/width_16k/average_l0_71": "layer_3/width_16k/average_l0_71"},
+            ),
+            "other-format": ("someone/saes", "llama", "dictionary_learning_1", {"l3": "l3"}),
+        },
+    )
+    assert saelens_hub("saelens:gpt2-small-res-jb/blocks.3.hook_resid_pre") == (
+        "hub:jbloom/GPT2-Small-SAEs-Reformatted/blocks.3.hook_resid_pre"
+    )
+    asked = []
+
+    def snapshot(repo, allow_patterns=None):
+        asked.append((repo, allow_patterns))
+        return str(tmp_path / repo.replace("/", "--"))
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", snapshot)
+    w = saelens_folder(tmp_path / "jbloom--GPT2-Small-SAEs-Reformatted" / "blocks.3.hook_resid_pre", "standard")
+    folder = resolve_source("saelens:gpt2-small-res-jb/blocks.{layer}.hook_resid_pre", 3)
+    assert asked[-1] == ("jbloom/GPT2-Small-SAEs-Reformatted", ["blocks.3.hook_resid_pre/*"])
+    assert torch.equal(SparseAutoencoder.load(folder).W_enc, w["W_enc"])
+    npz = tmp_path / "google--gemma-scope-2b-pt-res" / "layer_3" / "width_16k" / "average_l0_71"
+    npz.mkdir(parents=True)
+    np.savez(
+        npz / "params.npz",
+        W_enc=np.ones((4, 6)),
+        W_dec=np.ones((6, 4)),
+        b_enc=np.zeros(6),
+        b_dec=np.zeros(4),
+        threshold=np.ones(6),
+    )
+    sae = SparseAutoencoder.load(
+        resolve_source("saelens:gemma-scope-2b-pt-res/layer_{layer}/width_16k/average_l0_71", 3)
+    )
+    assert sae.architecture == "jumprelu" and sae.d_sae == 6
+    for spec, message in (
+        ("saelens:nope/x", "SAELens has no release 'nope'"),
+        ("saelens:gpt2-small-res-jb/blocks.9.x", "release gpt2-small-res-jb has no SAE 'blocks.9.x'"),
+        ("saelens:other-format/l3", "stored in the 'dictionary_learning_1' format"),
+    ):
+        with pytest.raises(SAEError, match=re.escape(message)) as info:
+            resolve_source(spec, 3)
+        assert "(fix: " in str(info.value) and "\n" not in str(info.value)
+
+
+def test_saelens_sources_without_the_package_say_how_to_get_it(monkeypatch):
+    import sys
+
+    from traitscope.experiments.sae.sources import resolve_source
+
+    for name in (
+        "sae_lens",
+        "sae_lens.loading.pretrained_saes_directory",
+        "sae_lens.toolkit.pretrained_saes_directory",
+    ):
+        monkeypatch.setitem(sys.modules, name, None)  # import fails
+    with pytest.raises(SAEError, match=r"needs SAELens's registry of releases \(fix: pip install sae-lens"):
+        resolve_source("saelens:gpt2-small-res-jb/blocks.3.hook_resid_pre", 3)
+
+
+def test_the_workflow_waits_for_the_files_of_a_local_sae_in_either_layout(tmp_path):
+    from traitscope.experiments.sae.sources import is_remote, local_files
+
+    saelens_folder(tmp_path / "lens")
+    (tmp_path / "scope").mkdir()
+    np.savez(tmp_path / "scope" / "params.npz", W_enc=np.ones((2, 2)))
+    assert local_files(str(tmp_path / "lens")) == [
+        str(tmp_path / "lens/cfg.json"),
+        str(tmp_path / "lens/sae_weights.safetensors"),
+    ]
+    assert local_files(str(tmp_path / "scope")) == [str(tmp_path / "scope/params.npz")]
+    assert local_files(str(tmp_path / "scope/params.npz")) == [str(tmp_path / "scope/params.npz")]
+    assert is_remote("hub:a/b/c") and is_remote("saelens:r/s") and not is_remote(str(tmp_path))

@@ -16,6 +16,7 @@ from ...core.layers import parse_layers
 from ...workflow.checks import config_error
 from ...workflow.experiment import Experiment, Finding, StudyView
 from ...workflow.tables import fmt, table, yes
+from .sources import is_remote, local_files
 
 if TYPE_CHECKING:
     from ...workflow.layout import Layout
@@ -105,19 +106,20 @@ class Sae(Experiment):
         return {"layer": int(layer), **{k: getattr(s, k) for k in TRAINING}}
 
     def sources(self, lay: Layout, s: SaeSettings) -> dict[int, str]:
-        """Layer -> where its SAE comes from: the trained folder, a local SAELens folder, or hub:<repo>/<path>."""
+        """Layer -> where its SAE comes from: the trained folder, a local SAELens or Gemma Scope folder, hub:<repo>/<path>
+        or saelens:<release>/<sae_id> (:mod:`.sources`)."""
         if s.source == "train":
             return {layer: posixpath.dirname(self.trained(lay, layer)["config"]) for layer in s.layers}
         return {layer: s.source.format(layer=layer) for layer in s.layers}
 
     def source_files(self, lay: Layout, s: SaeSettings) -> list[str]:
-        """The files of every SAE the comparisons load (none for a hub source: it is downloaded)."""
+        """The files of every SAE the comparisons load (none for a hub or SAELens source: it is downloaded)."""
         files: list[str] = []
         for layer, src in self.sources(lay, s).items():
             if s.source == "train":
                 files += [self.trained(lay, layer)[k] for k in ("config", "weights", "training")]
-            elif not src.startswith("hub:"):
-                files += [posixpath.join(src, "cfg.json"), posixpath.join(src, "sae_weights.safetensors")]
+            elif not is_remote(src):
+                files += local_files(src)
         return files
 
     # ---- what it writes

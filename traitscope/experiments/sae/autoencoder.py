@@ -27,17 +27,13 @@ from typing import Any
 
 import torch
 
-from ...core.errors import TraitscopeError
 from ...core.io import read_safetensors, write_json, write_safetensors
 from ...core.progress import Progress
+from .sources import CONFIG, GEMMA_SCOPE, WEIGHTS, SAEError, resolve_source
+
+__all__ = ["SAEError", "SparseAutoencoder", "resolve_source", "train_topk"]
 
 ARCHITECTURES = ("standard", "topk", "jumprelu")
-WEIGHTS, CONFIG = "sae_weights.safetensors", "cfg.json"
-GEMMA_SCOPE = "params.npz"
-
-
-class SAEError(TraitscopeError):
-    pass
 
 
 @dataclass
@@ -174,26 +170,6 @@ class SparseAutoencoder:
             apply_b_dec_to_input=False,
             cfg={"format": "gemma_scope", "source": str(path)},
         )
-
-
-def resolve_source(source: str, layer: int) -> Path:
-    """The folder of the SAE for ``layer``: ``source`` with ``{layer}`` filled in; ``hub:<owner>/<repo>[/<path>]``
-    is downloaded (only that path) with huggingface_hub."""
-    spec = source.format(layer=layer)
-    if spec.startswith("hub:"):
-        parts = spec[4:].split("/")
-        repo, sub = "/".join(parts[:2]), "/".join(parts[2:])
-        from huggingface_hub import snapshot_download
-
-        try:
-            root = snapshot_download(repo, allow_patterns=[f"{sub}/*"] if sub else None)
-        except Exception as exc:  # noqa: BLE001 - any hub failure becomes one line with the fix
-            raise SAEError(
-                f"sae.source {spec}: download failed ({type(exc).__name__}: {exc}) (fix: check the repo "
-                "and path, or download it and give the local folder)"
-            ) from exc
-        return Path(root) / sub
-    return Path(spec)
 
 
 # ------------------------------------------------------------------------------------------------ training

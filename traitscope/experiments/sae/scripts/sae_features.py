@@ -7,8 +7,9 @@ from traitscope.core.artifacts import ActivationShard, TraitVectors, tensor_key
 from traitscope.core.io import read_json, safetensors_keys, write_json
 from traitscope.core.models import load_tokenizer
 from traitscope.experiments.sae import features
-from traitscope.experiments.sae.autoencoder import SparseAutoencoder, resolve_source
+from traitscope.experiments.sae.autoencoder import SparseAutoencoder
 from traitscope.experiments.sae.features import compare_at_layer
+from traitscope.experiments.sae.sources import is_remote, resolve_source
 from traitscope.workflow.jobs import setup
 
 smk = snakemake  # noqa: F821 - injected by Snakemake
@@ -32,7 +33,7 @@ tok = load_tokenizer(p.variant, key=f"variants.{c.a_variant}")
 decode = functools.lru_cache(maxsize=None)(lambda i: tok.decode([i]))
 layers = []
 for layer, src in p.sources.items():
-    sae = SparseAutoencoder.load(resolve_source(src, layer) if src.startswith("hub:") else src)
+    sae = SparseAutoencoder.load(resolve_source(src, layer) if is_remote(src) else src)
     # the SAE reads the residual stream: traits read at an attn/mlp site are left out of the comparison (logged)
     dirs = {
         v.trait: v.get(v.best_method, layer).numpy() for v in vectors if layer in v.info["layers"] and v.site == "resid"
