@@ -151,7 +151,7 @@ def test_killed_training_resumes_to_the_same_adapter(tiny_model_dir, tmp_path, c
     capsys.readouterr()
     (history, _), _ = _train(tiny_model_dir, tmp_path, tmp_path / "resumed", tmp_path / "ckpt_b")
     lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("[finetune]")]
-    trained = [int(line.split()[2].split("/")[0]) for line in lines if "(loss" in line]  # progress of trained steps
+    trained = [int(line.split()[2].split("/")[0]) for line in lines if ", loss " in line]  # progress of trained steps
     assert lines[0] == "[finetune] resumed at 4/18 steps" and min(trained) > 4  # trained only the steps after 4
     a, _ = read_safetensors(tmp_path / "straight" / "adapter_model.safetensors")
     b, _ = read_safetensors(tmp_path / "resumed" / "adapter_model.safetensors")

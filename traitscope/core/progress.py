@@ -1,7 +1,12 @@
-"""Progress of a long job, written for log files: a text bar line at each tenth of the work (or at most every
+"""Progress of a long job, written for log files: a bar line at each tenth of the work (or at most every
 ``min_interval`` seconds), never a carriage-return animation, then one summary line.
 
-    [capture base/harmful_eval shard-0] [######..............] 96/320 prompts 30% 41s, ~96s left
+    [capture base/harmful_eval shard-0] [######..............] 96/320 prompts 30% 00:41<01:36, 2.34 prompts/s
+
+The line is tqdm's (``tqdm.format_meter``: elapsed, remaining and rate, the rate of this run only when it resumed);
+when a line is written is ours: tqdm writes on a time interval with carriage returns, which in a SLURM job log is
+either one overwritten line or thousands of lines; here a long job writes at most ten lines plus one per
+``min_interval``, each a whole line.
 """
 
 from __future__ import annotations
@@ -38,14 +43,24 @@ class Progress:
         print(f"[{self.label}] {text}", file=self.stream or sys.stderr, flush=True)
 
     def line(self, note: str = "") -> str:
-        frac = self.done / self.total if self.total else 1.0
-        filled = int(round(frac * WIDTH))
-        elapsed = self.clock() - self.started
-        ran = self.done - self.resumed  # units done by this run: the rate of the estimate
-        left = f", ~{elapsed / ran * (self.total - self.done):.0f}s left" if ran > 0 and frac < 1 else ""
-        return (
-            f"[{'#' * filled}{'.' * (WIDTH - filled)}] {self.done}/{self.total} {self.unit} {frac:.0%} "
-            f"{elapsed:.0f}s{left}" + (f" ({note})" if note else "")
+        from tqdm import tqdm
+
+        return str(
+            tqdm.format_meter(
+                self.done,
+                self.total or None,
+                self.clock() - self.started,
+                unit=f" {self.unit}",
+                initial=self.resumed,  # the rate and the estimate are this run's
+                postfix=note or None,
+                ascii=".#",
+                bar_format=(
+                    f"[{{bar:{WIDTH}}}] {{n_fmt}}/{{total_fmt}} {self.unit} {{percentage:.0f}}% "
+                    "{elapsed}<{remaining}, {rate_noinv_fmt}{postfix}"
+                )
+                if self.total
+                else f"{{n_fmt}} {self.unit} {{elapsed}}, {{rate_noinv_fmt}}{{postfix}}",
+            )
         )
 
     def update(self, n: int = 1, note: str = "") -> None:
