@@ -59,6 +59,8 @@ def test_load_model_is_the_jobs_loader(study):
     assert lm.n_layers == 4 and lm.hidden_size == 32 and lm.chat
     assert repr(lm) == f"LiveModel({lm.spec.model!r}, 4 layers, hidden 32, cpu, chat template)"
     assert not any(p.requires_grad for p in model.parameters()) and not model.training
+    assert lm.chat_format["format"] == "template" and lm.chat_format == lm.fingerprint()["chat_format"]
+    assert list(lm.sites) == ["resid", "attn", "mlp"] and lm.sites["resid"] == "LlamaDecoderLayer"
     with pytest.raises(Exception, match=r"^model.model: '/nonexistent/model' failed to load .*\(fix: "):
         api.load_model("/nonexistent/model")
 

@@ -105,6 +105,31 @@ class LiveModel:
         """Whether prompts are rendered with a chat template (else as plain text after the BOS token)."""
         return bool(getattr(self.tokenizer, "chat_template", None))
 
+    @property
+    def chat_format(self) -> dict[str, Any]:
+        """How prompts are rendered (the chat template's hash, or ``plain``), as cache keys and shard metadata record
+        it (:func:`traitscope.core.chat.chat_format`)."""
+        from .core.chat import chat_format
+
+        return chat_format(self.tokenizer)
+
+    @property
+    def sites(self) -> dict[str, str]:
+        """Where :func:`capture`, :func:`steer` and :func:`ablate` can act in each block: ``resid`` (the block's
+        output) and, where the block has them, ``attn`` and ``mlp`` (the sublayer outputs added to the stream), each
+        with the module it hooks in block 0."""
+        from .core.architecture import SITES, site_module
+        from .core.models import ModelLoadError
+
+        found = {}
+        for site in SITES:
+            try:
+                module = site_module(self.model, 0, site)
+            except ModelLoadError:
+                continue
+            found[site] = type(module).__name__
+        return found
+
     def fingerprint(self) -> dict[str, Any]:
         """The model's identity in cache keys and shard metadata (the capture jobs' own)."""
         return model_fingerprint(self.spec, resolve_model_path(self.spec.model, self.resources_dir), self.tokenizer)
