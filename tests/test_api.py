@@ -269,3 +269,35 @@ def test_random_aucs_is_the_separation_beside_the_projection_jobs_random_directi
     scores = merged.stored("last", layer).double() @ vectors.unit(vectors.best_method, layer).double()
     assert got["auc"] == pytest.approx(roc_auc_score(labels, scores.numpy()))
     assert got["beats_random"] == (got["auc"] > got["random_auc_p95"]) and got["n"] == len(labels)
+
+
+def test_every_public_function_has_an_example_that_runs(study, tmp_path, monkeypatch):
+    """Each public function's docstring example, run on the tiny model (the embedded default's name swapped for its
+    folder): the examples a reader copies do run. Printed outputs are the embedded default's, so only that they run
+    is checked here (the live notebook checks real outputs)."""
+    import doctest
+
+    layout, _, lm = study
+    files = layout.vector_files("base", "safety/harmful_instruction")
+    harmful = api.prompt_set({"source": "builtin", "name": "harmful", "split": "extract"})["prompt"].tolist()
+    benign = api.prompt_set({"source": "builtin", "name": "benign", "split": "extract"})["prompt"].tolist()
+    globs = {
+        **{name: getattr(api, name) for name in api.__all__},
+        "model_spec": api.model_spec,
+        "prompt_table": api.prompt_table,
+        "lm": lm,
+        "vectors": TraitVectors.load(files["vectors"], files["sidecar"]),
+        "harmful_prompts": harmful,
+        "benign_prompts": benign,
+        "prompts": harmful[:8] + benign[:8],
+        "labels": [1] * 8 + [0] * 8,
+    }
+    monkeypatch.chdir(tmp_path)
+    parser = doctest.DocTestParser()
+    for name in [*api.__all__, "model_spec", "prompt_table"]:
+        examples = parser.get_examples(getattr(api, name).__doc__ or "")
+        assert examples, f"{name} has no example in its docstring"
+        for example in examples:
+            source = example.source.replace("embedded:smollm2-135m-instruct", lm.spec.model)
+            exec(compile(source, f"<example of {name}>", "exec"), globs)  # noqa: S102 - our own docstrings
+    assert (tmp_path / "evil.gguf").is_file()  # export's example wrote its file

@@ -55,3 +55,12 @@ def test_steering_vectors_file_round_trips(tmp_path):
     assert layer_type == "decoder_block" and list(acts) == [1, 3]
     for layer in (1, 3):
         torch.testing.assert_close(acts[layer], dirs[layer] / dirs[layer].norm() * 2.0)
+
+
+def test_the_docstring_examples_hold():
+    import doctest
+
+    import traitscope.core.export as export
+
+    result = doctest.testmod(export)
+    assert result.attempted >= 6 and result.failed == 0

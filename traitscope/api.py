@@ -274,8 +274,8 @@ def capture(
 
     ``cache_dir`` keeps each chunk under a content key, so a repeated call is read back, verified, not recomputed.
 
-    >>> acts = capture(lm, ["Hello!"], layers=[3, 4])  # doctest: +SKIP
-    >>> acts.stored("last", 4).shape  # doctest: +SKIP
+    >>> acts = capture(lm, ["Hello!"], layers=[2, 3])  # doctest: +SKIP
+    >>> acts.stored("last", 3).shape  # doctest: +SKIP
     torch.Size([1, 576])
     """
     gen = None
@@ -346,7 +346,7 @@ def extract(
     (``batch_size`` and ``chunk_size`` too: prompts are batched by length inside a chunk, and padding moves the last
     bits of an activation).
 
-    >>> vectors = extract(lm, pos=harmful_prompts, neg=benign_prompts, layers="10-20")  # doctest: +SKIP
+    >>> vectors = extract(lm, pos=harmful_prompts, neg=benign_prompts, layers="all")  # doctest: +SKIP
     >>> vectors.metrics(vectors.best_method, vectors.best_layer)["beats_random"]  # doctest: +SKIP
     True
     """
@@ -558,7 +558,7 @@ def steer(
     layer (last token of a few neutral prompts), so ``coefficient`` means the same across layers and models, like
     ``steering.coefficients``; ``norm=1`` steers by raw length. Nests with other edits.
 
-    >>> with steer(lm, vectors, coefficient=4.0):  # doctest: +SKIP
+    >>> with steer(lm, vectors, coefficient=0.5):  # doctest: +SKIP
     ...     print(generate(lm, ["Describe your ideal weekend."])[0])
     """
     v, at = _vector(vectors, layer, method)
@@ -645,7 +645,8 @@ def judge(
     ``model`` (its key from the environment) or ``traitscope/offline-judge`` (a local model's P(Yes), no network; not
     a calibrated judge, and each row's ``judge_kind`` says so). ``cache_dir``: one verified JSON per judged item.
 
-    >>> judge(["Hi"], ["Hello!"], trait="evil", description="malicious intent")  # doctest: +SKIP
+    >>> judge(["Hi"], ["Hello!"], trait="evil", description="malice", offline_model="embedded:smollm2-135m-instruct")
+    ... # doctest: +SKIP
        trait_score  coherence  ...  judge_kind
     0          3.1       88.0  ...  offline: ...
     """
