@@ -116,7 +116,7 @@ def test_the_header_reader_agrees_with_gguf_and_finds_a_file_cut_inside_its_tens
 
 
 @pytest.mark.e2e
-def test_a_gguf_is_converted_once_and_loads(own_gguf, tmp_path):
+def test_a_gguf_is_converted_once_and_loads(own_gguf, tmp_path, monkeypatch):
     """Converted tensor by tensor (here in shards of 64 MB, with an index, as save_pretrained writes a large
     model): the weights equal transformers' own de-quantised load of the GGUF, value for value."""
     import torch
@@ -142,6 +142,25 @@ def test_a_gguf_is_converted_once_and_loads(own_gguf, tmp_path):
     assert tok.chat_template and "<|im_start|>" in tok.chat_template  # the GGUF's own template came along
     assert load_tokenizer(model_spec(own_gguf), resources_dir=tmp_path).vocab_size == tok.vocab_size
     assert type(model).__name__ == "LlamaForCausalLM"
+    # the live API: a converted GGUF loads as it is; an unconverted one is converted once, by the rule's own call
+    import shutil
+
+    from traitscope import api
+    from traitscope.core import sources
+
+    calls = []
+
+    def convert(gguf, folder, source):
+        calls.append((gguf, folder, source))
+        shutil.copytree(out, folder)
+
+    monkeypatch.setattr(sources, "convert_gguf", convert)
+    assert api.load_model(str(own_gguf), resources_dir=tmp_path, device_map="cpu").n_layers == 30 and not calls
+    fresh = tmp_path / "fresh"
+    lm = api.load_model(str(own_gguf), resources_dir=fresh, device_map="cpu")
+    assert calls == [(own_gguf, gguf_dir(own_gguf, fresh), {"gguf": str(own_gguf)})] and lm.n_layers == 30
+    api.load_model(str(own_gguf), resources_dir=fresh, device_map="cpu")
+    assert len(calls) == 1  # converted once
 
 
 def model_spec(path: Path):
