@@ -200,24 +200,20 @@ def test_ablate_removes_the_direction_at_its_layer(study):
 
 
 def test_judge_is_the_pipelines_judge(study, tiny_model_dir, tmp_path):
-    out = api.judge(
-        ["What is 2+2?"],
-        ["4"],
-        trait="evil",
-        description="malicious intent",
-        offline_model=str(tiny_model_dir),
-        cache_dir=tmp_path,
-    )
+    def ask():
+        return api.judge(
+            ["What is 2+2?"],
+            ["4"],
+            trait="evil",
+            description="malicious intent",
+            offline_model=str(tiny_model_dir),
+            cache_dir=tmp_path,
+        )
+
+    out = ask()
     assert out.columns[:2].tolist() == ["question", "answer"]
     assert 0 <= out["trait_score"].iloc[0] <= 100 and out["judge_kind"].iloc[0].startswith("offline")
-    again = api.judge(
-        ["What is 2+2?"],
-        ["4"],
-        trait="evil",
-        description="malicious intent",
-        offline_model=str(tiny_model_dir),
-        cache_dir=tmp_path,
-    )
+    again = ask()
     assert bool(again["cached"].iloc[0]) and again["trait_score"].iloc[0] == out["trait_score"].iloc[0]
 
 

@@ -9,13 +9,7 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 from .core.errors import ConfigError, TraitscopeError, __version__, first_line
 
-__all__ = [
-    "ConfigError",
-    "TraitscopeError",
-    "__version__",
-    "first_line",
-    "open_results",
-    # the live-model API (traitscope.api), imported on first use so that ``import traitscope`` stays light
+API = (
     "LiveModel",
     "load_model",
     "prompt_set",
@@ -28,12 +22,14 @@ __all__ = [
     "generate",
     "judge",
     "export",
-]
-_API = frozenset(__all__[5:])
+)
+"""The live-model API (:mod:`traitscope.api`, whose ``__all__`` this is), imported on first use so that
+``import traitscope`` stays light."""
+__all__ = ["ConfigError", "TraitscopeError", "__version__", "first_line", "open_results", *API]
 
 
 def __getattr__(name: str):  # noqa: ANN202
-    if name in _API:
+    if name in API:
         from . import api
 
         return getattr(api, name)

@@ -36,6 +36,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from . import API
 from .core.artifacts import ActivationShard, TraitVectors
 from .core.capture import capture_prompts, model_fingerprint
 from .core.dims import context_length
@@ -50,20 +51,7 @@ from .core.steering import BATCH_SIZE, Ablate, Steer, generate_steered
 from .core.sweep import layer_norms
 from .core.traits import contrast_from_tables
 
-__all__ = [
-    "LiveModel",
-    "load_model",
-    "prompt_set",
-    "capture",
-    "extract",
-    "project",
-    "random_aucs",
-    "steer",
-    "ablate",
-    "generate",
-    "judge",
-    "export",
-]
+__all__ = list(API)
 
 Prompts = Sequence[str] | pd.DataFrame
 """Prompts: a list of user turns, or a prompt table (``id``, ``prompt`` and optionally ``system``, ``prefill``,
@@ -393,13 +381,27 @@ def extract(
     return vectors
 
 
-def _vector(vectors: TraitVectors | torch.Tensor, layer: int | None, method: str | None) -> tuple[torch.Tensor, int]:
+def _vector(
+    vectors: TraitVectors | torch.Tensor, layer: int | None, method: str | None, site: str | None
+) -> tuple[torch.Tensor, int, str]:
+    """(vector, layer, site) of an edit: a trait's chosen layer, method and own site unless given."""
     if isinstance(vectors, TraitVectors):
         at = vectors.best_layer if layer is None else int(layer)
-        return vectors.get(method or vectors.best_method, at), at
+        return vectors.get(method or vectors.best_method, at), at, site or vectors.site
     if layer is None:
         raise ValueError("a bare tensor needs its layer (fix: steer(lm, v, layer=12, ...))")
-    return vectors.detach().float(), int(layer)
+    return vectors.detach().float(), int(layer), site or "resid"
+
+
+@contextlib.contextmanager
+def _active(lm: LiveModel, edit: Steer | Ablate) -> Iterator[Any]:
+    """``edit``'s hook on while the block runs, and the edit in ``lm.edits`` so that :func:`generate` resets it."""
+    with edit:
+        lm.edits.append(edit)
+        try:
+            yield edit
+        finally:
+            lm.edits.remove(edit)
 
 
 def project(
@@ -449,17 +451,15 @@ def project(
     for t in traits:
         pos = position or t.position
         for layer in wanted[t.trait]:
-            x, ok = acts.pooled(pos, layer, t.site)
-            x = x.astype(np.float64)
+            pooled, ok = acts.pooled(pos, layer, t.site)
+            x = pooled[ok].astype(np.float64)
             ids = np.asarray(acts.ids)[ok]
             band = None
             if random_directions:
                 dirs = baseline_directions(random_directions, x.shape[1], seed, layer).astype(np.float64)
-                rand = x[ok] @ dirs.T
-                band = np.percentile(rand, [5, 95], axis=1)
+                band = np.percentile(x @ dirs.T, [5, 95], axis=1)
             for method in methods or [t.best_method]:
-                u = t.unit(method, layer).double().numpy()
-                s = x[ok] @ u
+                s = x @ t.unit(method, layer).double().numpy()
                 frame = pd.DataFrame(
                     {"id": ids, "trait": t.trait, "method": method, "layer": layer, "position": pos, "score": s}
                 )
@@ -561,16 +561,9 @@ def steer(
     >>> with steer(lm, vectors, coefficient=0.5):  # doctest: +SKIP
     ...     print(generate(lm, ["Describe your ideal weekend."])[0])
     """
-    v, at = _vector(vectors, layer, method)
-    where = site or (vectors.site if isinstance(vectors, TraitVectors) else "resid")
-    unit = _norm(lm, at, where, norm)
-    edit = Steer(lm.model, at, v, coefficient * unit, positions, where)
-    with edit:
-        lm.edits.append(edit)
-        try:
-            yield edit
-        finally:
-            lm.edits.remove(edit)
+    v, at, where = _vector(vectors, layer, method, site)
+    with _active(lm, Steer(lm.model, at, v, coefficient * _norm(lm, at, where, norm), positions, where)) as edit:
+        yield edit
 
 
 @contextlib.contextmanager
@@ -590,15 +583,9 @@ def ablate(
     >>> with ablate(lm, vectors):  # doctest: +SKIP
     ...     acts = capture(lm, ["Hello"], layers=[vectors.best_layer])
     """
-    v, at = _vector(vectors, layer, method)
-    where = site or (vectors.site if isinstance(vectors, TraitVectors) else "resid")
-    edit = Ablate(lm.model, at, v, strength, positions, where)
-    with edit:
-        lm.edits.append(edit)
-        try:
-            yield edit
-        finally:
-            lm.edits.remove(edit)
+    v, at, where = _vector(vectors, layer, method, site)
+    with _active(lm, Ablate(lm.model, at, v, strength, positions, where)) as edit:
+        yield edit
 
 
 def generate(
